@@ -1,0 +1,37 @@
+# shopflow — the README's commands. Everything runs from the locked environment in .venv.
+SHELL := /bin/bash
+PY := .venv/bin/python
+APT_PACKAGES := postgresql mariadb-server mariadb-client libpostgresql-jdbc-java libmariadb-java openjdk-17-jre-headless iproute2
+SCALE ?=
+
+.PHONY: install up down status test bench airflow
+
+## install: Debian packages and the locked Python environment (idempotent, fast when done)
+install:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@command -v uv >/dev/null || python3 -m pip install -q uv
+	@uv sync --frozen --quiet
+
+## up: start the whole local stack, load data, run the DAGs once, print URLs
+up: install
+	@$(PY) -m shopflow.stack up
+
+## down: stop everything this checkout started
+down:
+	@if [ -x $(PY) ]; then $(PY) -m shopflow.stack down; else echo "nothing to stop (no .venv)"; fi
+
+## status: each service, its state, port and pid
+status:
+	@$(PY) -m shopflow.stack status
+
+## test: the whole suite; starts the servers it needs and stops what it started
+test: install
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+## airflow: the airflow CLI with the stack's environment, e.g. make airflow ARGS="dags list"
+airflow:
+	@$(PY) -m shopflow.stack airflow $(ARGS)

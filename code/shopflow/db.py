@@ -1,0 +1,61 @@
+"""Connections to the two databases and schema application (the only DB plumbing shared by all modules)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import mysql.connector
+import psycopg2
+
+import postgresdb
+from shopflow.config import Settings
+
+
+@contextmanager
+def pg_connection(settings: Settings, autocommit: bool = False) -> Iterator["psycopg2.extensions.connection"]:
+    conn = psycopg2.connect(settings.postgres_dsn, options="-c timezone=UTC")
+    conn.autocommit = autocommit
+    try:
+        yield conn
+        if not autocommit:
+            conn.commit()
+    except BaseException:
+        if not autocommit:
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+@contextmanager
+def mysql_connection(settings: Settings, autocommit: bool = False, **overrides) -> Iterator:
+    args = settings.mysql_connect_args() | overrides
+    conn = mysql.connector.connect(**args, autocommit=autocommit, time_zone="+00:00")
+    try:
+        yield conn
+        if not autocommit:
+            conn.commit()
+    except BaseException:
+        if not autocommit:
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def apply_postgres_schema(settings: Settings) -> None:
+    """Create schema `source`, the 7 tables and their change tracking (idempotent)."""
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        # Serialize concurrent appliers (datagen and tests may race at start-up).
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('shopflow.schema'))")
+        for statement in postgresdb.postgres_ddl(settings.POSTGRES_SCHEMA):
+            cur.execute(statement)
+
+
+def apply_mysql_schema(settings: Settings) -> None:
+    """Create the 7 replica tables in MySQL/MariaDB (idempotent)."""
+    with mysql_connection(settings, autocommit=True) as conn:
+        cur = conn.cursor()
+        for statement in postgresdb.mysql_ddl():
+            cur.execute(statement)
+        cur.close()

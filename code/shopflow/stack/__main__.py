@@ -1,0 +1,57 @@
+"""`python -m shopflow.stack up|down|status|ensure GROUP...|airflow ARGS...` (driven by the Makefile)."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from shopflow.config import SettingsError, get_settings
+from shopflow.stack import manager
+from shopflow.stack.services import GROUPS, VENV_BIN, airflow_env, base_env
+from shopflow.stack.up import up
+
+
+def status(settings) -> int:
+    rows = manager.status_rows(settings)
+    print(f"{'service':22} {'state':12} {'port(s)':12} pid")
+    for name, state, ports, pid in rows:
+        print(f"{name:22} {state:12} {ports:12} {pid}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shopflow.stack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="install-free start of everything, data, DAG runs (what `make up` does)")
+    sub.add_parser("down", help="stop every service this checkout started")
+    sub.add_parser("status", help="each service, its state, port(s) and pid")
+    ensure = sub.add_parser("ensure", help="start only these service groups (and their dependencies)")
+    ensure.add_argument("groups", nargs="+", choices=GROUPS)
+    passthrough = sub.add_parser("airflow", help="run the airflow CLI with the stack's environment")
+    passthrough.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+        if args.command == "up":
+            return up(settings)
+        if args.command == "down":
+            manager.down(settings)
+            return 0
+        if args.command == "status":
+            return status(settings)
+        if args.command == "ensure":
+            manager.ensure(settings, args.groups)
+            return 0
+        env = os.environ | airflow_env(settings)
+        return subprocess.call([str(VENV_BIN / "airflow"), *args.args], env=env)
+    except SettingsError as error:
+        print(f"shopflow: bad setting: {error}", file=sys.stderr)
+        return 2
+    except (manager.StackError, RuntimeError) as error:
+        print(f"shopflow: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Airflow's REST API (v2) as `make up` uses it: log in, unpause and trigger the project's DAGs, wait for runs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from shopflow.config import PROJECT_ROOT, Settings
+from shopflow.stack.services import VENV_BIN, airflow_env
+
+DAGS_DIR = PROJECT_ROOT / "code" / "airflow" / "dags"
+
+
+class AirflowClient:
+    def __init__(self, settings: Settings):
+        self.base = f"http://127.0.0.1:{settings.AIRFLOW_PORT}"
+        self.token = self._login(settings.AIRFLOW_ADMIN_USER, settings.AIRFLOW_ADMIN_PASSWORD)
+
+    def _login(self, user: str, password: str) -> str:
+        return self.call("POST", "/auth/token", {"username": user, "password": password}, auth=False)["access_token"]
+
+    def call(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            raise RuntimeError(f"Airflow API {method} {path}: {error.code} {error.read()[:300]!r}") from None
+
+    def dags(self) -> dict[str, dict]:
+        return {d["dag_id"]: d for d in self.call("GET", "/api/v2/dags?limit=100")["dags"]}
+
+    def unpause(self, dag_id: str) -> None:
+        self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def trigger(self, dag_id: str) -> str:
+        return self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=5")["dag_runs"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+
+def project_dag_ids() -> list[str]:
+    """DAG ids declared in code/airflow/dags (file stem = dag id, by convention)."""
+    return sorted(p.stem for p in Path(DAGS_DIR).glob("*.py") if not p.name.startswith("_"))
+
+
+def reserialize(settings: Settings) -> None:
+    # On a fresh metadata DB unpause/list silently do nothing until DAGs are serialized (PLATFORM.md).
+    subprocess.run([str(VENV_BIN / "airflow"), "dags", "reserialize"], env=airflow_env(settings),
+                   capture_output=True, check=True)
+
+
+def wait_for_dags(client: AirflowClient, dag_ids: list[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while missing := [d for d in dag_ids if d not in client.dags()]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Airflow did not load DAG(s) {missing}; run `make airflow ARGS='dags list-import-errors'`")
+        time.sleep(3)
+
+
+def wait_for_run(client: AirflowClient, dag_id: str, run_id: str, timeout: float) -> str:
+    deadline, state = time.monotonic() + timeout, "queued"
+    while state not in ("success", "failed") and time.monotonic() < deadline:
+        time.sleep(5)
+        state = client.run_state(dag_id, run_id)
+    return state

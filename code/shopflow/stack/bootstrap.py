@@ -1,0 +1,129 @@
+"""First-start work for the local servers: data directories, roles, databases, Airflow's metadata DB.
+
+Everything is idempotent: a second `make up` finds the work done and skips it.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+from shopflow.config import Settings
+from shopflow.stack.services import VENV_BIN, airflow_env, pg_bin_dir
+
+
+def _chown_dir(path: Path, user: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.chown(path, user, user)
+
+
+def _run(command: list[str], log: Path, what: str, env: dict | None = None) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"{what} failed (exit {result.returncode}); last lines of {log}:\n{tail}")
+
+
+def init_postgres(settings: Settings) -> bool:
+    data = settings.state_dir / "postgres"
+    if (data / "PG_VERSION").exists():
+        return False
+    _chown_dir(data, "postgres")
+    initdb = [str(pg_bin_dir() / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
+              "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256"]
+    # initdb refuses to run as root (PLATFORM.md): run it as the postgres system user.
+    _run(["su", "postgres", "-s", "/bin/sh", "-c", " ".join(initdb)],
+         settings.state_dir / "logs" / "postgres-init.log", "initdb")
+    return True
+
+
+def init_mariadb(settings: Settings) -> bool:
+    data = settings.state_dir / "mariadb"
+    if (data / "mysql").exists():
+        return False
+    _chown_dir(data, "mysql")
+    _run(["mariadb-install-db", "--user=mysql", f"--datadir={data}", "--auth-root-authentication-method=socket",
+          "--skip-test-db"], settings.state_dir / "logs" / "mariadb-init.log", "mariadb-install-db")
+    return True
+
+
+def pg_superuser(settings: Settings, dbname: str = "postgres"):
+    """Superuser over the Unix socket in the data dir (trust auth there; TCP needs passwords)."""
+    conn = psycopg2.connect(host=str(settings.state_dir / "postgres"), port=settings.POSTGRES_PORT,
+                            user="postgres", dbname=dbname)
+    conn.autocommit = True
+    return conn
+
+
+def _pg_role_and_db(cur, user: str, password: str, database: str) -> None:
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
+    verb = "ALTER" if cur.fetchone() else "CREATE"
+    cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(password)))
+    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+    if not cur.fetchone():
+        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8'").format(
+            sql.Identifier(database), sql.Identifier(user)))
+
+
+def bootstrap_postgres(settings: Settings) -> None:
+    conn = pg_superuser(settings)
+    try:
+        with conn.cursor() as cur:
+            _pg_role_and_db(cur, settings.POSTGRES_USER, settings.POSTGRES_PASSWORD, settings.POSTGRES_DB)
+            _pg_role_and_db(cur, settings.AIRFLOW_DB_USER, settings.AIRFLOW_DB_PASSWORD, settings.AIRFLOW_DB)
+    finally:
+        conn.close()
+
+
+def _mysql_literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def mariadb_root(settings: Settings, statements: str) -> str:
+    """Run SQL as root over the socket (unix_socket auth: root of this machine only)."""
+    socket = settings.state_dir / "mariadb" / "mariadb.sock"
+    result = subprocess.run(["mariadb", f"--socket={socket}", "-u", "root", "--batch", "--skip-column-names"],
+                            input=statements, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"MariaDB bootstrap failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def bootstrap_mariadb(settings: Settings) -> None:
+    # Identifiers are validated by Settings as plain identifiers; the password goes in as an escaped literal.
+    user, db = settings.MYSQL_USER, settings.MYSQL_DATABASE
+    password = _mysql_literal(settings.MYSQL_PASSWORD)
+    mariadb_root(settings, f"""
+CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY {password};
+ALTER USER '{user}'@'%' IDENTIFIED BY {password};
+GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%';
+FLUSH PRIVILEGES;
+""")
+
+
+def init_airflow(settings: Settings) -> bool:
+    """Passwords file, JWT secret and `airflow db migrate` (skipped when this Airflow version already migrated)."""
+    home = settings.state_dir / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "passwords.json").write_text(json.dumps({settings.AIRFLOW_ADMIN_USER: settings.AIRFLOW_ADMIN_PASSWORD}))
+    secret = home / "jwt_secret"
+    if not secret.exists():
+        secret.write_text(secrets.token_urlsafe(32))
+    import airflow
+
+    stamp = home / "migrated.stamp"
+    marker = f"{airflow.__version__} {settings.AIRFLOW_DB}@{settings.POSTGRES_PORT}"
+    if stamp.exists() and stamp.read_text() == marker:
+        return False
+    _run([str(VENV_BIN / "airflow"), "db", "migrate"], settings.state_dir / "logs" / "airflow-migrate.log",
+         "airflow db migrate", env=airflow_env(settings))
+    stamp.write_text(marker)
+    return True

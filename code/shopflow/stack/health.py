@@ -1,0 +1,88 @@
+"""Is a service ready? One probe per service group, and who holds a port when it is not us."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import urllib.request
+
+from shopflow.config import Settings
+from shopflow.stack.bootstrap import mariadb_root, pg_superuser
+from shopflow.stack.services import kafka_host_port
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def port_owner(port: int) -> str:
+    """`ss` names the process listening on a port (pid and command) when it can."""
+    try:
+        out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return "unknown process"
+    return out.split("users:")[-1].strip() if "users:" in out else "unknown process"
+
+
+def _get_json(url: str, timeout: float = 3.0):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def postgres_ready(settings: Settings) -> bool:
+    conn = pg_superuser(settings)
+    conn.close()
+    return True
+
+
+def mariadb_ready(settings: Settings) -> bool:
+    return mariadb_root(settings, "SELECT 1;").strip() == "1"
+
+
+def kafka_ready(settings: Settings) -> bool:
+    from kafka import KafkaAdminClient
+
+    host, port = kafka_host_port(settings)
+    if not port_open(port, host):
+        return False
+    admin = KafkaAdminClient(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS, request_timeout_ms=3000)
+    try:
+        admin.list_topics()
+        return True
+    finally:
+        admin.close()
+
+
+def spark_alive_workers(settings: Settings) -> int:
+    state = _get_json(f"http://127.0.0.1:{settings.SPARK_MASTER_UI_PORT}/json/")
+    return sum(1 for worker in state.get("workers", []) if worker.get("state") == "ALIVE")
+
+
+def spark_ready(settings: Settings) -> bool:
+    return spark_alive_workers(settings) >= settings.SPARK_WORKERS
+
+
+def airflow_health(settings: Settings) -> dict:
+    return _get_json(f"http://127.0.0.1:{settings.AIRFLOW_PORT}/api/v2/monitor/health")
+
+
+def airflow_ready(settings: Settings) -> bool:
+    health = airflow_health(settings)
+    parts = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+    return all(health.get(part, {}).get("status") == "healthy" for part in parts)
+
+
+PROBES = {"postgres": postgres_ready, "mariadb": mariadb_ready, "kafka": kafka_ready,
+          "spark": spark_ready, "airflow": airflow_ready}
+
+
+def probe(group: str, settings: Settings) -> bool:
+    check = PROBES.get(group)
+    if check is None:
+        return True
+    try:
+        return bool(check(settings))
+    except Exception:  # a probe failing to connect just means "not ready yet"
+        return False

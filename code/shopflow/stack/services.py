@@ -5,6 +5,7 @@ anything; `supervisor.py` does.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -68,9 +69,14 @@ def kafka_host_port(settings: Settings) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Every setting as an environment variable, so DAG files and spark-submitted jobs see the same values."""
+    return {f.name: str(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
+
+
 def base_env(settings: Settings) -> dict[str, str]:
-    """What every process of ours needs: the venv first on PATH, Java, Spark, the project's Python."""
-    return {
+    """What every process of ours needs: the settings, the venv first on PATH, Java, Spark, the project's Python."""
+    return settings_env(settings) | {
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}",
         "JAVA_HOME": java_home(),
         "SPARK_HOME": str(spark_home()),

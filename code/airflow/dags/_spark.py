@@ -1,0 +1,33 @@
+"""What every shopflow DAG shares: default args and the spark-submit task for one of our jobs.
+
+Settings reach Airflow as environment variables (the local stack exports every .env key; compose uses env_file).
+This module imports Airflow only: no pyspark, no database call at parse time.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+JOBS_DIR = Path(__file__).resolve().parents[2] / "shopflow" / "jobs"
+START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
+
+
+def setting(key: str, default: str) -> str:
+    return os.environ.get(key, default)
+
+
+def spark_job(task_id: str, job: str, application_args: list[str] | None = None, **kwargs) -> SparkSubmitOperator:
+    """A client-mode spark-submit of code/shopflow/jobs/<job>.py on the cluster behind `spark_default`."""
+    jars = ",".join([setting("POSTGRES_JDBC_JAR", "/usr/share/java/postgresql.jar"),
+                     setting("MYSQL_JDBC_JAR", "/usr/share/java/mariadb-java-client.jar")])
+    conf = {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": "1",
+            "spark.executor.memory": setting("SPARK_EXECUTOR_MEMORY", "1g"),
+            "spark.cores.max": str(int(setting("SPARK_WORKERS", "3")) * int(setting("SPARK_WORKER_CORES", "1")))}
+    return SparkSubmitOperator(
+        task_id=task_id, application=str(JOBS_DIR / f"{job}.py"), conn_id="spark_default", name=f"shopflow-{job}",
+        jars=jars, conf=conf, driver_memory=setting("SPARK_DRIVER_MEMORY", "1g"),
+        application_args=application_args or [], deploy_mode="client", **kwargs)

@@ -1,0 +1,73 @@
+"""`pipeline_runs` in MySQL: one row per job run (or per table / per micro-batch), written by every job."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from shopflow.config import Settings
+from shopflow.db import mysql_connection
+
+PIPELINE_RUNS_DDL = """CREATE TABLE IF NOT EXISTS pipeline_runs (
+    run_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    job VARCHAR(64) NOT NULL,
+    table_name VARCHAR(64) NULL,
+    mode VARCHAR(16) NULL,
+    started_at DATETIME(6) NOT NULL,
+    finished_at DATETIME(6) NULL,
+    seconds DECIMAL(12,3) NULL,
+    rows_read BIGINT NULL,
+    rows_written BIGINT NULL,
+    rows_deleted BIGINT NULL,
+    rows_rejected BIGINT NULL,
+    checksum VARCHAR(64) NULL,
+    status VARCHAR(16) NOT NULL,
+    detail TEXT NULL,
+    KEY ix_pipeline_runs_job_started (job, started_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
+
+_COLUMNS = ("job", "table_name", "mode", "started_at", "finished_at", "seconds", "rows_read", "rows_written",
+            "rows_deleted", "rows_rejected", "checksum", "status", "detail")
+
+
+@dataclass
+class RunRecord:
+    job: str
+    table_name: str | None = None
+    mode: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(tzinfo=None))
+    finished_at: datetime | None = None
+    seconds: float | None = None
+    rows_read: int | None = None
+    rows_written: int | None = None
+    rows_deleted: int | None = None
+    rows_rejected: int | None = None
+    checksum: str | None = None
+    status: str = "running"
+    detail: str | None = None
+
+
+def record_run(settings: Settings, record: RunRecord) -> None:
+    with mysql_connection(settings) as conn:
+        cur = conn.cursor()
+        cur.execute(PIPELINE_RUNS_DDL)
+        cur.execute(f"INSERT INTO pipeline_runs ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})",
+                    tuple(getattr(record, c) for c in _COLUMNS))
+        cur.close()
+
+
+@contextmanager
+def tracked_run(settings: Settings, job: str, **fields):
+    """Yields a RunRecord to fill in; writes it with status ok/failed, duration and the error on the way out."""
+    record, start = RunRecord(job=job, **fields), time.monotonic()
+    try:
+        yield record
+        record.status = "ok" if record.status == "running" else record.status
+    except BaseException as error:
+        record.status, record.detail = "failed", f"{type(error).__name__}: {error}"[:2000]
+        raise
+    finally:
+        record.finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        record.seconds = round(time.monotonic() - start, 3)
+        record_run(settings, record)

@@ -1,0 +1,88 @@
+"""Session fixtures shared by every test.
+
+Server fixtures (`postgres`, `mysql`, `kafka`, `spark_cluster`, `airflow`) start the local services they need through
+`shopflow.stack` (reusing running ones) and stop, at the end of the session, only what they started.
+`spark` is one local SparkSession (JDBC drivers on its classpath) shared by all tests of the process.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from shopflow.config import get_settings
+from shopflow.stack import manager, supervisor
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("TZ", "UTC")
+
+_STARTED: list[str] = []
+_DAEMON_WAS_RUNNING: list[bool] = []
+
+
+def _ensure(settings, *groups):
+    if not _DAEMON_WAS_RUNNING:
+        _DAEMON_WAS_RUNNING.append(supervisor.is_running(settings))
+    _STARTED.extend(manager.ensure(settings, groups))
+    return settings
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _DAEMON_WAS_RUNNING:
+        return
+    settings = get_settings()
+    if not _DAEMON_WAS_RUNNING[0]:
+        supervisor.shutdown(settings)  # the tests started supervisord: stop it and everything under it
+    else:
+        manager.stop(settings, _STARTED)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def postgres(settings):
+    """Postgres running, roles, database and schema `source` applied; yields Settings."""
+    return _ensure(settings, "postgres")
+
+
+@pytest.fixture(scope="session")
+def mysql(settings):
+    """MariaDB running with `mysql_db`, its user and the replica tables; yields Settings."""
+    return _ensure(settings, "mariadb")
+
+
+@pytest.fixture(scope="session")
+def kafka(settings):
+    return _ensure(settings, "kafka")
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(settings):
+    """The standalone master + workers (for spark-submit / end-to-end tests)."""
+    return _ensure(settings, "spark")
+
+
+@pytest.fixture(scope="session")
+def airflow(settings):
+    return _ensure(settings, "airflow")
+
+
+@pytest.fixture(scope="session")
+def spark(settings):
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("shopflow-tests")
+               .config("spark.jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.shuffle.partitions", "4")
+               .config("spark.ui.enabled", "false")
+               .config("spark.driver.memory", "1g")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("WARN")
+    yield session
+    session.stop()

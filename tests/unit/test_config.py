@@ -1,0 +1,76 @@
+import dataclasses
+
+import pytest
+
+from shopflow.config import Settings, SettingsError, load_settings, read_env_file
+
+
+def test_env_file_defaults_match_the_brief(tmp_path):
+    settings = load_settings(env={}, env_file=None)
+    assert (settings.POSTGRES_PORT, settings.POSTGRES_DB, settings.POSTGRES_USER) == (5432, "postgres_db", "db_user")
+    assert (settings.MYSQL_PORT, settings.MYSQL_DATABASE, settings.KAFKA_TOPIC) == (3306, "mysql_db", "users-data")
+    assert (settings.DATAGEN_USERS, settings.DATAGEN_PRODUCTS, settings.DATAGEN_ORDERS) == (500, 800, 3000)
+    assert (settings.DATAGEN_DETAILS_MIN, settings.DATAGEN_DETAILS_MAX) == (1, 10)
+    assert (settings.DATAGEN_CATEGORIES, settings.DATAGEN_REVIEWS, settings.DATAGEN_LOYALTY_POINTS) == (20, 2000, 3000)
+    assert settings.KAFKA_EVENT_INTERVAL_SECONDS == 5.0
+    assert settings.SPARK_MASTER_URL == "spark://127.0.0.1:7077" and settings.SPARK_MASTER_UI_PORT == 8081
+    assert settings.postgres_jdbc_url == "jdbc:postgresql://127.0.0.1:5432/postgres_db?currentSchema=source"
+    assert settings.mysql_jdbc_url == "jdbc:mysql://127.0.0.1:3306/mysql_db"
+
+
+def test_every_env_file_key_is_a_setting():
+    from shopflow.config import PROJECT_ROOT
+
+    keys = set(read_env_file(PROJECT_ROOT / ".env"))
+    assert keys <= {f.name for f in dataclasses.fields(Settings)}
+
+
+def test_process_environment_overrides_env_file(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("POSTGRES_PORT=6000\nKAFKA_TOPIC=from-file\n")
+    settings = load_settings(env={"POSTGRES_PORT": "7000"}, env_file=env_file)
+    assert settings.POSTGRES_PORT == 7000
+    assert settings.KAFKA_TOPIC == "from-file"
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("POSTGRES_PORT", "abc", "POSTGRES_PORT='abc': expected a whole number"),
+    ("MYSQL_PORT", "70000", "MYSQL_PORT='70000': a port must be between 1 and 65535"),
+    ("DATAGEN_USERS", "-5", "DATAGEN_USERS='-5': must not be negative"),
+    ("KAFKA_EVENT_INTERVAL_SECONDS", "0", "KAFKA_EVENT_INTERVAL_SECONDS='0': must be greater than 0"),
+    ("POSTGRES_SCHEMA", "source; drop", "POSTGRES_SCHEMA='source; drop': expected a plain SQL identifier"),
+    ("SPARK_MASTER_URL", "http://x", "SPARK_MASTER_URL='http://x'"),
+    ("SPARK_WORKER_MEMORY", "lots", "SPARK_WORKER_MEMORY='lots'"),
+])
+def test_bad_value_fails_with_one_line_naming_the_key(key, value, fragment):
+    with pytest.raises(SettingsError) as error:
+        load_settings(env={key: value}, env_file=None)
+    message = str(error.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_details_range_is_checked():
+    with pytest.raises(SettingsError, match="DATAGEN_DETAILS_MIN"):
+        load_settings(env={"DATAGEN_DETAILS_MIN": "11"}, env_file=None)
+
+
+def test_malformed_env_line_names_the_line(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nPOSTGRES_PORT=1\nthis is not a setting\n")
+    with pytest.raises(SettingsError, match="line 3"):
+        load_settings(env={}, env_file=env_file)
+
+
+def test_cli_prints_one_line_and_exits_2(monkeypatch, capsys):
+    from shopflow.config import get_settings
+    from shopflow.stack.__main__ import main
+
+    get_settings.cache_clear()
+    monkeypatch.setenv("MYSQL_PORT", "not-a-port")
+    try:
+        assert main(["status"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "MYSQL_PORT" in err

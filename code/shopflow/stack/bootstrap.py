@@ -97,6 +97,7 @@ def mariadb_root(settings: Settings, statements: str) -> str:
 
 
 def bootstrap_mariadb(settings: Settings) -> None:
+    # Tests build scratch databases named test_*, so the app user may create those too.
     # Identifiers are validated by Settings as plain identifiers; the password goes in as an escaped literal.
     user, db = settings.MYSQL_USER, settings.MYSQL_DATABASE
     password = _mysql_literal(settings.MYSQL_PASSWORD)
@@ -105,6 +106,7 @@ CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY {password};
 ALTER USER '{user}'@'%' IDENTIFIED BY {password};
 GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%';
+GRANT ALL PRIVILEGES ON `test\\_%`.* TO '{user}'@'%';
 FLUSH PRIVILEGES;
 """)
 

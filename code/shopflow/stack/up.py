@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 
 from shopflow.config import Settings
 from shopflow.stack import airflow_api, manager
@@ -19,8 +21,34 @@ def _generate_data(settings: Settings) -> None:
             raise manager.StackError(f"the Postgres data generator failed (exit {result.returncode})")
 
 
+# Streaming first, so the users it brings in reach MySQL in the same `make up`.
+DAG_ORDER = ("kafka_to_postgres_streaming", "replicate_postgres_to_mysql")
+
+
+def _trigger_and_wait(client, dag_id: str) -> str:
+    with step(f"run DAG {dag_id}"):
+        run_id = client.trigger(dag_id)
+        state = airflow_api.wait_for_run(client, dag_id, run_id, DAG_TIMEOUT_S)
+        print(f"  {dag_id} {run_id}: {state}", flush=True)
+    return state
+
+
+def _wait_asset_runs(client, dag_id: str, since: str) -> str:
+    """An Asset-scheduled DAG starts by itself after its producer: wait for the run that follows ours."""
+    with step(f"wait for DAG {dag_id} (scheduled by the Asset its producer updated)"):
+        deadline = time.monotonic() + DAG_TIMEOUT_S
+        while time.monotonic() < deadline:
+            runs = [r for r in client.runs(dag_id) if (r.get("run_after") or "") >= since]
+            if runs and runs[0]["state"] in ("success", "failed"):
+                print(f"  {dag_id} {runs[0]['dag_run_id']}: {runs[0]['state']}", flush=True)
+                return runs[0]["state"]
+            time.sleep(5)
+    return "timed out"
+
+
 def _run_dags(settings: Settings) -> None:
-    dag_ids = airflow_api.project_dag_ids()
+    dag_ids = sorted(airflow_api.project_dag_ids(), key=lambda d: (d not in DAG_ORDER, DAG_ORDER.index(d)
+                                                                      if d in DAG_ORDER else 0, d))
     if not dag_ids:
         print("  no DAGs in code/airflow/dags yet: nothing to run", flush=True)
         return
@@ -28,17 +56,14 @@ def _run_dags(settings: Settings) -> None:
         airflow_api.reserialize(settings)
         client = airflow_api.AirflowClient(settings)
         airflow_api.wait_for_dags(client, dag_ids)
-    failed = []
+    since = datetime.now(timezone.utc).isoformat()
+    dags = client.dags()
+    asset_driven = [d for d in dag_ids if "asset" in (dags[d].get("timetable_summary") or "").lower()]
     for dag_id in dag_ids:
         client.unpause(dag_id)
-        if client.dags()[dag_id].get("timetable_summary", "").lower().startswith("asset"):
-            continue  # runs by itself when the Asset it waits for is updated
-        with step(f"run DAG {dag_id}"):
-            run_id = client.trigger(dag_id)
-            state = airflow_api.wait_for_run(client, dag_id, run_id, DAG_TIMEOUT_S)
-            print(f"  {dag_id} {run_id}: {state}", flush=True)
-            if state != "success":
-                failed.append(dag_id)
+    states = {d: _trigger_and_wait(client, d) for d in dag_ids if d not in asset_driven}
+    states |= {d: _wait_asset_runs(client, d, since) for d in asset_driven}
+    failed = [d for d, state in states.items() if state != "success"]
     if failed:
         raise manager.StackError(f"DAG run(s) did not succeed: {', '.join(failed)}; see the Airflow UI for task logs")
 

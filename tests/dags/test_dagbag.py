@@ -1,0 +1,47 @@
+"""Every DAG file in code/airflow/dags imports cleanly and follows the project's DAG conventions."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from shopflow.stack.airflow_api import DAGS_DIR, project_dag_ids
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_DIR))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_every_dag_file_defines_the_dag_named_after_it(dagbag):
+    assert sorted(dagbag.dags) == project_dag_ids()
+
+
+@pytest.mark.parametrize("dag_id", project_dag_ids())
+def test_dag_conventions(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.tags, f"{dag_id} has no tags"
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.tasks, f"{dag_id} has no tasks"
+    for task in dag.tasks:
+        assert task.retries >= 2, f"{dag_id}.{task.task_id} retries={task.retries}"
+
+
+@pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)
+def test_dag_files_stay_thin(path: Path):
+    """No pyspark, database client or project library import in a DAG file: parsing must stay cheap."""
+    forbidden = ("pyspark", "psycopg2", "mysql", "kafka", "shopflow", "datagen")
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            assert not name.split(".")[0] in forbidden, f"{path.name} imports {name}"

@@ -5,7 +5,6 @@ Everything is idempotent: a second `make up` finds the work done and skips it.
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -112,13 +111,10 @@ FLUSH PRIVILEGES;
 
 
 def init_airflow(settings: Settings) -> bool:
-    """Passwords file, JWT secret and `airflow db migrate` (skipped when this Airflow version already migrated)."""
+    """Passwords file and `airflow db migrate` (skipped when this Airflow version already migrated)."""
     home = settings.state_dir / "airflow"
     home.mkdir(parents=True, exist_ok=True)
     (home / "passwords.json").write_text(json.dumps({settings.AIRFLOW_ADMIN_USER: settings.AIRFLOW_ADMIN_PASSWORD}))
-    secret = home / "jwt_secret"
-    if not secret.exists():
-        secret.write_text(secrets.token_urlsafe(32))
     import airflow
 
     stamp = home / "migrated.stamp"

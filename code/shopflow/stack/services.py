@@ -91,7 +91,6 @@ def base_env(settings: Settings) -> dict[str, str]:
 def airflow_env(settings: Settings) -> dict[str, str]:
     home = settings.state_dir / "airflow"
     master_host, master_port = spark_master_host_port(settings)
-    secret = (home / "jwt_secret").read_text().strip() if (home / "jwt_secret").exists() else "unset"
     db = (f"postgresql+psycopg2://{settings.AIRFLOW_DB_USER}:{settings.AIRFLOW_DB_PASSWORD}"
           f"@{settings.POSTGRES_HOST}:{settings.POSTGRES_PORT}/{settings.AIRFLOW_DB}")
     api = f"http://127.0.0.1:{settings.AIRFLOW_PORT}"
@@ -108,7 +107,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(settings.AIRFLOW_PORT),
         "AIRFLOW__API__BASE_URL": api,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secret,
+        "AIRFLOW__API_AUTH__JWT_SECRET": settings.AIRFLOW_JWT_SECRET,
+        "AIRFLOW__API__SECRET_KEY": settings.AIRFLOW_API_SECRET_KEY,
+        "AIRFLOW__CORE__FERNET_KEY": settings.AIRFLOW_FERNET_KEY,
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(

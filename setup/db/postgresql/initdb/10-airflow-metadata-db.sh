@@ -1,0 +1,14 @@
+#!/bin/bash
+# Runs once, when the postgres container initialises an empty data volume (docker-entrypoint-initdb.d).
+# Creates Airflow's metadata database and its owner; the shopflow source schema is not made here:
+# pg-datagen applies it (idempotently) before generating data.
+# AIRFLOW_DB, AIRFLOW_DB_USER and AIRFLOW_DB_PASSWORD come from .env through docker-compose.yml.
+set -eo pipefail
+
+psql --set=ON_ERROR_STOP=1 --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" \
+     --set=db="$AIRFLOW_DB" --set=owner="$AIRFLOW_DB_USER" --set=password="$AIRFLOW_DB_PASSWORD" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'owner', :'password')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner')\gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db')\gexec
+SQL

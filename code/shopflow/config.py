@@ -69,6 +69,12 @@ def _spark_master(key: str, raw: str) -> str:
     return raw
 
 
+def _streaming_source(key: str, raw: str) -> str:
+    if raw not in ("python", "kafka"):
+        raise SettingsError(f"{key}={raw!r}: expected python (kafka-python reader) or kafka (Spark's connector jar)")
+    return raw
+
+
 def _setting(parse, default=None):
     return dataclasses.field(default=default, metadata={"parse": parse})
 
@@ -90,6 +96,7 @@ class Settings:
     KAFKA_BOOTSTRAP_SERVERS: str = _setting(_text, "127.0.0.1:9092")
     KAFKA_TOPIC: str = _setting(_text, "users-data")
     KAFKA_TOPIC_PARTITIONS: int = _setting(_positive_int, 3)
+    KAFKA_PORT: int = _setting(_port, 9092)  # the port compose publishes; locally it is in KAFKA_BOOTSTRAP_SERVERS
     AIRFLOW_PORT: int = _setting(_port, 8080)
     AIRFLOW_ADMIN_USER: str = _setting(_text, "admin")
     AIRFLOW_ADMIN_PASSWORD: str = _setting(_text, "admin")
@@ -97,6 +104,9 @@ class Settings:
     AIRFLOW_DB_USER: str = _setting(_identifier, "airflow")
     AIRFLOW_DB_PASSWORD: str = _setting(_text, "airflow")
     AIRFLOW_PARALLELISM: int = _setting(_positive_int, 4)
+    AIRFLOW_JWT_SECRET: str = _setting(_text, "change-me-jwt-secret")
+    AIRFLOW_API_SECRET_KEY: str = _setting(_text, "change-me-api-secret")
+    AIRFLOW_FERNET_KEY: str = _setting(_text, "KNkyUJC8tT_ltRcMLWoqE893pwj4H6x-T7zXxRXex0U=")
     REPLICATION_SCHEDULE: str = _setting(_text, "*/15 * * * *")
     STREAMING_SCHEDULE: str = _setting(_text, "*/5 * * * *")
     SPARK_MASTER_URL: str = _setting(_spark_master, "spark://127.0.0.1:7077")
@@ -119,6 +129,10 @@ class Settings:
     DATAGEN_LOYALTY_POINTS: int = _setting(_positive_int, 3000)
     KAFKA_EVENT_INTERVAL_SECONDS: float = _setting(_positive_float, 5.0)
     LOCAL_STATE_DIR: str = _setting(_text, ".local")
+    STREAMING_SOURCE: str = _setting(_streaming_source, "python")
+    STREAMING_CHECKPOINT_DIR: str = _setting(_text, ".local/checkpoints/users-stream")
+    STREAMING_TRIGGER_SECONDS: float = _setting(_positive_float, 2.0)
+    STREAMING_MAX_EVENTS_PER_BATCH: int = _setting(_positive_int, 20000)
 
     def __post_init__(self) -> None:
         if self.DATAGEN_DETAILS_MIN < 1 or self.DATAGEN_DETAILS_MIN > self.DATAGEN_DETAILS_MAX:
@@ -140,6 +154,11 @@ class Settings:
     @property
     def state_dir(self) -> Path:
         path = Path(self.LOCAL_STATE_DIR)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    @property
+    def streaming_checkpoint_dir(self) -> Path:
+        path = Path(self.STREAMING_CHECKPOINT_DIR)
         return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property

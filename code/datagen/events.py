@@ -1,0 +1,151 @@
+"""Produce JSON user events to the Kafka topic KAFKA_TOPIC on KAFKA_BOOTSTRAP_SERVERS.
+
+    python -m datagen.events                          one event every KAFKA_EVENT_INTERVAL_SECONDS, forever
+    python -m datagen.events --count 200 --rate 50    burst: 200 events at 50 events/s, then a summary and exit
+    options: --interval S  --bad-fraction F  --duplicate-fraction F  --seed N
+
+- Creates the topic when missing (KAFKA_TOPIC_PARTITIONS partitions, replication factor 1).
+- Fields: first_name, last_name, email, phone, registration_date, loyalty_status, event_time (see
+  datagen.event_model). The key is the email. --duplicate-fraction (default 0.1) re-sends earlier emails with
+  changed fields (updates); --bad-fraction (default 0) mixes in malformed events of the kinds in BAD_KINDS.
+- Without --rate, every event is logged with its partition and offset; a summary is printed on exit (also on
+  Ctrl-C / SIGTERM, after flushing). Exit codes: 0 sent; 1 Kafka unreachable or sends failed; 2 bad setting/argument.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Callable
+
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shopflow.config import Settings
+
+from .cli import (EXIT_UNREACHABLE, OneLineParser, fail, fraction, non_negative_int, positive_float,
+                  settings_or_exit)
+from .event_model import BAD_KINDS, GOOD_KINDS, EventMix, event_key
+from .pools import build_pools
+
+PROG = "datagen.events"
+CONNECT_TIMEOUT_MS = 10_000
+
+
+def parse_args(argv: list[str] | None):
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=non_negative_int, help="send this many events, then exit (default: forever)")
+    parser.add_argument("--rate", type=positive_float, help="events per second (burst mode: no per-event log)")
+    parser.add_argument("--interval", type=positive_float,
+                        help="seconds between events when no --rate (default: KAFKA_EVENT_INTERVAL_SECONDS)")
+    parser.add_argument("--bad-fraction", type=fraction, default=0.0, help="share of malformed events (0..1)")
+    parser.add_argument("--duplicate-fraction", type=fraction, default=0.1,
+                        help="share of good events that update an earlier email (0..1, default 0.1)")
+    parser.add_argument("--seed", type=non_negative_int, help="random seed (default: a fresh one, printed)")
+    return parser.parse_args(argv)
+
+
+def ensure_topic(settings: Settings) -> bool:
+    """Create the topic when missing; True when this call created it."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS.split(","),
+                             request_timeout_ms=CONNECT_TIMEOUT_MS, bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
+                             client_id=PROG)
+    try:
+        admin.create_topics([NewTopic(settings.KAFKA_TOPIC, settings.KAFKA_TOPIC_PARTITIONS, 1)])
+        return True
+    except TopicAlreadyExistsError:
+        return False
+    finally:
+        admin.close()
+
+
+def make_producer(settings: Settings, burst: bool) -> KafkaProducer:
+    return KafkaProducer(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS.split(","), client_id=PROG,
+                         acks="all", linger_ms=20 if burst else 0, bootstrap_timeout_ms=CONNECT_TIMEOUT_MS)
+
+
+class _Sender:
+    """Sends one event; in logged mode waits for the broker's answer and prints where the event went."""
+
+    def __init__(self, producer: KafkaProducer, topic: str, log_each: bool, say: Callable[[str], None]):
+        self.producer, self.topic, self.log_each, self.say = producer, topic, log_each, say
+        self.failed = 0
+
+    def _count_failure(self, _exc) -> None:
+        self.failed += 1
+
+    def send(self, payload: bytes, kind: str) -> None:
+        key = event_key(payload)
+        future = self.producer.send(self.topic, value=payload, key=key)
+        if not self.log_each:
+            future.add_errback(self._count_failure)
+            return
+        try:
+            meta = future.get(timeout=CONNECT_TIMEOUT_MS / 1000)
+            where = f"{meta.topic}[{meta.partition}]@{meta.offset}"
+        except KafkaError as exc:
+            self.failed, where = self.failed + 1, f"FAILED ({exc})"
+        self.say(f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S}Z {kind:<21} key={(key or b'-').decode()} {where}")
+
+
+def produce(settings: Settings, mix: EventMix, count: int | None, interval: float, log_each: bool = False,
+            say: Callable[[str], None] = print) -> tuple[Counter, int, float]:
+    """Send `count` events (None: until interrupted), one every `interval` s; returns (kinds, failed, seconds)."""
+    producer = make_producer(settings, burst=not log_each)
+    sender, kinds, started = _Sender(producer, settings.KAFKA_TOPIC, log_each, say), Counter(), time.monotonic()
+    try:
+        for index in itertools.count() if count is None else range(count):
+            time.sleep(max(0.0, started + index * interval - time.monotonic()))
+            payload, kind = mix.next_event(datetime.now(timezone.utc))
+            sender.send(payload, kind)
+            kinds[kind] += 1
+    except KeyboardInterrupt:
+        say(f"{PROG}: interrupted, flushing")
+    finally:
+        producer.flush(timeout=CONNECT_TIMEOUT_MS / 1000)
+        producer.close(timeout=CONNECT_TIMEOUT_MS / 1000)
+    return kinds, sender.failed, time.monotonic() - started
+
+
+def summary(topic: str, kinds: Counter, failed: int, seconds: float) -> str:
+    sent = sum(kinds.values())
+    parts = ", ".join(f"{kind} {kinds[kind]}" for kind in GOOD_KINDS + BAD_KINDS if kinds[kind])
+    return (f"{PROG}: sent {sent} events to {topic} in {seconds:.1f} s ({sent / max(seconds, 1e-9):.1f}/s): "
+            f"{parts or 'none'}; bad {sum(kinds[k] for k in BAD_KINDS)}; failed {failed}")
+
+
+def _stop_on_sigterm() -> None:
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = settings_or_exit(PROG)
+    seed = random.SystemRandom().randrange(2**31) if args.seed is None else args.seed
+    interval = 1 / args.rate if args.rate else (args.interval or settings.KAFKA_EVENT_INTERVAL_SECONDS)
+    mix = EventMix(random.Random(seed), build_pools(seed), args.bad_fraction, args.duplicate_fraction)
+    _stop_on_sigterm()
+    try:
+        created = ensure_topic(settings)
+        _say(f"{PROG}: topic {settings.KAFKA_TOPIC} {'created' if created else 'exists'} on "
+             f"{settings.KAFKA_BOOTSTRAP_SERVERS}; seed {seed}, one event every {interval:g} s")
+        kinds, failed, seconds = produce(settings, mix, args.count, interval, log_each=not args.rate, say=_say)
+    except KafkaError as exc:
+        fail(PROG, f"cannot reach Kafka at {settings.KAFKA_BOOTSTRAP_SERVERS}: {exc}", EXIT_UNREACHABLE)
+    _say(summary(settings.KAFKA_TOPIC, kinds, failed, seconds))
+    return EXIT_UNREACHABLE if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

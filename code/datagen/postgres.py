@@ -1,0 +1,139 @@
+"""Fill the seven source tables in Postgres with seeded fake data, bulk-loaded with COPY.
+
+    python -m datagen.postgres [--seed N] [--scale N] [--reset]
+
+- Applies the Postgres schema first (idempotent), then loads users, product_categories, products, orders,
+  order_details, reviews and loyalty_points with explicit ids and moves each id sequence past the largest id.
+- Sizes come from the settings (DATAGEN_USERS, DATAGEN_PRODUCTS, ...), each multiplied by --scale
+  (a float such as 0.1, or 600 for about 10 million order_details). The seed defaults to DATAGEN_SEED.
+  The same seed and scale give the same table contents on every run (updated_at/change_txid aside).
+- Idempotent: when any source table already holds rows (users written by the streaming job count too, so
+  run this first), nothing is generated; a line says so and the exit code is 0. `--reset` truncates the
+  seven tables (RESTART IDENTITY CASCADE) and regenerates them, all in one transaction, so a failed reset
+  leaves the old data in place.
+- Each table's foreign keys are dropped for its COPY and added back (validated) in the same transaction:
+  per-row checks would triple the time of a large load. Other sessions wait for the tables until commit.
+- Exit codes: 0 loaded or skipped; 1 Postgres unreachable; 2 bad setting or argument (one line on stderr).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import psycopg2
+
+from postgresdb.models import TABLES, Table
+from shopflow.config import Settings
+from shopflow.db import apply_postgres_schema, pg_connection
+
+from .cli import EXIT_UNREACHABLE, OneLineParser, fail, non_negative_int, positive_float, settings_or_exit
+from .copyfmt import ChunkReader, copy_chunks, copy_sql
+from .tables import generate
+
+PROG = "datagen.postgres"
+COPY_READ_SIZE = 1 << 20
+
+
+def parse_args(argv: list[str] | None):
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=(
+        "Skips (exit 0) when the source tables already hold data; --reset truncates and regenerates them "
+        "in one transaction. Exit codes: 0 ok or skipped, 1 Postgres unreachable, 2 bad setting/argument."))
+    parser.add_argument("--seed", type=non_negative_int, default=None,
+                        help="random seed (default: DATAGEN_SEED); same seed and scale give the same data")
+    parser.add_argument("--scale", type=positive_float, default=1.0,
+                        help="multiply every DATAGEN_* size by this (e.g. 0.1, 2, 600); default 1")
+    parser.add_argument("--reset", action="store_true",
+                        help="TRUNCATE the seven source tables (RESTART IDENTITY CASCADE) and regenerate")
+    return parser.parse_args(argv)
+
+
+def _tables_with_rows(cur, schema: str) -> list[str]:
+    filled = []
+    for table in TABLES:
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {schema}.{table.name})")
+        if cur.fetchone()[0]:
+            filled.append(table.name)
+    return filled
+
+
+def _truncate(cur, schema: str) -> None:
+    names = ", ".join(f"{schema}.{table.name}" for table in TABLES)
+    cur.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
+@contextmanager
+def _foreign_keys_deferred(cur, schema: str, table: Table) -> Iterator[None]:
+    """Drop the table's foreign keys for the COPY and add them back, validated, in the same transaction.
+
+    Per-row foreign key checks are about two thirds of a large COPY's time; one validating join at the end
+    is far cheaper. The definitions are read back from pg_constraint, so the schema ends as the DDL made it;
+    if anything fails, the rollback restores them.
+    """
+    qualified = f"{schema}.{table.name}"
+    cur.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname", (qualified,))
+    constraints = cur.fetchall()
+    for name, _ in constraints:
+        cur.execute(f'ALTER TABLE {qualified} DROP CONSTRAINT "{name}"')
+    yield
+    for name, definition in constraints:
+        cur.execute(f'ALTER TABLE {qualified} ADD CONSTRAINT "{name}" {definition}')
+
+
+def _copy_table(cur, schema: str, table: Table, rows, say: Callable[[str], None]) -> int:
+    started, counter = time.monotonic(), [0]
+    with _foreign_keys_deferred(cur, schema, table):
+        cur.copy_expert(copy_sql(schema, table), ChunkReader(copy_chunks(table, rows, counter)),
+                        size=COPY_READ_SIZE)
+    # Explicit ids bypass the identity sequence: move it past them so later inserts do not collide.
+    key = table.primary_key
+    cur.execute(f"SELECT setval(pg_get_serial_sequence('{schema}.{table.name}', '{key}'), "
+                f"COALESCE(max({key}), 0) + 1, false) FROM {schema}.{table.name}")
+    say(f"  {table.name:<20}{counter[0]:>12,} rows {time.monotonic() - started:8.1f} s")
+    return counter[0]
+
+
+def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
+         say: Callable[[str], None] = print) -> dict[str, int] | None:
+    """Generate and COPY all tables in one transaction; returns rows per table, or None when skipped."""
+    apply_postgres_schema(settings)
+    schema = settings.POSTGRES_SCHEMA
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit = off")
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('shopflow.datagen.' || %s))", (schema,))
+        filled = _tables_with_rows(cur, schema)
+        if filled and not reset:
+            say(f"{PROG}: {schema} tables already hold data ({', '.join(filled)}); nothing generated. "
+                f"Run `python -m datagen.postgres --reset` to truncate and regenerate them.")
+            return None
+        if reset:
+            _truncate(cur, schema)
+        say(f"{PROG}: seed {seed}, scale {scale:g} -> {settings.POSTGRES_DB}.{schema}"
+            + (" (after TRUNCATE)" if reset else ""))
+        return {table.name: _copy_table(cur, schema, table, rows, say)
+                for table, rows in generate(settings, seed, scale)}
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = settings_or_exit(PROG)
+    seed = settings.DATAGEN_SEED if args.seed is None else args.seed
+    started = time.monotonic()
+    try:
+        counts = load(settings, seed, args.scale, args.reset, say=_say)
+    except psycopg2.OperationalError as exc:
+        fail(PROG, f"cannot reach Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT}"
+                   f"/{settings.POSTGRES_DB} as {settings.POSTGRES_USER}: {str(exc).strip()}", EXIT_UNREACHABLE)
+    if counts is not None:
+        _say(f"{PROG}: loaded {sum(counts.values()):,} rows in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""`datagen.events` against a real Kafka-protocol broker, each test on a topic of its own.
+
+The topic is read back by assigning its partitions directly (no consumer group: the broker's group join is
+slow) until nothing new arrives for a while (end offsets are not trusted, see PLATFORM.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from datagen.event_model import BAD_KINDS, EventMix, validate_event
+from datagen.events import ensure_topic, produce
+from datagen.pools import build_pools
+from shopflow.config import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def topic_settings(kafka) -> Settings:
+    return dataclasses.replace(kafka, KAFKA_TOPIC=f"datagen-it-{uuid.uuid4().hex[:10]}")
+
+
+def _partitions(consumer: KafkaConsumer, topic: str, timeout: float = 10.0) -> list[TopicPartition]:
+    deadline = time.monotonic() + timeout
+    while not (partitions := consumer.partitions_for_topic(topic)):
+        assert time.monotonic() < deadline, f"topic {topic} has no partitions"
+        time.sleep(0.2)
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+def consume_all(settings: Settings, quiet_seconds: float = 2.0) -> list:
+    consumer = KafkaConsumer(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS.split(","), group_id=None,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        consumer.assign(_partitions(consumer, settings.KAFKA_TOPIC))
+        records, last_new = [], time.monotonic()
+        while time.monotonic() - last_new < quiet_seconds:
+            batch = [r for part in consumer.poll(timeout_ms=300).values() for r in part]
+            if batch:
+                records, last_new = records + batch, time.monotonic()
+        return records
+    finally:
+        consumer.close()
+
+
+def test_a_burst_with_bad_events_arrives_as_sent(topic_settings):
+    assert ensure_topic(topic_settings) is True
+    assert ensure_topic(topic_settings) is False  # "already exists" is tolerated
+    mix = EventMix(random.Random(5), build_pools(5), bad_fraction=0.1, duplicate_fraction=0.1)
+    sent, failed, _ = produce(topic_settings, mix, count=200, interval=1 / 500)
+    records = consume_all(topic_settings)
+
+    assert failed == 0 and sum(sent.values()) == len(records) == 200
+    received = Counter(validate_event(r.value) or "good" for r in records)
+    assert received == Counter({"good": sent["new"] + sent["update"]} | {k: sent[k] for k in BAD_KINDS if sent[k]})
+    assert 8 <= sum(sent[k] for k in BAD_KINDS) <= 35 and sent["update"] > 0
+    good = [r for r in records if validate_event(r.value) is None]
+    assert all(r.key == json.loads(r.value)["email"].encode() for r in good)
+    assert len({r.partition for r in records}) == topic_settings.KAFKA_TOPIC_PARTITIONS > 1
+
+
+def test_the_cli_creates_the_topic_logs_each_event_and_summarizes(topic_settings):
+    env = os.environ | {"KAFKA_BOOTSTRAP_SERVERS": topic_settings.KAFKA_BOOTSTRAP_SERVERS,
+                        "KAFKA_TOPIC": topic_settings.KAFKA_TOPIC}
+    result = subprocess.run([sys.executable, "-m", "datagen.events", "--count", "3", "--interval", "0.2",
+                             "--seed", "4", "--duplicate-fraction", "0"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"topic {topic_settings.KAFKA_TOPIC} created" in lines[0]
+    assert len([line for line in lines if " new " in line and f"{topic_settings.KAFKA_TOPIC}[" in line]) == 3
+    assert "sent 3 events" in lines[-1] and "new 3" in lines[-1] and "failed 0" in lines[-1]
+    records = consume_all(topic_settings)
+    assert sorted(json.loads(r.value)["email"] for r in records) == sorted(
+        line.split("key=")[1].split()[0] for line in lines if "key=" in line)

@@ -1,0 +1,158 @@
+"""`python -m datagen.postgres` against a real Postgres, in a schema of its own (dropped at the end).
+
+Order matters inside this module: first load, skipped rerun, --reset, bigger scale.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from datagen.tables import generate
+from postgresdb.models import CHANGE_TXID, TABLES, UPDATED_AT
+from shopflow.config import Settings
+from shopflow.db import pg_connection
+
+pytestmark = pytest.mark.integration
+SEED = 11
+
+VIOLATIONS = {
+    "order total is not the sum of its lines":
+        "SELECT count(*) FROM {s}.orders o LEFT JOIN (SELECT order_id, sum(total_price) AS lines FROM "
+        "{s}.order_details GROUP BY order_id) d USING (order_id) WHERE o.total_amount IS DISTINCT FROM d.lines",
+    "line total is not quantity x price": "SELECT count(*) FROM {s}.order_details "
+                                          "WHERE total_price <> quantity * price_per_unit",
+    "line price is not the product price": "SELECT count(*) FROM {s}.order_details d JOIN {s}.products p "
+                                           "USING (product_id) WHERE d.price_per_unit <> p.price",
+    "rating outside 1..5": "SELECT count(*) FROM {s}.reviews WHERE rating NOT BETWEEN 1 AND 5",
+    "order before registration": "SELECT count(*) FROM {s}.orders o JOIN {s}.users u USING (user_id) "
+                                 "WHERE o.order_date < u.registration_date OR o.order_date > now()",
+    "delivery out of order or against status":
+        "SELECT count(*) FROM {s}.orders WHERE delivery_date < order_date OR delivery_date > now() OR "
+        "(status IN ('Pending', 'Processing', 'Cancelled')) <> (delivery_date IS NULL)",
+    "review before registration": "SELECT count(*) FROM {s}.reviews r JOIN {s}.users u USING (user_id) "
+                                  "WHERE r.created_at < u.registration_date OR r.created_at > now()",
+    "points before registration": "SELECT count(*) FROM {s}.loyalty_points p JOIN {s}.users u USING (user_id) "
+                                  "WHERE p.created_at < u.registration_date OR p.created_at > now()",
+}
+
+
+def _foreign_keys() -> list[tuple[str, str, str, str]]:
+    """(table, column, referenced table, referenced column) for every foreign key of the model."""
+    return [(table.name, column.name, *column.references.split("."))
+            for table in TABLES for column in table.foreign_keys]
+
+
+def _orphan_queries(schema: str) -> dict[str, str]:
+    return {f"orphan {table}.{column}": f"SELECT count(*) FROM {schema}.{table} c WHERE c.{column} IS NOT NULL "
+                                        f"AND NOT EXISTS (SELECT 1 FROM {schema}.{target} p WHERE p.{key} = c.{column})"
+            for table, column, target, key in _foreign_keys()}
+
+
+@pytest.fixture(scope="module")
+def pg(postgres):
+    """Settings for a private schema, so loads and resets never touch the data other tests use."""
+    settings = dataclasses.replace(postgres, POSTGRES_SCHEMA=f"datagen_it_{uuid.uuid4().hex[:8]}")
+    yield settings
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP SCHEMA IF EXISTS {settings.POSTGRES_SCHEMA} CASCADE")
+
+
+def run_generator(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {f.name: str(getattr(settings, f.name)) for f in dataclasses.fields(Settings)}
+    return subprocess.run([sys.executable, "-m", "datagen.postgres", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def query(settings: Settings, sql: str, params: tuple = ()) -> list[tuple]:
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def counts(settings: Settings) -> dict[str, int]:
+    return {t.name: query(settings, f"SELECT count(*) FROM {settings.POSTGRES_SCHEMA}.{t.name}")[0][0] for t in TABLES}
+
+
+def expected_counts(settings: Settings, seed: int, scale: float) -> dict[str, int]:
+    return {table.name: sum(1 for _ in rows) for table, rows in generate(settings, seed, scale)}
+
+
+def fingerprint(settings: Settings, tracking: bool = False) -> dict[str, tuple]:
+    """Per table: row count and md5 of all rows in key order (with updated_at/change_txid if `tracking`)."""
+    result = {}
+    for table in TABLES:
+        columns = ", ".join(table.column_names + ([UPDATED_AT, CHANGE_TXID] if tracking else []))
+        result[table.name] = query(settings, (
+            f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.{table.primary_key}), '')) "
+            f"FROM (SELECT {columns} FROM {settings.POSTGRES_SCHEMA}.{table.name}) t"))[0]
+    return result
+
+
+def assert_consistent(settings: Settings) -> None:
+    checks = {name: sql.format(s=settings.POSTGRES_SCHEMA) for name, sql in VIOLATIONS.items()}
+    checks |= _orphan_queries(settings.POSTGRES_SCHEMA)
+    assert {name: query(settings, sql)[0][0] for name, sql in checks.items()} == {name: 0 for name in checks}
+
+
+def test_first_run_loads_the_configured_sizes_consistently(pg):
+    result = run_generator(pg, "--seed", str(SEED))
+    assert result.returncode == 0, result.stderr
+    loaded = counts(pg)
+    assert loaded == expected_counts(pg, SEED, 1)
+    assert {k: v for k, v in loaded.items() if k != "order_details"} == {
+        "users": pg.DATAGEN_USERS, "product_categories": pg.DATAGEN_CATEGORIES, "products": pg.DATAGEN_PRODUCTS,
+        "orders": pg.DATAGEN_ORDERS, "reviews": pg.DATAGEN_REVIEWS, "loyalty_points": pg.DATAGEN_LOYALTY_POINTS}
+    lines = loaded["order_details"]
+    assert pg.DATAGEN_ORDERS * pg.DATAGEN_DETAILS_MIN <= lines <= pg.DATAGEN_ORDERS * pg.DATAGEN_DETAILS_MAX
+    assert_consistent(pg)
+    assert "users" in result.stdout and f"{pg.DATAGEN_USERS:,} rows" in result.stdout
+
+
+def test_sequences_continue_after_the_loaded_ids(pg):
+    with pg_connection(pg) as conn, conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {pg.POSTGRES_SCHEMA}.users (first_name, last_name, email, registration_date, "
+                    "loyalty_status) VALUES ('Ada', 'Ł', 'ada@example.com', now(), 'Gold') RETURNING user_id")
+        assert cur.fetchone()[0] == pg.DATAGEN_USERS + 1
+        conn.rollback()
+
+
+def test_the_foreign_keys_dropped_for_the_load_are_back_and_validated(pg):
+    schema = pg.POSTGRES_SCHEMA
+    found = query(pg, "SELECT conrelid::regclass::text, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                      "JOIN pg_namespace n ON n.oid = c.connamespace "
+                      "WHERE n.nspname = %s AND contype = 'f' AND convalidated", (schema,))
+    assert set(found) == {(f"{schema}.{table}", f"FOREIGN KEY ({column}) REFERENCES {schema}.{target}({key})")
+                          for table, column, target, key in _foreign_keys()}
+
+
+def test_second_run_skips_and_changes_nothing(pg):
+    before = fingerprint(pg, tracking=True)
+    result = run_generator(pg)
+    assert result.returncode == 0, result.stderr
+    assert "already hold data" in result.stdout and "--reset" in result.stdout
+    assert len(result.stdout.splitlines()) == 1
+    assert fingerprint(pg, tracking=True) == before
+
+
+def test_reset_regenerates_the_same_content_for_the_same_seed(pg):
+    before, before_tracking = fingerprint(pg), fingerprint(pg, tracking=True)
+    result = run_generator(pg, "--reset", "--seed", str(SEED))
+    assert result.returncode == 0, result.stderr
+    assert fingerprint(pg) == before
+    assert fingerprint(pg, tracking=True) != before_tracking  # the rows really were rewritten
+    assert_consistent(pg)
+
+
+def test_a_bigger_scale_scales_every_table(pg):
+    result = run_generator(pg, "--reset", "--scale", "2.5", "--seed", str(SEED + 1))
+    assert result.returncode == 0, result.stderr
+    loaded = counts(pg)
+    assert loaded == expected_counts(pg, SEED + 1, 2.5)
+    assert (loaded["users"], loaded["products"], loaded["orders"]) == (
+        round(pg.DATAGEN_USERS * 2.5), round(pg.DATAGEN_PRODUCTS * 2.5), round(pg.DATAGEN_ORDERS * 2.5))
+    assert_consistent(pg)

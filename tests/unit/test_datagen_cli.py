@@ -1,0 +1,59 @@
+"""The generator CLIs' contract without servers: one-line errors, exit codes 2 (bad input) and 1 (unreachable)."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from datagen import events, postgres
+
+
+def _exit_code_and_stderr(main, argv, capsys) -> tuple[int, list[str]]:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    return exited.value.code, capsys.readouterr().err.splitlines()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("main, argv, named", [
+    (postgres.main, ["--scale", "0"], "--scale"),
+    (postgres.main, ["--scale", "lots"], "--scale"),
+    (postgres.main, ["--seed", "-1"], "--seed"),
+    (postgres.main, ["--sede", "1"], "--sede"),
+    (events.main, ["--bad-fraction", "1.5"], "--bad-fraction"),
+    (events.main, ["--rate", "0"], "--rate"),
+    (events.main, ["--count", "x"], "--count"),
+])
+def test_a_bad_argument_is_one_line_naming_it_and_exit_2(capsys, main, argv, named):
+    code, lines = _exit_code_and_stderr(main, argv, capsys)
+    assert code == 2 and len(lines) == 1
+    assert named in lines[0] and "error" in lines[0]
+
+
+@pytest.mark.parametrize("main", [postgres.main, events.main])
+def test_a_bad_setting_is_one_line_naming_the_key_and_exit_2(capsys, monkeypatch, main):
+    monkeypatch.setenv("DATAGEN_USERS", "many")
+    code, lines = _exit_code_and_stderr(main, ["--count", "1"] if main is events.main else [], capsys)
+    assert code == 2 and len(lines) == 1 and "DATAGEN_USERS" in lines[0]
+
+
+def test_unreachable_postgres_is_one_line_and_exit_1(capsys, monkeypatch):
+    port = _free_port()
+    monkeypatch.setenv("POSTGRES_HOST", "127.0.0.1")
+    monkeypatch.setenv("POSTGRES_PORT", str(port))
+    code, lines = _exit_code_and_stderr(postgres.main, [], capsys)
+    assert code == 1 and len(lines) == 1
+    assert f"cannot reach Postgres at 127.0.0.1:{port}" in lines[0]
+
+
+def test_help_documents_skip_and_reset(capsys):
+    with pytest.raises(SystemExit) as exited:
+        postgres.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exited.value.code == 0
+    assert "--reset" in text and "Skips (exit 0) when the source tables already hold data" in text

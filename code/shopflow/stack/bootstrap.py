@@ -97,15 +97,19 @@ def mariadb_root(settings: Settings, statements: str) -> str:
 
 def bootstrap_mariadb(settings: Settings) -> None:
     # Tests build scratch databases named test_*, so the app user may create those too.
+    # The reader account (dashboard, SQL clients) may only SELECT.
     # Identifiers are validated by Settings as plain identifiers; the password goes in as an escaped literal.
-    user, db = settings.MYSQL_USER, settings.MYSQL_DATABASE
-    password = _mysql_literal(settings.MYSQL_PASSWORD)
+    user, db, reader = settings.MYSQL_USER, settings.MYSQL_DATABASE, settings.MARTS_READER_USER
+    password, reader_password = _mysql_literal(settings.MYSQL_PASSWORD), _mysql_literal(settings.MARTS_READER_PASSWORD)
     mariadb_root(settings, f"""
 CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY {password};
 ALTER USER '{user}'@'%' IDENTIFIED BY {password};
 GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%';
 GRANT ALL PRIVILEGES ON `test\\_%`.* TO '{user}'@'%';
+CREATE USER IF NOT EXISTS '{reader}'@'%' IDENTIFIED BY {reader_password};
+ALTER USER '{reader}'@'%' IDENTIFIED BY {reader_password};
+GRANT SELECT ON `{db}`.* TO '{reader}'@'%';
 FLUSH PRIVILEGES;
 """)
 

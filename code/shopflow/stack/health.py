@@ -74,8 +74,13 @@ def airflow_ready(settings: Settings) -> bool:
     return all(health.get(part, {}).get("status") == "healthy" for part in parts)
 
 
+def dashboard_ready(settings: Settings) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.DASHBOARD_PORT}/_stcore/health", timeout=3) as r:
+        return r.read().strip() == b"ok"
+
+
 PROBES = {"postgres": postgres_ready, "mariadb": mariadb_ready, "kafka": kafka_ready,
-          "spark": spark_ready, "airflow": airflow_ready}
+          "spark": spark_ready, "airflow": airflow_ready, "dashboard": dashboard_ready}
 
 
 def probe(group: str, settings: Settings) -> bool:

@@ -11,8 +11,9 @@ from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack import bootstrap, health, supervisor
 from shopflow.stack.services import GROUPS, Service, all_services
 
-DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",)}
-TIMEOUTS = {"postgres": 30, "mariadb": 60, "kafka": 30, "spark": 120, "airflow": 240, "eventgen": 10}
+DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",), "dashboard": ("mariadb",)}
+TIMEOUTS = {"postgres": 30, "mariadb": 60, "kafka": 30, "spark": 120, "airflow": 240, "eventgen": 10,
+            "dashboard": 60}
 _T0 = time.monotonic()
 
 

@@ -177,10 +177,18 @@ def _eventgen(settings: Settings) -> Service:
     return Service("eventgen", [sys.executable, "-m", "datagen.events"], (), "eventgen", env=base_env(settings))
 
 
+def _dashboard(settings: Settings) -> Service:
+    app = PROJECT_ROOT / "code" / "shopflow" / "dashboard" / "app.py"
+    command = [str(VENV_BIN / "streamlit"), "run", str(app), "--server.address", "127.0.0.1",
+               "--server.port", str(settings.DASHBOARD_PORT), "--server.headless", "true",
+               "--browser.gatherUsageStats", "false"]
+    return Service("dashboard", command, (settings.DASHBOARD_PORT,), "dashboard", env=base_env(settings))
+
+
 def all_services(settings: Settings) -> list[Service]:
     """In start order."""
     return [_pg(settings), _mariadb(settings), _kafka(settings), *_spark(settings), *_airflow(settings),
-            _eventgen(settings)]
+            _eventgen(settings), _dashboard(settings)]
 
 
-GROUPS = ("postgres", "mariadb", "kafka", "spark", "airflow", "eventgen")
+GROUPS = ("postgres", "mariadb", "kafka", "spark", "airflow", "eventgen", "dashboard")

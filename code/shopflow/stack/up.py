@@ -73,23 +73,26 @@ def summary(settings: Settings) -> str:
     return f"""
 shopflow is up.
   Airflow UI        http://127.0.0.1:{s.AIRFLOW_PORT}   login {s.AIRFLOW_ADMIN_USER} / {s.AIRFLOW_ADMIN_PASSWORD}
+  Dashboard         http://127.0.0.1:{s.DASHBOARD_PORT}
   Spark master UI   http://127.0.0.1:{s.SPARK_MASTER_UI_PORT}
   Kafka             {s.KAFKA_BOOTSTRAP_SERVERS}   topic {s.KAFKA_TOPIC} (an event every {s.KAFKA_EVENT_INTERVAL_SECONDS:g} s)
   Postgres          psql "postgresql://{s.POSTGRES_USER}:{s.POSTGRES_PASSWORD}@{s.POSTGRES_HOST}:{s.POSTGRES_PORT}/{s.POSTGRES_DB}?options=-csearch_path%3D{s.POSTGRES_SCHEMA}"
                     JDBC {s.postgres_jdbc_url}
   MySQL (MariaDB)   mysql -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {s.MYSQL_USER} -p{s.MYSQL_PASSWORD} {s.MYSQL_DATABASE}
-                    JDBC {s.mysql_jdbc_url}
+                    JDBC {s.mysql_jdbc_url}   read-only: {s.MARTS_READER_USER} / {s.MARTS_READER_PASSWORD}
   Status            make status        Logs  {s.state_dir / 'logs'}/
   Stop              make down
 """
 
 
 def up(settings: Settings) -> int:
-    groups = [g for g in manager.GROUPS if g != "eventgen"]
+    groups = [g for g in manager.GROUPS if g not in ("eventgen", "dashboard")]
     manager.ensure(settings, groups)
     _generate_data(settings)
     with step("start the Kafka event generator"):
         manager.ensure(settings, ["eventgen"])
     _run_dags(settings)
+    with step("start the dashboard"):
+        manager.ensure(settings, ["dashboard"])
     print(summary(settings), flush=True)
     return 0

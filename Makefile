@@ -1,7 +1,7 @@
 # shopflow — the README's commands. Everything runs from the locked environment in .venv.
 SHELL := /bin/bash
 PY := .venv/bin/python
-APT_PACKAGES := postgresql mariadb-server mariadb-client libpostgresql-jdbc-java libmariadb-java openjdk-17-jre-headless iproute2
+APT_PACKAGES := postgresql mariadb-server mariadb-client libpostgresql-jdbc-java libmariadb-java openjdk-17-jre-headless iproute2 chromium chromium-driver
 SCALE ?=
 
 .PHONY: install up down status test bench airflow

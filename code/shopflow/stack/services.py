@@ -181,7 +181,7 @@ def _dashboard(settings: Settings) -> Service:
     app = PROJECT_ROOT / "code" / "shopflow" / "dashboard" / "app.py"
     command = [str(VENV_BIN / "streamlit"), "run", str(app), "--server.address", "127.0.0.1",
                "--server.port", str(settings.DASHBOARD_PORT), "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]
+               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     return Service("dashboard", command, (settings.DASHBOARD_PORT,), "dashboard", env=base_env(settings))
 
 

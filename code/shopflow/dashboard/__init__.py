@@ -1,0 +1,1 @@
+"""The web dashboard over the marts and the pipeline's run tables (Streamlit; `app.py` is the entry point)."""

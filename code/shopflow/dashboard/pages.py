@@ -1,0 +1,170 @@
+"""The dashboard's pages: one function each, registered in PAGES (url path, title, function)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from postgresdb.models import LOYALTY_STATUSES, ORDER_STATUSES
+
+from . import charts, queries
+from .data import age, count, load, money, money_short, shown, utc
+
+REPLICATION_STALE_S = 3_600  # replication runs every 15 minutes by default: an hour without success is a problem
+
+
+def _chart(chart) -> None:
+    st.altair_chart(chart, width="stretch")
+
+
+def _charted(result, what: str, heading: str, chart) -> None:
+    """A heading and `chart(result.frame)`, or the message saying why there is nothing to draw."""
+    if shown(result, what):
+        st.subheader(heading)
+        _chart(chart(result.frame))
+
+
+def _metrics(values: dict[str, str], hints: dict[str, str] | None = None) -> None:
+    for column, (label, value) in zip(st.columns(len(values)), values.items()):
+        column.metric(label, value, help=(hints or {}).get(label))
+
+
+def _build_time() -> None:
+    """When the marts on screen were published, and a warning when a later build failed."""
+    built, latest = load("last_run", queries.BUILD_MARTS_JOB, "ok"), load("last_run", queries.BUILD_MARTS_JOB)
+    if built.empty:
+        st.caption("No successful marts build recorded in `pipeline_runs` yet.")
+    else:
+        run = built.frame.iloc[0]
+        st.caption(f"Marts built {utc(run['finished_at'])} ({age(run['age_seconds'])}).")
+    if not latest.empty and latest.frame.iloc[0]["status"] != "ok":
+        run = latest.frame.iloc[0]
+        st.warning(f"The latest marts build ({utc(run['started_at'])}) {run['status']}: {run['detail']}. "
+                   "The marts shown are those of the last successful build.")
+
+
+def overview() -> None:
+    st.title("Overview")
+    _build_time()
+    totals = load("overview")
+    if not shown(totals, "orders in the marts"):
+        return
+    row = totals.frame.iloc[0]
+    _metrics({"Users": count(row["users"]), "Customers with orders": count(row["customers"]),
+              "Orders": count(row["orders"]), "Revenue": money_short(row["revenue"]),
+              "Average check": money(row["average_check"])},
+             hints={"Revenue": f"{money(row['revenue'])}: the sum of every order's total amount",
+                    "Average check": "Revenue / orders, over every order"})
+    _charted(load("orders_by_status"), "orders by status", "Orders by status", charts.orders_by_status)
+
+
+def weekly_activity() -> None:
+    st.title("Weekly activity")
+    weeks = load("weekly_activity")
+    if not shown(weeks, "weekly activity"):
+        return
+    frame = weeks.frame
+    _metrics({"Weeks": count(len(frame)), "First week": f"{frame['week_start'].iloc[0]}",
+              "Last week": f"{frame['week_start'].iloc[-1]}", "Busiest week (orders)": count(frame["orders"].max())})
+    st.subheader("New users, orders and users who ordered per week")
+    _chart(charts.weekly_counts(frame))
+    st.subheader("Revenue per week")
+    _chart(charts.weekly_revenue(frame))
+    with st.expander("The numbers"):
+        st.dataframe(frame, hide_index=True)
+
+
+def products() -> None:
+    st.title("Products by rating")
+    summary = load("rating_summary")
+    if not shown(summary, "product ratings"):
+        return
+    row = summary.frame.iloc[0]
+    _metrics({"Products": count(row["products"]), "Rated": count(row["rated"]), "Unrated": count(row["unrated"]),
+              "Reviews": count(row["reviews"]),
+              "Mean rating": "–" if row["average_rating"] is None else f"{row['average_rating']:.2f}"})
+    limit = st.slider("Products per list", min_value=5, max_value=25, value=10)
+    best, worst = st.columns(2)
+    for column, is_best, title in ((best, True, "Best rated"), (worst, False, "Worst rated")):
+        with column:
+            st.subheader(title)
+            ranked = load("ranked_products", is_best, limit)
+            if shown(ranked, "rated products"):
+                _chart(charts.ranked_products(ranked.frame, best=is_best))
+    _charted(load("rating_distribution"), "rated products", "Rated products per half-star band",
+             charts.rating_distribution)
+
+
+def loyalty() -> None:
+    st.title("Loyalty tiers and points")
+    tiers = load("loyalty_tiers")
+    if not shown(tiers, "loyalty data"):
+        return
+    users, points = st.columns(2)
+    with users:
+        st.subheader("Users per tier")
+        _chart(charts.loyalty_tiers(tiers.frame, "users", "Users"))
+    with points:
+        st.subheader("Loyalty points per tier")
+        _chart(charts.loyalty_tiers(tiers.frame, "total_points", "Points"))
+    st.dataframe(tiers.frame, hide_index=True)
+    top = load("top_loyalty_users", 10)
+    if shown(top, "users with points"):
+        st.subheader("Top 10 users by points")
+        st.dataframe(top.frame, hide_index=True)
+
+
+def average_check() -> None:
+    st.title("Average check by order status and loyalty tier")
+    checks = load("average_check")
+    if not shown(checks, "average checks"):
+        return
+    _chart(charts.average_check_heatmap(checks.frame))
+    table = (checks.frame.assign(average_check=checks.frame["average_check"].map(money))
+             .pivot(index="status", columns="loyalty_status", values="average_check"))
+    table = table.reindex(index=charts.ordered(table.index, ORDER_STATUSES),
+                          columns=charts.ordered(table.columns, LOYALTY_STATUSES)).fillna("–")
+    st.dataframe(table)
+
+
+def _freshness_metrics() -> None:
+    replicated = load("last_run", queries.REPLICATION_JOB, "ok")
+    built = load("last_run", queries.BUILD_MARTS_JOB, "ok")
+    rejected, quality = load("rejected_events"), load("quality_runs", 1)
+    replication_age = None if replicated.empty else replicated.frame.iloc[0]["age_seconds"]
+    _metrics({"Replication freshness": age(replication_age),
+              "Last marts build": age(None if built.empty else built.frame.iloc[0]["age_seconds"]),
+              "Rejected events": count(0 if rejected.empty else rejected.frame.iloc[0]["rejected"]),
+              "Failed checks, latest gate": "–" if quality.empty else count(quality.frame.iloc[0]["failed"])})
+    if replication_age is None or replication_age > REPLICATION_STALE_S:
+        st.warning(f"Replication has not succeeded {'yet' if replication_age is None else 'for over an hour'}: "
+                   "the replica and the marts may be stale.")
+
+
+def pipeline_health() -> None:
+    st.title("Pipeline health")
+    _freshness_metrics()
+    st.subheader("Last run of each job")
+    runs = load("last_runs")
+    if shown(runs, "pipeline runs"):
+        st.dataframe(runs.frame, hide_index=True)
+        st.subheader("Run durations")
+        _chart(charts.run_history(load("run_history", 500).frame))
+    st.subheader("Quality gates")
+    gates = load("quality_runs", 10)
+    if shown(gates, "quality gate results"):
+        st.dataframe(gates.frame, hide_index=True)
+        failed = load("failed_checks", 50)
+        if failed.empty:
+            st.success("No failed quality checks recorded.")
+        else:
+            st.markdown("**Failed checks** (latest 50)")
+            st.dataframe(failed.frame, hide_index=True)
+
+
+PAGES = (  # (url path, title, page function)
+    ("overview", "Overview", overview),
+    ("weekly", "Weekly activity", weekly_activity),
+    ("products", "Products by rating", products),
+    ("loyalty", "Loyalty tiers and points", loyalty),
+    ("average-check", "Average check by order status and loyalty tier", average_check),
+    ("pipeline", "Pipeline health", pipeline_health),
+)

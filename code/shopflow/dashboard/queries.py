@@ -1,0 +1,181 @@
+"""The dashboard's questions: one plain function each, `Settings` in, a `Result` (a pandas frame) out.
+
+They read only the marts and the run tables, as the read-only account (`MARTS_READER_USER`). No caching here: the
+app layer caches briefly. A table that does not exist yet (a fresh stack, marts never built) is not an error: the
+result is empty and names the missing table, so a page can say so instead of showing a traceback.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import mysql.connector
+import pandas as pd
+from mysql.connector import errorcode
+
+from shopflow.config import Settings
+from shopflow.db import mysql_connection
+
+# The `job` values in pipeline_runs (shopflow.marts.build.JOB, shopflow.replication.pipeline.JOB,
+# shopflow.streaming.sink.JOB); repeated here because importing those modules pulls in pyspark.
+BUILD_MARTS_JOB = "build_marts"
+REPLICATION_JOB = "replicate_postgres_to_mysql"
+STREAMING_JOB = "stream_users"
+CONNECT_TIMEOUT_S = 5
+
+
+@dataclass(frozen=True)
+class Result:
+    frame: pd.DataFrame
+    missing_table: str | None = None  # set when the table asked for does not exist
+
+    @property
+    def empty(self) -> bool:
+        return self.frame.empty
+
+
+def _missing_table(error: mysql.connector.Error) -> str:
+    found = re.search(r"Table '(?:[^'.]+\.)?([^']+)' doesn't exist", str(error.msg))
+    return found[1] if found else "?"
+
+
+def fetch(settings: Settings, sql: str, params: tuple = ()) -> Result:
+    """Run one SELECT as the read-only account; autocommit, so no snapshot or metadata lock outlives it (a held
+    lock would delay the marts build's atomic RENAME)."""
+    try:
+        with mysql_connection(settings, autocommit=True, user=settings.MARTS_READER_USER,
+                              password=settings.MARTS_READER_PASSWORD, connection_timeout=CONNECT_TIMEOUT_S) as conn:
+            cur = conn.cursor()
+            cur.execute(sql, params)
+            frame = pd.DataFrame(cur.fetchall(), columns=cur.column_names)
+            cur.close()
+    except mysql.connector.Error as error:
+        if error.errno != errorcode.ER_NO_SUCH_TABLE:
+            raise
+        return Result(pd.DataFrame(), missing_table=_missing_table(error))
+    return Result(frame)
+
+
+# --- overview ---------------------------------------------------------------------------------------------------
+
+def overview(settings: Settings) -> Result:
+    """One row (none while the marts hold no orders): users, customers who ordered, orders, revenue, average check."""
+    return fetch(settings, """
+        SELECT (SELECT COUNT(*) FROM mart_user_loyalty_points) AS users, COUNT(DISTINCT user_id) AS customers,
+               SUM(order_count) AS orders, SUM(total_spent) AS revenue,
+               ROUND(SUM(total_spent) / SUM(order_count), 2) AS average_check
+        FROM mart_user_activity HAVING COUNT(*) > 0""")
+
+
+def orders_by_status(settings: Settings) -> Result:
+    return fetch(settings, """
+        SELECT status, SUM(order_count) AS orders, SUM(total_spent) AS revenue, COUNT(*) AS customers
+        FROM mart_user_activity GROUP BY status ORDER BY orders DESC, status""")
+
+
+def last_run(settings: Settings, job: str, status: str | None = None) -> Result:
+    """The latest whole-job row of `job` (with `status`, if given) and its age in seconds by the server's clock."""
+    return fetch(settings, """
+        SELECT job, status, started_at, finished_at, seconds, rows_read, rows_written, detail,
+               TIMESTAMPDIFF(SECOND, COALESCE(finished_at, started_at), UTC_TIMESTAMP()) AS age_seconds
+        FROM pipeline_runs
+        WHERE job = %s AND table_name IS NULL AND (%s IS NULL OR status = %s)
+        ORDER BY started_at DESC, run_id DESC LIMIT 1""", (job, status, status))
+
+
+# --- weekly activity, products, loyalty, average check -----------------------------------------------------------
+
+def weekly_activity(settings: Settings) -> Result:
+    return fetch(settings, """
+        SELECT week_start, new_users, orders, revenue, active_users FROM mart_weekly_activity ORDER BY week_start""")
+
+
+def rating_summary(settings: Settings) -> Result:
+    """One row (none while the mart is empty): products, rated, unrated, reviews, mean of the product ratings."""
+    return fetch(settings, """
+        SELECT COUNT(*) AS products, COUNT(rating) AS rated, COUNT(*) - COUNT(rating) AS unrated,
+               SUM(review_count) AS reviews, ROUND(AVG(rating), 2) AS average_rating
+        FROM mart_product_rating HAVING COUNT(*) > 0""")
+
+
+def ranked_products(settings: Settings, best: bool, limit: int = 10) -> Result:
+    """The `limit` best (or worst) rated products; ties go to the one with more reviews, then the lower id."""
+    order = "DESC" if best else "ASC"
+    return fetch(settings, f"""
+        SELECT product_id, name, rating, review_count FROM mart_product_rating WHERE rating IS NOT NULL
+        ORDER BY rating {order}, review_count DESC, product_id LIMIT %s""", (int(limit),))
+
+
+def rating_distribution(settings: Settings) -> Result:
+    """Rated products per half-star band (a 4.37 falls in band 4.0, i.e. [4.0, 4.5))."""
+    return fetch(settings, """
+        SELECT CAST(FLOOR(rating * 2) / 2 AS DECIMAL(2,1)) AS band, COUNT(*) AS products
+        FROM mart_product_rating WHERE rating IS NOT NULL GROUP BY band ORDER BY band""")
+
+
+def loyalty_tiers(settings: Settings) -> Result:
+    return fetch(settings, """
+        SELECT loyalty_status, COUNT(*) AS users, SUM(total_loyalty_points) AS total_points,
+               ROUND(AVG(total_loyalty_points), 1) AS average_points
+        FROM mart_user_loyalty_points GROUP BY loyalty_status ORDER BY loyalty_status""")
+
+
+def top_loyalty_users(settings: Settings, limit: int = 10) -> Result:
+    return fetch(settings, """
+        SELECT user_id, first_name, last_name, loyalty_status, total_loyalty_points FROM mart_user_loyalty_points
+        ORDER BY total_loyalty_points DESC, user_id LIMIT %s""", (int(limit),))
+
+
+def average_check(settings: Settings) -> Result:
+    return fetch(settings, """
+        SELECT status, loyalty_status, average_check FROM mart_average_check ORDER BY status, loyalty_status""")
+
+
+# --- pipeline health ---------------------------------------------------------------------------------------------
+# A job writes one whole-run row (table_name NULL) plus detail rows per table; the streaming job writes only
+# per-batch rows. A job's "runs" are its whole-run rows, or all its rows when it has none.
+_RUN_ROWS = """(SELECT * FROM pipeline_runs r
+                WHERE r.table_name IS NULL OR r.job NOT IN
+                      (SELECT job FROM pipeline_runs WHERE table_name IS NULL))"""
+
+
+def last_runs(settings: Settings) -> Result:
+    """Per job its latest run and when it last succeeded."""
+    return fetch(settings, f"""
+        SELECT job, status, started_at, finished_at, seconds, last_ok, rows_read, rows_written, rows_rejected,
+               detail
+        FROM (SELECT runs.*, ROW_NUMBER() OVER (PARTITION BY job ORDER BY started_at DESC, run_id DESC) AS n,
+                     MAX(CASE WHEN status = 'ok' THEN finished_at END) OVER (PARTITION BY job) AS last_ok
+              FROM {_RUN_ROWS} runs) ranked
+        WHERE n = 1 ORDER BY job""")
+
+
+def run_history(settings: Settings, limit: int = 500) -> Result:
+    """The latest `limit` runs of every job, oldest first."""
+    return fetch(settings, f"""
+        SELECT * FROM (SELECT job, status, started_at, seconds, rows_written FROM {_RUN_ROWS} runs
+                       ORDER BY started_at DESC, run_id DESC LIMIT %s) latest
+        ORDER BY started_at""", (int(limit),))
+
+
+def quality_runs(settings: Settings, limit: int = 10) -> Result:
+    """The latest `limit` quality-gate runs: when, how many checks, how many failed."""
+    return fetch(settings, """
+        SELECT run_id, MIN(checked_at) AS checked_at, COUNT(*) AS checks,
+               CAST(SUM(CASE WHEN passed THEN 0 ELSE 1 END) AS SIGNED) AS failed
+        FROM quality_results GROUP BY run_id ORDER BY checked_at DESC, run_id DESC LIMIT %s""", (int(limit),))
+
+
+def failed_checks(settings: Settings, limit: int = 50) -> Result:
+    return fetch(settings, """
+        SELECT checked_at, run_id, mart, check_name, observed, expected FROM quality_results WHERE NOT passed
+        ORDER BY checked_at DESC, result_id DESC LIMIT %s""", (int(limit),))
+
+
+def rejected_events(settings: Settings) -> Result:
+    """Events the streaming job dead-lettered, summed over its committed batches (a replayed batch adds none)."""
+    return fetch(settings, """
+        SELECT CAST(COALESCE(SUM(rows_rejected), 0) AS SIGNED) AS rejected,
+               CAST(COALESCE(SUM(rows_read), 0) AS SIGNED) AS events_read, COUNT(*) AS batches,
+               MAX(finished_at) AS last_batch
+        FROM pipeline_runs WHERE job = %s AND status = 'ok'""", (STREAMING_JOB,))

@@ -1,0 +1,131 @@
+"""The dashboard's query functions against real MariaDB: a scratch database with the marts' real DDL and a
+hand-checked seed (test_dashboard_support), then the same database without tables and with empty ones."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from mysql.connector import Error as MySQLError
+from test_dashboard_support import OVERVIEW, QUALITY, RUNS, SEED, scratch_db
+
+from shopflow.dashboard import queries as q
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def seeded(mysql):
+    with scratch_db(mysql, "queries") as settings:
+        yield settings
+
+
+def records(result: q.Result) -> list[tuple]:
+    assert result.missing_table is None
+    return [tuple(row) for row in result.frame.itertuples(index=False)]
+
+
+def test_overview_matches_the_marts(seeded):
+    (row,) = q.overview(seeded).frame.to_dict("records")
+    assert row == {"users": 4, "customers": 3, "orders": Decimal(7), "revenue": Decimal(OVERVIEW["revenue"]),
+                   "average_check": Decimal(OVERVIEW["average_check"])}
+    assert records(q.orders_by_status(seeded)) == [("Completed", 5, Decimal("160.50"), 2),
+                                                   ("Cancelled", 1, Decimal("9.99"), 1),
+                                                   ("Pending", 1, Decimal("20.00"), 1)]
+
+
+def test_weekly_activity_in_week_order(seeded):
+    assert records(q.weekly_activity(seeded)) == [
+        (date(2026, 1, 5), 2, 3, Decimal("120.50"), 1), (date(2026, 1, 12), 0, 0, Decimal("0.00"), 0),
+        (date(2026, 1, 19), 2, 4, Decimal("69.99"), 3)]
+
+
+def test_products_by_rating(seeded):
+    assert records(q.rating_summary(seeded)) == [(5, 4, 1, Decimal(12), Decimal("3.31"))]  # 13.25 / 4 = 3.3125
+    # ties on rating: more reviews first; the unrated product is in neither list
+    assert records(q.ranked_products(seeded, True, 3)) == [(11, "Desk", Decimal("4.50"), 5),
+                                                          (10, "Lamp ✨", Decimal("4.50"), 2),
+                                                          (14, "Vase", Decimal("3.00"), 1)]
+    assert [r[0] for r in records(q.ranked_products(seeded, False, 10))] == [12, 14, 11, 10]
+    assert records(q.rating_distribution(seeded)) == [(Decimal("1.0"), 1), (Decimal("3.0"), 1), (Decimal("4.5"), 2)]
+
+
+def test_loyalty_tiers_and_points(seeded):
+    assert records(q.loyalty_tiers(seeded)) == [("Bronze", 1, Decimal(0), Decimal("0.0")),
+                                                ("Gold", 2, Decimal(495), Decimal("247.5")),
+                                                ("Silver", 1, Decimal(120), Decimal("120.0"))]
+    assert [(r[0], r[4]) for r in records(q.top_loyalty_users(seeded, 3))] == [(1, 500), (2, 120), (3, 0)]
+
+
+def test_average_check(seeded):
+    assert records(q.average_check(seeded)) == sorted((s, t, Decimal(v)) for s, t, v in SEED["mart_average_check"])
+
+
+def test_last_run_is_the_latest_whole_run_and_can_ask_for_a_status(seeded):
+    (latest,) = q.last_run(seeded, q.REPLICATION_JOB).frame.to_dict("records")
+    (good,) = q.last_run(seeded, q.REPLICATION_JOB, "ok").frame.to_dict("records")
+    assert (latest["status"], latest["seconds"]) == ("failed", Decimal("55.500"))
+    assert (good["status"], good["rows_written"]) == ("ok", 900)  # the job row, not the later per-table one
+    assert 29 * 60 - 90 <= good["age_seconds"] <= 29 * 60 + 90
+    assert q.last_run(seeded, "no_such_job").empty
+
+
+def test_last_runs_per_job(seeded):
+    frame = q.last_runs(seeded).frame
+    assert list(frame["job"]) == ["build_marts", "replicate_postgres_to_mysql", "stream_users"]
+    assert list(frame["status"]) == ["ok", "failed", "ok"]
+    assert frame["rows_written"].fillna(-1).tolist() == [19, -1, 48]  # the failed run wrote nothing (NULL)
+    replication = frame.set_index("job").loc["replicate_postgres_to_mysql"]
+    assert replication["last_ok"] == RUNS[0][4]  # finished_at of the last ok run, to the microsecond
+
+
+def test_run_history_holds_whole_runs_and_stream_batches_only(seeded):
+    frame = q.run_history(seeded).frame
+    assert len(frame) == 2 + 2 + 4  # not the per-table replication row nor the per-mart build row
+    assert frame["started_at"].is_monotonic_increasing
+    assert list(q.run_history(seeded, limit=2).frame["job"]) == ["stream_users", "replicate_postgres_to_mysql"]
+
+
+def test_quality_gates(seeded):
+    assert [(r[0], r[2], r[3]) for r in records(q.quality_runs(seeded))] == [("run-b", 3, 0), ("run-a", 2, 1)]
+    assert [(r[1], r[2], r[3], r[4], r[5]) for r in records(q.failed_checks(seeded))] == [
+        ("run-a", "mart_weekly_activity", "no_week_missing", "1", "0")]
+    assert len([r for r in QUALITY if not r[4]]) == 1
+
+
+def test_rejected_events_count_committed_batches_only(seeded):
+    (row,) = q.rejected_events(seeded).frame.to_dict("records")
+    assert (row["rejected"], row["events_read"], row["batches"]) == (7, 150, 2)
+
+
+ALL_QUERIES = {"overview": (), "orders_by_status": (), "weekly_activity": (), "rating_summary": (),
+               "ranked_products": (True,), "rating_distribution": (), "loyalty_tiers": (), "top_loyalty_users": (),
+               "average_check": (), "last_run": (q.BUILD_MARTS_JOB,), "last_runs": (), "run_history": (),
+               "quality_runs": (), "failed_checks": (), "rejected_events": ()}
+
+
+def test_missing_tables_give_an_empty_result_naming_the_table(mysql):
+    with scratch_db(mysql, "missing", marts="none", runs=False) as settings:
+        results = {name: getattr(q, name)(settings, *args) for name, args in ALL_QUERIES.items()}
+    for name, result in results.items():
+        assert result.empty, name
+        assert result.missing_table in {"mart_user_activity", "mart_user_loyalty_points", "mart_weekly_activity",
+                                        "mart_product_rating", "mart_average_check", "pipeline_runs",
+                                        "quality_results"}, name
+    assert results["weekly_activity"].missing_table == "mart_weekly_activity"
+    assert results["failed_checks"].missing_table == "quality_results"
+
+
+def test_empty_marts_give_no_rows_not_a_row_of_nulls(mysql):
+    with scratch_db(mysql, "empty", marts="empty", runs=False) as settings:
+        for name in ("overview", "orders_by_status", "weekly_activity", "rating_summary", "loyalty_tiers",
+                     "average_check"):
+            result = getattr(q, name)(settings)
+            assert result.empty and result.missing_table is None, name
+
+
+def test_other_errors_are_not_swallowed(seeded):
+    with pytest.raises(MySQLError) as refused:
+        q.overview(dataclasses.replace(seeded, MARTS_READER_PASSWORD="wrong-password"))
+    assert refused.value.errno == 1045  # access denied

@@ -1,0 +1,110 @@
+"""Every page run headlessly (streamlit.testing.AppTest) over a fake MySQL: missing tables, empty tables and an
+unreachable server each give a clear message, never an exception."""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import mysql.connector
+import pytest
+from mysql.connector import errorcode
+from streamlit.testing.v1 import AppTest
+
+from shopflow.dashboard import data, queries
+from shopflow.dashboard.pages import PAGES
+
+APP = Path(__file__).resolve().parents[2] / "code" / "shopflow" / "dashboard" / "app.py"
+
+
+def run_page(path):
+    from shopflow.dashboard.pages import PAGES
+
+    {p: page for p, _, page in PAGES}[path]()
+
+
+class FakeCursor:
+    """Answers every query with no rows, or raises `error`; records the SQL it was given."""
+
+    def __init__(self, error, log):
+        self.error, self.log, self.column_names = error, log, ()
+
+    def execute(self, sql, params=()):
+        self.log.append(sql)
+        if self.error:
+            raise self.error(sql)
+
+    def fetchall(self):
+        return []
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_mysql(monkeypatch):
+    """Sets the fake server's behaviour: `fake_mysql(error_for_sql)`; returns the executed SQL and the logins."""
+    log, logins = [], []
+
+    def install(error=None):
+        @contextmanager
+        def connection(settings, autocommit=False, **overrides):
+            logins.append((overrides.get("user"), autocommit))
+            yield type("Conn", (), {"cursor": lambda self: FakeCursor(error, log)})()
+
+        monkeypatch.setattr(queries, "mysql_connection", connection)
+        return log, logins
+
+    data.load.clear()
+    yield install
+    data.load.clear()
+
+
+def missing_table(sql):
+    table = re.search(r"\b(mart_\w+|pipeline_runs|quality_results)\b", sql)[1]
+    return mysql.connector.ProgrammingError(msg=f"Table 'mysql_db.{table}' doesn't exist",
+                                            errno=errorcode.ER_NO_SUCH_TABLE)
+
+
+def page_test(path) -> AppTest:
+    app = AppTest.from_function(run_page, args=(path,), default_timeout=60)
+    app.run()
+    return app
+
+
+@pytest.mark.parametrize("path, title", [(p, t) for p, t, _ in PAGES])
+def test_a_missing_table_is_named_in_a_message(fake_mysql, settings, path, title):
+    log, logins = fake_mysql(missing_table)
+    app = page_test(path)
+    assert not app.exception
+    assert [t.value for t in app.title] == [title]
+    infos = " ".join(i.value for i in app.info)
+    assert re.search(r"the table `(mart_\w+|pipeline_runs|quality_results)` does not exist", infos), infos
+    assert log and all(sql.lstrip().upper().startswith(("SELECT", "WITH")) for sql in log)
+    assert set(logins) == {(settings.MARTS_READER_USER, True)}  # only ever the read-only account
+
+
+@pytest.mark.parametrize("path, title", [(p, t) for p, t, _ in PAGES])
+def test_an_empty_table_says_so(fake_mysql, path, title):
+    fake_mysql()
+    app = page_test(path)
+    assert not app.exception
+    assert [t.value for t in app.title] == [title]
+    assert any("the table is empty" in i.value for i in app.info)
+
+
+def test_an_unreachable_server_is_one_error_line_not_a_traceback(fake_mysql):
+    refused = mysql.connector.errors.InterfaceError(msg="Can't connect to MySQL server on '127.0.0.1:3306'",
+                                                    errno=2003)
+    fake_mysql(lambda sql: refused)
+    app = AppTest.from_file(str(APP), default_timeout=60)
+    app.run()
+    assert not app.exception
+    assert [t.value for t in app.title] == ["Overview"]
+    (error,) = app.error
+    assert "did not answer" in error.value and "Can't connect" in error.value
+
+
+def test_the_cache_is_short_and_the_query_layer_is_not_cached():
+    assert 0 < data.CACHE_TTL_S <= 60
+    assert not hasattr(queries.overview, "clear")  # plain functions: the app layer caches

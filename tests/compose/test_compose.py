@@ -67,7 +67,7 @@ def test_every_interpolated_variable_is_defined_in_env():
 
 def test_published_ports_bind_to_loopback_only():
     published = [(name, port) for name, service in services().items() for port in service.get("ports", [])]
-    assert {name for name, _ in published} == {"postgres", "mysql", "kafka", "spark-master", "airflow-apiserver"}
+    assert {name for name, _ in published} == {"postgres", "mysql", "kafka", "spark-master", "airflow-apiserver", "dashboard"}
     assert [(name, port) for name, port in published if not str(port).startswith("127.0.0.1:")] == []
     assert interpolate(services()["airflow-apiserver"]["ports"][0]) == f"127.0.0.1:{env()['AIRFLOW_PORT']}:8080"
 

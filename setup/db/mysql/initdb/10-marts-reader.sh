@@ -1,0 +1,8 @@
+#!/bin/bash
+# First start of the mysql container: the read-only account for the dashboard and SQL clients (SELECT only).
+set -euo pipefail
+escape() { printf "%s" "$1" | sed "s/\\\\/\\\\\\\\/g; s/'/''/g"; }
+mysql --protocol=socket -uroot -p"${MYSQL_ROOT_PASSWORD}" <<SQL
+CREATE USER IF NOT EXISTS '${MARTS_READER_USER}'@'%' IDENTIFIED BY '$(escape "${MARTS_READER_PASSWORD}")';
+GRANT SELECT ON \`${MYSQL_DATABASE}\`.* TO '${MARTS_READER_USER}'@'%';
+SQL

@@ -1,9 +1,14 @@
 """Airflow reads its configuration at import: point it at a scratch home (sqlite) before any test imports it."""
 import os
+import sys
 import tempfile
 
 from shopflow.config import get_settings
+from shopflow.stack.airflow_api import DAGS_DIR
 from shopflow.stack.services import airflow_env
+
+# Airflow's dag-processor puts the DAG folder on sys.path (DAGs import `_spark`); a bare DagBag does not.
+sys.path.insert(0, str(DAGS_DIR))
 
 _home = tempfile.mkdtemp(prefix="shopflow-airflow-test-")
 for key, value in airflow_env(get_settings()).items():

@@ -1,0 +1,98 @@
+"""SQL text for the replica, valid on MySQL 8 and MariaDB 10.11 (pure string builders, unit-tested)."""
+from __future__ import annotations
+
+from postgresdb.models import Column, Table
+
+from .transform import replicated_columns
+
+STATE_TABLE = "replication_state"
+REJECTS_TABLE = "replication_rejects"
+
+STATE_DDL = f"""CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
+    table_name VARCHAR(64) NOT NULL PRIMARY KEY,
+    source_oid BIGINT NULL,
+    watermark BIGINT NULL,
+    rows_total BIGINT NULL,
+    checksum VARCHAR(64) NULL,
+    loaded_at DATETIME(6) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
+
+REJECTS_DDL = f"""CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (
+    reject_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    rejected_at DATETIME(6) NOT NULL,
+    table_name VARCHAR(64) NOT NULL,
+    row_key VARCHAR(64) NOT NULL,
+    reason TEXT NOT NULL,
+    KEY ix_{REJECTS_TABLE}_table (table_name, rejected_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
+
+
+def stage_name(table: Table) -> str:
+    return f"stage_{table.name}"
+
+
+def _names(table: Table) -> list[str]:
+    return [f"`{c.name}`" for c in replicated_columns(table)]
+
+
+def references_itself(table: Table) -> bool:
+    """InnoDB checks a foreign key row by row within a statement: rows of a self-referencing table can meet a
+    parent that the same statement inserts or deletes later."""
+    return any(c.references.split(".")[0] == table.name for c in table.foreign_keys)
+
+
+def _same(column: Column) -> str:
+    name = f"`{column.name}`"
+    # Text compares as bytes: utf8mb4_bin pads spaces, so 'a' = 'a ' would hide a real change.
+    if column.kind in ("text", "longtext"):
+        return f"CAST(t.{name} AS BINARY) <=> CAST(s.{name} AS BINARY)"
+    return f"t.{name} <=> s.{name}"
+
+
+def changed_rows_sql(table: Table) -> str:
+    """(staged rows already in the target, of which differ in some column)."""
+    same = " AND ".join(_same(c) for c in replicated_columns(table))
+    key = f"`{table.primary_key}`"
+    return (f"SELECT COUNT(t.{key}), COALESCE(SUM(CASE WHEN {same} THEN 0 ELSE 1 END), 0) "
+            f"FROM `{stage_name(table)}` s JOIN `{table.name}` t ON t.{key} = s.{key}")
+
+
+def unique_conflicts_sql(table: Table) -> list[tuple[str, str]]:
+    """Per unique column: (delete target rows holding a value the snapshot gives to another key and whose own key
+    is not staged = rows deleted in the source; delete the remaining holders = staged rows the upsert re-inserts).
+    Needed when two rows swap a unique value or a deleted row's value is reused: a plain upsert would fail, or
+    update the wrong row."""
+    key, statements = f"`{table.primary_key}`", []
+    for column in (c for c in table.columns if c.unique):
+        holders = (f"DELETE t FROM `{table.name}` t JOIN `{stage_name(table)}` s "
+                   f"ON t.`{column.name}` = s.`{column.name}` AND t.{key} <> s.{key}")
+        gone = f"{holders} LEFT JOIN `{stage_name(table)}` kept ON kept.{key} = t.{key} WHERE kept.{key} IS NULL"
+        statements.append((gone, holders))
+    return statements
+
+
+def upsert_sql(table: Table) -> str:
+    """One INSERT ... SELECT ... ON DUPLICATE KEY UPDATE from the staging table (row alias syntax and VALUES()
+    differ between MySQL 8.0.20+ and MariaDB; a reference to the SELECT's column works on both)."""
+    names = _names(table)
+    updates = ", ".join(f"{n} = s.{n}" for n in names if n != f"`{table.primary_key}`")
+    return (f"INSERT INTO `{table.name}` ({', '.join(names)}) "
+            f"SELECT {', '.join('s.' + n for n in names)} FROM `{stage_name(table)}` s "
+            f"ON DUPLICATE KEY UPDATE {updates}")
+
+
+def delete_missing_sql(table: Table) -> str:
+    """Full reload: every target row whose key is not in the (complete) staging table."""
+    key = f"`{table.primary_key}`"
+    return (f"DELETE t FROM `{table.name}` t LEFT JOIN `{stage_name(table)}` s ON s.{key} = t.{key} "
+            f"WHERE s.{key} IS NULL")
+
+
+def delete_keys_sql(table: Table, count: int) -> str:
+    return f"DELETE FROM `{table.name}` WHERE `{table.primary_key}` IN ({', '.join(['%s'] * count)})"
+
+
+def save_state_sql() -> str:
+    # REPLACE: one statement for insert-or-overwrite that needs neither VALUES() nor a row alias.
+    return (f"REPLACE INTO {STATE_TABLE} (table_name, source_oid, watermark, rows_total, checksum, loaded_at) "
+            "VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6))")

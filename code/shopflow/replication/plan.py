@@ -1,0 +1,70 @@
+"""Pure decisions of a replication run: full or incremental per table, the read query, read partitions."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from postgresdb.models import CHANGE_TXID, Table
+
+from .transform import replicated_columns
+
+FULL, INCREMENTAL = "full", "incremental"
+ROWS_PER_PARTITION = 50_000
+MAX_PARTITIONS = 32
+FETCH_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class TableState:
+    """One row of `replication_state` in the replica: what the last committed load of a table was based on."""
+    table_name: str
+    source_oid: int | None
+    watermark: int | None  # snapshot xmin of the last committed load; None forces a full reload
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    table: Table
+    mode: str
+    since: int | None  # read rows with change_txid >= since; None reads every row
+    reason: str
+
+
+def plan_table(table: Table, state: TableState | None, source_oid: int, snapshot_xmax: int,
+               truncated_since: bool, force_full: bool = False) -> TablePlan:
+    """Incremental from the stored watermark unless something makes the stored state untrustworthy."""
+    def full(reason: str) -> TablePlan:
+        return TablePlan(table, FULL, None, reason)
+
+    if force_full:
+        return full("full reload requested")
+    if state is None or state.watermark is None:
+        return full("no watermark (first run, or marked for reload after a failed reconcile)")
+    if state.source_oid != source_oid:
+        return full(f"source table was recreated (oid {state.source_oid} -> {source_oid})")
+    if state.watermark > snapshot_xmax:
+        return full(f"watermark {state.watermark} is ahead of the source ({snapshot_xmax}): source was replaced")
+    if truncated_since:
+        return full("source table was truncated since the watermark")
+    return TablePlan(table, INCREMENTAL, state.watermark, f"changes with {CHANGE_TXID} >= {state.watermark}")
+
+
+def changed_rows_filter(plan: TablePlan) -> str:
+    return "" if plan.since is None else f" WHERE {CHANGE_TXID} >= {int(plan.since)}"
+
+
+def read_query(plan: TablePlan, schema: str) -> str:
+    """The rows this run replicates (a subquery usable as Spark's JDBC `dbtable`)."""
+    columns = ", ".join(c.name for c in replicated_columns(plan.table))
+    return f"(SELECT {columns} FROM {schema}.{plan.table.name}{changed_rows_filter(plan)}) AS changed_rows"
+
+
+def partition_count(rows: int, rows_per_partition: int = ROWS_PER_PARTITION, maximum: int = MAX_PARTITIONS) -> int:
+    """Enough partitions that none holds more than `rows_per_partition` rows (up to `maximum`)."""
+    return max(1, min(maximum, math.ceil(rows / rows_per_partition)))
+
+
+def chunks(values: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]

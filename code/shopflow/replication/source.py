@@ -1,0 +1,100 @@
+"""Reading the Postgres source: one exported REPEATABLE READ snapshot shared by the driver and every Spark partition.
+
+The driver's transaction exports its snapshot (`pg_export_snapshot()`); each JDBC partition imports it in
+`sessionInitStatement`, so all seven tables, the row counts, the tombstones and the reconcile checksums describe one
+and the same instant, and `pg_snapshot_xmin` of that snapshot is the next watermark (see README.md).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from postgresdb.models import CHANGE_TXID, TOMBSTONES, Table
+from shopflow.config import Settings
+from shopflow.db import pg_connection
+
+from .checksum import Checksum, checksum_from_row, postgres_checksum_sql
+from .plan import FETCH_SIZE, TablePlan, changed_rows_filter, partition_count, read_query
+
+POSTGRES_DRIVER = "org.postgresql.Driver"
+
+
+@dataclass(frozen=True)
+class RowStats:
+    rows: int
+    min_key: int | None
+    max_key: int | None
+
+
+class SourceSnapshot:
+    def __init__(self, settings: Settings, cursor, snapshot_id: str, xmin: int, xmax: int):
+        self.settings, self.schema, self._cur = settings, settings.POSTGRES_SCHEMA, cursor
+        self.snapshot_id, self.xmin, self.xmax = snapshot_id, xmin, xmax
+
+    def _one(self, sql: str, params: tuple = ()) -> tuple:
+        self._cur.execute(sql, params)
+        return self._cur.fetchone()
+
+    def table_oid(self, table: Table) -> int:
+        oid = self._one("SELECT to_regclass(%s)::oid", (f"{self.schema}.{table.name}",))[0]
+        if oid is None:
+            raise RuntimeError(f"source table {self.schema}.{table.name} does not exist")
+        return int(oid)
+
+    def truncated_since(self, table: Table, since: int | None) -> bool:
+        """A TRUNCATE tombstone (row_id NULL) newer than the watermark: the table must be reloaded in full."""
+        if since is None:
+            return False
+        return self._one(f"SELECT EXISTS (SELECT 1 FROM {self.schema}.{TOMBSTONES} WHERE table_name = %s "
+                         f"AND row_id IS NULL AND {CHANGE_TXID} >= %s)", (table.name, since))[0]
+
+    def row_stats(self, plan: TablePlan) -> RowStats:
+        key = plan.table.primary_key
+        rows, low, high = self._one(f"SELECT count(*), min({key}), max({key}) "
+                                    f"FROM {self.schema}.{plan.table.name}{changed_rows_filter(plan)}")
+        return RowStats(rows, low, high)
+
+    def deleted_keys(self, plan: TablePlan) -> list[int]:
+        """Keys tombstoned since the watermark and absent from this snapshot (a key deleted, then re-inserted
+        with the same id, stays: only what the snapshot lacks may be deleted from the replica)."""
+        key = plan.table.primary_key
+        self._cur.execute(
+            f"SELECT DISTINCT d.row_id FROM {self.schema}.{TOMBSTONES} d WHERE d.table_name = %s "
+            f"AND d.row_id IS NOT NULL AND d.{CHANGE_TXID} >= %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {self.schema}.{plan.table.name} t WHERE t.{key} = d.row_id) ORDER BY 1",
+            (plan.table.name, plan.since))
+        return [row[0] for row in self._cur.fetchall()]
+
+    def checksum(self, table: Table) -> Checksum:
+        return checksum_from_row(self._one(postgres_checksum_sql(table, self.schema)))
+
+    def read(self, spark, plan: TablePlan, stats: RowStats):
+        """The plan's rows as a DataFrame, read in parallel ranges of the primary key, all in this snapshot."""
+        s = self.settings
+        reader = (spark.read.format("jdbc")
+                  .option("url", s.postgres_jdbc_url).option("driver", POSTGRES_DRIVER)
+                  .option("user", s.POSTGRES_USER).option("password", s.POSTGRES_PASSWORD)
+                  .option("dbtable", read_query(plan, self.schema))
+                  .option("fetchsize", FETCH_SIZE)  # > 0 also makes Spark open a transaction, needed below
+                  .option("sessionInitStatement", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
+                                                  f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'"))
+        if stats.rows:
+            reader = (reader.option("partitionColumn", plan.table.primary_key)
+                      .option("lowerBound", stats.min_key).option("upperBound", stats.max_key + 1)
+                      .option("numPartitions", partition_count(stats.rows)))
+        return reader.load()
+
+
+@contextmanager
+def open_snapshot(settings: Settings) -> Iterator[SourceSnapshot]:
+    """Holds the exporting transaction open (read only) until the run is over."""
+    with pg_connection(settings) as conn:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            cur.execute("SHOW server_encoding")
+            if cur.fetchone()[0] != "UTF8":
+                raise RuntimeError("the source database must be UTF8 (checksums hash UTF-8 bytes)")
+            cur.execute("SELECT pg_export_snapshot(), pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
+                        "pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+            yield SourceSnapshot(settings, cur, *cur.fetchone())

@@ -1,0 +1,143 @@
+"""Writing the MySQL/MariaDB replica: tables, staging, upsert, deletes, checksum, state. One connection per run."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import postgresdb
+from postgresdb.models import TABLES, Table
+from shopflow.config import Settings
+
+from . import mysql_sql as sql
+from .checksum import Checksum, checksum_from_row, mysql_checksum_sql
+from .plan import TableState, chunks
+
+# Write path, by measurement (README.md, "Write path"): JDBC batches into the staging table, then one
+# INSERT ... SELECT ... ON DUPLICATE KEY UPDATE. MariaDB Connector/J: the bulk protocol (1.5x the rewritten
+# multi-row INSERTs, 4x the driver defaults); MySQL Connector/J (compose): rewritten multi-row INSERTs.
+WRITE_URL_OPTIONS = {
+    "org.mariadb.jdbc.Driver": "useServerPrepStmts=true&useBulkStmts=true",
+    "com.mysql.cj.jdbc.Driver": "rewriteBatchedStatements=true&useUnicode=true&characterEncoding=UTF-8",
+}
+WRITE_BATCH_SIZE = 5_000
+MAX_WRITERS = 4
+DELETE_CHUNK = 5_000
+LOCK_TIMEOUT_S = 900  # the marts job holds the same lock while it reads the replica
+
+
+def mysql_driver_class(settings: Settings) -> str:
+    """The JDBC driver in MYSQL_JDBC_JAR: MariaDB Connector/J locally, MySQL Connector/J in compose."""
+    return "org.mariadb.jdbc.Driver" if "mariadb" in settings.MYSQL_JDBC_JAR.lower() else "com.mysql.cj.jdbc.Driver"
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    inserted: int
+    updated: int
+    unchanged: int
+    deleted: int  # target rows whose unique value a new row took, and which the source deleted
+    moved: int  # staged rows taken out of a unique value's way, then re-inserted by the upsert
+
+
+class Replica:
+    def __init__(self, settings: Settings, conn):
+        self.settings, self.conn = settings, conn
+        self.cur = conn.cursor()
+        self.cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        self.lock_name = f"shopflow.replication.{settings.MYSQL_DATABASE}"
+
+    def _one(self, statement: str, params: tuple = ()) -> tuple:
+        self.cur.execute(statement, params)
+        return self.cur.fetchone()
+
+    def lock(self) -> None:
+        """One replication run per replica at a time (a manual run next to the DAG's would race)."""
+        if self._one("SELECT GET_LOCK(%s, %s)", (self.lock_name, LOCK_TIMEOUT_S))[0] != 1:
+            raise RuntimeError(f"another replication run holds the lock {self.lock_name!r}")
+
+    def ensure_tables(self) -> None:
+        """Target tables from postgresdb (FK order), their staging copies (no FKs), state and rejects."""
+        for table in TABLES:
+            self.cur.execute(postgresdb.mysql_table_ddl(table))
+            self.cur.execute(postgresdb.mysql_table_ddl(table, name=sql.stage_name(table)))
+        self.cur.execute(sql.STATE_DDL)
+        self.cur.execute(sql.REJECTS_DDL)
+
+    def states(self) -> dict[str, TableState]:
+        self.cur.execute(f"SELECT table_name, source_oid, watermark FROM {sql.STATE_TABLE}")
+        return {name: TableState(name, oid, watermark) for name, oid, watermark in self.cur.fetchall()}
+
+    def truncate_stage(self, table: Table) -> None:
+        self.cur.execute(f"TRUNCATE TABLE `{sql.stage_name(table)}`")
+
+    def write_stage(self, df, table: Table) -> None:
+        """Spark JDBC append into the (empty) staging table: each partition one transaction of batched INSERTs."""
+        s, driver = self.settings, mysql_driver_class(self.settings)
+        partitions = min(MAX_WRITERS, df.rdd.getNumPartitions())
+        (df.coalesce(partitions).write.format("jdbc").mode("append")
+         .option("url", f"{s.mysql_jdbc_url}?{WRITE_URL_OPTIONS[driver]}").option("driver", driver)
+         .option("user", s.MYSQL_USER).option("password", s.MYSQL_PASSWORD)
+         .option("dbtable", sql.stage_name(table)).option("batchsize", WRITE_BATCH_SIZE)
+         .save())
+
+    def stage_rows(self, table: Table) -> int:
+        self.conn.commit()  # start a fresh transaction: see the rows Spark's connections committed
+        return self._one(f"SELECT COUNT(*) FROM `{sql.stage_name(table)}`")[0]
+
+    @contextmanager
+    def _foreign_keys_unchecked(self, unchecked: bool = True) -> Iterator[None]:
+        """For statements whose intermediate rows may break a foreign key while the end state cannot: every row
+        removed is re-inserted or is deleted in the source (and so are its children, whose deletes come first in
+        reverse FK order), and the table is reconciled against the snapshot in the same run."""
+        if unchecked:
+            self.cur.execute("SET SESSION foreign_key_checks = 0")
+        try:
+            yield
+        finally:
+            if unchecked:
+                self.cur.execute("SET SESSION foreign_key_checks = 1")
+
+    def upsert(self, table: Table, staged: int) -> UpsertCounts:
+        """Staging -> target in one transaction, committed here."""
+        existing, changed = (int(v) for v in self._one(sql.changed_rows_sql(table)))
+        deleted = moved = 0
+        for gone, holders in sql.unique_conflicts_sql(table):
+            with self._foreign_keys_unchecked():
+                deleted += self._rowcount(gone)
+                moved += self._rowcount(holders)
+        with self._foreign_keys_unchecked(sql.references_itself(table)):
+            self.cur.execute(sql.upsert_sql(table))
+        self.conn.commit()
+        return UpsertCounts(staged - existing, changed, existing - changed, deleted, moved)
+
+    def _rowcount(self, statement: str, params: tuple = ()) -> int:
+        self.cur.execute(statement, params)
+        return self.cur.rowcount
+
+    def delete_missing(self, table: Table) -> int:
+        with self._foreign_keys_unchecked(sql.references_itself(table)):
+            return self._rowcount(sql.delete_missing_sql(table))
+
+    def delete_keys(self, table: Table, keys: list[int]) -> int:
+        with self._foreign_keys_unchecked(sql.references_itself(table)):
+            return sum(self._rowcount(sql.delete_keys_sql(table, len(chunk)), tuple(chunk))
+                       for chunk in chunks(keys, DELETE_CHUNK))
+
+    def checksum(self, table: Table) -> Checksum:
+        return checksum_from_row(self._one(mysql_checksum_sql(table)))
+
+    def save_state(self, table: Table, source_oid: int, watermark: int | None, checksum: Checksum | None) -> None:
+        self.cur.execute(sql.save_state_sql(), (table.name, source_oid, watermark,
+                                                checksum.rows if checksum else None, str(checksum or "") or None))
+
+    def record_rejects(self, table: Table, rejects: list[tuple[str, str]]) -> None:
+        self.cur.executemany(f"INSERT INTO {sql.REJECTS_TABLE} (rejected_at, table_name, row_key, reason) "
+                             "VALUES (UTC_TIMESTAMP(6), %s, %s, %s)", [(table.name, k, r) for k, r in rejects])
+        self.conn.commit()
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()

@@ -1,0 +1,84 @@
+"""Pure parts of replication: full/incremental decisions, partitioning, SQL text and the checksum form."""
+import pytest
+
+from postgresdb.models import ORDERS, PRODUCT_CATEGORIES, USERS
+from shopflow.replication import mysql_sql
+from shopflow.replication.checksum import Checksum, mysql_checksum_sql, postgres_checksum_sql
+from shopflow.replication.plan import (FULL, INCREMENTAL, TableState, chunks, partition_count, plan_table,
+                                       read_query)
+
+
+@pytest.mark.parametrize("state, oid, truncated, force, mode, reason", [
+    (None, 10, False, False, FULL, "no watermark"),
+    (TableState("users", 10, None), 10, False, False, FULL, "no watermark"),
+    (TableState("users", 9, 500), 10, False, False, FULL, "recreated"),
+    (TableState("users", 10, 5_000), 10, False, False, FULL, "ahead of the source"),
+    (TableState("users", 10, 500), 10, True, False, FULL, "truncated"),
+    (TableState("users", 10, 500), 10, False, True, FULL, "requested"),
+    (TableState("users", 10, 500), 10, False, False, INCREMENTAL, "change_txid >= 500"),
+])
+def test_plan_table(state, oid, truncated, force, mode, reason):
+    plan = plan_table(USERS, state, oid, snapshot_xmax=1_000, truncated_since=truncated, force_full=force)
+    assert plan.mode == mode and reason in plan.reason
+    assert plan.since == (500 if mode == INCREMENTAL else None)
+
+
+def test_read_query_selects_replicated_columns_and_filters_on_the_watermark():
+    incremental = plan_table(ORDERS, TableState("orders", 1, 42), 1, 100, False)
+    assert read_query(incremental, "source") == (
+        "(SELECT order_id, user_id, order_date, total_amount, status, delivery_date, updated_at "
+        "FROM source.orders WHERE change_txid >= 42) AS changed_rows")
+    assert "WHERE" not in read_query(plan_table(ORDERS, None, 1, 100, False), "source")
+
+
+@pytest.mark.parametrize("rows, expected", [(0, 1), (1, 1), (50_000, 1), (50_001, 2), (1_650_000, 32),
+                                            (10**9, 32)])
+def test_partition_count(rows, expected):
+    assert partition_count(rows) == expected
+
+
+def test_chunks():
+    assert [list(c) for c in chunks([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]
+
+
+def test_upsert_sql_is_portable_insert_select_on_duplicate_key():
+    sql = mysql_sql.upsert_sql(USERS)
+    assert sql.startswith("INSERT INTO `users` (`user_id`, `first_name`")
+    assert "FROM `stage_users` s ON DUPLICATE KEY UPDATE `first_name` = s.`first_name`" in sql
+    assert "`user_id` = s.`user_id`" not in sql and "VALUES(" not in sql and " AS new" not in sql
+
+
+def test_unique_conflicts_only_for_tables_with_unique_columns():
+    assert mysql_sql.unique_conflicts_sql(ORDERS) == []
+    [(gone, holders)] = mysql_sql.unique_conflicts_sql(USERS)
+    assert holders == ("DELETE t FROM `users` t JOIN `stage_users` s "
+                       "ON t.`email` = s.`email` AND t.`user_id` <> s.`user_id`")
+    assert gone == holders + (" LEFT JOIN `stage_users` kept ON kept.`user_id` = t.`user_id` "
+                              "WHERE kept.`user_id` IS NULL")
+
+
+def test_changed_rows_compares_text_as_bytes_and_everything_null_safe():
+    sql = mysql_sql.changed_rows_sql(USERS)
+    assert "CAST(t.`phone` AS BINARY) <=> CAST(s.`phone` AS BINARY)" in sql
+    assert "t.`registration_date` <=> s.`registration_date`" in sql
+
+
+def test_checksum_sql_uses_the_same_canonical_form_on_both_sides():
+    pg, my = postgres_checksum_sql(ORDERS, "source"), mysql_checksum_sql(ORDERS)
+    assert "to_char(order_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')" in pg
+    assert "DATE_FORMAT(`order_date`, '%Y-%m-%d %H:%i:%s.%f')" in my
+    assert "COALESCE(length(total_amount::text) || ':' || total_amount::text, 'N')" in pg
+    assert "COALESCE(CONCAT(CHAR_LENGTH(CAST(`total_amount` AS CHAR)), ':', " in my
+    for column in ("order_id", "user_id", "status", "delivery_date", "updated_at"):
+        assert column in pg and f"`{column}`" in my
+
+
+def test_checksum_difference_names_rows_and_sums():
+    assert Checksum(3, 10).difference(Checksum(3, 10)) == "equal"
+    assert Checksum(3, 10).difference(Checksum(2, 7)) == (
+        "rows source=3 replica=2 (diff -1); checksum source=3:10 replica=2:7")
+
+
+def test_only_product_categories_references_itself():
+    assert mysql_sql.references_itself(PRODUCT_CATEGORIES)
+    assert not mysql_sql.references_itself(ORDERS) and not mysql_sql.references_itself(USERS)

@@ -23,13 +23,20 @@ def setting(key: str, default: str) -> str:
     return os.environ.get(key, default)
 
 
-def spark_job(task_id: str, job: str, application_args: list[str] | None = None, **kwargs) -> SparkSubmitOperator:
-    """A client-mode spark-submit of code/shopflow/jobs/<job>.py on the cluster behind `spark_default`."""
+def spark_job(task_id: str, job: str, application_args: list[str] | None = None, cores: int | None = None,
+              **kwargs) -> SparkSubmitOperator:
+    """A client-mode spark-submit of code/shopflow/jobs/<job>.py on the cluster behind `spark_default`.
+
+    `cores` caps the job's share of the cluster (default: all of it), so a long job leaves room for the others.
+    """
     jars = ",".join([setting("POSTGRES_JDBC_JAR", "/usr/share/java/postgresql.jar"),
                      setting("MYSQL_JDBC_JAR", "/usr/share/java/mariadb-java-client.jar")])
+    all_cores = int(setting("SPARK_WORKERS", "3")) * int(setting("SPARK_WORKER_CORES", "1"))
+    utc = "-Duser.timezone=UTC"  # JDBC DATETIME reads use the JVM zone: pin it, whatever the host's
     conf = {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": "1",
             "spark.executor.memory": setting("SPARK_EXECUTOR_MEMORY", "1g"),
-            "spark.cores.max": str(int(setting("SPARK_WORKERS", "3")) * int(setting("SPARK_WORKER_CORES", "1")))}
+            "spark.cores.max": str(min(cores or all_cores, all_cores)),
+            "spark.driver.extraJavaOptions": utc, "spark.executor.extraJavaOptions": utc}
     return SparkSubmitOperator(
         task_id=task_id, application=str(JOBS_DIR / f"{job}.py"), conn_id="spark_default", name=f"shopflow-{job}",
         jars=jars, conf=conf, driver_memory=setting("SPARK_DRIVER_MEMORY", "1g"),

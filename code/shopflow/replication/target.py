@@ -40,12 +40,17 @@ class UpsertCounts:
     moved: int  # staged rows taken out of a unique value's way, then re-inserted by the upsert
 
 
+def replication_lock_name(settings: Settings) -> str:
+    """The MySQL user lock a replication run holds throughout; the marts job takes it to read a settled replica."""
+    return f"shopflow.replication.{settings.MYSQL_DATABASE}"
+
+
 class Replica:
     def __init__(self, settings: Settings, conn):
         self.settings, self.conn = settings, conn
         self.cur = conn.cursor()
         self.cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        self.lock_name = f"shopflow.replication.{settings.MYSQL_DATABASE}"
+        self.lock_name = replication_lock_name(settings)
 
     def _one(self, statement: str, params: tuple = ()) -> tuple:
         self.cur.execute(statement, params)

@@ -1,0 +1,43 @@
+"""spark-submit entry point: build every mart from the MySQL replica, gate it, publish all of them atomically.
+
+    spark-submit code/shopflow/jobs/build_marts.py [--run-id ID]
+
+Settings come from .env / the environment (e.g. MYSQL_DATABASE=test_marts_x). Exit code 0 when every mart was
+published, 1 when a quality gate failed (nothing published; the failed checks are the last log lines and in
+`quality_results`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from shopflow.config import get_settings
+from shopflow.jobs.session import build_session
+from shopflow.marts.build import JOB, build_marts
+from shopflow.quality import QualityGateError
+
+log = logging.getLogger("shopflow.marts")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=JOB, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-id", help="recorded with the quality results (the DAG passes its run id)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    spark = build_session(f"shopflow-{JOB}", settings)
+    try:
+        build_marts(spark, settings, run_id=args.run_id)
+    except QualityGateError as error:
+        for failure in error.failures:
+            log.error("quality gate failed: %s", failure)
+        log.error("no mart published: %d check(s) failed", len(error.failures))
+        return 1
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""One marts run: read the replica once, build every mart into its staging table, gate each one, then publish all
+of them with one RENAME (or none: a failed gate fails the run and the published marts stay as they were)."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pyspark import StorageLevel
+
+from shopflow.config import Settings
+from shopflow.db import mysql_connection
+from shopflow.quality import Check, CheckResult, QualityGateError, record_results, run_checks, sources
+from shopflow.quality.rules import TABLE
+from shopflow.runlog import RunRecord, record_run, tracked_run
+
+from . import replica
+from .registry import all_marts, replica_columns
+from .spec import Mart
+from .store import MartStore, staging_name
+
+JOB = "build_marts"
+log = logging.getLogger("shopflow.marts")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_run_id() -> str:
+    return f"manual__{_now():%Y-%m-%dT%H:%M:%S}_{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class MartResult:
+    mart: Mart
+    started_at: datetime = field(default_factory=_now)
+    seconds: float = 0.0
+    rows: int = 0
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed]
+
+    def run_record(self, run_id: str) -> RunRecord:
+        status = "failed" if self.failures else "ok"
+        detail = (f"run {run_id}: {len(self.checks) - len(self.failures)}/{len(self.checks)} checks passed"
+                  + "".join(f"; {c}" for c in self.failures))
+        return RunRecord(job=JOB, table_name=self.mart.name, mode="rebuild", started_at=self.started_at,
+                         finished_at=_now(), seconds=round(self.seconds, 3), rows_written=self.rows,
+                         status=status, detail=detail[:2000])
+
+
+def staged_rows(rows: int) -> Check:
+    """Every row Spark built reached the staging table."""
+    return Check("staged_rows = built_rows", f"SELECT COUNT(*) FROM {TABLE}", rows)
+
+
+def _stage_and_check(store: MartStore, mart: Mart, frames, expected) -> MartResult:
+    result, start = MartResult(mart), time.monotonic()
+    built = mart.build_from(frames).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        store.create_staging(mart)
+        store.write_staging(built, mart)
+        result.rows = built.count()
+    finally:
+        built.unpersist()
+    checks = mart.checks + (staged_rows(result.rows),)
+    result.checks = run_checks(store.cur, mart.name, staging_name(mart), checks, expected)
+    result.seconds = time.monotonic() - start
+    log.info("%s: %d rows staged in %.1f s, %d/%d checks passed", mart.name, result.rows, result.seconds,
+             len(result.checks) - len(result.failures), len(result.checks))
+    return result
+
+
+def _build_all(spark, settings: Settings, store: MartStore, marts: tuple[Mart, ...]) -> tuple[int, list[MartResult]]:
+    """(rows read from the replica, one result per mart staged and checked)."""
+    start = time.monotonic()
+    frames, expected = replica.read_replica(spark, settings, store.cur, replica_columns(marts),
+                                            sources(c for m in marts for c in m.checks))
+    try:
+        rows_read = sum(expected[replica.row_count(table)] for table in frames)
+        log.info("replica read: %d rows of %s in %.1f s (with the expected values of the checks)", rows_read,
+                 ", ".join(frames), time.monotonic() - start)
+        return rows_read, [_stage_and_check(store, m, frames, expected) for m in marts]
+    finally:
+        replica.release(frames)
+
+
+def build_marts(spark, settings: Settings, run_id: str | None = None,
+                marts: tuple[Mart, ...] | None = None) -> list[MartResult]:
+    """Build, gate and publish `marts` (default: every registered mart); raises QualityGateError when a rule
+    fails (the results are in `quality_results` either way)."""
+    marts, run_id = marts or all_marts(), run_id or new_run_id()
+    with tracked_run(settings, JOB, mode="rebuild") as run, mysql_connection(settings, autocommit=True) as conn:
+        run.detail = f"run {run_id}"
+        store = MartStore(settings, conn.cursor())
+        store.lock()
+        run.rows_read, results = _build_all(spark, settings, store, marts)
+        for result in results:
+            record_run(settings, result.run_record(run_id))
+        record_results(store.cur, run_id, [c for r in results for c in r.checks])
+        failures = [c for r in results for c in r.failures]
+        if failures:
+            raise QualityGateError(failures)
+        store.publish(marts)
+        run.rows_written = sum(r.rows for r in results)
+        run.detail = f"run {run_id}: published " + ", ".join(f"{r.mart.name} ({r.rows} rows)" for r in results)
+    log.info("%s", run.detail)
+    return results

@@ -1,0 +1,88 @@
+"""Reading the MySQL replica into Spark: partitioned JDBC reads on the primary key, cached, under the replication
+lock so that all tables describe the same replication run."""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+
+from postgresdb.models import TABLES_BY_NAME
+from shopflow.config import Settings
+from shopflow.quality.gate import expected_values
+from shopflow.quality.rules import Source
+
+from shopflow.replication.target import replication_lock_name
+
+from .store import jdbc_options
+
+# While we hold the replication job's lock, no replication run is half-way through the tables we read.
+REPLICATION_LOCK_TIMEOUT_S = 900
+# MySQL Connector/J streams a result set with a fetch size only with a server cursor; MariaDB's honours it as is.
+READ_URL_OPTIONS = "useCursorFetch=true"
+FETCH_SIZE = 10_000
+MIN_ROWS_PER_PARTITION = 1_000
+MAX_ROWS_PER_PARTITION = 200_000
+MAX_PARTITIONS = 64
+
+
+def read_partitions(rows: int, parallelism: int) -> int:
+    """One partition per executor core, more when partitions would exceed MAX_ROWS_PER_PARTITION, fewer for
+    tables too small to be worth splitting."""
+    wanted = max(parallelism, math.ceil(rows / MAX_ROWS_PER_PARTITION))
+    return max(1, min(wanted, math.ceil(rows / MIN_ROWS_PER_PARTITION), MAX_PARTITIONS))
+
+
+@contextmanager
+def replication_paused(cursor, settings: Settings) -> Iterator[None]:
+    name = replication_lock_name(settings)
+    cursor.execute("SELECT GET_LOCK(%s, %s)", (name, REPLICATION_LOCK_TIMEOUT_S))
+    if cursor.fetchone()[0] != 1:
+        raise RuntimeError(f"a replication run held {name!r} for over {REPLICATION_LOCK_TIMEOUT_S} s")
+    try:
+        yield
+    finally:
+        cursor.execute("SELECT RELEASE_LOCK(%s)", (name,))
+        cursor.fetchall()
+
+
+def _read_table(spark, settings: Settings, cursor, table: str, columns: tuple[str, ...]) -> tuple[DataFrame, int]:
+    """(the table's columns, cached once an action runs; its row count now)."""
+    key = TABLES_BY_NAME[table].primary_key
+    cursor.execute(f"SELECT COUNT(*), MIN(`{key}`), MAX(`{key}`) FROM `{table}`")
+    rows, low, high = cursor.fetchone()
+    reader = jdbc_options(spark.read.format("jdbc"), settings, READ_URL_OPTIONS).option(
+        "dbtable", f"`{table}`").option("fetchsize", FETCH_SIZE)
+    if rows:
+        reader = (reader.option("partitionColumn", key).option("lowerBound", low).option("upperBound", high + 1)
+                  .option("numPartitions", read_partitions(rows, spark.sparkContext.defaultParallelism)))
+    return reader.load().select(*columns).persist(StorageLevel.MEMORY_AND_DISK), rows
+
+
+def read_replica(spark, settings: Settings, cursor, columns: Mapping[str, tuple[str, ...]],
+                 aggregates: Iterable[Source] = ()) -> tuple[dict[str, DataFrame], dict[Source, Any]]:
+    """The given columns of each table, cached (call `release` when done), and the value of each aggregate over
+    them. One Spark job per table both fills its cache and computes its aggregates and row count."""
+    frames: dict[str, DataFrame] = {}
+    try:
+        with replication_paused(cursor, settings):
+            counts = {}
+            for table, table_columns in columns.items():
+                frames[table], counts[table] = _read_table(spark, settings, cursor, table, table_columns)
+            values = expected_values(frames, {*aggregates, *(row_count(t) for t in frames)})
+        for table, rows in counts.items():
+            if values[row_count(table)] != rows:
+                raise RuntimeError(f"replica table {table}: read {values[row_count(table)]} rows, it held {rows}")
+        return frames, values
+    except BaseException:
+        release(frames)
+        raise
+
+
+def row_count(table: str) -> Source:
+    return Source(table, "COUNT(*)")
+def release(frames: Mapping[str, DataFrame]) -> None:
+    for frame in frames.values():
+        frame.unpersist()

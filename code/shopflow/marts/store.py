@@ -1,0 +1,82 @@
+"""The marts in MySQL: staging tables, the atomic publish, and the JDBC options of every Spark read and write.
+
+A mart is written to `<mart>__staging`, checked there, then published for all marts at once with one
+`RENAME TABLE mart TO mart__old, mart__staging TO mart, ...`: a reader sees the old marts or the new ones, never a
+half-written table, and a run that fails before the rename leaves the published marts as they were.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from shopflow.config import Settings
+from shopflow.replication.target import mysql_driver_class
+
+from .spec import Mart
+
+# Batched multi-row INSERTs (understood by MariaDB Connector/J and MySQL Connector/J alike).
+WRITE_URL_OPTIONS = "rewriteBatchedStatements=true"
+WRITE_BATCH_SIZE = 5_000
+MAX_WRITERS = 3
+BUILD_LOCK = "shopflow.marts.{database}"
+BUILD_LOCK_TIMEOUT_S = 60
+# A reader holding a mart open delays the rename; past this the publish fails instead of queueing every new reader
+# behind it for MySQL's default of a year.
+PUBLISH_LOCK_WAIT_S = 120
+
+
+def staging_name(mart: Mart) -> str:
+    return f"{mart.name}__staging"
+
+
+def old_name(mart: Mart) -> str:
+    return f"{mart.name}__old"
+
+
+def jdbc_options(io, settings: Settings, url_options: str):
+    """Connection options of a Spark JDBC reader or writer for the replica database."""
+    return (io.option("url", f"{settings.mysql_jdbc_url}?{url_options}")
+            .option("driver", mysql_driver_class(settings))
+            .option("user", settings.MYSQL_USER).option("password", settings.MYSQL_PASSWORD))
+
+
+def publish_sql(marts: Iterable[Mart], published: set[str]) -> str:
+    """One RENAME for every mart: the current table (if any) aside to __old, the staging table in its place."""
+    renames = []
+    for mart in marts:
+        if mart.name in published:
+            renames.append(f"`{mart.name}` TO `{old_name(mart)}`")
+        renames.append(f"`{staging_name(mart)}` TO `{mart.name}`")
+    return "RENAME TABLE " + ", ".join(renames)
+
+
+class MartStore:
+    def __init__(self, settings: Settings, cursor):
+        self.settings, self.cur = settings, cursor
+
+    def lock(self) -> None:
+        """One build per database at a time: two would overwrite each other's staging tables."""
+        name = BUILD_LOCK.format(database=self.settings.MYSQL_DATABASE)
+        self.cur.execute("SELECT GET_LOCK(%s, %s)", (name, BUILD_LOCK_TIMEOUT_S))
+        if self.cur.fetchone()[0] != 1:
+            raise RuntimeError(f"another marts build holds the lock {name!r}")
+
+    def create_staging(self, mart: Mart) -> None:
+        """A fresh, empty staging table (one a failed run left behind is dropped) and no __old leftover."""
+        self.cur.execute(f"DROP TABLE IF EXISTS `{staging_name(mart)}`, `{old_name(mart)}`")
+        self.cur.execute(mart.ddl(staging_name(mart)))
+
+    def write_staging(self, df, mart: Mart) -> None:
+        writers = max(1, min(MAX_WRITERS, df.rdd.getNumPartitions()))
+        (jdbc_options(df.coalesce(writers).write.format("jdbc").mode("append"), self.settings, WRITE_URL_OPTIONS)
+         .option("dbtable", f"`{staging_name(mart)}`").option("batchsize", WRITE_BATCH_SIZE).save())
+
+    def published(self, marts: Iterable[Mart]) -> set[str]:
+        names = [m.name for m in marts]
+        self.cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                         f"AND table_name IN ({', '.join(['%s'] * len(names))})", tuple(names))
+        return {row[0] for row in self.cur.fetchall()}
+
+    def publish(self, marts: tuple[Mart, ...]) -> None:
+        self.cur.execute(f"SET SESSION lock_wait_timeout = {PUBLISH_LOCK_WAIT_S}")
+        self.cur.execute(publish_sql(marts, self.published(marts)))
+        self.cur.execute(f"DROP TABLE IF EXISTS {', '.join(f'`{old_name(m)}`' for m in marts)}")

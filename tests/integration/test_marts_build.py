@@ -1,0 +1,136 @@
+"""build_marts against a scratch replica in MariaDB (local Spark session): marts equal plain SQL over the replica,
+readers never see a missing or half mart, a failing gate publishes nothing."""
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+from test_marts_replica import execute, insert, scratch_replica
+
+from shopflow import db
+from shopflow.marts import all_marts
+from shopflow.marts.build import JOB, build_marts
+from shopflow.marts.verify import differences
+from shopflow.quality import QualityGateError
+
+pytestmark = pytest.mark.integration
+MART_NAMES = sorted(m.name for m in all_marts())
+
+
+@pytest.fixture(scope="module")
+def replica(mysql):
+    with scratch_replica(mysql, "marts_build") as settings:
+        yield settings
+
+
+@pytest.fixture(scope="module")
+def published(spark, replica):
+    """The marts built once from the seed."""
+    return build_marts(spark, replica, run_id="it-first")
+
+
+def tables(settings) -> list[str]:
+    return sorted(r[0] for r in execute(settings, "SELECT table_name FROM information_schema.tables "
+                                                  "WHERE table_schema = DATABASE() AND table_name LIKE 'mart%'"))
+
+
+def mart_rows(settings) -> dict[str, list[tuple]]:
+    return {name: execute(settings, f"SELECT * FROM `{name}` ORDER BY 1, 2") for name in MART_NAMES}
+
+
+def test_every_mart_equals_the_same_question_in_plain_sql(replica, published):
+    assert tables(replica) == MART_NAMES  # published, no staging or __old table left
+    with db.mysql_connection(replica) as conn:
+        cursor = conn.cursor()
+        assert {m.name: differences(cursor, m) for m in all_marts()} == {
+            "mart_average_check": (4, []), "mart_product_rating": (3, []), "mart_user_activity": (5, []),
+            "mart_user_loyalty_points": (4, []), "mart_weekly_activity": (6, [])}
+    rows = mart_rows(replica)
+    assert rows["mart_product_rating"] == [(1, "Bouilloire", Decimal("4.50"), 2), (2, "Lampe ✨", Decimal("4.13"), 8),
+                                           (3, "Tasse", None, 0)]
+    assert ("Completed", "Gold", Decimal("10.01")) in rows["mart_average_check"]
+    assert rows["mart_user_loyalty_points"][2] == (3, "Ana", "Lið", "Bronze", 0)
+    assert [r[0].isoformat() for r in rows["mart_weekly_activity"] if r[1:] == (0, 0, 0, 0)] == ["2024-01-29"]
+
+
+def test_every_check_and_run_is_recorded(replica, published):
+    results = execute(replica, "SELECT mart, check_name, passed, observed, expected FROM quality_results "
+                               "WHERE run_id = 'it-first'")
+    assert len(results) == sum(len(m.checks) + 1 for m in all_marts()) and all(r[2] for r in results)
+    assert ("mart_user_activity", "COALESCE(SUM(`total_spent`), 0) = orders: COALESCE(SUM(total_amount), 0)", 1,
+            "10000000028.51", "10000000028.51") in results
+    runs = execute(replica, "SELECT table_name, status, rows_written FROM pipeline_runs WHERE job = %s "
+                            "ORDER BY run_id", params=(JOB,))
+    assert runs[:6] == [(r.mart.name, "ok", r.rows) for r in published] + [(None, "ok", 22)]
+
+
+def test_readers_see_the_old_or_the_new_mart_during_a_rebuild(spark, replica, published):
+    insert(replica, "products", [(4, "Vase", None, 1, "1.00", 1, "2024-03-01 00:00:00")])
+    seen, errors, done = set(), [], threading.Event()
+
+    def read_while_building():
+        with db.mysql_connection(replica, autocommit=True) as conn:
+            cursor = conn.cursor()
+            while not done.is_set():
+                try:
+                    cursor.execute("SELECT COUNT(*), COUNT(rating) FROM mart_product_rating")
+                    seen.add(cursor.fetchone())
+                except Exception as error:  # a missing table would show up here
+                    errors.append(error)
+
+    reader = threading.Thread(target=read_while_building)
+    reader.start()
+    try:
+        build_marts(spark, replica, run_id="it-rebuild")
+    finally:
+        done.set()
+        reader.join()
+    assert errors == []
+    assert seen == {(3, 2), (4, 2)}  # whole old mart, then whole new one
+    assert tables(replica) == MART_NAMES
+
+
+def test_an_empty_replica_gives_empty_marts(spark, mysql):
+    with scratch_replica(mysql, "marts_empty", seed=False) as empty:
+        results = build_marts(spark, empty, run_id="it-empty")
+        assert tables(empty) == MART_NAMES and all(rows == [] for rows in mart_rows(empty).values())
+    assert [r.rows for r in results] == [0] * 5 and not [c for r in results for c in r.failures]
+
+
+def _unknown_status(settings):
+    execute(settings, "ALTER TABLE orders DROP CONSTRAINT ck_orders_status_0",
+            "UPDATE orders SET status = 'Lost' WHERE order_id = 6")
+    return lambda: execute(settings, "UPDATE orders SET status = 'Pending' WHERE order_id = 6")
+
+
+def _order_of_an_unknown_user(settings):
+    execute(settings, "SET foreign_key_checks = 0", "INSERT INTO orders VALUES (7, 99, '2024-02-07 00:00:00', 1.00, "
+                                                    "'Pending', NULL, UTC_TIMESTAMP(6))")
+    return lambda: execute(settings, "DELETE FROM orders WHERE order_id = 7")
+
+
+@pytest.mark.parametrize("corrupt, failing", [
+    (_unknown_status, {("mart_user_activity", "accepted_values(status)"),
+                       ("mart_average_check", "accepted_values(status)")}),
+    (_order_of_an_unknown_user, {  # the join drops it: the sums no longer match the replica's
+        ("mart_user_activity", "COALESCE(SUM(`order_count`), 0) = orders: COALESCE(COUNT(*), 0)"),
+        ("mart_user_activity", "COALESCE(SUM(`total_spent`), 0) = orders: COALESCE(SUM(total_amount), 0)")}),
+], ids=["status outside the accepted list", "order of an unknown user"])
+def test_a_failing_gate_fails_the_run_and_keeps_the_published_marts(spark, replica, published, corrupt, failing):
+    before = mart_rows(replica)
+    restore = corrupt(replica)
+    try:
+        with pytest.raises(QualityGateError) as error:
+            build_marts(spark, replica, run_id=f"it-{corrupt.__name__}")
+    finally:
+        restore()
+    assert {(f.mart, f.check) for f in error.value.failures} == failing
+    assert mart_rows(replica) == before
+    assert tables(replica) == sorted(MART_NAMES + [f"{n}__staging" for n in MART_NAMES])  # left to inspect
+    failed = execute(replica, "SELECT mart, check_name FROM quality_results WHERE run_id = %s AND NOT passed",
+                     params=(f"it-{corrupt.__name__}",))
+    assert set(failed) == failing
+    [(status, detail)] = execute(replica, "SELECT status, detail FROM pipeline_runs WHERE job = %s AND table_name "
+                                          "IS NULL ORDER BY run_id DESC LIMIT 1", params=(JOB,))
+    assert status == "failed" and "QualityGateError" in detail

@@ -5,6 +5,7 @@ Every statement is idempotent, so applying the DDL twice changes nothing.
 from __future__ import annotations
 
 from .models import CHANGE_TXID, TABLES, TOMBSTONES, UPDATED_AT, Column, Table
+from .streaming_ddl import streaming_ddl
 
 _PG_TYPES = {"id": "bigint", "id_ref": "bigint", "int": "integer", "smallint": "smallint",
              "longtext": "text", "money": "numeric(12,2)", "timestamp": "timestamptz"}
@@ -102,10 +103,11 @@ END $$""",
 
 
 def postgres_ddl(schema: str = "source") -> list[str]:
+    """The 7 source tables with change tracking, then the streaming job's own tables (dead letters, ledger)."""
     statements = _pg_tracking(schema)
     for table in TABLES:
         statements += _pg_table(table, schema)
-    return statements
+    return statements + streaming_ddl(schema)
 
 
 # --- MySQL 8 / MariaDB ----------------------------------------------------------------------------------------

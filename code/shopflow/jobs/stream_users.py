@@ -1,0 +1,82 @@
+"""Entry point of the users stream: Kafka topic `users-data` -> Postgres `source.users` (+ rejected_user_events).
+
+    spark-submit code/shopflow/jobs/stream_users.py                  # the DAG: drain the topic, then stop
+    python -m shopflow.jobs.stream_users --continuous                # long-running, a micro-batch every 2 s
+    python -m shopflow.jobs.stream_users --reset                     # forget positions + checkpoint (topic recreated)
+
+Settings come from .env / the environment: STREAMING_SOURCE (python | kafka), STREAMING_CHECKPOINT_DIR,
+STREAMING_TRIGGER_SECONDS, STREAMING_MAX_EVENTS_PER_BATCH, KAFKA_*, POSTGRES_*. Run directly (not under
+spark-submit), the job uses SPARK_MASTER_URL, or --master (e.g. local[2]).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+
+from shopflow.config import get_settings
+from shopflow.jobs.session import build_session
+from shopflow.streaming import query
+
+log = logging.getLogger("shopflow.streaming")
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="stream_users", description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--continuous", action="store_true",
+                      help="run until stopped, one micro-batch every STREAMING_TRIGGER_SECONDS")
+    mode.add_argument("--reset", action="store_true",
+                      help="delete the checkpoint and the committed positions, then exit")
+    parser.add_argument("--trigger-seconds", type=float, help="override STREAMING_TRIGGER_SECONDS")
+    parser.add_argument("--max-events", type=int, help="override STREAMING_MAX_EVENTS_PER_BATCH (0 = no limit)")
+    parser.add_argument("--master", help="Spark master when run without spark-submit (default SPARK_MASTER_URL)")
+    return parser.parse_args(argv)
+
+
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def _has_work(settings) -> bool:
+    """Skips starting Spark (a minute on a small machine) when the topic holds nothing new."""
+    pending = query.pending_events(settings)
+    if pending is None:
+        log.warning("topic %s does not exist yet: nothing to stream", settings.KAFKA_TOPIC)
+    elif pending == 0:
+        log.info("topic %s: no events above the committed positions, nothing to do", settings.KAFKA_TOPIC)
+    else:
+        log.info("topic %s: %d events to stream", settings.KAFKA_TOPIC, pending)
+    return bool(pending)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection at INFO
+    settings = get_settings()
+    overrides = {"STREAMING_TRIGGER_SECONDS": args.trigger_seconds, "STREAMING_MAX_EVENTS_PER_BATCH": args.max_events}
+    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if args.reset:
+        log.info("stream reset: %d committed positions removed, checkpoint deleted", query.reset(settings))
+        return 0
+    if not args.continuous and not _has_work(settings):
+        return 0
+    # Spark's Python workers (the data source runner, executors) must import shopflow: use this interpreter.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops query and session cleanly (kill -9 loses nothing either)
+    spark = build_session("shopflow-stream_users", settings, master=args.master)
+    try:
+        query.run(spark, settings, query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW)
+    except KeyboardInterrupt:
+        log.info("stopped")
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

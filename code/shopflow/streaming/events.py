@@ -1,0 +1,132 @@
+"""Pure transforms of raw Kafka rows (key, value, topic, partition, offset, timestamp) into users and dead letters.
+
+    events.transform(unapplied(positions)).transform(parse_events).transform(validate_events)
+        -> valid_users(...).transform(latest_per_email)   upserted into source.users
+        -> rejected_events(...)                            source.rejected_user_events
+
+Every row leaves `validate_events` with `reason` NULL (valid) or the list of what is wrong: nothing is dropped.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from postgresdb.models import LOYALTY_STATUSES, USERS
+
+SOURCE_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
+
+# The event as the generator sends it: JSON strings only; nullable = optional.
+EVENT_SCHEMA = StructType([
+    StructField("first_name", StringType(), nullable=False),
+    StructField("last_name", StringType(), nullable=False),
+    StructField("email", StringType(), nullable=False),
+    StructField("phone", StringType(), nullable=True),
+    StructField("registration_date", StringType(), nullable=False),
+    StructField("loyalty_status", StringType(), nullable=False),
+])
+USER_COLUMNS = tuple(f.name for f in EVENT_SCHEMA.fields)
+# Leading/trailing whitespace of any kind (Unicode too: no-break space, em space...), as Python's str.strip().
+BLANK_ENDS = r"(?U)^\s+|\s+$"
+EMAIL_PATTERN = r"^[^@\s]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,}$"
+
+
+def unapplied(positions: dict[str, dict[str, int]]):
+    """Rows at or above the committed position of their partition (a replayed batch keeps none)."""
+    def transform(events: DataFrame) -> DataFrame:
+        if not positions:
+            return events
+        pairs = [x for t, parts in positions.items() for p, o in parts.items()
+                 for x in (F.lit(f"{t}:{p}"), F.lit(int(o)))]
+        position = F.create_map(*pairs)[F.concat_ws(":", "topic", F.col("partition").cast("string"))]
+        return events.filter(F.col("offset") >= F.coalesce(position, F.lit(0)))
+    return transform
+
+
+def _json_type(doc: Column, field: str) -> Column:
+    """STRING, BIGINT, OBJECT<...>, VOID (JSON null), or NULL when the field is absent."""
+    return F.schema_of_variant(F.variant_get(doc, f"$.{field}", "variant"))
+
+
+def parse_events(events: DataFrame) -> DataFrame:
+    """Adds `parse_error` (NULL when the value is a UTF-8 JSON object whose fields have the schema's JSON types)
+    and one string column per field of EVENT_SCHEMA (NULL when absent or JSON null)."""
+    text = events.select(*SOURCE_COLUMNS, F.try_validate_utf8(F.col("value").cast("string")).alias("_text"))
+    docs = text.select("*", F.try_parse_json("_text").alias("_doc"))
+    doc, trimmed = F.col("_doc"), F.regexp_replace("_text", BLANK_ENDS, "")
+    is_object = F.startswith(F.schema_of_variant(doc), F.lit("OBJECT")) & F.endswith(trimmed, F.lit("}"))
+    type_errors = F.concat_ws("; ", *[
+        F.when(~_json_type(doc, f.name).isin("STRING", "VOID"), F.lit(f"{f.name} is not a JSON string"))
+        for f in EVENT_SCHEMA.fields])
+    typed = docs.select("*", type_errors.alias("_type_errors"))
+    parse_error = (F.when(F.col("value").isNull(), F.lit("value is null"))
+                   .when(F.col("_text").isNull(), F.lit("value is not valid UTF-8"))
+                   .when(doc.isNull(), F.lit("value is not valid JSON (or has duplicate keys)"))
+                   .when(~is_object, F.lit("value is not a single JSON object"))
+                   .when(F.col("_type_errors") != "", F.col("_type_errors")))
+    checked = typed.select("*", parse_error.alias("parse_error"))
+    fields = [F.when(F.col("parse_error").isNull(), F.try_variant_get(doc, f"$.{f.name}", "string")).alias(f.name)
+              for f in EVENT_SCHEMA.fields]
+    return checked.select(*SOURCE_COLUMNS, "parse_error", *fields)
+
+
+def _trim(column: str) -> Column:
+    return F.regexp_replace(F.col(column), BLANK_ENDS, "")
+
+
+def _length_rule(column: str, value: Column) -> Column:
+    limit = USERS.column(column).length
+    return F.when(F.length(value) > limit, F.lit(f"{column} longer than {limit} characters"))
+
+
+def _rules(first: Column, last: Column, email: Column, phone: Column, status: Column, registered: Column) -> list:
+    statuses = ", ".join(LOYALTY_STATUSES)
+    rules = [F.when(F.coalesce(first, F.lit("")) == "", F.lit("first_name missing or empty")),
+             F.when(F.coalesce(last, F.lit("")) == "", F.lit("last_name missing or empty")),
+             F.when(F.coalesce(email, F.lit("")) == "", F.lit("email missing or empty"))
+              .when(~email.rlike(EMAIL_PATTERN), F.lit("email malformed")),
+             F.when(~F.coalesce(status, F.lit("")).isin(*LOYALTY_STATUSES),
+                    F.lit(f"loyalty_status must be one of {statuses}")),
+             F.when(registered.isNull(), F.lit("registration_date missing or not an ISO-8601 timestamp"))]
+    for name, value in (("first_name", first), ("last_name", last), ("email", email), ("phone", phone)):
+        rules += [_length_rule(name, value), F.when(F.contains(value, F.lit("\u0000")), F.lit(f"{name} contains NUL"))]
+    return rules
+
+
+def validate_events(parsed: DataFrame) -> DataFrame:
+    """Normalizes the fields (trimmed; email lower-cased; empty phone -> NULL; registration_date a timestamp) and
+    adds `reason`: NULL for a valid event, else every rule it breaks, `; `-separated."""
+    normalized = parsed.select(
+        *SOURCE_COLUMNS, "parse_error", _trim("first_name").alias("first_name"), _trim("last_name").alias("last_name"),
+        F.lower(_trim("email")).alias("email"), F.nullif(_trim("phone"), F.lit("")).alias("phone"),
+        F.try_to_timestamp(_trim("registration_date")).alias("registration_date"),
+        _trim("loyalty_status").alias("loyalty_status"))
+    rules = _rules(*(F.col(c) for c in ("first_name", "last_name", "email", "phone", "loyalty_status",
+                                         "registration_date")))
+    judged = normalized.select("*", F.concat_ws("; ", *rules).alias("_rules"))
+    reason = F.coalesce(F.col("parse_error"), F.nullif(F.col("_rules"), F.lit("")))
+    return judged.select(*SOURCE_COLUMNS, *USER_COLUMNS, reason.alias("reason"))
+
+
+def valid_users(validated: DataFrame) -> DataFrame:
+    return validated.filter(F.col("reason").isNull()).drop("reason")
+
+
+def rejected_events(validated: DataFrame) -> DataFrame:
+    return validated.filter(F.col("reason").isNotNull()).select(*SOURCE_COLUMNS, "reason")
+
+
+def latest_per_email(users: DataFrame) -> DataFrame:
+    """One row per email: within a partition the highest offset wins (Kafka's order; the generator keys by email,
+    so this is the whole rule in practice); across partitions the later Kafka timestamp, then the higher partition."""
+    in_partition = Window.partitionBy("email", "partition").orderBy(F.col("offset").desc())
+    across = Window.partitionBy("email").orderBy(F.col("timestamp").desc_nulls_last(), F.col("partition").desc())
+    return (users.withColumn("_rank", F.row_number().over(in_partition)).filter("_rank = 1")
+            .withColumn("_rank", F.row_number().over(across)).filter("_rank = 1").drop("_rank"))
+
+
+def batch_offsets(events: DataFrame) -> DataFrame:
+    """Per partition of a batch: first offset, next offset (last + 1) and row count."""
+    return (events.groupBy("topic", "partition")
+            .agg(F.min("offset").alias("first_offset"), (F.max("offset") + 1).alias("next_offset"),
+                 F.count(F.lit(1)).alias("events")))

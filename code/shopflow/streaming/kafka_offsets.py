@@ -1,0 +1,90 @@
+"""Kafka offsets through kafka-python, without consumer groups (partitions are assigned directly).
+
+Offsets travel as `{topic: {"<partition>": next_offset}}`, the JSON shape of Spark's Kafka source
+(`startingOffsets`, progress reports), so the ledger, both sources and the checkpoints speak one format.
+
+The end of a partition is the high watermark read from a fetch response, not `end_offsets()`: the local broker
+(tansu) answers ListOffsets "latest" with a stale value after batched produces (PLATFORM.md), the fetch response
+carries the true one.
+"""
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+Offsets = dict[str, dict[str, int]]
+EARLIEST = -2  # Spark's Kafka source: "-2 as an offset refers to earliest"
+
+
+class KafkaOffsetError(RuntimeError):
+    """The broker did not answer in time, or a partition went backwards (topic recreated, broker restarted)."""
+
+
+def open_consumer(bootstrap_servers: str, **config) -> KafkaConsumer:
+    defaults = {"group_id": None, "enable_auto_commit": False, "fetch_max_wait_ms": 50,
+                "request_timeout_ms": 30000, "consumer_timeout_ms": 1000}
+    return KafkaConsumer(bootstrap_servers=bootstrap_servers, **(defaults | config))
+
+
+def topic_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        if time.monotonic() > deadline:
+            raise KafkaOffsetError(f"topic {topic!r} has no partitions after {timeout_s:.0f} s (does it exist?)")
+        consumer.poll(timeout_ms=200)  # refreshes metadata
+
+
+def _probe_positions(consumer: KafkaConsumer, tps: list[TopicPartition], hints: dict[int, int]) -> None:
+    # Fetch from one record before the best guess of the end, so a non-empty partition answers at once.
+    guesses = consumer.end_offsets(tps)
+    for tp in tps:
+        consumer.seek(tp, max(0, max(hints.get(tp.partition, 0), guesses.get(tp, 0)) - 1))
+
+
+def high_watermarks(bootstrap_servers: str, topic: str, hints: dict[int, int] | None = None,
+                    timeout_s: float = 30.0) -> dict[int, int]:
+    """{partition: high watermark} of every partition of `topic`, taken from fetch responses."""
+    consumer = open_consumer(bootstrap_servers, auto_offset_reset="earliest", max_poll_records=1)
+    try:
+        tps = [TopicPartition(topic, p) for p in topic_partitions(consumer, topic, timeout_s)]
+        consumer.assign(tps)
+        _probe_positions(consumer, tps, hints or {})
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.highwater(tp) is None for tp in tps):
+            if time.monotonic() > deadline:
+                raise KafkaOffsetError(f"no fetch response for {topic!r} within {timeout_s:.0f} s")
+            consumer.poll(timeout_ms=100, max_records=1)
+        return {tp.partition: consumer.highwater(tp) for tp in tps}
+    finally:
+        consumer.close()
+
+
+def earliest_offsets(bootstrap_servers: str, topic: str, partitions: list[int]) -> dict[int, int]:
+    consumer = open_consumer(bootstrap_servers)
+    try:
+        found = consumer.beginning_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in found.items()}
+    finally:
+        consumer.close()
+
+
+def starting_offsets(topic: str, partitions: list[int], committed: dict[int, int]) -> Offsets:
+    """Where a query without a checkpoint starts: the committed position, else the earliest offset."""
+    return {topic: {str(p): committed.get(p, EARLIEST) for p in partitions}}
+
+
+def as_offsets(topic: str, positions: dict[int, int]) -> Offsets:
+    return {topic: {str(p): int(o) for p, o in sorted(positions.items())}}
+
+
+def of_topic(offsets: Offsets, topic: str) -> dict[int, int]:
+    return {int(p): int(o) for p, o in offsets.get(topic, {}).items()}
+
+
+def lag(high: dict[int, int], positions: dict[int, int]) -> dict[int, int]:
+    """Events still to read per partition (high watermark minus committed position, never negative)."""
+    return {p: max(0, hw - positions.get(p, 0)) for p, hw in sorted(high.items())}

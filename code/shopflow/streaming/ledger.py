@@ -1,0 +1,101 @@
+"""Postgres side of one micro-batch, all on the caller's cursor (one transaction): users upsert, dead letters,
+committed positions and the batch ledger. Tables: postgresdb/streaming_ddl.py."""
+from __future__ import annotations
+
+import io
+import json
+
+from psycopg2 import Binary
+from psycopg2.extras import execute_values
+
+from postgresdb.streaming_ddl import REJECTED_USER_EVENTS, STREAM_BATCHES, STREAM_OFFSETS
+
+from shopflow.streaming.kafka_offsets import Offsets
+
+USER_FIELDS = ("first_name", "last_name", "email", "phone", "loyalty_status")
+_CHANGED = ("first_name", "last_name", "phone", "registration_date", "loyalty_status")
+
+
+def lock_stream(cur, schema: str, stream: str) -> None:
+    """Serializes writers of one stream (a second job on the same topic waits, then finds its rows applied)."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"shopflow.stream:{schema}.{stream}",))
+
+
+def committed_positions(cur, schema: str, stream: str) -> Offsets:
+    cur.execute(f"SELECT kafka_topic, kafka_partition, next_offset FROM {schema}.{STREAM_OFFSETS} WHERE stream = %s",
+                (stream,))
+    positions: Offsets = {}
+    for topic, partition, offset in cur.fetchall():
+        positions.setdefault(topic, {})[str(partition)] = int(offset)
+    return positions
+
+
+def _csv(rows) -> io.StringIO:
+    """CSV for COPY: every value quoted, None left bare (= NULL), so an empty string and NULL stay distinct."""
+    def cell(value):
+        return "" if value is None else '"' + str(value).replace('"', '""') + '"'
+    return io.StringIO("".join(",".join(cell(v) for v in row) + "\n" for row in rows))
+
+
+def upsert_users(cur, schema: str, rows: list[tuple]) -> tuple[int, int]:
+    """rows: USER_FIELDS + registration_date as epoch microseconds. Returns (inserted, updated); an event equal to
+    the stored row updates nothing, so change tracking (updated_at / change_txid) only moves on real changes."""
+    if not rows:
+        return 0, 0
+    cur.execute("CREATE TEMP TABLE stream_users_stage (first_name text, last_name text, email text, phone text, "
+                "loyalty_status text, registration_micros bigint) ON COMMIT DROP")
+    cur.copy_expert("COPY stream_users_stage FROM STDIN WITH (FORMAT csv)", _csv(rows))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _CHANGED)
+    stored, incoming = (", ".join(f"{alias}.{c}" for c in _CHANGED) for alias in ("u", "EXCLUDED"))
+    cur.execute(f"""
+        INSERT INTO {schema}.users AS u (first_name, last_name, email, phone, registration_date, loyalty_status)
+        SELECT first_name, last_name, email, phone,
+               timestamptz 'epoch' + registration_micros * interval '1 microsecond', loyalty_status
+        FROM stream_users_stage
+        ON CONFLICT (email) DO UPDATE SET {updates}
+        WHERE ({stored}) IS DISTINCT FROM ({incoming})
+        RETURNING (xmax = 0) AS inserted""")
+    flags = [inserted for (inserted,) in cur.fetchall()]
+    return sum(flags), len(flags) - sum(flags)
+
+
+def insert_rejects(cur, schema: str, batch_id: int, rows: list[tuple]) -> int:
+    """rows: (value bytes, key bytes, reason, topic, partition, offset, kafka timestamp epoch micros)."""
+    if not rows:
+        return 0
+    values = [(_bytes(v), _bytes(k), reason, topic, partition, offset, micros, batch_id)
+              for v, k, reason, topic, partition, offset, micros in rows]
+    execute_values(cur, f"""
+        INSERT INTO {schema}.{REJECTED_USER_EVENTS} (raw_value, raw_key, reason, kafka_topic, kafka_partition,
+            kafka_offset, kafka_timestamp, batch_id) VALUES %s""",
+        values, template="(%s, %s, %s, %s, %s, %s, timestamptz 'epoch' + %s * interval '1 microsecond', %s)")
+    return len(values)
+
+
+def _bytes(value):
+    return None if value is None else Binary(bytes(value))
+
+
+def advance(cur, schema: str, stream: str, batch_id: int, end_offsets: Offsets) -> None:
+    rows = [(stream, topic, int(p), offset, batch_id)
+            for topic, parts in end_offsets.items() for p, offset in parts.items()]
+    execute_values(cur, f"""
+        INSERT INTO {schema}.{STREAM_OFFSETS} (stream, kafka_topic, kafka_partition, next_offset, batch_id) VALUES %s
+        ON CONFLICT (stream, kafka_topic, kafka_partition) DO UPDATE
+        SET next_offset = GREATEST({STREAM_OFFSETS}.next_offset, EXCLUDED.next_offset),
+            batch_id = EXCLUDED.batch_id, updated_at = clock_timestamp()""", rows)
+
+
+def record_batch(cur, schema: str, stream: str, batch_id: int, start: Offsets, end: Offsets, counts: dict) -> None:
+    cur.execute(f"""
+        INSERT INTO {schema}.{STREAM_BATCHES} (stream, batch_id, start_offsets, end_offsets, events_read,
+            users_upserted, users_changed, events_rejected)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+        (stream, batch_id, json.dumps(start), json.dumps(end), counts["events_new"], counts["users_upserted"],
+         counts["users_inserted"] + counts["users_updated"], counts["events_rejected"]))
+
+
+def reset_positions(cur, schema: str, stream: str) -> int:
+    """Forget where the stream is (after the topic was recreated); applied rows and the ledger history stay."""
+    cur.execute(f"DELETE FROM {schema}.{STREAM_OFFSETS} WHERE stream = %s", (stream,))
+    return cur.rowcount

@@ -1,0 +1,128 @@
+"""Wiring of the users stream: source (by `STREAMING_SOURCE`), trigger, checkpoint and the foreachBatch sink.
+
+A query without a checkpoint starts from the positions committed in Postgres (else the earliest offsets), so
+losing `.local/checkpoints` neither replays applied events nor skips new ones.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+from pyspark.sql import DataFrame, SparkSession
+
+from postgresdb.streaming_ddl import streaming_ddl
+
+from shopflow.config import Settings
+from shopflow.db import pg_connection
+from shopflow.streaming import events as ev
+from shopflow.streaming import kafka_offsets as ko
+from shopflow.streaming import ledger
+from shopflow.streaming.kafka_source import KafkaPythonSource
+from shopflow.streaming.sink import STREAM, UsersSink
+
+log = logging.getLogger(__name__)
+AVAILABLE_NOW, CONTINUOUS = "availableNow", "continuous"
+
+
+def ensure_tables(settings: Settings) -> None:
+    """The stream's own tables (idempotent); `users` comes with the source schema."""
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('shopflow.schema'))")
+        for statement in streaming_ddl(settings.POSTGRES_SCHEMA):
+            cur.execute(statement)
+
+
+def topic_partitions(settings: Settings, timeout_s: float = 10.0) -> list[int]:
+    """The topic's partitions; [] while it does not exist (created by kafka-init / the event generator)."""
+    consumer = ko.open_consumer(settings.KAFKA_BOOTSTRAP_SERVERS)
+    try:
+        return ko.topic_partitions(consumer, settings.KAFKA_TOPIC, timeout_s)
+    except ko.KafkaOffsetError:
+        return []
+    finally:
+        consumer.close()
+
+
+def pending_events(settings: Settings) -> int | None:
+    """Events in the topic above the committed positions (None: no topic). 0 means a run has nothing to do: no
+    unapplied batch can hide in the checkpoint either, since the positions move with the data they cover."""
+    partitions = topic_partitions(settings)
+    if not partitions:
+        return None
+    ensure_tables(settings)
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        committed = ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
+    high = ko.high_watermarks(settings.KAFKA_BOOTSTRAP_SERVERS, settings.KAFKA_TOPIC, committed)
+    return sum(ko.lag(high, committed).values())
+
+
+def committed_start(settings: Settings, partitions: list[int]) -> ko.Offsets:
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        committed = ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
+    return ko.starting_offsets(settings.KAFKA_TOPIC, partitions, committed)
+
+
+def source_frame(spark: SparkSession, settings: Settings, starting: ko.Offsets) -> DataFrame:
+    """The topic as Spark's Kafka source shapes it; either source, the same columns."""
+    max_events = settings.STREAMING_MAX_EVENTS_PER_BATCH
+    if settings.STREAMING_SOURCE == "kafka":
+        reader = (spark.readStream.format("kafka")
+                  .option("kafka.bootstrap.servers", settings.KAFKA_BOOTSTRAP_SERVERS)
+                  .option("subscribe", settings.KAFKA_TOPIC)
+                  .option("failOnDataLoss", "true"))
+        if max_events:
+            reader = reader.option("maxOffsetsPerTrigger", str(max_events))
+    else:
+        spark.dataSource.register(KafkaPythonSource)
+        reader = (spark.readStream.format(KafkaPythonSource.name())
+                  .option("bootstrapServers", settings.KAFKA_BOOTSTRAP_SERVERS)
+                  .option("topic", settings.KAFKA_TOPIC)
+                  .option("maxEventsPerBatch", str(max_events)))
+    return reader.option("startingOffsets", json.dumps(starting)).load().select(*ev.SOURCE_COLUMNS)
+
+
+def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[int]):
+    """Starts the query; `mode` availableNow drains what the topic holds and stops, continuous runs until stopped."""
+    ensure_tables(settings)
+    checkpoint = settings.streaming_checkpoint_dir
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    writer = (source_frame(spark, settings, committed_start(settings, partitions)).writeStream
+              .queryName(f"{STREAM}-stream")
+              .option("checkpointLocation", str(checkpoint))
+              .foreachBatch(UsersSink(settings, mode)))
+    if mode == AVAILABLE_NOW:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{settings.STREAMING_TRIGGER_SECONDS:g} seconds")
+    log.info("users stream (%s, source %s) from %s, checkpoint %s", mode, settings.STREAMING_SOURCE,
+             settings.KAFKA_TOPIC, checkpoint)
+    return writer.start()
+
+
+def run(spark: SparkSession, settings: Settings, mode: str = AVAILABLE_NOW) -> bool:
+    """Runs the query to its end (availableNow) or until interrupted (continuous). A topic that does not exist yet
+    is nothing to drain (False) for availableNow; continuous mode waits for it."""
+    partitions = topic_partitions(settings)
+    while not partitions and mode == CONTINUOUS:
+        log.info("waiting for topic %s to be created", settings.KAFKA_TOPIC)
+        partitions = topic_partitions(settings, timeout_s=30)
+    if not partitions:
+        log.warning("topic %s does not exist yet: nothing to stream", settings.KAFKA_TOPIC)
+        return False
+    query = start(spark, settings, mode, partitions)
+    try:
+        query.awaitTermination()
+    finally:
+        if query.isActive:
+            query.stop()
+    return True
+
+
+def reset(settings: Settings) -> int:
+    """Deletes the checkpoint and the committed positions: the next run starts from the earliest offsets."""
+    shutil.rmtree(settings.streaming_checkpoint_dir, ignore_errors=True)
+    ensure_tables(settings)
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        ledger.lock_stream(cur, settings.POSTGRES_SCHEMA, STREAM)
+        return ledger.reset_positions(cur, settings.POSTGRES_SCHEMA, STREAM)

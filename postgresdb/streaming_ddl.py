@@ -1,0 +1,58 @@
+"""Postgres tables of the Kafka -> `users` stream: dead letters, committed positions and the batch ledger.
+
+All three are written in the same transaction as the users upsert, which is what makes the stream exactly-once:
+`stream_offsets` is the committed position per Kafka partition (rows below it are already applied and are skipped
+on replay), `stream_batches` is one row per applied micro-batch (batch id, offset range, counts).
+These tables are not replicated (they are not in `models.TABLES`) and carry no change tracking.
+Every statement is idempotent.
+"""
+from __future__ import annotations
+
+REJECTED_USER_EVENTS = "rejected_user_events"
+STREAM_OFFSETS = "stream_offsets"
+STREAM_BATCHES = "stream_batches"
+
+
+def streaming_ddl(schema: str = "source") -> list[str]:
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {schema}",
+        # raw_value is bytea: the bytes exactly as received, including broken UTF-8 and NUL bytes.
+        f"""CREATE TABLE IF NOT EXISTS {schema}.{REJECTED_USER_EVENTS} (
+    rejected_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    raw_value bytea NULL,
+    raw_key bytea NULL,
+    reason text NOT NULL,
+    kafka_topic text NOT NULL,
+    kafka_partition integer NOT NULL,
+    kafka_offset bigint NOT NULL,
+    kafka_timestamp timestamptz NULL,
+    received_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    batch_id bigint NULL
+)""",
+        # Not unique: after a reset (topic recreated, offsets restart at 0) the same offsets come again. Replays
+        # are excluded by stream_offsets, written in the same transaction.
+        f"CREATE INDEX IF NOT EXISTS ix_{REJECTED_USER_EVENTS}_source "
+        f"ON {schema}.{REJECTED_USER_EVENTS} (kafka_topic, kafka_partition, kafka_offset)",
+        f"""CREATE TABLE IF NOT EXISTS {schema}.{STREAM_OFFSETS} (
+    stream text NOT NULL,
+    kafka_topic text NOT NULL,
+    kafka_partition integer NOT NULL,
+    next_offset bigint NOT NULL,
+    batch_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (stream, kafka_topic, kafka_partition)
+)""",
+        f"""CREATE TABLE IF NOT EXISTS {schema}.{STREAM_BATCHES} (
+    ledger_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    stream text NOT NULL,
+    batch_id bigint NOT NULL,
+    start_offsets jsonb NOT NULL,
+    end_offsets jsonb NOT NULL,
+    events_read bigint NOT NULL,
+    users_upserted bigint NOT NULL,
+    users_changed bigint NOT NULL,
+    events_rejected bigint NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)""",
+        f"CREATE INDEX IF NOT EXISTS ix_{STREAM_BATCHES}_stream_batch ON {schema}.{STREAM_BATCHES} (stream, batch_id)",
+    ]

@@ -1,0 +1,103 @@
+"""The stream job SIGKILLed (JVM and all) and restarted: nothing lost, nothing applied twice."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from pyspark.errors import StreamingQueryException
+
+from shopflow.streaming import query
+from test_streaming_support import (assert_exact, kill, make_events, pg_rows, pipeline_runs, produce, start_job,
+                                    stream_case, wait_for)
+
+pytestmark = pytest.mark.integration
+__all__ = ["stream_case"]
+
+# The job, killed (SIGKILL to its whole process group) right after the Postgres commit of batch 1, before Spark
+# records the batch in its checkpoint: the restart must replay batch 1 and find it already applied.
+DIE_AFTER_COMMIT = """
+import os, signal, sys
+from shopflow.streaming import sink
+apply = sink.UsersSink.__call__
+def apply_then_die(self, batch, batch_id):
+    apply(self, batch, batch_id)
+    if batch_id == 1:
+        os.killpg(0, signal.SIGKILL)
+sink.UsersSink.__call__ = apply_then_die
+from shopflow.jobs.stream_users import main
+sys.exit(main(["--master", "local[1]"]))
+"""
+
+
+def _batches(settings) -> int:
+    return pg_rows(settings, "SELECT count(*) FROM {s}.stream_batches")[0][0]
+
+
+def test_killed_mid_stream_and_restarted_is_still_exact(spark, stream_case, tmp_path):
+    events, expected_users, malformed = make_events(1000)
+    produce(stream_case, events)
+    job = start_job(stream_case, tmp_path / "job.log")
+    try:
+        wait_for(lambda: _batches(stream_case) >= 2, 300, "two committed batches", job)
+    finally:
+        kill(job)
+    applied = pg_rows(stream_case, "SELECT coalesce(sum(next_offset), 0) FROM {s}.stream_offsets")[0][0]
+    assert 0 < applied < 1000, (tmp_path / "job.log").read_text()[-3000:]
+
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+
+    assert_exact(stream_case, events, expected_users, malformed)
+
+
+def test_batch_replayed_after_a_crash_between_commit_and_checkpoint_is_skipped(spark, stream_case, tmp_path):
+    events, expected_users, malformed = make_events(1000)
+    produce(stream_case, events)
+    job = start_job(stream_case, tmp_path / "job.log", code=DIE_AFTER_COMMIT)
+    try:
+        job.wait(timeout=300)
+    finally:
+        kill(job)
+    assert _batches(stream_case) == 2, (tmp_path / "job.log").read_text()[-3000:]
+
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+
+    assert_exact(stream_case, events, expected_users, malformed)
+    ledger = pg_rows(stream_case, "SELECT batch_id FROM {s}.stream_batches ORDER BY ledger_id")
+    assert [b for (b,) in ledger] == list(range(len(ledger)))  # batch 1 recorded once
+    statuses = [(status, json_batch) for status, *_, json_batch in pipeline_runs(stream_case)]
+    assert [s for s, detail in statuses if '"batch_id": 1,' in detail] == ["ok", "replayed"]
+
+
+def test_lost_checkpoint_resumes_from_the_committed_positions(spark, stream_case):
+    events, expected_users, malformed = make_events(600)
+    produce(stream_case, events[:400])
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    shutil.rmtree(stream_case.streaming_checkpoint_dir)
+    produce(stream_case, events[400:])
+
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+
+    assert_exact(stream_case, events, expected_users, malformed)
+    assert sum(r[1] for r in pipeline_runs(stream_case)) == 600  # nothing read twice
+
+
+def test_recreated_topic_fails_loudly_until_reset_then_streams_again(spark, stream_case):
+    first, users_first, malformed_first = make_events(200, seed=1)
+    produce(stream_case, first)
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    admin = KafkaAdminClient(bootstrap_servers=stream_case.KAFKA_BOOTSTRAP_SERVERS)
+    admin.delete_topics([stream_case.KAFKA_TOPIC])
+    wait_for(lambda: stream_case.KAFKA_TOPIC not in admin.list_topics(), 30, "the topic deletion")
+    admin.create_topics([NewTopic(stream_case.KAFKA_TOPIC, stream_case.KAFKA_TOPIC_PARTITIONS, 1)])
+    second, users_second, malformed_second = make_events(100, seed=2)
+    produce(stream_case, second)  # offsets start again at 0, below the committed positions
+
+    with pytest.raises(StreamingQueryException, match="below the committed position"):
+        query.run(spark, stream_case, query.AVAILABLE_NOW)
+    query.reset(stream_case)
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+
+    # every event of both incarnations applied once; the rejected offsets repeat and are all kept
+    assert_exact(stream_case, second, users_first | users_second, malformed_first + malformed_second)

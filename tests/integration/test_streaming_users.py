@@ -1,0 +1,74 @@
+"""The users stream against the real broker and Postgres: exact counts, latest wins, reruns change nothing."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shopflow.streaming import kafka_offsets as ko
+from shopflow.streaming import query
+from test_streaming_support import (assert_exact, make_events, pg_rows, pipeline_runs, produce, snapshot,
+                                    stream_case, stored_rejects)
+
+pytestmark = pytest.mark.integration
+__all__ = ["stream_case"]  # the fixture, imported for pytest
+
+
+def test_high_watermarks_are_exact_where_end_offsets_lag(stream_case):
+    produce(stream_case, [(str(i % 7).encode(), b"x" * 50) for i in range(3000)])
+    high = ko.high_watermarks(stream_case.KAFKA_BOOTSTRAP_SERVERS, stream_case.KAFKA_TOPIC)
+    assert sorted(high) == [0, 1, 2]
+    assert sum(high.values()) == 3000
+
+
+def test_1000_events_exactly_once_and_a_second_run_changes_nothing(spark, stream_case):
+    events, expected_users, malformed = make_events(1000)
+    produce(stream_case, events)
+
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+
+    assert_exact(stream_case, events, expected_users, malformed)
+    assert len(malformed) == 50 and len(expected_users) < 950  # duplicates were merged
+    batches = pg_rows(stream_case, "SELECT batch_id, events_read, events_rejected FROM {s}.stream_batches ORDER BY 1")
+    assert [b[0] for b in batches] == list(range(len(batches))) and len(batches) >= 4  # 300 events per batch
+    assert sum(b[1] for b in batches) == 1000 and sum(b[2] for b in batches) == 50
+    runs = pipeline_runs(stream_case)
+    assert [r[0] for r in runs] == ["ok"] * len(batches)
+    assert sum(r[1] for r in runs) == 1000 and sum(r[3] for r in runs) == 50
+    assert json.loads(runs[-1][4])["lag"] == 0
+
+    before = snapshot(stream_case)
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    assert snapshot(stream_case) == before
+
+
+def test_rejected_reasons_name_the_broken_rule(spark, stream_case):
+    events, expected_users, malformed = make_events(200)
+    produce(stream_case, events)
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    reasons = {bytes(v) if v is not None else None: r for v, r in stored_rejects(stream_case)}
+    assert reasons[None] == "value is null"
+    assert reasons[b'[{"email": "x@y.io"}]'] == "value is not a single JSON object"
+    assert reasons[malformed[0]].startswith("value is not valid JSON")
+    assert "email missing or empty" in reasons[malformed[1]]
+    assert reasons[malformed[5]] == "value is not valid UTF-8"
+
+
+def test_new_events_after_a_run_update_only_what_changed(spark, stream_case):
+    events, _, _ = make_events(100)
+    produce(stream_case, events)
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    before = {row[1]: row for row in snapshot(stream_case)[0]}
+    target = next(iter(before))
+    update = json.dumps({"first_name": "New", "last_name": "Name", "email": target.upper(), "phone": None,
+                         "registration_date": "2020-02-02T02:02:02Z", "loyalty_status": "Silver"}).encode()
+    produce(stream_case, [(target.encode(), update)])
+
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+
+    after = {row[1]: row for row in snapshot(stream_case)[0]}
+    changed = [email for email in after if after[email] != before[email]]
+    assert changed == [target]
+    assert after[target][0] == before[target][0]  # same user_id: updated in place
+    row = pg_rows(stream_case, f"SELECT first_name, loyalty_status FROM {{s}}.users WHERE email = '{target}'")
+    assert row == [("New", "Silver")]

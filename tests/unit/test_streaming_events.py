@@ -1,0 +1,118 @@
+"""parse / validate / latest-wins / replay filter of the users stream, on tiny inline frames."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from shopflow.streaming import events as ev
+
+RAW = "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp"
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def ts(seconds: int) -> datetime:
+    return T0.replace(second=seconds)
+
+
+def event(**fields) -> bytes:
+    base = {"first_name": "Ann", "last_name": "Lee", "email": "ann@example.com", "phone": "+1 555 0100",
+            "registration_date": "2024-01-02T03:04:05+00:00", "loyalty_status": "Gold"}
+    return json.dumps({k: v for k, v in (base | fields).items() if v is not ...}).encode()
+
+
+def raw_frame(spark, values, partition=0, start=0):
+    rows = [(None, v, "t", partition, start + i, ts(i)) for i, v in enumerate(values)]
+    return spark.createDataFrame(rows, RAW)
+
+
+def test_parse_reports_why_a_value_is_not_an_event(spark):
+    values = [event(), b"not json", b"\xff\xfe{\"a\": 1}", None, b"[1, 2]",
+              event(first_name=123), b'{"email": "a@b.co"} trailing', b'{"email": "a", "email": "b"}']
+    parsed = raw_frame(spark, values).transform(ev.parse_events)
+    got = parsed.select("offset", "parse_error", "first_name", "email")
+    expected = spark.createDataFrame([
+        (0, None, "Ann", "ann@example.com"),
+        (1, "value is not valid JSON (or has duplicate keys)", None, None),
+        (2, "value is not valid UTF-8", None, None),
+        (3, "value is null", None, None),
+        (4, "value is not a single JSON object", None, None),
+        (5, "first_name is not a JSON string", None, None),
+        (6, "value is not a single JSON object", None, None),
+        (7, "value is not valid JSON (or has duplicate keys)", None, None),
+    ], "offset bigint, parse_error string, first_name string, email string")
+    assertDataFrameEqual(got, expected)
+
+
+def test_parse_keeps_json_null_and_absent_optional_fields_as_null(spark):
+    parsed = raw_frame(spark, [event(phone=None), event(phone=...)]).transform(ev.parse_events)
+    expected = spark.createDataFrame([(0, None, None), (1, None, None)],
+                                     "offset bigint, parse_error string, phone string")
+    assertDataFrameEqual(parsed.select("offset", "parse_error", "phone"), expected)
+
+
+def test_validate_normalizes_a_valid_event(spark):
+    value = event(first_name="\u00a0 Ann\u2003", email=" Ann.Lee@Example.COM\t", phone="  ", loyalty_status=" Silver",
+                  registration_date="2024-01-02T05:04:05+02:00")
+    got = raw_frame(spark, [value]).transform(ev.parse_events).transform(ev.validate_events)
+    expected = spark.createDataFrame(
+        [("Ann", "Lee", "ann.lee@example.com", None, datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "Silver",
+          None)],
+        "first_name string, last_name string, email string, phone string, registration_date timestamp, "
+        "loyalty_status string, reason string")
+    assertDataFrameEqual(got.select(*expected.columns), expected)
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"email": ...}, "email missing or empty"),
+    ({"email": "not-an-email"}, "email malformed"),
+    ({"email": "a@b"}, "email malformed"),
+    ({"first_name": " ", "last_name": ""}, "first_name missing or empty; last_name missing or empty"),
+    ({"loyalty_status": "gold"}, "loyalty_status must be one of Gold, Silver, Bronze"),
+    ({"registration_date": "yesterday"}, "registration_date missing or not an ISO-8601 timestamp"),
+    ({"registration_date": ...}, "registration_date missing or not an ISO-8601 timestamp"),
+    ({"last_name": "x" * 101}, "last_name longer than 100 characters"),
+    ({"phone": "1\u00002"}, "phone contains NUL"),
+])
+def test_validate_rejects_each_broken_rule(spark, fields, reason):
+    got = raw_frame(spark, [event(**fields)]).transform(ev.parse_events).transform(ev.validate_events)
+    assert [r.reason for r in got.collect()] == [reason]
+
+
+def test_parse_error_is_the_reason_and_rejected_rows_keep_raw_bytes(spark):
+    broken = b"\xc3\x28 not utf-8"
+    validated = raw_frame(spark, [event(), broken]).transform(ev.parse_events).transform(ev.validate_events)
+    rejected = validated.transform(ev.rejected_events)
+    expected = spark.createDataFrame([(None, broken, "t", 0, 1, ts(1), "value is not valid UTF-8")],
+                                     RAW + ", reason string")
+    assertDataFrameEqual(rejected, expected)
+    assert validated.transform(ev.valid_users).count() == 1
+
+
+def test_latest_per_email_highest_offset_wins_within_a_partition(spark):
+    rows = [("a@x.io", "A1", 0, 10, ts(9)), ("a@x.io", "A2", 0, 11, ts(5)),  # timestamp regresses: offset wins
+            ("b@x.io", "B1", 1, 3, ts(1)), ("b@x.io", "B2", 2, 7, ts(2)),  # across partitions: later timestamp
+            ("c@x.io", "C1", 1, 4, ts(3)), ("c@x.io", "C2", 2, 1, ts(3)),  # same timestamp: higher partition
+            ("d@x.io", None, 1, 5, ts(4))]
+    users = spark.createDataFrame(rows, "email string, first_name string, partition int, offset bigint, "
+                                        "timestamp timestamp")
+    expected = spark.createDataFrame([("a@x.io", "A2"), ("b@x.io", "B2"), ("c@x.io", "C2"), ("d@x.io", None)],
+                                     "email string, first_name string")
+    assertDataFrameEqual(users.transform(ev.latest_per_email).select("email", "first_name"), expected)
+
+
+def test_unapplied_drops_rows_below_the_committed_position(spark):
+    frame = spark.createDataFrame([(None, b"x", "t", p, o, T0) for p, o in [(0, 4), (0, 5), (1, 0), (2, 9)]], RAW)
+    got = frame.transform(ev.unapplied({"t": {"0": 5, "2": 10}})).select("partition", "offset")
+    assertDataFrameEqual(got, spark.createDataFrame([(0, 5), (1, 0)], "partition int, offset bigint"))
+    assert frame.transform(ev.unapplied({})).count() == 4
+
+
+def test_batch_offsets_per_partition(spark):
+    frame = spark.createDataFrame([(None, b"x", "t", p, o, T0) for p, o in [(0, 4), (0, 6), (1, 0)]], RAW)
+    expected = spark.createDataFrame(
+        [("t", 0, 4, 7, 2), ("t", 1, 0, 1, 1)],
+        "topic string, partition int, first_offset bigint, next_offset bigint, events bigint")
+    assertDataFrameEqual(frame.transform(ev.batch_offsets), expected)

@@ -1,0 +1,79 @@
+"""Offset arithmetic of the Kafka source and the COPY encoding of the sink (no servers)."""
+from __future__ import annotations
+
+import csv
+import pickle
+from collections import namedtuple
+
+import pytest
+from pyspark.sql.pandas.types import to_arrow_schema
+
+from shopflow.streaming import kafka_offsets as ko
+from shopflow.streaming.kafka_source import (SOURCE_SCHEMA, KafkaPythonSource, KafkaRange, KafkaStreamReader,
+                                             admit, record_batch)
+from shopflow.streaming.ledger import _csv
+
+
+def test_admit_everything_without_a_limit():
+    assert admit({0: 5, 1: 0}, {0: 9, 1: 3, 2: 4}, None) == {0: 9, 1: 3, 2: 4}
+
+
+def test_admit_shares_the_limit_max_min_fairly():
+    # partition 1 has little to give; what it leaves goes to the others
+    assert admit({0: 0, 1: 0, 2: 0}, {0: 100, 1: 2, 2: 100}, 10) == {0: 4, 1: 2, 2: 4}
+    assert sum(admit({0: 0, 1: 0, 2: 0}, {0: 100, 1: 100, 2: 100}, 10).values()) == 10
+
+
+def test_admit_never_goes_past_the_high_watermark_or_backwards():
+    assert admit({0: 7}, {0: 7}, 10) == {0: 7}
+    assert admit({0: 7}, {0: 9}, 1) == {0: 8}
+
+
+def test_starting_offsets_fall_back_to_earliest():
+    assert ko.starting_offsets("t", [0, 1, 2], {1: 40}) == {"t": {"0": -2, "1": 40, "2": -2}}
+    assert ko.of_topic({"t": {"0": 3}, "u": {"0": 9}}, "t") == {0: 3}
+    assert ko.lag({0: 10, 1: 5}, {0: 4}) == {0: 6, 1: 5}
+
+
+def test_reader_and_ranges_pickle_without_consumers():
+    reader = KafkaStreamReader({"bootstrapServers": "h:1", "topic": "t", "maxEventsPerBatch": "100"})
+    clone = pickle.loads(pickle.dumps(reader))
+    assert (clone.topic, clone.max_events, clone.target) == ("t", 100, None)
+    assert clone.getDefaultReadLimit().max_rows == 100
+    part = pickle.loads(pickle.dumps(KafkaRange("t", 2, 10, 20)))
+    assert (part.topic, part.partition, part.start, part.end) == ("t", 2, 10, 20)
+    ranges = reader.partitions({"t": {"0": 5, "1": 3}}, {"t": {"0": 5, "1": 8}})
+    assert [(r.topic, r.partition, r.start, r.end) for r in ranges] == [("t", 1, 3, 8)]  # empty ranges skipped
+    assert KafkaPythonSource.name() == "shopflow_kafka"
+
+
+def test_committed_position_above_the_broker_end_fails_loudly(monkeypatch):
+    reader = KafkaStreamReader({"bootstrapServers": "h:1", "topic": "t"})
+    monkeypatch.setattr(ko, "high_watermarks", lambda *a, **k: {0: 3})
+    with pytest.raises(ko.KafkaOffsetError, match="below the committed position"):
+        reader.latestOffset({"t": {"0": 10}}, None)
+
+
+def test_available_now_freezes_the_target(monkeypatch):
+    reader = KafkaStreamReader({"bootstrapServers": "h:1", "topic": "t"})
+    ends = iter([{0: 5}, {0: 50}])
+    monkeypatch.setattr(ko, "high_watermarks", lambda *a, **k: next(ends))
+    reader.prepareForTriggerAvailableNow()
+    assert reader.latestOffset({"t": {"0": 0}}, None) == {"t": {"0": 5}}
+    assert reader.latestOffset({"t": {"0": 5}}, None) == {"t": {"0": 5}}  # nothing new: the query ends
+
+
+def test_copy_csv_keeps_null_apart_from_text_with_quotes_commas_and_newlines():
+    rows = [("Zoë", None, 'a "b", c\nd', 12)]
+    text = _csv(rows).getvalue()
+    assert text == '"Zoë",,"a ""b"", c\nd","12"\n'
+    assert list(csv.reader(text.splitlines(keepends=True))) == [["Zoë", "", 'a "b", c\nd', "12"]]
+
+
+def test_record_batch_has_the_arrow_schema_spark_expects():
+    Record = namedtuple("Record", "key value topic partition offset timestamp timestamp_type")
+    batch = record_batch([Record(b"k", b"\xff", "t", 1, 7, 1_700_000_000_123, 0),
+                          Record(None, None, "t", 1, 8, -1, -1)])
+    assert batch.schema.equals(to_arrow_schema(SOURCE_SCHEMA, timezone="UTC"))
+    assert batch.column("timestamp").to_pylist()[0].isoformat() == "2023-11-14T22:13:20.123000+00:00"
+    assert batch.to_pydict()["value"] == [b"\xff", None] and batch.column("timestamp")[1].as_py() is None

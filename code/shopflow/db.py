@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
 
 import mysql.connector
 import psycopg2
@@ -12,35 +11,30 @@ from shopflow.config import Settings
 
 
 @contextmanager
-def pg_connection(settings: Settings, autocommit: bool = False) -> Iterator["psycopg2.extensions.connection"]:
+def _transaction(conn, autocommit: bool):
+    """Commit on success, roll back on any error, always close."""
+    try:
+        yield conn
+        if not autocommit:
+            conn.commit()
+    except BaseException:
+        if not autocommit:
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def pg_connection(settings: Settings, autocommit: bool = False):
     conn = psycopg2.connect(settings.postgres_dsn, options="-c timezone=UTC")
     conn.autocommit = autocommit
-    try:
-        yield conn
-        if not autocommit:
-            conn.commit()
-    except BaseException:
-        if not autocommit:
-            conn.rollback()
-        raise
-    finally:
-        conn.close()
+    return _transaction(conn, autocommit)
 
 
-@contextmanager
-def mysql_connection(settings: Settings, autocommit: bool = False, **overrides) -> Iterator:
+def mysql_connection(settings: Settings, autocommit: bool = False, **overrides):
     args = settings.mysql_connect_args() | overrides
     conn = mysql.connector.connect(**args, autocommit=autocommit, time_zone="+00:00")
-    try:
-        yield conn
-        if not autocommit:
-            conn.commit()
-    except BaseException:
-        if not autocommit:
-            conn.rollback()
-        raise
-    finally:
-        conn.close()
+    return _transaction(conn, autocommit)
 
 
 def apply_postgres_schema(settings: Settings) -> None:

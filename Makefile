@@ -4,7 +4,7 @@ PY := .venv/bin/python
 APT_PACKAGES := postgresql mariadb-server mariadb-client libpostgresql-jdbc-java libmariadb-java openjdk-17-jre-headless iproute2 chromium chromium-driver
 SCALE ?=
 
-.PHONY: install up down status test bench airflow
+.PHONY: install up down status test bench airflow stream
 
 ## install: Debian packages and the locked Python environment (idempotent, fast when done)
 install:
@@ -31,6 +31,10 @@ status:
 ## test: the whole suite; starts the servers it needs and stops what it started
 test: install
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+## stream: the streaming job in continuous mode (processingTime trigger), outside Airflow; Ctrl-C stops it
+stream:
+	@$(PY) -m shopflow.jobs.stream_users --continuous
 
 ## airflow: the airflow CLI with the stack's environment, e.g. make airflow ARGS="dags list"
 airflow:

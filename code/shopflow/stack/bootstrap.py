@@ -5,6 +5,7 @@ Everything is idempotent: a second `make up` finds the work done and skips it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -88,8 +89,12 @@ def _mysql_literal(value: str) -> str:
 def mariadb_root(settings: Settings, statements: str) -> str:
     """Run SQL as root over the socket (unix_socket auth: root of this machine only)."""
     socket = settings.state_dir / "mariadb" / "mariadb.sock"
-    result = subprocess.run(["mariadb", f"--socket={socket}", "-u", "root", "--batch", "--skip-column-names"],
-                            input=statements, capture_output=True, text=True)
+    # The client honours MYSQL_HOST / MYSQL_TCP_PORT from the environment (our settings export MYSQL_HOST): force the
+    # socket and drop those, or it would try TCP, where root's unix_socket login cannot work.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL_")}
+    result = subprocess.run(["mariadb", "--no-defaults", "--protocol=socket", f"--socket={socket}", "-u", "root",
+                             "--batch", "--skip-column-names"], input=statements, capture_output=True, text=True,
+                            env=env)
     if result.returncode != 0:
         raise RuntimeError(f"MariaDB bootstrap failed: {result.stderr.strip()}")
     return result.stdout

@@ -36,6 +36,10 @@ test: install
 stream:
 	@$(PY) -m shopflow.jobs.stream_users --continuous
 
+## bench: replication, streaming and marts speed side by side (SCALE=60 ≈ 1M order_details; bench/results/)
+bench: install
+	@$(PY) -m bench.run $(if $(SCALE),--scale $(SCALE)) $(BENCH_ARGS)
+
 ## airflow: the airflow CLI with the stack's environment, e.g. make airflow ARGS="dags list"
 airflow:
 	@$(PY) -m shopflow.stack airflow $(ARGS)

@@ -1,0 +1,63 @@
+"""The machine's bound: Postgres `COPY ... TO STDOUT` piped (a FIFO, no file on disk) into `LOAD DATA LOCAL INFILE`.
+
+PG text COPY output (tab separated, `\\N` for NULL, backslash escapes) is LOAD DATA's default format. Foreign key
+and unique checks are off in the loading session; tables load one after another (one stream each way).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+
+from postgresdb.models import TABLES, Table
+from shopflow.config import Settings
+from shopflow.db import mysql_connection, pg_connection
+
+from .common import Measure, columns, pg_select_list
+
+DATABASE = "bound"  # suffix of the scratch database test_bench_<suffix>
+
+
+def _copy_into_fifo(settings: Settings, table: Table, fifo: str, result: dict) -> None:
+    try:
+        with pg_connection(settings) as conn, conn.cursor() as cur, open(fifo, "w", encoding="utf-8") as out:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            sql = f"COPY (SELECT {pg_select_list(table)} FROM {settings.POSTGRES_SCHEMA}.{table.name}) TO STDOUT"
+            cur.copy_expert(sql, out, size=1 << 20)
+            result["rows"] = cur.rowcount
+    except BaseException as error:  # reported by the loading side
+        result["error"] = error
+
+
+def load_table(settings: Settings, table: Table, mysql_cursor, workdir: str) -> int:
+    fifo = os.path.join(workdir, f"{table.name}.fifo")
+    os.mkfifo(fifo)
+    result: dict = {}
+    writer = threading.Thread(target=_copy_into_fifo, args=(settings, table, fifo, result), daemon=True)
+    writer.start()
+    column_list = ", ".join(f"`{c}`" for c in columns(table))
+    mysql_cursor.execute(f"LOAD DATA LOCAL INFILE '{fifo}' INTO TABLE `{table.name}` CHARACTER SET utf8mb4 "
+                         f"({column_list})")
+    writer.join()
+    os.unlink(fifo)
+    if "error" in result:
+        raise result["error"]
+    return result["rows"]
+
+
+def measure_bound(settings: Settings) -> Measure:
+    """`settings` points at the scratch database made by common.recreate_database (tables empty, no FKs)."""
+    per_table: dict[str, float] = {}
+    rows = 0
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-bound-") as workdir, \
+            mysql_connection(settings, allow_local_infile=True) as conn:
+        cur = conn.cursor()
+        cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
+        for table in TABLES:
+            t0 = time.monotonic()
+            rows += load_table(settings, table, cur, workdir)
+            per_table[table.name] = round(time.monotonic() - t0, 3)
+        conn.commit()
+    return Measure("bound: COPY -> LOAD DATA", rows, time.monotonic() - start, {"per_table_s": per_table})

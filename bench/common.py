@@ -1,0 +1,131 @@
+"""Shared pieces of the bench: scratch targets, the measure record, DDL without foreign keys, spark-submit."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from postgresdb.ddl import mysql_table_ddl
+from postgresdb.models import TABLES, Table
+from shopflow.config import PROJECT_ROOT, Settings
+from shopflow.db import mysql_connection
+
+UPDATED_AT = "updated_at"
+SOURCE_SCHEMA = "bench_source"  # never the shared `source` schema
+SPARK_SUBMIT = PROJECT_ROOT / ".venv" / "bin" / "spark-submit"
+CLUSTER_NOTES: list[str] = []  # per spark-submit: how long it waited for the shared cluster, who was on it
+
+
+@dataclass
+class Measure:
+    name: str
+    rows: int
+    seconds: float
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "rows": self.rows, "seconds": round(self.seconds, 3),
+                "rows_per_s": round(self.rows_per_s, 1), **self.detail}
+
+
+def columns(table: Table) -> list[str]:
+    """The replicated columns: the business columns plus updated_at (change_txid stays in Postgres)."""
+    return table.column_names + [UPDATED_AT]
+
+
+def pg_select_list(table: Table) -> str:
+    """timestamptz -> UTC wall clock, so the text matches DATETIME(6) and Spark's UTC session."""
+    timestamps = {c.name for c in table.columns if c.kind == "timestamp"} | {UPDATED_AT}
+    return ", ".join(f"({c} AT TIME ZONE 'UTC') AS {c}" if c in timestamps else c for c in columns(table))
+
+
+def target_settings(base: Settings, database: str, schema: str = SOURCE_SCHEMA) -> Settings:
+    return dataclasses.replace(base, POSTGRES_SCHEMA=schema, MYSQL_DATABASE=database)
+
+
+def recreate_database(base: Settings, database: str, with_tables: bool = True, schema: str = SOURCE_SCHEMA) -> Settings:
+    """Drop and create a scratch `test_*` database, optionally with the replica tables minus foreign keys."""
+    assert database.startswith("test_"), database
+    with mysql_connection(base, autocommit=True) as conn:
+        cur = conn.cursor()
+        cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        cur.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    settings = target_settings(base, database, schema)
+    if with_tables:
+        with mysql_connection(settings, autocommit=True) as conn:
+            cur = conn.cursor()
+            for table in TABLES:  # a staging name renders no FKs; rename back to the table's own name
+                cur.execute(mysql_table_ddl(table, name="bench__t").replace("bench__t", table.name))
+    return settings
+
+
+def drop_database(base: Settings, database: str) -> None:
+    assert database.startswith("test_"), database
+    with mysql_connection(base, autocommit=True) as conn:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+def mysql_counts(settings: Settings) -> dict[str, int]:
+    with mysql_connection(settings) as conn:
+        cur = conn.cursor()
+        counts = {}
+        for table in TABLES:
+            cur.execute(f"SELECT COUNT(*) FROM `{table.name}`")
+            counts[table.name] = cur.fetchone()[0]
+        return counts
+
+
+def python_env() -> dict:
+    return {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, "TZ": "UTC"}
+
+
+def spark_submit_command(script: Path | str, args: list[str], settings: Settings) -> list[str]:
+    return [str(SPARK_SUBMIT), "--master", settings.SPARK_MASTER_URL,
+            "--jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}", str(script), *args]
+
+
+def spark_submit(script: Path | str, args: list[str], settings: Settings, log: Path,
+                 extra_env: dict | None = None) -> tuple[int, float]:
+    """Run a job on the configured cluster with settings in the environment; returns (exit code, wall seconds)."""
+    env = os.environ | {"POSTGRES_SCHEMA": settings.POSTGRES_SCHEMA, "MYSQL_DATABASE": settings.MYSQL_DATABASE,
+                        "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable} | (extra_env or {})
+    command = spark_submit_command(script, args, settings)
+    waited = wait_for_idle_cluster(settings)
+    note = (f"{Path(script).name}: waited {waited:.0f} s for the shared cluster; "
+            f"other apps at submit: {cluster_apps(settings)}")
+    CLUSTER_NOTES.append(note)
+    with open(log, "w") as out:
+        out.write(f"# {note}\n")
+        out.flush()
+        start = time.monotonic()
+        code = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT).returncode
+    return code, time.monotonic() - start
+
+
+def cluster_apps(settings: Settings) -> list[str]:
+    """Other applications on the standalone master (the cluster is shared; they take cores from ours)."""
+    import json
+    import urllib.request
+    host = settings.SPARK_MASTER_URL.removeprefix("spark://").split(":")[0]
+    try:
+        with urllib.request.urlopen(f"http://{host}:{settings.SPARK_MASTER_UI_PORT}/json/", timeout=5) as r:
+            state = json.load(r)
+    except Exception:  # the master UI is informative only
+        return []
+    return [f"{a['name']} ({a['cores']} cores, {a['state']})" for a in state.get("activeapps", [])]
+
+
+def wait_for_idle_cluster(settings: Settings, timeout_s: float = 240.0) -> float:
+    """Wait (bounded) until no other application holds the shared cluster, so a measure gets all its cores."""
+    start = time.monotonic()
+    while cluster_apps(settings) and time.monotonic() - start < timeout_s:
+        time.sleep(3)
+    return time.monotonic() - start

@@ -1,0 +1,84 @@
+"""Marts: the Spark job (`build_marts`, on the cluster, over the bench replica) against the same SQL in DuckDB.
+
+Spark timed: the job's own `pipeline_runs` row (read the replica columns, build, stage, quality gates, publish;
+session start excluded). DuckDB timed: read the same replica columns from MySQL into DuckDB (load_s) plus each
+mart's `reference_sql` materialized as a table (compute_s); nothing written back. rows = replica rows read.
+"""
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from shopflow.config import PROJECT_ROOT, Settings
+from shopflow.db import mysql_connection
+
+from .common import Measure, spark_submit
+
+JOB_FILE = PROJECT_ROOT / "code" / "shopflow" / "jobs" / "build_marts.py"
+# the one MySQL-only construct of the reference SQL: the Monday of a timestamp's ISO week
+_WEEK_START = re.compile(r"DATE\((\w+)\) - INTERVAL WEEKDAY\(\1\) DAY")
+
+
+def duckdb_sql(mysql_sql: str) -> str:
+    return _WEEK_START.sub(r"CAST(date_trunc('week', \1) AS DATE)", mysql_sql)
+
+
+def _spark(settings: Settings, log: Path) -> tuple[float, float]:
+    from shopflow.marts.build import JOB
+    since = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    code, wall = spark_submit(JOB_FILE, [], settings, log)
+    if code != 0:
+        raise RuntimeError(f"build_marts exited {code}, see {log}")
+    with mysql_connection(settings) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT seconds FROM pipeline_runs WHERE job = %s AND table_name IS NULL AND started_at >= %s "
+                    "AND status = 'ok' ORDER BY run_id DESC LIMIT 1", (JOB, since))
+        row = cur.fetchone()
+    if row is None:
+        raise RuntimeError(f"no ok pipeline_runs row for {JOB}, see {log}")
+    return float(row[0]), wall
+
+
+def _duckdb(settings: Settings) -> tuple[int, float, float, dict]:
+    import duckdb
+    import pyarrow as pa
+
+    from postgresdb.models import TABLES_BY_NAME
+    from shopflow.marts.registry import all_marts, replica_columns
+    marts = all_marts()
+    db = duckdb.connect()
+    rows = 0
+    start = time.monotonic()
+    with mysql_connection(settings) as conn:
+        cur = conn.cursor()
+        for table, columns in replica_columns(marts).items():
+            key = TABLES_BY_NAME[table].primary_key  # the reference SQL counts keys (Spark counts rows)
+            columns = columns if key in columns else (key, *columns)
+            cur.execute(f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM `{table}`")
+            data = cur.fetchall()
+            rows += len(data)
+            arrow = pa.table({c: pa.array([r[i] for r in data]) for i, c in enumerate(columns)})
+            db.register("incoming", arrow)
+            db.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
+            db.unregister("incoming")
+    load_s = time.monotonic() - start
+    out = {}
+    start = time.monotonic()
+    for mart in marts:
+        db.execute(f"CREATE TABLE {mart.name} AS {duckdb_sql(mart.reference_sql)}")
+        out[mart.name] = db.execute(f"SELECT COUNT(*) FROM {mart.name}").fetchone()[0]
+    return rows, load_s, time.monotonic() - start, out
+
+
+def measure_marts(settings: Settings, log: Path) -> dict[str, Measure]:
+    rows, load_s, compute_s, mart_rows = _duckdb(settings)
+    spark_s, wall = _spark(settings, log)
+    return {
+        "marts_spark": Measure("marts: Spark build_marts", rows, spark_s,
+                               {"wall_s": round(wall, 3), "session_and_submit_s": round(wall - spark_s, 3)}),
+        "marts_duckdb": Measure("marts: DuckDB same SQL", rows, load_s + compute_s,
+                                {"load_s": round(load_s, 3), "compute_s": round(compute_s, 3),
+                                 "mart_rows": mart_rows}),
+    }

@@ -1,0 +1,40 @@
+"""Peer: dlt (`sql_database` source, pyarrow backend -> `sqlalchemy` destination over PyMySQL), replace mode.
+
+Timed: `pipeline.run` end to end (extract to local files, normalize, load). dlt creates its own tables (plus its
+_dlt_* bookkeeping columns and tables) in the scratch database named by the dataset.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+
+from postgresdb.models import TABLES
+from shopflow.config import Settings
+
+from .common import Measure, mysql_counts
+
+DATABASE = "peer"  # suffix of the scratch database test_bench_<suffix>
+
+
+def measure_peer(settings: Settings) -> Measure:
+    """`settings` points at the scratch database (recreated empty, without tables)."""
+    import dlt
+    from dlt.sources.sql_database import sql_database
+
+    s = settings
+    source_url = (f"postgresql+psycopg2://{s.POSTGRES_USER}:{s.POSTGRES_PASSWORD}@{s.POSTGRES_HOST}:{s.POSTGRES_PORT}"
+                  f"/{s.POSTGRES_DB}")
+    target_url = f"mysql+pymysql://{s.MYSQL_USER}:{s.MYSQL_PASSWORD}@{s.MYSQL_HOST}:{s.MYSQL_PORT}/{s.MYSQL_DATABASE}"
+    with tempfile.TemporaryDirectory(prefix="bench-dlt-") as workdir:
+        source = sql_database(credentials=source_url, schema=s.POSTGRES_SCHEMA,
+                              table_names=[t.name for t in TABLES], backend="pyarrow")
+        pipeline = dlt.pipeline(pipeline_name="shopflow_bench_peer", pipelines_dir=workdir,
+                                destination=dlt.destinations.sqlalchemy(target_url),
+                                dataset_name=s.MYSQL_DATABASE)
+        start = time.monotonic()
+        pipeline.run(source, write_disposition="replace")
+        seconds = time.monotonic() - start
+    counts = mysql_counts(settings)
+    import importlib.metadata as md
+    return Measure("peer: dlt full load", sum(counts.values()), seconds,
+                   {"tool": f"dlt {md.version('dlt')}", "per_table_rows": counts})

@@ -1,0 +1,125 @@
+"""Results: the ratios, machine and versions, the on-screen table, the JSON files and the PNG chart."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+RATIO_KEYS = ("replication_full_vs_bound", "replication_full_vs_naive", "replication_full_vs_peer",
+              "replication_incremental_vs_full", "stream_drain_vs_bound", "stream_p95_latency_s",
+              "marts_spark_vs_duckdb")
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _ratio(a: dict | None, b: dict | None, key: str = "rows_per_s") -> float | None:
+    if not a or not b or not b.get(key):
+        return None
+    return round(a[key] / b[key], 3)
+
+
+def ratios(m: dict[str, dict]) -> dict:
+    full, incremental = m.get("ours_full"), m.get("ours_incremental")
+    return {
+        "replication_full_vs_bound": _ratio(full, m.get("bound")),
+        "replication_full_vs_naive": _ratio(full, m.get("naive")),
+        "replication_full_vs_peer": _ratio(full, m.get("peer")),
+        # time of an incremental run relative to a full one (goal <= 0.1)
+        "replication_incremental_vs_full": _ratio(incremental, full, key="seconds"),
+        "stream_drain_vs_bound": _ratio(m.get("stream_drain"), m.get("stream_bound")),
+        "stream_p95_latency_s": (m.get("stream_continuous") or {}).get("p95_latency_s"),
+        # Spark time relative to DuckDB time (goal <= 3)
+        "marts_spark_vs_duckdb": _ratio(m.get("marts_spark"), m.get("marts_duckdb"), key="seconds"),
+    }
+
+
+def _version(cmd: list[str]) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except Exception:  # a missing tool is recorded as None
+        return None
+
+
+def machine() -> dict:
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return {"cores": os.cpu_count(), "ram_gib": round(pages / 2**30, 1), "platform": platform.platform(),
+            "load_average_at_start": None, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+
+
+def versions(settings) -> dict:
+    from shopflow.db import mysql_connection, pg_connection
+    result = {"python": platform.python_version()}
+    for package in ("pyspark", "dlt", "duckdb", "psycopg2-binary", "psycopg2", "mysql-connector-python"):
+        try:
+            result[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SHOW server_version")
+        result["postgres"] = cur.fetchone()[0]
+    with mysql_connection(settings) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT VERSION()")
+        result["mysql"] = cur.fetchone()[0]
+    result["java"] = _version(["java", "-version"])
+    return result
+
+
+def table(measures: list[dict], ratio_values: dict) -> str:
+    lines = [f"{'measure':<44}{'rows':>12}{'seconds':>10}{'rows/s':>12}", "-" * 78]
+    for m in measures:
+        lines.append(f"{m['name']:<44}{m['rows']:>12,}{m['seconds']:>10.2f}{m['rows_per_s']:>12,.0f}")
+    lines += ["", "ratios"]
+    lines += [f"  {k:<36}{'not measured' if v is None else v}" for k, v in ratio_values.items()]
+    return "\n".join(lines)
+
+
+def chart(measures: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m["name"] for m in measures]
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(names) + 1.5))
+    ax.barh(names, [m["rows_per_s"] for m in measures], color="#4C72B0")
+    for i, m in enumerate(measures):
+        ax.text(m["rows_per_s"], i, f" {m['rows_per_s']:,.0f}  ({m['seconds']:.1f} s)", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")  # the bounds are 10-500x the measured jobs
+    ax.set_xlabel("rows / s, log scale (higher is better)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(result: dict, results_dir: Path = RESULTS_DIR) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    dated = results_dir / f"{stamp}.json"
+    text = json.dumps(result, indent=2, default=str)
+    dated.write_text(text)
+    (results_dir / "latest.json").write_text(text)
+    title = f"shopflow bench, scale {result['scale']}, {result['machine']['cores']} cores ({stamp})"
+    chart(result["measures"], results_dir / "latest.png", title)
+    return dated
+
+
+def markdown(result: dict) -> str:
+    """The README table of a result (`python -m bench.report [path]` prints it for latest.json)."""
+    lines = ["| measure | rows | seconds | rows/s |", "|---|---:|---:|---:|"]
+    lines += [f"| {m['name']} | {m['rows']:,} | {m['seconds']:.2f} | {m['rows_per_s']:,.0f} |"
+              for m in result["measures"]]
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| `{k}` | {'not measured' if v is None else v} |" for k, v in result["ratios"].items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS_DIR / "latest.json"
+    print(markdown(json.loads(source.read_text())))

@@ -1,0 +1,146 @@
+"""`make bench [SCALE=60]`: generate the bench source, then measure side by side in one run and write the results.
+
+    python -m bench.run [--scale 60] [--skip naive,peer,marts,...] [--no-generate] [--results-dir DIR]
+
+Source: Postgres schema `bench_source` (never `source`); targets: scratch MySQL databases `test_bench_*`, dropped
+at the end unless --keep. A measure that fails or is skipped is recorded in `notes` and its ratios are null.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from shopflow.config import PROJECT_ROOT, get_settings
+
+from . import bound, marts, naive, ours, peer, report, stream_latency, streaming
+from .common import CLUSTER_NOTES, SOURCE_SCHEMA, drop_database, recreate_database, target_settings
+
+MEASURES = ("bound", "ours", "naive", "peer", "marts", "streaming")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=60.0, help="datagen scale (60: about 1M order_details)")
+    parser.add_argument("--skip", default="", help=f"comma separated, from {','.join(MEASURES)}")
+    parser.add_argument("--no-generate", action="store_true", help="reuse the bench_source data as it is")
+    parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    parser.add_argument("--stream-events", type=int, default=1_000_000, help="backlog the stream drains")
+    parser.add_argument("--stream-rate", type=float, default=1000, help="events/s of the continuous run")
+    parser.add_argument("--stream-seconds", type=float, default=60, help="length of the continuous run")
+    parser.add_argument("--source-schema", default=SOURCE_SCHEMA, help="Postgres schema to generate into")
+    parser.add_argument("--target-prefix", default="test_bench", help="scratch MySQL databases <prefix>_<measure>")
+    args = parser.parse_args(argv)
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = args.skip - set(MEASURES)
+    if unknown:
+        parser.error(f"unknown measure(s) in --skip: {', '.join(sorted(unknown))}")
+    return args
+
+
+def generate(scale: float, schema: str) -> float:
+    if schema == "source":
+        raise SystemExit("refusing to reset the shared `source` schema; use another --source-schema")
+    env = os.environ | {"POSTGRES_SCHEMA": schema}
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "datagen.postgres", "--scale", str(scale), "--reset"],
+                   env=env, check=True, cwd=PROJECT_ROOT)
+    return time.monotonic() - start
+
+
+class Bench:
+    def __init__(self, args):
+        self.args, self.base = args, get_settings()
+        self.measures: dict[str, dict] = {}
+        self.notes: list[str] = []
+        self.logs = PROJECT_ROOT / ".local" / "bench-logs"  # spark-submit output of each measure (git-ignored)
+        self.schema = args.source_schema
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def attempt(self, key: str, label: str, action) -> None:
+        if key.split("_")[0] in self.args.skip:
+            self.notes.append(f"{label}: not measured: skipped (--skip)")
+            return
+        print(f"[bench] {label} ...", flush=True)
+        try:
+            for measure_key, measure in action().items():
+                self.measures[measure_key] = measure.as_json()
+                print(f"[bench]   {measure.name}: {measure.rows:,} rows in {measure.seconds:.2f} s", flush=True)
+        except Exception as error:  # one broken measure must not lose the others
+            traceback.print_exc()
+            self.notes.append(f"{label}: not measured: {type(error).__name__}: {str(error)[:300]}")
+
+    def db(self, suffix: str) -> str:
+        return f"{self.args.target_prefix}_{suffix}"
+
+    def fresh(self, suffix: str, with_tables: bool = True):
+        return recreate_database(self.base, self.db(suffix), with_tables, self.schema)
+
+    def run(self) -> dict:
+        base, logs = self.base, self.logs
+        self.attempt("bound", "bound", lambda: {"bound": bound.measure_bound(self.fresh(bound.DATABASE))})
+        replica = target_settings(base, self.db(ours.DATABASE), self.schema)
+
+        def full():
+            self.fresh(ours.DATABASE, with_tables=False)
+            return {"ours_full": ours.run_replication(replica, "ours: replication full", ["--full"],
+                                                      logs / "ours_full.log")}
+        self.attempt("ours_full", "ours full", full)
+        self.attempt("naive", "naive", lambda: {"naive": naive.measure_naive(
+            self.fresh(naive.DATABASE), logs / "naive.log")})
+        self.attempt("peer", "peer (dlt)", lambda: {"peer": peer.measure_peer(
+            self.fresh(peer.DATABASE, with_tables=False))})
+
+        def incremental():
+            if "ours_full" not in self.measures:
+                raise RuntimeError("the full run did not complete")
+            changed = ours.change_one_percent(replica)
+            m = ours.run_replication(replica, "ours: replication incremental (1 %)", [], logs / "ours_incr.log")
+            m.detail["rows_changed_in_source"] = changed
+            return {"ours_incremental": m}
+        self.attempt("ours_incremental", "ours incremental", incremental)
+        self.attempt("marts", "marts", lambda: marts.measure_marts(replica, logs / "marts.log"))
+        self.attempt("streaming", "streaming drain", lambda: streaming.measure_streaming(
+            base, logs, self.args.stream_events, f"{self.schema}_stream"))
+        self.attempt("streaming_continuous", "streaming continuous", lambda: stream_latency.measure_continuous(
+            base, logs, f"{self.schema}_stream", self.args.stream_rate, self.args.stream_seconds))
+        return self.measures
+
+    def cleanup(self) -> None:
+        if not self.args.keep:
+            for database in (bound.DATABASE, naive.DATABASE, peer.DATABASE, ours.DATABASE):
+                drop_database(self.base, self.db(database))
+            streaming.drop_scratch(self.base, f"{self.schema}_stream")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    generate_s = None if args.no_generate else generate(args.scale, args.source_schema)
+    bench = Bench(args)
+    try:
+        measures = bench.run()
+    finally:
+        bench.cleanup()
+    ratio_values = report.ratios(measures)
+    notes = bench.notes + CLUSTER_NOTES + [f"{k}: null because a measure it needs is missing (see above)"
+                           for k, v in ratio_values.items() if v is None]
+    result = {"scale": args.scale, "source_schema": args.source_schema, "generate_s": generate_s,
+              "machine": report.machine() | {"load_average_at_start": load_start},
+              "versions": report.versions(bench.base), "measures": list(measures.values()),
+              "ratios": ratio_values, "notes": notes}
+    path = report.write(result, args.results_dir)
+    print(report.table(result["measures"], ratio_values))
+    for note in notes:
+        print(f"note: {note}")
+    print(f"written: {path}, {args.results_dir / 'latest.json'}, {args.results_dir / 'latest.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

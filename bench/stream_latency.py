@@ -1,0 +1,110 @@
+"""Continuous streaming: the job runs with `--continuous`; after a warm-up batch, events are produced at a fixed
+rate; latency = commit time of the micro-batch that made the row visible (`stream_batches.committed_at`, the first
+commit at or after the row's `updated_at`) minus the event's `event_time` (set by the producer when it is sent).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from shopflow.config import PROJECT_ROOT, Settings
+from shopflow.db import pg_connection
+
+from .common import Measure, python_env, spark_submit_command, wait_for_idle_cluster
+from .streaming import JOB_FILE, env_of, scratch
+
+WARMUP_EVENTS = 50
+
+
+def _produce(settings: Settings, count: int, rate: float, seed: int) -> None:
+    subprocess.run([sys.executable, "-m", "datagen.events", "--count", str(count), "--rate", str(rate),
+                    "--duplicate-fraction", "0", "--seed", str(seed)], env=os.environ | env_of(settings),
+                   check=True, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
+
+
+def _applied(settings: Settings) -> int:
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT COALESCE(SUM(events_read), 0) FROM {settings.POSTGRES_SCHEMA}.stream_batches")
+        return int(cur.fetchone()[0])
+
+
+def _wait_applied(settings: Settings, events: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if _applied(settings) >= events:
+                return
+        except Exception:  # the ledger table appears when the job starts
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the continuous job applied fewer than {events} events in {timeout_s:.0f} s")
+
+
+def _event_times(settings: Settings) -> list[tuple[str, str]]:
+    from kafka import TopicPartition
+
+    from shopflow.streaming import kafka_offsets as ko
+    consumer = ko.open_consumer(settings.KAFKA_BOOTSTRAP_SERVERS)
+    partitions = ko.topic_partitions(consumer, settings.KAFKA_TOPIC)
+    consumer.assign([TopicPartition(settings.KAFKA_TOPIC, p) for p in partitions])
+    consumer.seek_to_beginning()
+    out = [(doc["email"], doc["event_time"]) for doc in (json.loads(r.value) for r in consumer)]
+    consumer.close()
+    return out
+
+
+def _latencies(settings: Settings, since_event_time: str) -> tuple[int, float, float, float]:
+    schema = settings.POSTGRES_SCHEMA
+    rows = _event_times(settings)
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE bench_events (email text, event_time timestamptz)")
+        cur.copy_expert("COPY bench_events FROM STDIN", io.StringIO("".join(f"{e}\t{t}\n" for e, t in rows)))
+        cur.execute(f"""
+            WITH lat AS (
+                SELECT EXTRACT(EPOCH FROM b.committed_at - e.event_time) AS s
+                FROM bench_events e JOIN {schema}.users u ON u.email = e.email
+                CROSS JOIN LATERAL (SELECT MIN(committed_at) AS committed_at FROM {schema}.stream_batches
+                                    WHERE committed_at >= u.updated_at) b
+                WHERE e.event_time >= %s)
+            SELECT COUNT(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY s), MAX(s) FROM lat""", (since_event_time,))
+        count, p50, p95, worst = cur.fetchone()
+    return int(count), float(p50), float(p95), float(worst)
+
+
+def measure_continuous(base: Settings, logs: Path, schema: str, rate: float = 1000, seconds: float = 60) -> dict:
+    from datetime import datetime, timezone
+    with tempfile.TemporaryDirectory(prefix="bench-stream-cont-") as checkpoint:
+        settings = scratch(base, schema, checkpoint)
+        _produce(settings, WARMUP_EVENTS, 100, seed=11)  # creates the topic; the first batch warms the job up
+        wait_for_idle_cluster(settings)
+        log = logs / "stream_continuous.log"
+        with open(log, "w") as out:
+            job = subprocess.Popen(spark_submit_command(JOB_FILE, ["--continuous", "--trigger-seconds", "0.5"],
+                                                        settings),
+                                   env=os.environ | env_of(settings) | python_env(), stdout=out,
+                                   stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
+        try:
+            _wait_applied(settings, WARMUP_EVENTS, timeout_s=240)
+            since = datetime.now(timezone.utc).isoformat()
+            start = time.monotonic()
+            _produce(settings, int(rate * seconds), rate, seed=12)
+            produced_s = time.monotonic() - start
+            _wait_applied(settings, WARMUP_EVENTS + int(rate * seconds), timeout_s=120)
+        finally:
+            os.killpg(job.pid, signal.SIGTERM)
+            try:
+                job.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(job.pid, signal.SIGKILL)
+        count, p50, p95, worst = _latencies(settings, since)
+    return {"stream_continuous": Measure(f"stream: continuous {rate:g} ev/s for {seconds:g} s", count, produced_s,
+                                         {"p50_latency_s": round(p50, 3), "p95_latency_s": round(p95, 3),
+                                          "max_latency_s": round(worst, 3), "trigger_s": 0.5})}

@@ -1,0 +1,78 @@
+"""`make bench` harness at a tiny scale: it runs, and its JSON has the required shape with positive numbers.
+
+Cheap by default (generation + the bound measure); set SHOPFLOW_BENCH_TEST_ALL=1 to run the Spark, dlt and marts
+measures too (minutes on this machine). Speed itself is never asserted: benchmarks are not tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from shopflow.config import PROJECT_ROOT
+from shopflow.db import pg_connection
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = "bench_test_source"
+PREFIX = "test_benchtest"
+RATIO_KEYS = {"replication_full_vs_bound", "replication_full_vs_naive", "replication_full_vs_peer",
+              "replication_incremental_vs_full", "stream_drain_vs_bound", "stream_p95_latency_s",
+              "marts_spark_vs_duckdb"}
+EVERYTHING = os.environ.get("SHOPFLOW_BENCH_TEST_ALL") == "1"
+
+
+@pytest.fixture(scope="module")
+def bench_result(postgres, mysql, tmp_path_factory):
+    results = tmp_path_factory.mktemp("bench-results")
+    skip = "streaming" if EVERYTHING else "ours,naive,peer,marts,streaming"
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--scale", "0.05", "--skip", skip,
+                          "--source-schema", SCHEMA, "--target-prefix", PREFIX, "--results-dir", str(results)],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    with pg_connection(postgres) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT (SELECT COUNT(*) FROM {SCHEMA}.users) + (SELECT COUNT(*) FROM {SCHEMA}.product_categories)"
+                    f" + (SELECT COUNT(*) FROM {SCHEMA}.products) + (SELECT COUNT(*) FROM {SCHEMA}.orders)"
+                    f" + (SELECT COUNT(*) FROM {SCHEMA}.order_details) + (SELECT COUNT(*) FROM {SCHEMA}.reviews)"
+                    f" + (SELECT COUNT(*) FROM {SCHEMA}.loyalty_points)")
+        source_rows = cur.fetchone()[0]
+        cur.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+    return json.loads((results / "latest.json").read_text()), results, run.stdout, source_rows
+
+
+def test_result_has_required_keys_and_ratio_names(bench_result):
+    result, results, stdout, _ = bench_result
+    assert {"scale", "machine", "versions", "measures", "ratios", "notes"} <= result.keys()
+    assert set(result["ratios"]) == RATIO_KEYS
+    assert result["machine"]["cores"] >= 1 and result["machine"]["ram_gib"] > 0
+    assert result["versions"]["postgres"] and result["versions"]["mysql"] and result["versions"]["pyspark"]
+    assert (results / "latest.png").stat().st_size > 1000
+    assert len(list(results.glob("20*.json"))) == 1
+    assert "replication_full_vs_bound" in stdout  # the on-screen table
+
+
+def test_every_measure_has_positive_numbers(bench_result):
+    result, _, _, source_rows = bench_result
+    names = {m["name"] for m in result["measures"]}
+    assert any(name.startswith("bound") for name in names)
+    for measure in result["measures"]:
+        assert {"name", "rows", "seconds", "rows_per_s"} <= measure.keys()
+        assert measure["rows"] > 0 and measure["seconds"] > 0 and measure["rows_per_s"] > 0, measure
+    bound = next(m for m in result["measures"] if m["name"].startswith("bound"))
+    assert bound["rows"] == source_rows  # every source row crossed the pipe
+
+
+def test_missing_measures_are_null_with_a_reason(bench_result):
+    result, _, _, _ = bench_result
+    assert result["ratios"]["stream_drain_vs_bound"] is None
+    assert any(note.startswith("streaming drain: not measured") for note in result["notes"])
+    if not EVERYTHING:
+        assert result["ratios"]["replication_full_vs_bound"] is None
+        assert any(note.startswith("naive: not measured: skipped") for note in result["notes"])
+    else:
+        for key in ("replication_full_vs_bound", "replication_full_vs_naive", "replication_full_vs_peer",
+                    "replication_incremental_vs_full", "marts_spark_vs_duckdb"):
+            assert result["ratios"][key] > 0, key

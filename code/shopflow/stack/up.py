@@ -59,10 +59,18 @@ def _run_dags(settings: Settings) -> None:
     since = datetime.now(timezone.utc).isoformat()
     dags = client.dags()
     asset_driven = [d for d in dag_ids if "asset" in (dags[d].get("timetable_summary") or "").lower()]
+    # "Run the DAGs once": a DAG that already has a successful run is left to its schedule (a warm `make up`).
+    done = {d for d in dag_ids if any(r["state"] == "success" for r in client.runs(d))}
     for dag_id in dag_ids:
         client.unpause(dag_id)
-    states = {d: _trigger_and_wait(client, d) for d in dag_ids if d not in asset_driven}
-    states |= {d: _wait_asset_runs(client, d, since) for d in asset_driven}
+        if dag_id in done:
+            print(f"  {dag_id}: already ran successfully; it now runs on its schedule", flush=True)
+    todo = [d for d in dag_ids if d not in done]
+    triggered = [d for d in todo if d not in asset_driven]
+    states = {d: _trigger_and_wait(client, d) for d in triggered}
+    for dag_id in (d for d in todo if d in asset_driven):
+        # Its producer ran just now: wait for the Asset-triggered run; otherwise start it by hand.
+        states[dag_id] = _wait_asset_runs(client, dag_id, since) if triggered else _trigger_and_wait(client, dag_id)
     failed = [d for d, state in states.items() if state != "success"]
     if failed:
         raise manager.StackError(f"DAG run(s) did not succeed: {', '.join(failed)}; see the Airflow UI for task logs")

@@ -1,0 +1,129 @@
+"""Replication edge cases against real Postgres and MariaDB: interrupted runs, TRUNCATE, unique-key swaps, reconcile
+mismatches, rows the replica would reject, self-referencing categories."""
+from __future__ import annotations
+
+import pytest
+from replication_support import (LONG_REVIEW, assert_replica_equals_source, pg, replica_query, replica_rows,  # noqa: F401
+                                 scratch, seed, source_rows, written)
+
+from postgresdb.models import TABLES_BY_NAME
+from shopflow import db
+from shopflow.replication import ReplicationError, replicate
+
+pytestmark = pytest.mark.integration
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(phase, table):
+    def hook(step_phase, step_table):
+        if (step_phase, step_table) == (phase, table):
+            raise Interrupt(f"killed after {phase} of {table}")
+    return hook
+
+
+def _watermarks(settings):
+    return {r["table_name"]: r["watermark"] for r in replica_query(settings, "SELECT * FROM replication_state")}
+
+
+def test_interrupted_runs_repeat_safely(spark, scratch):
+    seed(scratch)
+    replicate(spark, scratch)
+    before = _watermarks(scratch)
+    pg(scratch, "UPDATE {s}.users SET loyalty_status = 'Silver' WHERE user_id = 1",
+       "INSERT INTO {s}.orders VALUES (5, 3, now(), 99.99, 'Pending', NULL)",
+       "INSERT INTO {s}.order_details VALUES (5, 5, 2, 2, 49.99, 99.98)",
+       "DELETE FROM {s}.reviews WHERE review_id = 2", "DELETE FROM {s}.loyalty_points WHERE loyalty_id = 2")
+    with pytest.raises(Interrupt):
+        replicate(spark, scratch, on_step=_interrupt_after("upsert", "orders"))
+    assert _watermarks(scratch) == before, "no watermark moves before its table's deletes and reconcile commit"
+    assert 5 in [r[0] for r in replica_rows(scratch, TABLES_BY_NAME["orders"])], "upserts up to orders committed"
+    with pytest.raises(Interrupt):
+        replicate(spark, scratch, on_step=_interrupt_after("reconcile", "reviews"))
+    moved = {t for t, w in _watermarks(scratch).items() if w != before[t]}
+    assert moved == {"loyalty_points", "reviews"}
+    failed = replica_query(scratch, "SELECT status, detail FROM pipeline_runs WHERE table_name IS NULL "
+                                    "ORDER BY run_id DESC LIMIT 2")
+    assert [r["status"] for r in failed] == ["failed", "failed"] and "killed after" in failed[0]["detail"]
+    replicate(spark, scratch)
+    assert_replica_equals_source(scratch)
+    assert written(replicate(spark, scratch)) == {}
+
+
+def test_truncate_reloads_the_table_in_full(spark, scratch):
+    seed(scratch)
+    replicate(spark, scratch)
+    pg(scratch, "TRUNCATE {s}.loyalty_points",
+       "INSERT INTO {s}.loyalty_points VALUES (1, 2, 7, 'Birthday', now()), (50, 1, 3, 'Review', now())")
+    results = replicate(spark, scratch)
+    assert {n: r.plan.mode for n, r in results.items() if r.plan.mode == "full"} == {"loyalty_points": "full"}
+    assert written(results) == {"loyalty_points": (1, 1, 1)}
+    assert_replica_equals_source(scratch)
+
+
+def test_swapped_and_reused_unique_emails(spark, scratch):
+    seed(scratch)
+    replicate(spark, scratch)
+    pg(scratch, "UPDATE {s}.users SET email = 'swap' WHERE user_id = 1",
+       "UPDATE {s}.users SET email = 'zoe@example.com' WHERE user_id = 2",
+       "UPDATE {s}.users SET email = 'jose@example.com' WHERE user_id = 1",
+       "DELETE FROM {s}.users WHERE user_id = 3",
+       "INSERT INTO {s}.users VALUES (7, 'New', 'Owner', 'lee@example.com', NULL, now(), 'Gold')")
+    results = replicate(spark, scratch)
+    assert written(results) == {"users": (1, 2, 1)}
+    assert_replica_equals_source(scratch)
+
+
+def test_reconcile_mismatch_fails_naming_the_table_and_the_next_run_heals(spark, scratch):
+    seed(scratch)
+    replicate(spark, scratch)
+    with db.mysql_connection(scratch) as conn:
+        conn.cursor().execute("UPDATE orders SET total_amount = total_amount - 0.01 WHERE order_id = 1")
+    with pytest.raises(ReplicationError, match=r"reconcile failed for orders: checksum source=2:\d+ replica=2:"):
+        replicate(spark, scratch)
+    assert replica_query(scratch, "SELECT status FROM pipeline_runs WHERE table_name = 'orders' "
+                                  "ORDER BY run_id DESC LIMIT 1") == [{"status": "failed"}]
+    assert _watermarks(scratch)["orders"] is None
+    healed = replicate(spark, scratch)
+    assert healed["orders"].plan.mode == "full" and written(healed) == {"orders": (0, 1, 0)}
+    assert_replica_equals_source(scratch)
+
+
+def test_rows_the_replica_would_reject_fail_the_run_with_key_and_reason(spark, scratch):
+    seed(scratch)
+    replicate(spark, scratch)
+    pg(scratch, "ALTER TABLE {s}.users ALTER COLUMN first_name TYPE varchar(200)",
+       f"INSERT INTO {{s}}.users VALUES (8, '{'ü' * 150}', 'Long', 'l@example.com', NULL, now(), 'Gold'),"
+       "(9, 'Inf', 'Inity', 'i@example.com', NULL, 'infinity', 'Gold')")
+    with pytest.raises(ReplicationError, match="users: 2 row.s. the replica would reject") as failure:
+        replicate(spark, scratch)
+    assert "key 8: first_name: 150 characters > VARCHAR(100)" in str(failure.value)
+    assert "key 9: registration_date:" in str(failure.value)
+    rejects = replica_query(scratch, "SELECT row_key, reason FROM replication_rejects ORDER BY row_key")
+    assert [r["row_key"] for r in rejects] == ["8", "9"]
+    assert [r[0] for r in replica_rows(scratch, TABLES_BY_NAME["users"])] == [1, 2, 3]
+    pg(scratch, "UPDATE {s}.users SET first_name = 'Short', registration_date = now() WHERE user_id IN (8, 9)")
+    assert written(replicate(spark, scratch)) == {"users": (2, 0, 0)}
+    assert_replica_equals_source(scratch)
+
+
+def test_self_referencing_categories_in_any_key_order(spark, scratch):
+    """product_categories references itself and InnoDB checks foreign keys row by row: a child upserted before its
+    (higher-keyed) new parent, or a parent deleted in the same statement as its child, must not fail the run."""
+    seed(scratch)
+    pg(scratch, "INSERT INTO {s}.product_categories VALUES (4, 'Old root', NULL), (5, 'Old child', 4),"
+                "(6, 'Old grandchild', 5)")
+    replicate(spark, scratch)
+    pg(scratch, "INSERT INTO {s}.product_categories VALUES (30, 'New root', NULL)",
+       "UPDATE {s}.product_categories SET parent_category_id = 30 WHERE category_id = 2",
+       "DELETE FROM {s}.product_categories WHERE category_id IN (6, 5, 4)")
+    assert written(replicate(spark, scratch)) == {"product_categories": (1, 1, 3)}
+    assert_replica_equals_source(scratch)
+    pg(scratch, "INSERT INTO {s}.product_categories VALUES (7, 'Child first', NULL), (40, 'Parent later', NULL)",
+       "UPDATE {s}.product_categories SET parent_category_id = 40 WHERE category_id = 7")
+    replicate(spark, scratch)
+    pg(scratch, "DELETE FROM {s}.product_categories WHERE category_id IN (7, 40)")
+    assert written(replicate(spark, scratch, force_full=True)) == {"product_categories": (0, 0, 2)}
+    assert_replica_equals_source(scratch)

@@ -74,8 +74,22 @@ def _before_start(settings: Settings, group: str) -> None:
         bootstrap.init_airflow(settings)
 
 
-def _after_start(settings: Settings, group: str) -> None:
-    if group == "postgres":
+def _forget_stream_positions(settings: Settings, running: set[str]) -> None:
+    """tansu keeps topics in memory: a broker started just now holds empty topics, so stream positions committed
+    against the previous broker's topics are void. Forget them (and the checkpoint) so the stream starts over."""
+    if "postgres" not in running:
+        return
+    from shopflow.streaming.query import reset
+
+    removed = reset(settings)
+    if removed:
+        print(f"  the broker started empty (memory storage): forgot {removed} committed stream position(s)", flush=True)
+
+
+def _after_start(settings: Settings, group: str, fresh: bool) -> None:
+    if group == "kafka" and fresh:
+        _forget_stream_positions(settings, _running(settings))
+    elif group == "postgres":
         bootstrap.bootstrap_postgres(settings)
         db.apply_postgres_schema(settings)
     elif group == "mariadb":
@@ -102,7 +116,7 @@ def ensure(settings: Settings, groups=GROUPS) -> list[str]:
                     supervisor.start(settings, service.name)
                     started.append(service.name)
                 _wait(settings, group, [s for s in services if s.group == group])
-        _after_start(settings, group)
+        _after_start(settings, group, fresh=bool(members))
     return started
 
 

@@ -59,8 +59,8 @@ def _wait(settings: Settings, group: str, services: list[Service]) -> None:
         dead = [s.name for s in services if info.get(s.name, {}).get("statename") in ("EXITED", "FATAL", "BACKOFF")]
         if dead or time.monotonic() > deadline:
             reason = f"exited ({', '.join(dead)})" if dead else f"not ready after {TIMEOUTS[group]}s"
-            logs = "\n".join(supervisor.tail(settings, s.name) for s in (services if not dead else
-                                                                         [x for x in services if x.name in dead]))
+            shown = [s for s in services if s.name in dead] or services
+            logs = "\n".join(supervisor.tail(settings, s.name) for s in shown)
             raise StackError(f"{group} failed to start: {reason}\n{logs}")
         time.sleep(1)
 

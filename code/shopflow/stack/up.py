@@ -47,8 +47,8 @@ def _wait_asset_runs(client, dag_id: str, since: str) -> str:
 
 
 def _run_dags(settings: Settings) -> None:
-    dag_ids = sorted(airflow_api.project_dag_ids(), key=lambda d: (d not in DAG_ORDER, DAG_ORDER.index(d)
-                                                                      if d in DAG_ORDER else 0, d))
+    rank = {dag_id: i for i, dag_id in enumerate(DAG_ORDER)}
+    dag_ids = sorted(airflow_api.project_dag_ids(), key=lambda d: (rank.get(d, len(rank)), d))
     if not dag_ids:
         print("  no DAGs in code/airflow/dags yet: nothing to run", flush=True)
         return

@@ -43,6 +43,21 @@ def parse_args(argv):
     return args
 
 
+def ensure_servers(args) -> None:
+    """Start (or reuse) the local servers the chosen measures need; a port held by something else fails here."""
+    from shopflow.stack import manager
+
+    groups = ["postgres", "mariadb"]
+    if {"ours", "naive", "marts", "streaming"} - args.skip:
+        groups.append("spark")
+    if "streaming" not in args.skip:
+        groups.append("kafka")
+    try:
+        manager.ensure(get_settings(), groups)
+    except manager.StackError as error:
+        raise SystemExit(f"bench: cannot start the servers it needs: {error}") from None
+
+
 def generate(scale: float, schema: str) -> float:
     if schema == "source":
         raise SystemExit("refusing to reset the shared `source` schema; use another --source-schema")
@@ -120,6 +135,7 @@ class Bench:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    ensure_servers(args)
     load_start = [round(x, 2) for x in os.getloadavg()]
     generate_s = None if args.no_generate else generate(args.scale, args.source_schema)
     bench = Bench(args)

@@ -45,6 +45,16 @@ def _positive_float(key: str, raw: str) -> float:
     return value
 
 
+def _non_negative_float(key: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r}: expected a number") from None
+    if value < 0:
+        raise SettingsError(f"{key}={raw!r}: must not be negative")
+    return value
+
+
 def _text(key: str, raw: str) -> str:
     if not raw.strip():
         raise SettingsError(f"{key} is empty")
@@ -72,6 +82,12 @@ def _spark_master(key: str, raw: str) -> str:
 def _streaming_source(key: str, raw: str) -> str:
     if raw not in ("python", "kafka"):
         raise SettingsError(f"{key}={raw!r}: expected python (kafka-python reader) or kafka (Spark's connector jar)")
+    return raw
+
+
+def _write_path(key: str, raw: str) -> str:
+    if raw not in ("copy", "jdbc"):
+        raise SettingsError(f"{key}={raw!r}: expected copy (COPY -> LOAD DATA in Spark tasks) or jdbc (Spark JDBC)")
     return raw
 
 
@@ -111,6 +127,8 @@ class Settings:
     AIRFLOW_API_SECRET_KEY: str = _setting(_text, "change-me-api-secret")
     AIRFLOW_FERNET_KEY: str = _setting(_text, "KNkyUJC8tT_ltRcMLWoqE893pwj4H6x-T7zXxRXex0U=")
     REPLICATION_SCHEDULE: str = _setting(_text, "*/15 * * * *")
+    REPLICATION_WRITE_PATH: str = _setting(_write_path, "copy")
+    REPLICATION_VERIFY_ALL_HOURS: float = _setting(_non_negative_float, 24.0)
     STREAMING_SCHEDULE: str = _setting(_text, "*/5 * * * *")
     SPARK_MASTER_URL: str = _setting(_spark_master, "spark://127.0.0.1:7077")
     SPARK_MASTER_UI_PORT: int = _setting(_port, 8081)

@@ -1,5 +1,5 @@
-"""Replication edge cases against real Postgres and MariaDB: interrupted runs, TRUNCATE, unique-key swaps, reconcile
-mismatches, rows the replica would reject, self-referencing categories."""
+"""Replication edge cases against real Postgres and MariaDB: interrupted runs, TRUNCATE, unique-key swaps, rows the
+replica would reject, self-referencing categories (reconcile mismatches: test_replication_verification.py)."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,6 @@ from replication_support import (LONG_REVIEW, assert_replica_equals_source, pg, 
                                  scratch, seed, source_rows, written)
 
 from postgresdb.models import TABLES_BY_NAME
-from shopflow import db
 from shopflow.replication import ReplicationError, replicate
 
 pytestmark = pytest.mark.integration
@@ -73,21 +72,6 @@ def test_swapped_and_reused_unique_emails(spark, scratch):
        "INSERT INTO {s}.users VALUES (7, 'New', 'Owner', 'lee@example.com', NULL, now(), 'Gold')")
     results = replicate(spark, scratch)
     assert written(results) == {"users": (1, 2, 1)}
-    assert_replica_equals_source(scratch)
-
-
-def test_reconcile_mismatch_fails_naming_the_table_and_the_next_run_heals(spark, scratch):
-    seed(scratch)
-    replicate(spark, scratch)
-    with db.mysql_connection(scratch) as conn:
-        conn.cursor().execute("UPDATE orders SET total_amount = total_amount - 0.01 WHERE order_id = 1")
-    with pytest.raises(ReplicationError, match=r"reconcile failed for orders: checksum source=2:\d+ replica=2:"):
-        replicate(spark, scratch)
-    assert replica_query(scratch, "SELECT status FROM pipeline_runs WHERE table_name = 'orders' "
-                                  "ORDER BY run_id DESC LIMIT 1") == [{"status": "failed"}]
-    assert _watermarks(scratch)["orders"] is None
-    healed = replicate(spark, scratch)
-    assert healed["orders"].plan.mode == "full" and written(healed) == {"orders": (0, 1, 0)}
     assert_replica_equals_source(scratch)
 
 

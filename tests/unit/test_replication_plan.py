@@ -1,11 +1,13 @@
 """Pure parts of replication: full/incremental decisions, partitioning, SQL text and the checksum form."""
+from datetime import datetime, timedelta
+
 import pytest
 
 from postgresdb.models import ORDERS, PRODUCT_CATEGORIES, USERS
 from shopflow.replication import mysql_sql
 from shopflow.replication.checksum import Checksum, mysql_checksum_sql, postgres_checksum_sql
-from shopflow.replication.plan import (FULL, INCREMENTAL, TableState, chunks, partition_count, plan_table,
-                                       read_query)
+from shopflow.replication.plan import (FULL, INCREMENTAL, TableState, chunks, needs_full_verification,
+                                       partition_count, plan_table, read_query)
 
 
 @pytest.mark.parametrize("state, oid, truncated, force, mode, reason", [
@@ -66,7 +68,7 @@ def test_changed_rows_compares_text_as_bytes_and_everything_null_safe():
 def test_checksum_sql_uses_the_same_canonical_form_on_both_sides():
     pg, my = postgres_checksum_sql(ORDERS, "source"), mysql_checksum_sql(ORDERS)
     assert "to_char(order_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')" in pg
-    assert "DATE_FORMAT(`order_date`, '%Y-%m-%d %H:%i:%s.%f')" in my
+    assert "DATE_FORMAT(`order_date`, '%Y-%m-%d %H:%i:%S.%f')" in my
     assert "COALESCE(length(total_amount::text) || ':' || total_amount::text, 'N')" in pg
     assert "COALESCE(CONCAT(CHAR_LENGTH(CAST(`total_amount` AS CHAR)), ':', " in my
     for column in ("order_id", "user_id", "status", "delivery_date", "updated_at"):
@@ -82,3 +84,26 @@ def test_checksum_difference_names_rows_and_sums():
 def test_only_product_categories_references_itself():
     assert mysql_sql.references_itself(PRODUCT_CATEGORIES)
     assert not mysql_sql.references_itself(ORDERS) and not mysql_sql.references_itself(USERS)
+
+
+def test_checksums_add_subtract_and_parse_their_stored_form():
+    assert Checksum(3, 10) - Checksum(1, 4) + Checksum(2, 5) == Checksum(4, 11)
+    assert Checksum.parse("2:123") == Checksum(2, 123)
+    assert [Checksum.parse(text) for text in (None, "", "2:", "x:1", "2:-1")] == [None] * 5
+
+
+@pytest.mark.parametrize("mode, checksum, verified_hours_ago, every_hours, whole", [
+    (FULL, Checksum(1, 1), 1, 24, True),
+    (INCREMENTAL, None, 1, 24, True),
+    (INCREMENTAL, Checksum(1, 1), None, 24, True),
+    (INCREMENTAL, Checksum(1, 1), 1, 24, False),
+    (INCREMENTAL, Checksum(1, 1), 25, 24, True),
+    (INCREMENTAL, Checksum(1, 1), 0.01, 0, True),
+])
+def test_whole_tables_are_hashed_on_full_loads_without_a_stored_checksum_and_when_due(
+        mode, checksum, verified_hours_ago, every_hours, whole):
+    now = datetime(2026, 12, 1, 12, 0)
+    verified = None if verified_hours_ago is None else now - timedelta(hours=verified_hours_ago)
+    state = TableState("users", 10, 500, checksum, verified)
+    plan = plan_table(USERS, state, 10, 1_000, False, force_full=mode == FULL)
+    assert needs_full_verification(plan, state, now, every_hours) is whole

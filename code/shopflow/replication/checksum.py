@@ -27,6 +27,18 @@ class Checksum:
     def __str__(self) -> str:
         return f"{self.rows}:{self.hash_sum}"
 
+    def __add__(self, other: "Checksum") -> "Checksum":
+        return Checksum(self.rows + other.rows, self.hash_sum + other.hash_sum)
+
+    def __sub__(self, other: "Checksum") -> "Checksum":
+        return Checksum(self.rows - other.rows, self.hash_sum - other.hash_sum)
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Checksum | None":
+        """The stored form `rows:sum`; None for a missing or malformed value (forces a full verification)."""
+        rows, _, hash_sum = (text or "").partition(":")
+        return cls(int(rows), int(hash_sum)) if rows.isdigit() and hash_sum.isdigit() else None
+
     def difference(self, other: "Checksum") -> str:
         """Human-readable difference of `self` (source) against `other` (replica)."""
         parts = []
@@ -46,23 +58,27 @@ def _pg_text(column: Column) -> str:
 def _mysql_text(column: Column) -> str:
     name = f"`{column.name}`"
     if column.kind == "timestamp":
-        return f"DATE_FORMAT({name}, '%Y-%m-%d %H:%i:%s.%f')"
+        # %S, not its synonym %s: the statement may carry client-side %s placeholders (keys_checksum)
+        return f"DATE_FORMAT({name}, '%Y-%m-%d %H:%i:%S.%f')"
     return name if column.kind in _TEXT_KINDS else f"CAST({name} AS CHAR)"
 
 
-def postgres_checksum_sql(table: Table, schema: str) -> str:
+EMPTY = Checksum(0, 0)
+
+
+def postgres_checksum_sql(table: Table, schema: str, where: str = "") -> str:
     fields = [f"COALESCE(length({t}) || ':' || {t}, 'N')" for t in map(_pg_text, replicated_columns(table))]
     row = " || ',' || ".join(fields)
     return (f"SELECT count(*), COALESCE(sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint), 0) "
-            f"FROM {schema}.{table.name}")
+            f"FROM {schema}.{table.name}{where}")
 
 
-def mysql_checksum_sql(table: Table, name: str | None = None) -> str:
+def mysql_checksum_sql(table: Table, name: str | None = None, where: str = "") -> str:
     fields = [f"COALESCE(CONCAT(CHAR_LENGTH({t}), ':', CAST({t} AS BINARY)), 'N')"
               for t in map(_mysql_text, replicated_columns(table))]
     row = f"CONCAT_WS(',', {', '.join(fields)})"
     return (f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING(MD5({row}), 1, 15), 16, 10) AS UNSIGNED)), 0) "
-            f"FROM `{name or table.name}`")
+            f"FROM `{name or table.name}`{where}")
 
 
 def checksum_from_row(row: tuple) -> Checksum:

@@ -14,7 +14,8 @@ STATE_DDL = f"""CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
     watermark BIGINT NULL,
     rows_total BIGINT NULL,
     checksum VARCHAR(64) NULL,
-    loaded_at DATETIME(6) NOT NULL
+    loaded_at DATETIME(6) NOT NULL,
+    verified_at DATETIME(6) NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
 
 REJECTS_DDL = f"""CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (
@@ -89,10 +90,24 @@ def delete_missing_sql(table: Table) -> str:
 
 
 def delete_keys_sql(table: Table, count: int) -> str:
-    return f"DELETE FROM `{table.name}` WHERE `{table.primary_key}` IN ({', '.join(['%s'] * count)})"
+    return f"DELETE FROM `{table.name}`{in_keys_filter(table, count)}"
+
+
+# Added after the first release: replicas created before it get the column on their next run.
+STATE_MIGRATIONS = {"verified_at": f"ALTER TABLE {STATE_TABLE} ADD COLUMN verified_at DATETIME(6) NULL"}
 
 
 def save_state_sql() -> str:
     # REPLACE: one statement for insert-or-overwrite that needs neither VALUES() nor a row alias.
-    return (f"REPLACE INTO {STATE_TABLE} (table_name, source_oid, watermark, rows_total, checksum, loaded_at) "
-            "VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6))")
+    return (f"REPLACE INTO {STATE_TABLE} (table_name, source_oid, watermark, rows_total, checksum, loaded_at, "
+            "verified_at) VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6), %s)")
+
+
+def in_stage_filter(table: Table) -> str:
+    """The target rows whose key is staged (this run's changed rows)."""
+    key = f"`{table.primary_key}`"
+    return f" WHERE {key} IN (SELECT {key} FROM `{stage_name(table)}`)"
+
+
+def in_keys_filter(table: Table, count: int) -> str:
+    return f" WHERE `{table.primary_key}` IN ({', '.join(['%s'] * count)})"

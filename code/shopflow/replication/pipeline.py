@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable
 
 from pyspark import StorageLevel
@@ -16,71 +13,28 @@ from pyspark.sql import functions as F
 from postgresdb.models import TABLES
 from shopflow.config import Settings
 from shopflow.db import mysql_connection
-from shopflow.runlog import RunRecord, record_run, tracked_run
+from shopflow.runlog import record_run, tracked_run
 
-from .checksum import Checksum
-from .mysql_sql import REJECTS_TABLE
-from .plan import FULL, TablePlan, plan_table
+from . import copy_load, reconcile
+from .mysql_sql import REJECTS_TABLE, stage_name
+from .plan import FULL, needs_full_verification, plan_table
+from .results import JOB, ReplicationError, TableResult, utc_now
 from .source import SourceSnapshot, open_snapshot
 from .target import Replica
 from .transform import REJECT_REASON, accepted_rows, rejected_rows, to_mysql_types, with_reject_reason
 
-JOB = "replicate_postgres_to_mysql"
 REJECT_SAMPLE = 1_000
 log = logging.getLogger("shopflow.replication")
 
 
-class ReplicationError(RuntimeError):
-    """The run must fail: a row the replica would reject, lost rows, or a reconcile mismatch."""
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-@dataclass
-class TableResult:
-    plan: TablePlan
-    source_oid: int
-    started_at: datetime = field(default_factory=_now)
-    seconds: float = 0.0
-    rows_read: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    moved: int = 0
-    deleted: int = 0
-    rejected: int = 0
-    checksum: Checksum | None = None
-
-    @property
-    def name(self) -> str:
-        return self.plan.table.name
-
-    @property
-    def rows_written(self) -> int:
-        return self.inserted + self.updated
-
-    def summary(self) -> str:
-        return (f"{self.name} {self.plan.mode} ({self.plan.reason}): read {self.rows_read}, inserted "
-                f"{self.inserted}, updated {self.updated}, unchanged {self.unchanged}, deleted {self.deleted}"
-                + (f" (moved for a unique value {self.moved})" if self.moved else "")
-                + (f"; checksum {self.checksum} equal on both sides" if self.checksum else ""))
-
-    def run_record(self, status: str, detail: str | None = None) -> RunRecord:
-        return RunRecord(job=JOB, table_name=self.name, mode=self.plan.mode, started_at=self.started_at,
-                         finished_at=_now(), seconds=round(self.seconds, 3), rows_read=self.rows_read,
-                         rows_written=self.rows_written, rows_deleted=self.deleted, rows_rejected=self.rejected,
-                         checksum=str(self.checksum) if self.checksum else None, status=status,
-                         detail=(detail or self.summary())[:2000])
-
-
-def _plan(source: SourceSnapshot, replica: Replica, force_full: bool) -> list[TableResult]:
-    states, results = replica.states(), []
+def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, force_full: bool) -> list[TableResult]:
+    states, results, now = replica.states(), [], utc_now()
     for table in TABLES:
         state, oid = states.get(table.name), source.table_oid(table)
         truncated = source.truncated_since(table, state.watermark if state else None)
-        results.append(TableResult(plan_table(table, state, oid, source.xmax, truncated, force_full), oid))
+        plan = plan_table(table, state, oid, source.xmax, truncated, force_full)
+        verify_all = needs_full_verification(plan, state, now, settings.REPLICATION_VERIFY_ALL_HOURS)
+        results.append(TableResult(plan, oid, state=state, verify_all=verify_all))
     return results
 
 
@@ -94,8 +48,8 @@ def _reject(replica: Replica, result: TableResult, checked) -> None:
 
 
 def _extract_and_upsert(spark, source: SourceSnapshot, replica: Replica, result: TableResult) -> None:
+    """The validating JDBC path: read, check every value against its MySQL column, stage, merge."""
     table = result.plan.table
-    result.started_at = _now()
     replica.truncate_stage(table)
     stats = source.row_stats(result.plan)
     if not stats.rows:
@@ -110,34 +64,57 @@ def _extract_and_upsert(spark, source: SourceSnapshot, replica: Replica, result:
         replica.write_stage(to_mysql_types(accepted_rows(checked), table), table)
     finally:
         checked.unpersist()
+    _merge_stage(source, replica, result)
+
+
+def _merge_stage(source: SourceSnapshot, replica: Replica, result: TableResult) -> None:
+    table = result.plan.table
     staged = replica.stage_rows(table)
     if staged != result.rows_read:
         raise ReplicationError(f"{table.name}: staged {staged} rows of {result.rows_read} read")
+    reconcile.before_changes(source, replica, result)
     counts = replica.upsert(table, staged)
     result.inserted, result.updated, result.unchanged = counts.inserted, counts.updated, counts.unchanged
     result.deleted, result.moved = counts.deleted, counts.moved
 
 
-def _delete_and_reconcile(source: SourceSnapshot, replica: Replica, result: TableResult) -> None:
-    """Deletes, reconcile and the new watermark commit together, or not at all."""
-    plan, table = result.plan, result.plan.table
-    if plan.mode == FULL:
-        result.deleted += replica.delete_missing(table)
-    else:
-        result.deleted += replica.delete_keys(table, source.deleted_keys(plan))
-    with ThreadPoolExecutor(max_workers=1) as pool:  # the two databases hash at the same time
-        source_side = pool.submit(source.checksum, table)
-        actual = replica.checksum(table)
-        expected = source_side.result()
-    if expected != actual:
-        replica.rollback()
-        replica.save_state(table, result.source_oid, None, None)  # the next run reloads this table in full
-        replica.commit()
-        raise ReplicationError(f"reconcile failed for {table.name}: {expected.difference(actual)} "
-                               "(marked for a full reload on the next run)")
-    result.checksum = expected
-    replica.save_state(table, result.source_oid, source.xmin, expected)
-    replica.commit()
+def _copy_all(spark, settings: Settings, source: SourceSnapshot, replica: Replica,
+              results: list[TableResult]) -> float:
+    """The copy path's load of every table at once (one Spark job); returns its seconds."""
+    ranges = []
+    for result in results:
+        table, result.started_at = result.plan.table, utc_now()
+        replica.truncate_stage(table)
+        result.stats = stats = source.row_stats(result.plan)
+        if stats.rows:
+            result.direct = result.plan.mode == FULL and replica.is_empty(table)
+            into = table.name if result.direct else stage_name(table)
+            ranges += copy_load.plan_ranges(result.plan, stats.rows, stats.min_key, stats.max_key, into,
+                                            result.direct)
+    start = time.monotonic()
+    by_table = {r.name: r for r in results}
+    for outcome in copy_load.load_ranges(spark, settings, source.snapshot_id, ranges):
+        by_table[outcome.table].loads.append(outcome)
+    return time.monotonic() - start
+
+
+def _apply_copied(spark, source: SourceSnapshot, replica: Replica, result: TableResult) -> None:
+    """Merge what the copy path staged; a table whose load was not clean goes through the validating path."""
+    table, loads = result.plan.table, result.loads
+    copied, loaded = sum(r.copied for r in loads), sum(r.loaded for r in loads)
+    if result.stats.rows and (copied != result.stats.rows or not all(r.clean for r in loads)):
+        samples = "; ".join(w for r in loads for w in r.sample)[:500]
+        log.warning("%s: copy path not clean (copied %d, loaded %d of %d rows; %s): loading it through the "
+                    "validating JDBC path", table.name, copied, loaded, result.stats.rows, samples or "no warnings")
+        if result.direct:
+            replica.clear(table)
+            result.direct = False
+        _extract_and_upsert(spark, source, replica, result)
+    elif result.direct:
+        result.rows_read = result.inserted = loaded
+    elif copied:
+        result.rows_read = copied
+        _merge_stage(source, replica, result)
 
 
 def _timed(settings: Settings, result: TableResult, step: Callable[[], None]) -> None:
@@ -156,6 +133,26 @@ def _run_mode(results: list[TableResult]) -> str:
     return modes.pop() if len(modes) == 1 else "mixed"
 
 
+def _upsert_all(spark, settings: Settings, source: SourceSnapshot, replica: Replica, results: list[TableResult],
+                step_done: Callable[[str, str], None]) -> None:
+    """Phase A in FK order. A failure empties the tables the copy path loaded directly (they were empty before and
+    their rows went in without row-by-row FK checks), so a failed first run leaves no orphan rows behind."""
+    copy = settings.REPLICATION_WRITE_PATH == "copy"
+    try:
+        if copy:
+            log.info("copy path: all tables loaded in %.1f s", _copy_all(spark, settings, source, replica, results))
+        for result in results:
+            apply = _apply_copied if copy else _extract_and_upsert
+            if not copy:
+                result.started_at = utc_now()
+            _timed(settings, result, lambda: apply(spark, source, replica, result))
+            step_done("upsert", result.name)
+    except BaseException:
+        for result in reversed([r for r in results if r.direct]):
+            replica.clear(result.plan.table)
+        raise
+
+
 def replicate(spark, settings: Settings, force_full: bool = False,
               on_step: Callable[[str, str], None] | None = None) -> dict[str, TableResult]:
     """Make the replica equal to one snapshot of the source; `on_step(phase, table)` runs after each table's
@@ -166,13 +163,11 @@ def replicate(spark, settings: Settings, force_full: bool = False,
         replica.lock()  # before the snapshot: a waiting run must not hold an older snapshot than the one ahead
         replica.ensure_tables()
         source = stack.enter_context(open_snapshot(settings))
-        results = _plan(source, replica, force_full)
+        results = _plan(settings, source, replica, force_full)
         run.mode = _run_mode(results)
-        for result in results:
-            _timed(settings, result, lambda: _extract_and_upsert(spark, source, replica, result))
-            step_done("upsert", result.name)
+        _upsert_all(spark, settings, source, replica, results, step_done)
         for result in reversed(results):
-            _timed(settings, result, lambda: _delete_and_reconcile(source, replica, result))
+            _timed(settings, result, lambda: reconcile.delete_and_reconcile(source, replica, result))
             record_run(settings, result.run_record("ok"))
             log.info("%s", result.summary())
             step_done("reconcile", result.name)

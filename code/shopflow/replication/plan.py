@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterator, Sequence
 
 from postgresdb.models import CHANGE_TXID, Table
 
+from .checksum import Checksum
 from .transform import replicated_columns
 
 FULL, INCREMENTAL = "full", "incremental"
@@ -21,6 +23,8 @@ class TableState:
     table_name: str
     source_oid: int | None
     watermark: int | None  # snapshot xmin of the last committed load; None forces a full reload
+    checksum: Checksum | None = None  # of the whole replica table after that load
+    verified_at: datetime | None = None  # when both whole tables were last hashed and found equal
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,14 @@ def plan_table(table: Table, state: TableState | None, source_oid: int, snapshot
     return TablePlan(table, INCREMENTAL, state.watermark, f"changes with {CHANGE_TXID} >= {state.watermark}")
 
 
+def needs_full_verification(plan: TablePlan, state: TableState | None, now: datetime, every_hours: float) -> bool:
+    """Whole tables are hashed on a full load, when nothing trustworthy is stored, and every `every_hours`
+    (0: every run); otherwise an incremental run hashes only the rows it touched (README, "Reconcile")."""
+    if plan.mode == FULL or state is None or state.checksum is None or state.verified_at is None:
+        return True
+    return every_hours == 0 or (now - state.verified_at).total_seconds() >= every_hours * 3600
+
+
 def changed_rows_filter(plan: TablePlan) -> str:
     return "" if plan.since is None else f" WHERE {CHANGE_TXID} >= {int(plan.since)}"
 
@@ -68,3 +80,14 @@ def partition_count(rows: int, rows_per_partition: int = ROWS_PER_PARTITION, max
 def chunks(values: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(values), size):
         yield values[start:start + size]
+
+
+ROWS_PER_RANGE = 200_000
+
+
+def key_ranges(rows: int, low: int, high: int, rows_per_range: int = ROWS_PER_RANGE) -> list[tuple[int, int]]:
+    """[start, end) spans of the key covering low..high inclusive, about `rows_per_range` rows each (keys are
+    assumed evenly spread, as sequences make them); never more spans than keys."""
+    count = min(MAX_PARTITIONS, max(1, math.ceil(rows / rows_per_range)), high - low + 1)
+    step = math.ceil((high + 1 - low) / count)
+    return [(start, min(high + 1, start + step)) for start in range(low, high + 1, step)]

@@ -66,8 +66,13 @@ class SourceSnapshot:
             (plan.table.name, plan.since))
         return [row[0] for row in self._cur.fetchall()]
 
-    def checksum(self, table: Table) -> Checksum:
-        return checksum_from_row(self._one(postgres_checksum_sql(table, self.schema)))
+    def checksum(self, table: Table, plan: TablePlan | None = None) -> Checksum:
+        """Of the whole table, or of the rows `plan` reads (its changed rows)."""
+        where = changed_rows_filter(plan) if plan else ""
+        return checksum_from_row(self._one(postgres_checksum_sql(table, self.schema, where)))
+
+    def count(self, table: Table) -> int:
+        return self._one(f"SELECT count(*) FROM {self.schema}.{table.name}")[0]
 
     def read(self, spark, plan: TablePlan, stats: RowStats):
         """The plan's rows as a DataFrame, read in parallel ranges of the primary key, all in this snapshot."""

@@ -10,7 +10,7 @@ from postgresdb.models import TABLES, Table
 from shopflow.config import Settings
 
 from . import mysql_sql as sql
-from .checksum import Checksum, checksum_from_row, mysql_checksum_sql
+from .checksum import EMPTY, Checksum, checksum_from_row, mysql_checksum_sql
 from .plan import TableState, chunks
 
 # Write path, by measurement (README.md, "Write path"): JDBC batches into the staging table, then one
@@ -68,10 +68,17 @@ class Replica:
             self.cur.execute(postgresdb.mysql_table_ddl(table, name=sql.stage_name(table)))
         self.cur.execute(sql.STATE_DDL)
         self.cur.execute(sql.REJECTS_DDL)
+        self.cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+                         "AND table_name = %s", (sql.STATE_TABLE,))
+        present = {row[0].lower() for row in self.cur.fetchall()}
+        for column, statement in sql.STATE_MIGRATIONS.items():
+            if column not in present:
+                self.cur.execute(statement)
 
     def states(self) -> dict[str, TableState]:
-        self.cur.execute(f"SELECT table_name, source_oid, watermark FROM {sql.STATE_TABLE}")
-        return {name: TableState(name, oid, watermark) for name, oid, watermark in self.cur.fetchall()}
+        self.cur.execute(f"SELECT table_name, source_oid, watermark, checksum, verified_at FROM {sql.STATE_TABLE}")
+        return {name: TableState(name, oid, watermark, Checksum.parse(checksum), verified)
+                for name, oid, watermark, checksum, verified in self.cur.fetchall()}
 
     def truncate_stage(self, table: Table) -> None:
         self.cur.execute(f"TRUNCATE TABLE `{sql.stage_name(table)}`")
@@ -85,6 +92,16 @@ class Replica:
          .option("user", s.MYSQL_USER).option("password", s.MYSQL_PASSWORD)
          .option("dbtable", sql.stage_name(table)).option("batchsize", WRITE_BATCH_SIZE)
          .save())
+
+    def is_empty(self, table: Table) -> bool:
+        self.conn.commit()
+        return self._one(f"SELECT COUNT(*) FROM (SELECT 1 FROM `{table.name}` LIMIT 1) AS any_row")[0] == 0
+
+    def clear(self, table: Table) -> None:
+        """Empties a table the copy path loaded directly (rare failure path; its children are cleared too)."""
+        with self._foreign_keys_unchecked():
+            self.cur.execute(f"DELETE FROM `{table.name}`")
+        self.conn.commit()
 
     def stage_rows(self, table: Table) -> int:
         self.conn.commit()  # start a fresh transaction: see the rows Spark's connections committed
@@ -104,7 +121,9 @@ class Replica:
                 self.cur.execute("SET SESSION foreign_key_checks = 1")
 
     def upsert(self, table: Table, staged: int) -> UpsertCounts:
-        """Staging -> target in one transaction, committed here."""
+        """Staging -> target in one transaction, committed here. The stored whole-table checksum is dropped in the
+        same transaction: until this run's reconcile stores a new one, the table no longer matches it (a run
+        killed in between makes the next run hash whole tables)."""
         existing, changed = (int(v) for v in self._one(sql.changed_rows_sql(table)))
         deleted = moved = 0
         for gone, holders in sql.unique_conflicts_sql(table):
@@ -113,6 +132,7 @@ class Replica:
                 moved += self._rowcount(holders)
         with self._foreign_keys_unchecked(sql.references_itself(table)):
             self.cur.execute(sql.upsert_sql(table))
+        self.cur.execute(f"UPDATE {sql.STATE_TABLE} SET checksum = NULL WHERE table_name = %s", (table.name,))
         self.conn.commit()
         return UpsertCounts(staged - existing, changed, existing - changed, deleted, moved)
 
@@ -132,9 +152,24 @@ class Replica:
     def checksum(self, table: Table) -> Checksum:
         return checksum_from_row(self._one(mysql_checksum_sql(table)))
 
-    def save_state(self, table: Table, source_oid: int, watermark: int | None, checksum: Checksum | None) -> None:
-        self.cur.execute(sql.save_state_sql(), (table.name, source_oid, watermark,
-                                                checksum.rows if checksum else None, str(checksum or "") or None))
+    def staged_keys_checksum(self, table: Table) -> Checksum:
+        """Of the target rows whose key is in the stage (before the merge: their old versions; after: the new)."""
+        return checksum_from_row(self._one(mysql_checksum_sql(table, where=sql.in_stage_filter(table))))
+
+    def keys_checksum(self, table: Table, keys: list[int]) -> Checksum:
+        total = EMPTY
+        for chunk in chunks(keys, DELETE_CHUNK):
+            statement = mysql_checksum_sql(table, where=sql.in_keys_filter(table, len(chunk)))
+            total += checksum_from_row(self._one(statement, tuple(chunk)))
+        return total
+
+    def count(self, table: Table) -> int:
+        return self._one(f"SELECT COUNT(*) FROM `{table.name}`")[0]
+
+    def save_state(self, table: Table, source_oid: int, watermark: int | None, checksum: Checksum | None,
+                   verified_at=None) -> None:
+        self.cur.execute(sql.save_state_sql(), (table.name, source_oid, watermark, checksum.rows if checksum else None,
+                                                str(checksum or "") or None, verified_at))
 
     def record_rejects(self, table: Table, rejects: list[tuple[str, str]]) -> None:
         self.cur.executemany(f"INSERT INTO {sql.REJECTS_TABLE} (rejected_at, table_name, row_key, reason) "

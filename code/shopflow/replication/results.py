@@ -1,0 +1,66 @@
+"""The per-table record of a replication run: its plan, what it read and wrote, and its `pipeline_runs` row."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from shopflow.runlog import RunRecord
+
+from . import copy_load
+from .checksum import Checksum
+from .plan import TablePlan, TableState
+from .source import RowStats
+
+JOB = "replicate_postgres_to_mysql"
+
+
+class ReplicationError(RuntimeError):
+    """The run must fail: a row the replica would reject, lost rows, or a reconcile mismatch."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class TableResult:
+    plan: TablePlan
+    source_oid: int
+    started_at: datetime = field(default_factory=utc_now)
+    seconds: float = 0.0
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    checksum: Checksum | None = None
+    stats: RowStats | None = None
+    direct: bool = False  # the copy path loaded an empty target itself (no stage, no merge, nothing to delete)
+    loads: list[copy_load.RangeResult] = field(default_factory=list)
+    state: TableState | None = None
+    verify_all: bool = True  # hash whole tables (else only the rows this run touches; see reconcile.py)
+    before: Checksum | None = None  # the target's versions of the touched keys, before the run changed them
+    deleted_keys: list[int] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.plan.table.name
+
+    @property
+    def rows_written(self) -> int:
+        return self.inserted + self.updated
+
+    def summary(self) -> str:
+        return (f"{self.name} {self.plan.mode} ({self.plan.reason}): read {self.rows_read}, inserted "
+                f"{self.inserted}, updated {self.updated}, unchanged {self.unchanged}, deleted {self.deleted}"
+                + (f" (moved for a unique value {self.moved})" if self.moved else "")
+                + (f"; checksum {self.checksum} equal on both sides" if self.checksum else ""))
+
+    def run_record(self, status: str, detail: str | None = None) -> RunRecord:
+        return RunRecord(job=JOB, table_name=self.name, mode=self.plan.mode, started_at=self.started_at,
+                         finished_at=utc_now(), seconds=round(self.seconds, 3), rows_read=self.rows_read,
+                         rows_written=self.rows_written, rows_deleted=self.deleted, rows_rejected=self.rejected,
+                         checksum=str(self.checksum) if self.checksum else None, status=status,
+                         detail=(detail or self.summary())[:2000])

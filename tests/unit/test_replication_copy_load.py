@@ -1,0 +1,44 @@
+"""Pure parts of the copy path: key ranges and the COPY / LOAD DATA statements."""
+import pytest
+
+from postgresdb.models import ORDERS
+from shopflow.replication.copy_load import RangeResult, copy_sql, load_sql
+from shopflow.replication.plan import key_ranges
+
+
+@pytest.mark.parametrize("rows, low, high, expected", [
+    (1, 7, 7, [(7, 8)]),
+    (5, 1, 5, [(1, 6)]),
+    (450_000, 1, 450_000, [(1, 150_001), (150_001, 300_001), (300_001, 450_001)]),
+    (600_000, 1, 2, [(1, 2), (2, 3)]),  # never more ranges than keys
+    (10**9, 0, 10**9, None),
+])
+def test_key_ranges_cover_the_keys_once_without_gaps(rows, low, high, expected):
+    ranges = key_ranges(rows, low, high, rows_per_range=200_000)
+    if expected is not None:
+        assert ranges == expected
+    assert ranges[0][0] == low and ranges[-1][1] == high + 1
+    assert all(a < b for a, b in ranges) and all(prev[1] == nxt[0] for prev, nxt in zip(ranges, ranges[1:]))
+    assert len(ranges) <= 32
+
+
+def test_copy_sql_reads_one_range_of_the_changed_rows_as_csv_with_utc_timestamps():
+    sql = copy_sql(ORDERS, "source", 42, 10, 20)
+    assert sql == ("COPY (SELECT order_id, user_id, (order_date AT TIME ZONE 'UTC'), total_amount, status, "
+                   "(delivery_date AT TIME ZONE 'UTC'), (updated_at AT TIME ZONE 'UTC') FROM source.orders "
+                   "WHERE change_txid >= 42 AND order_id >= 10 AND order_id < 20) TO STDOUT "
+                   "WITH (FORMAT csv, NULL 'NULL')")
+    assert "change_txid" not in copy_sql(ORDERS, "source", None, 10, 20)
+
+
+def test_load_sql_reads_csv_without_escapes_into_the_named_table():
+    sql = load_sql(ORDERS, "stage_orders", "/tmp/x/rows.csv")
+    assert sql.startswith("LOAD DATA LOCAL INFILE '/tmp/x/rows.csv' INTO TABLE `stage_orders` CHARACTER SET utf8mb4")
+    assert "OPTIONALLY ENCLOSED BY '\"' ESCAPED BY ''" in sql
+    assert sql.endswith("(`order_id`, `user_id`, `order_date`, `total_amount`, `status`, `delivery_date`, "
+                        "`updated_at`)")
+
+
+@pytest.mark.parametrize("copied, loaded, warnings, clean", [(3, 3, 0, True), (3, 2, 0, False), (3, 3, 1, False)])
+def test_a_range_is_clean_only_with_equal_counts_and_no_warnings(copied, loaded, warnings, clean):
+    assert RangeResult("orders", copied, loaded, warnings, ()).clean is clean

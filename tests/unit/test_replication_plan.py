@@ -68,9 +68,10 @@ def test_changed_rows_compares_text_as_bytes_and_everything_null_safe():
 def test_checksum_sql_uses_the_same_canonical_form_on_both_sides():
     pg, my = postgres_checksum_sql(ORDERS, "source"), mysql_checksum_sql(ORDERS)
     assert "to_char(order_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')" in pg
-    assert "DATE_FORMAT(`order_date`, '%Y-%m-%d %H:%i:%S.%f')" in my
-    assert "COALESCE(length(total_amount::text) || ':' || total_amount::text, 'N')" in pg
-    assert "COALESCE(CONCAT(CHAR_LENGTH(CAST(`total_amount` AS CHAR)), ':', " in my
+    assert "COALESCE(to_char(delivery_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), 'N')" in pg
+    assert "CONCAT_WS(',', `order_id`, `user_id`, `order_date`, `total_amount`, " in my  # native text form
+    assert "length(status) || ':' || status" in pg and "CONCAT(CHAR_LENGTH(`status`), ':', CAST(`status` AS BINARY))" in my
+    assert "COALESCE(`delivery_date`, 'N')" in my and "total_amount::text || ','" in pg
     for column in ("order_id", "user_id", "status", "delivery_date", "updated_at"):
         assert column in pg and f"`{column}`" in my
 

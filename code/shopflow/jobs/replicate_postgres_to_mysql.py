@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     settings = get_settings()
-    spark = build_session(f"shopflow-{JOB}", settings)
+    spark = build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.replication.copy_load",))
     try:
         results = replicate(spark, settings, force_full=args.full)
     except ReplicationError as error:

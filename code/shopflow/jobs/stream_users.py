@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     # Spark's Python workers (the data source runner, executors) must import shopflow: use this interpreter.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops query and session cleanly (kill -9 loses nothing either)
-    spark = build_session("shopflow-stream_users", settings, master=args.master)
+    spark = build_session("shopflow-stream_users", settings, master=args.master,
+                          warm_modules=("shopflow.streaming.kafka_source", "shopflow.streaming.events"))
     try:
         query.run(spark, settings, query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW)
     except KeyboardInterrupt:

@@ -3,10 +3,11 @@
 Canonical text of a value (identical bytes in Postgres and MySQL/MariaDB):
   integer -> decimal digits; DECIMAL(12,2) -> '12.50' (always two decimals); timestamp -> its UTC wall clock
   'YYYY-MM-DD HH:MM:SS.ffffff' (microseconds); text -> the characters themselves, as UTF-8 bytes.
-A field is `<character count>:<text>`, or `N` for NULL; the length prefix makes the encoding injective (no
-separator or NULL marker can be forged by a value). A row is its fields joined by ','; the row hash is the first
-60 bits of MD5 of the row's UTF-8 bytes; the table checksum is (row count, exact SUM of the row hashes).
-MySQL side: every part is cast to BINARY, so the client's connection charset cannot change the hashed bytes.
+A text field is `<character count>:<text>`, any other field its text as is, a NULL `N`. The encoding is injective:
+numbers and timestamps never contain ',' or start with 'N', and a text's length prefix says where it ends, so no
+value can forge a separator or the NULL marker. A row is its fields joined by ','; the row hash is the first 60 bits
+of MD5 of the row's UTF-8 bytes; the table checksum is (row count, exact SUM of the row hashes).
+MySQL side: text is cast to BINARY, so the client's connection charset cannot change the hashed bytes.
 """
 from __future__ import annotations
 
@@ -49,34 +50,36 @@ class Checksum:
         return "; ".join(parts) or "equal"
 
 
-def _pg_text(column: Column) -> str:
-    if column.kind == "timestamp":
-        return f"to_char({column.name} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
-    return column.name if column.kind in _TEXT_KINDS else f"{column.name}::text"
+def _pg_field(column: Column) -> str:
+    name = column.name
+    if column.kind in _TEXT_KINDS:
+        text = f"length({name}) || ':' || {name}"
+    elif column.kind == "timestamp":
+        text = f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    else:
+        text = f"{name}::text"
+    return f"COALESCE({text}, 'N')" if column.nullable else text
 
 
-def _mysql_text(column: Column) -> str:
+def _mysql_field(column: Column) -> str:
+    """Numbers and DATETIME(6) convert to exactly the canonical text inside CONCAT_WS (two decimals, six
+    fraction digits), which costs half of an explicit DATE_FORMAT / CAST per value on 1M rows."""
     name = f"`{column.name}`"
-    if column.kind == "timestamp":
-        # %S, not its synonym %s: the statement may carry client-side %s placeholders (keys_checksum)
-        return f"DATE_FORMAT({name}, '%Y-%m-%d %H:%i:%S.%f')"
-    return name if column.kind in _TEXT_KINDS else f"CAST({name} AS CHAR)"
+    text = f"CONCAT(CHAR_LENGTH({name}), ':', CAST({name} AS BINARY))" if column.kind in _TEXT_KINDS else name
+    return f"COALESCE({text}, 'N')" if column.nullable else text
 
 
 EMPTY = Checksum(0, 0)
 
 
 def postgres_checksum_sql(table: Table, schema: str, where: str = "") -> str:
-    fields = [f"COALESCE(length({t}) || ':' || {t}, 'N')" for t in map(_pg_text, replicated_columns(table))]
-    row = " || ',' || ".join(fields)
+    row = " || ',' || ".join(map(_pg_field, replicated_columns(table)))
     return (f"SELECT count(*), COALESCE(sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint), 0) "
             f"FROM {schema}.{table.name}{where}")
 
 
 def mysql_checksum_sql(table: Table, name: str | None = None, where: str = "") -> str:
-    fields = [f"COALESCE(CONCAT(CHAR_LENGTH({t}), ':', CAST({t} AS BINARY)), 'N')"
-              for t in map(_mysql_text, replicated_columns(table))]
-    row = f"CONCAT_WS(',', {', '.join(fields)})"
+    row = f"CONCAT_WS(',', {', '.join(map(_mysql_field, replicated_columns(table)))})"
     return (f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING(MD5({row}), 1, 15), 16, 10) AS UNSIGNED)), 0) "
             f"FROM `{name or table.name}`{where}")
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import pickle
-from collections import namedtuple
 
 import pytest
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -70,10 +69,26 @@ def test_copy_csv_keeps_null_apart_from_text_with_quotes_commas_and_newlines():
     assert list(csv.reader(text.splitlines(keepends=True))) == [["Zoë", "", 'a "b", c\nd', "12"]]
 
 
+class _Message:
+    """What confluent-kafka's Message answers (methods, not attributes)."""
+
+    def __init__(self, key, value, topic, partition, offset, timestamp):
+        self._fields = (key, value, topic, partition, offset, timestamp)
+
+    def key(self): return self._fields[0]  # noqa: E704
+    def value(self): return self._fields[1]  # noqa: E704
+    def topic(self): return self._fields[2]  # noqa: E704
+    def partition(self): return self._fields[3]  # noqa: E704
+    def offset(self): return self._fields[4]  # noqa: E704
+    def timestamp(self): return self._fields[5]  # noqa: E704
+
+
 def test_record_batch_has_the_arrow_schema_spark_expects():
-    Record = namedtuple("Record", "key value topic partition offset timestamp timestamp_type")
-    batch = record_batch([Record(b"k", b"\xff", "t", 1, 7, 1_700_000_000_123, 0),
-                          Record(None, None, "t", 1, 8, -1, -1)])
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, TIMESTAMP_NOT_AVAILABLE
+    batch = record_batch([_Message(b"k", b"\xff", "t", 1, 7, (TIMESTAMP_CREATE_TIME, 1_700_000_000_123)),
+                          _Message(None, None, "t", 1, 8, (TIMESTAMP_NOT_AVAILABLE, -1)),
+                          _Message(b"k", b"{}", "t", 1, 9, (TIMESTAMP_LOG_APPEND_TIME, 0))])
     assert batch.schema.equals(to_arrow_schema(SOURCE_SCHEMA, timezone="UTC"))
     assert batch.column("timestamp").to_pylist()[0].isoformat() == "2023-11-14T22:13:20.123000+00:00"
-    assert batch.to_pydict()["value"] == [b"\xff", None] and batch.column("timestamp")[1].as_py() is None
+    assert batch.to_pydict()["value"] == [b"\xff", None, b"{}"] and batch.column("timestamp")[1].as_py() is None
+    assert batch.to_pydict()["timestampType"] == [0, -1, 1] and batch.to_pydict()["offset"] == [7, 8, 9]

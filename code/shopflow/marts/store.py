@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Iterable
 
 from shopflow.config import Settings
-from shopflow.replication.target import mysql_driver_class
+from shopflow.replication.target import WRITE_URL_OPTIONS, mysql_driver_class
 
 from .spec import Mart
 
-# Batched multi-row INSERTs (understood by MariaDB Connector/J and MySQL Connector/J alike).
-WRITE_URL_OPTIONS = "rewriteBatchedStatements=true"
+# The replication's measured write options per driver: MariaDB's bulk protocol, MySQL's rewritten batches.
 WRITE_BATCH_SIZE = 5_000
 MAX_WRITERS = 3
 BUILD_LOCK = "shopflow.marts.{database}"
@@ -67,7 +66,8 @@ class MartStore:
 
     def write_staging(self, df, mart: Mart) -> None:
         writers = max(1, min(MAX_WRITERS, df.rdd.getNumPartitions()))
-        (jdbc_options(df.coalesce(writers).write.format("jdbc").mode("append"), self.settings, WRITE_URL_OPTIONS)
+        options = WRITE_URL_OPTIONS[mysql_driver_class(self.settings)]
+        (jdbc_options(df.coalesce(writers).write.format("jdbc").mode("append"), self.settings, options)
          .option("dbtable", f"`{staging_name(mart)}`").option("batchsize", WRITE_BATCH_SIZE).save())
 
     def published(self, marts: Iterable[Mart]) -> set[str]:

@@ -33,6 +33,8 @@ def parse_args(argv):
     parser.add_argument("--stream-events", type=int, default=1_000_000, help="backlog the stream drains")
     parser.add_argument("--stream-rate", type=float, default=1000, help="events/s of the continuous run")
     parser.add_argument("--stream-seconds", type=float, default=60, help="length of the continuous run")
+    parser.add_argument("--stream-warmup", type=float, default=30,
+                        help="seconds at the same rate before the continuous run is measured (JIT warm-up)")
     parser.add_argument("--source-schema", default=SOURCE_SCHEMA, help="Postgres schema to generate into")
     parser.add_argument("--target-prefix", default="test_bench", help="scratch MySQL databases <prefix>_<measure>")
     args = parser.parse_args(argv)
@@ -123,7 +125,8 @@ class Bench:
         self.attempt("streaming", "streaming drain", lambda: streaming.measure_streaming(
             base, logs, self.args.stream_events, f"{self.schema}_stream"))
         self.attempt("streaming_continuous", "streaming continuous", lambda: stream_latency.measure_continuous(
-            base, logs, f"{self.schema}_stream", self.args.stream_rate, self.args.stream_seconds))
+            base, logs, f"{self.schema}_stream", self.args.stream_rate, self.args.stream_seconds,
+            self.args.stream_warmup))
         return self.measures
 
     def cleanup(self) -> None:

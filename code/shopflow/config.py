@@ -18,11 +18,15 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message is one line naming the key."""
 
 
-def _positive_int(key: str, raw: str) -> int:
+def _number(key: str, raw: str, cast, expected: str):
     try:
-        value = int(raw)
+        return cast(raw)
     except ValueError:
-        raise SettingsError(f"{key}={raw!r}: expected a whole number") from None
+        raise SettingsError(f"{key}={raw!r}: expected {expected}") from None
+
+
+def _positive_int(key: str, raw: str) -> int:
+    value = _number(key, raw, int, "a whole number")
     if value < 0:
         raise SettingsError(f"{key}={raw!r}: must not be negative")
     return value
@@ -36,20 +40,14 @@ def _port(key: str, raw: str) -> int:
 
 
 def _positive_float(key: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{key}={raw!r}: expected a number") from None
+    value = _number(key, raw, float, "a number")
     if value <= 0:
         raise SettingsError(f"{key}={raw!r}: must be greater than 0")
     return value
 
 
 def _non_negative_float(key: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{key}={raw!r}: expected a number") from None
+    value = _number(key, raw, float, "a number")
     if value < 0:
         raise SettingsError(f"{key}={raw!r}: must not be negative")
     return value

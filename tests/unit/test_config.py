@@ -41,6 +41,9 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("POSTGRES_SCHEMA", "source; drop", "POSTGRES_SCHEMA='source; drop': expected a plain SQL identifier"),
     ("SPARK_MASTER_URL", "http://x", "SPARK_MASTER_URL='http://x'"),
     ("SPARK_WORKER_MEMORY", "lots", "SPARK_WORKER_MEMORY='lots'"),
+    ("REPLICATION_WRITE_PATH", "bulk", "REPLICATION_WRITE_PATH='bulk': expected copy"),
+    ("REPLICATION_VERIFY_ALL_HOURS", "-1", "REPLICATION_VERIFY_ALL_HOURS='-1': must not be negative"),
+    ("REPLICATION_VERIFY_ALL_HOURS", "daily", "REPLICATION_VERIFY_ALL_HOURS='daily': expected a number"),
 ])
 def test_bad_value_fails_with_one_line_naming_the_key(key, value, fragment):
     with pytest.raises(SettingsError) as error:

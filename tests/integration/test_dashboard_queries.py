@@ -3,12 +3,12 @@ hand-checked seed (test_dashboard_support), then the same database without table
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
 from mysql.connector import Error as MySQLError
-from test_dashboard_support import OVERVIEW, QUALITY, RUNS, SEED, scratch_db
+from test_dashboard_support import NOW, OVERVIEW, QUALITY, RUNS, SEED, scratch_db
 
 from shopflow.dashboard import queries as q
 
@@ -67,7 +67,8 @@ def test_last_run_is_the_latest_whole_run_and_can_ask_for_a_status(seeded):
     (good,) = q.last_run(seeded, q.REPLICATION_JOB, "ok").frame.to_dict("records")
     assert (latest["status"], latest["seconds"]) == ("failed", Decimal("55.500"))
     assert (good["status"], good["rows_written"]) == ("ok", 900)  # the job row, not the later per-table one
-    assert 29 * 60 - 90 <= good["age_seconds"] <= 29 * 60 + 90
+    seeded_ago = (datetime.now(timezone.utc).replace(tzinfo=None) - NOW).total_seconds()  # RUNS are relative to NOW
+    assert abs(good["age_seconds"] - (29 * 60 + seeded_ago)) <= 90
     assert q.last_run(seeded, "no_such_job").empty
 
 

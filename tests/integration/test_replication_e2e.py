@@ -62,8 +62,12 @@ def test_spark_submit_on_the_cluster_copies_then_applies_changes(spark_cluster, 
 def test_one_airflow_dag_run_replicates(spark_cluster, airflow, scratch):  # noqa: F811
     seed(scratch)
     env = os.environ | {"POSTGRES_SCHEMA": scratch.POSTGRES_SCHEMA, "MYSQL_DATABASE": scratch.MYSQL_DATABASE}
-    result = subprocess.run([str(VENV_BIN / "python"), "-m", "shopflow.stack", "airflow", "dags", "test", DAG_ID],
-                            env=env, capture_output=True, text=True, timeout=900, cwd=PROJECT_ROOT)
+    command = [str(VENV_BIN / "python"), "-m", "shopflow.stack", "airflow", "dags", "test", DAG_ID]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=PROJECT_ROOT)
+    if result.returncode and "TaskAlreadyRunningError" in result.stdout + result.stderr:
+        # Airflow 3.3 `dags test` on a loaded machine: its in-process client can see its own task start as a
+        # conflict ("TI was not in a state where it could be marked as running"); the task never ran. Once more.
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=PROJECT_ROOT)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert_replica_equals_source(scratch)
     assert {r["status"] for r in _table_runs(scratch).values()} == {"ok"}

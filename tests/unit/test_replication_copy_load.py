@@ -3,7 +3,7 @@ import pytest
 
 from postgresdb.models import ORDERS
 from shopflow.replication.copy_load import RangeResult, copy_sql, load_sql
-from shopflow.replication.plan import key_ranges
+from shopflow.replication.plan import TableState, key_ranges, plan_table
 
 
 @pytest.mark.parametrize("rows, low, high, expected", [
@@ -23,12 +23,13 @@ def test_key_ranges_cover_the_keys_once_without_gaps(rows, low, high, expected):
 
 
 def test_copy_sql_reads_one_range_of_the_changed_rows_as_csv_with_utc_timestamps():
-    sql = copy_sql(ORDERS, "source", 42, 10, 20)
+    incremental = plan_table(ORDERS, TableState("orders", 1, 42), 1, 100, False)
+    sql = copy_sql(incremental, "source", 10, 20)
     assert sql == ("COPY (SELECT order_id, user_id, (order_date AT TIME ZONE 'UTC'), total_amount, status, "
                    "(delivery_date AT TIME ZONE 'UTC'), (updated_at AT TIME ZONE 'UTC') FROM source.orders "
                    "WHERE change_txid >= 42 AND order_id >= 10 AND order_id < 20) TO STDOUT "
                    "WITH (FORMAT csv, NULL 'NULL')")
-    assert "change_txid" not in copy_sql(ORDERS, "source", None, 10, 20)
+    assert "change_txid" not in copy_sql(plan_table(ORDERS, None, 1, 100, False), "source", 10, 20)
 
 
 def test_load_sql_reads_csv_without_escapes_into_the_named_table():

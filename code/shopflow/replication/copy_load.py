@@ -31,9 +31,8 @@ WARNING_SAMPLE = 3
 
 @dataclass(frozen=True)
 class KeyRange:
-    """[low, high) of one table's primary key, loaded into `into` (stage or target)."""
-    table: Table
-    since: int | None
+    """[low, high) of the primary key of the table `plan` reads, loaded into `into` (stage or target)."""
+    plan: TablePlan
     low: int
     high: int
     into: str
@@ -53,11 +52,13 @@ class RangeResult:
         return self.warnings == 0 and self.copied == self.loaded
 
 
-def copy_sql(table: Table, schema: str, since: int | None, low: int, high: int) -> str:
-    """COPY of one key range; timestamps as their UTC wall clock, which DATETIME(6) stores as is."""
+def copy_sql(plan: TablePlan, schema: str, low: int, high: int) -> str:
+    """COPY of one key range of the rows `plan` reads; timestamps as their UTC wall clock, which DATETIME(6) stores
+    as is."""
     def expression(column) -> str:
         return f"({column.name} AT TIME ZONE 'UTC')" if column.kind == "timestamp" else column.name
-    key, where = table.primary_key, changed_rows_filter(TablePlan(table, "", since, ""))
+    table = plan.table
+    key, where = table.primary_key, changed_rows_filter(plan)
     bounds = f"{key} >= {int(low)} AND {key} < {int(high)}"
     where = f"{where} AND {bounds}" if where else f" WHERE {bounds}"
     select = ", ".join(expression(c) for c in replicated_columns(table))
@@ -96,8 +97,8 @@ def _release(fifo: str, writer: threading.Thread) -> None:
 
 def copy_range(settings: Settings, snapshot_id: str, key_range: KeyRange) -> RangeResult:
     """Runs on an executor: one range from the snapshot into MySQL; returns what each side counted."""
-    table, outcome = key_range.table, {}
-    sql = copy_sql(table, settings.POSTGRES_SCHEMA, key_range.since, key_range.low, key_range.high)
+    table, outcome = key_range.plan.table, {}
+    sql = copy_sql(key_range.plan, settings.POSTGRES_SCHEMA, key_range.low, key_range.high)
     with tempfile.TemporaryDirectory(prefix="shopflow-copy-") as workdir, \
             mysql_connection(settings, autocommit=True, allow_local_infile=True) as conn:
         fifo = os.path.join(workdir, "rows.csv")
@@ -125,7 +126,7 @@ def copy_range(settings: Settings, snapshot_id: str, key_range: KeyRange) -> Ran
 
 
 def plan_ranges(plan: TablePlan, rows: int, low: int, high: int, into: str, direct: bool) -> list[KeyRange]:
-    return [KeyRange(plan.table, plan.since, a, b, into, direct) for a, b in key_ranges(rows, low, high)]
+    return [KeyRange(plan, a, b, into, direct) for a, b in key_ranges(rows, low, high)]
 
 
 def load_ranges(spark, settings: Settings, snapshot_id: str, ranges: list[KeyRange]) -> list[RangeResult]:

@@ -89,6 +89,14 @@ def _write_path(key: str, raw: str) -> str:
     return raw
 
 
+def _java_options(key: str, raw: str) -> str:
+    """JVM flags for Spark's driver and executors: empty (the JVM's defaults) or options that start with '-'."""
+    bad = [word for word in raw.split() if not word.startswith("-")]
+    if bad:
+        raise SettingsError(f"{key}={raw!r}: expected JVM options starting with '-', got {bad[0]!r}")
+    return " ".join(raw.split())
+
+
 def _setting(parse, default=None):
     return dataclasses.field(default=default, metadata={"parse": parse})
 
@@ -135,6 +143,9 @@ class Settings:
     SPARK_WORKER_MEMORY: str = _setting(_memory, "1g")
     SPARK_WORKER_UI_PORT_BASE: int = _setting(_port, 8082)
     SPARK_DRIVER_MEMORY: str = _setting(_memory, "1g")
+    # C1 only and the serial collector: on 2 cores, C2's compiler threads and parallel GC threads took the CPU
+    # from short jobs (make bench, bench/README); empty = the JVM's defaults
+    SPARK_JAVA_OPTIONS: str = _setting(_java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
     POSTGRES_JDBC_JAR: str = _setting(_text, "/usr/share/java/postgresql.jar")
     MYSQL_JDBC_JAR: str = _setting(_text, "/usr/share/java/mariadb-java-client.jar")
     DATAGEN_SEED: int = _setting(_positive_int, 42)
@@ -179,6 +190,11 @@ class Settings:
     def streaming_checkpoint_dir(self) -> Path:
         path = Path(self.STREAMING_CHECKPOINT_DIR)
         return path if path.is_absolute() else PROJECT_ROOT / path
+
+    @property
+    def spark_java_options(self) -> str:
+        """Driver and executor JVM flags; JDBC DATETIME reads use the JVM's zone, so it is pinned to UTC."""
+        return f"-Duser.timezone=UTC {self.SPARK_JAVA_OPTIONS}".strip()
 
     @property
     def postgres_dsn(self) -> str:

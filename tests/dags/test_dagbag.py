@@ -45,3 +45,29 @@ def test_dag_files_stay_thin(path: Path):
             names = [node.module]
         for name in names:
             assert not name.split(".")[0] in forbidden, f"{path.name} imports {name}"
+
+
+def test_spark_tasks_run_with_the_settings_jvm_options(dagbag):
+    """Every spark-submit task passes the JVM options of Settings (.env's value, or the same default) to the driver
+    and the executors."""
+    from shopflow.config import get_settings
+
+    expected = get_settings().spark_java_options
+    tasks = [t for dag in dagbag.dags.values() for t in dag.tasks if t.task_type == "SparkSubmitOperator"]
+    assert tasks
+    for task in tasks:
+        assert task.conf["spark.driver.extraJavaOptions"].split() == expected.split(), task.task_id
+        assert task.conf["spark.executor.extraJavaOptions"].split() == expected.split(), task.task_id
+
+
+def test_dag_fallback_jvm_options_equal_the_settings_default():
+    """DAG files cannot import Settings; their fallback for an unset SPARK_JAVA_OPTIONS must not drift from it."""
+    import dataclasses
+
+    from shopflow.config import Settings
+
+    tree = ast.parse((DAGS_DIR / "_spark.py").read_text())
+    fallback = next(node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                    and any(getattr(t, "id", None) == "JAVA_OPTIONS" for t in node.targets))
+    default = next(f.default for f in dataclasses.fields(Settings) if f.name == "SPARK_JAVA_OPTIONS")
+    assert fallback == default

@@ -44,6 +44,8 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("REPLICATION_WRITE_PATH", "bulk", "REPLICATION_WRITE_PATH='bulk': expected copy"),
     ("REPLICATION_VERIFY_ALL_HOURS", "-1", "REPLICATION_VERIFY_ALL_HOURS='-1': must not be negative"),
     ("REPLICATION_VERIFY_ALL_HOURS", "daily", "REPLICATION_VERIFY_ALL_HOURS='daily': expected a number"),
+    ("SPARK_JAVA_OPTIONS", "-XX:+UseSerialGC Xmx2g", "SPARK_JAVA_OPTIONS='-XX:+UseSerialGC Xmx2g': expected JVM "
+                                                     "options starting with '-', got 'Xmx2g'"),
 ])
 def test_bad_value_fails_with_one_line_naming_the_key(key, value, fragment):
     with pytest.raises(SettingsError) as error:
@@ -77,3 +79,9 @@ def test_cli_prints_one_line_and_exits_2(monkeypatch, capsys):
         get_settings.cache_clear()
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "MYSQL_PORT" in err
+
+
+def test_spark_java_options_always_pin_utc_and_may_be_empty():
+    assert load_settings(env={"SPARK_JAVA_OPTIONS": ""}, env_file=None).spark_java_options == "-Duser.timezone=UTC"
+    tuned = load_settings(env={"SPARK_JAVA_OPTIONS": " -XX:+UseSerialGC   -Xss4m "}, env_file=None)
+    assert tuned.spark_java_options == "-Duser.timezone=UTC -XX:+UseSerialGC -Xss4m"

@@ -16,6 +16,7 @@ JOBS_DIR = Path(__file__).resolve().parents[2] / "shopflow" / "jobs"
 START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 # Updated by every successful replication run; build_marts is scheduled on it.
 REPLICA_ASSET = Asset("mysql://mysql_db/replica")
+JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # Settings.SPARK_JAVA_OPTIONS's default
 DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 
@@ -32,11 +33,12 @@ def spark_job(task_id: str, job: str, application_args: list[str] | None = None,
     jars = ",".join([setting("POSTGRES_JDBC_JAR", "/usr/share/java/postgresql.jar"),
                      setting("MYSQL_JDBC_JAR", "/usr/share/java/mariadb-java-client.jar")])
     all_cores = int(setting("SPARK_WORKERS", "3")) * int(setting("SPARK_WORKER_CORES", "1"))
-    utc = "-Duser.timezone=UTC"  # JDBC DATETIME reads use the JVM zone: pin it, whatever the host's
+    # JDBC DATETIME reads use the JVM zone: pin it, whatever the host's; then SPARK_JAVA_OPTIONS (see .env)
+    java = f"-Duser.timezone=UTC {setting('SPARK_JAVA_OPTIONS', JAVA_OPTIONS)}".strip()
     conf = {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": "1",
             "spark.executor.memory": setting("SPARK_EXECUTOR_MEMORY", "1g"),
             "spark.cores.max": str(min(cores or all_cores, all_cores)),
-            "spark.driver.extraJavaOptions": utc, "spark.executor.extraJavaOptions": utc}
+            "spark.driver.extraJavaOptions": java, "spark.executor.extraJavaOptions": java}
     return SparkSubmitOperator(
         task_id=task_id, application=str(JOBS_DIR / f"{job}.py"), conn_id="spark_default", name=f"shopflow-{job}",
         jars=jars, conf=conf, driver_memory=setting("SPARK_DRIVER_MEMORY", "1g"),

@@ -22,7 +22,9 @@ def build_session(app_name: str, settings: Settings, master: str | None = None, 
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
         builder = (builder.master(master or settings.SPARK_MASTER_URL)
                    .config("spark.jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")
-                   .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY))
+                   .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)
+                   .config("spark.driver.extraJavaOptions", settings.spark_java_options)
+                   .config("spark.executor.extraJavaOptions", settings.spark_java_options))
     session = (builder.config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.shuffle.partitions", "6")
                .getOrCreate())

@@ -65,9 +65,10 @@ class MartStore:
         self.cur.execute(mart.ddl(staging_name(mart)))
 
     def write_staging(self, df, mart: Mart) -> None:
-        writers = max(1, min(MAX_WRITERS, df.rdd.getNumPartitions()))
+        # coalesce never adds partitions: a small mart keeps its few writers (and asking df.rdd for its partition
+        # count would run the whole plan once more)
         options = WRITE_URL_OPTIONS[mysql_driver_class(self.settings)]
-        (jdbc_options(df.coalesce(writers).write.format("jdbc").mode("append"), self.settings, options)
+        (jdbc_options(df.coalesce(MAX_WRITERS).write.format("jdbc").mode("append"), self.settings, options)
          .option("dbtable", f"`{staging_name(mart)}`").option("batchsize", WRITE_BATCH_SIZE).save())
 
     def published(self, marts: Iterable[Mart]) -> set[str]:

@@ -110,9 +110,15 @@ def test_unapplied_drops_rows_below_the_committed_position(spark):
     assert frame.transform(ev.unapplied({})).count() == 4
 
 
-def test_batch_offsets_per_partition(spark):
-    frame = spark.createDataFrame([(None, b"x", "t", p, o, T0) for p, o in [(0, 4), (0, 6), (1, 0)]], RAW)
+def test_batch_summary_counts_read_unapplied_and_rejected_rows_per_partition(spark):
+    """Partition 0: offset 4 applied already, 5 rejected, 6 valid; 1: no committed position; 2: all applied."""
+    rows = [(0, 4, None), (0, 5, "email malformed"), (0, 6, None), (1, 0, None), (2, 9, "value is null")]
+    frame = spark.createDataFrame([("t", p, o, r) for p, o, r in rows],
+                                  "topic string, partition int, offset bigint, reason string")
     expected = spark.createDataFrame(
-        [("t", 0, 4, 7, 2), ("t", 1, 0, 1, 1)],
-        "topic string, partition int, first_offset bigint, next_offset bigint, events bigint")
-    assertDataFrameEqual(frame.transform(ev.batch_offsets), expected)
+        [("t", 0, 3, 5, 7, 2, 1), ("t", 1, 1, 0, 1, 1, 0), ("t", 2, 1, None, None, 0, 0)],
+        "topic string, partition int, read bigint, first_offset bigint, next_offset bigint, events bigint, "
+        "rejected bigint")
+    assertDataFrameEqual(frame.transform(ev.batch_summary({"t": {"0": 5, "2": 10}})), expected)
+    everything = frame.transform(ev.batch_summary({})).orderBy("partition").collect()
+    assert [(r.read, r.events, r.rejected) for r in everything] == [(3, 3, 1), (1, 1, 0), (1, 1, 1)]

@@ -31,15 +31,19 @@ BLANK_ENDS = r"(?U)^\s+|\s+$"
 EMAIL_PATTERN = r"^[^@\s]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,}$"
 
 
+def is_unapplied(positions: dict[str, dict[str, int]]) -> Column:
+    """True for a row at or above the committed position of its partition."""
+    if not positions:
+        return F.lit(True)
+    pairs = [x for t, parts in positions.items() for p, o in parts.items() for x in (F.lit(f"{t}:{p}"), F.lit(int(o)))]
+    position = F.create_map(*pairs)[F.concat_ws(":", "topic", F.col("partition").cast("string"))]
+    return F.col("offset") >= F.coalesce(position, F.lit(0))
+
+
 def unapplied(positions: dict[str, dict[str, int]]):
     """Rows at or above the committed position of their partition (a replayed batch keeps none)."""
     def transform(events: DataFrame) -> DataFrame:
-        if not positions:
-            return events
-        pairs = [x for t, parts in positions.items() for p, o in parts.items()
-                 for x in (F.lit(f"{t}:{p}"), F.lit(int(o)))]
-        position = F.create_map(*pairs)[F.concat_ws(":", "topic", F.col("partition").cast("string"))]
-        return events.filter(F.col("offset") >= F.coalesce(position, F.lit(0)))
+        return events.filter(is_unapplied(positions)) if positions else events
     return transform
 
 
@@ -121,12 +125,19 @@ def latest_per_email(users: DataFrame) -> DataFrame:
     so this is the whole rule in practice); across partitions the later Kafka timestamp, then the higher partition."""
     in_partition = Window.partitionBy("email", "partition").orderBy(F.col("offset").desc())
     across = Window.partitionBy("email").orderBy(F.col("timestamp").desc_nulls_last(), F.col("partition").desc())
-    return (users.withColumn("_rank", F.row_number().over(in_partition)).filter("_rank = 1")
+    # partitioned by email once, both windows run without another shuffle (email clusters (email, partition) too)
+    return (users.repartition("email").withColumn("_rank", F.row_number().over(in_partition)).filter("_rank = 1")
             .withColumn("_rank", F.row_number().over(across)).filter("_rank = 1").drop("_rank"))
 
 
-def batch_offsets(events: DataFrame) -> DataFrame:
-    """Per partition of a batch: first offset, next offset (last + 1) and row count."""
-    return (events.groupBy("topic", "partition")
-            .agg(F.min("offset").alias("first_offset"), (F.max("offset") + 1).alias("next_offset"),
-                 F.count(F.lit(1)).alias("events")))
+def batch_summary(positions: dict[str, dict[str, int]]):
+    """Per partition of a validated batch: rows read (`read`), and of the unapplied rows the first offset, the next
+    offset (last + 1), their count (`events`) and how many are rejected: one job tells the sink what a batch holds."""
+    def transform(validated: DataFrame) -> DataFrame:
+        fresh = is_unapplied(positions)
+        return (validated.groupBy("topic", "partition")
+                .agg(F.count(F.lit(1)).alias("read"), F.min(F.when(fresh, F.col("offset"))).alias("first_offset"),
+                     (F.max(F.when(fresh, F.col("offset"))) + 1).alias("next_offset"),
+                     F.count(F.when(fresh, F.lit(1))).alias("events"),
+                     F.count(F.when(fresh & F.col("reason").isNotNull(), F.lit(1))).alias("rejected")))
+    return transform

@@ -76,22 +76,25 @@ class _Clock:
 
 
 def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int) -> BatchResult:
-    """Writes the new rows of `batch` on `cur` (the caller commits); the whole batch must be persisted."""
+    """Writes the new rows of `batch` on `cur` (the caller commits). Every row is parsed and validated once and
+    cached; one job summarizes the batch (the Kafka read), one collects the users, one the dead letters if any."""
     ledger.lock_stream(cur, schema, STREAM)
     positions = ledger.committed_positions(cur, schema, STREAM)
     result = BatchResult(batch_id)
     clock = _Clock(result.seconds)
-    result.events_read = batch.count()  # materializes the persisted batch: the Kafka read
-    fresh = batch.transform(ev.unapplied(positions))
-    spans = fresh.transform(ev.batch_offsets).collect()
-    result.events_new = sum(s.events for s in spans)
-    result.start_offsets, result.end_offsets = _offsets(spans, "first_offset"), _offsets(spans, "next_offset")
-    clock.lap("read")
-    if not spans:
-        return result
-    validated = fresh.transform(ev.parse_events).transform(ev.validate_events).persist(StorageLevel.MEMORY_AND_DISK)
+    validated = batch.transform(ev.parse_events).transform(ev.validate_events).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        users, rejects = _user_rows(validated), _reject_rows(validated)
+        summary = validated.transform(ev.batch_summary(positions)).collect()
+        result.events_read = sum(s.read for s in summary)
+        spans = [s for s in summary if s.events]
+        result.events_new = sum(s.events for s in spans)
+        result.start_offsets, result.end_offsets = _offsets(spans, "first_offset"), _offsets(spans, "next_offset")
+        clock.lap("read")
+        if not spans:
+            return result
+        fresh = validated.transform(ev.unapplied(positions))
+        users = _user_rows(fresh)
+        rejects = _reject_rows(fresh) if any(s.rejected for s in spans) else []
     finally:
         validated.unpersist()
     clock.lap("transform")
@@ -114,7 +117,6 @@ class UsersSink:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         record, started = RunRecord(job=JOB, table_name="users", mode=self.mode), time.monotonic()
-        batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             with pg_connection(self.settings) as conn, conn.cursor() as cur:
                 result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id)
@@ -124,7 +126,6 @@ class UsersSink:
         else:
             self._describe(record, result)
         finally:
-            batch.unpersist()
             record.seconds = round(time.monotonic() - started, 3)
             record.finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
             self._record(record)

@@ -51,8 +51,10 @@ def target_settings(base: Settings, database: str, schema: str = SOURCE_SCHEMA) 
     return dataclasses.replace(base, POSTGRES_SCHEMA=schema, MYSQL_DATABASE=database)
 
 
-def recreate_database(base: Settings, database: str, with_tables: bool = True, schema: str = SOURCE_SCHEMA) -> Settings:
-    """Drop and create a scratch `test_*` database, optionally with the replica tables minus foreign keys."""
+def recreate_database(base: Settings, database: str, with_tables: bool = True, schema: str = SOURCE_SCHEMA,
+                      replica_ddl: bool = False) -> Settings:
+    """Drop and create a scratch `test_*` database, optionally with the replica tables: minus foreign keys (and so
+    minus the secondary indexes MySQL makes for them), or with `replica_ddl` exactly as the replica has them."""
     assert database.startswith("test_"), database
     with mysql_connection(base, autocommit=True) as conn:
         cur = conn.cursor()
@@ -62,8 +64,10 @@ def recreate_database(base: Settings, database: str, with_tables: bool = True, s
     if with_tables:
         with mysql_connection(settings, autocommit=True) as conn:
             cur = conn.cursor()
-            for table in TABLES:  # a staging name renders no FKs; rename back to the table's own name
-                cur.execute(mysql_table_ddl(table, name="bench__t").replace("bench__t", table.name))
+            for table in TABLES:  # FK order; a staging name renders no FKs, renamed back to the table's own name
+                ddl = mysql_table_ddl(table) if replica_ddl else mysql_table_ddl(table, name="bench__t").replace(
+                    "bench__t", table.name)
+                cur.execute(ddl)
     return settings
 
 

@@ -1,0 +1,64 @@
+"""Every measure starts from quiet servers.
+
+A bulk load leaves InnoDB with hundreds of MB of dirty pages that MariaDB writes out slowly in the background (about
+100 pages/s with the stock io capacity), and Postgres autovacuum wakes up after a generator run. Left alone, that
+work lands inside whichever measure comes next and charges it for its predecessor's load (measured: 20,000 dirty
+pages after the bound, still 17,400 thirty seconds later). So before each measure the harness has InnoDB flush
+everything (dirty-page target 0 for a moment, then the server's own values again) and waits for autovacuum to end.
+"""
+from __future__ import annotations
+
+import time
+
+from shopflow.config import Settings
+from shopflow.db import mysql_connection, pg_connection
+
+DIRTY_PAGES_LEFT = 200  # close enough to clean: a few MB
+FLUSH_IO_CAPACITY = 20_000  # pages/s InnoDB may write while the harness waits (the stock 200 takes minutes)
+POLL_S = 0.5
+
+
+def _dirty_pages(settings: Settings) -> int:
+    with mysql_connection(settings, autocommit=True) as conn:
+        cur = conn.cursor()
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")
+        return int(cur.fetchone()[1])
+
+
+def _autovacuum_workers(settings: Settings) -> int:
+    with pg_connection(settings, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+        return int(cur.fetchone()[0])
+
+
+def _wait(condition, deadline: float) -> bool:
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
+
+
+def flush_innodb(settings: Settings, deadline: float) -> bool:
+    """Dirty pages written out (True), or the deadline passed first (False); the server's settings are restored."""
+    from shopflow.stack.bootstrap import mariadb_root
+
+    names = ("innodb_max_dirty_pages_pct", "innodb_max_dirty_pages_pct_lwm", "innodb_io_capacity_max",
+             "innodb_io_capacity")  # restored in reverse: capacity may not exceed capacity_max
+    saved = mariadb_root(settings, "SELECT " + ", ".join(f"@@GLOBAL.{name}" for name in names)).split()
+    mariadb_root(settings, "SET GLOBAL innodb_max_dirty_pages_pct_lwm = 0.001; SET GLOBAL innodb_max_dirty_pages_pct = 0; "
+                           f"SET GLOBAL innodb_io_capacity_max = {FLUSH_IO_CAPACITY * 2}; "
+                           f"SET GLOBAL innodb_io_capacity = {FLUSH_IO_CAPACITY};")
+    try:
+        return _wait(lambda: _dirty_pages(settings) <= DIRTY_PAGES_LEFT, deadline)
+    finally:
+        mariadb_root(settings, " ".join(f"SET GLOBAL {name} = {value};" for name, value in zip(names, saved)))
+
+
+def settle(settings: Settings, timeout_s: float = 180.0) -> dict:
+    """Waits (bounded) for quiet servers; returns what it waited for, for the measure's record."""
+    start = time.monotonic()
+    deadline = start + timeout_s
+    flushed = flush_innodb(settings, deadline)
+    vacuumed = _wait(lambda: _autovacuum_workers(settings) == 0, deadline)
+    return {"settle_s": round(time.monotonic() - start, 2), "innodb_flushed": flushed, "autovacuum_done": vacuumed}

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from shopflow.config import get_settings
 from shopflow.jobs.session import build_session
@@ -35,10 +36,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-events", type=int, help="override STREAMING_MAX_EVENTS_PER_BATCH (0 = no limit)")
     parser.add_argument("--master", help="Spark master when run without spark-submit (default SPARK_MASTER_URL)")
     return parser.parse_args(argv)
-
-
-def _interrupt(_signum, _frame):
-    raise KeyboardInterrupt
 
 
 def _has_work(settings) -> bool:
@@ -67,15 +64,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # Spark's Python workers (the data source runner, executors) must import shopflow: use this interpreter.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops query and session cleanly (kill -9 loses nothing either)
+    # `kill` and Ctrl-C stop query and session cleanly (kill -9 loses nothing either): the handlers only set a flag
+    # that query.run polls, so no exception lands inside a py4j call
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
     spark = build_session("shopflow-stream_users", settings, master=args.master,
                           warm_modules=("shopflow.streaming.kafka_source", "shopflow.streaming.events"))
     try:
-        query.run(spark, settings, query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW)
-    except KeyboardInterrupt:
-        log.info("stopped")
+        query.run(spark, settings, query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW, stop.is_set)
     finally:
         spark.stop()
+    if stop.is_set():
+        log.info("stopped")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from typing import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -23,6 +24,7 @@ from shopflow.streaming.sink import STREAM, UsersSink
 
 log = logging.getLogger(__name__)
 AVAILABLE_NOW, CONTINUOUS = "availableNow", "continuous"
+STOP_POLL_S = 1.0
 
 
 def ensure_tables(settings: Settings) -> None:
@@ -100,19 +102,26 @@ def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[i
     return writer.start()
 
 
-def run(spark: SparkSession, settings: Settings, mode: str = AVAILABLE_NOW) -> bool:
-    """Runs the query to its end (availableNow) or until interrupted (continuous). A topic that does not exist yet
-    is nothing to drain (False) for availableNow; continuous mode waits for it."""
+def run(spark: SparkSession, settings: Settings, mode: str = AVAILABLE_NOW,
+        stop_requested: Callable[[], bool] = lambda: False) -> bool:
+    """Runs the query to its end (availableNow) or until `stop_requested()` (polled every second). A topic that does
+    not exist yet is nothing to drain (False) for availableNow; continuous mode waits for it.
+
+    Stopping is polled, not signalled into a blocked call: an exception raised inside a py4j call (a signal handler
+    raising KeyboardInterrupt during awaitTermination) can leave the gateway unusable, and the query then cannot be
+    stopped cleanly."""
     partitions = topic_partitions(settings)
-    while not partitions and mode == CONTINUOUS:
+    while not partitions and mode == CONTINUOUS and not stop_requested():
         log.info("waiting for topic %s to be created", settings.KAFKA_TOPIC)
         partitions = topic_partitions(settings, timeout_s=30)
     if not partitions:
-        log.warning("topic %s does not exist yet: nothing to stream", settings.KAFKA_TOPIC)
+        if not stop_requested():
+            log.warning("topic %s does not exist yet: nothing to stream", settings.KAFKA_TOPIC)
         return False
     query = start(spark, settings, mode, partitions)
     try:
-        query.awaitTermination()
+        while not query.awaitTermination(STOP_POLL_S) and not stop_requested():
+            pass
     finally:
         if query.isActive:
             query.stop()

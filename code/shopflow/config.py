@@ -162,7 +162,7 @@ class Settings:
     STREAMING_SOURCE: str = _setting(_streaming_source, "python")
     STREAMING_CHECKPOINT_DIR: str = _setting(_text, ".local/checkpoints/users-stream")
     STREAMING_TRIGGER_SECONDS: float = _setting(_positive_float, 2.0)
-    STREAMING_MAX_EVENTS_PER_BATCH: int = _setting(_positive_int, 100000)
+    STREAMING_MAX_EVENTS_PER_BATCH: int = _setting(_positive_int, 20000)
 
     def __post_init__(self) -> None:
         if self.DATAGEN_DETAILS_MIN < 1 or self.DATAGEN_DETAILS_MIN > self.DATAGEN_DETAILS_MAX:

@@ -46,7 +46,8 @@ def flush_innodb(settings: Settings, deadline: float) -> bool:
     names = ("innodb_max_dirty_pages_pct", "innodb_max_dirty_pages_pct_lwm", "innodb_io_capacity_max",
              "innodb_io_capacity")  # restored in reverse: capacity may not exceed capacity_max
     saved = mariadb_root(settings, "SELECT " + ", ".join(f"@@GLOBAL.{name}" for name in names)).split()
-    mariadb_root(settings, "SET GLOBAL innodb_max_dirty_pages_pct_lwm = 0.001; SET GLOBAL innodb_max_dirty_pages_pct = 0; "
+    mariadb_root(settings, "SET GLOBAL innodb_max_dirty_pages_pct_lwm = 0.001; "
+                           "SET GLOBAL innodb_max_dirty_pages_pct = 0; "
                            f"SET GLOBAL innodb_io_capacity_max = {FLUSH_IO_CAPACITY * 2}; "
                            f"SET GLOBAL innodb_io_capacity = {FLUSH_IO_CAPACITY};")
     try:

@@ -144,7 +144,7 @@ class Settings:
     SPARK_WORKER_UI_PORT_BASE: int = _setting(_port, 8082)
     SPARK_DRIVER_MEMORY: str = _setting(_memory, "1g")
     # C1 only and the serial collector: on 2 cores, C2's compiler threads and parallel GC threads took the CPU
-    # from short jobs (make bench, bench/README); empty = the JVM's defaults
+    # from short jobs (make bench; README "Benchmark"); empty = the JVM's defaults
     SPARK_JAVA_OPTIONS: str = _setting(_java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
     POSTGRES_JDBC_JAR: str = _setting(_text, "/usr/share/java/postgresql.jar")
     MYSQL_JDBC_JAR: str = _setting(_text, "/usr/share/java/mariadb-java-client.jar")

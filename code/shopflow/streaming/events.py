@@ -1,6 +1,8 @@
 """Pure transforms of raw Kafka rows (key, value, topic, partition, offset, timestamp) into users and dead letters.
 
-    events.transform(unapplied(positions)).transform(parse_events).transform(validate_events)
+    validated = events.transform(parse_events).transform(validate_events)   (cached by the sink)
+    validated.transform(batch_summary(positions))          rows read, unapplied spans, rejects per partition
+    validated.transform(unapplied(positions))
         -> valid_users(...).transform(latest_per_email)   upserted into source.users
         -> rejected_events(...)                            source.rejected_user_events
 

@@ -91,20 +91,21 @@ def python_env() -> dict:
     return {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, "TZ": "UTC"}
 
 
-def spark_submit_command(script: Path | str, args: list[str], settings: Settings) -> list[str]:
+def spark_submit_command(script: Path | str, args: list[str], settings: Settings,
+                         streaming: bool = False) -> list[str]:
     """The DAGs' submit as far as speed goes: the same JVM flags (code/airflow/dags/_spark.py)."""
-    java = settings.spark_java_options
+    java = settings.java_options_for(streaming)
     return [str(SPARK_SUBMIT), "--master", settings.SPARK_MASTER_URL,
             "--conf", f"spark.driver.extraJavaOptions={java}", "--conf", f"spark.executor.extraJavaOptions={java}",
             "--jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}", str(script), *args]
 
 
 def spark_submit(script: Path | str, args: list[str], settings: Settings, log: Path,
-                 extra_env: dict | None = None) -> tuple[int, float]:
+                 extra_env: dict | None = None, streaming: bool = False) -> tuple[int, float]:
     """Run a job on the configured cluster with settings in the environment; returns (exit code, wall seconds)."""
     env = os.environ | {"POSTGRES_SCHEMA": settings.POSTGRES_SCHEMA, "MYSQL_DATABASE": settings.MYSQL_DATABASE,
                         "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable} | (extra_env or {})
-    command = spark_submit_command(script, args, settings)
+    command = spark_submit_command(script, args, settings, streaming)
     waited = wait_for_idle_cluster(settings)
     note = (f"{Path(script).name}: waited {waited:.0f} s for the shared cluster; "
             f"other apps at submit: {cluster_apps(settings)}")

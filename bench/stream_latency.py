@@ -92,7 +92,7 @@ def measure_continuous(base: Settings, logs: Path, schema: str, rate: float = 10
         log = logs / "stream_continuous.log"
         with open(log, "w") as out:
             job = subprocess.Popen(spark_submit_command(JOB_FILE, ["--continuous", "--trigger-seconds", "0.5"],
-                                                        settings),
+                                                        settings, streaming=True),
                                    env=os.environ | env_of(settings) | python_env(), stdout=out,
                                    stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
         try:

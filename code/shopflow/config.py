@@ -146,6 +146,7 @@ class Settings:
     # C1 only and the serial collector: on 2 cores, C2's compiler threads and parallel GC threads took the CPU
     # from short jobs (make bench; README "Benchmark"); empty = the JVM's defaults
     SPARK_JAVA_OPTIONS: str = _setting(_java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+    SPARK_STREAMING_JAVA_OPTIONS: str = _setting(_java_options, "-XX:+UseSerialGC")
     POSTGRES_JDBC_JAR: str = _setting(_text, "/usr/share/java/postgresql.jar")
     MYSQL_JDBC_JAR: str = _setting(_text, "/usr/share/java/mariadb-java-client.jar")
     DATAGEN_SEED: int = _setting(_positive_int, 42)
@@ -162,7 +163,7 @@ class Settings:
     STREAMING_SOURCE: str = _setting(_streaming_source, "python")
     STREAMING_CHECKPOINT_DIR: str = _setting(_text, ".local/checkpoints/users-stream")
     STREAMING_TRIGGER_SECONDS: float = _setting(_positive_float, 2.0)
-    STREAMING_MAX_EVENTS_PER_BATCH: int = _setting(_positive_int, 20000)
+    STREAMING_MAX_EVENTS_PER_BATCH: int = _setting(_positive_int, 100000)
 
     def __post_init__(self) -> None:
         if self.DATAGEN_DETAILS_MIN < 1 or self.DATAGEN_DETAILS_MIN > self.DATAGEN_DETAILS_MAX:
@@ -193,8 +194,17 @@ class Settings:
 
     @property
     def spark_java_options(self) -> str:
-        """Driver and executor JVM flags; JDBC DATETIME reads use the JVM's zone, so it is pinned to UTC."""
+        """Driver and executor JVM flags of the batch jobs; JDBC DATETIME reads use the JVM's zone, so it is pinned
+        to UTC."""
         return f"-Duser.timezone=UTC {self.SPARK_JAVA_OPTIONS}".strip()
+
+    @property
+    def spark_streaming_java_options(self) -> str:
+        """The same for the streaming job, which runs long enough for C2 to pay off (see .env)."""
+        return f"-Duser.timezone=UTC {self.SPARK_STREAMING_JAVA_OPTIONS}".strip()
+
+    def java_options_for(self, streaming: bool) -> str:
+        return self.spark_streaming_java_options if streaming else self.spark_java_options
 
     @property
     def postgres_dsn(self) -> str:

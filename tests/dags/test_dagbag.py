@@ -49,13 +49,13 @@ def test_dag_files_stay_thin(path: Path):
 
 def test_spark_tasks_run_with_the_settings_jvm_options(dagbag):
     """Every spark-submit task passes the JVM options of Settings (.env's value, or the same default) to the driver
-    and the executors."""
+    and the executors: the streaming job SPARK_STREAMING_JAVA_OPTIONS, the batch jobs SPARK_JAVA_OPTIONS."""
     from shopflow.config import get_settings
 
-    expected = get_settings().spark_java_options
     tasks = [t for dag in dagbag.dags.values() for t in dag.tasks if t.task_type == "SparkSubmitOperator"]
-    assert tasks
+    assert {t.application.rsplit("/", 1)[-1] for t in tasks} >= {"stream_users.py", "build_marts.py"}
     for task in tasks:
+        expected = get_settings().java_options_for(streaming=task.application.endswith("/stream_users.py"))
         assert task.conf["spark.driver.extraJavaOptions"].split() == expected.split(), task.task_id
         assert task.conf["spark.executor.extraJavaOptions"].split() == expected.split(), task.task_id
 
@@ -67,7 +67,9 @@ def test_dag_fallback_jvm_options_equal_the_settings_default():
     from shopflow.config import Settings
 
     tree = ast.parse((DAGS_DIR / "_spark.py").read_text())
-    fallback = next(node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
-                    and any(getattr(t, "id", None) == "JAVA_OPTIONS" for t in node.targets))
-    default = next(f.default for f in dataclasses.fields(Settings) if f.name == "SPARK_JAVA_OPTIONS")
-    assert fallback == default
+    for constant, key in (("JAVA_OPTIONS", "SPARK_JAVA_OPTIONS"),
+                          ("STREAMING_JAVA_OPTIONS", "SPARK_STREAMING_JAVA_OPTIONS")):
+        fallback = next(node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                        and any(getattr(t, "id", None) == constant for t in node.targets))
+        default = next(f.default for f in dataclasses.fields(Settings) if f.name == key)
+        assert fallback == default, key

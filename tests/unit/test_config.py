@@ -85,3 +85,12 @@ def test_spark_java_options_always_pin_utc_and_may_be_empty():
     assert load_settings(env={"SPARK_JAVA_OPTIONS": ""}, env_file=None).spark_java_options == "-Duser.timezone=UTC"
     tuned = load_settings(env={"SPARK_JAVA_OPTIONS": " -XX:+UseSerialGC   -Xss4m "}, env_file=None)
     assert tuned.spark_java_options == "-Duser.timezone=UTC -XX:+UseSerialGC -Xss4m"
+
+
+def test_the_streaming_job_has_its_own_jvm_options():
+    settings = load_settings(env={"SPARK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1",
+                                  "SPARK_STREAMING_JAVA_OPTIONS": "-Xss4m"}, env_file=None)
+    assert settings.java_options_for(streaming=False) == "-Duser.timezone=UTC -XX:TieredStopAtLevel=1"
+    assert settings.java_options_for(streaming=True) == "-Duser.timezone=UTC -Xss4m"
+    with pytest.raises(SettingsError, match="SPARK_STREAMING_JAVA_OPTIONS"):
+        load_settings(env={"SPARK_STREAMING_JAVA_OPTIONS": "Xss4m"}, env_file=None)

@@ -17,6 +17,7 @@ START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 # Updated by every successful replication run; build_marts is scheduled on it.
 REPLICA_ASSET = Asset("mysql://mysql_db/replica")
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # Settings.SPARK_JAVA_OPTIONS's default
+STREAMING_JAVA_OPTIONS = "-XX:+UseSerialGC"  # Settings.SPARK_STREAMING_JAVA_OPTIONS's default
 DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 
@@ -25,16 +26,19 @@ def setting(key: str, default: str) -> str:
 
 
 def spark_job(task_id: str, job: str, application_args: list[str] | None = None, cores: int | None = None,
-              **kwargs) -> SparkSubmitOperator:
+              streaming: bool = False, **kwargs) -> SparkSubmitOperator:
     """A client-mode spark-submit of code/shopflow/jobs/<job>.py on the cluster behind `spark_default`.
 
     `cores` caps the job's share of the cluster (default: all of it), so a long job leaves room for the others.
+    `streaming`: the JVM flags of SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS.
     """
     jars = ",".join([setting("POSTGRES_JDBC_JAR", "/usr/share/java/postgresql.jar"),
                      setting("MYSQL_JDBC_JAR", "/usr/share/java/mariadb-java-client.jar")])
     all_cores = int(setting("SPARK_WORKERS", "3")) * int(setting("SPARK_WORKER_CORES", "1"))
-    # JDBC DATETIME reads use the JVM zone: pin it, whatever the host's; then SPARK_JAVA_OPTIONS (see .env)
-    java = f"-Duser.timezone=UTC {setting('SPARK_JAVA_OPTIONS', JAVA_OPTIONS)}".strip()
+    # JDBC DATETIME reads use the JVM zone: pin it, whatever the host's; then SPARK_(STREAMING_)JAVA_OPTIONS (.env)
+    flags = (setting("SPARK_STREAMING_JAVA_OPTIONS", STREAMING_JAVA_OPTIONS) if streaming
+             else setting("SPARK_JAVA_OPTIONS", JAVA_OPTIONS))
+    java = f"-Duser.timezone=UTC {flags}".strip()
     conf = {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": "1",
             "spark.executor.memory": setting("SPARK_EXECUTOR_MEMORY", "1g"),
             "spark.cores.max": str(min(cores or all_cores, all_cores)),

@@ -22,4 +22,4 @@ with DAG(
     tags=["shopflow", "streaming", "spark", "kafka", "postgres"],
 ):
     # Two of the three cores: a replication or marts run started meanwhile still gets an executor.
-    spark_job("stream_users", "stream_users", cores=2)
+    spark_job("stream_users", "stream_users", cores=2, streaming=True)

@@ -12,8 +12,10 @@ log = logging.getLogger("shopflow.session")
 EXECUTOR_WAIT_S = 60.0
 
 
-def build_session(app_name: str, settings: Settings, master: str | None = None, warm_modules: tuple[str, ...] = ()):
-    """Under spark-submit (the DAGs) master and jars come from its arguments; run directly, from Settings.
+def build_session(app_name: str, settings: Settings, master: str | None = None, warm_modules: tuple[str, ...] = (),
+                  streaming: bool = False):
+    """Under spark-submit (the DAGs) master, jars and JVM flags come from its arguments; run directly, from Settings
+    (`streaming`: SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS).
     `warm_modules`: wait for the executors and import these in their Python workers before returning (see
     `warm_up`), so a job's own clock does not include starting the cluster side of the session."""
     from pyspark.sql import SparkSession
@@ -23,8 +25,8 @@ def build_session(app_name: str, settings: Settings, master: str | None = None, 
         builder = (builder.master(master or settings.SPARK_MASTER_URL)
                    .config("spark.jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")
                    .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)
-                   .config("spark.driver.extraJavaOptions", settings.spark_java_options)
-                   .config("spark.executor.extraJavaOptions", settings.spark_java_options))
+                   .config("spark.driver.extraJavaOptions", settings.java_options_for(streaming))
+                   .config("spark.executor.extraJavaOptions", settings.java_options_for(streaming)))
     session = (builder.config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.shuffle.partitions", "6")
                .getOrCreate())

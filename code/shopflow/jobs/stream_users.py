@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: stop.set())
     spark = build_session("shopflow-stream_users", settings, master=args.master,
-                          warm_modules=("shopflow.streaming.kafka_source", "shopflow.streaming.events"))
+                          warm_modules=("shopflow.streaming.kafka_source", "shopflow.streaming.events"),
+                          streaming=True)
     try:
         query.run(spark, settings, query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW, stop.is_set)
     finally:

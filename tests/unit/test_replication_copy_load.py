@@ -2,7 +2,7 @@
 import pytest
 
 from postgresdb.models import ORDERS
-from shopflow.replication.copy_load import RangeResult, copy_sql, load_sql
+from shopflow.replication.copy_load import RangeResult, copy_sql, load_sql, plan_ranges, tasks_of
 from shopflow.replication.plan import TableState, key_ranges, plan_table
 
 
@@ -43,3 +43,18 @@ def test_load_sql_reads_csv_without_escapes_into_the_named_table():
 @pytest.mark.parametrize("copied, loaded, warnings, clean", [(3, 3, 0, True), (3, 2, 0, False), (3, 3, 1, False)])
 def test_a_range_is_clean_only_with_equal_counts_and_no_warnings(copied, loaded, warnings, clean):
     assert RangeResult("orders", copied, loaded, warnings, ()).clean is clean
+
+
+def test_small_ranges_share_at_most_one_task_per_core_and_big_ones_stay_alone():
+    plan = plan_table(ORDERS, None, 1, 100, False)
+    big = plan_ranges(plan, 600_000, 1, 600_000, "orders", True)  # 3 ranges of 200k rows
+    small = [r for rows in (9_908, 1_800, 1_800, 1_200, 480, 300, 12)
+             for r in plan_ranges(plan, rows, 1, rows, "orders", True)]
+    tasks = tasks_of(big + small, slots=3, shared_below=20_000)
+    assert [len(t) for t in tasks[:3]] == [1, 1, 1] and all(t[0].rows == 200_000 for t in tasks[:3])
+    shared = tasks[3:]
+    assert len(shared) == 3
+    assert sorted(r.rows for t in shared for r in t) == sorted(r.rows for r in small)  # each range exactly once
+    assert sorted(sum(r.rows for r in t) for t in shared) == [2_592, 3_000, 9_908]  # biggest first, to the lightest
+    assert tasks_of(small, slots=0) == [small]
+    assert tasks_of([], slots=3) == []

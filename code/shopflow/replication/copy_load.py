@@ -27,6 +27,8 @@ from .transform import replicated_columns
 
 COPY_CHUNK = 1 << 20
 WARNING_SAMPLE = 3
+# Ranges of fewer rows share tasks (at most one per core): a tiny range costs more in task start than in copying.
+SHARED_TASK_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class KeyRange:
     high: int
     into: str
     direct: bool  # into the target itself: foreign keys are checked by the reconcile, not row by row
+    rows: int = 0  # expected rows (the plan's rows spread evenly over its ranges)
 
 
 @dataclass(frozen=True)
@@ -126,14 +129,30 @@ def copy_range(settings: Settings, snapshot_id: str, key_range: KeyRange) -> Ran
 
 
 def plan_ranges(plan: TablePlan, rows: int, low: int, high: int, into: str, direct: bool) -> list[KeyRange]:
-    return [KeyRange(plan, a, b, into, direct) for a, b in key_ranges(rows, low, high)]
+    spans = key_ranges(rows, low, high)
+    return [KeyRange(plan, a, b, into, direct, rows // len(spans)) for a, b in spans]
+
+
+def tasks_of(ranges: list[KeyRange], slots: int, shared_below: int = SHARED_TASK_ROWS) -> list[list[KeyRange]]:
+    """Biggest first: a range of `shared_below` rows or more is a task of its own; the smaller ones are dealt out,
+    biggest first, to at most `slots` shared tasks, each to the one holding the fewest rows so far."""
+    ordered = sorted(ranges, key=lambda r: r.rows, reverse=True)
+    own = [[r] for r in ordered if r.rows >= shared_below]
+    shared: list[list[KeyRange]] = []
+    for key_range in (r for r in ordered if r.rows < shared_below):
+        if len(shared) < max(1, slots):
+            shared.append([key_range])
+        else:
+            min(shared, key=lambda task: sum(r.rows for r in task)).append(key_range)
+    return own + shared
 
 
 def load_ranges(spark, settings: Settings, snapshot_id: str, ranges: list[KeyRange]) -> list[RangeResult]:
-    """All ranges as one Spark job, biggest first (one task each)."""
+    """All ranges as one Spark job, biggest first (see `tasks_of`; a task copies its ranges one after the other)."""
     if not ranges:
         return []
-    ordered = sorted(ranges, key=lambda r: r.high - r.low, reverse=True)
-    spark.sparkContext.setJobDescription(f"replication: COPY -> LOAD DATA, {len(ordered)} key ranges")
-    return (spark.sparkContext.parallelize(ordered, len(ordered))
-            .map(lambda key_range: copy_range(settings, snapshot_id, key_range)).collect())
+    tasks = tasks_of(ranges, spark.sparkContext.defaultParallelism)
+    spark.sparkContext.setJobDescription(f"replication: COPY -> LOAD DATA, {len(ranges)} key ranges in "
+                                         f"{len(tasks)} tasks")
+    return (spark.sparkContext.parallelize(tasks, len(tasks))
+            .flatMap(lambda task: [copy_range(settings, snapshot_id, key_range) for key_range in task]).collect())

@@ -194,17 +194,13 @@ class Settings:
 
     @property
     def spark_java_options(self) -> str:
-        """Driver and executor JVM flags of the batch jobs; JDBC DATETIME reads use the JVM's zone, so it is pinned
-        to UTC."""
-        return f"-Duser.timezone=UTC {self.SPARK_JAVA_OPTIONS}".strip()
-
-    @property
-    def spark_streaming_java_options(self) -> str:
-        """The same for the streaming job, which runs long enough for C2 to pay off (see .env)."""
-        return f"-Duser.timezone=UTC {self.SPARK_STREAMING_JAVA_OPTIONS}".strip()
+        return self.java_options_for(streaming=False)
 
     def java_options_for(self, streaming: bool) -> str:
-        return self.spark_streaming_java_options if streaming else self.spark_java_options
+        """Driver and executor JVM flags (the streaming job's or the batch jobs'); JDBC DATETIME reads use the JVM's
+        zone, so it is pinned to UTC."""
+        flags = self.SPARK_STREAMING_JAVA_OPTIONS if streaming else self.SPARK_JAVA_OPTIONS
+        return f"-Duser.timezone=UTC {flags}".strip()
 
     @property
     def postgres_dsn(self) -> str:

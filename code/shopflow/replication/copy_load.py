@@ -39,7 +39,7 @@ class KeyRange:
     high: int
     into: str
     direct: bool  # into the target itself: foreign keys are checked by the reconcile, not row by row
-    rows: int = 0  # expected rows (the plan's rows spread evenly over its ranges)
+    rows: int  # expected rows (the plan's rows spread evenly over its ranges)
 
 
 @dataclass(frozen=True)

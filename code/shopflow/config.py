@@ -11,159 +11,76 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
+from shopflow import config_values as v
+from shopflow.config_values import SettingsError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message is one line naming the key."""
-
-
-def _number(key: str, raw: str, cast, expected: str):
-    try:
-        return cast(raw)
-    except ValueError:
-        raise SettingsError(f"{key}={raw!r}: expected {expected}") from None
-
-
-def _positive_int(key: str, raw: str) -> int:
-    value = _number(key, raw, int, "a whole number")
-    if value < 0:
-        raise SettingsError(f"{key}={raw!r}: must not be negative")
-    return value
-
-
-def _port(key: str, raw: str) -> int:
-    value = _positive_int(key, raw)
-    if not 1 <= value <= 65535:
-        raise SettingsError(f"{key}={raw!r}: a port must be between 1 and 65535")
-    return value
-
-
-def _positive_float(key: str, raw: str) -> float:
-    value = _number(key, raw, float, "a number")
-    if value <= 0:
-        raise SettingsError(f"{key}={raw!r}: must be greater than 0")
-    return value
-
-
-def _non_negative_float(key: str, raw: str) -> float:
-    value = _number(key, raw, float, "a number")
-    if value < 0:
-        raise SettingsError(f"{key}={raw!r}: must not be negative")
-    return value
-
-
-def _text(key: str, raw: str) -> str:
-    if not raw.strip():
-        raise SettingsError(f"{key} is empty")
-    return raw.strip()
-
-
-def _identifier(key: str, raw: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", raw):
-        raise SettingsError(f"{key}={raw!r}: expected a plain SQL identifier (letters, digits, _)")
-    return raw
-
-
-def _memory(key: str, raw: str) -> str:
-    if not re.fullmatch(r"\d+[kmgKMG]", raw):
-        raise SettingsError(f"{key}={raw!r}: expected a size like 512m or 1g")
-    return raw
-
-
-def _spark_master(key: str, raw: str) -> str:
-    if not re.match(r"^(spark://|local(\[|$)|yarn$|k8s://)", raw):
-        raise SettingsError(f"{key}={raw!r}: expected spark://host:port, local[N], yarn or k8s://...")
-    return raw
-
-
-def _streaming_source(key: str, raw: str) -> str:
-    if raw not in ("python", "kafka"):
-        raise SettingsError(f"{key}={raw!r}: expected python (kafka-python reader) or kafka (Spark's connector jar)")
-    return raw
-
-
-def _write_path(key: str, raw: str) -> str:
-    if raw not in ("copy", "jdbc"):
-        raise SettingsError(f"{key}={raw!r}: expected copy (COPY -> LOAD DATA in Spark tasks) or jdbc (Spark JDBC)")
-    return raw
-
-
-def _java_options(key: str, raw: str) -> str:
-    """JVM flags for Spark's driver and executors: empty (the JVM's defaults) or options that start with '-'."""
-    bad = [word for word in raw.split() if not word.startswith("-")]
-    if bad:
-        raise SettingsError(f"{key}={raw!r}: expected JVM options starting with '-', got {bad[0]!r}")
-    return " ".join(raw.split())
-
-
-def _setting(parse, default=None):
-    return dataclasses.field(default=default, metadata={"parse": parse})
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    POSTGRES_HOST: str = _setting(_text, "127.0.0.1")
-    POSTGRES_PORT: int = _setting(_port, 5432)
-    POSTGRES_DB: str = _setting(_identifier, "postgres_db")
-    POSTGRES_USER: str = _setting(_identifier, "db_user")
-    POSTGRES_PASSWORD: str = _setting(_text, "qwerty")
-    POSTGRES_SCHEMA: str = _setting(_identifier, "source")
-    MYSQL_HOST: str = _setting(_text, "127.0.0.1")
-    MYSQL_PORT: int = _setting(_port, 3306)
-    MYSQL_DATABASE: str = _setting(_identifier, "mysql_db")
-    MYSQL_USER: str = _setting(_identifier, "db_user")
-    MYSQL_PASSWORD: str = _setting(_text, "qwerty")
-    MYSQL_ROOT_PASSWORD: str = _setting(_text, "root_qwerty")
-    MARTS_READER_USER: str = _setting(_identifier, "marts_reader")
-    MARTS_READER_PASSWORD: str = _setting(_text, "reader_qwerty")
-    DASHBOARD_PORT: int = _setting(_port, 8501)
-    KAFKA_BOOTSTRAP_SERVERS: str = _setting(_text, "127.0.0.1:9092")
-    KAFKA_TOPIC: str = _setting(_text, "users-data")
-    KAFKA_TOPIC_PARTITIONS: int = _setting(_positive_int, 3)
-    KAFKA_PORT: int = _setting(_port, 9092)  # the port compose publishes; locally it is in KAFKA_BOOTSTRAP_SERVERS
-    AIRFLOW_PORT: int = _setting(_port, 8080)
-    AIRFLOW_ADMIN_USER: str = _setting(_text, "admin")
-    AIRFLOW_ADMIN_PASSWORD: str = _setting(_text, "admin")
-    AIRFLOW_DB: str = _setting(_identifier, "airflow_db")
-    AIRFLOW_DB_USER: str = _setting(_identifier, "airflow")
-    AIRFLOW_DB_PASSWORD: str = _setting(_text, "airflow")
-    AIRFLOW_PARALLELISM: int = _setting(_positive_int, 4)
-    AIRFLOW_JWT_SECRET: str = _setting(_text, "change-me-jwt-secret")
-    AIRFLOW_API_SECRET_KEY: str = _setting(_text, "change-me-api-secret")
-    AIRFLOW_FERNET_KEY: str = _setting(_text, "KNkyUJC8tT_ltRcMLWoqE893pwj4H6x-T7zXxRXex0U=")
-    REPLICATION_SCHEDULE: str = _setting(_text, "*/15 * * * *")
-    REPLICATION_WRITE_PATH: str = _setting(_write_path, "copy")
-    REPLICATION_VERIFY_ALL_HOURS: float = _setting(_non_negative_float, 24.0)
-    STREAMING_SCHEDULE: str = _setting(_text, "*/5 * * * *")
-    SPARK_MASTER_URL: str = _setting(_spark_master, "spark://127.0.0.1:7077")
-    SPARK_MASTER_UI_PORT: int = _setting(_port, 8081)
-    SPARK_WORKERS: int = _setting(_positive_int, 3)
-    SPARK_WORKER_CORES: int = _setting(_positive_int, 1)
-    SPARK_WORKER_MEMORY: str = _setting(_memory, "1g")
-    SPARK_WORKER_UI_PORT_BASE: int = _setting(_port, 8082)
-    SPARK_DRIVER_MEMORY: str = _setting(_memory, "1g")
+    POSTGRES_HOST: str = v.setting(v.text, "127.0.0.1")
+    POSTGRES_PORT: int = v.setting(v.port, 5432)
+    POSTGRES_DB: str = v.setting(v.identifier, "postgres_db")
+    POSTGRES_USER: str = v.setting(v.identifier, "db_user")
+    POSTGRES_PASSWORD: str = v.setting(v.text, "qwerty")
+    POSTGRES_SCHEMA: str = v.setting(v.identifier, "source")
+    MYSQL_HOST: str = v.setting(v.text, "127.0.0.1")
+    MYSQL_PORT: int = v.setting(v.port, 3306)
+    MYSQL_DATABASE: str = v.setting(v.identifier, "mysql_db")
+    MYSQL_USER: str = v.setting(v.identifier, "db_user")
+    MYSQL_PASSWORD: str = v.setting(v.text, "qwerty")
+    MYSQL_ROOT_PASSWORD: str = v.setting(v.text, "root_qwerty")
+    MARTS_READER_USER: str = v.setting(v.identifier, "marts_reader")
+    MARTS_READER_PASSWORD: str = v.setting(v.text, "reader_qwerty")
+    DASHBOARD_PORT: int = v.setting(v.port, 8501)
+    KAFKA_BOOTSTRAP_SERVERS: str = v.setting(v.text, "127.0.0.1:9092")
+    KAFKA_TOPIC: str = v.setting(v.text, "users-data")
+    KAFKA_TOPIC_PARTITIONS: int = v.setting(v.positive_int, 3)
+    KAFKA_PORT: int = v.setting(v.port, 9092)  # the port compose publishes; locally it is in KAFKA_BOOTSTRAP_SERVERS
+    AIRFLOW_PORT: int = v.setting(v.port, 8080)
+    AIRFLOW_ADMIN_USER: str = v.setting(v.text, "admin")
+    AIRFLOW_ADMIN_PASSWORD: str = v.setting(v.text, "admin")
+    AIRFLOW_DB: str = v.setting(v.identifier, "airflow_db")
+    AIRFLOW_DB_USER: str = v.setting(v.identifier, "airflow")
+    AIRFLOW_DB_PASSWORD: str = v.setting(v.text, "airflow")
+    AIRFLOW_PARALLELISM: int = v.setting(v.positive_int, 4)
+    AIRFLOW_JWT_SECRET: str = v.setting(v.text, "change-me-jwt-secret")
+    AIRFLOW_API_SECRET_KEY: str = v.setting(v.text, "change-me-api-secret")
+    AIRFLOW_FERNET_KEY: str = v.setting(v.text, "KNkyUJC8tT_ltRcMLWoqE893pwj4H6x-T7zXxRXex0U=")
+    REPLICATION_SCHEDULE: str = v.setting(v.text, "*/15 * * * *")
+    REPLICATION_WRITE_PATH: str = v.setting(v.write_path, "copy")
+    REPLICATION_VERIFY_ALL_HOURS: float = v.setting(v.non_negative_float, 24.0)
+    STREAMING_SCHEDULE: str = v.setting(v.text, "*/5 * * * *")
+    SPARK_MASTER_URL: str = v.setting(v.spark_master, "spark://127.0.0.1:7077")
+    SPARK_MASTER_UI_PORT: int = v.setting(v.port, 8081)
+    SPARK_WORKERS: int = v.setting(v.positive_int, 3)
+    SPARK_WORKER_CORES: int = v.setting(v.positive_int, 1)
+    SPARK_WORKER_MEMORY: str = v.setting(v.memory, "1g")
+    SPARK_WORKER_UI_PORT_BASE: int = v.setting(v.port, 8082)
+    SPARK_DRIVER_MEMORY: str = v.setting(v.memory, "1g")
     # C1 only and the serial collector: on 2 cores, C2's compiler threads and parallel GC threads took the CPU
     # from short jobs (make bench; README "Benchmark"); empty = the JVM's defaults
-    SPARK_JAVA_OPTIONS: str = _setting(_java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
-    SPARK_STREAMING_JAVA_OPTIONS: str = _setting(_java_options, "-XX:+UseSerialGC")
-    POSTGRES_JDBC_JAR: str = _setting(_text, "/usr/share/java/postgresql.jar")
-    MYSQL_JDBC_JAR: str = _setting(_text, "/usr/share/java/mariadb-java-client.jar")
-    DATAGEN_SEED: int = _setting(_positive_int, 42)
-    DATAGEN_USERS: int = _setting(_positive_int, 500)
-    DATAGEN_PRODUCTS: int = _setting(_positive_int, 800)
-    DATAGEN_ORDERS: int = _setting(_positive_int, 3000)
-    DATAGEN_DETAILS_MIN: int = _setting(_positive_int, 1)
-    DATAGEN_DETAILS_MAX: int = _setting(_positive_int, 10)
-    DATAGEN_CATEGORIES: int = _setting(_positive_int, 20)
-    DATAGEN_REVIEWS: int = _setting(_positive_int, 2000)
-    DATAGEN_LOYALTY_POINTS: int = _setting(_positive_int, 3000)
-    KAFKA_EVENT_INTERVAL_SECONDS: float = _setting(_positive_float, 5.0)
-    LOCAL_STATE_DIR: str = _setting(_text, ".local")
-    STREAMING_SOURCE: str = _setting(_streaming_source, "python")
-    STREAMING_CHECKPOINT_DIR: str = _setting(_text, ".local/checkpoints/users-stream")
-    STREAMING_TRIGGER_SECONDS: float = _setting(_positive_float, 2.0)
-    STREAMING_MAX_EVENTS_PER_BATCH: int = _setting(_positive_int, 100000)
+    SPARK_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+    SPARK_STREAMING_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:+UseSerialGC")
+    SPARK_CDS: bool = v.setting(v.switch, True)  # batch JVMs map a class-data sharing archive (shopflow/stack/cds.py)
+    POSTGRES_JDBC_JAR: str = v.setting(v.text, "/usr/share/java/postgresql.jar")
+    MYSQL_JDBC_JAR: str = v.setting(v.text, "/usr/share/java/mariadb-java-client.jar")
+    DATAGEN_SEED: int = v.setting(v.positive_int, 42)
+    DATAGEN_USERS: int = v.setting(v.positive_int, 500)
+    DATAGEN_PRODUCTS: int = v.setting(v.positive_int, 800)
+    DATAGEN_ORDERS: int = v.setting(v.positive_int, 3000)
+    DATAGEN_DETAILS_MIN: int = v.setting(v.positive_int, 1)
+    DATAGEN_DETAILS_MAX: int = v.setting(v.positive_int, 10)
+    DATAGEN_CATEGORIES: int = v.setting(v.positive_int, 20)
+    DATAGEN_REVIEWS: int = v.setting(v.positive_int, 2000)
+    DATAGEN_LOYALTY_POINTS: int = v.setting(v.positive_int, 3000)
+    KAFKA_EVENT_INTERVAL_SECONDS: float = v.setting(v.positive_float, 5.0)
+    LOCAL_STATE_DIR: str = v.setting(v.text, ".local")
+    STREAMING_SOURCE: str = v.setting(v.streaming_source, "python")
+    STREAMING_CHECKPOINT_DIR: str = v.setting(v.text, ".local/checkpoints/users-stream")
+    STREAMING_TRIGGER_SECONDS: float = v.setting(v.positive_float, 2.0)
+    STREAMING_MAX_EVENTS_PER_BATCH: int = v.setting(v.positive_int, 100000)
 
     def __post_init__(self) -> None:
         if self.DATAGEN_DETAILS_MIN < 1 or self.DATAGEN_DETAILS_MIN > self.DATAGEN_DETAILS_MAX:
@@ -196,11 +113,20 @@ class Settings:
     def spark_java_options(self) -> str:
         return self.java_options_for(streaming=False)
 
+    @property
+    def spark_cds_archive(self) -> Path:
+        """The Spark JVMs' class-data sharing archive (recorded by the stack, shopflow/stack/cds.py)."""
+        from importlib.metadata import version
+        return self.state_dir / "spark" / f"classes-pyspark-{version('pyspark')}.jsa"
+
     def java_options_for(self, streaming: bool) -> str:
         """Driver and executor JVM flags (the streaming job's or the batch jobs'); JDBC DATETIME reads use the JVM's
-        zone, so it is pinned to UTC."""
+        zone, so it is pinned to UTC. Batch jobs map the class-data sharing archive once the stack recorded it."""
         flags = self.SPARK_STREAMING_JAVA_OPTIONS if streaming else self.SPARK_JAVA_OPTIONS
-        return f"-Duser.timezone=UTC {flags}".strip()
+        archive = self.spark_cds_archive
+        use = self.SPARK_CDS and not streaming and archive.is_file()
+        cds = f" -XX:SharedArchiveFile={archive}" if use else ""
+        return f"-Duser.timezone=UTC {flags}".strip() + cds
 
     @property
     def postgres_dsn(self) -> str:

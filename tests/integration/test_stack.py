@@ -1,10 +1,13 @@
 """The local stack: a taken port fails clearly, running services are reused, status shows them."""
 import dataclasses
+import os
 import socket
+import subprocess
 
 import pytest
 
 from shopflow.stack import health, manager
+from shopflow.stack.services import VENV_BIN, base_env
 
 
 def test_taken_port_fails_with_the_service_and_port_named(settings, tmp_path):
@@ -36,3 +39,22 @@ def test_status_lists_every_service_with_state_port_and_pid(postgres):
 def test_unknown_group_is_refused(settings):
     with pytest.raises(manager.StackError, match="unknown service group"):
         manager.ensure(settings, ["zookeeper"])
+
+
+def test_spark_start_records_a_class_data_sharing_archive_both_jvm_sides_map(spark_cluster, tmp_path):
+    """With -Xshare:on a JVM refuses to start unless it maps the archive: driver and executors must both map it."""
+    archive = spark_cluster.spark_cds_archive
+    assert archive.is_file() and archive.stat().st_size > 10_000_000
+    assert f"-XX:SharedArchiveFile={archive}" in spark_cluster.java_options_for(streaming=False)
+    script = tmp_path / "count.py"
+    script.write_text("from pyspark.sql import SparkSession\n"
+                      "spark = SparkSession.builder.getOrCreate()\n"
+                      "print('rows', spark.sparkContext.parallelize(range(30), 3).count())\n"
+                      "spark.stop()\n")
+    java = f"-Xshare:on {spark_cluster.java_options_for(streaming=False)}"
+    run = subprocess.run([str(VENV_BIN / "spark-submit"), "--master", spark_cluster.SPARK_MASTER_URL,
+                          "--conf", f"spark.driver.extraJavaOptions={java}",
+                          "--conf", f"spark.executor.extraJavaOptions={java}", "--conf", "spark.cores.max=3",
+                          str(script)], env=os.environ | base_env(spark_cluster), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0 and "rows 30" in run.stdout, (run.stdout + run.stderr)[-3000:]

@@ -81,14 +81,33 @@ def test_cli_prints_one_line_and_exits_2(monkeypatch, capsys):
     assert err.count("\n") == 0 and "MYSQL_PORT" in err
 
 
-def test_spark_java_options_always_pin_utc_and_may_be_empty():
-    assert load_settings(env={"SPARK_JAVA_OPTIONS": ""}, env_file=None).spark_java_options == "-Duser.timezone=UTC"
-    tuned = load_settings(env={"SPARK_JAVA_OPTIONS": " -XX:+UseSerialGC   -Xss4m "}, env_file=None)
+def test_spark_java_options_always_pin_utc_and_may_be_empty(tmp_path):
+    state = {"LOCAL_STATE_DIR": str(tmp_path)}  # no class-data sharing archive there
+    assert load_settings(env=state | {"SPARK_JAVA_OPTIONS": ""}, env_file=None).spark_java_options == \
+        "-Duser.timezone=UTC"
+    tuned = load_settings(env=state | {"SPARK_JAVA_OPTIONS": " -XX:+UseSerialGC   -Xss4m "}, env_file=None)
     assert tuned.spark_java_options == "-Duser.timezone=UTC -XX:+UseSerialGC -Xss4m"
 
 
-def test_the_streaming_job_has_its_own_jvm_options():
-    settings = load_settings(env={"SPARK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1",
+def test_batch_jobs_map_the_class_data_sharing_archive_once_it_exists(tmp_path):
+    settings = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_JAVA_OPTIONS": "-Xss4m",
+                                  "SPARK_STREAMING_JAVA_OPTIONS": "-Xss8m"}, env_file=None)
+    archive = settings.spark_cds_archive
+    assert archive.parent == tmp_path / "spark" and archive.suffix == ".jsa"
+    assert settings.java_options_for(streaming=False) == "-Duser.timezone=UTC -Xss4m"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"recorded")
+    assert settings.java_options_for(streaming=False) == f"-Duser.timezone=UTC -Xss4m -XX:SharedArchiveFile={archive}"
+    assert settings.java_options_for(streaming=True) == "-Duser.timezone=UTC -Xss8m"  # measured for batch jobs only
+    off = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_JAVA_OPTIONS": "-Xss4m", "SPARK_CDS": "off"},
+                        env_file=None)
+    assert off.java_options_for(streaming=False) == "-Duser.timezone=UTC -Xss4m"
+    with pytest.raises(SettingsError, match="SPARK_CDS='maybe': expected on or off"):
+        load_settings(env={"SPARK_CDS": "maybe"}, env_file=None)
+
+
+def test_the_streaming_job_has_its_own_jvm_options(tmp_path):
+    settings = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1",
                                   "SPARK_STREAMING_JAVA_OPTIONS": "-Xss4m"}, env_file=None)
     assert settings.java_options_for(streaming=False) == "-Duser.timezone=UTC -XX:TieredStopAtLevel=1"
     assert settings.java_options_for(streaming=True) == "-Duser.timezone=UTC -Xss4m"

@@ -39,6 +39,9 @@ def spark_job(task_id: str, job: str, application_args: list[str] | None = None,
     flags = (setting("SPARK_STREAMING_JAVA_OPTIONS", STREAMING_JAVA_OPTIONS) if streaming
              else setting("SPARK_JAVA_OPTIONS", JAVA_OPTIONS))
     java = f"-Duser.timezone=UTC {flags}".strip()
+    archive = setting("SPARK_CDS_ARCHIVE", "")  # the stack's class-data sharing archive (shopflow/stack/cds.py)
+    if archive and not streaming and os.path.isfile(archive):
+        java += f" -XX:SharedArchiveFile={archive}"
     conf = {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": "1",
             "spark.executor.memory": setting("SPARK_EXECUTOR_MEMORY", "1g"),
             "spark.cores.max": str(min(cores or all_cores, all_cores)),

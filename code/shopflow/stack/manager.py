@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from shopflow import db
 from shopflow.config import PROJECT_ROOT, Settings
-from shopflow.stack import bootstrap, health, supervisor
+from shopflow.stack import bootstrap, cds, health, supervisor
 from shopflow.stack.services import GROUPS, Service, all_services
 
 DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",), "dashboard": ("mariadb",)}
@@ -95,6 +95,9 @@ def _after_start(settings: Settings, group: str, fresh: bool) -> None:
     elif group == "mariadb":
         bootstrap.bootstrap_mariadb(settings)
         db.apply_mysql_schema(settings)
+    elif group == "spark" and settings.SPARK_CDS and not settings.spark_cds_archive.is_file():
+        with step("record the Spark JVMs' class-data sharing archive (once, ~30 s)"):
+            cds.ensure_archive(settings)
 
 
 def ensure(settings: Settings, groups=GROUPS) -> list[str]:

@@ -1,0 +1,100 @@
+"""Parsers of setting values for `shopflow.config.Settings`: each takes the key and the raw text and returns the value
+or raises `SettingsError` with one line naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message is one line naming the key."""
+
+
+def number(key: str, raw: str, cast, expected: str):
+    try:
+        return cast(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r}: expected {expected}") from None
+
+
+def positive_int(key: str, raw: str) -> int:
+    value = number(key, raw, int, "a whole number")
+    if value < 0:
+        raise SettingsError(f"{key}={raw!r}: must not be negative")
+    return value
+
+
+def port(key: str, raw: str) -> int:
+    value = positive_int(key, raw)
+    if not 1 <= value <= 65535:
+        raise SettingsError(f"{key}={raw!r}: a port must be between 1 and 65535")
+    return value
+
+
+def positive_float(key: str, raw: str) -> float:
+    value = number(key, raw, float, "a number")
+    if value <= 0:
+        raise SettingsError(f"{key}={raw!r}: must be greater than 0")
+    return value
+
+
+def non_negative_float(key: str, raw: str) -> float:
+    value = number(key, raw, float, "a number")
+    if value < 0:
+        raise SettingsError(f"{key}={raw!r}: must not be negative")
+    return value
+
+
+def text(key: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError(f"{key} is empty")
+    return raw.strip()
+
+
+def identifier(key: str, raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", raw):
+        raise SettingsError(f"{key}={raw!r}: expected a plain SQL identifier (letters, digits, _)")
+    return raw
+
+
+def memory(key: str, raw: str) -> str:
+    if not re.fullmatch(r"\d+[kmgKMG]", raw):
+        raise SettingsError(f"{key}={raw!r}: expected a size like 512m or 1g")
+    return raw
+
+
+def spark_master(key: str, raw: str) -> str:
+    if not re.match(r"^(spark://|local(\[|$)|yarn$|k8s://)", raw):
+        raise SettingsError(f"{key}={raw!r}: expected spark://host:port, local[N], yarn or k8s://...")
+    return raw
+
+
+def streaming_source(key: str, raw: str) -> str:
+    if raw not in ("python", "kafka"):
+        raise SettingsError(f"{key}={raw!r}: expected python (kafka-python reader) or kafka (Spark's connector jar)")
+    return raw
+
+
+def write_path(key: str, raw: str) -> str:
+    if raw not in ("copy", "jdbc"):
+        raise SettingsError(f"{key}={raw!r}: expected copy (COPY -> LOAD DATA in Spark tasks) or jdbc (Spark JDBC)")
+    return raw
+
+
+def switch(key: str, raw: str) -> bool:
+    if raw.strip().lower() not in ("on", "off", "true", "false", "1", "0"):
+        raise SettingsError(f"{key}={raw!r}: expected on or off")
+    return raw.strip().lower() in ("on", "true", "1")
+
+
+def java_options(key: str, raw: str) -> str:
+    """JVM flags for Spark's driver and executors: empty (the JVM's defaults) or options that start with '-'."""
+    bad = [word for word in raw.split() if not word.startswith("-")]
+    if bad:
+        raise SettingsError(f"{key}={raw!r}: expected JVM options starting with '-', got {bad[0]!r}")
+    return " ".join(raw.split())
+
+
+def setting(parse, default=None):
+    return dataclasses.field(default=default, metadata={"parse": parse})

@@ -1,0 +1,46 @@
+"""The Spark JVMs' class-data sharing archive (AppCDS): recorded once per state dir and pyspark version, mapped by
+every batch job's driver and executors (`Settings.java_options_for`, the DAGs' `_spark.py`).
+
+A fresh JVM spends much of a short job loading and verifying Spark's classes; mapping them from the archive
+measured marts 24 s -> 16-19 s and session warm-ups 6.5-7 s -> 4.3 s (README, Benchmark). The archive is recorded by
+a small local-mode job (`jobs/cds_training.py`) with `-XX:ArchiveClassesAtExit`; a JVM that cannot use it (another
+JDK, other jars) says so in one warning line and runs without it. Recording failures only cost the speed-up.
+"""
+from __future__ import annotations
+
+import subprocess
+
+from shopflow.config import PROJECT_ROOT, Settings
+from shopflow.stack.services import VENV_BIN, base_env
+
+TRAINING_JOB = PROJECT_ROOT / "code" / "shopflow" / "jobs" / "cds_training.py"
+TIMEOUT_S = 300
+
+
+def record_command(settings: Settings, into: str) -> list[str]:
+    java = f"{settings.java_options_for(streaming=False)} -XX:ArchiveClassesAtExit={into}"
+    return [str(VENV_BIN / "spark-submit"), "--master", "local[2]", "--conf", f"spark.driver.extraJavaOptions={java}",
+            str(TRAINING_JOB)]
+
+
+def ensure_archive(settings: Settings) -> bool:
+    """Records the archive unless it exists; True when it is there afterwards."""
+    archive = settings.spark_cds_archive
+    if archive.is_file():
+        return True
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(archive.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        run = subprocess.run(record_command(settings, str(partial)), env=base_env(settings), capture_output=True,
+                             text=True, timeout=TIMEOUT_S, cwd=PROJECT_ROOT)
+        failure = f"exit code {run.returncode}: {(run.stdout + run.stderr)[-800:]}" if run.returncode else ""
+    except subprocess.TimeoutExpired:
+        failure = f"no end after {TIMEOUT_S} s"
+    if failure or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        print(f"  warning: the Spark class-data sharing archive was not recorded ({failure or 'no archive written'});"
+              " Spark jobs run without it", flush=True)
+        return False
+    partial.rename(archive)  # atomic: a JVM never maps a half-written archive
+    return True

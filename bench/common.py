@@ -94,7 +94,7 @@ def python_env() -> dict:
 def spark_submit_command(script: Path | str, args: list[str], settings: Settings,
                          streaming: bool = False) -> list[str]:
     """The DAGs' submit as far as speed goes: the same JVM flags (code/airflow/dags/_spark.py)."""
-    java = settings.java_options_for(streaming)
+    java = settings.java_options_for(streaming, job=Path(script).stem)
     return [str(SPARK_SUBMIT), "--master", settings.SPARK_MASTER_URL,
             "--conf", f"spark.driver.extraJavaOptions={java}", "--conf", f"spark.executor.extraJavaOptions={java}",
             "--jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}", str(script), *args]

@@ -63,7 +63,8 @@ class Settings:
     # from short jobs (make bench; README "Benchmark"); empty = the JVM's defaults
     SPARK_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
     SPARK_STREAMING_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:+UseSerialGC")
-    SPARK_CDS: bool = v.setting(v.switch, True)  # batch JVMs map a class-data sharing archive (shopflow/stack/cds.py)
+    # jobs whose JVMs map the class-data sharing archive the stack records (shopflow/stack/cds.py); empty = none
+    SPARK_CDS_JOBS: str = v.setting(v.job_names, "build_marts")
     POSTGRES_JDBC_JAR: str = v.setting(v.text, "/usr/share/java/postgresql.jar")
     MYSQL_JDBC_JAR: str = v.setting(v.text, "/usr/share/java/mariadb-java-client.jar")
     DATAGEN_SEED: int = v.setting(v.positive_int, 42)
@@ -119,12 +120,12 @@ class Settings:
         from importlib.metadata import version
         return self.state_dir / "spark" / f"classes-pyspark-{version('pyspark')}.jsa"
 
-    def java_options_for(self, streaming: bool) -> str:
-        """Driver and executor JVM flags (the streaming job's or the batch jobs'); JDBC DATETIME reads use the JVM's
-        zone, so it is pinned to UTC. Batch jobs map the class-data sharing archive once the stack recorded it."""
+    def java_options_for(self, streaming: bool, job: str | None = None) -> str:
+        """Driver and executor JVM flags of `job` (the streaming job's or the batch jobs'); JDBC DATETIME reads use the
+        JVM's zone, so it is pinned to UTC. SPARK_CDS_JOBS map the class-data sharing archive once the stack has it."""
         flags = self.SPARK_STREAMING_JAVA_OPTIONS if streaming else self.SPARK_JAVA_OPTIONS
         archive = self.spark_cds_archive
-        use = self.SPARK_CDS and not streaming and archive.is_file()
+        use = job in self.SPARK_CDS_JOBS.split(",") and archive.is_file()
         cds = f" -XX:SharedArchiveFile={archive}" if use else ""
         return f"-Duser.timezone=UTC {flags}".strip() + cds
 

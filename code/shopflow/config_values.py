@@ -18,11 +18,16 @@ def number(key: str, raw: str, cast, expected: str):
         raise SettingsError(f"{key}={raw!r}: expected {expected}") from None
 
 
-def positive_int(key: str, raw: str) -> int:
-    value = number(key, raw, int, "a whole number")
+def not_negative(key: str, raw: str, cast, expected: str):
+    value = number(key, raw, cast, expected)
     if value < 0:
         raise SettingsError(f"{key}={raw!r}: must not be negative")
     return value
+
+
+def positive_int(key: str, raw: str) -> int:
+    """A whole number >= 0 (the name is older than the rule)."""
+    return not_negative(key, raw, int, "a whole number")
 
 
 def port(key: str, raw: str) -> int:
@@ -40,10 +45,7 @@ def positive_float(key: str, raw: str) -> float:
 
 
 def non_negative_float(key: str, raw: str) -> float:
-    value = number(key, raw, float, "a number")
-    if value < 0:
-        raise SettingsError(f"{key}={raw!r}: must not be negative")
-    return value
+    return not_negative(key, raw, float, "a number")
 
 
 def text(key: str, raw: str) -> str:
@@ -82,10 +84,13 @@ def write_path(key: str, raw: str) -> str:
     return raw
 
 
-def switch(key: str, raw: str) -> bool:
-    if raw.strip().lower() not in ("on", "off", "true", "false", "1", "0"):
-        raise SettingsError(f"{key}={raw!r}: expected on or off")
-    return raw.strip().lower() in ("on", "true", "1")
+def job_names(key: str, raw: str) -> str:
+    """Comma-separated job names (code/shopflow/jobs/<name>.py), returned as `a,b`; empty = none."""
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    bad = [name for name in names if not re.fullmatch(r"[a-z_][a-z0-9_]*", name)]
+    if bad:
+        raise SettingsError(f"{key}={raw!r}: expected job names like build_marts separated by commas, got {bad[0]!r}")
+    return ",".join(names)
 
 
 def java_options(key: str, raw: str) -> str:

@@ -55,7 +55,8 @@ def test_spark_tasks_run_with_the_settings_jvm_options(dagbag):
     tasks = [t for dag in dagbag.dags.values() for t in dag.tasks if t.task_type == "SparkSubmitOperator"]
     assert {t.application.rsplit("/", 1)[-1] for t in tasks} >= {"stream_users.py", "build_marts.py"}
     for task in tasks:
-        expected = get_settings().java_options_for(streaming=task.application.endswith("/stream_users.py"))
+        job = task.application.rsplit("/", 1)[-1].removesuffix(".py")
+        expected = get_settings().java_options_for(streaming=job == "stream_users", job=job)
         assert task.conf["spark.driver.extraJavaOptions"].split() == expected.split(), task.task_id
         assert task.conf["spark.executor.extraJavaOptions"].split() == expected.split(), task.task_id
 
@@ -68,7 +69,7 @@ def test_dag_fallback_jvm_options_equal_the_settings_default():
 
     tree = ast.parse((DAGS_DIR / "_spark.py").read_text())
     for constant, key in (("JAVA_OPTIONS", "SPARK_JAVA_OPTIONS"),
-                          ("STREAMING_JAVA_OPTIONS", "SPARK_STREAMING_JAVA_OPTIONS")):
+                          ("STREAMING_JAVA_OPTIONS", "SPARK_STREAMING_JAVA_OPTIONS"), ("CDS_JOBS", "SPARK_CDS_JOBS")):
         fallback = next(node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
                         and any(getattr(t, "id", None) == constant for t in node.targets))
         default = next(f.default for f in dataclasses.fields(Settings) if f.name == key)

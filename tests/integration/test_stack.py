@@ -45,13 +45,13 @@ def test_spark_start_records_a_class_data_sharing_archive_both_jvm_sides_map(spa
     """With -Xshare:on a JVM refuses to start unless it maps the archive: driver and executors must both map it."""
     archive = spark_cluster.spark_cds_archive
     assert archive.is_file() and archive.stat().st_size > 10_000_000
-    assert f"-XX:SharedArchiveFile={archive}" in spark_cluster.java_options_for(streaming=False)
+    assert f"-XX:SharedArchiveFile={archive}" in spark_cluster.java_options_for(False, job="build_marts")
     script = tmp_path / "count.py"
     script.write_text("from pyspark.sql import SparkSession\n"
                       "spark = SparkSession.builder.getOrCreate()\n"
                       "print('rows', spark.sparkContext.parallelize(range(30), 3).count())\n"
                       "spark.stop()\n")
-    java = f"-Xshare:on {spark_cluster.java_options_for(streaming=False)}"
+    java = f"-Xshare:on {spark_cluster.java_options_for(False, job='build_marts')}"
     run = subprocess.run([str(VENV_BIN / "spark-submit"), "--master", spark_cluster.SPARK_MASTER_URL,
                           "--conf", f"spark.driver.extraJavaOptions={java}",
                           "--conf", f"spark.executor.extraJavaOptions={java}", "--conf", "spark.cores.max=3",

@@ -89,21 +89,26 @@ def test_spark_java_options_always_pin_utc_and_may_be_empty(tmp_path):
     assert tuned.spark_java_options == "-Duser.timezone=UTC -XX:+UseSerialGC -Xss4m"
 
 
-def test_batch_jobs_map_the_class_data_sharing_archive_once_it_exists(tmp_path):
-    settings = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_JAVA_OPTIONS": "-Xss4m",
-                                  "SPARK_STREAMING_JAVA_OPTIONS": "-Xss8m"}, env_file=None)
+def test_the_cds_jobs_map_the_class_data_sharing_archive_once_it_exists(tmp_path):
+    settings = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_JAVA_OPTIONS": "-Xss4m"}, env_file=None)
     archive = settings.spark_cds_archive
     assert archive.parent == tmp_path / "spark" and archive.suffix == ".jsa"
-    assert settings.java_options_for(streaming=False) == "-Duser.timezone=UTC -Xss4m"
+    assert settings.SPARK_CDS_JOBS == "build_marts"
+    assert settings.java_options_for(False, job="build_marts") == "-Duser.timezone=UTC -Xss4m"
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"recorded")
-    assert settings.java_options_for(streaming=False) == f"-Duser.timezone=UTC -Xss4m -XX:SharedArchiveFile={archive}"
-    assert settings.java_options_for(streaming=True) == "-Duser.timezone=UTC -Xss8m"  # measured for batch jobs only
-    off = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_JAVA_OPTIONS": "-Xss4m", "SPARK_CDS": "off"},
-                        env_file=None)
-    assert off.java_options_for(streaming=False) == "-Duser.timezone=UTC -Xss4m"
-    with pytest.raises(SettingsError, match="SPARK_CDS='maybe': expected on or off"):
-        load_settings(env={"SPARK_CDS": "maybe"}, env_file=None)
+    mapped = f"-Duser.timezone=UTC -Xss4m -XX:SharedArchiveFile={archive}"
+    assert settings.java_options_for(False, job="build_marts") == mapped
+    # measured slower for the replication job's copy (README "Benchmark"): only the listed jobs map it
+    assert settings.java_options_for(False, job="replicate_postgres_to_mysql") == "-Duser.timezone=UTC -Xss4m"
+    assert settings.java_options_for(False) == "-Duser.timezone=UTC -Xss4m"
+    both = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_JAVA_OPTIONS": "-Xss4m",
+                              "SPARK_CDS_JOBS": " build_marts, replicate_postgres_to_mysql "}, env_file=None)
+    assert both.java_options_for(False, job="replicate_postgres_to_mysql") == mapped
+    none = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_CDS_JOBS": ""}, env_file=None)
+    assert none.SPARK_CDS_JOBS == "" and "SharedArchiveFile" not in none.java_options_for(False, job="build_marts")
+    with pytest.raises(SettingsError, match="SPARK_CDS_JOBS='build marts': expected job names"):
+        load_settings(env={"SPARK_CDS_JOBS": "build marts"}, env_file=None)
 
 
 def test_the_streaming_job_has_its_own_jvm_options(tmp_path):

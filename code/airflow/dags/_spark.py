@@ -18,6 +18,7 @@ START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 REPLICA_ASSET = Asset("mysql://mysql_db/replica")
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # Settings.SPARK_JAVA_OPTIONS's default
 STREAMING_JAVA_OPTIONS = "-XX:+UseSerialGC"  # Settings.SPARK_STREAMING_JAVA_OPTIONS's default
+CDS_JOBS = "build_marts"  # Settings.SPARK_CDS_JOBS's default
 DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 
@@ -40,7 +41,8 @@ def spark_job(task_id: str, job: str, application_args: list[str] | None = None,
              else setting("SPARK_JAVA_OPTIONS", JAVA_OPTIONS))
     java = f"-Duser.timezone=UTC {flags}".strip()
     archive = setting("SPARK_CDS_ARCHIVE", "")  # the stack's class-data sharing archive (shopflow/stack/cds.py)
-    if archive and not streaming and os.path.isfile(archive):
+    cds_jobs = [name.strip() for name in setting("SPARK_CDS_JOBS", CDS_JOBS).split(",")]
+    if archive and job in cds_jobs and os.path.isfile(archive):
         java += f" -XX:SharedArchiveFile={archive}"
     conf = {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": "1",
             "spark.executor.memory": setting("SPARK_EXECUTOR_MEMORY", "1g"),

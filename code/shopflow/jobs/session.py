@@ -22,7 +22,7 @@ def build_session(app_name: str, settings: Settings, master: str | None = None, 
 
     builder = SparkSession.builder.appName(app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
-        java = settings.java_options_for(streaming)
+        java = settings.java_options_for(streaming, job=app_name.removeprefix("shopflow-"))
         builder = (builder.master(master or settings.SPARK_MASTER_URL)
                    .config("spark.jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")
                    .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)

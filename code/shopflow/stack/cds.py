@@ -1,8 +1,9 @@
 """The Spark JVMs' class-data sharing archive (AppCDS): recorded once per state dir and pyspark version, mapped by
-every batch job's driver and executors (`Settings.java_options_for`, the DAGs' `_spark.py`).
+the driver and executors of the jobs in SPARK_CDS_JOBS (`Settings.java_options_for`, the DAGs' `_spark.py`).
 
-A fresh JVM spends much of a short job loading and verifying Spark's classes; mapping them from the archive
-measured marts 24 s -> 16-19 s and session warm-ups 6.5-7 s -> 4.3 s (README, Benchmark). The archive is recorded by
+A fresh JVM spends much of a short job loading and verifying Spark's classes; mapping them from the archive made
+the marts job's replica read ~20 % faster, while the replication job's copy measured slower with it (README,
+Benchmark). The archive is recorded by
 a small local-mode job (`jobs/cds_training.py`) with `-XX:ArchiveClassesAtExit`; a JVM that cannot use it (another
 JDK, other jars) says so in one warning line and runs without it. Recording failures only cost the speed-up.
 """

@@ -113,7 +113,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         # _spark.py maps the class-data sharing archive once the stack recorded it
-        "SPARK_CDS_ARCHIVE": str(settings.spark_cds_archive) if settings.SPARK_CDS else "",
+        "SPARK_CDS_ARCHIVE": str(settings.spark_cds_archive) if settings.SPARK_CDS_JOBS else "",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
             {"conn_type": "spark", "host": f"spark://{master_host}", "port": master_port,
              "extra": {"deploy-mode": "client"}}),

@@ -96,7 +96,7 @@ def _after_start(settings: Settings, group: str, fresh: bool) -> None:
         bootstrap.bootstrap_mariadb(settings)
         db.apply_mysql_schema(settings)
     elif group == "spark" and settings.SPARK_CDS_JOBS and not settings.spark_cds_archive.is_file():
-        with step("record the Spark JVMs' class-data sharing archive (once, ~30 s)"):
+        with step("record the Spark JVMs' class-data sharing archive (once, ~35 s)"):
             cds.ensure_archive(settings)
 
 

@@ -122,3 +122,15 @@ def test_batch_summary_counts_read_unapplied_and_rejected_rows_per_partition(spa
     assertDataFrameEqual(frame.transform(ev.batch_summary({"t": {"0": 5, "2": 10}})), expected)
     everything = frame.transform(ev.batch_summary({})).orderBy("partition").collect()
     assert [(r.read, r.events, r.rejected) for r in everything] == [(3, 3, 1), (1, 1, 0), (1, 1, 1)]
+
+
+def test_whitespace_trim_strips_exactly_what_java_unicode_whitespace_matches(spark):
+    """The trims use a character list (trim only scans the ends): every code point of the Basic Multilingual Plane
+    is stripped by it exactly when the regular expression `(?U)^\\s+|\\s+$` strips it (the rule it replaced)."""
+    from pyspark.sql import functions as F
+
+    points = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    frame = spark.createDataFrame([(c, f"{chr(c)}x{chr(c)}") for c in points], "c int, s string")
+    differ = frame.filter(F.trim("s", F.lit(ev.WHITESPACE)) != F.regexp_replace("s", r"(?U)^\s+|\s+$", ""))
+    assert [r.c for r in differ.collect()] == []
+    assert frame.filter(F.col("s") != F.trim("s", F.lit(ev.WHITESPACE))).count() == len(ev.WHITESPACE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import pickle
 
+import pyarrow as pa
 import pytest
 from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -63,8 +64,8 @@ def test_available_now_freezes_the_target(monkeypatch):
 
 
 def test_copy_csv_keeps_null_apart_from_text_with_quotes_commas_and_newlines():
-    rows = [("Zoë", None, 'a "b", c\nd', 12)]
-    text = _csv(rows).getvalue()
+    table = pa.table({"a": ["Zoë"], "b": pa.array([None], pa.string()), "c": ['a "b", c\nd'], "d": [12]})
+    text = _csv(table).getvalue().decode()
     assert text == '"Zoë",,"a ""b"", c\nd","12"\n'
     assert list(csv.reader(text.splitlines(keepends=True))) == [["Zoë", "", 'a "b", c\nd', "12"]]
 

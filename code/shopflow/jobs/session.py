@@ -27,9 +27,10 @@ def build_session(app_name: str, settings: Settings, master: str | None = None, 
                    .config("spark.jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")
                    .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)
                    .config("spark.driver.extraJavaOptions", java).config("spark.executor.extraJavaOptions", java))
-    session = (builder.config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.shuffle.partitions", "6")
-               .getOrCreate())
+    builder = builder.config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "6")
+    if streaming:  # a micro-batch's cache lives for one batch: compressing its columns costs CPU and saves nothing
+        builder = builder.config("spark.sql.inMemoryColumnarStorage.compressed", "false")
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     if warm_modules:
         warm_up(session, settings, warm_modules)

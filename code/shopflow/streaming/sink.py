@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
+import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -55,9 +56,10 @@ def _offsets(rows, column: str) -> ko.Offsets:
     return found
 
 
-def _user_rows(validated: DataFrame) -> list[tuple]:
+def _user_table(validated: DataFrame) -> pa.Table:
+    """The batch's latest row per email, collected as Arrow (columnar from the executors: no Row objects)."""
     latest = validated.transform(ev.valid_users).transform(ev.latest_per_email)
-    return [tuple(r) for r in latest.select(*ledger.USER_FIELDS, F.unix_micros("registration_date")).collect()]
+    return latest.select(*ledger.USER_FIELDS, F.unix_micros("registration_date").alias("registration_micros")).toArrow()
 
 
 def _reject_rows(validated: DataFrame) -> list[tuple]:
@@ -93,12 +95,12 @@ def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int) -> BatchResul
         if not spans:
             return result
         fresh = validated.transform(ev.unapplied(positions))
-        users = _user_rows(fresh)
+        users = _user_table(fresh)
         rejects = _reject_rows(fresh) if any(s.rejected for s in spans) else []
     finally:
         validated.unpersist()
     clock.lap("transform")
-    result.users_upserted = len(users)
+    result.users_upserted = users.num_rows
     result.users_inserted, result.users_updated = ledger.upsert_users(cur, schema, users)
     result.events_rejected = ledger.insert_rejects(cur, schema, batch_id, rejects)
     ledger.advance(cur, schema, STREAM, batch_id, result.end_offsets)

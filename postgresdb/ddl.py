@@ -112,6 +112,12 @@ def postgres_ddl(schema: str = "source") -> list[str]:
 
 # --- MySQL 8 / MariaDB ----------------------------------------------------------------------------------------
 
+# InnoDB's background statistics recalculation is off for the replica's tables; the replication job runs ANALYZE
+# TABLE after it changed a table. During a bulk load into an empty table that background thread re-examines the
+# table again and again: a 990k-row LOAD DATA cost MariaDB 7.9-9.3 s of CPU with it and 4.3-4.5 s without.
+MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin STATS_AUTO_RECALC=0"
+
+
 def _mysql_column(column: Column) -> str:
     sql = f"`{column.name}` {_type(column, _MYSQL_TYPES, 'VARCHAR')}"
     return sql + (" NULL" if column.nullable else " NOT NULL")
@@ -132,7 +138,7 @@ def mysql_table_ddl(table: Table, name: str | None = None) -> str:
             body.append(f"CONSTRAINT fk_{table.name}_{c.name} FOREIGN KEY (`{c.name}`) "
                         f"REFERENCES `{target}` (`{target_col}`)")
     return (f"CREATE TABLE IF NOT EXISTS `{name}` (\n    " + ",\n    ".join(body) +
-            "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+            f"\n) {MYSQL_TABLE_OPTIONS}")
 
 
 def mysql_ddl() -> list[str]:

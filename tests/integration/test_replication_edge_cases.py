@@ -7,7 +7,7 @@ from replication_support import (LONG_REVIEW, assert_replica_equals_source, pg, 
                                  scratch, seed, source_rows, written)
 
 from postgresdb.models import TABLES_BY_NAME
-from shopflow.replication import ReplicationError, replicate
+from shopflow.replication import ReplicationError, pipeline, replicate
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +49,31 @@ def test_interrupted_runs_repeat_safely(spark, scratch):
     replicate(spark, scratch)
     assert_replica_equals_source(scratch)
     assert written(replicate(spark, scratch)) == {}
+
+
+def test_tables_reconciled_while_the_big_one_loads_survive_its_failure(spark, scratch, monkeypatch):
+    """The biggest direct load (here users, 3 rows, with the threshold lowered) gets a Spark job of its own; tables
+    that need none of its rows (categories, then products) are reconciled and committed meanwhile. A failure after
+    that empties only the tables not reconciled, so the next run reloads just those."""
+    seed(scratch)
+    monkeypatch.setattr(pipeline, "BIG_LOAD_ROWS", 1)
+    with pytest.raises(Interrupt):
+        replicate(spark, scratch, on_step=_interrupt_after("reconcile", "products"))
+    committed = {t for t, w in _watermarks(scratch).items() if w is not None}
+    assert committed == {"product_categories", "products"}
+    runs = replica_query(scratch, "SELECT table_name, status FROM pipeline_runs WHERE table_name IS NOT NULL "
+                                  "ORDER BY run_id")
+    assert [(r["table_name"], r["status"]) for r in runs] == [("product_categories", "ok"), ("products", "ok")]
+    for name in ("users", "orders", "order_details", "reviews", "loyalty_points"):
+        assert replica_rows(scratch, TABLES_BY_NAME[name]) == [], f"{name}: loaded directly, not reconciled"
+    assert len(replica_rows(scratch, TABLES_BY_NAME["products"])) == 2
+
+    results = replicate(spark, scratch)
+    assert {n for n, r in results.items() if r.plan.mode == "full"} == {
+        "users", "orders", "order_details", "reviews", "loyalty_points"}
+    assert written(results) == {"users": (3, 0, 0), "orders": (2, 0, 0), "order_details": (2, 0, 0),
+                                "reviews": (3, 0, 0), "loyalty_points": (2, 0, 0)}
+    assert_replica_equals_source(scratch)
 
 
 def test_truncate_reloads_the_table_in_full(spark, scratch):

@@ -45,9 +45,19 @@ def test_a_range_is_clean_only_with_equal_counts_and_no_warnings(copied, loaded,
     assert RangeResult("orders", copied, loaded, warnings, ()).clean is clean
 
 
+def test_a_direct_load_is_one_range_and_a_staged_one_is_split():
+    """Direct: InnoDB's bulk insert into the empty table holds it, so a second range into it would only wait."""
+    plan = plan_table(ORDERS, None, 1, 100, False)
+    (direct,) = plan_ranges(plan, 600_000, 5, 600_004, "orders", True)
+    assert (direct.low, direct.high, direct.rows, direct.direct) == (5, 600_005, 600_000, True)
+    staged = plan_ranges(plan, 600_000, 5, 600_004, "stage_orders", False)
+    assert len(staged) == 3 and staged[0].low == 5 and staged[-1].high == 600_005
+    assert not any(r.direct for r in staged)
+
+
 def test_small_ranges_share_at_most_one_task_per_core_and_big_ones_stay_alone():
     plan = plan_table(ORDERS, None, 1, 100, False)
-    big = plan_ranges(plan, 600_000, 1, 600_000, "orders", True)  # 3 ranges of 200k rows
+    big = plan_ranges(plan, 600_000, 1, 600_000, "stage_orders", False)  # 3 ranges of 200k rows
     small = [r for rows in (9_908, 1_800, 1_800, 1_200, 480, 300, 12)
              for r in plan_ranges(plan, rows, 1, rows, "orders", True)]
     tasks = tasks_of(big + small, slots=3, shared_below=20_000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Callable
 
@@ -24,6 +25,8 @@ from .target import Replica
 from .transform import REJECT_REASON, accepted_rows, rejected_rows, to_mysql_types, with_reject_reason
 
 REJECT_SAMPLE = 1_000
+# A direct load of at least this many rows gets a Spark job of its own (see `_big_direct_load`).
+BIG_LOAD_ROWS = 100_000
 log = logging.getLogger("shopflow.replication")
 
 
@@ -78,23 +81,45 @@ def _merge_stage(source: SourceSnapshot, replica: Replica, result: TableResult) 
     result.deleted, result.moved = counts.deleted, counts.moved
 
 
-def _copy_all(spark, settings: Settings, source: SourceSnapshot, replica: Replica,
-              results: list[TableResult]) -> float:
-    """The copy path's load of every table at once (one Spark job); returns its seconds."""
-    ranges = []
+def _big_direct_load(results: list[TableResult]) -> TableResult | None:
+    """The largest table loaded straight into its empty target, if big and other tables load too: it gets a Spark
+    job of its own, and the others are reconciled while it still loads (its single bulk-insert range leaves a core
+    idle most of that time)."""
+    loading = [r for r in results if r.stats.rows]
+    direct = [r for r in loading if r.direct and r.stats.rows >= BIG_LOAD_ROWS]
+    return max(direct, key=lambda r: r.stats.rows) if direct and len(loading) > 1 else None
+
+
+def _copy_all(spark, settings: Settings, source: SourceSnapshot, replica: Replica, results: list[TableResult],
+              while_big_loads: Callable[[TableResult], None]) -> float:
+    """The copy path's load of every table (one Spark job, or two: see `_big_direct_load`); `while_big_loads` runs
+    once everything but the big table is loaded. Returns the seconds until every table was loaded."""
+    ranges: dict[str, list[copy_load.KeyRange]] = {}
     for result in results:
         table, result.started_at = result.plan.table, utc_now()
         replica.truncate_stage(table)
         result.stats = stats = source.row_stats(result.plan)
+        ranges[result.name] = []
         if stats.rows:
             result.direct = result.plan.mode == FULL and replica.is_empty(table)
             into = table.name if result.direct else stage_name(table)
-            ranges += copy_load.plan_ranges(result.plan, stats.rows, stats.min_key, stats.max_key, into,
-                                            result.direct)
-    start = time.monotonic()
+            ranges[result.name] = copy_load.plan_ranges(result.plan, stats.rows, stats.min_key, stats.max_key, into,
+                                                        result.direct)
+    big = _big_direct_load(results)
     by_table = {r.name: r for r in results}
-    for outcome in copy_load.load_ranges(spark, settings, source.snapshot_id, ranges):
-        by_table[outcome.table].loads.append(outcome)
+
+    def load(names: list[str]) -> None:
+        todo = [key_range for name in names for key_range in ranges[name]]
+        for outcome in copy_load.load_ranges(spark, settings, source.snapshot_id, todo):
+            by_table[outcome.table].loads.append(outcome)
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-big") as pool:
+        big_job = pool.submit(load, [big.name]) if big else None
+        load([r.name for r in results if r is not big])
+        if big_job:
+            while_big_loads(big)
+            big_job.result()
     return time.monotonic() - start
 
 
@@ -133,22 +158,55 @@ def _run_mode(results: list[TableResult]) -> str:
     return modes.pop() if len(modes) == 1 else "mixed"
 
 
+def _reconcile(settings: Settings, source: SourceSnapshot, replica: Replica, result: TableResult,
+               step_done: Callable[[str, str], None]) -> None:
+    _timed(settings, result, lambda: reconcile.delete_and_reconcile(source, replica, result))
+    result.reconciled = True
+    record_run(settings, result.run_record("ok"))
+    log.info("%s", result.summary())
+    step_done("reconcile", result.name)
+
+
+def _finish_early(spark, settings: Settings, source: SourceSnapshot, replica: Replica, results: list[TableResult],
+                  big: TableResult, step_done: Callable[[str, str], None]) -> None:
+    """While the big table still loads: the tables loaded straight into their empty targets, cleanly, and whose
+    parents are all finished too (FK order) are reconciled and committed now. They are equal to the snapshot with
+    all their parents, so a later failure of the big table leaves them consistent (they have no deletes, so the
+    reverse FK order of phase B does not concern them)."""
+    finished: set[str] = set()
+    for result in results:
+        if result is big or not result.stats.rows:
+            continue
+        parents = {c.references.split(".")[0] for c in result.plan.table.foreign_keys} - {result.name}
+        clean = result.direct and sum(r.copied for r in result.loads) == result.stats.rows and all(
+            r.clean for r in result.loads)
+        if not (clean and parents <= finished):
+            continue
+        _timed(settings, result, lambda: _apply_copied(spark, source, replica, result))
+        step_done("upsert", result.name)
+        _reconcile(settings, source, replica, result, step_done)
+        finished.add(result.name)
+
+
 def _upsert_all(spark, settings: Settings, source: SourceSnapshot, replica: Replica, results: list[TableResult],
                 step_done: Callable[[str, str], None]) -> None:
-    """Phase A in FK order. A failure empties the tables the copy path loaded directly (they were empty before and
-    their rows went in without row-by-row FK checks), so a failed first run leaves no orphan rows behind."""
+    """Phase A in FK order. A failure empties the tables the copy path loaded directly and that are not reconciled
+    yet (they were empty before and their rows went in without row-by-row FK checks), so a failed first run leaves
+    no orphan rows behind."""
     copy = settings.REPLICATION_WRITE_PATH == "copy"
     try:
         if copy:
-            log.info("copy path: all tables loaded in %.1f s", _copy_all(spark, settings, source, replica, results))
-        for result in results:
+            seconds = _copy_all(spark, settings, source, replica, results,
+                                lambda big: _finish_early(spark, settings, source, replica, results, big, step_done))
+            log.info("copy path: all tables loaded in %.1f s", seconds)
+        for result in (r for r in results if not r.reconciled):
             apply = _apply_copied if copy else _extract_and_upsert
             if not copy:
                 result.started_at = utc_now()
             _timed(settings, result, lambda: apply(spark, source, replica, result))
             step_done("upsert", result.name)
     except BaseException:
-        for result in reversed([r for r in results if r.direct]):
+        for result in reversed([r for r in results if r.direct and not r.reconciled]):
             replica.clear(result.plan.table)
         raise
 
@@ -166,11 +224,8 @@ def replicate(spark, settings: Settings, force_full: bool = False,
         results = _plan(settings, source, replica, force_full)
         run.mode = _run_mode(results)
         _upsert_all(spark, settings, source, replica, results, step_done)
-        for result in reversed(results):
-            _timed(settings, result, lambda: reconcile.delete_and_reconcile(source, replica, result))
-            record_run(settings, result.run_record("ok"))
-            log.info("%s", result.summary())
-            step_done("reconcile", result.name)
+        for result in reversed([r for r in results if not r.reconciled]):
+            _reconcile(settings, source, replica, result, step_done)
         run.rows_read = sum(r.rows_read for r in results)
         run.rows_written = sum(r.rows_written for r in results)
         run.rows_deleted = sum(r.deleted for r in results)

@@ -88,3 +88,5 @@ def delete_and_reconcile(source: SourceSnapshot, replica: Replica, result: Table
         result.checksum, verified_at = _verify_changed(source, replica, result), result.state.verified_at
     replica.save_state(table, result.source_oid, source.xmin, result.checksum, verified_at)
     replica.commit()
+    if result.rows_written or result.deleted:
+        replica.analyze(table)

@@ -66,6 +66,7 @@ class Replica:
         for table in TABLES:
             self.cur.execute(postgresdb.mysql_table_ddl(table))
             self.cur.execute(postgresdb.mysql_table_ddl(table, name=sql.stage_name(table)))
+        self._stats_recalc_off()
         self.cur.execute(sql.STATE_DDL)
         self.cur.execute(sql.REJECTS_DDL)
         self.cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
@@ -74,6 +75,21 @@ class Replica:
         for column, statement in sql.STATE_MIGRATIONS.items():
             if column not in present:
                 self.cur.execute(statement)
+
+    def _stats_recalc_off(self) -> None:
+        """Tables made before their DDL said STATS_AUTO_RECALC=0 get it (an instant ALTER); see postgresdb/ddl.py."""
+        names = [t.name for t in TABLES] + [sql.stage_name(t) for t in TABLES]
+        self.cur.execute("SELECT table_name, create_options FROM information_schema.tables "
+                         f"WHERE table_schema = DATABASE() AND table_name IN ({', '.join(['%s'] * len(names))})",
+                         tuple(names))
+        for name, options in self.cur.fetchall():
+            if "stats_auto_recalc=0" not in (options or "").lower():
+                self.cur.execute(f"ALTER TABLE `{name}` STATS_AUTO_RECALC=0")
+
+    def analyze(self, table: Table) -> None:
+        """Fresh optimizer statistics after a run changed the table (InnoDB does not recompute them itself)."""
+        self.cur.execute(f"ANALYZE TABLE `{table.name}`")
+        self.cur.fetchall()
 
     def states(self) -> dict[str, TableState]:
         self.cur.execute(f"SELECT table_name, source_oid, watermark, checksum, verified_at FROM {sql.STATE_TABLE}")

@@ -17,6 +17,7 @@ from collections import Counter
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from kafka.partitioner.default import murmur2
 
 from datagen.event_model import BAD_KINDS, EventMix, validate_event
 from datagen.events import ensure_topic, produce
@@ -68,6 +69,8 @@ def test_a_burst_with_bad_events_arrives_as_sent(topic_settings):
     good = [r for r in records if validate_event(r.value) is None]
     assert all(r.key == json.loads(r.value)["email"].encode() for r in good)
     assert len({r.partition for r in records}) == topic_settings.KAFKA_TOPIC_PARTITIONS > 1
+    partitions = topic_settings.KAFKA_TOPIC_PARTITIONS  # the Java client's map: an email's events stay in order
+    assert all(r.partition == (murmur2(r.key) & 0x7FFFFFFF) % partitions for r in records if r.key)
 
 
 def test_the_cli_creates_the_topic_logs_each_event_and_summarizes(topic_settings):

@@ -140,33 +140,64 @@ def _ancestors() -> set[int]:
     return pids
 
 
+def _of_this_checkout(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        if str(PROJECT_ROOT) + "/" in cmdline:
+            return True
+        # Airflow's task runners retitle themselves ("airflow worker -- <task id>") and leave supervisord's
+        # process group, so only their working directory still tells where they belong.
+        if cmdline.startswith("airflow "):
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            return cwd == str(PROJECT_ROOT) or cwd.startswith(str(PROJECT_ROOT) + "/")
+    except OSError:
+        pass
+    return False
+
+
 def _strays() -> list[int]:
     """Processes of this checkout that outlived supervisord (e.g. a spark-submit started by an Airflow task)."""
-    keep, found = _ancestors(), []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in keep:
-            continue
+    keep = _ancestors()
+    return [int(entry) for entry in os.listdir("/proc")
+            if entry.isdigit() and int(entry) not in keep and _of_this_checkout(entry)]
+
+
+def stop_strays(pids: list[int], grace_s: float = 10.0) -> list[int]:
+    """SIGTERM, then SIGKILL for whatever still runs after `grace_s` (an orphaned Airflow task runner ignores
+    SIGTERM); returns the pids that needed SIGKILL."""
+    def alive(pid: int) -> bool:
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
         except OSError:
-            continue
-        if str(PROJECT_ROOT) + "/" in cmdline:
-            found.append(int(entry))
-    return found
+            return False
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    killed = [p for p in pids if alive(p)]
+    for pid in killed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return killed
 
 
 def down(settings: Settings) -> None:
     with step("stop the local stack"):
         supervisor.shutdown(settings)
         strays = _strays()
-        for pid in strays:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         if strays:
-            print(f"  stopped {len(strays)} leftover process(es) of this checkout", flush=True)
+            killed = stop_strays(strays)
+            print(f"  stopped {len(strays)} leftover process(es) of this checkout"
+                  + (f" ({len(killed)} ignored SIGTERM and were killed)" if killed else ""), flush=True)
 
 
 def status_rows(settings: Settings) -> list[tuple[str, str, str, str]]:

@@ -43,12 +43,21 @@ def _import_all(modules: tuple[str, ...]) -> int:
     return os.getpid()
 
 
+def expected_cores(settings: Settings, master: str, cores_max: str | None) -> int:
+    """The cores the application will get: the standalone cluster's, capped by `spark.cores.max`."""
+    if not master.startswith("spark://"):
+        return 1
+    cluster = settings.SPARK_WORKERS * settings.SPARK_WORKER_CORES
+    limit = int(cores_max) if cores_max and cores_max.strip().isdigit() else 0
+    return min(cluster, limit) if limit > 0 else cluster
+
+
 def warm_up(spark, settings: Settings, modules: tuple[str, ...]) -> float:
     """Waits (bounded) until the standalone cluster's cores have registered, then runs one task per core slot
     twice over that imports `modules` in the executors' Python workers (they stay up: worker reuse). Returns the
     seconds it took; a cluster that stays smaller than expected is used as it is."""
     start, sc = time.monotonic(), spark.sparkContext
-    expected = settings.SPARK_WORKERS * settings.SPARK_WORKER_CORES if sc.master.startswith("spark://") else 1
+    expected = expected_cores(settings, sc.master, sc.getConf().get("spark.cores.max"))
     while sc.defaultParallelism < expected and time.monotonic() - start < EXECUTOR_WAIT_S:
         time.sleep(0.25)
     slots = sc.defaultParallelism

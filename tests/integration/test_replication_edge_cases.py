@@ -7,6 +7,7 @@ from replication_support import (LONG_REVIEW, assert_replica_equals_source, pg, 
                                  scratch, seed, source_rows, written)
 
 from postgresdb.models import TABLES_BY_NAME
+from shopflow import db
 from shopflow.replication import ReplicationError, pipeline, replicate
 
 pytestmark = pytest.mark.integration
@@ -74,6 +75,21 @@ def test_tables_reconciled_while_the_big_one_loads_survive_its_failure(spark, sc
     assert written(results) == {"users": (3, 0, 0), "orders": (2, 0, 0), "order_details": (2, 0, 0),
                                 "reviews": (3, 0, 0), "loyalty_points": (2, 0, 0)}
     assert_replica_equals_source(scratch)
+
+
+def test_the_big_table_hashed_ahead_still_fails_on_a_replica_changed_after_its_load(spark, scratch, monkeypatch):
+    """The big load's source checksum is taken while it loads; a replica row changed after the load (by hand,
+    here) must still fail that table's reconcile."""
+    seed(scratch)
+    monkeypatch.setattr(pipeline, "BIG_LOAD_ROWS", 1)
+
+    def tamper(phase, table):
+        if (phase, table) == ("upsert", "users"):
+            with db.mysql_connection(scratch, autocommit=True) as conn:
+                conn.cursor().execute("UPDATE users SET first_name = 'Mallory' WHERE user_id = 1")
+
+    with pytest.raises(ReplicationError, match="reconcile failed for users"):
+        replicate(spark, scratch, on_step=tamper)
 
 
 def test_truncate_reloads_the_table_in_full(spark, scratch):

@@ -172,7 +172,8 @@ def _finish_early(spark, settings: Settings, source: SourceSnapshot, replica: Re
     """While the big table still loads: the tables loaded straight into their empty targets, cleanly, and whose
     parents are all finished too (FK order) are reconciled and committed now. They are equal to the snapshot with
     all their parents, so a later failure of the big table leaves them consistent (they have no deletes, so the
-    reverse FK order of phase B does not concern them)."""
+    reverse FK order of phase B does not concern them). Then the big table's checksum in the snapshot: its
+    reconcile only has the replica side left to hash."""
     finished: set[str] = set()
     for result in results:
         if result is big or not result.stats.rows:
@@ -186,6 +187,8 @@ def _finish_early(spark, settings: Settings, source: SourceSnapshot, replica: Re
         step_done("upsert", result.name)
         _reconcile(settings, source, replica, result, step_done)
         finished.add(result.name)
+    if big.verify_all:  # the snapshot side of the big table's reconcile, while its load still runs
+        _timed(settings, big, lambda: setattr(big, "source_checksum", source.checksum(big.plan.table)))
 
 
 def _upsert_all(spark, settings: Settings, source: SourceSnapshot, replica: Replica, results: list[TableResult],

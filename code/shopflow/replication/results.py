@@ -43,6 +43,7 @@ class TableResult:
     verify_all: bool = True  # hash whole tables (else only the rows this run touches; see reconcile.py)
     before: Checksum | None = None  # the target's versions of the touched keys, before the run changed them
     deleted_keys: list[int] | None = None
+    source_checksum: Checksum | None = None  # the whole source table's, when hashed ahead (see pipeline.py)
     reconciled: bool = False  # phase B done and committed (early for a table loaded while a bigger one still loads)
 
     @property

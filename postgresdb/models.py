@@ -46,6 +46,11 @@ class Table:
     def foreign_keys(self) -> list[Column]:
         return [c for c in self.columns if c.references]
 
+    @property
+    def parents(self) -> set[str]:
+        """Names of the tables its foreign keys reference (its own name for a self-reference)."""
+        return {c.references.split(".")[0] for c in self.foreign_keys}
+
 
 def _id(name: str) -> Column:
     return Column(name, "id")

@@ -39,7 +39,7 @@ def _names(table: Table) -> list[str]:
 def references_itself(table: Table) -> bool:
     """InnoDB checks a foreign key row by row within a statement: rows of a self-referencing table can meet a
     parent that the same statement inserts or deletes later."""
-    return any(c.references.split(".")[0] == table.name for c in table.foreign_keys)
+    return table.name in table.parents
 
 
 def _same(column: Column) -> str:

@@ -123,11 +123,16 @@ def _copy_all(spark, settings: Settings, source: SourceSnapshot, replica: Replic
     return time.monotonic() - start
 
 
+def _copied_cleanly(result: TableResult) -> bool:
+    """Every row of the snapshot copied, every range without warnings and loaded as copied."""
+    return sum(r.copied for r in result.loads) == result.stats.rows and all(r.clean for r in result.loads)
+
+
 def _apply_copied(spark, source: SourceSnapshot, replica: Replica, result: TableResult) -> None:
     """Merge what the copy path staged; a table whose load was not clean goes through the validating path."""
     table, loads = result.plan.table, result.loads
     copied, loaded = sum(r.copied for r in loads), sum(r.loaded for r in loads)
-    if result.stats.rows and (copied != result.stats.rows or not all(r.clean for r in loads)):
+    if result.stats.rows and not _copied_cleanly(result):
         samples = "; ".join(w for r in loads for w in r.sample)[:500]
         log.warning("%s: copy path not clean (copied %d, loaded %d of %d rows; %s): loading it through the "
                     "validating JDBC path", table.name, copied, loaded, result.stats.rows, samples or "no warnings")
@@ -178,10 +183,8 @@ def _finish_early(spark, settings: Settings, source: SourceSnapshot, replica: Re
     for result in results:
         if result is big or not result.stats.rows:
             continue
-        parents = {c.references.split(".")[0] for c in result.plan.table.foreign_keys} - {result.name}
-        clean = result.direct and sum(r.copied for r in result.loads) == result.stats.rows and all(
-            r.clean for r in result.loads)
-        if not (clean and parents <= finished):
+        parents = result.plan.table.parents - {result.name}
+        if not (result.direct and _copied_cleanly(result) and parents <= finished):
             continue
         _timed(settings, result, lambda: _apply_copied(spark, source, replica, result))
         step_done("upsert", result.name)

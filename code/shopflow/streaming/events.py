@@ -1,6 +1,6 @@
 """Pure transforms of raw Kafka rows (key, value, topic, partition, offset, timestamp) into users and dead letters.
 
-    validated = events.transform(parse_events).transform(validate_events)   (cached by the sink)
+    validated = events.transform(parse_events).transform(validate_events)   (the streaming frame; cached per batch)
     validated.transform(batch_summary(positions))          rows read, unapplied spans, rejects per partition
     validated.transform(unapplied(positions))
         -> valid_users(...).transform(latest_per_email)   upserted into source.users

@@ -78,13 +78,14 @@ class _Clock:
 
 
 def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int) -> BatchResult:
-    """Writes the new rows of `batch` on `cur` (the caller commits). Every row is parsed and validated once and
-    cached; one job summarizes the batch (the Kafka read), one collects the users, one the dead letters if any."""
+    """Writes the new rows of `batch` (rows of `events.validate_events`, parsed and validated on the streaming frame)
+    on `cur` (the caller commits). The batch is cached; one job summarizes it (the Kafka read), one collects the
+    users, one the dead letters if any."""
     ledger.lock_stream(cur, schema, STREAM)
     positions = ledger.committed_positions(cur, schema, STREAM)
     result = BatchResult(batch_id)
     clock = _Clock(result.seconds)
-    validated = batch.transform(ev.parse_events).transform(ev.validate_events).persist(StorageLevel.MEMORY_AND_DISK)
+    validated = batch.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         summary = validated.transform(ev.batch_summary(positions)).collect()
         result.events_read = sum(s.read for s in summary)

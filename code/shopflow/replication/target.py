@@ -1,6 +1,7 @@
 """Writing the MySQL/MariaDB replica: tables, staging, upsert, deletes, checksum, state. One connection per run."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -8,10 +9,11 @@ from typing import Iterator
 import postgresdb
 from postgresdb.models import TABLES, Table
 from shopflow.config import Settings
+from shopflow.db import mysql_connection
 
 from . import mysql_sql as sql
 from .checksum import EMPTY, Checksum, checksum_from_row, mysql_checksum_sql
-from .plan import TableState, chunks
+from .plan import TableState, chunks, key_ranges
 
 # Write path, by measurement (README.md, "Write path"): JDBC batches into the staging table, then one
 # INSERT ... SELECT ... ON DUPLICATE KEY UPDATE. MariaDB Connector/J: the bulk protocol (1.5x the rewritten
@@ -165,8 +167,27 @@ class Replica:
             return sum(self._rowcount(sql.delete_keys_sql(table, len(chunk)), tuple(chunk))
                        for chunk in chunks(keys, DELETE_CHUNK))
 
-    def checksum(self, table: Table) -> Checksum:
-        return checksum_from_row(self._one(mysql_checksum_sql(table)))
+    def checksum(self, table: Table, split: int = 1) -> Checksum:
+        """The whole table's checksum. `split` > 1: hashed as that many key ranges at once, each on a connection of
+        its own (the server runs one query on one thread); only for rows this connection has no uncommitted change
+        to, since the other connections do not see those."""
+        if split <= 1:
+            return checksum_from_row(self._one(mysql_checksum_sql(table)))
+        key = f"`{table.primary_key}`"
+        low, high = self._one(f"SELECT MIN({key}), MAX({key}) FROM `{table.name}`")
+        if low is None:
+            return EMPTY
+        statement = mysql_checksum_sql(table, where=f" WHERE {key} >= %s AND {key} < %s")
+
+        def hash_range(span: tuple[int, int]) -> Checksum:
+            with mysql_connection(self.settings) as conn:
+                cur = conn.cursor()
+                cur.execute(statement, span)
+                return checksum_from_row(cur.fetchone())
+
+        spans = key_ranges(split, int(low), int(high), rows_per_range=1)
+        with ThreadPoolExecutor(max_workers=len(spans), thread_name_prefix="replica-checksum") as pool:
+            return sum(pool.map(hash_range, spans), EMPTY)
 
     def staged_keys_checksum(self, table: Table) -> Checksum:
         """Of the target rows whose key is in the stage (before the merge: their old versions; after: the new)."""

@@ -80,3 +80,5 @@ def test_missing_measures_are_null_with_a_reason(bench_result):
         for key in ("replication_full_vs_bound", "replication_full_vs_naive", "replication_full_vs_peer",
                     "replication_incremental_vs_full", "marts_spark_vs_duckdb"):
             assert result["ratios"][key] > 0, key
+        incremental = next(m for m in result["measures"] if m["name"].startswith("ours: replication incremental"))
+        assert len(incremental["attempts_s"]) == 2, incremental  # each attempt after its own 1 % change

@@ -35,3 +35,22 @@ def test_a_retitled_airflow_runner_in_the_checkout_is_found_and_killed_despite_i
         for process in (ours, elsewhere):
             process.kill()
             process.wait(timeout=10)
+
+
+def test_alive_means_running_not_a_zombie_nor_gone():
+    """`make down` waits for supervisord's own pid with this (its pid file goes before the process does)."""
+    import os
+
+    from shopflow.stack import supervisor
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert supervisor.alive(os.getpid()) and supervisor.alive(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 10
+        while supervisor.proc_stat(child.pid)[0] != "Z" and time.monotonic() < deadline:  # exited, not reaped
+            time.sleep(0.05)
+        assert not supervisor.alive(child.pid)
+    finally:
+        child.wait(timeout=10)
+    assert supervisor.proc_stat(child.pid) is None and not supervisor.alive(child.pid) and not supervisor.alive(None)

@@ -131,11 +131,10 @@ def stop(settings: Settings, names: list[str]) -> None:
 def _ancestors() -> set[int]:
     pids, pid = {os.getpid()}, os.getpid()
     while pid > 1:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except OSError:
+        fields = supervisor.proc_stat(pid)
+        if fields is None:
             break
+        pid = int(fields[1])
         pids.add(pid)
     return pids
 
@@ -166,22 +165,15 @@ def _strays() -> list[int]:
 def stop_strays(pids: list[int], grace_s: float = 10.0) -> list[int]:
     """SIGTERM, then SIGKILL for whatever still runs after `grace_s` (an orphaned Airflow task runner ignores
     SIGTERM); returns the pids that needed SIGKILL."""
-    def alive(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + grace_s
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(supervisor.alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    killed = [p for p in pids if alive(p)]
+    killed = [p for p in pids if supervisor.alive(p)]
     for pid in killed:
         try:
             os.kill(pid, signal.SIGKILL)

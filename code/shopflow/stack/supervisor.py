@@ -20,6 +20,21 @@ def paths(settings: Settings) -> dict[str, Path]:
             "pid": state / "run" / "supervisord.pid", "logs": state / "logs"}
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...); None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int | None) -> bool:
+    """A process that exists and is not a zombie."""
+    fields = proc_stat(pid) if pid else None
+    return fields is not None and fields[0] != "Z"
+
+
 def log_file(settings: Settings, name: str) -> Path:
     return paths(settings)["logs"] / f"{name}.log"
 
@@ -134,9 +149,11 @@ def shutdown(settings: Settings) -> None:
         if info["statename"] in ("RUNNING", "STARTING"):
             print(f"  stopping {info['name']}", flush=True)
             stop(settings, info["name"])
+    pid_file = paths(settings)["pid"]
+    daemon = int(pid_file.read_text().strip() or 0) if pid_file.exists() else None
     server.shutdown()
-    deadline = time.monotonic() + 30
-    while paths(settings)["pid"].exists() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30  # supervisord removes its pid file before it has exited
+    while (pid_file.exists() or alive(daemon)) and time.monotonic() < deadline:
         time.sleep(0.2)
 
 

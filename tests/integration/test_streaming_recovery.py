@@ -88,9 +88,12 @@ def test_recreated_topic_fails_loudly_until_reset_then_streams_again(spark, stre
     produce(stream_case, first)
     query.run(spark, stream_case, query.AVAILABLE_NOW)
     admin = KafkaAdminClient(bootstrap_servers=stream_case.KAFKA_BOOTSTRAP_SERVERS)
-    admin.delete_topics([stream_case.KAFKA_TOPIC])
-    wait_for(lambda: stream_case.KAFKA_TOPIC not in admin.list_topics(), 30, "the topic deletion")
-    admin.create_topics([NewTopic(stream_case.KAFKA_TOPIC, stream_case.KAFKA_TOPIC_PARTITIONS, 1)])
+    try:  # closed: a client left open retries the broker in the background after the stack is down
+        admin.delete_topics([stream_case.KAFKA_TOPIC])
+        wait_for(lambda: stream_case.KAFKA_TOPIC not in admin.list_topics(), 30, "the topic deletion")
+        admin.create_topics([NewTopic(stream_case.KAFKA_TOPIC, stream_case.KAFKA_TOPIC_PARTITIONS, 1)])
+    finally:
+        admin.close()
     second, users_second, malformed_second = make_events(100, seed=2)
     produce(stream_case, second)  # offsets start again at 0, below the committed positions
 

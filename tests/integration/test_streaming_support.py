@@ -82,14 +82,16 @@ def stream_case(postgres, mysql, kafka, tmp_path):
                                    STREAMING_CHECKPOINT_DIR=str(tmp_path / "checkpoint"),
                                    STREAMING_MAX_EVENTS_PER_BATCH=300)
     admin = KafkaAdminClient(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS)
-    admin.create_topics([NewTopic(settings.KAFKA_TOPIC, settings.KAFKA_TOPIC_PARTITIONS, 1)])
-    db.apply_postgres_schema(settings)
-    query.ensure_tables(settings)
-    yield settings
-    with db.pg_connection(settings) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP SCHEMA {settings.POSTGRES_SCHEMA} CASCADE")
-    admin.delete_topics([settings.KAFKA_TOPIC])
-    admin.close()
+    try:
+        admin.create_topics([NewTopic(settings.KAFKA_TOPIC, settings.KAFKA_TOPIC_PARTITIONS, 1)])
+        db.apply_postgres_schema(settings)
+        query.ensure_tables(settings)
+        yield settings
+        with db.pg_connection(settings) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {settings.POSTGRES_SCHEMA} CASCADE")
+        admin.delete_topics([settings.KAFKA_TOPIC])
+    finally:
+        admin.close()
 
 
 def pg_rows(settings, sql: str) -> list[tuple]:

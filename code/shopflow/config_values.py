@@ -30,6 +30,14 @@ def positive_int(key: str, raw: str) -> int:
     return not_negative(key, raw, int, "a whole number")
 
 
+def at_least_one(key: str, raw: str) -> int:
+    """A count of things that must exist (workers, cores, partitions, parallel tasks): a whole number >= 1."""
+    value = positive_int(key, raw)
+    if value < 1:
+        raise SettingsError(f"{key}={raw!r}: must be at least 1")
+    return value
+
+
 def port(key: str, raw: str) -> int:
     value = positive_int(key, raw)
     if not 1 <= value <= 65535:

@@ -6,6 +6,7 @@ Server fixtures (`postgres`, `mysql`, `kafka`, `spark_cluster`, `airflow`) start
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -30,6 +31,9 @@ def _ensure(settings, *groups):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    # py4j logs "Closing down clientserver connection" (INFO) from __del__ at interpreter exit, into handlers that
+    # jobs run in-process installed on the root logger with pytest's captured (by then closed) stderr
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     if not _DAEMON_WAS_RUNNING:
         return
     settings = get_settings()

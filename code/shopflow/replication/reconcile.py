@@ -18,8 +18,8 @@ from .source import SourceSnapshot
 from .target import Replica
 
 # Connections hashing the big direct load's replica side (the server runs a query on one thread; measured on 2 cores,
-# 990,870 rows: 2.0-2.4 s as one query, 1.5-1.6 s as 2 or 3 ranges at once; in the full run, copy done to run end
-# 1.98-2.28 s with one query vs 1.31-1.61 s with 2 ranges, three runs each)
+# 990,870 rows: 2.0-2.4 s as one query, 1.5-1.6 s as 2 or 3 ranges at once; in full runs, copy done to run end
+# 1.93-2.32 s with one query vs 1.17-1.70 s with 2 ranges, six alternating runs each)
 REPLICA_CHECKSUM_SPLIT = 2
 
 

@@ -150,7 +150,10 @@ def shutdown(settings: Settings) -> None:
             print(f"  stopping {info['name']}", flush=True)
             stop(settings, info["name"])
     pid_file = paths(settings)["pid"]
-    daemon = int(pid_file.read_text().strip() or 0) if pid_file.exists() else None
+    try:
+        daemon = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        daemon = None
     server.shutdown()
     deadline = time.monotonic() + 30  # supervisord removes its pid file before it has exited
     while (pid_file.exists() or alive(daemon)) and time.monotonic() < deadline:

@@ -10,7 +10,8 @@
   changed fields (updates); --bad-fraction (default 0) mixes in malformed events of the kinds in BAD_KINDS.
 - With --rate (burst mode) events go through librdkafka (confluent-kafka) with the Java client's key -> partition
   map; without --rate, every event is logged with its partition and offset (kafka-python). A summary is printed
-  on exit (also on Ctrl-C / SIGTERM, after flushing). Exit codes: 0 sent; 1 Kafka unreachable or sends failed; 2 bad setting/argument.
+  on exit (also on Ctrl-C / SIGTERM, after flushing). Exit codes: 0 sent; 1 Kafka unreachable or sends failed;
+  2 bad setting/argument.
 """
 from __future__ import annotations
 

@@ -45,12 +45,13 @@ def test_alive_means_running_not_a_zombie_nor_gone():
 
     child = subprocess.Popen(["sleep", "30"])
     try:
-        assert supervisor.alive(os.getpid()) and supervisor.alive(child.pid)
+        assert supervisor.process_alive(os.getpid()) and supervisor.process_alive(child.pid)
         child.kill()
         deadline = time.monotonic() + 10
         while supervisor.proc_stat(child.pid)[0] != "Z" and time.monotonic() < deadline:  # exited, not reaped
             time.sleep(0.05)
-        assert not supervisor.alive(child.pid)
+        assert not supervisor.process_alive(child.pid)
     finally:
         child.wait(timeout=10)
-    assert supervisor.proc_stat(child.pid) is None and not supervisor.alive(child.pid) and not supervisor.alive(None)
+    assert supervisor.proc_stat(child.pid) is None and not supervisor.process_alive(child.pid)
+    assert not supervisor.process_alive(None)

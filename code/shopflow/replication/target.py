@@ -185,7 +185,7 @@ class Replica:
                 cur.execute(statement, span)
                 return checksum_from_row(cur.fetchone())
 
-        spans = key_ranges(split, int(low), int(high), rows_per_range=1)
+        spans = key_ranges(split, int(low), int(high), rows_per_range=1)  # `split` spans, fewer if fewer keys
         with ThreadPoolExecutor(max_workers=len(spans), thread_name_prefix="replica-checksum") as pool:
             return sum(pool.map(hash_range, spans), EMPTY)
 

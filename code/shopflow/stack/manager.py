@@ -171,9 +171,9 @@ def stop_strays(pids: list[int], grace_s: float = 10.0) -> list[int]:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + grace_s
-    while any(supervisor.alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(supervisor.process_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    killed = [p for p in pids if supervisor.alive(p)]
+    killed = [p for p in pids if supervisor.process_alive(p)]
     for pid in killed:
         try:
             os.kill(pid, signal.SIGKILL)

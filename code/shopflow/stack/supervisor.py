@@ -29,7 +29,7 @@ def proc_stat(pid: int) -> list[str] | None:
         return None
 
 
-def alive(pid: int | None) -> bool:
+def process_alive(pid: int | None) -> bool:
     """A process that exists and is not a zombie."""
     fields = proc_stat(pid) if pid else None
     return fields is not None and fields[0] != "Z"
@@ -156,7 +156,7 @@ def shutdown(settings: Settings) -> None:
         daemon = None
     server.shutdown()
     deadline = time.monotonic() + 30  # supervisord removes its pid file before it has exited
-    while (pid_file.exists() or alive(daemon)) and time.monotonic() < deadline:
+    while (pid_file.exists() or process_alive(daemon)) and time.monotonic() < deadline:
         time.sleep(0.2)
 
 

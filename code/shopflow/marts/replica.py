@@ -3,6 +3,7 @@ lock so that all tables describe the same replication run."""
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -11,6 +12,7 @@ from pyspark.sql import DataFrame
 
 from postgresdb.models import TABLES_BY_NAME
 from shopflow.config import Settings
+from shopflow.db import mysql_connection
 from shopflow.quality.gate import expected_values
 from shopflow.quality.rules import Source
 
@@ -48,17 +50,20 @@ def replication_paused(cursor, settings: Settings) -> Iterator[None]:
         cursor.fetchall()
 
 
-def _read_table(spark, settings: Settings, cursor, table: str, columns: tuple[str, ...]) -> tuple[DataFrame, int]:
-    """(the table's columns, cached once an action runs; its row count now)."""
+def _read_table(spark, settings: Settings, table: str, columns: tuple[str, ...]) -> tuple[DataFrame, int]:
+    """(the table's columns, not cached yet; its row count now). On its own MySQL connection: the tables are set
+    up side by side (each JDBC schema lookup is a round trip from the driver JVM)."""
     key = TABLES_BY_NAME[table].primary_key
-    cursor.execute(f"SELECT COUNT(*), MIN(`{key}`), MAX(`{key}`) FROM `{table}`")
-    rows, low, high = cursor.fetchone()
+    with mysql_connection(settings) as conn:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT COUNT(*), MIN(`{key}`), MAX(`{key}`) FROM `{table}`")
+        rows, low, high = cursor.fetchone()
     reader = jdbc_options(spark.read.format("jdbc"), settings, READ_URL_OPTIONS).option(
         "dbtable", f"`{table}`").option("fetchsize", FETCH_SIZE)
     if rows:
         reader = (reader.option("partitionColumn", key).option("lowerBound", low).option("upperBound", high + 1)
                   .option("numPartitions", read_partitions(rows, spark.sparkContext.defaultParallelism)))
-    return reader.load().select(*columns).persist(StorageLevel.MEMORY_AND_DISK), rows
+    return reader.load().select(*columns), rows
 
 
 def read_replica(spark, settings: Settings, cursor, columns: Mapping[str, tuple[str, ...]],
@@ -68,9 +73,10 @@ def read_replica(spark, settings: Settings, cursor, columns: Mapping[str, tuple[
     frames: dict[str, DataFrame] = {}
     try:
         with replication_paused(cursor, settings):
-            counts = {}
-            for table, table_columns in columns.items():
-                frames[table], counts[table] = _read_table(spark, settings, cursor, table, table_columns)
+            with ThreadPoolExecutor(max_workers=max(1, len(columns))) as pool:
+                read = dict(zip(columns, pool.map(lambda item: _read_table(spark, settings, *item), columns.items())))
+            counts = {table: rows for table, (_, rows) in read.items()}
+            frames.update((table, frame.persist(StorageLevel.MEMORY_AND_DISK)) for table, (frame, _) in read.items())
             values = expected_values(frames, {*aggregates, *(row_count(t) for t in frames)})
         for table, rows in counts.items():
             if values[row_count(table)] != rows:

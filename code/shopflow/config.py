@@ -65,6 +65,9 @@ class Settings:
     SPARK_STREAMING_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:+UseSerialGC")
     # jobs whose JVMs map the class-data sharing archive the stack records (shopflow/stack/cds.py); empty = none
     SPARK_CDS_JOBS: str = v.setting(v.job_names, "build_marts")
+    # cores the marts job takes from the cluster (spark.cores.max): one executor JVM to warm instead of three was
+    # faster on 2 cores (README "Benchmark"), and it leaves room for the streaming job's two
+    SPARK_MARTS_CORES: int = v.setting(v.at_least_one, 1)
     POSTGRES_JDBC_JAR: str = v.setting(v.text, "/usr/share/java/postgresql.jar")
     MYSQL_JDBC_JAR: str = v.setting(v.text, "/usr/share/java/mariadb-java-client.jar")
     DATAGEN_SEED: int = v.setting(v.positive_int, 42)

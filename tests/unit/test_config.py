@@ -39,6 +39,7 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("DATAGEN_USERS", "-5", "DATAGEN_USERS='-5': must not be negative"),
     ("SPARK_WORKERS", "0", "SPARK_WORKERS='0': must be at least 1"),
     ("SPARK_WORKER_CORES", "0", "SPARK_WORKER_CORES='0': must be at least 1"),
+    ("SPARK_MARTS_CORES", "0", "SPARK_MARTS_CORES='0': must be at least 1"),
     ("KAFKA_TOPIC_PARTITIONS", "0", "KAFKA_TOPIC_PARTITIONS='0': must be at least 1"),
     ("AIRFLOW_PARALLELISM", "-2", "AIRFLOW_PARALLELISM='-2': must not be negative"),
     ("KAFKA_EVENT_INTERVAL_SECONDS", "0", "KAFKA_EVENT_INTERVAL_SECONDS='0': must be greater than 0"),

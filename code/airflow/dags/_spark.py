@@ -19,6 +19,7 @@ REPLICA_ASSET = Asset("mysql://mysql_db/replica")
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # Settings.SPARK_JAVA_OPTIONS's default
 STREAMING_JAVA_OPTIONS = "-XX:+UseSerialGC"  # Settings.SPARK_STREAMING_JAVA_OPTIONS's default
 CDS_JOBS = "build_marts"  # Settings.SPARK_CDS_JOBS's default
+MARTS_CORES = "1"  # Settings.SPARK_MARTS_CORES's default
 DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 

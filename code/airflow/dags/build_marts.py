@@ -4,7 +4,8 @@
 **When:** every time `replicate_postgres_to_mysql` updates the replica (Airflow 3 data-aware scheduling on the Asset
 `mysql://mysql_db/replica`), or when triggered by hand.
 
-**What:** one spark-submit of `code/shopflow/jobs/build_marts.py` on the standalone cluster. It reads the replica
+**What:** one spark-submit of `code/shopflow/jobs/build_marts.py` on the standalone cluster, with
+`SPARK_MARTS_CORES` of its cores (default 1: one executor JVM to warm was faster here than three). It reads the replica
 once (partitioned JDBC reads, cached), builds `mart_user_activity`, `mart_product_rating`,
 `mart_user_loyalty_points`, `mart_average_check` and `mart_weekly_activity` into `<mart>__staging` tables, runs each
 mart's quality rules there (results in `quality_results`, the run in `pipeline_runs`) and publishes all marts with
@@ -17,7 +18,7 @@ publishes a consistent set of marts built from the same replica state. Per-mart 
 """
 from __future__ import annotations
 
-from _spark import DEFAULT_ARGS, REPLICA_ASSET, START_DATE, spark_job
+from _spark import DEFAULT_ARGS, MARTS_CORES, REPLICA_ASSET, START_DATE, setting, spark_job
 from airflow.sdk import DAG, Asset
 
 MARTS = Asset("mysql://mysql_db/marts")
@@ -33,4 +34,5 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["shopflow", "marts", "spark", "mysql", "quality"],
 ):
-    spark_job("build_marts", "build_marts", application_args=["--run-id", "{{ run_id }}"], outlets=[MARTS])
+    spark_job("build_marts", "build_marts", application_args=["--run-id", "{{ run_id }}"], outlets=[MARTS],
+              cores=int(setting("SPARK_MARTS_CORES", MARTS_CORES)))

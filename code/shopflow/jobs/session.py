@@ -13,11 +13,12 @@ EXECUTOR_WAIT_S = 60.0
 
 
 def build_session(app_name: str, settings: Settings, master: str | None = None, warm_modules: tuple[str, ...] = (),
-                  streaming: bool = False):
+                  streaming: bool = False, cores: int | None = None):
     """Under spark-submit (the DAGs) master, jars and JVM flags come from its arguments; run directly, from Settings
     (`streaming`: SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS).
-    `warm_modules`: wait for the executors and import these in their Python workers before returning (see
-    `warm_up`), so a job's own clock does not include starting the cluster side of the session."""
+    `cores`: at most that many of the cluster's cores (`spark.cores.max`; under spark-submit too, since the context
+    starts here). `warm_modules`: wait for the executors and import these in their Python workers before returning
+    (see `warm_up`), so a job's own clock does not include starting the cluster side of the session."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
@@ -28,6 +29,8 @@ def build_session(app_name: str, settings: Settings, master: str | None = None, 
                    .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)
                    .config("spark.driver.extraJavaOptions", java).config("spark.executor.extraJavaOptions", java))
     builder = builder.config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "6")
+    if cores:
+        builder = builder.config("spark.cores.max", str(cores))
     if streaming:  # a micro-batch's cache lives for one batch: compressing its columns costs CPU and saves nothing
         builder = builder.config("spark.sql.inMemoryColumnarStorage.compressed", "false")
     session = builder.getOrCreate()
@@ -65,5 +68,7 @@ def warm_up(spark, settings: Settings, modules: tuple[str, ...]) -> float:
     workers = set(sc.parallelize(range(2 * slots), 2 * slots).map(lambda _: _import_all(modules)).collect())
     sc.setJobDescription(None)
     seconds = time.monotonic() - start
-    log.info("session warm-up: %d core(s), %d Python worker(s) ready in %.1f s", slots, len(workers), seconds)
+    # a standalone cluster's default parallelism is at least 2, whatever its cores: one core shows as 2
+    cores = min(slots, expected) if sc.master.startswith("spark://") else slots
+    log.info("session warm-up: %d core(s), %d Python worker(s) ready in %.1f s", cores, len(workers), seconds)
     return seconds

@@ -1,6 +1,7 @@
 """Connections to the two databases and schema application (the only DB plumbing shared by all modules)."""
 from __future__ import annotations
 
+import socket
 from contextlib import contextmanager
 
 import mysql.connector
@@ -34,7 +35,17 @@ def pg_connection(settings: Settings, autocommit: bool = False):
 def mysql_connection(settings: Settings, autocommit: bool = False, **overrides):
     args = settings.mysql_connect_args() | overrides
     conn = mysql.connector.connect(**args, autocommit=autocommit, time_zone="+00:00")
+    tcp_no_delay(conn)
     return _transaction(conn, autocommit)
+
+
+def tcp_no_delay(conn) -> None:
+    """TCP_NODELAY on a MySQL connection's TCP socket, as libmysqlclient and libpq set it; the pure-Python connector
+    does not. Without it, LOAD DATA LOCAL (its rows, then an empty packet to end them: two small writes) waited for
+    the server's delayed ACK, ~40 ms, on every load of a few rows: 12 or 1,000 rows took 42 ms instead of 0.5-2 ms."""
+    sock = getattr(getattr(conn, "_socket", None), "sock", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def apply_postgres_schema(settings: Settings) -> None:

@@ -65,7 +65,10 @@ def _load_data_partition(connect_args: dict, table: str):
                 f.write("\t".join("\\N" if v is None else str(v) for v in row) + "\n")
         try:
             import mysql.connector
+
+            from shopflow.db import tcp_no_delay
             conn = mysql.connector.connect(**connect_args, allow_local_infile=True)
+            tcp_no_delay(conn)
             conn.cursor().execute(f"LOAD DATA LOCAL INFILE '{f.name}' INTO TABLE `{table}` CHARACTER SET utf8mb4")
             conn.commit()
             conn.close()

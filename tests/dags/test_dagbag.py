@@ -61,6 +61,14 @@ def test_spark_tasks_run_with_the_settings_jvm_options(dagbag):
         assert task.conf["spark.executor.extraJavaOptions"].split() == expected.split(), task.task_id
 
 
+
+def test_the_marts_task_takes_the_settings_cores(dagbag):
+    from shopflow.config import get_settings
+
+    task = dagbag.dags["build_marts"].get_task("build_marts")
+    assert task.conf["spark.cores.max"] == str(get_settings().SPARK_MARTS_CORES)
+
+
 def test_dag_fallback_jvm_options_equal_the_settings_default():
     """DAG files cannot import Settings; their fallback for an unset SPARK_JAVA_OPTIONS must not drift from it."""
     import dataclasses

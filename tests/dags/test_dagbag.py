@@ -61,7 +61,6 @@ def test_spark_tasks_run_with_the_settings_jvm_options(dagbag):
         assert task.conf["spark.executor.extraJavaOptions"].split() == expected.split(), task.task_id
 
 
-
 def test_the_marts_task_takes_the_settings_cores(dagbag):
     from shopflow.config import get_settings
 

@@ -1,17 +1,21 @@
-"""The copy path and the two reconcile modes against real Postgres and MariaDB: awkward text through CSV, a failed
-first load leaving no orphans, changed-rows verification carrying the whole-table checksum, and what it catches."""
+"""The copy path and the two reconcile modes against real Postgres and MariaDB: awkward text through CSV, a copy
+task's ranges on one connection pair, a failed first load leaving no orphans, changed-rows verification carrying the whole-table checksum, and what it catches."""
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 from replication_support import (assert_replica_equals_source, pg, replica_query, replica_rows,  # noqa: F401
-                                 scratch, seed, written)
+                                 scratch, seed, source_rows, written)
 
 from postgresdb.models import TABLES, TABLES_BY_NAME
 from shopflow import db
 from shopflow.replication import ReplicationError, replicate
 from shopflow.replication.checksum import checksum_from_row, mysql_checksum_sql, postgres_checksum_sql
+from shopflow.replication.copy_load import KeyRange, copy_ranges
+from shopflow.replication.plan import plan_table
+from shopflow.replication.source import open_snapshot
+from shopflow.replication.target import Replica
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +135,25 @@ def test_a_checksum_split_into_key_ranges_equals_the_whole_one(spark, scratch):
         with db.mysql_connection(scratch, autocommit=True) as other:
             other.cursor().execute("DELETE FROM loyalty_points")
         assert replica.checksum(TABLES_BY_NAME["loyalty_points"], 3) == EMPTY
+
+
+def test_one_task_copies_its_ranges_on_one_connection_pair_checking_keys_per_range(scratch):
+    """A copy task's ranges share one snapshot transaction and one MySQL session: a direct range loads without FK
+    checks, and the next, staged range gets them back (here it loads into a target table to show it)."""
+    seed(scratch)
+    with db.mysql_connection(scratch) as conn:
+        Replica(scratch, conn).ensure_tables()
+
+    def into(name: str, direct: bool) -> KeyRange:
+        plan = plan_table(TABLES_BY_NAME[name], None, 1, 100, False)
+        return KeyRange(plan, 1, 100, name, direct, 3)
+
+    with open_snapshot(scratch) as snapshot:
+        pg(scratch, "DELETE FROM {s}.order_details", "DELETE FROM {s}.reviews")  # after the snapshot: still copied
+        # orders without their users: only a load without FK checks takes them; reviews need users and products too
+        results = copy_ranges(scratch, snapshot.snapshot_id, [into("orders", True), into("reviews", False)])
+    orders, reviews = results
+    assert (orders.table, orders.copied, orders.loaded, orders.clean) == ("orders", 2, 2, True)
+    assert (reviews.table, reviews.copied) == ("reviews", 3) and reviews.loaded == 0 and not reviews.clean
+    assert "foreign key constraint fails" in " ".join(reviews.sample)
+    assert replica_rows(scratch, TABLES_BY_NAME["orders"]) == source_rows(scratch, TABLES_BY_NAME["orders"])

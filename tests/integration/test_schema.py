@@ -4,6 +4,7 @@ import socket
 import uuid
 
 from mysql.connector import errors as mysql_errors
+from mysql.connector.constants import ClientFlag
 import psycopg2
 import pytest
 
@@ -109,11 +110,13 @@ def test_mysql_ddl_applies_twice_and_keeps_utf8mb4_and_case(mysql):
 
 
 def test_mysql_connections_do_not_hold_back_small_writes(mysql, tmp_path):
-    """TCP_NODELAY: a LOAD DATA LOCAL of a few rows otherwise waits ~40 ms for the server's delayed ACK."""
+    """TCP_NODELAY: a LOAD DATA LOCAL of a few rows otherwise waits ~40 ms for the server's delayed ACK. No connection
+    attributes (the connector runs `lsb_release` for them in each new process), local files still allowed."""
     rows = tmp_path / "rows.csv"
     rows.write_text("1,a\n2,b\n", encoding="utf-8")
     with db.mysql_connection(mysql, autocommit=True, allow_local_infile=True) as conn:
         assert conn._socket.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert not conn.client_flags & ClientFlag.CONNECT_ARGS and conn.client_flags & ClientFlag.LOCAL_FILES
         cur = conn.cursor()
         cur.execute("CREATE TEMPORARY TABLE small_load (k INT PRIMARY KEY, v VARCHAR(5))")
         cur.execute(f"LOAD DATA LOCAL INFILE '{rows}' INTO TABLE small_load FIELDS TERMINATED BY ','")

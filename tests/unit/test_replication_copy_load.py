@@ -55,16 +55,17 @@ def test_a_direct_load_is_one_range_and_a_staged_one_is_split():
     assert not any(r.direct for r in staged)
 
 
-def test_small_ranges_share_at_most_one_task_per_core_and_big_ones_stay_alone():
+def test_small_ranges_share_as_few_tasks_as_their_rows_need_and_big_ones_stay_alone():
     plan = plan_table(ORDERS, None, 1, 100, False)
     big = plan_ranges(plan, 600_000, 1, 600_000, "stage_orders", False)  # 3 ranges of 200k rows
     small = [r for rows in (9_908, 1_800, 1_800, 1_200, 480, 300, 12)
-             for r in plan_ranges(plan, rows, 1, rows, "orders", True)]
+             for r in plan_ranges(plan, rows, 1, rows, "orders", True)]  # an incremental run's 1 %: 15,500 rows
     tasks = tasks_of(big + small, slots=3, shared_below=20_000)
     assert [len(t) for t in tasks[:3]] == [1, 1, 1] and all(t[0].rows == 200_000 for t in tasks[:3])
-    shared = tasks[3:]
-    assert len(shared) == 3
-    assert sorted(r.rows for t in shared for r in t) == sorted(r.rows for r in small)  # each range exactly once
-    assert sorted(sum(r.rows for r in t) for t in shared) == [2_592, 3_000, 9_908]  # biggest first, to the lightest
+    assert [sorted(r.rows for r in t) for t in tasks[3:]] == [sorted(r.rows for r in small)]  # one task, each once
+    tasks = tasks_of(small, slots=3, shared_below=10_000)  # 15,500 rows: 2 tasks of about 10,000
+    assert sorted(r.rows for t in tasks for r in t) == sorted(r.rows for r in small)
+    assert sorted(sum(r.rows for r in t) for t in tasks) == [5_592, 9_908]  # biggest first, to the lightest
+    assert tasks_of(small, slots=1, shared_below=10_000) == [small]  # never more shared tasks than slots
     assert tasks_of(small, slots=0) == [small]
     assert tasks_of([], slots=3) == []

@@ -1,8 +1,9 @@
 """The fast write path: Spark tasks that pipe Postgres `COPY … TO STDOUT` into MySQL `LOAD DATA LOCAL INFILE`.
 
-Each task copies one key range of one table, inside the run's exported snapshot, through a FIFO (no file on disk,
-no row passes through Python objects) into the staging table, or straight into an empty target table on a full
-load. All ranges of all tables are one Spark job, so the 3 executors stay busy and no table waits for another.
+Each task copies its key ranges (one big range, or several small ones) one after the other, inside the run's
+exported snapshot on one Postgres connection, through a FIFO (no file on disk, no row passes through Python objects)
+into the staging table, or straight into an empty target table on a full load, on one MySQL connection. All ranges
+of all tables are one Spark job, so the 3 executors stay busy and no table waits for another.
 
 CSV on both sides (PG `FORMAT csv, NULL 'NULL'`; MySQL `ENCLOSED BY '"' ESCAPED BY ''`): no backslash escapes, whose
 sets differ between the two servers (PG text COPY writes `\\f`, which LOAD DATA reads as `f`). A NULL is the bare
@@ -13,6 +14,7 @@ proves what was stored either way.
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import threading
@@ -27,7 +29,8 @@ from .transform import replicated_columns
 
 COPY_CHUNK = 1 << 20
 WARNING_SAMPLE = 3
-# Ranges of fewer rows share tasks (at most one per core): a tiny range costs more in task start than in copying.
+# Ranges of fewer rows share tasks (about this many rows per task, at most one task per core): a tiny range costs
+# more in task start than in copying.
 SHARED_TASK_ROWS = 20_000
 
 
@@ -75,15 +78,13 @@ def load_sql(table: Table, into: str, fifo: str) -> str:
             f"({columns})")
 
 
-def _copy_into(settings: Settings, snapshot_id: str, sql: str, fifo: str, outcome: dict) -> None:
+def _copy_into(cursor, sql: str, fifo: str, outcome: dict) -> None:
     """Opens the FIFO first, so the loading side never waits for a writer that failed: an error closes the pipe
     early (LOAD DATA sees the end of its input) and is re-raised by the loading side."""
     try:
-        with open(fifo, "w", encoding="utf-8") as out, pg_connection(settings) as conn, conn.cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_id,))
-            cur.copy_expert(sql, out, size=COPY_CHUNK)
-            outcome["rows"] = cur.rowcount
+        with open(fifo, "w", encoding="utf-8") as out:
+            cursor.copy_expert(sql, out, size=COPY_CHUNK)
+            outcome["rows"] = cursor.rowcount
     except BaseException as error:
         outcome["error"] = error
 
@@ -98,34 +99,47 @@ def _release(fifo: str, writer: threading.Thread) -> None:
         writer.join(timeout=30)
 
 
-def copy_range(settings: Settings, snapshot_id: str, key_range: KeyRange) -> RangeResult:
-    """Runs on an executor: one range from the snapshot into MySQL; returns what each side counted."""
+def _copy_range(schema: str, source, target, key_range: KeyRange, fifo: str) -> RangeResult:
+    """One range: `source` (a cursor in the run's snapshot) writes it into a FIFO that `target` loads."""
     table, outcome = key_range.plan.table, {}
-    sql = copy_sql(key_range.plan, settings.POSTGRES_SCHEMA, key_range.low, key_range.high)
-    with tempfile.TemporaryDirectory(prefix="shopflow-copy-") as workdir, \
-            mysql_connection(settings, autocommit=True, allow_local_infile=True) as conn:
-        fifo = os.path.join(workdir, "rows.csv")
-        os.mkfifo(fifo)
-        cur = conn.cursor()
-        if key_range.direct:  # InnoDB's bulk insert into an empty table (see the module docstring)
-            cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
-        writer = threading.Thread(target=_copy_into, args=(settings, snapshot_id, sql, fifo, outcome), daemon=True)
-        writer.start()
-        try:
-            cur.execute(load_sql(table, key_range.into, fifo))
-            loaded = cur.rowcount
-        finally:
-            _release(fifo, writer)
-        writer.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        cur.execute("SHOW COUNT(*) WARNINGS")
-        warnings = int(cur.fetchone()[0])
-        sample = ()
-        if warnings:
-            cur.execute(f"SHOW WARNINGS LIMIT {WARNING_SAMPLE}")
-            sample = tuple(f"{level} {code}: {message}" for level, code, message in cur.fetchall())
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=_copy_into, daemon=True,
+                              args=(source, copy_sql(key_range.plan, schema, key_range.low, key_range.high), fifo,
+                                    outcome))
+    writer.start()
+    try:
+        target.execute(load_sql(table, key_range.into, fifo))
+        loaded = target.rowcount
+    finally:
+        _release(fifo, writer)
+    writer.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    target.execute("SHOW COUNT(*) WARNINGS")
+    warnings = int(target.fetchone()[0])
+    sample = ()
+    if warnings:
+        target.execute(f"SHOW WARNINGS LIMIT {WARNING_SAMPLE}")
+        sample = tuple(f"{level} {code}: {message}" for level, code, message in target.fetchall())
     return RangeResult(table.name, int(outcome["rows"]), loaded, warnings, sample)
+
+
+def copy_ranges(settings: Settings, snapshot_id: str, ranges: list[KeyRange]) -> list[RangeResult]:
+    """Runs on an executor: its ranges one after the other, from one Postgres transaction in the run's snapshot into
+    one MySQL connection; returns what each side counted per range."""
+    with tempfile.TemporaryDirectory(prefix="shopflow-copy-") as workdir, \
+            pg_connection(settings) as pg, pg.cursor() as source, \
+            mysql_connection(settings, autocommit=True, allow_local_infile=True) as conn:
+        source.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        source.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_id,))
+        target, checked, results = conn.cursor(), True, []
+        for number, key_range in enumerate(ranges):
+            if key_range.direct == checked:  # InnoDB's bulk insert into an empty table (see the module docstring)
+                checked = not key_range.direct
+                target.execute(f"SET SESSION foreign_key_checks = {int(checked)}, unique_checks = {int(checked)}")
+            results.append(_copy_range(settings.POSTGRES_SCHEMA, source, target, key_range,
+                                       os.path.join(workdir, f"range-{number}.csv")))
+        return results
 
 
 def plan_ranges(plan: TablePlan, rows: int, low: int, high: int, into: str, direct: bool) -> list[KeyRange]:
@@ -136,13 +150,16 @@ def plan_ranges(plan: TablePlan, rows: int, low: int, high: int, into: str, dire
 
 
 def tasks_of(ranges: list[KeyRange], slots: int, shared_below: int = SHARED_TASK_ROWS) -> list[list[KeyRange]]:
-    """Biggest first: a range of `shared_below` rows or more is a task of its own; the smaller ones are dealt out,
-    biggest first, to at most `slots` shared tasks, each to the one holding the fewest rows so far."""
+    """Biggest first: a range of `shared_below` rows or more is a task of its own; the smaller ones share tasks, as
+    few as hold about `shared_below` rows each but at most `slots`, dealt out biggest first, each range to the task
+    holding the fewest rows so far."""
     ordered = sorted(ranges, key=lambda r: r.rows, reverse=True)
     own = [[r] for r in ordered if r.rows >= shared_below]
+    small = [r for r in ordered if r.rows < shared_below]
+    count = max(1, min(slots, math.ceil(sum(r.rows for r in small) / shared_below)))
     shared: list[list[KeyRange]] = []
-    for key_range in (r for r in ordered if r.rows < shared_below):
-        if len(shared) < max(1, slots):
+    for key_range in small:
+        if len(shared) < count:
             shared.append([key_range])
         else:
             min(shared, key=lambda task: sum(r.rows for r in task)).append(key_range)
@@ -157,4 +174,4 @@ def load_ranges(spark, settings: Settings, snapshot_id: str, ranges: list[KeyRan
     spark.sparkContext.setJobDescription(f"replication: COPY -> LOAD DATA, {len(ranges)} key ranges in "
                                          f"{len(tasks)} tasks")
     return (spark.sparkContext.parallelize(tasks, len(tasks))
-            .flatMap(lambda task: [copy_range(settings, snapshot_id, key_range) for key_range in task]).collect())
+            .flatMap(lambda task: copy_ranges(settings, snapshot_id, task)).collect())

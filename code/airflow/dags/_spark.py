@@ -19,7 +19,9 @@ REPLICA_ASSET = Asset("mysql://mysql_db/replica")
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # Settings.SPARK_JAVA_OPTIONS's default
 STREAMING_JAVA_OPTIONS = "-XX:+UseSerialGC"  # Settings.SPARK_STREAMING_JAVA_OPTIONS's default
 CDS_JOBS = "build_marts"  # Settings.SPARK_CDS_JOBS's default
-MARTS_CORES = "1"  # Settings.SPARK_MARTS_CORES's default
+MARTS_CORES = "2"  # Settings.SPARK_MARTS_CORES's default
+WORKERS = "3"  # Settings.SPARK_WORKERS's default
+WORKER_CORES = "2"  # Settings.SPARK_WORKER_CORES's default
 DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 
@@ -28,15 +30,17 @@ def setting(key: str, default: str) -> str:
 
 
 def spark_job(task_id: str, job: str, application_args: list[str] | None = None, cores: int | None = None,
-              streaming: bool = False, **kwargs) -> SparkSubmitOperator:
+              executor_cores: int = 1, streaming: bool = False, **kwargs) -> SparkSubmitOperator:
     """A client-mode spark-submit of code/shopflow/jobs/<job>.py on the cluster behind `spark_default`.
 
-    `cores` caps the job's share of the cluster (default: all of it), so a long job leaves room for the others.
+    Executors of `executor_cores` cores (default one), `cores` in all (default one per worker), so a long job leaves
+    the workers' other task slots to the others.
     `streaming`: the JVM flags of SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS.
     """
     jars = ",".join([setting("POSTGRES_JDBC_JAR", "/usr/share/java/postgresql.jar"),
                      setting("MYSQL_JDBC_JAR", "/usr/share/java/mariadb-java-client.jar")])
-    all_cores = int(setting("SPARK_WORKERS", "3")) * int(setting("SPARK_WORKER_CORES", "1"))
+    workers = int(setting("SPARK_WORKERS", WORKERS))
+    all_cores = workers * int(setting("SPARK_WORKER_CORES", WORKER_CORES))
     # JDBC DATETIME reads use the JVM zone: pin it, whatever the host's; then SPARK_(STREAMING_)JAVA_OPTIONS (.env)
     flags = (setting("SPARK_STREAMING_JAVA_OPTIONS", STREAMING_JAVA_OPTIONS) if streaming
              else setting("SPARK_JAVA_OPTIONS", JAVA_OPTIONS))
@@ -45,9 +49,9 @@ def spark_job(task_id: str, job: str, application_args: list[str] | None = None,
     cds_jobs = [name.strip() for name in setting("SPARK_CDS_JOBS", CDS_JOBS).split(",")]
     if archive and job in cds_jobs and os.path.isfile(archive):
         java += f" -XX:SharedArchiveFile={archive}"
-    conf = {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": "1",
+    conf = {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": str(executor_cores),
             "spark.executor.memory": setting("SPARK_EXECUTOR_MEMORY", "1g"),
-            "spark.cores.max": str(min(cores or all_cores, all_cores)),
+            "spark.cores.max": str(min(cores or workers, all_cores)),
             "spark.driver.extraJavaOptions": java, "spark.executor.extraJavaOptions": java}
     return SparkSubmitOperator(
         task_id=task_id, application=str(JOBS_DIR / f"{job}.py"), conn_id="spark_default", name=f"shopflow-{job}",

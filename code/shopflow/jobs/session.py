@@ -13,12 +13,13 @@ EXECUTOR_WAIT_S = 60.0
 
 
 def build_session(app_name: str, settings: Settings, master: str | None = None, warm_modules: tuple[str, ...] = (),
-                  streaming: bool = False, cores: int | None = None):
-    """Under spark-submit (the DAGs) master, jars and JVM flags come from its arguments; run directly, from Settings
-    (`streaming`: SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS).
-    `cores`: at most that many of the cluster's cores (`spark.cores.max`; under spark-submit too, since the context
-    starts here). `warm_modules`: wait for the executors and import these in their Python workers before returning
-    (see `warm_up`), so a job's own clock does not include starting the cluster side of the session."""
+                  streaming: bool = False, cores: int | None = None, executor_cores: int | None = None):
+    """Under spark-submit (the DAGs) master, jars, JVM flags and executor sizes come from its arguments; run
+    directly, from Settings (`streaming`: SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS), with
+    single-core executors, one per worker. `cores` / `executor_cores`: the job's own `spark.cores.max` /
+    `spark.executor.cores`, under spark-submit too (the context starts here). `warm_modules`: wait for the executors
+    and import these in their Python workers before returning (see `warm_up`), so a job's own clock does not include
+    starting the cluster side of the session."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
@@ -27,10 +28,13 @@ def build_session(app_name: str, settings: Settings, master: str | None = None, 
         builder = (builder.master(master or settings.SPARK_MASTER_URL)
                    .config("spark.jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")
                    .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)
-                   .config("spark.driver.extraJavaOptions", java).config("spark.executor.extraJavaOptions", java))
+                   .config("spark.driver.extraJavaOptions", java).config("spark.executor.extraJavaOptions", java)
+                   .config("spark.executor.cores", "1").config("spark.cores.max", str(settings.SPARK_WORKERS)))
     builder = builder.config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "6")
     if cores:
         builder = builder.config("spark.cores.max", str(cores))
+    if executor_cores:
+        builder = builder.config("spark.executor.cores", str(executor_cores))
     if streaming:  # a micro-batch's cache lives for one batch: compressing its columns costs CPU and saves nothing
         builder = builder.config("spark.sql.inMemoryColumnarStorage.compressed", "false")
     session = builder.getOrCreate()

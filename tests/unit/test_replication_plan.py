@@ -65,6 +65,14 @@ def test_changed_rows_compares_text_as_bytes_and_everything_null_safe():
     assert "t.`registration_date` <=> s.`registration_date`" in sql
 
 
+def test_the_stage_comparison_hashes_the_target_side_of_the_join_in_the_same_pass():
+    plain, hashed = mysql_sql.changed_rows_sql(USERS), mysql_sql.changed_rows_sql(USERS, with_checksum=True)
+    assert plain.count("SELECT") == hashed.count("SELECT") == 1
+    assert plain.split(" FROM ")[-1] == hashed.split(" FROM ")[-1]  # the same join
+    assert "CONCAT(CHAR_LENGTH(t.`first_name`), ':', CAST(t.`first_name` AS BINARY))" in hashed
+    assert "s.`" not in hashed.split("MD5(")[1].split(" FROM ")[0]  # only target columns: the versions before
+
+
 def test_checksum_sql_uses_the_same_canonical_form_on_both_sides():
     pg, my = postgres_checksum_sql(ORDERS, "source"), mysql_checksum_sql(ORDERS)
     assert "to_char(order_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')" in pg

@@ -75,8 +75,8 @@ def _merge_stage(source: SourceSnapshot, replica: Replica, result: TableResult) 
     staged = replica.stage_rows(table)
     if staged != result.rows_read:
         raise ReplicationError(f"{table.name}: staged {staged} rows of {result.rows_read} read")
-    reconcile.before_changes(source, replica, result)
-    counts = replica.upsert(table, staged)
+    compared = reconcile.before_changes(source, replica, result)
+    counts = replica.upsert(table, staged, compared)
     result.inserted, result.updated, result.unchanged = counts.inserted, counts.updated, counts.unchanged
     result.deleted, result.moved = counts.deleted, counts.moved
 

@@ -15,7 +15,7 @@ from .checksum import EMPTY, Checksum
 from .plan import FULL
 from .results import ReplicationError, TableResult, utc_now
 from .source import SourceSnapshot
-from .target import Replica
+from .target import Replica, StageComparison
 
 # Connections hashing the big direct load's replica side (the server runs a query on one thread; measured on 2 cores,
 # 990,870 rows: 2.0-2.4 s as one query, 1.5-1.6 s as 2 or 3 ranges at once; in full runs, copy done to run end
@@ -31,15 +31,18 @@ def _at_once(on_source: Callable, on_replica: Callable) -> tuple:
         return source_side.result(), replica_side
 
 
-def before_changes(source: SourceSnapshot, replica: Replica, result: TableResult) -> None:
+def before_changes(source: SourceSnapshot, replica: Replica, result: TableResult) -> StageComparison | None:
     """Hashes the target's current versions of every key this run will touch (staged keys, keys to delete); runs
-    before the merge, since the merge may delete rows holding a unique value that a staged row takes."""
+    before the merge, since the merge may delete rows holding a unique value that a staged row takes. Returns the
+    stage's comparison with the target when it took one (the merge's counts come with it)."""
     if result.verify_all or result.before is not None:
-        return
+        return None
     table = result.plan.table
     result.deleted_keys = source.deleted_keys(result.plan)
-    staged = replica.staged_keys_checksum(table) if result.rows_read else EMPTY
+    compared = replica.compare_stage(table) if result.rows_read else None
+    staged = compared.before if compared else EMPTY
     result.before = staged + replica.keys_checksum(table, result.deleted_keys)
+    return compared
 
 
 def _fail(replica: Replica, result: TableResult, difference: str) -> None:

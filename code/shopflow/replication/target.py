@@ -42,6 +42,13 @@ class UpsertCounts:
     moved: int  # staged rows taken out of a unique value's way, then re-inserted by the upsert
 
 
+@dataclass(frozen=True)
+class StageComparison:
+    existing: int  # staged keys already in the target
+    changed: int  # of which differ in some column
+    before: Checksum  # of the target's current versions of the staged keys
+
+
 def replication_lock_name(settings: Settings) -> str:
     """The MySQL user lock a replication run holds throughout; the marts job takes it to read a settled replica."""
     return f"shopflow.replication.{settings.MYSQL_DATABASE}"
@@ -138,11 +145,21 @@ class Replica:
             if unchecked:
                 self.cur.execute("SET SESSION foreign_key_checks = 1")
 
-    def upsert(self, table: Table, staged: int) -> UpsertCounts:
-        """Staging -> target in one transaction, committed here. The stored whole-table checksum is dropped in the
-        same transaction: until this run's reconcile stores a new one, the table no longer matches it (a run
-        killed in between makes the next run hash whole tables)."""
-        existing, changed = (int(v) for v in self._one(sql.changed_rows_sql(table)))
+    def compare_stage(self, table: Table) -> StageComparison:
+        """Before the merge, one pass over stage ⋈ target: the staged keys already in the target, how many of them
+        differ, and the checksum of their current versions."""
+        existing, changed, hash_sum = (int(v) for v in self._one(sql.changed_rows_sql(table, with_checksum=True)))
+        return StageComparison(existing, changed, Checksum(existing, hash_sum))
+
+    def upsert(self, table: Table, staged: int, compared: StageComparison | None = None) -> UpsertCounts:
+        """Staging -> target in one transaction, committed here (`compared`: `compare_stage` of the same stage,
+        if taken). The stored whole-table checksum is dropped in the same transaction: until this run's reconcile
+        stores a new one, the table no longer matches it (a run killed in between makes the next run hash whole
+        tables)."""
+        if compared is None:
+            existing, changed = (int(v) for v in self._one(sql.changed_rows_sql(table)))
+        else:
+            existing, changed = compared.existing, compared.changed
         deleted = moved = 0
         for gone, holders in sql.unique_conflicts_sql(table):
             with self._foreign_keys_unchecked():

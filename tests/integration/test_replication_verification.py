@@ -1,5 +1,6 @@
 """The copy path and the two reconcile modes against real Postgres and MariaDB: awkward text through CSV, a copy
-task's ranges on one connection pair, a failed first load leaving no orphans, changed-rows verification carrying the whole-table checksum, and what it catches."""
+task's ranges on one connection pair, a failed first load leaving no orphans, changed-rows verification carrying the
+whole-table checksum, and what it catches."""
 from __future__ import annotations
 
 import dataclasses

@@ -4,8 +4,8 @@
 **When:** every time `replicate_postgres_to_mysql` updates the replica (Airflow 3 data-aware scheduling on the Asset
 `mysql://mysql_db/replica`), or when triggered by hand.
 
-**What:** one spark-submit of `code/shopflow/jobs/build_marts.py` on the standalone cluster, with
-one executor of `SPARK_MARTS_CORES` cores (default 2: one JVM to warm, two task slots, was fastest here). It reads the replica
+**What:** one spark-submit of `code/shopflow/jobs/build_marts.py` on the standalone cluster, in one executor of
+`SPARK_MARTS_CORES` cores (default 2: one JVM to warm, two task slots, was fastest here). It reads the replica
 once (partitioned JDBC reads, cached), builds `mart_user_activity`, `mart_product_rating`,
 `mart_user_loyalty_points`, `mart_average_check` and `mart_weekly_activity` into `<mart>__staging` tables, runs each
 mart's quality rules there (results in `quality_results`, the run in `pipeline_runs`) and publishes all marts with

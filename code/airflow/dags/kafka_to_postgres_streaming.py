@@ -21,5 +21,5 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["shopflow", "streaming", "spark", "kafka", "postgres"],
 ):
-    # Two of the three cores: a replication or marts run started meanwhile still gets an executor.
+    # Two single-core executors: a replication or marts run started meanwhile still finds free task slots.
     spark_job("stream_users", "stream_users", cores=2, streaming=True)

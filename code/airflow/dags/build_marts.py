@@ -34,6 +34,6 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["shopflow", "marts", "spark", "mysql", "quality"],
 ):
+    marts_cores = int(setting("SPARK_MARTS_CORES", MARTS_CORES))  # one executor of that many cores
     spark_job("build_marts", "build_marts", application_args=["--run-id", "{{ run_id }}"], outlets=[MARTS],
-              cores=int(setting("SPARK_MARTS_CORES", MARTS_CORES)),
-              executor_cores=int(setting("SPARK_MARTS_CORES", MARTS_CORES)))
+              cores=marts_cores, executor_cores=marts_cores)

@@ -51,6 +51,8 @@ class Settings:
     REPLICATION_SCHEDULE: str = v.setting(v.text, "*/15 * * * *")
     REPLICATION_WRITE_PATH: str = v.setting(v.write_path, "copy")
     REPLICATION_VERIFY_ALL_HOURS: float = v.setting(v.non_negative_float, 24.0)
+    # Postgres parallel workers per query of the run's snapshot connection (counts, checksums); 0 = none
+    REPLICATION_SOURCE_PARALLEL_WORKERS: int = v.setting(v.positive_int, 0)
     STREAMING_SCHEDULE: str = v.setting(v.text, "*/5 * * * *")
     SPARK_MASTER_URL: str = v.setting(v.spark_master, "spark://127.0.0.1:7077")
     SPARK_MASTER_UI_PORT: int = v.setting(v.port, 8081)

@@ -158,3 +158,11 @@ def test_one_task_copies_its_ranges_on_one_connection_pair_checking_keys_per_ran
     assert (reviews.table, reviews.copied) == ("reviews", 3) and reviews.loaded == 0 and not reviews.clean
     assert "foreign key constraint fails" in " ".join(reviews.sample)
     assert replica_rows(scratch, TABLES_BY_NAME["orders"]) == source_rows(scratch, TABLES_BY_NAME["orders"])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_snapshot_queries_use_the_configured_parallel_workers(scratch, workers):
+    """REPLICATION_SOURCE_PARALLEL_WORKERS reaches the snapshot connection that runs the counts and checksums."""
+    settings = dataclasses.replace(scratch, REPLICATION_SOURCE_PARALLEL_WORKERS=workers)
+    with open_snapshot(settings) as snapshot:
+        assert snapshot._one("SHOW max_parallel_workers_per_gather") == (str(workers),)

@@ -51,6 +51,7 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("REPLICATION_WRITE_PATH", "bulk", "REPLICATION_WRITE_PATH='bulk': expected copy"),
     ("REPLICATION_VERIFY_ALL_HOURS", "-1", "REPLICATION_VERIFY_ALL_HOURS='-1': must not be negative"),
     ("REPLICATION_VERIFY_ALL_HOURS", "daily", "REPLICATION_VERIFY_ALL_HOURS='daily': expected a number"),
+    ("REPLICATION_SOURCE_PARALLEL_WORKERS", "-1", "REPLICATION_SOURCE_PARALLEL_WORKERS='-1': must not be negative"),
     ("SPARK_JAVA_OPTIONS", "-XX:+UseSerialGC Xmx2g", "SPARK_JAVA_OPTIONS='-XX:+UseSerialGC Xmx2g': expected JVM "
                                                      "options starting with '-', got 'Xmx2g'"),
 ])

@@ -100,6 +100,9 @@ def open_snapshot(settings: Settings) -> Iterator[SourceSnapshot]:
             cur.execute("SHOW server_encoding")
             if cur.fetchone()[0] != "UTF8":
                 raise RuntimeError("the source database must be UTF8 (checksums hash UTF-8 bytes)")
+            # the run's counts and checksums: parallel workers cost more CPU than they saved on 2 cores shared
+            # with the load (README "Settings")
+            cur.execute("SET max_parallel_workers_per_gather = %s", (settings.REPLICATION_SOURCE_PARALLEL_WORKERS,))
             cur.execute("SELECT pg_export_snapshot(), pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
                         "pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
             yield SourceSnapshot(settings, cur, *cur.fetchone())

@@ -3,6 +3,7 @@ variables, as the DAG's task runs it: exit 0 and marts equal to plain SQL; then 
 published marts unchanged."""
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -38,6 +39,9 @@ def test_spark_submit_on_the_cluster_publishes_then_a_failing_gate_exits_1(spark
         result, seconds = spark_submit(replica, "e2e-ok")
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         print(f"build_marts on the cluster: {seconds:.1f} s wall")
+        # no Python runs on its executors, so its warm-up starts no Python worker (session.warm_up)
+        warm_up = re.search(r"session warm-up: \d+ core\(s\), (\d+) Python worker\(s\)", result.stdout)
+        assert warm_up and warm_up.group(1) == "0", result.stdout[-3000:]
         with db.mysql_connection(replica) as conn:
             assert all(differences(conn.cursor(), m)[1] == [] for m in all_marts())
         [(status, detail)] = execute(replica, "SELECT status, detail FROM pipeline_runs WHERE table_name IS NULL")

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    spark = build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.marts.registry",),
+    spark = build_session(f"shopflow-{JOB}", settings, warm_modules=(),
                           cores=settings.SPARK_MARTS_CORES, executor_cores=settings.SPARK_MARTS_CORES)
     try:
         build_marts(spark, settings, run_id=args.run_id)

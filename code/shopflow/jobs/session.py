@@ -12,14 +12,16 @@ log = logging.getLogger("shopflow.session")
 EXECUTOR_WAIT_S = 60.0
 
 
-def build_session(app_name: str, settings: Settings, master: str | None = None, warm_modules: tuple[str, ...] = (),
+def build_session(app_name: str, settings: Settings, master: str | None = None,
+                  warm_modules: tuple[str, ...] | None = None,
                   streaming: bool = False, cores: int | None = None, executor_cores: int | None = None):
     """Under spark-submit (the DAGs) master, jars, JVM flags and executor sizes come from its arguments; run
     directly, from Settings (`streaming`: SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS), with
     single-core executors, one per worker. `cores` / `executor_cores`: the job's own `spark.cores.max` /
     `spark.executor.cores`, under spark-submit too (the context starts here). `warm_modules`: wait for the executors
-    and import these in their Python workers before returning (see `warm_up`), so a job's own clock does not include
-    starting the cluster side of the session."""
+    and import these in their Python workers before returning (see `warm_up`; `()` for a job without Python on its
+    executors: no Python worker is started), so a job's own clock does not include starting the cluster side of the
+    session; None: no warm-up."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
@@ -39,7 +41,7 @@ def build_session(app_name: str, settings: Settings, master: str | None = None, 
         builder = builder.config("spark.sql.inMemoryColumnarStorage.compressed", "false")
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
-    if warm_modules:
+    if warm_modules is not None:
         warm_up(session, settings, warm_modules)
     return session
 
@@ -61,18 +63,24 @@ def expected_cores(settings: Settings, master: str, cores_max: str | None) -> in
 
 def warm_up(spark, settings: Settings, modules: tuple[str, ...]) -> float:
     """Waits (bounded) until the standalone cluster's cores have registered, then runs one task per core slot
-    twice over that imports `modules` in the executors' Python workers (they stay up: worker reuse). Returns the
-    seconds it took; a cluster that stays smaller than expected is used as it is."""
+    twice over that imports `modules` in the executors' Python workers (they stay up: worker reuse), or with no
+    modules a JVM-only job (the marts job: Python workers it never uses cost it ≈ 1 s of its own clock, README
+    "Benchmark"). Returns the seconds it took; a cluster that stays smaller than expected is used as it is."""
     start, sc = time.monotonic(), spark.sparkContext
     expected = expected_cores(settings, sc.master, sc.getConf().get("spark.cores.max"))
     while sc.defaultParallelism < expected and time.monotonic() - start < EXECUTOR_WAIT_S:
         time.sleep(0.25)
     slots = sc.defaultParallelism
-    sc.setJobDescription("warm up: executors and their Python workers")
-    workers = set(sc.parallelize(range(2 * slots), 2 * slots).map(lambda _: _import_all(modules)).collect())
+    if modules:
+        sc.setJobDescription("warm up: executors and their Python workers")
+        workers = len(set(sc.parallelize(range(2 * slots), 2 * slots).map(lambda _: _import_all(modules)).collect()))
+    else:  # a job without Python on its executors: their first tasks, no Python worker
+        sc.setJobDescription("warm up: executors")
+        spark.range(0, 2 * slots, 1, 2 * slots).count()
+        workers = 0
     sc.setJobDescription(None)
     seconds = time.monotonic() - start
     # a standalone cluster's default parallelism is at least 2, whatever its cores: one core shows as 2
     cores = min(slots, expected) if sc.master.startswith("spark://") else slots
-    log.info("session warm-up: %d core(s), %d Python worker(s) ready in %.1f s", cores, len(workers), seconds)
+    log.info("session warm-up: %d core(s), %d Python worker(s) ready in %.1f s", cores, workers, seconds)
     return seconds

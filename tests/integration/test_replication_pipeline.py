@@ -36,7 +36,7 @@ def test_first_run_copies_everything_then_a_rerun_touches_nothing(spark, scratch
     second = replicate(spark, scratch)
     assert {r.plan.mode for r in second.values()} == {"incremental"}
     assert written(second) == {}
-    assert [str(r.checksum) for r in second.values()] == [str(r.checksum) for r in first.values()]
+    assert {str(r.checksum) for r in second.values()} == {"0:0"}  # no changed rows to hash
     assert_replica_equals_source(scratch)
 
 

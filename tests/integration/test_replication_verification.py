@@ -1,6 +1,6 @@
 """The copy path and the two reconcile modes against real Postgres and MariaDB: awkward text through CSV, a copy
-task's ranges on one connection pair, a failed first load leaving no orphans, changed-rows verification carrying the
-whole-table checksum, and what it catches."""
+task's ranges on one connection pair, a failed first load leaving no orphans, block checksums and their key ranges,
+changed-rows verification, and what it catches."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +16,7 @@ from shopflow.replication.checksum import checksum_from_row, mysql_checksum_sql,
 from shopflow.replication.copy_load import KeyRange, copy_ranges
 from shopflow.replication.plan import plan_table
 from shopflow.replication.source import open_snapshot
-from shopflow.replication.target import Replica
+from shopflow.replication.target import GROUP_CONCAT_MAX, Replica, fetch_checksum
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,7 @@ AWKWARD = ['a "quoted", comma', 'line\nbreak', 'crlf\r\nend', 'back\\slash \\N \
 def _whole_checksums(settings):
     with db.pg_connection(settings) as conn, conn.cursor() as cur, db.mysql_connection(settings) as mconn:
         mcur, sums = mconn.cursor(), {}
+        mcur.execute(GROUP_CONCAT_MAX)
         for table in TABLES:
             cur.execute(postgres_checksum_sql(table, settings.POSTGRES_SCHEMA))
             mcur.execute(mysql_checksum_sql(table))
@@ -35,8 +36,9 @@ def _whole_checksums(settings):
         return sums
 
 
-def _stored_checksums(settings):
-    return {r["table_name"]: r["checksum"] for r in replica_query(settings, "SELECT * FROM replication_state")}
+def _stored_states(settings):
+    return {r["table_name"]: (r["checksum"], r["verified_at"], r["rows_total"])
+            for r in replica_query(settings, "SELECT * FROM replication_state")}
 
 
 def test_awkward_text_survives_the_copy_path(spark, scratch):
@@ -66,10 +68,11 @@ def test_a_failed_first_load_leaves_no_orphan_rows(spark, scratch):
     assert_replica_equals_source(scratch)
 
 
-def test_incremental_runs_hash_only_touched_rows_and_carry_the_whole_checksum(spark, scratch):
+def test_incremental_runs_hash_only_changed_rows_and_keep_the_last_whole_checksum(spark, scratch):
     seed(scratch)
     first = replicate(spark, scratch)
     assert all(r.verify_all for r in first.values())
+    stored = _stored_states(scratch)
     pg(scratch, "UPDATE {s}.orders SET total_amount = 1.25 WHERE order_id = 2",
        "UPDATE {s}.users SET email = 'taken@example.com' WHERE user_id = 3",
        "UPDATE {s}.users SET email = 'lee@example.com' WHERE user_id = 1",
@@ -79,10 +82,18 @@ def test_incremental_runs_hash_only_touched_rows_and_carry_the_whole_checksum(sp
     assert not any(r.verify_all for r in second.values())
     assert written(second) == {"users": (1, 2, 0), "orders": (0, 1, 0), "reviews": (0, 0, 1),
                                "loyalty_points": (0, 0, 2)}
+    assert [second[name].checksum.rows for name in ("users", "orders", "reviews")] == [3, 1, 0]  # changed rows
     assert_replica_equals_source(scratch)
+    rows_now = {t.name: len(source_rows(scratch, t)) for t in TABLES}
+    assert _stored_states(scratch) == {name: (checksum, verified_at, rows_now[name])
+                                       for name, (checksum, verified_at, _) in stored.items()}
+    third = replicate(spark, dataclasses.replace(scratch, REPLICATION_VERIFY_ALL_HOURS=0))
+    assert all(r.verify_all for r in third.values())
     whole = _whole_checksums(scratch)
     assert all(source_side == replica_side for source_side, replica_side in whole.values())
-    assert _stored_checksums(scratch) == {name: sides[0] for name, sides in whole.items()}
+    assert {name: state[0] for name, state in _stored_states(scratch).items()} == {
+        name: sides[0] for name, sides in whole.items()}
+    assert _stored_states(scratch)["orders"][0] != stored["orders"][0]  # order 2's new total
 
 
 def test_between_whole_verifications_counts_still_catch_a_lost_row(spark, scratch):
@@ -115,13 +126,17 @@ def test_a_tampered_unchanged_row_is_caught_by_the_next_whole_verification(spark
 
 def test_a_checksum_split_into_key_ranges_equals_the_whole_one(spark, scratch):
     """The big direct load's replica side is hashed as key ranges on several connections: the sum must be the
-    single query's checksum (sparse keys, more ranges than keys, an empty table) and must see a changed row."""
+    single query's checksum (sparse keys across several blocks, more ranges than keys, an empty table) and must see
+    a changed row. The run's own reconcile proves both servers agree on blocks of several rows."""
     from shopflow.replication.checksum import EMPTY
-    from shopflow.replication.target import Replica
 
     seed(scratch)
-    pg(scratch, "DELETE FROM {s}.reviews WHERE review_id = 2")  # a gap in the keys
-    replicate(spark, scratch)
+    pg(scratch, "DELETE FROM {s}.reviews WHERE review_id = 2",  # a gap in the keys
+       "INSERT INTO {s}.reviews SELECT k, 1, 2, 3, 'r' || k, '2024-03-03 00:00:00+00' "
+       "FROM unnest(ARRAY[99, 100, 101, 250, 1999]) k",  # blocks of 100 keys (longtext)
+       "INSERT INTO {s}.loyalty_points SELECT k, 2, k, 'Order', '2024-03-03 00:00:00+00' "
+       "FROM unnest(ARRAY[999, 1000, 1001, 2500, 2999, 7001]) k")  # blocks of 1000 keys
+    assert replicate(spark, scratch)["loyalty_points"].checksum.rows == 8
     with db.mysql_connection(scratch) as conn:
         replica = Replica(scratch, conn)
         for table in TABLES:
@@ -136,6 +151,15 @@ def test_a_checksum_split_into_key_ranges_equals_the_whole_one(spark, scratch):
         with db.mysql_connection(scratch, autocommit=True) as other:
             other.cursor().execute("DELETE FROM loyalty_points")
         assert replica.checksum(TABLES_BY_NAME["loyalty_points"], 3) == EMPTY
+
+
+def test_a_warning_from_a_checksum_query_is_an_error_not_a_checksum(scratch):
+    """GROUP_CONCAT cuts a block longer than max_allowed_packet with a warning: that must fail loudly, not compare
+    a cut text (here a warning of another kind stands in for it)."""
+    with db.mysql_connection(scratch) as conn:
+        with pytest.raises(RuntimeError, match="orders: the replica's checksum query warned .*max_allowed_packet"):
+            fetch_checksum(TABLES_BY_NAME["orders"], conn.cursor(), "SELECT 1, CAST('7x' AS UNSIGNED)")
+        assert fetch_checksum(TABLES_BY_NAME["orders"], conn.cursor(), "SELECT 1, CAST('7' AS UNSIGNED)").hash_sum == 7
 
 
 def test_one_task_copies_its_ranges_on_one_connection_pair_checking_keys_per_range(scratch):

@@ -3,9 +3,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from postgresdb.models import ORDERS, PRODUCT_CATEGORIES, USERS
+from postgresdb.models import ORDERS, PRODUCT_CATEGORIES, REVIEWS, USERS
 from shopflow.replication import mysql_sql
-from shopflow.replication.checksum import Checksum, mysql_checksum_sql, postgres_checksum_sql
+from shopflow.replication.checksum import Checksum, block_cuts, block_keys, mysql_checksum_sql, postgres_checksum_sql
 from shopflow.replication.plan import (FULL, INCREMENTAL, TableState, chunks, needs_full_verification,
                                        partition_count, plan_table, read_query)
 
@@ -65,12 +65,24 @@ def test_changed_rows_compares_text_as_bytes_and_everything_null_safe():
     assert "t.`registration_date` <=> s.`registration_date`" in sql
 
 
-def test_the_stage_comparison_hashes_the_target_side_of_the_join_in_the_same_pass():
-    plain, hashed = mysql_sql.changed_rows_sql(USERS), mysql_sql.changed_rows_sql(USERS, with_checksum=True)
-    assert plain.count("SELECT") == hashed.count("SELECT") == 1
-    assert plain.split(" FROM ")[-1] == hashed.split(" FROM ")[-1]  # the same join
-    assert "CONCAT(CHAR_LENGTH(t.`first_name`), ':', CAST(t.`first_name` AS BINARY))" in hashed
-    assert "s.`" not in hashed.split("MD5(")[1].split(" FROM ")[0]  # only target columns: the versions before
+def test_checksums_hash_blocks_of_keys_in_key_order_on_both_sides():
+    pg, my = postgres_checksum_sql(ORDERS, "source", " WHERE x"), mysql_checksum_sql(ORDERS, where=" WHERE x")
+    assert "md5(string_agg(" in pg and "E'\\n' ORDER BY order_id)" in pg and pg.endswith(
+        "FROM source.orders WHERE x GROUP BY order_id / 1000) blocks")
+    assert "MD5(GROUP_CONCAT(" in my and "ORDER BY `order_id` SEPARATOR X'0A')" in my and my.endswith(
+        "FROM `orders` WHERE x GROUP BY `order_id` DIV 1000) blocks")
+    assert [block_keys(t) for t in (ORDERS, REVIEWS)] == [1000, 100]  # review_text: longtext
+    assert "GROUP BY review_id / 100" in postgres_checksum_sql(REVIEWS, "source")
+
+
+@pytest.mark.parametrize("low, cuts, expected", [
+    (1, [334, 667], []),  # all keys in the first block (1..999 of block 0, 1000 starts block 1)
+    (1, [2500, 4100, 4900], [2000, 4000]),  # moved down to block starts, duplicates merged
+    (3000, [3400, 5100], [5000]),  # a cut at or below `low` is no cut
+    (-5000, [-2000, 1500], [1000]),  # block 0 is -999..999 on both sides (integer division truncates)
+])
+def test_split_checksum_ranges_are_cut_at_block_starts(low, cuts, expected):
+    assert block_cuts(ORDERS, low, cuts) == expected
 
 
 def test_checksum_sql_uses_the_same_canonical_form_on_both_sides():
@@ -95,8 +107,8 @@ def test_only_product_categories_references_itself():
     assert not mysql_sql.references_itself(ORDERS) and not mysql_sql.references_itself(USERS)
 
 
-def test_checksums_add_subtract_and_parse_their_stored_form():
-    assert Checksum(3, 10) - Checksum(1, 4) + Checksum(2, 5) == Checksum(4, 11)
+def test_checksums_add_and_parse_their_stored_form():
+    assert Checksum(3, 10) + Checksum(2, 5) == Checksum(5, 15)
     assert Checksum.parse("2:123") == Checksum(2, 123)
     assert [Checksum.parse(text) for text in (None, "", "2:", "x:1", "2:-1")] == [None] * 5
 

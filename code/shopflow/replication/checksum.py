@@ -1,13 +1,20 @@
-"""An order-independent table checksum computed in SQL on both sides from the same canonical text form.
+"""An order-independent checksum of a set of rows, computed in SQL on both sides from the same canonical text form.
 
 Canonical text of a value (identical bytes in Postgres and MySQL/MariaDB):
   integer -> decimal digits; DECIMAL(12,2) -> '12.50' (always two decimals); timestamp -> its UTC wall clock
   'YYYY-MM-DD HH:MM:SS.ffffff' (microseconds); text -> the characters themselves, as UTF-8 bytes.
-A text field is `<character count>:<text>`, any other field its text as is, a NULL `N`. The encoding is injective:
-numbers and timestamps never contain ',' or start with 'N', and a text's length prefix says where it ends, so no
-value can forge a separator or the NULL marker. A row is its fields joined by ','; the row hash is the first 60 bits
-of MD5 of the row's UTF-8 bytes; the table checksum is (row count, exact SUM of the row hashes).
-MySQL side: text is cast to BINARY, so the client's connection charset cannot change the hashed bytes.
+A text field is `<character count>:<text>`, any other field its text as is, a NULL `N`. A row is its fields joined
+by ','. The rows are hashed in blocks of the primary key (`key DIV block_keys(table)`, the same integer division on
+both sides): a block's text is its rows in key order joined by a newline, its hash the first 60 bits of MD5 of that
+text's UTF-8 bytes, and the checksum is (row count, exact SUM of the block hashes). The encoding is injective:
+numbers and timestamps never contain ',' or a newline or start with 'N', and a text's length prefix says where it
+ends, so no value can forge a separator or the NULL marker, and a block's text gives back its rows.
+One MD5 per block instead of per row: MD5's cost here is per call, not per byte (order_details, 990,870 rows, one
+thread: Postgres 1.09 s instead of 1.50 s, MariaDB 0.78 s instead of 1.04 s). The price: the checksum of a union
+is the sum of its parts' only when no block spans two parts (key ranges cut at block boundaries: `block_cuts`).
+MySQL side: text is cast to BINARY, so the client's connection charset cannot change the hashed bytes; a block's
+text is limited by `max_allowed_packet` (GROUP_CONCAT cuts it with a warning, which `Replica` turns into an error),
+which is why tables with a `longtext` column use blocks of 100 keys.
 """
 from __future__ import annotations
 
@@ -30,9 +37,6 @@ class Checksum:
 
     def __add__(self, other: "Checksum") -> "Checksum":
         return Checksum(self.rows + other.rows, self.hash_sum + other.hash_sum)
-
-    def __sub__(self, other: "Checksum") -> "Checksum":
-        return Checksum(self.rows - other.rows, self.hash_sum - other.hash_sum)
 
     @classmethod
     def parse(cls, text: str | None) -> "Checksum | None":
@@ -61,31 +65,46 @@ def _pg_field(column: Column) -> str:
     return f"COALESCE({text}, 'N')" if column.nullable else text
 
 
-def _mysql_field(column: Column, alias: str = "") -> str:
+def _mysql_field(column: Column) -> str:
     """Numbers and DATETIME(6) convert to exactly the canonical text inside CONCAT_WS (two decimals, six
     fraction digits), which costs half of an explicit DATE_FORMAT / CAST per value on 1M rows."""
-    name = f"{alias}`{column.name}`"
+    name = f"`{column.name}`"
     text = f"CONCAT(CHAR_LENGTH({name}), ':', CAST({name} AS BINARY))" if column.kind in _TEXT_KINDS else name
     return f"COALESCE({text}, 'N')" if column.nullable else text
 
 
 EMPTY = Checksum(0, 0)
+BLOCK_KEYS = 1_000
+LONG_TEXT_BLOCK_KEYS = 100  # MySQL's GROUP_CONCAT result is limited by max_allowed_packet (default 16 MB)
+
+
+def block_keys(table: Table) -> int:
+    return LONG_TEXT_BLOCK_KEYS if any(c.kind == "longtext" for c in table.columns) else BLOCK_KEYS
+
+
+def block_cuts(table: Table, low: int, cuts: list[int]) -> list[int]:
+    """`cuts` (ascending key range starts, above `low`) moved down to block starts, so that no block spans two
+    ranges: the checksums of the ranges then add up to the whole one's. Only positive multiples of the block size are
+    block starts on both sides (integer division truncates: block 0 holds -999..999)."""
+    size = block_keys(table)
+    return sorted({cut // size * size for cut in cuts if cut // size * size > max(low, 0)})
 
 
 def postgres_checksum_sql(table: Table, schema: str, where: str = "") -> str:
     row = " || ',' || ".join(map(_pg_field, replicated_columns(table)))
-    return (f"SELECT count(*), COALESCE(sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint), 0) "
-            f"FROM {schema}.{table.name}{where}")
-
-
-def mysql_hash_sum(table: Table, alias: str = "") -> str:
-    """The SUM of the row hashes over the rows of a query on `table` (columns qualified by `alias`, e.g. "t.")."""
-    row = f"CONCAT_WS(',', {', '.join(_mysql_field(c, alias) for c in replicated_columns(table))})"
-    return f"COALESCE(SUM(CAST(CONV(SUBSTRING(MD5({row}), 1, 15), 16, 10) AS UNSIGNED)), 0)"
+    key = table.primary_key
+    return (f"SELECT COALESCE(sum(n), 0), COALESCE(sum(h), 0) FROM (SELECT count(*) AS n, ('x' || substr(md5("
+            f"string_agg({row}, E'\\n' ORDER BY {key})), 1, 15))::bit(60)::bigint AS h "
+            f"FROM {schema}.{table.name}{where} GROUP BY {key} / {block_keys(table)}) blocks")
 
 
 def mysql_checksum_sql(table: Table, name: str | None = None, where: str = "") -> str:
-    return f"SELECT COUNT(*), {mysql_hash_sum(table)} FROM `{name or table.name}`{where}"
+    """Needs a session `group_concat_max_len` of at least a block's text (`Replica` sets the maximum)."""
+    row = f"CONCAT_WS(',', {', '.join(map(_mysql_field, replicated_columns(table)))})"
+    key = f"`{table.primary_key}`"
+    return (f"SELECT COALESCE(SUM(n), 0), COALESCE(SUM(h), 0) FROM (SELECT COUNT(*) AS n, CAST(CONV(SUBSTRING(MD5("
+            f"GROUP_CONCAT({row} ORDER BY {key} SEPARATOR X'0A')), 1, 15), 16, 10) AS UNSIGNED) AS h "
+            f"FROM `{name or table.name}`{where} GROUP BY {key} DIV {block_keys(table)}) blocks")
 
 
 def checksum_from_row(row: tuple) -> Checksum:

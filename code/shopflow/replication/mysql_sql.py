@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from postgresdb.models import Column, Table
 
-from .checksum import mysql_hash_sum
 from .transform import replicated_columns
 
 STATE_TABLE = "replication_state"
@@ -51,13 +50,11 @@ def _same(column: Column) -> str:
     return f"t.{name} <=> s.{name}"
 
 
-def changed_rows_sql(table: Table, with_checksum: bool = False) -> str:
-    """(staged rows already in the target, of which differ in some column[, the hash sum of those target rows: with
-    the count, their checksum before the merge]) in one pass over the join."""
+def changed_rows_sql(table: Table) -> str:
+    """(staged rows already in the target, of which differ in some column) in one pass over the join."""
     same = " AND ".join(_same(c) for c in replicated_columns(table))
     key = f"`{table.primary_key}`"
-    hashed = f", {mysql_hash_sum(table, 't.')}" if with_checksum else ""
-    return (f"SELECT COUNT(t.{key}), COALESCE(SUM(CASE WHEN {same} THEN 0 ELSE 1 END), 0){hashed} "
+    return (f"SELECT COUNT(t.{key}), COALESCE(SUM(CASE WHEN {same} THEN 0 ELSE 1 END), 0) "
             f"FROM `{stage_name(table)}` s JOIN `{table.name}` t ON t.{key} = s.{key}")
 
 

@@ -23,7 +23,7 @@ class TableState:
     table_name: str
     source_oid: int | None
     watermark: int | None  # snapshot xmin of the last committed load; None forces a full reload
-    checksum: Checksum | None = None  # of the whole replica table after that load
+    checksum: Checksum | None = None  # of the whole replica table, taken at verified_at
     verified_at: datetime | None = None  # when both whole tables were last hashed and found equal
 
 

@@ -1,10 +1,10 @@
 """Phase B of a run, one table: deletes, the reconcile that proves the replica equals the snapshot, and the new
 watermark, committed together or not at all (README.md, "Reconcile").
 
-Whole-table verification hashes every row on both sides. Changed-rows verification (incremental runs between two
-whole-table ones) hashes only the rows the run touched: the changed rows must be equal on both sides, the row
-counts of the whole tables must be equal, and the stored whole-table checksum is carried forward exactly
-(old - old versions of the touched keys + their new versions), so it stays the checksum a full hash would give.
+Whole-table verification hashes every row on both sides and stores the checksum. Changed-rows verification
+(incremental runs between two whole-table ones) hashes only the rows the run changed: they must be equal on both
+sides, and the row counts of the whole tables must be equal; the stored checksum (and its `verified_at`) stays
+the last whole verification's.
 """
 from __future__ import annotations
 
@@ -32,22 +32,17 @@ def _at_once(on_source: Callable, on_replica: Callable) -> tuple:
 
 
 def before_changes(source: SourceSnapshot, replica: Replica, result: TableResult) -> StageComparison | None:
-    """Hashes the target's current versions of every key this run will touch (staged keys, keys to delete); runs
-    before the merge, since the merge may delete rows holding a unique value that a staged row takes. Returns the
-    stage's comparison with the target when it took one (the merge's counts come with it)."""
-    if result.verify_all or result.before is not None:
+    """An incremental run's keys to delete, read before the merge; the stage's comparison with the target (the
+    merge's inserted / updated / unchanged counts) when there is a stage."""
+    if result.verify_all or result.deleted_keys is not None:
         return None
-    table = result.plan.table
     result.deleted_keys = source.deleted_keys(result.plan)
-    compared = replica.compare_stage(table) if result.rows_read else None
-    staged = compared.before if compared else EMPTY
-    result.before = staged + replica.keys_checksum(table, result.deleted_keys)
-    return compared
+    return replica.compare_stage(result.plan.table) if result.rows_read else None
 
 
 def _fail(replica: Replica, result: TableResult, difference: str) -> None:
     replica.rollback()
-    replica.save_state(result.plan.table, result.source_oid, None, None)  # the next run reloads it in full
+    replica.save_state(result.plan.table, result.source_oid, None)  # the next run reloads it in full
     replica.commit()
     raise ReplicationError(f"reconcile failed for {result.name}: {difference} (marked for a full reload on the "
                            "next run)")
@@ -67,7 +62,8 @@ def _verify_whole(source: SourceSnapshot, replica: Replica, result: TableResult)
     return expected
 
 
-def _verify_changed(source: SourceSnapshot, replica: Replica, result: TableResult) -> Checksum:
+def _verify_changed(source: SourceSnapshot, replica: Replica, result: TableResult) -> tuple[Checksum, int]:
+    """The changed rows' checksum and the table's row count, both equal on both sides."""
     table, plan = result.plan.table, result.plan
 
     def on_source():
@@ -77,13 +73,11 @@ def _verify_changed(source: SourceSnapshot, replica: Replica, result: TableResul
         return (replica.staged_keys_checksum(table) if result.rows_read else EMPTY), replica.count(table)
 
     (source_changed, source_rows), (replica_changed, replica_rows) = _at_once(on_source, on_replica)
-    carried = result.state.checksum - result.before + replica_changed
     if source_changed != replica_changed:
         _fail(replica, result, f"changed rows: {source_changed.difference(replica_changed)}")
-    if not source_rows == replica_rows == carried.rows:
-        _fail(replica, result, f"rows source={source_rows} replica={replica_rows} (carried checksum counts "
-                               f"{carried.rows})")
-    return carried
+    if source_rows != replica_rows:
+        _fail(replica, result, f"rows source={source_rows} replica={replica_rows}")
+    return source_changed, source_rows
 
 
 def delete_and_reconcile(source: SourceSnapshot, replica: Replica, result: TableResult) -> None:
@@ -97,11 +91,13 @@ def delete_and_reconcile(source: SourceSnapshot, replica: Replica, result: Table
         keys = result.deleted_keys if result.deleted_keys is not None else source.deleted_keys(plan)
         result.deleted += replica.delete_keys(table, keys)
     if result.verify_all:
-        result.checksum, verified_at = _verify_whole(source, replica, result), utc_now()
-    else:
-        result.checksum, verified_at = _verify_changed(source, replica, result), result.state.verified_at
-    replica.save_state(table, result.source_oid, source.xmin, result.checksum, verified_at)
+        result.checksum = _verify_whole(source, replica, result)
+        rows, stored, verified_at = result.checksum.rows, result.checksum, utc_now()
+    else:  # the stored checksum stays the last whole verification's
+        result.checksum, rows = _verify_changed(source, replica, result)
+        stored, verified_at = result.state.checksum, result.state.verified_at
+    replica.save_state(table, result.source_oid, source.xmin, rows, stored, verified_at)
     replica.commit()
     changed = result.rows_written + result.deleted
-    if changed and (plan.mode == FULL or changed * 10 >= result.checksum.rows):
+    if changed and (plan.mode == FULL or changed * 10 >= rows):
         replica.analyze(table)  # InnoDB's own rule when it recalculates by itself: 10 % of the rows changed

@@ -41,7 +41,6 @@ class TableResult:
     loads: list[copy_load.RangeResult] = field(default_factory=list)
     state: TableState | None = None
     verify_all: bool = True  # hash whole tables (else only the rows this run touches; see reconcile.py)
-    before: Checksum | None = None  # the target's versions of the touched keys, before the run changed them
     deleted_keys: list[int] | None = None
     source_checksum: Checksum | None = None  # the whole source table's, when hashed ahead (see pipeline.py)
     reconciled: bool = False  # phase B done and committed (early for a table loaded while a bigger one still loads)
@@ -58,7 +57,8 @@ class TableResult:
         return (f"{self.name} {self.plan.mode} ({self.plan.reason}): read {self.rows_read}, inserted "
                 f"{self.inserted}, updated {self.updated}, unchanged {self.unchanged}, deleted {self.deleted}"
                 + (f" (moved for a unique value {self.moved})" if self.moved else "")
-                + (f"; checksum {self.checksum} equal on both sides" if self.checksum else ""))
+                + (f"; checksum {self.checksum} of the {'whole table' if self.verify_all else 'changed rows'} equal "
+                   "on both sides" if self.checksum else ""))
 
     def run_record(self, status: str, detail: str | None = None) -> RunRecord:
         return RunRecord(job=JOB, table_name=self.name, mode=self.plan.mode, started_at=self.started_at,

@@ -12,7 +12,7 @@ from shopflow.config import Settings
 from shopflow.db import mysql_connection
 
 from . import mysql_sql as sql
-from .checksum import EMPTY, Checksum, checksum_from_row, mysql_checksum_sql
+from .checksum import EMPTY, Checksum, block_cuts, checksum_from_row, mysql_checksum_sql
 from .plan import TableState, chunks, key_ranges
 
 # Write path, by measurement (README.md, "Write path"): JDBC batches into the staging table, then one
@@ -26,6 +26,8 @@ WRITE_BATCH_SIZE = 5_000
 MAX_WRITERS = 4
 DELETE_CHUNK = 5_000
 LOCK_TIMEOUT_S = 900  # the marts job holds the same lock while it reads the replica
+# a checksum block's text is one GROUP_CONCAT (checksum.py); beyond this, max_allowed_packet is the limit
+GROUP_CONCAT_MAX = "SET SESSION group_concat_max_len = 1073741824"
 
 
 def mysql_driver_class(settings: Settings) -> str:
@@ -46,7 +48,6 @@ class UpsertCounts:
 class StageComparison:
     existing: int  # staged keys already in the target
     changed: int  # of which differ in some column
-    before: Checksum  # of the target's current versions of the staged keys
 
 
 def replication_lock_name(settings: Settings) -> str:
@@ -59,6 +60,7 @@ class Replica:
         self.settings, self.conn = settings, conn
         self.cur = conn.cursor()
         self.cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        self.cur.execute(GROUP_CONCAT_MAX)
         self.lock_name = replication_lock_name(settings)
 
     def _one(self, statement: str, params: tuple = ()) -> tuple:
@@ -146,20 +148,18 @@ class Replica:
                 self.cur.execute("SET SESSION foreign_key_checks = 1")
 
     def compare_stage(self, table: Table) -> StageComparison:
-        """Before the merge, one pass over stage ⋈ target: the staged keys already in the target, how many of them
-        differ, and the checksum of their current versions."""
-        existing, changed, hash_sum = (int(v) for v in self._one(sql.changed_rows_sql(table, with_checksum=True)))
-        return StageComparison(existing, changed, Checksum(existing, hash_sum))
+        """Before the merge, one pass over stage ⋈ target: the staged keys already in the target, and how many of
+        them differ."""
+        existing, changed = (int(v) for v in self._one(sql.changed_rows_sql(table)))
+        return StageComparison(existing, changed)
 
     def upsert(self, table: Table, staged: int, compared: StageComparison | None = None) -> UpsertCounts:
         """Staging -> target in one transaction, committed here (`compared`: `compare_stage` of the same stage,
         if taken). The stored whole-table checksum is dropped in the same transaction: until this run's reconcile
-        stores a new one, the table no longer matches it (a run killed in between makes the next run hash whole
-        tables)."""
-        if compared is None:
-            existing, changed = (int(v) for v in self._one(sql.changed_rows_sql(table)))
-        else:
-            existing, changed = compared.existing, compared.changed
+        has proven the changes and stored it back, the table is not known to match it (a run killed in between makes
+        the next run hash whole tables)."""
+        compared = compared or self.compare_stage(table)
+        existing, changed = compared.existing, compared.changed
         deleted = moved = 0
         for gone, holders in sql.unique_conflicts_sql(table):
             with self._foreign_keys_unchecked():
@@ -189,7 +189,7 @@ class Replica:
         its own (the server runs one query on one thread); only for rows this connection has no uncommitted change
         to, since the other connections do not see those."""
         if split <= 1:
-            return checksum_from_row(self._one(mysql_checksum_sql(table)))
+            return fetch_checksum(table, self.cur, mysql_checksum_sql(table))
         key = f"`{table.primary_key}`"
         low, high = self._one(f"SELECT MIN({key}), MAX({key}) FROM `{table.name}`")
         if low is None:
@@ -199,31 +199,28 @@ class Replica:
         def hash_range(span: tuple[int, int]) -> Checksum:
             with mysql_connection(self.settings) as conn:
                 cur = conn.cursor()
-                cur.execute(statement, span)
-                return checksum_from_row(cur.fetchone())
+                cur.execute(GROUP_CONCAT_MAX)
+                return fetch_checksum(table, cur, statement, span)
 
-        spans = key_ranges(split, int(low), int(high), rows_per_range=1)  # `split` spans, fewer if fewer keys
+        # `split` spans (fewer if fewer keys or blocks), cut at block starts
+        starts = [start for start, _ in key_ranges(split, int(low), int(high), rows_per_range=1)]
+        bounds = [int(low), *block_cuts(table, int(low), starts[1:]), int(high) + 1]
+        spans = list(zip(bounds, bounds[1:]))
         with ThreadPoolExecutor(max_workers=len(spans), thread_name_prefix="replica-checksum") as pool:
             return sum(pool.map(hash_range, spans), EMPTY)
 
     def staged_keys_checksum(self, table: Table) -> Checksum:
         """Of the target rows whose key is in the stage (before the merge: their old versions; after: the new)."""
-        return checksum_from_row(self._one(mysql_checksum_sql(table, where=sql.in_stage_filter(table))))
-
-    def keys_checksum(self, table: Table, keys: list[int]) -> Checksum:
-        total = EMPTY
-        for chunk in chunks(keys, DELETE_CHUNK):
-            statement = mysql_checksum_sql(table, where=sql.in_keys_filter(table, len(chunk)))
-            total += checksum_from_row(self._one(statement, tuple(chunk)))
-        return total
+        return fetch_checksum(table, self.cur, mysql_checksum_sql(table, where=sql.in_stage_filter(table)))
 
     def count(self, table: Table) -> int:
         return self._one(f"SELECT COUNT(*) FROM `{table.name}`")[0]
 
-    def save_state(self, table: Table, source_oid: int, watermark: int | None, checksum: Checksum | None,
-                   verified_at=None) -> None:
-        self.cur.execute(sql.save_state_sql(), (table.name, source_oid, watermark, checksum.rows if checksum else None,
-                                                str(checksum or "") or None, verified_at))
+    def save_state(self, table: Table, source_oid: int, watermark: int | None, rows: int | None = None,
+                   checksum: Checksum | None = None, verified_at=None) -> None:
+        """`checksum`: the whole table's, taken at `verified_at`; `rows`: the table's rows now."""
+        self.cur.execute(sql.save_state_sql(), (table.name, source_oid, watermark, rows, str(checksum or "") or None,
+                                                verified_at))
 
     def record_rejects(self, table: Table, rejects: list[tuple[str, str]]) -> None:
         self.cur.executemany(f"INSERT INTO {sql.REJECTS_TABLE} (rejected_at, table_name, row_key, reason) "
@@ -235,3 +232,14 @@ class Replica:
 
     def rollback(self) -> None:
         self.conn.rollback()
+
+
+def fetch_checksum(table: Table, cur, statement: str, params: tuple = ()) -> Checksum:
+    """A checksum query's result; a warning means GROUP_CONCAT cut a block's text (max_allowed_packet)."""
+    cur.execute(statement, params)
+    checksum = checksum_from_row(cur.fetchone())
+    if cur.warning_count:
+        cur.execute("SHOW WARNINGS")
+        raise RuntimeError(f"{table.name}: the replica's checksum query warned ({cur.fetchall()[:3]}): a block of "
+                           f"keys is longer than the server's max_allowed_packet; raise it (checksum.py)")
+    return checksum

@@ -103,6 +103,7 @@ def open_snapshot(settings: Settings) -> Iterator[SourceSnapshot]:
             # the run's counts and checksums: parallel workers cost more CPU than they saved on 2 cores shared
             # with the load (README "Settings")
             cur.execute("SET max_parallel_workers_per_gather = %s", (settings.REPLICATION_SOURCE_PARALLEL_WORKERS,))
+            cur.execute("SET datestyle = 'ISO, YMD'")  # the checksum's timestamp text (psycopg2 sets it too)
             cur.execute("SELECT pg_export_snapshot(), pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
                         "pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
             yield SourceSnapshot(settings, cur, *cur.fetchone())

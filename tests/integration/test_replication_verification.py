@@ -83,6 +83,10 @@ def test_incremental_runs_hash_only_changed_rows_and_keep_the_last_whole_checksu
     assert written(second) == {"users": (1, 2, 0), "orders": (0, 1, 0), "reviews": (0, 0, 1),
                                "loyalty_points": (0, 0, 2)}
     assert [second[name].checksum.rows for name in ("users", "orders", "reviews")] == [3, 1, 0]  # changed rows
+    # read ahead of phase B: the replica counted after the merges, before phase B's own deletes
+    assert [(second[n].replica_rows.result(), second[n].deleted_now) for n in ("users", "reviews", "loyalty_points")] \
+        == [(4, 0), (3, 1), (2, 2)]
+    assert second["orders"].source_side.result() == (second["orders"].checksum, 2)
     assert_replica_equals_source(scratch)
     rows_now = {t.name: len(source_rows(scratch, t)) for t in TABLES}
     assert _stored_states(scratch) == {name: (checksum, verified_at, rows_now[name])

@@ -195,7 +195,7 @@ def _finish_early(spark, settings: Settings, source: SourceSnapshot, replica: Re
 
 
 def _upsert_all(spark, settings: Settings, source: SourceSnapshot, replica: Replica, results: list[TableResult],
-                step_done: Callable[[str, str], None]) -> None:
+                ahead: reconcile.ReadAhead, step_done: Callable[[str, str], None]) -> None:
     """Phase A in FK order. A failure empties the tables the copy path loaded directly and that are not reconciled
     yet (they were empty before and their rows went in without row-by-row FK checks), so a failed first run leaves
     no orphan rows behind."""
@@ -205,12 +205,14 @@ def _upsert_all(spark, settings: Settings, source: SourceSnapshot, replica: Repl
             seconds = _copy_all(spark, settings, source, replica, results,
                                 lambda big: _finish_early(spark, settings, source, replica, results, big, step_done))
             log.info("copy path: all tables loaded in %.1f s", seconds)
+        ahead.read_source()
         for result in (r for r in results if not r.reconciled):
             apply = _apply_copied if copy else _extract_and_upsert
             if not copy:
                 result.started_at = utc_now()
             _timed(settings, result, lambda: apply(spark, source, replica, result))
             step_done("upsert", result.name)
+        ahead.count_replica()
     except BaseException:
         for result in reversed([r for r in results if r.direct and not r.reconciled]):
             replica.clear(result.plan.table)
@@ -229,7 +231,8 @@ def replicate(spark, settings: Settings, force_full: bool = False,
         source = stack.enter_context(open_snapshot(settings))
         results = _plan(settings, source, replica, force_full)
         run.mode = _run_mode(results)
-        _upsert_all(spark, settings, source, replica, results, step_done)
+        ahead = stack.enter_context(reconcile.ReadAhead(settings, source, results))
+        _upsert_all(spark, settings, source, replica, results, ahead, step_done)
         for result in reversed([r for r in results if not r.reconciled]):
             _reconcile(settings, source, replica, result, step_done)
         run.rows_read = sum(r.rows_read for r in results)

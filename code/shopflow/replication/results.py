@@ -1,6 +1,7 @@
 """The per-table record of a replication run: its plan, what it read and wrote, and its `pipeline_runs` row."""
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -43,6 +44,9 @@ class TableResult:
     verify_all: bool = True  # hash whole tables (else only the rows this run touches; see reconcile.py)
     deleted_keys: list[int] | None = None
     source_checksum: Checksum | None = None  # the whole source table's, when hashed ahead (see pipeline.py)
+    source_side: Future | None = None  # (changed rows' checksum, row count) in the snapshot (reconcile.ReadAhead)
+    replica_rows: Future | None = None  # the replica's row count after the merges (reconcile.ReadAhead)
+    deleted_now: int = 0  # rows phase B deleted (after `replica_rows` was counted)
     reconciled: bool = False  # phase B done and committed (early for a table loaded while a bigger one still loads)
 
     @property

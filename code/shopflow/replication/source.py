@@ -6,6 +6,7 @@ and the same instant, and `pg_snapshot_xmin` of that snapshot is the next waterm
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -28,13 +29,21 @@ class RowStats:
 
 
 class SourceSnapshot:
+    """The run's snapshot connection; its queries may come from two threads (the read-ahead of phase B, see
+    `reconcile.ReadAhead`), one at a time."""
+
     def __init__(self, settings: Settings, cursor, snapshot_id: str, xmin: int, xmax: int):
         self.settings, self.schema, self._cur = settings, settings.POSTGRES_SCHEMA, cursor
         self.snapshot_id, self.xmin, self.xmax = snapshot_id, xmin, xmax
+        self._lock = threading.Lock()
+
+    def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            self._cur.execute(sql, params)
+            return self._cur.fetchall()
 
     def _one(self, sql: str, params: tuple = ()) -> tuple:
-        self._cur.execute(sql, params)
-        return self._cur.fetchone()
+        return self._all(sql, params)[0]
 
     def table_oid(self, table: Table) -> int:
         oid = self._one("SELECT to_regclass(%s)::oid", (f"{self.schema}.{table.name}",))[0]
@@ -59,12 +68,12 @@ class SourceSnapshot:
         """Keys tombstoned since the watermark and absent from this snapshot (a key deleted, then re-inserted
         with the same id, stays: only what the snapshot lacks may be deleted from the replica)."""
         key = plan.table.primary_key
-        self._cur.execute(
+        rows = self._all(
             f"SELECT DISTINCT d.row_id FROM {self.schema}.{TOMBSTONES} d WHERE d.table_name = %s "
             f"AND d.row_id IS NOT NULL AND d.{CHANGE_TXID} >= %s AND NOT EXISTS "
             f"(SELECT 1 FROM {self.schema}.{plan.table.name} t WHERE t.{key} = d.row_id) ORDER BY 1",
             (plan.table.name, plan.since))
-        return [row[0] for row in self._cur.fetchall()]
+        return [row[0] for row in rows]
 
     def checksum(self, table: Table, plan: TablePlan | None = None) -> Checksum:
         """Of the whole table, or of the rows `plan` reads (its changed rows)."""

@@ -67,16 +67,15 @@ def _extract_and_upsert(spark, source: SourceSnapshot, replica: Replica, result:
         replica.write_stage(to_mysql_types(accepted_rows(checked), table), table)
     finally:
         checked.unpersist()
-    _merge_stage(source, replica, result)
+    _merge_stage(replica, result)
 
 
-def _merge_stage(source: SourceSnapshot, replica: Replica, result: TableResult) -> None:
+def _merge_stage(replica: Replica, result: TableResult) -> None:
     table = result.plan.table
     staged = replica.stage_rows(table)
     if staged != result.rows_read:
         raise ReplicationError(f"{table.name}: staged {staged} rows of {result.rows_read} read")
-    compared = reconcile.before_changes(source, replica, result)
-    counts = replica.upsert(table, staged, compared)
+    counts = replica.upsert(table, staged)
     result.inserted, result.updated, result.unchanged = counts.inserted, counts.updated, counts.unchanged
     result.deleted, result.moved = counts.deleted, counts.moved
 
@@ -144,7 +143,7 @@ def _apply_copied(spark, source: SourceSnapshot, replica: Replica, result: Table
         result.rows_read = result.inserted = loaded
     elif copied:
         result.rows_read = copied
-        _merge_stage(source, replica, result)
+        _merge_stage(replica, result)
 
 
 def _timed(settings: Settings, result: TableResult, step: Callable[[], None]) -> None:

@@ -18,7 +18,7 @@ from .checksum import EMPTY, Checksum
 from .plan import FULL
 from .results import ReplicationError, TableResult, utc_now
 from .source import SourceSnapshot
-from .target import Replica, StageComparison
+from .target import Replica
 
 # Connections hashing the big direct load's replica side (the server runs a query on one thread; measured on 2 cores,
 # 990,870 rows: 2.0-2.4 s as one query, 1.5-1.6 s as 2 or 3 ranges at once; in full runs, copy done to run end
@@ -50,60 +50,42 @@ class ReadAhead:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="read-ahead")
 
     def read_source(self) -> None:
-        """The keys to delete first (the merges read them), then the snapshot sides in the background."""
-        tables = [r for r in self.tables if not r.reconciled]
-        for result in tables:
+        """The keys to delete (quick), then the snapshot sides in the background."""
+        for result in self.tables:
             result.deleted_keys = self.source.deleted_keys(result.plan)
             result.source_side = Future()
-        self._pool.submit(self._each, tables, "source_side",
-                          lambda r: (self.source.checksum(r.plan.table, r.plan), self.source.count(r.plan.table)))
+
+        def sides() -> None:
+            for result in self.tables:
+                result.source_side.set_result((self.source.checksum(result.plan.table, result.plan),
+                                               self.source.count(result.plan.table)))
+        self._pool.submit(self._settle, "source_side", sides)
 
     def count_replica(self) -> None:
-        tables = [r for r in self.tables if not r.reconciled]
-        for result in tables:
+        for result in self.tables:
             result.replica_rows = Future()
 
-        def count(conn, result: TableResult) -> int:
-            cursor = conn.cursor()
-            cursor.execute(f"SELECT COUNT(*) FROM `{result.name}`")
-            return int(cursor.fetchone()[0])
-
         def counts() -> None:
-            try:
-                with mysql_connection(self.settings, autocommit=True) as conn:
-                    self._each(tables, "replica_rows", lambda r: count(conn, r))
-            except BaseException as error:  # no connection: every reader gets the error, none waits forever
-                for result in tables:
-                    if not result.replica_rows.done():
-                        result.replica_rows.set_exception(error)
-        self._pool.submit(counts)
+            with mysql_connection(self.settings, autocommit=True) as conn:
+                replica = Replica(self.settings, conn)
+                for result in self.tables:
+                    result.replica_rows.set_result(replica.count(result.plan.table))
+        self._pool.submit(self._settle, "replica_rows", counts)
 
-    @staticmethod
-    def _each(tables: list[TableResult], name: str, read: Callable) -> None:
-        for result in tables:
-            future = getattr(result, name)
-            try:
-                future.set_result(read(result))
-            except BaseException as error:  # this table's and the following ones' readers get the error
-                for rest in tables[tables.index(result):]:
-                    getattr(rest, name).set_exception(error)
-                return
+    def _settle(self, name: str, fill: Callable[[], None]) -> None:
+        """Runs `fill`; if it fails, every table whose future it had not set yet gets the error (none waits)."""
+        try:
+            fill()
+        except BaseException as error:
+            for result in self.tables:
+                if not getattr(result, name).done():
+                    getattr(result, name).set_exception(error)
 
     def __enter__(self) -> "ReadAhead":
         return self
 
     def __exit__(self, *exc) -> None:
         self._pool.shutdown(wait=True)  # before the snapshot connection closes
-
-
-def before_changes(source: SourceSnapshot, replica: Replica, result: TableResult) -> StageComparison | None:
-    """An incremental run's keys to delete, read before the merge; the stage's comparison with the target (the
-    merge's inserted / updated / unchanged counts) when there is a stage."""
-    if result.verify_all:
-        return None
-    if result.deleted_keys is None:
-        result.deleted_keys = source.deleted_keys(result.plan)
-    return replica.compare_stage(result.plan.table) if result.rows_read else None
 
 
 def _fail(replica: Replica, result: TableResult, difference: str) -> None:
@@ -128,22 +110,12 @@ def _verify_whole(source: SourceSnapshot, replica: Replica, result: TableResult)
     return expected
 
 
-def _verify_changed(source: SourceSnapshot, replica: Replica, result: TableResult) -> tuple[Checksum, int]:
-    """The changed rows' checksum and the table's row count, both equal on both sides."""
-    table, plan = result.plan.table, result.plan
-
-    def on_source():
-        if result.source_side is not None:
-            return result.source_side.result()
-        return (source.checksum(table, plan) if result.rows_read else EMPTY), source.count(table)
-
-    def on_replica():
-        changed = replica.staged_keys_checksum(table) if result.rows_read else EMPTY
-        if result.replica_rows is not None:  # counted before this phase's own deletes
-            return changed, result.replica_rows.result() - result.deleted_now
-        return changed, replica.count(table)
-
-    (source_changed, source_rows), (replica_changed, replica_rows) = _at_once(on_source, on_replica)
+def _verify_changed(replica: Replica, result: TableResult) -> tuple[Checksum, int]:
+    """The changed rows' checksum and the table's row count, both equal on both sides (the snapshot side and the
+    replica's count read ahead: `ReadAhead`)."""
+    replica_changed = replica.staged_keys_checksum(result.plan.table) if result.rows_read else EMPTY
+    source_changed, source_rows = result.source_side.result()
+    replica_rows = result.replica_rows.result() - result.deleted_now  # counted before this phase's own deletes
     if source_changed != replica_changed:
         _fail(replica, result, f"changed rows: {source_changed.difference(replica_changed)}")
     if source_rows != replica_rows:
@@ -166,7 +138,7 @@ def delete_and_reconcile(source: SourceSnapshot, replica: Replica, result: Table
         result.checksum = _verify_whole(source, replica, result)
         rows, stored, verified_at = result.checksum.rows, result.checksum, utc_now()
     else:  # the stored checksum stays the last whole verification's
-        result.checksum, rows = _verify_changed(source, replica, result)
+        result.checksum, rows = _verify_changed(replica, result)
         stored, verified_at = result.state.checksum, result.state.verified_at
     replica.save_state(table, result.source_oid, source.xmin, rows, stored, verified_at)
     replica.commit()

@@ -153,12 +153,11 @@ class Replica:
         existing, changed = (int(v) for v in self._one(sql.changed_rows_sql(table)))
         return StageComparison(existing, changed)
 
-    def upsert(self, table: Table, staged: int, compared: StageComparison | None = None) -> UpsertCounts:
-        """Staging -> target in one transaction, committed here (`compared`: `compare_stage` of the same stage,
-        if taken). The stored whole-table checksum is dropped in the same transaction: until this run's reconcile
-        has proven the changes and stored it back, the table is not known to match it (a run killed in between makes
-        the next run hash whole tables)."""
-        compared = compared or self.compare_stage(table)
+    def upsert(self, table: Table, staged: int) -> UpsertCounts:
+        """Staging -> target in one transaction, committed here. The stored whole-table checksum is dropped in the
+        same transaction: until this run's reconcile has proven the changes and stored it back, the table is not
+        known to match it (a run killed in between makes the next run hash whole tables)."""
+        compared = self.compare_stage(table)  # before the unique-value deletes below change the target
         existing, changed = compared.existing, compared.changed
         deleted = moved = 0
         for gone, holders in sql.unique_conflicts_sql(table):

@@ -94,7 +94,7 @@ def python_env() -> dict:
 def spark_submit_command(script: Path | str, args: list[str], settings: Settings,
                          streaming: bool = False) -> list[str]:
     """The DAGs' submit as far as speed goes: the same JVM flags and single-core executors, one per worker
-    (code/airflow/dags/_spark.py; the marts job sizes its own executor, `build_session`)."""
+    (code/airflow/dags/_spark.py; the marts and streaming jobs size their own executor, `build_session`)."""
     java = settings.java_options_for(streaming, job=Path(script).stem)
     return [str(SPARK_SUBMIT), "--master", settings.SPARK_MASTER_URL,
             "--conf", f"spark.driver.extraJavaOptions={java}", "--conf", f"spark.executor.extraJavaOptions={java}",

@@ -61,22 +61,22 @@ def test_spark_tasks_run_with_the_settings_jvm_options(dagbag):
         assert task.conf["spark.executor.extraJavaOptions"].split() == expected.split(), task.task_id
 
 
-def test_the_marts_task_takes_the_settings_cores(dagbag):
+@pytest.mark.parametrize("dag_id, key", [("build_marts", "SPARK_MARTS_CORES"),
+                                         ("kafka_to_postgres_streaming", "SPARK_STREAMING_CORES")])
+def test_the_marts_and_streaming_tasks_take_the_settings_cores(dagbag, dag_id, key):
     from shopflow.config import get_settings
 
-    task = dagbag.dags["build_marts"].get_task("build_marts")
-    cores = str(get_settings().SPARK_MARTS_CORES)
+    task = next(iter(dagbag.dags[dag_id].tasks))
+    cores = str(getattr(get_settings(), key))
     assert task.conf["spark.cores.max"] == task.conf["spark.executor.cores"] == cores  # one executor
 
 
-def test_other_tasks_run_single_core_executors_one_per_worker(dagbag):
+def test_the_replication_task_runs_single_core_executors_one_per_worker(dagbag):
     from shopflow.config import get_settings
 
     workers = str(get_settings().SPARK_WORKERS)
     task = dagbag.dags["replicate_postgres_to_mysql"].get_task("replicate")
     assert (task.conf["spark.executor.cores"], task.conf["spark.cores.max"]) == ("1", workers)
-    stream = next(iter(dagbag.dags["kafka_to_postgres_streaming"].tasks))
-    assert (stream.conf["spark.executor.cores"], stream.conf["spark.cores.max"]) == ("1", "2")
 
 
 def test_dag_fallback_jvm_options_equal_the_settings_default():
@@ -88,8 +88,8 @@ def test_dag_fallback_jvm_options_equal_the_settings_default():
     tree = ast.parse((DAGS_DIR / "_spark.py").read_text())
     for constant, key in (("JAVA_OPTIONS", "SPARK_JAVA_OPTIONS"),
                           ("STREAMING_JAVA_OPTIONS", "SPARK_STREAMING_JAVA_OPTIONS"), ("CDS_JOBS", "SPARK_CDS_JOBS"),
-                          ("MARTS_CORES", "SPARK_MARTS_CORES"), ("WORKERS", "SPARK_WORKERS"),
-                          ("WORKER_CORES", "SPARK_WORKER_CORES")):
+                          ("MARTS_CORES", "SPARK_MARTS_CORES"), ("STREAMING_CORES", "SPARK_STREAMING_CORES"),
+                          ("WORKERS", "SPARK_WORKERS"), ("WORKER_CORES", "SPARK_WORKER_CORES")):
         fallback = next(node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
                         and any(getattr(t, "id", None) == constant for t in node.targets))
         default = next(f.default for f in dataclasses.fields(Settings) if f.name == key)

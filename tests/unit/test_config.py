@@ -42,6 +42,9 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("SPARK_MARTS_CORES", "0", "SPARK_MARTS_CORES='0': must be at least 1"),
     ("SPARK_MARTS_CORES", "3", "SPARK_MARTS_CORES=3: the marts job's single executor must fit on one worker: at most "
                                "SPARK_WORKER_CORES (2)"),
+    ("SPARK_STREAMING_CORES", "0", "SPARK_STREAMING_CORES='0': must be at least 1"),
+    ("SPARK_STREAMING_CORES", "3", "SPARK_STREAMING_CORES=3: the streaming job's single executor must fit on one "
+                                   "worker: at most SPARK_WORKER_CORES (2)"),
     ("KAFKA_TOPIC_PARTITIONS", "0", "KAFKA_TOPIC_PARTITIONS='0': must be at least 1"),
     ("AIRFLOW_PARALLELISM", "-2", "AIRFLOW_PARALLELISM='-2': must not be negative"),
     ("KAFKA_EVENT_INTERVAL_SECONDS", "0", "KAFKA_EVENT_INTERVAL_SECONDS='0': must be greater than 0"),

@@ -20,6 +20,7 @@ JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # Settings.SPARK_JAVA
 STREAMING_JAVA_OPTIONS = "-XX:+UseSerialGC"  # Settings.SPARK_STREAMING_JAVA_OPTIONS's default
 CDS_JOBS = "build_marts"  # Settings.SPARK_CDS_JOBS's default
 MARTS_CORES = "2"  # Settings.SPARK_MARTS_CORES's default
+STREAMING_CORES = "2"  # Settings.SPARK_STREAMING_CORES's default
 WORKERS = "3"  # Settings.SPARK_WORKERS's default
 WORKER_CORES = "2"  # Settings.SPARK_WORKER_CORES's default
 DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30)}

@@ -8,7 +8,7 @@ For a long-running stream outside Airflow: `python -m shopflow.jobs.stream_users
 """
 from __future__ import annotations
 
-from _spark import DEFAULT_ARGS, START_DATE, setting, spark_job
+from _spark import DEFAULT_ARGS, START_DATE, STREAMING_CORES, setting, spark_job
 from airflow.sdk import DAG
 
 with DAG(
@@ -21,5 +21,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["shopflow", "streaming", "spark", "kafka", "postgres"],
 ):
-    # Two single-core executors: a replication or marts run started meanwhile still finds free task slots.
-    spark_job("stream_users", "stream_users", cores=2, streaming=True)
+    # One executor of SPARK_STREAMING_CORES cores (default 2) on one worker: the others stay free for a replication
+    # or marts run started meanwhile.
+    streaming_cores = int(setting("SPARK_STREAMING_CORES", STREAMING_CORES))
+    spark_job("stream_users", "stream_users", cores=streaming_cores, executor_cores=streaming_cores, streaming=True)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 
 from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming import query
+from shopflow.streaming.kafka_source import ARROW_SCHEMA, KafkaStreamReader
 from test_streaming_support import (assert_exact, make_events, pg_rows, pipeline_runs, produce, snapshot,
                                     stream_case, stored_rejects)
 
@@ -19,6 +21,19 @@ def test_high_watermarks_are_exact_where_end_offsets_lag(stream_case):
     high = ko.high_watermarks(stream_case.KAFKA_BOOTSTRAP_SERVERS, stream_case.KAFKA_TOPIC)
     assert sorted(high) == [0, 1, 2]
     assert sum(high.values()) == 3000
+
+
+def test_read_tasks_spanning_partitions_read_every_record_once(stream_case):
+    produce(stream_case, [(str(i % 7).encode(), str(i).encode()) for i in range(3000)])
+    reader = KafkaStreamReader({"bootstrapServers": stream_case.KAFKA_BOOTSTRAP_SERVERS,
+                                "topic": stream_case.KAFKA_TOPIC, "readTasks": "2"})
+    tasks = reader.partitions(reader.initialOffset(), reader.latestOffset(reader.initialOffset(), None))
+    assert len(tasks) == 2 and sum(len(t.ranges) for t in tasks) == 4  # a partition is split between the tasks
+    read = [pa.Table.from_batches(list(reader.read(t)), schema=ARROW_SCHEMA) for t in tasks]
+    assert [t.num_rows for t in read] == [1500, 1500]
+    records = pa.concat_tables(read)
+    assert sorted(int(v) for v in records.column("value").to_pylist()) == list(range(3000))
+    assert len(set(zip(records.column("partition").to_pylist(), records.column("offset").to_pylist()))) == 3000
 
 
 def test_1000_events_exactly_once_and_a_second_run_changes_nothing(spark, stream_case):

@@ -10,7 +10,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming.kafka_source import (SOURCE_SCHEMA, KafkaPythonSource, KafkaRange, KafkaStreamReader,
-                                             admit, record_batch)
+                                             KafkaTask, admit, record_batch, split)
 from shopflow.streaming.ledger import _csv
 
 
@@ -40,11 +40,39 @@ def test_reader_and_ranges_pickle_without_consumers():
     clone = pickle.loads(pickle.dumps(reader))
     assert (clone.topic, clone.max_events, clone.target) == ("t", 100, None)
     assert clone.getDefaultReadLimit().max_rows == 100
-    part = pickle.loads(pickle.dumps(KafkaRange("t", 2, 10, 20)))
-    assert (part.topic, part.partition, part.start, part.end) == ("t", 2, 10, 20)
-    ranges = reader.partitions({"t": {"0": 5, "1": 3}}, {"t": {"0": 5, "1": 8}})
-    assert [(r.topic, r.partition, r.start, r.end) for r in ranges] == [("t", 1, 3, 8)]  # empty ranges skipped
+    task = pickle.loads(pickle.dumps(KafkaTask([KafkaRange("t", 2, 10, 20)])))
+    assert [(r.topic, r.partition, r.start, r.end) for r in task.ranges] == [("t", 2, 10, 20)]
+    tasks = reader.partitions({"t": {"0": 5, "1": 3}}, {"t": {"0": 5, "1": 8}})
+    assert [_spans(t) for t in tasks] == [[(1, 3, 8)]]  # empty ranges skipped
     assert KafkaPythonSource.name() == "shopflow_kafka"
+
+
+def _spans(task: KafkaTask) -> list[tuple[int, int, int]]:
+    return [(r.partition, r.start, r.end) for r in task.ranges]
+
+
+def test_read_tasks_cut_the_batch_evenly_across_partition_borders():
+    ranges = [KafkaRange("t", 0, 0, 40), KafkaRange("t", 1, 5, 35), KafkaRange("t", 2, 7, 37)]  # 40 + 30 + 30
+    assert [_spans(t) for t in split(ranges, 2)] == [[(0, 0, 40), (1, 5, 15)], [(1, 15, 35), (2, 7, 37)]]
+    for n in range(1, 12):
+        tasks = split(ranges, n)
+        sizes = [sum(r.end - r.start for r in t.ranges) for t in tasks]
+        assert len(tasks) == n and max(sizes) - min(sizes) <= 1 and sum(sizes) == 100
+        spans = [s for t in tasks for s in _spans(t)]  # every offset exactly once, in order
+        for p, r in enumerate(ranges):
+            mine = [s for s in spans if s[0] == p]
+            assert mine[0][1] == r.start and mine[-1][2] == r.end
+            assert all(a[2] == b[1] for a, b in zip(mine, mine[1:]))
+
+
+def test_read_tasks_off_or_more_than_records_keep_one_task_per_partition():
+    ranges = [KafkaRange("t", 0, 0, 2), KafkaRange("t", 1, 0, 1)]
+    assert [_spans(t) for t in split(ranges, 0)] == [[(0, 0, 2)], [(1, 0, 1)]]
+    assert [_spans(t) for t in split(ranges, 5)] == [[(0, 0, 2)], [(1, 0, 1)]]
+    assert split([], 2) == []
+    reader = KafkaStreamReader({"bootstrapServers": "h:1", "topic": "t", "readTasks": "2"})
+    tasks = reader.partitions({"t": {"0": 0, "1": 0}}, {"t": {"0": 6, "1": 2}})
+    assert [_spans(t) for t in tasks] == [[(0, 0, 4)], [(0, 4, 6), (1, 0, 2)]]
 
 
 def test_committed_position_above_the_broker_end_fails_loudly(monkeypatch):

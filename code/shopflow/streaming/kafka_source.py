@@ -10,8 +10,12 @@ one code path for both sources.
 - `latestOffset` takes the partition ends from fetch-response high watermarks (not `end_offsets()`, see
   kafka_offsets) and honours the read limit (`maxEventsPerBatch` -> ReadMaxRows), shared fairly between partitions.
 - Trigger.AvailableNow: `prepareForTriggerAvailableNow` freezes the target ends; the query drains up to them and ends.
-- Reader objects are pickled to the planner and to executors: no consumer lives on them; `read()` opens its own,
-  assigned to one partition (its group id is never joined, nothing is committed), reads [start, end), closes it.
+- Read tasks: one per partition with data, or with `readTasks` = n the batch cut into n equal tasks (`split`; the
+  job passes its task slots: 3 partitions on 2 slots would read in two waves). A task may hold the end of one
+  partition and the start of the next.
+- Reader objects are pickled to the planner and to executors: no consumer lives on them; `read()` opens its own
+  (its group id is never joined, nothing is committed), reads each of the task's [start, end) ranges assigned to
+  that partition alone, closes it.
 - A partition whose end is below the committed position (topic recreated, in-memory broker restarted) fails the
   query with a clear message instead of skipping or re-reading silently (like the connector's failOnDataLoss).
 """
@@ -48,8 +52,37 @@ class KafkaRange(InputPartition):
         self.topic, self.partition, self.start, self.end = topic, partition, start, end
 
 
+class KafkaTask(InputPartition):
+    """One read task: offset ranges read one after the other with one consumer (of one or of several partitions)."""
+
+    def __init__(self, ranges: list[KafkaRange]):
+        super().__init__(tuple(r.value for r in ranges))
+        self.ranges = list(ranges)
+
+
+def split(ranges: list[KafkaRange], tasks: int) -> list[KafkaTask]:
+    """`ranges` cut into `tasks` tasks of equal size (±1 record), in partition and offset order: a task may take the
+    end of one partition and the start of the next. tasks <= 0 (or fewer records than tasks): one task per range."""
+    total = sum(r.end - r.start for r in ranges)
+    if tasks <= 0 or total < tasks:
+        return [KafkaTask([r]) for r in ranges]
+    out, current, room, i = [], [], total // tasks + (0 < total % tasks), 0
+    for r in ranges:
+        start = r.start
+        while start < r.end:
+            take = min(room, r.end - start)
+            current.append(KafkaRange(r.topic, r.partition, start, start + take))
+            start, room = start + take, room - take
+            if room == 0:
+                out.append(KafkaTask(current))
+                i += 1
+                current, room = [], total // tasks + (i < total % tasks)
+    return out
+
+
 class KafkaPythonSource(DataSource):
-    """Options: bootstrapServers, topic, startingOffsets ("earliest" or offsets JSON), maxEventsPerBatch (0 = all)."""
+    """Options: bootstrapServers, topic, startingOffsets ("earliest" or offsets JSON), maxEventsPerBatch (0 = all),
+    readTasks (0 = one read task per partition with data; n = the batch cut into n equal tasks, see `split`)."""
 
     @classmethod
     def name(cls) -> str:
@@ -80,6 +113,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.topic = options["topic"]
         self.starting = options.get("startingOffsets", "earliest")
         self.max_events = int(options.get("maxEventsPerBatch", "0")) or None
+        self.read_tasks = int(options.get("readTasks", "0"))
         self.target: dict[int, int] | None = None  # frozen ends under Trigger.AvailableNow
         self.latest: dict[int, int] | None = None
 
@@ -118,13 +152,18 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.latest = ko.high_watermarks(self.bootstrap, self.topic, hints)
         return self.latest
 
-    def partitions(self, start: dict, end: dict) -> list[KafkaRange]:
+    def partitions(self, start: dict, end: dict) -> list[KafkaTask]:
         begin, finish = ko.of_topic(start, self.topic), ko.of_topic(end, self.topic)
-        return [KafkaRange(self.topic, p, begin.get(p, 0), e)
-                for p, e in sorted(finish.items()) if e > begin.get(p, 0)]
+        return split([KafkaRange(self.topic, p, begin.get(p, 0), e)
+                      for p, e in sorted(finish.items()) if e > begin.get(p, 0)], self.read_tasks)
 
-    def read(self, partition: KafkaRange) -> Iterator[pa.RecordBatch]:
-        return read_range(self.bootstrap, partition)
+    def read(self, partition: KafkaTask) -> Iterator[pa.RecordBatch]:
+        consumer = _reader(self.bootstrap)
+        try:
+            for part in partition.ranges:
+                yield from _read(consumer, part, READ_TIMEOUT_S)
+        finally:
+            consumer.close()
 
     def commit(self, end: dict) -> None:
         """Nothing to do: positions live in Spark's checkpoint and in the Postgres ledger, not in Kafka."""
@@ -148,25 +187,30 @@ def read_range(bootstrap: str, part: KafkaRange, timeout_s: float = READ_TIMEOUT
     beyond the column lists); fails rather than waiting forever or skipping lost offsets."""
     consumer = _reader(bootstrap)
     try:
-        consumer.assign([TopicPartition(part.topic, part.partition, part.start)])
-        position, idle_since = part.start, time.monotonic()
-        while position < part.end:
-            messages = consumer.consume(num_messages=min(CONSUME_BATCH, part.end - position), timeout=0.5)
-            for message in messages:
-                if message.error():
-                    raise ko.KafkaOffsetError(f"{part.topic}-{part.partition}: {message.error()} "
-                                              f"(reading offsets {position}..{part.end})")
-            records = [m for m in messages if m.offset() < part.end]
-            if records:
-                idle_since, position = time.monotonic(), max(position, records[-1].offset() + 1)
-                yield record_batch(records)
-            elif time.monotonic() - idle_since > timeout_s:
-                raise ko.KafkaOffsetError(f"{part.topic}-{part.partition}: no data at offset {position} "
-                                          f"(want up to {part.end}) within {timeout_s:.0f} s")
-            else:  # control records (transactions) take offsets but reach no consumer
-                position = max(position, consumer.position([TopicPartition(part.topic, part.partition)])[0].offset)
+        yield from _read(consumer, part, timeout_s)
     finally:
         consumer.close()
+
+
+def _read(consumer: Consumer, part: KafkaRange, timeout_s: float) -> Iterator[pa.RecordBatch]:
+    """read_range on an open consumer, which it (re)assigns to the range's partition alone."""
+    consumer.assign([TopicPartition(part.topic, part.partition, part.start)])
+    position, idle_since = part.start, time.monotonic()
+    while position < part.end:
+        messages = consumer.consume(num_messages=min(CONSUME_BATCH, part.end - position), timeout=0.5)
+        for message in messages:
+            if message.error():
+                raise ko.KafkaOffsetError(f"{part.topic}-{part.partition}: {message.error()} "
+                                          f"(reading offsets {position}..{part.end})")
+        records = [m for m in messages if m.offset() < part.end and m.partition() == part.partition]
+        if records:
+            idle_since, position = time.monotonic(), max(position, records[-1].offset() + 1)
+            yield record_batch(records)
+        elif time.monotonic() - idle_since > timeout_s:
+            raise ko.KafkaOffsetError(f"{part.topic}-{part.partition}: no data at offset {position} "
+                                      f"(want up to {part.end}) within {timeout_s:.0f} s")
+        else:  # control records (transactions) take offsets but reach no consumer
+            position = max(position, consumer.position([TopicPartition(part.topic, part.partition)])[0].offset)
 
 
 # librdkafka timestamp types -> Spark's timestampType (0 CreateTime, 1 LogAppendTime)

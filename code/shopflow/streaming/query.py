@@ -80,7 +80,9 @@ def source_frame(spark: SparkSession, settings: Settings, starting: ko.Offsets) 
         reader = (spark.readStream.format(KafkaPythonSource.name())
                   .option("bootstrapServers", settings.KAFKA_BOOTSTRAP_SERVERS)
                   .option("topic", settings.KAFKA_TOPIC)
-                  .option("maxEventsPerBatch", str(max_events)))
+                  .option("maxEventsPerBatch", str(max_events))
+                  # one read task per task slot, not per Kafka partition: 3 partitions on 2 slots read in two waves
+                  .option("readTasks", str(spark.sparkContext.defaultParallelism)))
     return reader.option("startingOffsets", json.dumps(starting)).load().select(*ev.SOURCE_COLUMNS)
 
 

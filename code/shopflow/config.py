@@ -91,7 +91,7 @@ class Settings:
     STREAMING_SOURCE: str = v.setting(v.streaming_source, "python")
     STREAMING_CHECKPOINT_DIR: str = v.setting(v.text, ".local/checkpoints/users-stream")
     STREAMING_TRIGGER_SECONDS: float = v.setting(v.positive_float, 2.0)
-    STREAMING_MAX_EVENTS_PER_BATCH: int = v.setting(v.positive_int, 100000)
+    STREAMING_MAX_EVENTS_PER_BATCH: int = v.setting(v.positive_int, 250000)
 
     def __post_init__(self) -> None:
         if self.DATAGEN_DETAILS_MIN < 1 or self.DATAGEN_DETAILS_MIN > self.DATAGEN_DETAILS_MAX:

@@ -66,7 +66,8 @@ def split(ranges: list[KafkaRange], tasks: int) -> list[KafkaTask]:
     total = sum(r.end - r.start for r in ranges)
     if tasks <= 0 or total < tasks:
         return [KafkaTask([r]) for r in ranges]
-    out, current, room, i = [], [], total // tasks + (0 < total % tasks), 0
+    sizes = iter([total // tasks + (i < total % tasks) for i in range(tasks)])  # the first ones take the remainder
+    out, current, room = [], [], next(sizes)
     for r in ranges:
         start = r.start
         while start < r.end:
@@ -75,8 +76,7 @@ def split(ranges: list[KafkaRange], tasks: int) -> list[KafkaTask]:
             start, room = start + take, room - take
             if room == 0:
                 out.append(KafkaTask(current))
-                i += 1
-                current, room = [], total // tasks + (i < total % tasks)
+                current, room = [], next(sizes, 0)
     return out
 
 

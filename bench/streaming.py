@@ -60,13 +60,13 @@ def consume_parsed(settings: Settings) -> list[tuple]:
     """Every event of the topic, parsed to the users columns (what the stream writes), read with the stream's own
     librdkafka range reader, one partition after the other."""
     from shopflow.streaming import kafka_offsets as ko
-    from shopflow.streaming.kafka_source import KafkaRange, read_range
+    from shopflow.streaming.kafka_source import KafkaRange, read_ranges
     bootstrap, topic = settings.KAFKA_BOOTSTRAP_SERVERS, settings.KAFKA_TOPIC
     high = ko.high_watermarks(bootstrap, topic)
     earliest = ko.earliest_offsets(bootstrap, topic, list(high))
     rows: list[tuple] = []
     for partition, end in sorted(high.items()):
-        for batch in read_range(bootstrap, KafkaRange(topic, partition, earliest[partition], end)):
+        for batch in read_ranges(bootstrap, [KafkaRange(topic, partition, earliest[partition], end)]):
             for value in batch.column("value").to_pylist():
                 doc = json.loads(value)
                 rows.append(tuple(doc.get(c) for c in USER_COLUMNS))

@@ -158,12 +158,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                       for p, e in sorted(finish.items()) if e > begin.get(p, 0)], self.read_tasks)
 
     def read(self, partition: KafkaTask) -> Iterator[pa.RecordBatch]:
-        consumer = _reader(self.bootstrap)
-        try:
-            for part in partition.ranges:
-                yield from _read(consumer, part, READ_TIMEOUT_S)
-        finally:
-            consumer.close()
+        return read_ranges(self.bootstrap, partition.ranges)
 
     def commit(self, end: dict) -> None:
         """Nothing to do: positions live in Spark's checkpoint and in the Postgres ledger, not in Kafka."""
@@ -182,18 +177,20 @@ def _reader(bootstrap: str) -> Consumer:
                      "queued.min.messages": 100_000})
 
 
-def read_range(bootstrap: str, part: KafkaRange, timeout_s: float = READ_TIMEOUT_S) -> Iterator[pa.RecordBatch]:
-    """Records [start, end) of one partition, one Arrow batch per consume call (no per-row conversion in Python
-    beyond the column lists); fails rather than waiting forever or skipping lost offsets."""
+def read_ranges(bootstrap: str, ranges: list[KafkaRange],
+                timeout_s: float = READ_TIMEOUT_S) -> Iterator[pa.RecordBatch]:
+    """Records [start, end) of each range in turn with one consumer, one Arrow batch per consume call (no per-row
+    conversion in Python beyond the column lists); fails rather than waiting forever or skipping lost offsets."""
     consumer = _reader(bootstrap)
     try:
-        yield from _read(consumer, part, timeout_s)
+        for part in ranges:
+            yield from _read(consumer, part, timeout_s)
     finally:
         consumer.close()
 
 
 def _read(consumer: Consumer, part: KafkaRange, timeout_s: float) -> Iterator[pa.RecordBatch]:
-    """read_range on an open consumer, which it (re)assigns to the range's partition alone."""
+    """One range on an open consumer, which it (re)assigns to the range's partition alone."""
     consumer.assign([TopicPartition(part.topic, part.partition, part.start)])
     position, idle_since = part.start, time.monotonic()
     while position < part.end:

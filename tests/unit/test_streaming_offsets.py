@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from shopflow.streaming import kafka_offsets as ko
-from shopflow.streaming.kafka_source import (SOURCE_SCHEMA, KafkaPythonSource, KafkaRange, KafkaStreamReader,
+from shopflow.streaming.kafka_source import (SOURCE_SCHEMA, KafkaPythonSource, KafkaRange, KafkaStreamReader, _read,
                                              KafkaTask, admit, record_batch, split)
 from shopflow.streaming.ledger import _csv
 
@@ -101,8 +101,11 @@ def test_copy_csv_keeps_null_apart_from_text_with_quotes_commas_and_newlines():
 class _Message:
     """What confluent-kafka's Message answers (methods, not attributes)."""
 
-    def __init__(self, key, value, topic, partition, offset, timestamp):
+    def __init__(self, key, value, topic, partition, offset, timestamp, error=None):
         self._fields = (key, value, topic, partition, offset, timestamp)
+        self._error = error
+
+    def error(self): return self._error  # noqa: E704
 
     def key(self): return self._fields[0]  # noqa: E704
     def value(self): return self._fields[1]  # noqa: E704
@@ -121,3 +124,32 @@ def test_record_batch_has_the_arrow_schema_spark_expects():
     assert batch.column("timestamp").to_pylist()[0].isoformat() == "2023-11-14T22:13:20.123000+00:00"
     assert batch.to_pydict()["value"] == [b"\xff", None, b"{}"] and batch.column("timestamp")[1].as_py() is None
     assert batch.to_pydict()["timestampType"] == [0, -1, 1] and batch.to_pydict()["offset"] == [7, 8, 9]
+
+class _Consumer:
+    """Answers `consume` with the given lists of messages in turn (what `_read` asks of librdkafka's Consumer)."""
+
+    def __init__(self, *calls):
+        self.calls, self.assigned = list(calls), None
+
+    def assign(self, partitions): self.assigned = partitions  # noqa: E704
+    def consume(self, num_messages, timeout): return self.calls.pop(0) if self.calls else []  # noqa: E704
+
+
+def _records(partition, offsets):
+    from confluent_kafka import TIMESTAMP_CREATE_TIME
+    return [_Message(None, b"{}", "t", partition, o, (TIMESTAMP_CREATE_TIME, 0)) for o in offsets]
+
+
+def test_read_skips_a_stale_error_and_stale_records_of_the_partition_read_before():
+    stale = _Message(None, None, "t", 0, 9, (0, -1), error="Broker: offset out of range")
+    consumer = _Consumer([stale] + _records(0, [10]) + _records(1, [5, 6]), _records(1, [7]))
+    batches = list(_read(consumer, KafkaRange("t", 1, 5, 8), timeout_s=1))
+    assert [o for b in batches for o in b.to_pydict()["offset"]] == [5, 6, 7]
+    assert {b for batch in batches for b in batch.to_pydict()["partition"]} == {1}
+
+
+@pytest.mark.parametrize("partition", [1, None])
+def test_read_fails_on_an_error_of_its_partition_or_of_the_client(partition):
+    error = _Message(None, None, "t", partition, 5, (0, -1), error="Broker: offset out of range")
+    with pytest.raises(ko.KafkaOffsetError, match="t-1: Broker: offset out of range"):
+        list(_read(_Consumer([error]), KafkaRange("t", 1, 5, 8), timeout_s=1))

@@ -196,7 +196,8 @@ def _read(consumer: Consumer, part: KafkaRange, timeout_s: float) -> Iterator[pa
     while position < part.end:
         messages = consumer.consume(num_messages=min(CONSUME_BATCH, part.end - position), timeout=0.5)
         for message in messages:
-            if message.error():
+            # an error of the partition read before the re-assign is stale; one naming no partition is the client's
+            if message.error() and message.partition() in (None, part.partition):
                 raise ko.KafkaOffsetError(f"{part.topic}-{part.partition}: {message.error()} "
                                           f"(reading offsets {position}..{part.end})")
         records = [m for m in messages if m.offset() < part.end and m.partition() == part.partition]

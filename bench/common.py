@@ -99,6 +99,7 @@ def spark_submit_command(script: Path | str, args: list[str], settings: Settings
     return [str(SPARK_SUBMIT), "--master", settings.SPARK_MASTER_URL,
             "--conf", f"spark.driver.extraJavaOptions={java}", "--conf", f"spark.executor.extraJavaOptions={java}",
             "--conf", "spark.executor.cores=1", "--conf", f"spark.cores.max={settings.SPARK_WORKERS}",
+            "--conf", f"spark.executor.memory={settings.SPARK_EXECUTOR_MEMORY}",
             "--jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}", str(script), *args]
 
 

@@ -59,9 +59,10 @@ class Settings:
     SPARK_WORKERS: int = v.setting(v.at_least_one, 3)
     # task slots per worker (see SPARK_MARTS_CORES, SPARK_STREAMING_CORES)
     SPARK_WORKER_CORES: int = v.setting(v.at_least_one, 2)
-    SPARK_WORKER_MEMORY: str = v.setting(v.memory, "1g")
+    SPARK_WORKER_MEMORY: str = v.setting(v.memory, "2g")
     SPARK_WORKER_UI_PORT_BASE: int = v.setting(v.port, 8082)
     SPARK_DRIVER_MEMORY: str = v.setting(v.memory, "1g")
+    SPARK_EXECUTOR_MEMORY: str = v.setting(v.memory, "1g")
     # C1 only and the serial collector: on 2 cores, C2's compiler threads and parallel GC threads took the CPU
     # from short jobs (make bench; README "Benchmark"); empty = the JVM's defaults
     SPARK_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
@@ -105,6 +106,9 @@ class Settings:
             if getattr(self, key) > self.SPARK_WORKER_CORES:
                 raise SettingsError(f"{key}={getattr(self, key)}: the {job} job's single executor must fit on one "
                                     f"worker: at most SPARK_WORKER_CORES ({self.SPARK_WORKER_CORES})")
+        if v.megabytes(self.SPARK_EXECUTOR_MEMORY) > v.megabytes(self.SPARK_WORKER_MEMORY):
+            raise SettingsError(f"SPARK_EXECUTOR_MEMORY={self.SPARK_EXECUTOR_MEMORY}: an executor must fit on one "
+                                f"worker: at most SPARK_WORKER_MEMORY ({self.SPARK_WORKER_MEMORY})")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> "Settings":

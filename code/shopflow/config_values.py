@@ -74,6 +74,11 @@ def memory(key: str, raw: str) -> str:
     return raw
 
 
+def megabytes(size: str) -> int:
+    """A size `memory` accepted, in MB (k rounds down)."""
+    return int(size[:-1]) * {"k": 1, "m": 1024, "g": 1024 * 1024}[size[-1].lower()] // 1024
+
+
 def spark_master(key: str, raw: str) -> str:
     if not re.match(r"^(spark://|local(\[|$)|yarn$|k8s://)", raw):
         raise SettingsError(f"{key}={raw!r}: expected spark://host:port, local[N], yarn or k8s://...")

@@ -89,7 +89,8 @@ def test_dag_fallback_jvm_options_equal_the_settings_default():
     for constant, key in (("JAVA_OPTIONS", "SPARK_JAVA_OPTIONS"),
                           ("STREAMING_JAVA_OPTIONS", "SPARK_STREAMING_JAVA_OPTIONS"), ("CDS_JOBS", "SPARK_CDS_JOBS"),
                           ("MARTS_CORES", "SPARK_MARTS_CORES"), ("STREAMING_CORES", "SPARK_STREAMING_CORES"),
-                          ("WORKERS", "SPARK_WORKERS"), ("WORKER_CORES", "SPARK_WORKER_CORES")):
+                          ("WORKERS", "SPARK_WORKERS"), ("WORKER_CORES", "SPARK_WORKER_CORES"),
+                          ("EXECUTOR_MEMORY", "SPARK_EXECUTOR_MEMORY")):
         fallback = next(node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
                         and any(getattr(t, "id", None) == constant for t in node.targets))
         default = next(f.default for f in dataclasses.fields(Settings) if f.name == key)

@@ -66,6 +66,16 @@ def test_bad_value_fails_with_one_line_naming_the_key(key, value, fragment):
     assert "\n" not in message
 
 
+def test_an_executor_must_fit_in_a_workers_memory():
+    fits = load_settings(env={"SPARK_WORKER_MEMORY": "2g", "SPARK_EXECUTOR_MEMORY": "2048m"}, env_file=None)
+    assert fits.SPARK_EXECUTOR_MEMORY == "2048m"
+    with pytest.raises(SettingsError, match=r"SPARK_EXECUTOR_MEMORY=2049m: an executor must fit on one worker: at "
+                                            r"most SPARK_WORKER_MEMORY \(2g\)"):
+        load_settings(env={"SPARK_WORKER_MEMORY": "2g", "SPARK_EXECUTOR_MEMORY": "2049m"}, env_file=None)
+    with pytest.raises(SettingsError, match="SPARK_EXECUTOR_MEMORY='lots'"):
+        load_settings(env={"SPARK_EXECUTOR_MEMORY": "lots"}, env_file=None)
+
+
 def test_details_range_is_checked():
     with pytest.raises(SettingsError, match="DATAGEN_DETAILS_MIN"):
         load_settings(env={"DATAGEN_DETAILS_MIN": "11"}, env_file=None)

@@ -1,6 +1,6 @@
 """What every shopflow DAG shares: default args and the spark-submit task for one of our jobs.
 
-Settings reach Airflow as environment variables (the local stack exports every .env key; compose uses env_file).
+Settings reach Airflow as environment variables (the local stack exports every setting; compose uses env_file).
 This module imports Airflow only: no pyspark, no database call at parse time.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ MARTS_CORES = "2"  # Settings.SPARK_MARTS_CORES's default
 STREAMING_CORES = "2"  # Settings.SPARK_STREAMING_CORES's default
 WORKERS = "3"  # Settings.SPARK_WORKERS's default
 WORKER_CORES = "2"  # Settings.SPARK_WORKER_CORES's default
+EXECUTOR_MEMORY = "1g"  # Settings.SPARK_EXECUTOR_MEMORY's default
 DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 
@@ -51,7 +52,7 @@ def spark_job(task_id: str, job: str, application_args: list[str] | None = None,
     if archive and job in cds_jobs and os.path.isfile(archive):
         java += f" -XX:SharedArchiveFile={archive}"
     conf = {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": str(executor_cores),
-            "spark.executor.memory": setting("SPARK_EXECUTOR_MEMORY", "1g"),
+            "spark.executor.memory": setting("SPARK_EXECUTOR_MEMORY", EXECUTOR_MEMORY),
             "spark.cores.max": str(min(cores or workers, all_cores)),
             "spark.driver.extraJavaOptions": java, "spark.executor.extraJavaOptions": java}
     return SparkSubmitOperator(

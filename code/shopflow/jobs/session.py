@@ -30,6 +30,7 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
         builder = (builder.master(master or settings.SPARK_MASTER_URL)
                    .config("spark.jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")
                    .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)
+                   .config("spark.executor.memory", settings.SPARK_EXECUTOR_MEMORY)
                    .config("spark.driver.extraJavaOptions", java).config("spark.executor.extraJavaOptions", java)
                    .config("spark.executor.cores", "1").config("spark.cores.max", str(settings.SPARK_WORKERS)))
     builder = builder.config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "6")

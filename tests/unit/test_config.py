@@ -114,7 +114,7 @@ def test_the_cds_jobs_map_the_class_data_sharing_archive_once_it_exists(tmp_path
     settings = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_JAVA_OPTIONS": "-Xss4m"}, env_file=None)
     archive = settings.spark_cds_archive
     assert archive.parent == tmp_path / "spark" and archive.suffix == ".jsa"
-    assert settings.SPARK_CDS_JOBS == "build_marts"
+    assert settings.SPARK_CDS_JOBS == "build_marts,stream_users"
     assert settings.java_options_for(False, job="build_marts") == "-Duser.timezone=UTC -Xss4m"
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"recorded")

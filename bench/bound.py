@@ -54,7 +54,7 @@ def measure_bound(settings: Settings, name: str = "bound: COPY -> LOAD DATA") ->
     """`settings` points at a scratch database made by common.recreate_database (tables empty)."""
     per_table: dict[str, float] = {}
     rows = 0
-    start = time.monotonic()
+    start, began = time.monotonic(), time.time()
     with tempfile.TemporaryDirectory(prefix="bench-bound-") as workdir, \
             mysql_connection(settings, allow_local_infile=True) as conn:
         cur = conn.cursor()
@@ -64,4 +64,4 @@ def measure_bound(settings: Settings, name: str = "bound: COPY -> LOAD DATA") ->
             rows += load_table(settings, table, cur, workdir)
             per_table[table.name] = round(time.monotonic() - t0, 3)
         conn.commit()
-    return Measure(name, rows, time.monotonic() - start, {"per_table_s": per_table})
+    return Measure(name, rows, time.monotonic() - start, {"per_table_s": per_table}, window=(began, time.time()))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import timezone
 from pathlib import Path
 
 from postgresdb.ddl import mysql_table_ddl
@@ -26,6 +27,8 @@ class Measure:
     rows: int
     seconds: float
     detail: dict = field(default_factory=dict)
+    # wall-clock (time.time()) start and end of the timed part, for the machine's CPU in it (bench/cpu.py)
+    window: tuple[float, float] | None = None
 
     @property
     def rows_per_s(self) -> float:
@@ -34,6 +37,13 @@ class Measure:
     def as_json(self) -> dict:
         return {"name": self.name, "rows": self.rows, "seconds": round(self.seconds, 3),
                 "rows_per_s": round(self.rows_per_s, 1), **self.detail}
+
+
+def run_window(run: dict) -> tuple[float, float] | None:
+    """A `pipeline_runs` row's started_at / finished_at (UTC) as wall-clock seconds, for `Measure.window`."""
+    if not run.get("started_at") or not run.get("finished_at"):
+        return None
+    return tuple(run[key].replace(tzinfo=timezone.utc).timestamp() for key in ("started_at", "finished_at"))
 
 
 def columns(table: Table) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.db import mysql_connection
 
-from .common import Measure, spark_submit
+from .common import Measure, run_window, spark_submit
 
 JOB_FILE = PROJECT_ROOT / "code" / "shopflow" / "jobs" / "build_marts.py"
 # the one MySQL-only construct of the reference SQL: the Monday of a timestamp's ISO week
@@ -25,23 +25,23 @@ def duckdb_sql(mysql_sql: str) -> str:
     return _WEEK_START.sub(r"CAST(date_trunc('week', \1) AS DATE)", mysql_sql)
 
 
-def _spark(settings: Settings, log: Path) -> tuple[float, float]:
+def _spark(settings: Settings, log: Path) -> tuple[float, float, tuple[float, float] | None]:
     from shopflow.marts.build import JOB
     since = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     code, wall = spark_submit(JOB_FILE, [], settings, log)
     if code != 0:
         raise RuntimeError(f"build_marts exited {code}, see {log}")
     with mysql_connection(settings) as conn:
-        cur = conn.cursor()
-        cur.execute("SELECT seconds FROM pipeline_runs WHERE job = %s AND table_name IS NULL AND started_at >= %s "
-                    "AND status = 'ok' ORDER BY run_id DESC LIMIT 1", (JOB, since))
+        cur = conn.cursor(dictionary=True)
+        cur.execute("SELECT seconds, started_at, finished_at FROM pipeline_runs WHERE job = %s AND table_name IS NULL "
+                    "AND started_at >= %s AND status = 'ok' ORDER BY run_id DESC LIMIT 1", (JOB, since))
         row = cur.fetchone()
     if row is None:
         raise RuntimeError(f"no ok pipeline_runs row for {JOB}, see {log}")
-    return float(row[0]), wall
+    return float(row["seconds"]), wall, run_window(row)
 
 
-def _duckdb(settings: Settings) -> tuple[int, float, float, dict]:
+def _duckdb(settings: Settings) -> tuple[int, float, float, dict, tuple[float, float]]:
     import duckdb
     import pyarrow as pa
 
@@ -50,7 +50,7 @@ def _duckdb(settings: Settings) -> tuple[int, float, float, dict]:
     marts = all_marts()
     db = duckdb.connect()
     rows = 0
-    start = time.monotonic()
+    start, began = time.monotonic(), time.time()
     with mysql_connection(settings) as conn:
         cur = conn.cursor()
         for table, columns in replica_columns(marts).items():
@@ -69,16 +69,17 @@ def _duckdb(settings: Settings) -> tuple[int, float, float, dict]:
     for mart in marts:
         db.execute(f"CREATE TABLE {mart.name} AS {duckdb_sql(mart.reference_sql)}")
         out[mart.name] = db.execute(f"SELECT COUNT(*) FROM {mart.name}").fetchone()[0]
-    return rows, load_s, time.monotonic() - start, out
+    return rows, load_s, time.monotonic() - start, out, (began, time.time())
 
 
 def measure_marts(settings: Settings, log: Path) -> dict[str, Measure]:
-    rows, load_s, compute_s, mart_rows = _duckdb(settings)
-    spark_s, wall = _spark(settings, log)
+    rows, load_s, compute_s, mart_rows, duckdb_window = _duckdb(settings)
+    spark_s, wall, spark_window = _spark(settings, log)
     return {
         "marts_spark": Measure("marts: Spark build_marts", rows, spark_s,
-                               {"wall_s": round(wall, 3), "session_and_submit_s": round(wall - spark_s, 3)}),
+                               {"wall_s": round(wall, 3), "session_and_submit_s": round(wall - spark_s, 3)},
+                               window=spark_window),
         "marts_duckdb": Measure("marts: DuckDB same SQL", rows, load_s + compute_s,
                                 {"load_s": round(load_s, 3), "compute_s": round(compute_s, 3),
-                                 "mart_rows": mart_rows}),
+                                 "mart_rows": mart_rows}, window=duckdb_window),
     }

@@ -21,4 +21,4 @@ def measure_naive(settings: Settings, log: Path) -> Measure:
     counts = mysql_counts(settings)
     return Measure("naive: JDBC 1 partition, defaults", sum(counts.values()), result["seconds"],
                    {"wall_s": round(wall, 3), "session_and_submit_s": round(wall - result["seconds"], 3),
-                    "per_table_s": result["tables"]})
+                    "per_table_s": result["tables"]}, window=tuple(result["window"]))

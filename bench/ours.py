@@ -13,7 +13,7 @@ from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.db import mysql_connection, pg_connection
 from shopflow.replication import JOB
 
-from .common import Measure, spark_submit
+from .common import Measure, run_window, spark_submit
 
 DATABASE = "replica"  # suffix of the scratch database test_bench_<suffix>
 JOB_FILE = PROJECT_ROOT / "code" / "shopflow" / "jobs" / "replicate_postgres_to_mysql.py"
@@ -24,7 +24,8 @@ CHANGES = {"orders": "total_amount = total_amount + 1", "order_details": "quanti
 def _run_rows(settings: Settings, since: datetime) -> tuple[dict, list[dict]]:
     with mysql_connection(settings) as conn:
         cur = conn.cursor(dictionary=True)
-        cur.execute("SELECT table_name, mode, seconds, rows_read, rows_written, rows_deleted, status "
+        cur.execute("SELECT table_name, mode, seconds, rows_read, rows_written, rows_deleted, status, started_at, "
+                    "finished_at "
                     "FROM pipeline_runs WHERE job = %s AND started_at >= %s ORDER BY run_id", (JOB, since))
         rows = cur.fetchall()
     whole = [r for r in rows if r["table_name"] is None]
@@ -45,7 +46,7 @@ def run_replication(settings: Settings, name: str, args: list[str], log: Path) -
         "wall_s": round(wall, 3), "session_and_submit_s": round(wall - seconds, 3),
         "rows_written": sum(int(t["rows_written"] or 0) for t in tables),
         "modes": sorted({t["mode"] for t in tables}),
-        "per_table_s": {t["table_name"]: float(t["seconds"]) for t in tables}})
+        "per_table_s": {t["table_name"]: float(t["seconds"]) for t in tables}}, window=run_window(whole))
 
 
 def change_one_percent(settings: Settings) -> int:

@@ -69,10 +69,17 @@ def versions(settings) -> dict:
     return result
 
 
+def _cores(measure: dict) -> str:
+    """The machine's cores kept busy on average while the measure ran (bench/cpu.py), blank when not known."""
+    busy = measure.get("cpu_cores_busy")
+    return "" if busy is None else f"{busy:.2f}"
+
+
 def table(measures: list[dict], ratio_values: dict) -> str:
-    lines = [f"{'measure':<44}{'rows':>12}{'seconds':>10}{'rows/s':>12}", "-" * 78]
+    lines = [f"{'measure':<44}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'cores busy':>12}", "-" * 90]
     for m in measures:
-        lines.append(f"{m['name']:<44}{m['rows']:>12,}{m['seconds']:>10.2f}{m['rows_per_s']:>12,.0f}")
+        lines.append(f"{m['name']:<44}{m['rows']:>12,}{m['seconds']:>10.2f}{m['rows_per_s']:>12,.0f}"
+                     f"{_cores(m):>12}")
     lines += ["", "ratios"]
     lines += [f"  {k:<36}{'not measured' if v is None else v}" for k, v in ratio_values.items()]
     return "\n".join(lines)
@@ -111,8 +118,8 @@ def write(result: dict, results_dir: Path = RESULTS_DIR) -> Path:
 
 def markdown(result: dict) -> str:
     """The README table of a result (`python -m bench.report [path]` prints it for latest.json)."""
-    lines = ["| measure | rows | seconds | rows/s |", "|---|---:|---:|---:|"]
-    lines += [f"| {m['name']} | {m['rows']:,} | {m['seconds']:.2f} | {m['rows_per_s']:,.0f} |"
+    lines = ["| measure | rows | seconds | rows/s | cores busy |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {m['name']} | {m['rows']:,} | {m['seconds']:.2f} | {m['rows_per_s']:,.0f} | {_cores(m)} |"
               for m in result["measures"]]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| `{k}` | {'not measured' if v is None else v} |" for k, v in result["ratios"].items()]

@@ -23,6 +23,7 @@ from shopflow.config import PROJECT_ROOT, get_settings
 
 from . import bound, marts, naive, ours, peer, report, stream_latency, streaming
 from .common import CLUSTER_NOTES, SOURCE_SCHEMA, drop_database, recreate_database, target_settings
+from .cpu import CpuSampler
 from .settle import settle
 
 MEASURES = ("bound", "ours", "naive", "peer", "marts", "streaming")
@@ -78,8 +79,8 @@ def generate(scale: float, schema: str) -> float:
 
 
 class Bench:
-    def __init__(self, args):
-        self.args, self.base = args, get_settings()
+    def __init__(self, args, cpu: CpuSampler | None = None):
+        self.args, self.base, self.cpu = args, get_settings(), cpu
         self.measures: dict[str, dict] = {}
         self.notes: list[str] = []
         self.logs = PROJECT_ROOT / ".local" / "bench-logs"  # spark-submit output of each measure (git-ignored)
@@ -100,6 +101,8 @@ class Bench:
                       flush=True)
                 quiet = settle(self.base)  # nothing an earlier measure left behind runs inside this one (settle.py)
                 for measure_key, measure in action().items():
+                    if self.cpu and measure.window:
+                        measure.detail |= self.cpu.describe(*measure.window)
                     runs.setdefault(measure_key, []).append((measure, quiet))
                     print(f"[bench]   {measure.name}: {measure.rows:,} rows in {measure.seconds:.2f} s", flush=True)
             for measure_key, tried in runs.items():
@@ -163,11 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     ensure_servers(args)
     load_start = [round(x, 2) for x in os.getloadavg()]
     generate_s = None if args.no_generate else generate(args.scale, args.source_schema)
-    bench = Bench(args)
-    try:
-        measures = bench.run()
-    finally:
-        bench.cleanup()
+    with CpuSampler() as cpu:
+        bench = Bench(args, cpu)
+        try:
+            measures = bench.run()
+        finally:
+            bench.cleanup()
     ratio_values = report.ratios(measures)
     notes = bench.notes + CLUSTER_NOTES + [f"{k}: null because a measure it needs is missing (see above)"
                            for k, v in ratio_values.items() if v is None]

@@ -73,17 +73,18 @@ def consume_parsed(settings: Settings) -> list[tuple]:
     return rows
 
 
-def copy_bound(settings: Settings, rows: list[tuple]) -> float:
+def copy_bound(settings: Settings, rows: list[tuple]) -> tuple[float, tuple[float, float]]:
+    """Seconds of a bare COPY of `rows` into an empty copy of users, and its wall-clock window."""
     text = io.StringIO("".join("\t".join("\\N" if v is None else str(v) for v in row) + "\n" for row in rows))
     with pg_connection(settings) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE TABLE {settings.POSTGRES_SCHEMA}.users_copy_bound AS "
                     f"SELECT {', '.join(USER_COLUMNS)} FROM {settings.POSTGRES_SCHEMA}.users WITH NO DATA")
         conn.commit()
-        start = time.monotonic()
+        start, began = time.monotonic(), time.time()
         cur.copy_expert(f"COPY {settings.POSTGRES_SCHEMA}.users_copy_bound ({', '.join(USER_COLUMNS)}) FROM STDIN",
                         text, size=1 << 20)
         conn.commit()
-        return time.monotonic() - start
+        return time.monotonic() - start, (began, time.time())
 
 
 def query_started(log: Path) -> datetime:
@@ -118,17 +119,20 @@ def measure_streaming(base: Settings, logs: Path, events: int, schema: str) -> d
                                   streaming=True)
         if code != 0:
             raise RuntimeError(f"stream_users exited {code}, see {log}")
-        timing = drain_timing(settings, query_started(log))
+        started = query_started(log)
+        timing = drain_timing(settings, started)
         consume_start = time.monotonic()
         rows = consume_parsed(settings)
         consume_s = time.monotonic() - consume_start
-        copy_s = copy_bound(settings, rows)
+        copy_s, copy_window = copy_bound(settings, rows)
+    drain_s = timing.pop("seconds")
     return {
-        "stream_drain": Measure("stream: drain backlog (Spark job)", timing.pop("events"), timing.pop("seconds"),
+        "stream_drain": Measure("stream: drain backlog (Spark job)", timing.pop("events"), drain_s,
                                 timing | {"wall_s": round(wall, 3), "produce_s": round(produce_s, 3),
-                                          "topic": settings.KAFKA_TOPIC}),
+                                          "topic": settings.KAFKA_TOPIC},
+                                window=(started.timestamp(), started.timestamp() + drain_s)),
         "stream_bound": Measure("stream bound: psycopg COPY parsed rows", len(rows), copy_s,
-                                {"note": "all parsed events, plain COPY (no upsert, no ledger)"}),
+                                {"note": "all parsed events, plain COPY (no upsert, no ledger)"}, window=copy_window),
         # Informative, not in the ratios: what one plain Python process does for the part the bound leaves out.
         "stream_bound_consume": Measure("stream: librdkafka consume + json parse + COPY", len(rows),
                                         consume_s + copy_s, {"consume_and_parse_s": round(consume_s, 3)}),

@@ -67,6 +67,9 @@ def test_every_measure_has_positive_numbers(bench_result):
     assert all(bound["rows"] == source_rows for bound in bounds)  # every source row crossed the pipe
     for bound in bounds:  # --repeat 2 (the default): both attempts kept, the fastest reported
         assert len(bound["attempts_s"]) == 2 and bound["seconds"] == min(bound["attempts_s"]), bound
+    timed = bounds if not EVERYTHING else [m for m in result["measures"] if "librdkafka" not in m["name"]]
+    for measure in timed:  # the machine's CPU in the measure's window (bench/cpu.py)
+        assert 0 < measure["cpu_core_s"] and 0 < measure["cpu_cores_busy"] <= result["machine"]["cores"] + 0.1, measure
 
 
 def test_missing_measures_are_null_with_a_reason(bench_result):

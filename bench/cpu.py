@@ -33,8 +33,7 @@ class CpuSampler:
 
     def __init__(self, period_s: float = PERIOD_S):
         self.period_s = period_s
-        self.times: list[float] = []
-        self.busy: list[float] = []
+        self.samples: list[tuple[float, float]] = []  # (time.time(), busy seconds), appended as one item
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-cpu", daemon=True)
 
@@ -48,24 +47,23 @@ class CpuSampler:
 
     def _run(self) -> None:
         while (busy := busy_seconds()) is not None:
-            self.times.append(time.time())
-            self.busy.append(busy)
+            self.samples.append((time.time(), busy))
             if self._stop.wait(self.period_s):
                 return
 
     def _busy_at(self, moment: float) -> float | None:
         """Busy seconds at `moment`, interpolated between the samples around it."""
-        times, busy = self.times[:], self.busy[:len(self.times)]
-        after = bisect.bisect_left(times, moment)
-        if after == 0 or after >= len(times):
+        samples = self.samples[:]
+        after = bisect.bisect_left(samples, moment, key=lambda sample: sample[0])
+        if after == 0 or after >= len(samples):
             return None
-        t0, t1, b0, b1 = times[after - 1], times[after], busy[after - 1], busy[after]
+        (t0, b0), (t1, b1) = samples[after - 1], samples[after]
         return b0 + (b1 - b0) * (moment - t0) / (t1 - t0) if t1 > t0 else b1
 
     def core_seconds(self, start: float, end: float) -> float | None:
         """Core-seconds the machine was busy between `start` and `end`; None when the samples do not cover them."""
         deadline = time.time() + 10 * self.period_s
-        while self._thread.is_alive() and (not self.times or self.times[-1] <= end) and time.time() < deadline:
+        while self._thread.is_alive() and (not self.samples or self.samples[-1][0] <= end) and time.time() < deadline:
             time.sleep(self.period_s)
         first, last = self._busy_at(start), self._busy_at(end)
         return None if first is None or last is None else max(0.0, last - first)

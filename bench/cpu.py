@@ -53,11 +53,11 @@ class CpuSampler:
 
     def _busy_at(self, moment: float) -> float | None:
         """Busy seconds at `moment`, interpolated between the samples around it."""
-        samples = self.samples[:]
-        after = bisect.bisect_left(samples, moment, key=lambda sample: sample[0])
-        if after == 0 or after >= len(samples):
+        count = len(self.samples)  # the sampler only appends: the first `count` stay as they are
+        after = bisect.bisect_left(self.samples, moment, hi=count, key=lambda sample: sample[0])
+        if after == 0 or after >= count:
             return None
-        (t0, b0), (t1, b1) = samples[after - 1], samples[after]
+        (t0, b0), (t1, b1) = self.samples[after - 1], self.samples[after]
         return b0 + (b1 - b0) * (moment - t0) / (t1 - t0) if t1 > t0 else b1
 
     def core_seconds(self, start: float, end: float) -> float | None:
@@ -70,7 +70,7 @@ class CpuSampler:
 
     def describe(self, start: float, end: float) -> dict:
         """The measure's `cpu_core_s` and `cpu_cores_busy`, or nothing."""
-        used = self.core_seconds(start, end)
-        if used is None or end <= start:
+        used = self.core_seconds(start, end) if end > start else None
+        if used is None:
             return {}
         return {"cpu_core_s": round(used, 2), "cpu_cores_busy": round(used / (end - start), 2)}

@@ -13,7 +13,7 @@ EXECUTOR_WAIT_S = 60.0
 
 
 def build_session(app_name: str, settings: Settings, master: str | None = None,
-                  warm_modules: tuple[str, ...] | None = None,
+                  warm_modules: tuple[str, ...] | None = None, arrow_workers: bool = False,
                   streaming: bool = False, cores: int | None = None, executor_cores: int | None = None):
     """Under spark-submit (the DAGs) master, jars, JVM flags and executor sizes come from its arguments; run
     directly, from Settings (`streaming`: SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS), with
@@ -21,7 +21,8 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
     `spark.executor.cores`, under spark-submit too (the context starts here). `warm_modules`: wait for the executors
     and import these in their Python workers before returning (see `warm_up`; `()` for a job without Python on its
     executors: no Python worker is started), so a job's own clock does not include starting the cluster side of the
-    session; None: no warm-up."""
+    session; None: no warm-up. `arrow_workers`: the job's Python runs Arrow-fed (a Python data source, mapInArrow),
+    whose workers Spark keeps in a pool apart from the RDD ones: warm that pool instead."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
@@ -43,7 +44,7 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     if warm_modules is not None:
-        warm_up(session, settings, warm_modules)
+        warm_up(session, settings, warm_modules, arrow_workers)
     return session
 
 
@@ -62,11 +63,24 @@ def expected_cores(settings: Settings, master: str, cores_max: str | None) -> in
     return min(cluster, limit) if limit > 0 else cluster
 
 
-def warm_up(spark, settings: Settings, modules: tuple[str, ...]) -> float:
+def _arrow_import_all(modules: tuple[str, ...]):
+    def imported(batches):
+        import pyarrow as pa
+        pid = _import_all(modules)
+        for _ in batches:
+            pass
+        yield pa.RecordBatch.from_pydict({"pid": [pid]})
+    return imported
+
+
+def warm_up(spark, settings: Settings, modules: tuple[str, ...], arrow_workers: bool = False) -> float:
     """Waits (bounded) until the standalone cluster's cores have registered, then runs one task per core slot
     twice over that imports `modules` in the executors' Python workers (they stay up: worker reuse), or with no
     modules a JVM-only job (the marts job: Python workers it never uses cost it ≈ 1 s of its own clock, README
-    "Benchmark"). Returns the seconds it took; a cluster that stays smaller than expected is used as it is."""
+    "Benchmark"). `arrow_workers`: the tasks are Arrow-fed (mapInArrow), so they start the workers a Python data
+    source's reads get; Spark pools those apart from the RDD ones (`parallelize().map()`), and warming the wrong
+    pool left the streaming job's first read to boot its own (≈ 2.4 s of its first batch). Returns the seconds it
+    took; a cluster that stays smaller than expected is used as it is."""
     start, sc = time.monotonic(), spark.sparkContext
     expected = expected_cores(settings, sc.master, sc.getConf().get("spark.cores.max"))
     while sc.defaultParallelism < expected and time.monotonic() - start < EXECUTOR_WAIT_S:
@@ -74,7 +88,11 @@ def warm_up(spark, settings: Settings, modules: tuple[str, ...]) -> float:
     slots = sc.defaultParallelism
     if modules:
         sc.setJobDescription("warm up: executors and their Python workers")
-        workers = len(set(sc.parallelize(range(2 * slots), 2 * slots).map(lambda _: _import_all(modules)).collect()))
+        if arrow_workers:
+            tasks = spark.range(0, 2 * slots, 1, 2 * slots).mapInArrow(_arrow_import_all(modules), "pid long")
+            workers = len({row.pid for row in tasks.collect()})
+        else:
+            workers = len(set(sc.parallelize(range(2 * slots), 2 * slots).map(lambda _: _import_all(modules)).collect()))
     else:  # a job without Python on its executors: their first tasks, no Python worker
         sc.setJobDescription("warm up: executors")
         spark.range(0, 2 * slots, 1, 2 * slots).count()

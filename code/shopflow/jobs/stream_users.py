@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda _signum, _frame: stop.set())
     spark = build_session("shopflow-stream_users", settings, master=args.master,
                           warm_modules=("shopflow.streaming.kafka_source", "shopflow.streaming.events"),
-                          streaming=True, cores=settings.SPARK_STREAMING_CORES,
+                          arrow_workers=True, streaming=True, cores=settings.SPARK_STREAMING_CORES,
                           executor_cores=settings.SPARK_STREAMING_CORES)
     try:
         query.run(spark, settings, query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW, stop.is_set)

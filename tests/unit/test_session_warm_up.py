@@ -3,6 +3,7 @@ Spark's Arrow-fed worker pool, apart from the RDD one (`build_session(arrow_work
 
 Each check runs in a fresh local Spark (its own process): the shared test session's worker pools already hold
 workers of earlier tests. A marker module imported by the warm-up shows whether a read got a warmed worker."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -10,7 +11,7 @@ import textwrap
 from shopflow.config import PROJECT_ROOT
 
 SCRIPT = textwrap.dedent("""
-    import os, sys
+    import sys
     from pyspark.sql import SparkSession
     from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
     from shopflow.config import Settings
@@ -46,7 +47,7 @@ SCRIPT = textwrap.dedent("""
 
 def _reads_warmed(pool: str) -> str:
     done = subprocess.run([sys.executable, "-c", SCRIPT, pool], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=300)
+                          env=os.environ | {"PYSPARK_PYTHON": sys.executable}, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return next(line for line in done.stdout.splitlines() if line.startswith("warmed:"))
 

@@ -64,17 +64,17 @@ class Settings:
     SPARK_DRIVER_MEMORY: str = v.setting(v.memory, "1g")
     SPARK_EXECUTOR_MEMORY: str = v.setting(v.memory, "1g")
     # C1 only and the serial collector: on 2 cores, C2's compiler threads and parallel GC threads took the CPU
-    # from short jobs (make bench; README "Benchmark"); empty = the JVM's defaults
+    # from short jobs (make bench; bench/NOTES.md); empty = the JVM's defaults
     SPARK_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
     SPARK_STREAMING_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:+UseSerialGC")
     # jobs whose JVMs map the class-data sharing archive the stack records (shopflow/stack/cds.py); empty = none
     SPARK_CDS_JOBS: str = v.setting(v.job_names, "build_marts,stream_users")
     # the marts job runs one executor with this many cores (spark.executor.cores = spark.cores.max; at most
-    # SPARK_WORKER_CORES): one JVM to warm instead of three, and two task slots in it, was fastest on 2 cores (README
-    # "Benchmark"); the replication job runs single-core executors, one per worker
+    # SPARK_WORKER_CORES): one JVM to warm instead of three, and two task slots in it, was fastest on 2 cores
+    # (bench/NOTES.md); the replication job runs single-core executors, one per worker
     SPARK_MARTS_CORES: int = v.setting(v.at_least_one, 2)
     # the same for the streaming job (stream_users): one JVM whose JIT warms once for both task slots drained 1M
-    # events in 40-44 s instead of 52-66 s with three single-core executors (README "Benchmark")
+    # events in 40-44 s instead of 52-66 s with three single-core executors (bench/NOTES.md)
     SPARK_STREAMING_CORES: int = v.setting(v.at_least_one, 2)
     POSTGRES_JDBC_JAR: str = v.setting(v.text, "/usr/share/java/postgresql.jar")
     MYSQL_JDBC_JAR: str = v.setting(v.text, "/usr/share/java/mariadb-java-client.jar")

@@ -120,7 +120,7 @@ def test_the_cds_jobs_map_the_class_data_sharing_archive_once_it_exists(tmp_path
     archive.write_bytes(b"recorded")
     mapped = f"-Duser.timezone=UTC -Xss4m -XX:SharedArchiveFile={archive}"
     assert settings.java_options_for(False, job="build_marts") == mapped
-    # measured slower for the replication job's copy (README "Benchmark"): only the listed jobs map it
+    # measured slower for the replication job's copy (bench/NOTES.md): only the listed jobs map it
     assert settings.java_options_for(False, job="replicate_postgres_to_mysql") == "-Duser.timezone=UTC -Xss4m"
     assert settings.java_options_for(False) == "-Duser.timezone=UTC -Xss4m"
     both = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_JAVA_OPTIONS": "-Xss4m",

@@ -76,8 +76,8 @@ def _arrow_import_all(modules: tuple[str, ...]):
 def warm_up(spark, settings: Settings, modules: tuple[str, ...], arrow_workers: bool = False) -> float:
     """Waits (bounded) until the standalone cluster's cores have registered, then runs one task per core slot
     twice over that imports `modules` in the executors' Python workers (they stay up: worker reuse), or with no
-    modules a JVM-only job (the marts job: Python workers it never uses cost it ≈ 1 s of its own clock, README
-    "Benchmark"). `arrow_workers`: the tasks are Arrow-fed (mapInArrow), so they start the workers a Python data
+    modules a JVM-only job (the marts job: Python workers it never uses cost it ≈ 1 s of its own clock,
+    bench/NOTES.md). `arrow_workers`: the tasks are Arrow-fed (mapInArrow), so they start the workers a Python data
     source's reads get; Spark pools those apart from the RDD ones (`parallelize().map()`), and warming the wrong
     pool left the streaming job's first read to boot its own (≈ 2.4 s of its first batch). Returns the seconds it
     took; a cluster that stays smaller than expected is used as it is."""

@@ -102,10 +102,11 @@ def python_env() -> dict:
 
 
 def spark_submit_command(script: Path | str, args: list[str], settings: Settings,
-                         streaming: bool = False) -> list[str]:
+                         streaming: bool = False, flags_of: str | None = None) -> list[str]:
     """The DAGs' submit as far as speed goes: the same JVM flags and single-core executors, one per worker
-    (code/airflow/dags/_spark.py; the marts and streaming jobs size their own executor, `build_session`)."""
-    java = settings.java_options_for(streaming, job=Path(script).stem)
+    (code/airflow/dags/_spark.py; the marts and streaming jobs size their own executor, `build_session`).
+    `flags_of`: the job whose JVM flags (class-data sharing archive included) to use, default the script's own."""
+    java = settings.java_options_for(streaming, job=flags_of or Path(script).stem)
     return [str(SPARK_SUBMIT), "--master", settings.SPARK_MASTER_URL,
             "--conf", f"spark.driver.extraJavaOptions={java}", "--conf", f"spark.executor.extraJavaOptions={java}",
             "--conf", "spark.executor.cores=1", "--conf", f"spark.cores.max={settings.SPARK_WORKERS}",
@@ -114,11 +115,12 @@ def spark_submit_command(script: Path | str, args: list[str], settings: Settings
 
 
 def spark_submit(script: Path | str, args: list[str], settings: Settings, log: Path,
-                 extra_env: dict | None = None, streaming: bool = False) -> tuple[int, float]:
+                 extra_env: dict | None = None, streaming: bool = False,
+                 flags_of: str | None = None) -> tuple[int, float]:
     """Run a job on the configured cluster with settings in the environment; returns (exit code, wall seconds)."""
     env = os.environ | {"POSTGRES_SCHEMA": settings.POSTGRES_SCHEMA, "MYSQL_DATABASE": settings.MYSQL_DATABASE,
                         "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable} | (extra_env or {})
-    command = spark_submit_command(script, args, settings, streaming)
+    command = spark_submit_command(script, args, settings, streaming, flags_of)
     waited = wait_for_idle_cluster(settings)
     note = (f"{Path(script).name}: waited {waited:.0f} s for the shared cluster; "
             f"other apps at submit: {cluster_apps(settings)}")

@@ -68,7 +68,7 @@ class Settings:
     SPARK_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
     SPARK_STREAMING_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:+UseSerialGC")
     # jobs whose JVMs map the class-data sharing archive the stack records (shopflow/stack/cds.py); empty = none
-    SPARK_CDS_JOBS: str = v.setting(v.job_names, "build_marts,stream_users")
+    SPARK_CDS_JOBS: str = v.setting(v.job_names, "build_marts,stream_users,replicate_postgres_to_mysql")
     # the marts job runs one executor with this many cores (spark.executor.cores = spark.cores.max; at most
     # SPARK_WORKER_CORES): one JVM to warm instead of three, and two task slots in it, was fastest on 2 cores
     # (bench/NOTES.md); the replication job runs single-core executors, one per worker

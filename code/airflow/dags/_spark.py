@@ -18,7 +18,7 @@ START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 REPLICA_ASSET = Asset("mysql://mysql_db/replica")
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # Settings.SPARK_JAVA_OPTIONS's default
 STREAMING_JAVA_OPTIONS = "-XX:+UseSerialGC"  # Settings.SPARK_STREAMING_JAVA_OPTIONS's default
-CDS_JOBS = "build_marts,stream_users"  # Settings.SPARK_CDS_JOBS's default
+CDS_JOBS = "build_marts,stream_users,replicate_postgres_to_mysql"  # Settings.SPARK_CDS_JOBS's default
 MARTS_CORES = "2"  # Settings.SPARK_MARTS_CORES's default
 STREAMING_CORES = "2"  # Settings.SPARK_STREAMING_CORES's default
 WORKERS = "3"  # Settings.SPARK_WORKERS's default

@@ -92,6 +92,13 @@ def chart(measures: list[dict], path: Path, title: str) -> None:
 
     names = [m["name"] for m in measures]
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(names) + 1.5))
+    if not measures:  # every measure failed: the chart says so (the notes say why)
+        ax.text(0.5, 0.5, "no measure completed (see the notes in the JSON)", ha="center", va="center")
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=10)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
     ax.barh(names, [m["rows_per_s"] for m in measures], color="#4C72B0")
     for i, m in enumerate(measures):
         ax.text(m["rows_per_s"], i, f" {m['rows_per_s']:,.0f}  ({m['seconds']:.1f} s)", va="center", fontsize=8)

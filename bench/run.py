@@ -8,6 +8,8 @@ Bound, naive, peer, ours full, ours incremental (each attempt after a 1 % change
 --repeat times each (the servers settled before every attempt) and report their fastest attempt, with every
 attempt's seconds in `attempts_s`: on this machine one attempt varies by ±20-40 % between runs, which a single
 attempt would carry into the ratios. The streaming measures run once (each needs the state the one before it left).
+It refuses to start while services of the stack it does not use run (Airflow, eventgen, the dashboard), unless
+--allow-busy.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from .cpu import CpuSampler
 from .settle import settle
 
 MEASURES = ("bound", "ours", "naive", "peer", "marts", "streaming")
+BENCH_GROUPS = ("postgres", "mariadb", "kafka", "spark")  # the servers the measures run on (ensure_servers)
 
 
 def parse_args(argv):
@@ -45,12 +48,41 @@ def parse_args(argv):
                         help="seconds at the same rate before the continuous run is measured (JIT warm-up)")
     parser.add_argument("--source-schema", default=SOURCE_SCHEMA, help="Postgres schema to generate into")
     parser.add_argument("--target-prefix", default="test_bench", help="scratch MySQL databases <prefix>_<measure>")
+    parser.add_argument("--allow-busy", action="store_true",
+                        help="measure even while services the bench does not use (Airflow, eventgen, dashboard) run; "
+                             "the results name them")
     args = parser.parse_args(argv)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = args.skip - set(MEASURES)
     if unknown:
         parser.error(f"unknown measure(s) in --skip: {', '.join(sorted(unknown))}")
+    if args.skip >= set(MEASURES):
+        parser.error("--skip names every measure: nothing to measure")
     return args
+
+
+def other_services(settings) -> list[str]:
+    """Services of this checkout's stack that the bench does not use but that would run inside its measures, on the
+    same cores: Airflow's scheduler starts the DAGs' Spark jobs on their schedules (by default the stream every 5
+    minutes, the replication every 15), eventgen produces events, the dashboard queries MySQL."""
+    from shopflow.stack import manager
+
+    return [service.name for service in manager.running_services(settings) if service.group not in BENCH_GROUPS]
+
+
+def refuse_if_busy(args) -> list[str]:
+    """Stops the bench before it starts anything when other services of the stack run, unless --allow-busy;
+    returns those services (empty when none run)."""
+    busy = other_services(get_settings())
+    if busy and args.allow_busy:
+        print(f"bench: measuring while {', '.join(busy)} run (--allow-busy); the results name them", flush=True)
+    elif busy:
+        raise SystemExit(
+            f"bench: {', '.join(busy)} of this checkout's stack are running. They share this machine's cores with "
+            "the measures (Airflow also starts the DAGs' Spark jobs on their schedules), so the numbers would not "
+            "be comparable. Stop them first: `make down` stops the whole stack, and the bench starts the servers "
+            "it needs. Or measure anyway with `make bench BENCH_ARGS=--allow-busy` (the results then name them).")
+    return busy
 
 
 def ensure_servers(args) -> None:
@@ -163,6 +195,7 @@ class Bench:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    busy = refuse_if_busy(args)
     ensure_servers(args)
     load_start = [round(x, 2) for x in os.getloadavg()]
     generate_s = None if args.no_generate else generate(args.scale, args.source_schema)
@@ -173,10 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.cleanup()
     ratio_values = report.ratios(measures)
-    notes = bench.notes + CLUSTER_NOTES + [f"{k}: null because a measure it needs is missing (see above)"
-                           for k, v in ratio_values.items() if v is None]
+    busy_notes = [f"measured with --allow-busy while {', '.join(busy)} ran (they shared the cores with the measures)"]
+    notes = bench.notes + CLUSTER_NOTES + (busy_notes if busy else []) + [
+        f"{k}: null because a measure it needs is missing (see above)" for k, v in ratio_values.items() if v is None]
     result = {"scale": args.scale, "source_schema": args.source_schema, "generate_s": generate_s,
-              "machine": report.machine() | {"load_average_at_start": load_start},
+              "machine": report.machine() | {"load_average_at_start": load_start, "other_services_running": busy},
               "versions": report.versions(bench.base), "measures": list(measures.values()),
               "ratios": ratio_values, "notes": notes}
     path = report.write(result, args.results_dir)

@@ -14,11 +14,13 @@ import pytest
 
 from shopflow.config import PROJECT_ROOT
 from shopflow.db import pg_connection
+from shopflow.stack import manager
 
 pytestmark = pytest.mark.integration
 
 SCHEMA = "bench_test_source"
 PREFIX = "test_benchtest"
+BUSY_SCHEMA = "bench_busy_source"
 RATIO_KEYS = {"replication_full_vs_bound", "replication_full_vs_naive", "replication_full_vs_peer",
               "replication_incremental_vs_full", "stream_drain_vs_bound", "stream_p95_latency_s",
               "marts_spark_vs_duckdb"}
@@ -29,7 +31,8 @@ EVERYTHING = os.environ.get("SHOPFLOW_BENCH_TEST_ALL") == "1"
 def bench_result(postgres, mysql, tmp_path_factory):
     results = tmp_path_factory.mktemp("bench-results")
     skip = "streaming" if EVERYTHING else "ours,naive,peer,marts,streaming"
-    run = subprocess.run([sys.executable, "-m", "bench.run", "--scale", "0.05", "--skip", skip,
+    # --allow-busy: earlier tests may have left Airflow running (the refusal has its own test below)
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--scale", "0.05", "--skip", skip, "--allow-busy",
                           "--source-schema", SCHEMA, "--target-prefix", PREFIX, "--results-dir", str(results)],
                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -85,3 +88,29 @@ def test_missing_measures_are_null_with_a_reason(bench_result):
             assert result["ratios"][key] > 0, key
         incremental = next(m for m in result["measures"] if m["name"].startswith("ours: replication incremental"))
         assert len(incremental["attempts_s"]) == 2, incremental  # each attempt after its own 1 % change
+
+
+def test_refuses_to_measure_while_services_it_does_not_use_run(postgres, mysql, tmp_path):
+    """The stack's other services (here the dashboard; Airflow and eventgen alike) would share the cores with the
+    measures: the bench stops before it starts anything, unless --allow-busy, and then the results name them."""
+    started = manager.ensure(mysql, ["dashboard"])
+    try:
+        command = [sys.executable, "-m", "bench.run", "--scale", "0.02", "--skip", "ours,naive,peer,marts,streaming",
+                   "--repeat", "1", "--source-schema", BUSY_SCHEMA, "--target-prefix", "test_benchbusy",
+                   "--results-dir", str(tmp_path)]
+        refused = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "dashboard" in refused.stderr and "make down" in refused.stderr and "--allow-busy" in refused.stderr
+        assert "[bench]" not in refused.stdout and not list(tmp_path.iterdir())  # nothing measured, nothing written
+
+        allowed = subprocess.run(command + ["--allow-busy"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                 timeout=300)
+        assert allowed.returncode == 0, allowed.stdout[-3000:] + allowed.stderr[-3000:]
+        result = json.loads((tmp_path / "latest.json").read_text())
+        assert "dashboard" in result["machine"]["other_services_running"]
+        assert any("--allow-busy" in note and "dashboard" in note for note in result["notes"]), result["notes"]
+        assert any(m["name"].startswith("bound") for m in result["measures"])  # and it did measure
+    finally:
+        manager.stop(mysql, started)
+        with pg_connection(mysql) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA IF EXISTS {BUSY_SCHEMA} CASCADE")

@@ -43,6 +43,12 @@ def _running(settings: Settings) -> set[str]:
     return {name for name, info in supervisor.process_info(settings).items() if info["statename"] == "RUNNING"}
 
 
+def running_services(settings: Settings) -> list[Service]:
+    """This checkout's services that supervisord reports RUNNING."""
+    running = _running(settings)
+    return [service for service in all_services(settings) if service.name in running]
+
+
 def _check_ports(services: list[Service]) -> None:
     for service in services:
         for port in service.ports:

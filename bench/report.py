@@ -76,9 +76,10 @@ def _cores(measure: dict) -> str:
 
 
 def table(measures: list[dict], ratio_values: dict) -> str:
-    lines = [f"{'measure':<44}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'cores busy':>12}", "-" * 90]
+    width = max([44] + [len(m["name"]) + 2 for m in measures])  # the longest name still leaves a gap
+    lines = [f"{'measure':<{width}}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'cores busy':>12}", "-" * (width + 46)]
     for m in measures:
-        lines.append(f"{m['name']:<44}{m['rows']:>12,}{m['seconds']:>10.2f}{m['rows_per_s']:>12,.0f}"
+        lines.append(f"{m['name']:<{width}}{m['rows']:>12,}{m['seconds']:>10.2f}{m['rows_per_s']:>12,.0f}"
                      f"{_cores(m):>12}")
     lines += ["", "ratios"]
     lines += [f"  {k:<36}{'not measured' if v is None else v}" for k, v in ratio_values.items()]

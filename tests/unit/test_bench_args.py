@@ -18,3 +18,12 @@ def test_the_chart_of_a_run_without_measures_is_written(tmp_path):
     path = tmp_path / "latest.png"
     report.chart([], path, "every measure failed")
     assert path.stat().st_size > 1000
+
+
+def test_the_table_columns_line_up_whatever_the_names_length():
+    measures = [{"name": "short", "rows": 10, "seconds": 1.0, "rows_per_s": 10.0},
+                {"name": "a measure name longer than the default column of forty-four", "rows": 1_550_070,
+                 "seconds": 5.41, "rows_per_s": 286_498.1, "cpu_cores_busy": 1.23}]
+    header, rule, *rows = report.table(measures, {}).splitlines()[:4]
+    assert len({len(header), len(rule), *map(len, rows)}) == 1  # one width for every line
+    assert all(row.split()[-1] in ("1.23", "10") for row in rows)  # no name ran into the numbers

@@ -1,6 +1,8 @@
-"""Continuous mode (processingTime trigger): events sent while the job runs arrive; SIGTERM stops it cleanly."""
+"""Continuous mode (processingTime trigger): events sent while the job runs arrive; SIGTERM (`kill`) and SIGINT
+(Ctrl-C, which PySpark's SparkContext takes over for itself) stop it cleanly."""
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -16,7 +18,8 @@ def _applied(settings) -> int:
     return pg_rows(settings, "SELECT coalesce(sum(next_offset), 0) FROM {s}.stream_offsets")[0][0]
 
 
-def test_continuous_mode_follows_the_topic_until_terminated(stream_case, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_continuous_mode_follows_the_topic_until_terminated(stream_case, tmp_path, signum):
     events, expected_users, malformed = make_events(400)
     produce(stream_case, events[:250])
     job = start_job(stream_case, tmp_path / "job.log", args=("--continuous", "--trigger-seconds", "1"))
@@ -24,9 +27,13 @@ def test_continuous_mode_follows_the_topic_until_terminated(stream_case, tmp_pat
         wait_for(lambda: _applied(stream_case) == 250, 300, "the first 250 events", job)
         produce(stream_case, events[250:])  # while the query runs
         wait_for(lambda: _applied(stream_case) == 400, 120, "the events sent later", job)
-        job.send_signal(signal.SIGTERM)
+        if signum == signal.SIGINT:  # Ctrl-C: the terminal signals the whole foreground process group
+            os.killpg(job.pid, signum)
+        else:
+            job.send_signal(signum)
         assert job.wait(timeout=120) == 0, (tmp_path / "job.log").read_text()[-3000:]
     finally:
         kill(job)
     assert_exact(stream_case, events, expected_users, malformed)
-    assert "stopped" in (tmp_path / "job.log").read_text()
+    log = (tmp_path / "job.log").read_text()
+    assert "stopped" in log and "Traceback" not in log, log[-3000:]

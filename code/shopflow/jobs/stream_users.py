@@ -50,6 +50,14 @@ def _has_work(settings) -> bool:
     return bool(pending)
 
 
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM (`kill`) and SIGINT (Ctrl-C) only set `stop`. PySpark's own SIGINT handler (installed by SparkContext)
+    cancels every job and raises KeyboardInterrupt inside whatever py4j call is running: a page of tracebacks and a
+    failed exit instead of the query's clean stop."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -67,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     # `kill` and Ctrl-C stop query and session cleanly (kill -9 loses nothing either): the handlers only set a flag
     # that query.run polls, so no exception lands inside a py4j call
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: stop.set())
+    _stop_on_signals(stop)
     spark = build_session("shopflow-stream_users", settings, master=args.master,
                           warm_modules=("shopflow.streaming.kafka_source", "shopflow.streaming.events"),
                           arrow_workers=True, streaming=True, cores=settings.SPARK_STREAMING_CORES,
                           executor_cores=settings.SPARK_STREAMING_CORES)
+    _stop_on_signals(stop)  # again: creating the SparkContext replaced the SIGINT handler with PySpark's own
     try:
         query.run(spark, settings, query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW, stop.is_set)
     finally:

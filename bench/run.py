@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -32,22 +34,47 @@ MEASURES = ("bound", "ours", "naive", "peer", "marts", "streaming")
 BENCH_GROUPS = ("postgres", "mariadb", "kafka", "spark")  # the servers the measures run on (ensure_servers)
 
 
+def _number(kind, minimum: float, inclusive: bool = False):
+    """argparse type: a `kind` number above `minimum` (or at least it, when `inclusive`)."""
+    def parse(text: str):
+        value = kind(text)  # a ValueError becomes argparse's "invalid <kind> value"
+        if value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum:g}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _identifier(prefix: str = ""):
+    """argparse type: a lower-case SQL identifier (it is written into DDL, where it cannot be a parameter)."""
+    def parse(text: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", text) or not text.startswith(prefix):
+            raise argparse.ArgumentTypeError(f"{text!r}: want lower-case letters, digits and _"
+                                             + (f", starting with {prefix!r}" if prefix else ""))
+        return text
+    return parse
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=float, default=60.0, help="datagen scale (60: about 1M order_details)")
+    parser.add_argument("--scale", type=_number(float, 0), default=60.0,
+                        help="datagen scale (60: about 1M order_details)")
     parser.add_argument("--skip", default="", help=f"comma separated, from {','.join(MEASURES)}")
     parser.add_argument("--no-generate", action="store_true", help="reuse the bench_source data as it is")
     parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
-    parser.add_argument("--repeat", type=int, default=2,
+    parser.add_argument("--repeat", type=_number(int, 1, inclusive=True), default=2,
                         help="attempts of bound, naive, peer, ours full and marts; the fastest is reported")
-    parser.add_argument("--stream-events", type=int, default=1_000_000, help="backlog the stream drains")
-    parser.add_argument("--stream-rate", type=float, default=1000, help="events/s of the continuous run")
-    parser.add_argument("--stream-seconds", type=float, default=60, help="length of the continuous run")
-    parser.add_argument("--stream-warmup", type=float, default=30,
+    parser.add_argument("--stream-events", type=_number(int, 1, inclusive=True), default=1_000_000,
+                        help="backlog the stream drains")
+    parser.add_argument("--stream-rate", type=_number(float, 0), default=1000, help="events/s of the continuous run")
+    parser.add_argument("--stream-seconds", type=_number(float, 0), default=60, help="length of the continuous run")
+    parser.add_argument("--stream-warmup", type=_number(float, 0, inclusive=True), default=30,
                         help="seconds at the same rate before the continuous run is measured (JIT warm-up)")
-    parser.add_argument("--source-schema", default=SOURCE_SCHEMA, help="Postgres schema to generate into")
-    parser.add_argument("--target-prefix", default="test_bench", help="scratch MySQL databases <prefix>_<measure>")
+    parser.add_argument("--source-schema", type=_identifier(), default=SOURCE_SCHEMA,
+                        help="Postgres schema to generate into")
+    parser.add_argument("--target-prefix", type=_identifier("test_"), default="test_bench",
+                        help="scratch MySQL databases <prefix>_<measure>")
     parser.add_argument("--allow-busy", action="store_true",
                         help="measure even while services the bench does not use (Airflow, eventgen, dashboard) run; "
                              "the results name them")
@@ -75,13 +102,15 @@ def refuse_if_busy(args) -> list[str]:
     returns those services (empty when none run)."""
     busy = other_services(get_settings())
     if busy and args.allow_busy:
-        print(f"bench: measuring while {', '.join(busy)} run (--allow-busy); the results name them", flush=True)
+        print(f"bench: measuring while {', '.join(busy)} {'runs' if len(busy) == 1 else 'run'} (--allow-busy); "
+              "the results name them", flush=True)
     elif busy:
         raise SystemExit(
-            f"bench: {', '.join(busy)} of this checkout's stack are running. They share this machine's cores with "
-            "the measures (Airflow also starts the DAGs' Spark jobs on their schedules), so the numbers would not "
-            "be comparable. Stop them first: `make down` stops the whole stack, and the bench starts the servers "
-            "it needs. Or measure anyway with `make bench BENCH_ARGS=--allow-busy` (the results then name them).")
+            f"bench: {', '.join(busy)} of this checkout's stack {'is' if len(busy) == 1 else 'are'} running. "
+            "They share this machine's cores with the measures (Airflow also starts the DAGs' Spark jobs on their "
+            "schedules), so the numbers would not be comparable. Stop them first: `make down` stops the whole "
+            "stack, and the bench starts the servers it needs. Or measure anyway with "
+            "`make bench BENCH_ARGS=--allow-busy` (the results then name them).")
     return busy
 
 
@@ -125,7 +154,7 @@ class Bench:
         if key.split("_")[0] in self.args.skip:
             self.notes.append(f"{label}: not measured: skipped (--skip)")
             return
-        attempts = max(1, self.args.repeat) if repeat else 1
+        attempts = self.args.repeat if repeat else 1
         try:
             runs: dict[str, list] = {}
             for number in range(1, attempts + 1):
@@ -193,8 +222,16 @@ class Bench:
             streaming.drop_scratch(self.base, f"{self.schema}_stream")
 
 
+def exit_on_sigterm() -> None:
+    """`kill` or a CI timeout (SIGTERM) ends the bench the way Ctrl-C does, through its `finally` blocks: they stop
+    the continuous stream job (started in a process group of its own, which a signal to the bench alone would leave
+    running on the cluster) and drop the scratch databases."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    exit_on_sigterm()
     busy = refuse_if_busy(args)
     ensure_servers(args)
     load_start = [round(x, 2) for x in os.getloadavg()]

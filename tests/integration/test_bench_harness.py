@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -114,3 +116,55 @@ def test_refuses_to_measure_while_services_it_does_not_use_run(postgres, mysql, 
         manager.stop(mysql, started)
         with pg_connection(mysql) as conn, conn.cursor() as cur:
             cur.execute(f"DROP SCHEMA IF EXISTS {BUSY_SCHEMA} CASCADE")
+
+
+def _children_with(parent: int, needle: bytes) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat", "rb").read()
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and int(stat.rsplit(b")", 1)[1].split()[1]) == parent and needle in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat", "rb").read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b"Z"
+
+
+def test_a_terminated_bench_stops_the_stream_job_it_started(postgres, mysql, kafka, spark_cluster, tmp_path):
+    """`kill` (SIGTERM) while the continuous stream job runs: the bench ends through its cleanup, and that job,
+    started in a process group of its own, does not stay behind holding the cluster's cores."""
+    with open(tmp_path / "bench.log", "w") as log:
+        bench = subprocess.Popen([sys.executable, "-m", "bench.run", "--no-generate", "--allow-busy",
+                                  "--skip", "bound,ours,naive,peer,marts", "--stream-events", "300",
+                                  "--stream-seconds", "600", "--stream-warmup", "0",
+                                  "--source-schema", "bench_term_source", "--target-prefix", "test_benchterm",
+                                  "--results-dir", str(tmp_path / "results")],
+                                 cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    jobs: list[int] = []
+    try:
+        deadline = time.monotonic() + 600
+        while not (jobs := _children_with(bench.pid, b"--continuous")):
+            assert bench.poll() is None, (tmp_path / "bench.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the continuous job never started"
+            time.sleep(0.5)
+        bench.send_signal(signal.SIGTERM)
+        code = bench.wait(timeout=120)
+        assert not [pid for pid in jobs if _alive(pid)], "the stream job outlived the bench"
+        assert code == 128 + signal.SIGTERM, (tmp_path / "bench.log").read_text()[-3000:]  # through its cleanup
+        assert not (tmp_path / "results").exists()  # an interrupted run writes no results
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+        for pid in jobs:  # a failed run of this test leaves no job behind either
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)

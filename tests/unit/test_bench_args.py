@@ -14,6 +14,30 @@ def test_skipping_every_measure_is_an_error_not_an_empty_run(capsys):
     assert parse_args(["--skip", ",".join(MEASURES[1:])]).skip == set(MEASURES[1:])  # one left is fine
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--scale", "0"], "--scale: must be > 0"),
+    (["--scale", "x"], "invalid float value"),
+    (["--repeat", "0"], "--repeat: must be >= 1"),
+    (["--stream-events", "0"], "--stream-events: must be >= 1"),
+    (["--stream-rate", "-5"], "--stream-rate: must be > 0"),
+    (["--stream-seconds", "0"], "--stream-seconds: must be > 0"),
+    (["--stream-warmup", "-1"], "--stream-warmup: must be >= 0"),
+    (["--source-schema", "x; DROP SCHEMA source"], "want lower-case letters"),  # written into DDL as is
+    (["--target-prefix", "prod"], "starting with 'test_'"),  # only test_* databases are ever dropped
+])
+def test_bad_arguments_are_refused_before_anything_runs(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_edge_values_that_make_sense_are_accepted():
+    args = parse_args(["--scale", "0.01", "--repeat", "1", "--stream-events", "1", "--stream-warmup", "0",
+                       "--source-schema", "bench_x2", "--target-prefix", "test_x"])
+    assert (args.scale, args.repeat, args.stream_events, args.stream_warmup) == (0.01, 1, 1, 0)
+    assert (args.source_schema, args.target_prefix) == ("bench_x2", "test_x")
+
+
 def test_the_chart_of_a_run_without_measures_is_written(tmp_path):
     path = tmp_path / "latest.png"
     report.chart([], path, "every measure failed")

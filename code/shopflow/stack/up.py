@@ -25,6 +25,32 @@ def _generate_data(settings: Settings) -> None:
 DAG_ORDER = ("kafka_to_postgres_streaming", "replicate_postgres_to_mysql")
 
 
+SCHEDULED_RUN_WAIT_S = 30  # how long the scheduler gets to start a DAG's due run after the DAG is unpaused
+
+
+def _new_run(client, dag_id: str, known: set[str], timeout_s: float) -> str | None:
+    """The id of a run of `dag_id` not in `known` once one shows up, None if none does within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fresh = [r["dag_run_id"] for r in client.runs(dag_id) if r["dag_run_id"] not in known]
+        if fresh or time.monotonic() > deadline:
+            return fresh[0] if fresh else None
+        time.sleep(1)
+
+
+def _unpause_and_run(client, dag_id: str, scheduled: bool, wait_s: float = SCHEDULED_RUN_WAIT_S) -> str:
+    """One run of `dag_id`. Unpausing a DAG whose schedule has a due interval makes the scheduler start that run at
+    once (catchup is off): wait for it rather than trigger a second run beside it. Trigger one when the DAG has no
+    time schedule, or when no run starts within `wait_s`."""
+    with step(f"run DAG {dag_id}"):
+        known = {r["dag_run_id"] for r in client.runs(dag_id)}
+        client.unpause(dag_id)
+        run_id = (_new_run(client, dag_id, known, wait_s) if scheduled else None) or client.trigger(dag_id)
+        state = airflow_api.wait_for_run(client, dag_id, run_id, DAG_TIMEOUT_S)
+        print(f"  {dag_id} {run_id}: {state}", flush=True)
+    return state
+
+
 def _trigger_and_wait(client, dag_id: str) -> str:
     with step(f"run DAG {dag_id}"):
         run_id = client.trigger(dag_id)
@@ -46,6 +72,11 @@ def _wait_asset_runs(client, dag_id: str, since: str) -> str:
     return "timed out"
 
 
+def _time_scheduled(dag: dict) -> bool:
+    summary = str(dag.get("timetable_summary") or "None")
+    return summary != "None" and "asset" not in summary.lower()
+
+
 def _run_dags(settings: Settings) -> None:
     rank = {dag_id: i for i, dag_id in enumerate(DAG_ORDER)}
     dag_ids = sorted(airflow_api.project_dag_ids(), key=lambda d: (rank.get(d, len(rank)), d))
@@ -62,12 +93,15 @@ def _run_dags(settings: Settings) -> None:
     # "Run the DAGs once": a DAG that already has a successful run is left to its schedule (a warm `make up`).
     done = {d for d in dag_ids if any(r["state"] == "success" for r in client.runs(d))}
     for dag_id in dag_ids:
-        client.unpause(dag_id)
+        # A time-scheduled DAG still to run stays paused until its turn: unpaused now, its due run would start at
+        # once, beside the others and before the runs it should follow (streaming before replication).
+        if dag_id in done or dag_id in asset_driven:
+            client.unpause(dag_id)
         if dag_id in done:
             print(f"  {dag_id}: already ran successfully; it now runs on its schedule", flush=True)
     todo = [d for d in dag_ids if d not in done]
     triggered = [d for d in todo if d not in asset_driven]
-    states = {d: _trigger_and_wait(client, d) for d in triggered}
+    states = {d: _unpause_and_run(client, d, scheduled=_time_scheduled(dags[d])) for d in triggered}
     for dag_id in (d for d in todo if d in asset_driven):
         # Its producer ran just now: wait for the Asset-triggered run; otherwise start it by hand.
         states[dag_id] = _wait_asset_runs(client, dag_id, since) if triggered else _trigger_and_wait(client, dag_id)

@@ -1,0 +1,67 @@
+"""`make up` runs each DAG once: it waits for the run the scheduler starts when a DAG is unpaused instead of
+triggering a second one beside it (a fake Airflow API stands in for the server here; `make up` itself runs the
+real one)."""
+from __future__ import annotations
+
+import pytest
+
+from shopflow.stack import airflow_api, up
+
+
+class FakeAirflow:
+    """Airflow's REST API as `up` uses it; its 'scheduler' starts a due run `start_after` polls after the unpause."""
+
+    def __init__(self, start_after: int | None):
+        self.start_after, self.polls_unpaused = start_after, 0
+        self.paused, self.triggered, self.awaited = True, [], []
+        self.dag_runs = [{"dag_run_id": "manual__yesterday", "state": "failed"}]
+
+    def unpause(self, dag_id):
+        self.paused = False
+
+    def runs(self, dag_id):
+        if not self.paused and self.start_after is not None:
+            self.polls_unpaused += 1
+            if self.polls_unpaused == self.start_after:
+                self.dag_runs.insert(0, {"dag_run_id": "scheduled__due", "state": "running"})
+        return list(self.dag_runs)
+
+    def trigger(self, dag_id):
+        run_id = f"manual__{len(self.triggered)}"
+        self.triggered.append(run_id)
+        self.dag_runs.insert(0, {"dag_run_id": run_id, "state": "queued"})
+        return run_id
+
+    def run_state(self, dag_id, run_id):
+        self.awaited.append(run_id)
+        return "success"
+
+
+@pytest.fixture(autouse=True)
+def no_waiting(monkeypatch):
+    monkeypatch.setattr(up.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(airflow_api.time, "sleep", lambda _s: None)
+
+
+def test_the_run_the_scheduler_starts_on_unpause_is_the_one_awaited():
+    api = FakeAirflow(start_after=3)
+    assert up._unpause_and_run(api, "dag", scheduled=True, wait_s=30) == "success"
+    assert api.triggered == [] and set(api.awaited) == {"scheduled__due"}
+
+
+def test_a_run_is_triggered_when_the_scheduler_starts_none():
+    api = FakeAirflow(start_after=None)
+    assert up._unpause_and_run(api, "dag", scheduled=True, wait_s=0.2) == "success"
+    assert api.triggered == ["manual__0"] and set(api.awaited) == {"manual__0"}
+
+
+def test_a_dag_without_a_time_schedule_is_triggered_at_once():
+    api = FakeAirflow(start_after=1)  # would show a run on the first poll: it must not be waited for
+    up._unpause_and_run(api, "dag", scheduled=False, wait_s=30)
+    assert api.triggered == ["manual__0"] and set(api.awaited) == {"manual__0"}
+
+
+@pytest.mark.parametrize("summary, scheduled", [("*/5 * * * *", True), (None, False), ("None", False),
+                                                ("Asset", False)])
+def test_time_scheduled(summary, scheduled):
+    assert up._time_scheduled({"timetable_summary": summary}) is scheduled

@@ -51,14 +51,6 @@ def _unpause_and_run(client, dag_id: str, scheduled: bool, wait_s: float = SCHED
     return state
 
 
-def _trigger_and_wait(client, dag_id: str) -> str:
-    with step(f"run DAG {dag_id}"):
-        run_id = client.trigger(dag_id)
-        state = airflow_api.wait_for_run(client, dag_id, run_id, DAG_TIMEOUT_S)
-        print(f"  {dag_id} {run_id}: {state}", flush=True)
-    return state
-
-
 def _wait_asset_runs(client, dag_id: str, since: str) -> str:
     """An Asset-scheduled DAG starts by itself after its producer: wait for the run that follows ours."""
     with step(f"wait for DAG {dag_id} (scheduled by the Asset its producer updated)"):
@@ -104,7 +96,8 @@ def _run_dags(settings: Settings) -> None:
     states = {d: _unpause_and_run(client, d, scheduled=_time_scheduled(dags[d])) for d in triggered}
     for dag_id in (d for d in todo if d in asset_driven):
         # Its producer ran just now: wait for the Asset-triggered run; otherwise start it by hand.
-        states[dag_id] = _wait_asset_runs(client, dag_id, since) if triggered else _trigger_and_wait(client, dag_id)
+        states[dag_id] = (_wait_asset_runs(client, dag_id, since) if triggered
+                           else _unpause_and_run(client, dag_id, scheduled=False))
     failed = [d for d, state in states.items() if state != "success"]
     if failed:
         raise manager.StackError(f"DAG run(s) did not succeed: {', '.join(failed)}; see the Airflow UI for task logs")

@@ -16,7 +16,7 @@ import pytest
 
 from shopflow.config import PROJECT_ROOT
 from shopflow.db import pg_connection
-from shopflow.stack import manager
+from shopflow.stack import manager, supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -120,23 +120,15 @@ def test_refuses_to_measure_while_services_it_does_not_use_run(postgres, mysql, 
 
 def _children_with(parent: int, needle: bytes) -> list[int]:
     found = []
-    for entry in os.listdir("/proc"):
+    for pid in (int(entry) for entry in os.listdir("/proc") if entry.isdigit()):
+        fields = supervisor.proc_stat(pid)
         try:
-            stat = open(f"/proc/{entry}/stat", "rb").read()
-            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
-        except (OSError, ValueError):
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
             continue
-        if entry.isdigit() and int(stat.rsplit(b")", 1)[1].split()[1]) == parent and needle in cmdline:
-            found.append(int(entry))
+        if fields is not None and int(fields[1]) == parent and needle in cmdline:
+            found.append(pid)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat", "rb").read().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != b"Z"
 
 
 def test_a_terminated_bench_stops_the_stream_job_it_started(postgres, mysql, kafka, spark_cluster, tmp_path):
@@ -158,7 +150,7 @@ def test_a_terminated_bench_stops_the_stream_job_it_started(postgres, mysql, kaf
             time.sleep(0.5)
         bench.send_signal(signal.SIGTERM)
         code = bench.wait(timeout=120)
-        assert not [pid for pid in jobs if _alive(pid)], "the stream job outlived the bench"
+        assert not [pid for pid in jobs if supervisor.process_alive(pid)], "the stream job outlived the bench"
         assert code == 128 + signal.SIGTERM, (tmp_path / "bench.log").read_text()[-3000:]  # through its cleanup
         assert not (tmp_path / "results").exists()  # an interrupted run writes no results
     finally:
@@ -166,5 +158,5 @@ def test_a_terminated_bench_stops_the_stream_job_it_started(postgres, mysql, kaf
             bench.kill()
             bench.wait()
         for pid in jobs:  # a failed run of this test leaves no job behind either
-            if _alive(pid):
+            if supervisor.process_alive(pid):
                 os.killpg(pid, signal.SIGKILL)

@@ -64,9 +64,12 @@ def _wait_asset_runs(client, dag_id: str, since: str) -> str:
     return "timed out"
 
 
+def _asset_driven(dag: dict) -> bool:
+    return "asset" in (dag.get("timetable_summary") or "").lower()
+
+
 def _time_scheduled(dag: dict) -> bool:
-    summary = str(dag.get("timetable_summary") or "None")
-    return summary != "None" and "asset" not in summary.lower()
+    return str(dag.get("timetable_summary") or "None") != "None" and not _asset_driven(dag)
 
 
 def _run_dags(settings: Settings) -> None:
@@ -81,7 +84,7 @@ def _run_dags(settings: Settings) -> None:
         airflow_api.wait_for_dags(client, dag_ids)
     since = datetime.now(timezone.utc).isoformat()
     dags = client.dags()
-    asset_driven = [d for d in dag_ids if "asset" in (dags[d].get("timetable_summary") or "").lower()]
+    asset_driven = [d for d in dag_ids if _asset_driven(dags[d])]
     # "Run the DAGs once": a DAG that already has a successful run is left to its schedule (a warm `make up`).
     done = {d for d in dag_ids if any(r["state"] == "success" for r in client.runs(d))}
     for dag_id in dag_ids:

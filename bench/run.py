@@ -13,79 +13,22 @@ It refuses to start while services of the stack it does not use run (Airflow, ev
 """
 from __future__ import annotations
 
-import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 import traceback
-from pathlib import Path
 
 from shopflow.config import PROJECT_ROOT, get_settings
 
 from . import bound, marts, naive, ours, peer, report, stream_latency, streaming
-from .common import CLUSTER_NOTES, SOURCE_SCHEMA, drop_database, recreate_database, target_settings
+from .args import parse_args
+from .common import CLUSTER_NOTES, drop_database, recreate_database, target_settings
 from .cpu import CpuSampler
 from .settle import settle
 
-MEASURES = ("bound", "ours", "naive", "peer", "marts", "streaming")
 BENCH_GROUPS = ("postgres", "mariadb", "kafka", "spark")  # the servers the measures run on (ensure_servers)
-
-
-def _number(kind, minimum: float, inclusive: bool = False):
-    """argparse type: a `kind` number above `minimum` (or at least it, when `inclusive`)."""
-    def parse(text: str):
-        value = kind(text)  # a ValueError becomes argparse's "invalid <kind> value"
-        if value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum:g}, got {text}")
-        return value
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _identifier(prefix: str = ""):
-    """argparse type: a lower-case SQL identifier (it is written into DDL, where it cannot be a parameter)."""
-    def parse(text: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", text) or not text.startswith(prefix):
-            raise argparse.ArgumentTypeError(f"{text!r}: want lower-case letters, digits and _"
-                                             + (f", starting with {prefix!r}" if prefix else ""))
-        return text
-    return parse
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=_number(float, 0), default=60.0,
-                        help="datagen scale (60: about 1M order_details)")
-    parser.add_argument("--skip", default="", help=f"comma separated, from {','.join(MEASURES)}")
-    parser.add_argument("--no-generate", action="store_true", help="reuse the bench_source data as it is")
-    parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
-    parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
-    parser.add_argument("--repeat", type=_number(int, 1, inclusive=True), default=2,
-                        help="attempts of bound, naive, peer, ours full and marts; the fastest is reported")
-    parser.add_argument("--stream-events", type=_number(int, 1, inclusive=True), default=1_000_000,
-                        help="backlog the stream drains")
-    parser.add_argument("--stream-rate", type=_number(float, 0), default=1000, help="events/s of the continuous run")
-    parser.add_argument("--stream-seconds", type=_number(float, 0), default=60, help="length of the continuous run")
-    parser.add_argument("--stream-warmup", type=_number(float, 0, inclusive=True), default=30,
-                        help="seconds at the same rate before the continuous run is measured (JIT warm-up)")
-    parser.add_argument("--source-schema", type=_identifier(), default=SOURCE_SCHEMA,
-                        help="Postgres schema to generate into")
-    parser.add_argument("--target-prefix", type=_identifier("test_"), default="test_bench",
-                        help="scratch MySQL databases <prefix>_<measure>")
-    parser.add_argument("--allow-busy", action="store_true",
-                        help="measure even while services the bench does not use (Airflow, eventgen, dashboard) run; "
-                             "the results name them")
-    args = parser.parse_args(argv)
-    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    unknown = args.skip - set(MEASURES)
-    if unknown:
-        parser.error(f"unknown measure(s) in --skip: {', '.join(sorted(unknown))}")
-    if args.skip >= set(MEASURES):
-        parser.error("--skip names every measure: nothing to measure")
-    return args
 
 
 def other_services(settings) -> list[str]:
@@ -230,7 +173,7 @@ def exit_on_sigterm() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, __doc__.split("\n\n")[0])
     exit_on_sigterm()
     busy = refuse_if_busy(args)
     ensure_servers(args)
@@ -243,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.cleanup()
     ratio_values = report.ratios(measures)
-    busy_notes = [f"measured with --allow-busy while {', '.join(busy)} ran (they shared the cores with the measures)"]
-    notes = bench.notes + CLUSTER_NOTES + (busy_notes if busy else []) + [
+    busy_notes = ([f"measured with --allow-busy while {', '.join(busy)} ran (they shared the cores with the measures)"]
+                  if busy else [])
+    notes = bench.notes + CLUSTER_NOTES + busy_notes + [
         f"{k}: null because a measure it needs is missing (see above)" for k, v in ratio_values.items() if v is None]
     result = {"scale": args.scale, "source_schema": args.source_schema, "generate_s": generate_s,
               "machine": report.machine() | {"load_average_at_start": load_start, "other_services_running": busy},

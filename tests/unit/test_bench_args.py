@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bench import report
-from bench.run import MEASURES, parse_args
+from bench.args import MEASURES, parse_args
 
 
 def test_skipping_every_measure_is_an_error_not_an_empty_run(capsys):

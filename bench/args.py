@@ -1,0 +1,65 @@
+"""`python -m bench.run`'s arguments, checked before anything runs (see `python -m bench.run --help`)."""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from . import report
+from .common import SOURCE_SCHEMA
+
+MEASURES = ("bound", "ours", "naive", "peer", "marts", "streaming")
+
+
+def _number(kind, minimum: float, inclusive: bool = False):
+    """argparse type: a `kind` number above `minimum` (or at least it, when `inclusive`)."""
+    def parse(text: str):
+        value = kind(text)  # a ValueError becomes argparse's "invalid <kind> value"
+        if value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum:g}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _identifier(prefix: str = ""):
+    """argparse type: a lower-case SQL identifier (it is written into DDL, where it cannot be a parameter)."""
+    def parse(text: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", text) or not text.startswith(prefix):
+            raise argparse.ArgumentTypeError(f"{text!r}: want lower-case letters, digits and _"
+                                             + (f", starting with {prefix!r}" if prefix else ""))
+        return text
+    return parse
+
+
+def parse_args(argv, description: str | None = None):
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=description)
+    parser.add_argument("--scale", type=_number(float, 0), default=60.0,
+                        help="datagen scale (60: about 1M order_details)")
+    parser.add_argument("--skip", default="", help=f"comma separated, from {','.join(MEASURES)}")
+    parser.add_argument("--no-generate", action="store_true", help="reuse the bench_source data as it is")
+    parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    parser.add_argument("--repeat", type=_number(int, 1, inclusive=True), default=2,
+                        help="attempts of bound, naive, peer, ours full and marts; the fastest is reported")
+    parser.add_argument("--stream-events", type=_number(int, 1, inclusive=True), default=1_000_000,
+                        help="backlog the stream drains")
+    parser.add_argument("--stream-rate", type=_number(float, 0), default=1000, help="events/s of the continuous run")
+    parser.add_argument("--stream-seconds", type=_number(float, 0), default=60, help="length of the continuous run")
+    parser.add_argument("--stream-warmup", type=_number(float, 0, inclusive=True), default=30,
+                        help="seconds at the same rate before the continuous run is measured (JIT warm-up)")
+    parser.add_argument("--source-schema", type=_identifier(), default=SOURCE_SCHEMA,
+                        help="Postgres schema to generate into")
+    parser.add_argument("--target-prefix", type=_identifier("test_"), default="test_bench",
+                        help="scratch MySQL databases <prefix>_<measure>")
+    parser.add_argument("--allow-busy", action="store_true",
+                        help="measure even while services the bench does not use (Airflow, eventgen, dashboard) run; "
+                             "the results name them")
+    args = parser.parse_args(argv)
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = args.skip - set(MEASURES)
+    if unknown:
+        parser.error(f"unknown measure(s) in --skip: {', '.join(sorted(unknown))}")
+    if args.skip >= set(MEASURES):
+        parser.error("--skip names every measure: nothing to measure")
+    return args

@@ -54,16 +54,22 @@ class Checksum:
         return "; ".join(parts) or "equal"
 
 
+def _pg_input(column: Column) -> str:
+    """A column as the inner query of `postgres_checksum_sql` selects it: a timestamp already as its UTC wall
+    clock's text (DateStyle ISO, which psycopg2 sets and `open_snapshot` too), which `_pg_field` then uses twice."""
+    name = column.name
+    return f"({name} AT TIME ZONE 'UTC')::text AS {name}" if column.kind == "timestamp" else name
+
+
 def _pg_field(column: Column) -> str:
-    """A timestamp's text (DateStyle ISO, which psycopg2 sets and `open_snapshot` too) drops trailing zeros of the
-    fraction, the substr puts them back: 15 % cheaper than `to_char` with its format on 1M rows. A number goes to
-    concat_ws as is (its output function gives the canonical digits), unless it may be NULL."""
+    """A timestamp's text drops trailing zeros of the fraction, the substr puts them back: 15 % cheaper than
+    `to_char` with its format on 1M rows. A number goes to concat_ws as is (its output function gives the canonical
+    digits), unless it may be NULL."""
     name = column.name
     if column.kind in _TEXT_KINDS:
         text = f"length({name}) || ':' || {name}"
-    elif column.kind == "timestamp":
-        wall_clock = f"({name} AT TIME ZONE 'UTC')::text"
-        text = f"{wall_clock} || substr('.000000', length({wall_clock}) - 18)"
+    elif column.kind == "timestamp":  # `name` is the text `_pg_input` made
+        text = f"{name} || substr('.000000', length({name}) - 18)"
     elif column.nullable:
         text = f"{name}::text"
     else:
@@ -97,11 +103,16 @@ def block_cuts(table: Table, low: int, cuts: list[int]) -> list[int]:
 
 
 def postgres_checksum_sql(table: Table, schema: str, where: str = "") -> str:
-    row = f"concat_ws(',', {', '.join(map(_pg_field, replicated_columns(table)))})"
+    """The inner query turns each timestamp into text once: Postgres does not share the two uses of one expression
+    in `_pg_field`, and `OFFSET 0` keeps the planner from pulling the inner query up into the outer one (all 7 bench
+    tables, one thread: 2.00–2.04 s instead of 2.18–2.36 s)."""
+    columns = replicated_columns(table)
+    row = f"concat_ws(',', {', '.join(map(_pg_field, columns))})"
     key = table.primary_key
     return (f"SELECT COALESCE(sum(n), 0), COALESCE(sum(h), 0) FROM (SELECT count(*) AS n, ('x' || substr(md5("
             f"string_agg({row}, E'\\n' ORDER BY {key})), 1, 15))::bit(60)::bigint AS h "
-            f"FROM {schema}.{table.name}{where} GROUP BY {key} / {block_keys(table)}) blocks")
+            f"FROM (SELECT {', '.join(map(_pg_input, columns))} FROM {schema}.{table.name}{where} OFFSET 0) r "
+            f"GROUP BY {key} / {block_keys(table)}) blocks")
 
 
 def mysql_checksum_sql(table: Table, name: str | None = None, where: str = "") -> str:

@@ -16,7 +16,7 @@ from shopflow.replication.checksum import checksum_from_row, mysql_checksum_sql,
 from shopflow.replication.copy_load import KeyRange, copy_ranges
 from shopflow.replication.plan import plan_table
 from shopflow.replication.source import open_snapshot
-from shopflow.replication.target import GROUP_CONCAT_MAX, Replica, fetch_checksum
+from shopflow.replication.target import CHECKSUM_SESSION, Replica, fetch_checksum
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ AWKWARD = ['a "quoted", comma', 'line\nbreak', 'crlf\r\nend', 'back\\slash \\N \
 def _whole_checksums(settings):
     with db.pg_connection(settings) as conn, conn.cursor() as cur, db.mysql_connection(settings) as mconn:
         mcur, sums = mconn.cursor(), {}
-        mcur.execute(GROUP_CONCAT_MAX)
+        mcur.execute(CHECKSUM_SESSION)
         for table in TABLES:
             cur.execute(postgres_checksum_sql(table, settings.POSTGRES_SCHEMA))
             mcur.execute(mysql_checksum_sql(table))

@@ -116,7 +116,7 @@ def postgres_checksum_sql(table: Table, schema: str, where: str = "") -> str:
 
 
 def mysql_checksum_sql(table: Table, name: str | None = None, where: str = "") -> str:
-    """Needs a session `group_concat_max_len` of at least a block's text (`Replica` sets the maximum)."""
+    """Needs a session `group_concat_max_len` of at least a block's text (`Replica` sets the maximum: `target.CHECKSUM_SESSION`)."""
     row = f"CONCAT_WS(',', {', '.join(map(_mysql_field, replicated_columns(table)))})"
     key = f"`{table.primary_key}`"
     return (f"SELECT COALESCE(SUM(n), 0), COALESCE(SUM(h), 0) FROM (SELECT COUNT(*) AS n, CAST(CONV(SUBSTRING(MD5("

@@ -125,8 +125,8 @@ def _verify_changed(replica: Replica, result: TableResult) -> tuple[Checksum, in
 
 def delete_and_reconcile(source: SourceSnapshot, replica: Replica, result: TableResult) -> None:
     plan, table = result.plan, result.plan.table
-    if result.direct:
-        pass  # the target was empty before this run's load: nothing to delete
+    if result.direct:  # the target was empty before this run's load: nothing to delete
+        replica.analyze(table)  # its committed rows, before they are hashed (see `target.CHECKSUM_SESSION`)
     elif plan.mode == FULL:
         result.deleted += replica.delete_missing(table)
     else:
@@ -143,5 +143,5 @@ def delete_and_reconcile(source: SourceSnapshot, replica: Replica, result: Table
     replica.save_state(table, result.source_oid, source.xmin, rows, stored, verified_at)
     replica.commit()
     changed = result.rows_written + result.deleted
-    if changed and (plan.mode == FULL or changed * 10 >= rows):
+    if changed and not result.direct and (plan.mode == FULL or changed * 10 >= rows):
         replica.analyze(table)  # InnoDB's own rule when it recalculates by itself: 10 % of the rows changed

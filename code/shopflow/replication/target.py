@@ -26,8 +26,12 @@ WRITE_BATCH_SIZE = 5_000
 MAX_WRITERS = 4
 DELETE_CHUNK = 5_000
 LOCK_TIMEOUT_S = 900  # the marts job holds the same lock while it reads the replica
-# a checksum block's text is one GROUP_CONCAT (checksum.py); beyond this, max_allowed_packet is the limit
-GROUP_CONCAT_MAX = "SET SESSION group_concat_max_len = 1073741824"
+# A checksum block's text is one GROUP_CONCAT (checksum.py); beyond this, max_allowed_packet is the limit. The
+# checksum sorts its rows into blocks: MariaDB sizes that sort's buffer by the table's row estimate, up to
+# sort_buffer_size (default 2 MB, which spilled order_details' 990,870 rows to temporary files in 167 merge passes per
+# half); 128 MB holds about 2M rows (990,870 need 64 MB). Memory is taken only as the estimate needs it, which is why a
+# freshly loaded table is analyzed before it is hashed (`reconcile.delete_and_reconcile`).
+CHECKSUM_SESSION = "SET SESSION group_concat_max_len = 1073741824, sort_buffer_size = 134217728"
 
 
 def mysql_driver_class(settings: Settings) -> str:
@@ -60,7 +64,7 @@ class Replica:
         self.settings, self.conn = settings, conn
         self.cur = conn.cursor()
         self.cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        self.cur.execute(GROUP_CONCAT_MAX)
+        self.cur.execute(CHECKSUM_SESSION)
         self.lock_name = replication_lock_name(settings)
 
     def _one(self, statement: str, params: tuple = ()) -> tuple:
@@ -198,7 +202,7 @@ class Replica:
         def hash_range(span: tuple[int, int]) -> Checksum:
             with mysql_connection(self.settings) as conn:
                 cur = conn.cursor()
-                cur.execute(GROUP_CONCAT_MAX)
+                cur.execute(CHECKSUM_SESSION)
                 return fetch_checksum(table, cur, statement, span)
 
         # `split` spans (fewer if fewer keys or blocks), cut at block starts

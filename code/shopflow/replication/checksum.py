@@ -105,7 +105,7 @@ def block_cuts(table: Table, low: int, cuts: list[int]) -> list[int]:
 def postgres_checksum_sql(table: Table, schema: str, where: str = "") -> str:
     """The inner query turns each timestamp into text once: Postgres does not share the two uses of one expression
     in `_pg_field`, and `OFFSET 0` keeps the planner from pulling the inner query up into the outer one (all 7 bench
-    tables, one thread: 2.00–2.04 s instead of 2.18–2.36 s)."""
+    tables, one thread, eight alternating rounds: 2.00–2.04 s instead of 2.18–2.36 s)."""
     columns = replicated_columns(table)
     row = f"concat_ws(',', {', '.join(map(_pg_field, columns))})"
     key = table.primary_key
@@ -116,7 +116,8 @@ def postgres_checksum_sql(table: Table, schema: str, where: str = "") -> str:
 
 
 def mysql_checksum_sql(table: Table, name: str | None = None, where: str = "") -> str:
-    """Needs a session `group_concat_max_len` of at least a block's text (`Replica` sets the maximum: `target.CHECKSUM_SESSION`)."""
+    """Needs a session `group_concat_max_len` of at least a block's text (`Replica` sets the maximum:
+    `target.CHECKSUM_SESSION`)."""
     row = f"CONCAT_WS(',', {', '.join(map(_mysql_field, replicated_columns(table)))})"
     key = f"`{table.primary_key}`"
     return (f"SELECT COALESCE(SUM(n), 0), COALESCE(SUM(h), 0) FROM (SELECT COUNT(*) AS n, CAST(CONV(SUBSTRING(MD5("

@@ -26,7 +26,7 @@ from . import bound, marts, naive, ours, peer, report, stream_latency, streaming
 from .args import parse_args
 from .common import CLUSTER_NOTES, drop_database, recreate_database, target_settings
 from .cpu import CpuSampler
-from .settle import settle
+from .settle import prewarm_innodb, settle
 
 BENCH_GROUPS = ("postgres", "mariadb", "kafka", "spark")  # the servers the measures run on (ensure_servers)
 
@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     busy = refuse_if_busy(args)
     ensure_servers(args)
+    print("bench: writing every page of InnoDB's buffer pool once (see bench/settle.py) ...", flush=True)
+    prewarm = prewarm_innodb(get_settings())
+    print(f"bench: {prewarm['pages']} buffer pool pages written in {prewarm['seconds']} s", flush=True)
     load_start = [round(x, 2) for x in os.getloadavg()]
     generate_s = None if args.no_generate else generate(args.scale, args.source_schema)
     with CpuSampler() as cpu:
@@ -191,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = bench.notes + CLUSTER_NOTES + busy_notes + [
         f"{k}: null because a measure it needs is missing (see above)" for k, v in ratio_values.items() if v is None]
     result = {"scale": args.scale, "source_schema": args.source_schema, "generate_s": generate_s,
+              "innodb_prewarm": prewarm,
               "machine": report.machine() | {"load_average_at_start": load_start, "other_services_running": busy},
               "versions": report.versions(bench.base), "measures": list(measures.values()),
               "ratios": ratio_values, "notes": notes}

@@ -5,6 +5,15 @@ A bulk load leaves InnoDB with hundreds of MB of dirty pages that MariaDB writes
 work lands inside whichever measure comes next and charges it for its predecessor's load (measured: 20,000 dirty
 pages after the bound, still 17,400 thirty seconds later). So before each measure the harness has InnoDB flush
 everything (dirty-page target 0 for a moment, then the server's own values again) and waits for autovacuum to end.
+
+Before the first measure, `prewarm_innodb` writes every free page of InnoDB's buffer pool once. A freshly started
+server hands out buffer pool pages that the process has never written, and on this VM (its balloon device reports
+free memory to the host) the first write to each costs a page fault that the host serves: a full run that loaded into
+such pages spent 20 % of mariadbd's CPU zeroing them (`clear_page_erms` in `perf`), against 5 % once the pool had
+been written. Which measure paid that depended on how much of the pool the measures before it had used: on a freshly
+started server, without this, the full run's attempts took 6.3-8.0 s (13.8 core-seconds on average), with it 6.5-7.2
+s (12.3), the bound the same (bench/NOTES.md, 2026-12-05). A long-running server is past it: its loads reuse the
+pages that dropped tables left in the pool.
 """
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ from shopflow.db import mysql_connection, pg_connection
 DIRTY_PAGES_LEFT = 200  # close enough to clean: a few MB
 FLUSH_IO_CAPACITY = 20_000  # pages/s InnoDB may write while the harness waits (the stock 200 takes minutes)
 POLL_S = 0.5
+PREWARM_ROW_BYTES = 7000  # two rows per 16 KB page, stored in the page (no overflow pages)
 
 
 def _dirty_pages(settings: Settings) -> int:
@@ -63,3 +73,21 @@ def settle(settings: Settings, timeout_s: float = 180.0) -> dict:
     flushed = flush_innodb(settings, deadline)
     vacuumed = _wait(lambda: _autovacuum_workers(settings) == 0, deadline)
     return {"settle_s": round(time.monotonic() - start, 2), "innodb_flushed": flushed, "autovacuum_done": vacuumed}
+
+
+def prewarm_innodb(settings: Settings) -> dict:
+    """Fills the buffer pool's free pages with a temporary table (no redo log, not flushed while the pool has room),
+    then drops it: every page has been written once, and later loads take pages from the LRU list like they do on a
+    long-running server. Returns the pages it touched and the seconds it took, for the results."""
+    from shopflow.stack.bootstrap import mariadb_root
+
+    start = time.monotonic()
+    free, page_size = (int(x) for x in mariadb_root(settings, (
+        "SELECT variable_value FROM information_schema.global_status "
+        "WHERE variable_name = 'INNODB_BUFFER_POOL_PAGES_FREE'; SELECT @@innodb_page_size;")).split())
+    rows = free * max(1, page_size // (PREWARM_ROW_BYTES + 200)) * 98 // 100  # a margin: nothing evicted or flushed
+    if rows:
+        mariadb_root(settings, "USE mysql; CREATE TEMPORARY TABLE shopflow_prewarm (id INT PRIMARY KEY, pad TEXT) "
+                               f"ENGINE=InnoDB; INSERT INTO shopflow_prewarm SELECT seq, REPEAT('x', "
+                               f"{PREWARM_ROW_BYTES}) FROM seq_1_to_{rows}; DROP TEMPORARY TABLE shopflow_prewarm;")
+    return {"pages": free, "seconds": round(time.monotonic() - start, 2)}

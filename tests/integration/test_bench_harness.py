@@ -11,12 +11,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from shopflow.config import PROJECT_ROOT
 from shopflow.db import pg_connection
 from shopflow.stack import manager, supervisor
+from shopflow.stack.bootstrap import mariadb_root
 
 pytestmark = pytest.mark.integration
 
@@ -90,6 +92,47 @@ def test_missing_measures_are_null_with_a_reason(bench_result):
             assert result["ratios"][key] > 0, key
         incremental = next(m for m in result["measures"] if m["name"].startswith("ours: replication incremental"))
         assert len(incremental["attempts_s"]) == 2, incremental  # each attempt after its own 1 % change
+
+
+def _pool_pages(settings) -> dict[str, int]:
+    rows = mariadb_root(settings, "SELECT variable_name, variable_value FROM information_schema.global_status "
+                                  "WHERE variable_name LIKE 'INNODB_BUFFER_POOL_PAGES_%'")
+    return {name.lower().removeprefix("innodb_buffer_pool_pages_"): int(value)
+            for name, value in (line.split("\t") for line in rows.splitlines())}
+
+
+def _resize_pool(settings, size: int, page: int) -> None:
+    """Sets the buffer pool's size and waits for the resize (done in the background) to reach it."""
+    mariadb_root(settings, f"SET GLOBAL innodb_buffer_pool_size = {size}")
+    deadline = time.monotonic() + 120
+    while abs(_pool_pages(settings)["total"] * page - size) > 0.05 * size:
+        assert time.monotonic() < deadline, f"buffer pool resize to {size} not done after 120 s"
+        time.sleep(0.5)
+
+
+def _resident_anonymous_bytes(settings) -> int:
+    pid = Path(mariadb_root(settings, "SELECT @@pid_file").strip()).read_text().strip()
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("RssAnon:")).split()[1]) * 1024
+
+
+def test_prewarm_writes_the_buffer_pools_free_pages_and_leaves_nothing_dirty(mysql, bench_result):
+    """Run before the first measure (and recorded). Half the pool is given back and regrown first, so that it has
+    free pages the process never wrote; afterwards mariadbd's resident memory has grown by (nearly) that half, and
+    nothing is left to flush: the temporary table is gone and was never logged or written out."""
+    from bench.settle import prewarm_innodb
+
+    assert bench_result[0]["innodb_prewarm"]["pages"] >= 0 and bench_result[0]["innodb_prewarm"]["seconds"] >= 0
+    size, page = (int(x) for x in mariadb_root(mysql, "SELECT @@innodb_buffer_pool_size, @@innodb_page_size").split())
+    _resize_pool(mysql, size // 2, page)
+    _resize_pool(mysql, size, page)
+    before, resident = _pool_pages(mysql), _resident_anonymous_bytes(mysql)
+    assert before["free"] >= 0.3 * before["total"], before
+    result = prewarm_innodb(mysql)
+    after, grown = _pool_pages(mysql), _resident_anonymous_bytes(mysql) - resident
+    assert result["pages"] == pytest.approx(before["free"], abs=50)
+    assert grown >= 0.8 * (size - size // 2), (grown, before)  # the regrown half; the rest may have been written
+    assert after["dirty"] <= before["dirty"] + 50, (before, after)
 
 
 def test_refuses_to_measure_while_services_it_does_not_use_run(postgres, mysql, tmp_path):

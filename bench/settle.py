@@ -77,8 +77,8 @@ def settle(settings: Settings, timeout_s: float = 180.0) -> dict:
 
 def prewarm_innodb(settings: Settings) -> dict:
     """Fills the buffer pool's free pages with a temporary table (no redo log, not flushed while the pool has room),
-    then drops it: every page has been written once, and later loads take pages from the LRU list like they do on a
-    long-running server. Returns the pages it touched and the seconds it took, for the results."""
+    then drops it: every free page has been written once, and later loads take pages from the LRU list like they do
+    on a long-running server. Returns the free pages it found (and wrote) and its seconds, for the results."""
     from shopflow.stack.bootstrap import mariadb_root
 
     start = time.monotonic()

@@ -177,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     busy = refuse_if_busy(args)
     ensure_servers(args)
-    print("bench: writing every page of InnoDB's buffer pool once (see bench/settle.py) ...", flush=True)
+    print("bench: writing every free page of InnoDB's buffer pool once (see bench/settle.py) ...", flush=True)
     prewarm = prewarm_innodb(get_settings())
-    print(f"bench: {prewarm['pages']} buffer pool pages written in {prewarm['seconds']} s", flush=True)
+    print(f"bench: {prewarm['pages']} free buffer pool pages written in {prewarm['seconds']} s", flush=True)
     load_start = [round(x, 2) for x in os.getloadavg()]
     generate_s = None if args.no_generate else generate(args.scale, args.source_schema)
     with CpuSampler() as cpu:

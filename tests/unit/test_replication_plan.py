@@ -72,7 +72,20 @@ def test_checksums_hash_blocks_of_keys_in_key_order_on_both_sides():
     assert "MD5(GROUP_CONCAT(" in my and "ORDER BY `order_id` SEPARATOR X'0A')" in my and my.endswith(
         "FROM `orders` WHERE x GROUP BY `order_id` DIV 1000) blocks")
     assert [block_keys(t) for t in (ORDERS, REVIEWS)] == [1000, 100]  # review_text: longtext
-    assert "GROUP BY review_id / 100" in postgres_checksum_sql(REVIEWS, "source")
+    assert "GROUP BY review_id / 100" in postgres_checksum_sql(REVIEWS, "source", " WHERE x")
+
+
+def test_a_whole_source_table_is_hashed_block_by_block_along_its_key():
+    """Without a filter the source walks the non-empty blocks (the next key past the last block) and hashes each
+    block's key range, so the planner can read each block from the primary key index instead of sorting the table."""
+    pg = postgres_checksum_sql(REVIEWS, "source")
+    assert "GROUP BY" not in pg and pg.startswith(
+        "WITH RECURSIVE blocks(checksum_block) AS (SELECT min(review_id)::bigint / 100 FROM source.reviews UNION ALL "
+        "SELECT (SELECT min(review_id) FROM source.reviews WHERE review_id > CASE WHEN checksum_block < 0 THEN "
+        "checksum_block * 100 ELSE checksum_block * 100 + 99 END)::bigint / 100 FROM blocks")
+    assert ("FROM source.reviews WHERE review_id BETWEEN CASE WHEN checksum_block > 0 THEN checksum_block * 100 ELSE "
+            "checksum_block * 100 - 99 END AND CASE WHEN checksum_block < 0 THEN checksum_block * 100 ELSE "
+            "checksum_block * 100 + 99 END OFFSET 0) r) block WHERE checksum_block IS NOT NULL") in pg
 
 
 @pytest.mark.parametrize("low, cuts, expected", [
@@ -89,7 +102,7 @@ def test_checksum_sql_uses_the_same_canonical_form_on_both_sides():
     pg, my = postgres_checksum_sql(ORDERS, "source"), mysql_checksum_sql(ORDERS)
     # the UTC wall clock's text made once by the inner query, then padded to six fraction digits (as DATETIME(6)
     # prints); OFFSET 0 keeps the planner from pulling the inner query up, which would compute the text twice
-    assert "(order_date AT TIME ZONE 'UTC')::text AS order_date" in pg and " OFFSET 0) r GROUP BY" in pg
+    assert "(order_date AT TIME ZONE 'UTC')::text AS order_date" in pg and " OFFSET 0) r) block" in pg
     assert "order_date || substr('.000000', length(order_date) - 18)" in pg
     assert "COALESCE(delivery_date || substr(" in pg
     assert "CONCAT_WS(',', `order_id`, `user_id`, `order_date`, `total_amount`, " in my  # native text form

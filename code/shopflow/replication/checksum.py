@@ -102,17 +102,38 @@ def block_cuts(table: Table, low: int, cuts: list[int]) -> list[int]:
     return sorted({cut // size * size for cut in cuts if cut // size * size > max(low, 0)})
 
 
-def postgres_checksum_sql(table: Table, schema: str, where: str = "") -> str:
-    """The inner query turns each timestamp into text once: Postgres does not share the two uses of one expression
-    in `_pg_field`, and `OFFSET 0` keeps the planner from pulling the inner query up into the outer one (all 7 bench
-    tables, one thread, eight alternating rounds: 2.00–2.04 s instead of 2.18–2.36 s)."""
+def _pg_blocks(table: Table, relation: str, where: str) -> str:
+    """Count and hash of the rows `where` selects, one row per block of keys when grouped by `key / size`. The inner
+    query turns each timestamp into text once: Postgres does not share the two uses of one expression in
+    `_pg_field`, and `OFFSET 0` keeps the planner from pulling the inner query up into the outer one (all 7 bench
+    tables, one thread, eight alternating rounds: 2.00-2.04 s instead of 2.18-2.36 s)."""
     columns = replicated_columns(table)
     row = f"concat_ws(',', {', '.join(map(_pg_field, columns))})"
-    key = table.primary_key
-    return (f"SELECT COALESCE(sum(n), 0), COALESCE(sum(h), 0) FROM (SELECT count(*) AS n, ('x' || substr(md5("
-            f"string_agg({row}, E'\\n' ORDER BY {key})), 1, 15))::bit(60)::bigint AS h "
-            f"FROM (SELECT {', '.join(map(_pg_input, columns))} FROM {schema}.{table.name}{where} OFFSET 0) r "
-            f"GROUP BY {key} / {block_keys(table)}) blocks")
+    return (f"SELECT count(*) AS n, ('x' || substr(md5(string_agg({row}, E'\\n' ORDER BY {table.primary_key})), "
+            f"1, 15))::bit(60)::bigint AS h FROM (SELECT {', '.join(map(_pg_input, columns))} FROM {relation}{where} "
+            f"OFFSET 0) r")
+
+
+def postgres_checksum_sql(table: Table, schema: str, where: str = "") -> str:
+    """Rows selected by `where` (a run's changed rows, few) are grouped by their block in one sort. A whole table is
+    hashed block by block along its primary key index instead: a recursive query finds each non-empty block (the
+    next key past the last block, so sparse keys cost one index probe per block, not per possible block) and
+    hashes that block's key range. Same checksum, no sort of the whole table into blocks (which spilled 84 MB of
+    temporary files for order_details): order_details 0.86 s instead of 1.16 s, all 7 bench tables 1.66 s instead
+    of 2.04 s (one thread, three rounds). Block `b` holds the keys `k` with `k / size = b`: 1000b..1000b+999 for
+    b > 0, -999..999 for b = 0, 1000b-999..1000b for b < 0 (integer division truncates)."""
+    key, size, relation = table.primary_key, block_keys(table), f"{schema}.{table.name}"
+    if where:
+        return f"SELECT COALESCE(sum(n), 0), COALESCE(sum(h), 0) FROM ({_pg_blocks(table, relation, where)} " \
+               f"GROUP BY {key} / {size}) blocks"
+    low = f"CASE WHEN checksum_block > 0 THEN checksum_block * {size} ELSE checksum_block * {size} - {size - 1} END"
+    high = f"CASE WHEN checksum_block < 0 THEN checksum_block * {size} ELSE checksum_block * {size} + {size - 1} END"
+    return (f"WITH RECURSIVE blocks(checksum_block) AS (SELECT min({key})::bigint / {size} FROM {relation} "
+            f"UNION ALL SELECT (SELECT min({key}) FROM {relation} WHERE {key} > {high})::bigint / {size} "
+            f"FROM blocks WHERE checksum_block IS NOT NULL) "
+            f"SELECT COALESCE(sum(n), 0), COALESCE(sum(h), 0) FROM blocks CROSS JOIN LATERAL "
+            f"({_pg_blocks(table, relation, f' WHERE {key} BETWEEN {low} AND {high}')}) block "
+            f"WHERE checksum_block IS NOT NULL")
 
 
 def mysql_checksum_sql(table: Table, name: str | None = None, where: str = "") -> str:

@@ -112,8 +112,11 @@ def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
             _truncate(cur, schema)
         say(f"{PROG}: seed {seed}, scale {scale:g} -> {settings.POSTGRES_DB}.{schema}"
             + (" (after TRUNCATE)" if reset else ""))
-        return {table.name: _copy_table(cur, schema, table, rows, say)
-                for table, rows in generate(settings, seed, scale)}
+        loaded = {table.name: _copy_table(cur, schema, table, rows, say)
+                  for table, rows in generate(settings, seed, scale)}
+        for name in loaded:  # the planner's statistics now, not at autovacuum's next pass (the replication's
+            cur.execute(f"ANALYZE {schema}.{name}")  # checksum reads them: `SourceSnapshot.in_key_order`)
+        return loaded
 
 
 def _say(line: str) -> None:

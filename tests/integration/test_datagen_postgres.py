@@ -130,6 +130,14 @@ def test_the_foreign_keys_dropped_for_the_load_are_back_and_validated(pg):
                           for table, column, target, key in _foreign_keys()}
 
 
+def test_the_loaded_tables_are_analyzed_with_the_load(pg):
+    """The generator ANALYZEs what it loaded (`last_analyze` is set by ANALYZE only, not by autovacuum), so the
+    planner and the replication's checksum (`SourceSnapshot.in_key_order`) see the rows' order at once."""
+    analyzed = query(pg, "SELECT relname FROM pg_stat_user_tables WHERE schemaname = %s AND last_analyze IS NOT NULL",
+                     (pg.POSTGRES_SCHEMA,))
+    assert {name for (name,) in analyzed} >= {table.name for table in TABLES}
+
+
 def test_second_run_skips_and_changes_nothing(pg):
     before = fingerprint(pg, tracking=True)
     result = run_generator(pg)

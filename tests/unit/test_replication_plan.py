@@ -76,9 +76,12 @@ def test_checksums_hash_blocks_of_keys_in_key_order_on_both_sides():
 
 
 def test_a_whole_source_table_is_hashed_block_by_block_along_its_key():
-    """Without a filter the source walks the non-empty blocks (the next key past the last block) and hashes each
-    block's key range, so the planner can read each block from the primary key index instead of sorting the table."""
-    pg = postgres_checksum_sql(REVIEWS, "source")
+    """Along the key (a whole table in key order) the source walks the non-empty blocks (the next key past the last
+    block) and hashes each block's key range, so the planner reads each block from the primary key index instead of
+    sorting the table; a filter always takes the grouped form."""
+    assert "GROUP BY" in postgres_checksum_sql(REVIEWS, "source", " WHERE x", along_key=True)
+    assert "GROUP BY review_id / 100" in postgres_checksum_sql(REVIEWS, "source", along_key=False)
+    pg = postgres_checksum_sql(REVIEWS, "source", along_key=True)
     assert "GROUP BY" not in pg and pg.startswith(
         "WITH RECURSIVE blocks(checksum_block) AS (SELECT min(review_id)::bigint / 100 FROM source.reviews UNION ALL "
         "SELECT (SELECT min(review_id) FROM source.reviews WHERE review_id > CASE WHEN checksum_block < 0 THEN "
@@ -102,7 +105,7 @@ def test_checksum_sql_uses_the_same_canonical_form_on_both_sides():
     pg, my = postgres_checksum_sql(ORDERS, "source"), mysql_checksum_sql(ORDERS)
     # the UTC wall clock's text made once by the inner query, then padded to six fraction digits (as DATETIME(6)
     # prints); OFFSET 0 keeps the planner from pulling the inner query up, which would compute the text twice
-    assert "(order_date AT TIME ZONE 'UTC')::text AS order_date" in pg and " OFFSET 0) r) block" in pg
+    assert "(order_date AT TIME ZONE 'UTC')::text AS order_date" in pg and " OFFSET 0) r GROUP BY" in pg
     assert "order_date || substr('.000000', length(order_date) - 18)" in pg
     assert "COALESCE(delivery_date || substr(" in pg
     assert "CONCAT_WS(',', `order_id`, `user_id`, `order_date`, `total_amount`, " in my  # native text form

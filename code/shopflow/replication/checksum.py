@@ -114,16 +114,17 @@ def _pg_blocks(table: Table, relation: str, where: str) -> str:
             f"OFFSET 0) r")
 
 
-def postgres_checksum_sql(table: Table, schema: str, where: str = "") -> str:
-    """Rows selected by `where` (a run's changed rows, few) are grouped by their block in one sort. A whole table is
-    hashed block by block along its primary key index instead: a recursive query finds each non-empty block (the
-    next key past the last block, so sparse keys cost one index probe per block, not per possible block) and
-    hashes that block's key range. Same checksum, no sort of the whole table into blocks (which spilled 84 MB of
-    temporary files for order_details): order_details 0.86 s instead of 1.16 s, all 7 bench tables 1.66 s instead
-    of 2.04 s (one thread, three rounds). Block `b` holds the keys `k` with `k / size = b`: 1000b..1000b+999 for
-    b > 0, -999..999 for b = 0, 1000b-999..1000b for b < 0 (integer division truncates)."""
+def postgres_checksum_sql(table: Table, schema: str, where: str = "", along_key: bool = False) -> str:
+    """Grouped: the rows `where` selects are sorted into their blocks (`key / size`) and each block hashed.
+    `along_key` (a whole table whose rows lie in key order, `SourceSnapshot.checksum` decides): the table is hashed
+    block by block along its primary key index instead. A recursive query finds each non-empty block (the next key
+    past the last block, so sparse keys cost one index probe per block, not per possible block) and a lateral
+    subquery hashes that block's key range. Same checksum, no sort of the whole table (84 MB of temporary files for
+    order_details): 0.86 s instead of 1.16 s, all 7 bench tables 1.63-1.67 s instead of 2.04-2.05 s (one thread).
+    Block `b` holds the keys `k` with `k / size = b`: 1000b..1000b+999 for b > 0, -999..999 for b = 0,
+    1000b-999..1000b for b < 0 (integer division truncates)."""
     key, size, relation = table.primary_key, block_keys(table), f"{schema}.{table.name}"
-    if where:
+    if where or not along_key:
         return f"SELECT COALESCE(sum(n), 0), COALESCE(sum(h), 0) FROM ({_pg_blocks(table, relation, where)} " \
                f"GROUP BY {key} / {size}) blocks"
     low = f"CASE WHEN checksum_block > 0 THEN checksum_block * {size} ELSE checksum_block * {size} - {size - 1} END"

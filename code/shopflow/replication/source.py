@@ -19,6 +19,7 @@ from .checksum import Checksum, checksum_from_row, postgres_checksum_sql
 from .plan import FETCH_SIZE, TablePlan, changed_rows_filter, partition_count, read_query
 
 POSTGRES_DRIVER = "org.postgresql.Driver"
+KEY_ORDER_CORRELATION = 0.85  # see `SourceSnapshot.in_key_order`
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,20 @@ class SourceSnapshot:
         return [row[0] for row in rows]
 
     def checksum(self, table: Table, plan: TablePlan | None = None) -> Checksum:
-        """Of the whole table, or of the rows `plan` reads (its changed rows)."""
+        """Of the whole table, or of the rows `plan` reads (its changed rows). A whole table whose rows lie in key
+        order is hashed along its key index (`postgres_checksum_sql`)."""
         where = changed_rows_filter(plan) if plan else ""
-        return checksum_from_row(self._one(postgres_checksum_sql(table, self.schema, where)))
+        along_key = not where and self.in_key_order(table)
+        return checksum_from_row(self._one(postgres_checksum_sql(table, self.schema, where, along_key)))
+
+    def in_key_order(self, table: Table) -> bool:
+        """The planner's statistics correlate the primary key with the rows' physical order by at least
+        KEY_ORDER_CORRELATION; False without statistics. Hashing along the key reads the heap in key order, which
+        pays off only when that is about the physical order (order_details, rows shuffled to a correlation of 1.0,
+        0.90, 0.70, 0.39 and 0.0: 0.92-0.95, 0.97, 1.27, 1.45-1.61 and 1.78-2.26 s, grouped 1.13-1.29 s)."""
+        rows = self._all("SELECT correlation FROM pg_stats WHERE schemaname = %s AND tablename = %s "
+                         "AND attname = %s", (self.schema, table.name, table.primary_key))
+        return bool(rows) and rows[0][0] is not None and rows[0][0] >= KEY_ORDER_CORRELATION
 
     def count(self, table: Table) -> int:
         return self._one(f"SELECT count(*) FROM {self.schema}.{table.name}")[0]

@@ -8,6 +8,8 @@ import pytest
 
 from postgresdb.models import TABLES
 from shopflow import db
+from shopflow.replication.checksum import checksum_from_row, mysql_checksum_sql, postgres_checksum_sql
+from shopflow.replication.target import CHECKSUM_SESSION
 from shopflow.replication.transform import replicated_columns
 
 LONG_REVIEW = ("Très bien, señor! 👍🏽 " * 5_000)[:100_000]
@@ -91,3 +93,13 @@ def written(results):
     return {name: (r.inserted, r.updated, r.deleted) for name, r in results.items() if r.rows_written or r.deleted}
 
 
+def whole_checksums(settings) -> dict[str, tuple[str, str]]:
+    """Per table: the grouped whole-table checksum on the source and the replica's, as text."""
+    with db.pg_connection(settings) as conn, conn.cursor() as cur, db.mysql_connection(settings) as mconn:
+        mcur, sums = mconn.cursor(), {}
+        mcur.execute(CHECKSUM_SESSION)
+        for table in TABLES:
+            cur.execute(postgres_checksum_sql(table, settings.POSTGRES_SCHEMA))
+            mcur.execute(mysql_checksum_sql(table))
+            sums[table.name] = (str(checksum_from_row(cur.fetchone())), str(checksum_from_row(mcur.fetchone())))
+        return sums

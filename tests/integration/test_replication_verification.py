@@ -1,39 +1,27 @@
 """The copy path and the two reconcile modes against real Postgres and MariaDB: awkward text through CSV, a copy
-task's ranges on one connection pair, a failed first load leaving no orphans, block checksums and their key ranges,
-changed-rows verification, and what it catches."""
+task's ranges on one connection pair, a failed first load leaving no orphans, changed-rows verification, and what it
+catches. The block checksums themselves: test_replication_checksums.py."""
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 from replication_support import (assert_replica_equals_source, pg, replica_query, replica_rows,  # noqa: F401
-                                 scratch, seed, source_rows, written)
+                                 scratch, seed, source_rows, whole_checksums, written)
 
 from postgresdb.models import TABLES, TABLES_BY_NAME
 from shopflow import db
 from shopflow.replication import ReplicationError, replicate
-from shopflow.replication.checksum import checksum_from_row, mysql_checksum_sql, postgres_checksum_sql
 from shopflow.replication.copy_load import KeyRange, copy_ranges
 from shopflow.replication.plan import plan_table
 from shopflow.replication.source import open_snapshot
-from shopflow.replication.target import CHECKSUM_SESSION, Replica, fetch_checksum
+from shopflow.replication.target import Replica
 
 pytestmark = pytest.mark.integration
 
 # Every character CSV or the two servers' escape rules could mangle, plus the text 'NULL' and an empty string.
 AWKWARD = ['a "quoted", comma', 'line\nbreak', 'crlf\r\nend', 'back\\slash \\N \\t', 'tab\there', 'form\ffeed',
            'NULL', '', '"', '\\', 'trailing space ', '🎉 ünï', '\x0b\x07bell']
-
-
-def _whole_checksums(settings):
-    with db.pg_connection(settings) as conn, conn.cursor() as cur, db.mysql_connection(settings) as mconn:
-        mcur, sums = mconn.cursor(), {}
-        mcur.execute(CHECKSUM_SESSION)
-        for table in TABLES:
-            cur.execute(postgres_checksum_sql(table, settings.POSTGRES_SCHEMA))
-            mcur.execute(mysql_checksum_sql(table))
-            sums[table.name] = (str(checksum_from_row(cur.fetchone())), str(checksum_from_row(mcur.fetchone())))
-        return sums
 
 
 def _stored_states(settings):
@@ -95,7 +83,7 @@ def test_incremental_runs_hash_only_changed_rows_and_keep_the_last_whole_checksu
                                        for name, (checksum, verified_at, _) in stored.items()}
     third = replicate(spark, dataclasses.replace(scratch, REPLICATION_VERIFY_ALL_HOURS=0))
     assert all(r.verify_all for r in third.values())
-    whole = _whole_checksums(scratch)
+    whole = whole_checksums(scratch)
     assert all(source_side == replica_side for source_side, replica_side in whole.values())
     assert {name: state[0] for name, state in _stored_states(scratch).items()} == {
         name: sides[0] for name, sides in whole.items()}
@@ -143,94 +131,6 @@ def test_a_tampered_unchanged_row_is_caught_by_the_next_whole_verification(spark
     healed = replicate(spark, scratch)
     assert healed["orders"].plan.mode == "full" and written(healed) == {"orders": (0, 1, 0)}
     assert_replica_equals_source(scratch)
-
-
-def test_a_checksum_split_into_key_ranges_equals_the_whole_one(spark, scratch):
-    """The big direct load's replica side is hashed as key ranges on several connections: the sum must be the
-    single query's checksum (sparse keys across several blocks, more ranges than keys, an empty table) and must see
-    a changed row. The run's own reconcile proves both servers agree on blocks of several rows."""
-    from shopflow.replication.checksum import EMPTY
-
-    seed(scratch)
-    pg(scratch, "DELETE FROM {s}.reviews WHERE review_id = 2",  # a gap in the keys
-       "INSERT INTO {s}.reviews SELECT k, 1, 2, 3, 'r' || k, '2024-03-03 00:00:00+00' "
-       "FROM unnest(ARRAY[99, 100, 101, 250, 1999]) k",  # blocks of 100 keys (longtext)
-       "INSERT INTO {s}.loyalty_points SELECT k, 2, k, 'Order', '2024-03-03 00:00:00+00' "
-       "FROM unnest(ARRAY[999, 1000, 1001, 2500, 2999, 7001]) k")  # blocks of 1000 keys
-    assert replicate(spark, scratch)["loyalty_points"].checksum.rows == 8
-    with db.mysql_connection(scratch) as conn:
-        replica = Replica(scratch, conn)
-        for table in TABLES:
-            whole = replica.checksum(table)
-            assert [replica.checksum(table, split) for split in (2, 3, 7)] == [whole] * 3, table.name
-        reviews = TABLES_BY_NAME["reviews"]
-        before = replica.checksum(reviews, 2)
-        with db.mysql_connection(scratch, autocommit=True) as other:
-            other.cursor().execute("UPDATE reviews SET rating = 6 - rating WHERE review_id = 3")
-        assert replica.checksum(reviews, 2) != before
-        assert replica.checksum(reviews, 2) == replica.checksum(reviews)
-        with db.mysql_connection(scratch, autocommit=True) as other:
-            other.cursor().execute("DELETE FROM loyalty_points")
-        assert replica.checksum(TABLES_BY_NAME["loyalty_points"], 3) == EMPTY
-
-
-def test_the_sources_checksum_along_the_key_equals_the_grouped_one(spark, scratch):
-    """A whole source table in key order is hashed block by block along its key, other rows by one grouped sort:
-    both forms, and the replica, must agree for keys on both sides of every block edge, negative keys (block 0 holds
-    -999..999, integer division truncates), sparse keys and an empty table."""
-    seed(scratch)
-    pg(scratch, "INSERT INTO {s}.loyalty_points SELECT k, 2, 5, 'Order', '2024-03-03 00:00:00+00' FROM unnest(ARRAY["
-                "-2001, -2000, -1999, -1001, -1000, -999, -1, 0, 999, 1000, 1999, 2000, 5000000000]) k",
-       "INSERT INTO {s}.reviews SELECT k, 1, 2, 3, 'r' || k, '2024-03-03 00:00:00+00' "
-       "FROM unnest(ARRAY[-101, -100, -99, 0, 99, 100, 12345678]) k",  # blocks of 100 keys (longtext)
-       "DELETE FROM {s}.order_details")
-    replicate(spark, scratch)
-    with db.pg_connection(scratch) as conn, conn.cursor() as cur:
-        def checksum(table, along_key: bool):
-            cur.execute(postgres_checksum_sql(table, scratch.POSTGRES_SCHEMA, along_key=along_key))
-            return checksum_from_row(cur.fetchone())
-
-        for table in TABLES:
-            cur.execute(f"SELECT count(*) FROM {scratch.POSTGRES_SCHEMA}.{table.name}")
-            rows = cur.fetchone()[0]
-            assert checksum(table, True) == checksum(table, False) and checksum(table, True).rows == rows, table.name
-    sums = _whole_checksums(scratch)
-    assert all(source == replica for source, replica in sums.values()), sums
-    assert sums["order_details"][0] == "0:0" and sums["loyalty_points"][0].startswith("15:")
-
-
-def test_the_source_hashes_along_the_key_only_a_table_in_key_order(spark, scratch):
-    """Reading the heap in key order is slower than one sort when the rows lie elsewhere: the walk is taken only
-    when the planner's statistics say the rows are in key order (none yet: not taken), and a run's reconcile
-    passes either way."""
-    loyalty = TABLES_BY_NAME["loyalty_points"]
-    seed(scratch)
-    pg(scratch, "INSERT INTO {s}.users SELECT k, 'U', 'V', 'u' || k || '@example.com', NULL, now(), 'Gold' "
-                "FROM generate_series(10, 40) k")
-    insert = ("INSERT INTO {s}.loyalty_points SELECT k, 10 + k % 30, k % 50, 'Order', now() "
-              "FROM generate_series(10, 5000) k ORDER BY ")
-    pg(scratch, insert + "k")
-    with open_snapshot(scratch) as snapshot:
-        assert not snapshot.in_key_order(loyalty)  # not analyzed yet
-    pg(scratch, "ANALYZE {s}.loyalty_points")
-    with open_snapshot(scratch) as snapshot:
-        assert snapshot.in_key_order(loyalty)
-    assert replicate(spark, scratch)["loyalty_points"].checksum.rows == 4993
-    pg(scratch, "DELETE FROM {s}.loyalty_points WHERE loyalty_id >= 10", insert + "random()",
-       "ANALYZE {s}.loyalty_points")
-    with open_snapshot(scratch) as snapshot:
-        assert not snapshot.in_key_order(loyalty)
-    assert replicate(spark, scratch, force_full=True)["loyalty_points"].checksum.rows == 4993
-    assert_replica_equals_source(scratch)
-
-
-def test_a_warning_from_a_checksum_query_is_an_error_not_a_checksum(scratch):
-    """GROUP_CONCAT cuts a block longer than max_allowed_packet with a warning: that must fail loudly, not compare
-    a cut text (here a warning of another kind stands in for it)."""
-    with db.mysql_connection(scratch) as conn:
-        with pytest.raises(RuntimeError, match="orders: the replica's checksum query warned .*max_allowed_packet"):
-            fetch_checksum(TABLES_BY_NAME["orders"], conn.cursor(), "SELECT 1, CAST('7x' AS UNSIGNED)")
-        assert fetch_checksum(TABLES_BY_NAME["orders"], conn.cursor(), "SELECT 1, CAST('7' AS UNSIGNED)").hash_sum == 7
 
 
 def test_one_task_copies_its_ranges_on_one_connection_pair_checking_keys_per_range(scratch):

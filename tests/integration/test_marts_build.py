@@ -6,7 +6,7 @@ import threading
 from decimal import Decimal
 
 import pytest
-from test_marts_replica import execute, insert, scratch_replica
+from test_marts_replica import SEED, execute, insert, scratch_replica
 
 from shopflow import db
 from shopflow.marts import all_marts
@@ -96,6 +96,19 @@ def test_an_empty_replica_gives_empty_marts(spark, mysql):
         results = build_marts(spark, empty, run_id="it-empty")
         assert tables(empty) == MART_NAMES and all(rows == [] for rows in mart_rows(empty).values())
     assert [r.rows for r in results] == [0] * 5 and not [c for r in results for c in r.failures]
+
+
+def test_users_without_any_order_give_their_weeks_and_empty_order_marts(spark, mysql):
+    """Users but no orders yet (a new shop, or users streamed in before any order was generated): the weekly mart
+    holds the registrations' weeks and passes its gate, although the orders' first and last weeks are NULL."""
+    with scratch_replica(mysql, "marts_users_only", seed=False) as users_only:
+        insert(users_only, "users", SEED["users"])
+        results = {r.mart.name: r for r in build_marts(spark, users_only, run_id="it-users-only")}
+        weekly = execute(users_only, "SELECT MIN(week_start), MAX(week_start), SUM(new_users), SUM(orders) "
+                                     "FROM mart_weekly_activity")
+    assert not [c for r in results.values() for c in r.failures]
+    assert weekly[0][2:] == (len(SEED["users"]), 0) and weekly[0][0] <= weekly[0][1]
+    assert results["mart_average_check"].rows == 0 and results["mart_user_loyalty_points"].rows == len(SEED["users"])
 
 
 def _unknown_status(settings):

@@ -55,3 +55,14 @@ def test_reconciliation_rules_name_the_replica_aggregate_they_compare_with():
 ])
 def test_passes(observed, op, expected, result):
     assert passes(observed, op, expected) is result
+
+
+def test_a_bound_from_an_empty_table_bounds_nothing_only_when_the_check_says_so():
+    first_order = Source("orders", "MIN(order_date)")
+    strict, lenient = reconciles("MIN(w)", first_order, "<="), reconciles("MIN(w)", first_order, "<=", True)
+    assert not strict.passes(date(2024, 1, 1), None) and lenient.passes(date(2024, 1, 1), None)
+    assert lenient.passes(None, None) and not lenient.passes(None, date(2024, 1, 1))  # an empty mart is no cover
+    assert not lenient.passes(date(2024, 1, 8), date(2024, 1, 1)) and lenient.passes(date(2024, 1, 1),
+                                                                                      date(2024, 1, 8))
+    with pytest.raises(ValueError, match="only a bound"):
+        reconciles("COUNT(*)", Source("orders", "COUNT(*)"), "=", True)

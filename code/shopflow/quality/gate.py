@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .rules import Check, Source, passes
+from .rules import Check, Source
 
 
 @dataclass(frozen=True)
@@ -59,5 +59,5 @@ def run_checks(cursor, mart: str, table: str, checks: Iterable[Check],
         cursor.execute(check.sql(table))
         observed = cursor.fetchone()[0]
         wanted = expected[check.expected] if isinstance(check.expected, Source) else check.expected
-        results.append(CheckResult(mart, check.name, passes(observed, check.op, wanted), observed, wanted))
+        results.append(CheckResult(mart, check.name, check.passes(observed, wanted), observed, wanted))
     return results

@@ -35,10 +35,18 @@ class Check:
     observed_sql: str  # a SELECT of one value; TABLE stands for the staged mart
     expected: Any = 0  # a constant or a Source
     op: str = "="  # passes when `observed <op> expected`
+    bound_may_be_empty: bool = False  # with <= or >=: an expected NULL (a bound from an empty table) bounds nothing
 
     def __post_init__(self) -> None:
         if self.op not in _OPERATORS:
             raise ValueError(f"check {self.name}: unknown operator {self.op!r}")
+        if self.bound_may_be_empty and self.op == "=":
+            raise ValueError(f"check {self.name}: only a bound (<= or >=) may come from an empty table")
+
+    def passes(self, observed: Any, expected: Any) -> bool:
+        if self.bound_may_be_empty and normalized(expected) is None:
+            return True
+        return passes(observed, self.op, expected)
 
     def sql(self, table: str) -> str:
         return self.observed_sql.replace(TABLE, f"`{table}`")
@@ -82,9 +90,10 @@ def in_range(column: str, low: int | None = None, high: int | None = None) -> Ch
     return rows_where(f"range({bounds})", " OR ".join(outside))
 
 
-def reconciles(aggregate: str, source: Source, op: str = "=") -> Check:
-    """An aggregate of the mart (MySQL SQL) against an aggregate of a replica table (Spark SQL)."""
-    return Check(f"{aggregate} {op} {source}", f"SELECT {aggregate} FROM {TABLE}", source, op)
+def reconciles(aggregate: str, source: Source, op: str = "=", bound_may_be_empty: bool = False) -> Check:
+    """An aggregate of the mart (MySQL SQL) against an aggregate of a replica table (Spark SQL). With
+    `bound_may_be_empty`, a bound (<= or >=) whose table has no rows (NULL) passes whatever the mart holds."""
+    return Check(f"{aggregate} {op} {source}", f"SELECT {aggregate} FROM {TABLE}", source, op, bound_may_be_empty)
 
 
 def total_equals(column: str, source: Source) -> Check:

@@ -8,9 +8,9 @@
   (a float such as 0.1, or 600 for about 10 million order_details). The seed defaults to DATAGEN_SEED.
   The same seed and scale give the same table contents on every run (updated_at/change_txid aside).
 - Idempotent: when any source table already holds rows (users written by the streaming job count too, so
-  run this first), nothing is generated; a line says so and the exit code is 0. `--reset` truncates the
-  seven tables (RESTART IDENTITY CASCADE) and regenerates them, all in one transaction, so a failed reset
-  leaves the old data in place.
+  run this first), nothing is generated; a line says so (and when users alone hold rows, that the source was never
+  generated) and the exit code is 0. `--reset` truncates the seven tables (RESTART IDENTITY CASCADE) and
+  regenerates them, all in one transaction, so a failed reset leaves the old data in place.
 - Each table's foreign keys are dropped for its COPY and added back (validated) in the same transaction:
   per-row checks would triple the time of a large load. Other sessions wait for the tables until commit.
 - Exit codes: 0 loaded or skipped; 1 Postgres unreachable; 2 bad setting or argument (one line on stderr).
@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--reset", action="store_true",
                         help="TRUNCATE the seven source tables (RESTART IDENTITY CASCADE) and regenerate")
     return parser.parse_args(argv)
+
+
+_ONLY_USERS = ("Only users holds rows and the six other tables are empty: the source was never generated (users "
+               "written by the streaming job before the generator ran?); --reset deletes those users. ")
 
 
 def _tables_with_rows(cur, schema: str) -> list[str]:
@@ -106,7 +110,8 @@ def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
         filled = _tables_with_rows(cur, schema)
         if filled and not reset:
             say(f"{PROG}: {schema} tables already hold data ({', '.join(filled)}); nothing generated. "
-                f"Run `python -m datagen.postgres --reset` to truncate and regenerate them.")
+                + (_ONLY_USERS if filled == ["users"] else "")
+                + "Run `python -m datagen.postgres --reset` to truncate and regenerate them.")
             return None
         if reset:
             _truncate(cur, schema)

@@ -15,7 +15,7 @@ import pytest
 from datagen.tables import generate
 from postgresdb.models import CHANGE_TXID, TABLES, UPDATED_AT
 from shopflow.config import Settings
-from shopflow.db import pg_connection
+from shopflow.db import apply_postgres_schema, pg_connection
 
 pytestmark = pytest.mark.integration
 SEED = 11
@@ -145,6 +145,24 @@ def test_second_run_skips_and_changes_nothing(pg):
     assert "already hold data" in result.stdout and "--reset" in result.stdout
     assert len(result.stdout.splitlines()) == 1
     assert fingerprint(pg, tracking=True) == before
+
+
+def test_a_source_holding_only_streamed_users_is_kept_and_named(postgres):
+    """Users streamed in before the generator ever ran: nothing is generated (ids and emails could collide), and the
+    line says that the other six tables are empty and what --reset would delete."""
+    settings = dataclasses.replace(postgres, POSTGRES_SCHEMA=f"datagen_users_{uuid.uuid4().hex[:8]}")
+    try:
+        apply_postgres_schema(settings)
+        with pg_connection(settings) as conn, conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {settings.POSTGRES_SCHEMA}.users (first_name, last_name, email, "
+                        "registration_date, loyalty_status) VALUES ('Ada', 'Ł', 'ada@example.com', now(), 'Gold')")
+        result = run_generator(settings)
+        assert result.returncode == 0, result.stderr
+        assert "Only users holds rows" in result.stdout and "--reset deletes those users" in result.stdout
+        assert counts(settings) == {table.name: int(table.name == "users") for table in TABLES}
+    finally:
+        with pg_connection(settings) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA IF EXISTS {settings.POSTGRES_SCHEMA} CASCADE")
 
 
 def test_reset_regenerates_the_same_content_for_the_same_seed(pg):

@@ -124,9 +124,11 @@ shopflow is up.
 
 
 def up(settings: Settings) -> int:
-    groups = [g for g in manager.GROUPS if g not in ("eventgen", "dashboard")]
-    manager.ensure(settings, groups)
+    # The data first, Airflow after: a scheduler whose DAGs an earlier `make up` unpaused starts the streaming DAG's
+    # due run at once, and streamed users in an empty source made the generator skip (it keeps rows it finds).
+    manager.ensure(settings, [g for g in manager.GROUPS if g not in ("airflow", "eventgen", "dashboard")])
     _generate_data(settings)
+    manager.ensure(settings, ["airflow"])
     with step("start the Kafka event generator"):
         manager.ensure(settings, ["eventgen"])
     _run_dags(settings)

@@ -49,8 +49,8 @@ def parse_args(argv: list[str] | None):
     return parser.parse_args(argv)
 
 
-_ONLY_USERS = ("Only users holds rows and the six other tables are empty: the source was never generated (users "
-               "written by the streaming job before the generator ran?); --reset deletes those users. ")
+_ONLY_USERS = ("The six other tables are empty, so the source was never generated (users written by the streaming "
+               "job before the generator ran?): --reset deletes those users. ")
 
 
 def _tables_with_rows(cur, schema: str) -> list[str]:

@@ -84,11 +84,14 @@ def test_a_whole_source_table_is_hashed_block_by_block_along_its_key():
     pg = postgres_checksum_sql(REVIEWS, "source", along_key=True)
     assert "GROUP BY" not in pg and pg.startswith(
         "WITH RECURSIVE blocks(checksum_block) AS (SELECT min(review_id)::bigint / 100 FROM source.reviews UNION ALL "
-        "SELECT (SELECT min(review_id) FROM source.reviews WHERE review_id > CASE WHEN checksum_block < 0 THEN "
-        "checksum_block * 100 ELSE checksum_block * 100 + 99 END)::bigint / 100 FROM blocks")
-    assert ("FROM source.reviews WHERE review_id BETWEEN CASE WHEN checksum_block > 0 THEN checksum_block * 100 ELSE "
-            "checksum_block * 100 - 99 END AND CASE WHEN checksum_block < 0 THEN checksum_block * 100 ELSE "
-            "checksum_block * 100 + 99 END OFFSET 0) r) block WHERE checksum_block IS NOT NULL") in pg
+        "SELECT (SELECT min(review_id) FROM source.reviews WHERE review_id > LEAST(CASE WHEN checksum_block < 0 THEN "
+        "checksum_block::numeric * 100 ELSE checksum_block::numeric * 100 + 99 END, 9223372036854775807)::bigint)"
+        "::bigint / 100 FROM blocks")
+    # bounds in numeric, cut to bigint's range and cast back: the first and last blocks' would overflow bigint
+    assert ("FROM source.reviews WHERE review_id BETWEEN GREATEST(CASE WHEN checksum_block > 0 THEN "
+            "checksum_block::numeric * 100 ELSE checksum_block::numeric * 100 - 99 END, -9223372036854775808)::bigint "
+            "AND LEAST(CASE WHEN checksum_block < 0 THEN checksum_block::numeric * 100 ELSE checksum_block::numeric "
+            "* 100 + 99 END, 9223372036854775807)::bigint OFFSET 0) r) block WHERE checksum_block IS NOT NULL") in pg
 
 
 @pytest.mark.parametrize("low, cuts, expected", [

@@ -11,7 +11,7 @@ from test_marts_replica import SEED, execute, insert, scratch_replica
 from shopflow import db
 from shopflow.marts import all_marts
 from shopflow.marts.build import JOB, build_marts
-from shopflow.marts.verify import differences
+from shopflow.marts.verify import differences, replica_changed_since_build
 from shopflow.quality import QualityGateError
 
 pytestmark = pytest.mark.integration
@@ -63,6 +63,31 @@ def test_every_check_and_run_is_recorded(replica, published):
     runs = execute(replica, "SELECT table_name, status, rows_written FROM pipeline_runs WHERE job = %s "
                             "ORDER BY run_id", params=(JOB,))
     assert runs[:6] == [(r.mart.name, "ok", r.rows) for r in published] + [(None, "ok", 22)]
+
+
+def test_verify_says_when_the_replica_changed_after_the_marts_were_built(replica, published):
+    """A replication run that wrote rows, or failed (its upserts may be committed), after the last build started:
+    the marts may differ from the replica for that reason alone, and `verify` says so first."""
+    def note():
+        with db.mysql_connection(replica) as conn:
+            return replica_changed_since_build(conn.cursor())
+
+    def replication_run(status: str, written: int | None):
+        execute(replica, "INSERT INTO pipeline_runs (job, started_at, finished_at, rows_written, status) "
+                         "VALUES ('replicate_postgres_to_mysql', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), %s, %s)",
+                params=(written, status))
+
+    assert note() is None  # built, no replication since
+    try:
+        replication_run("ok", 0)
+        assert note() is None  # a run that changed nothing
+        replication_run("failed", None)
+        assert "a replication run changed the replica at" in note()
+        replication_run("ok", 5)
+        assert "the last marts build started" in note() and "dags trigger build_marts" in note()
+    finally:
+        execute(replica, "DELETE FROM pipeline_runs WHERE job = 'replicate_postgres_to_mysql'")
+    assert note() is None
 
 
 def test_readers_see_the_old_or_the_new_mart_during_a_rebuild(spark, replica, published):

@@ -1,6 +1,9 @@
 """Each published mart against the same question answered in plain SQL over the replica (`Mart.reference_sql`).
 
     python -m shopflow.marts.verify      # exit 0 when every mart equals its plain-SQL answer
+
+The marts are built from the replica as it was; a replication run that changed it since makes them differ until the
+next build (the build_marts DAG runs after each replication). The output says so first when `pipeline_runs` shows it.
 """
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ from shopflow.config import Settings, get_settings
 from shopflow.db import mysql_connection
 from shopflow.quality.rules import normalized
 
+from shopflow.replication.results import JOB as REPLICATION_JOB
+
+from .build import JOB as MARTS_JOB
 from .registry import all_marts
 from .spec import Mart
 
@@ -33,10 +39,29 @@ def differences(cursor, mart: Mart) -> tuple[int, list[str]]:
                             [f"only in the plain SQL answer: {r}" for r in only_sql[:SAMPLE]])
 
 
+def replica_changed_since_build(cursor) -> str | None:
+    """A note when a replication run that wrote rows (or failed: its upserts may be committed) ended after the last
+    successful marts build started; None when the marts are at least as new as the replica's last change."""
+    cursor.execute("SELECT (SELECT MAX(COALESCE(finished_at, started_at)) FROM pipeline_runs WHERE job = %s "
+                   "AND table_name IS NULL AND NOT (status = 'ok' AND COALESCE(rows_written, 0) = 0)), "
+                   "(SELECT MAX(started_at) FROM pipeline_runs WHERE job = %s AND table_name IS NULL AND status = 'ok')",
+                   (REPLICATION_JOB, MARTS_JOB))
+    changed, built = cursor.fetchone()
+    if changed is None or (built is not None and changed <= built):
+        return None
+    since = f"the last marts build started {built:%Y-%m-%d %H:%M:%S} UTC" if built else "no marts build succeeded yet"
+    return (f"note: a replication run changed the replica at {changed:%Y-%m-%d %H:%M:%S} UTC and {since}: "
+            f"differences may be that change, not a wrong mart. Build the marts again (the build_marts DAG, or "
+            f"`make airflow ARGS=\"dags trigger build_marts\"`) and verify after it.")
+
+
 def verify(settings: Settings) -> dict[str, list[str]]:
     report = {}
     with mysql_connection(settings) as conn:
         cursor = conn.cursor()
+        note = replica_changed_since_build(cursor)
+        if note:
+            print(note, flush=True)
         for mart in all_marts():
             rows, problems = differences(cursor, mart)
             report[mart.name] = problems

@@ -13,7 +13,6 @@ from collections import Counter
 from shopflow.config import Settings, get_settings
 from shopflow.db import mysql_connection
 from shopflow.quality.rules import normalized
-
 from shopflow.replication.results import JOB as REPLICATION_JOB
 
 from .build import JOB as MARTS_JOB

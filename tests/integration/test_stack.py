@@ -19,6 +19,8 @@ def test_taken_port_fails_with_the_service_and_port_named(settings, tmp_path):
                                     LOCAL_STATE_DIR=str(tmp_path / "state"))
         with pytest.raises(manager.StackError) as error:
             manager.ensure(other, ["kafka"])
+        with pytest.raises(manager.StackError, match=f"kafka: port {port} is already in use"):
+            manager.check_ports(other, ["kafka"])  # what `make up` runs first, for every group
     message = str(error.value)
     assert f"kafka: port {port} is already in use" in message
     assert "python" in message or "unknown process" in message  # ss names the holder: this test process

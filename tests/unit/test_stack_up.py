@@ -71,12 +71,14 @@ def test_the_source_data_is_generated_before_airflow_and_the_event_generator_sta
     """An Airflow whose DAGs an earlier `make up` unpaused runs the streaming DAG as soon as its scheduler starts:
     started before the generator, its users would land in an empty source, which the generator then keeps."""
     steps = []
+    monkeypatch.setattr(up.manager, "check_ports", lambda _settings: steps.append("ports"))
     monkeypatch.setattr(up.manager, "ensure", lambda _settings, groups: steps.append(tuple(groups)))
     monkeypatch.setattr(up, "_generate_data", lambda _settings: steps.append("generate"))
     monkeypatch.setattr(up, "_run_dags", lambda _settings: steps.append("dags"))
     monkeypatch.setattr(up, "summary", lambda _settings: "")
     assert up.up(object()) == 0
+    assert steps[0] == "ports"  # every group's ports (check_ports' default) before any starts
     generated = steps.index("generate")
     assert "airflow" not in {g for s in steps[:generated] for g in s}
     assert steps[generated + 1:] == [("airflow",), ("eventgen",), "dags", ("dashboard",)]
-    assert {g for s in steps if s not in ("generate", "dags") for g in s} == set(up.manager.GROUPS)
+    assert {g for s in steps if s not in ("ports", "generate", "dags") for g in s} == set(up.manager.GROUPS)

@@ -58,6 +58,13 @@ def _check_ports(services: list[Service]) -> None:
                     f"checkout's stack. Stop that process (or `make down` in its checkout), or set another port in .env.")
 
 
+def check_ports(settings: Settings, groups=GROUPS) -> None:
+    """The port check of `ensure` for every service of `groups` not running yet, before any starts (`make up` starts
+    its groups in several calls, with the data generated between them)."""
+    groups, running = _expand(groups), _running(settings)
+    _check_ports([s for s in all_services(settings) if s.group in groups and s.name not in running])
+
+
 def _wait(settings: Settings, group: str, services: list[Service]) -> None:
     deadline = time.monotonic() + TIMEOUTS[group]
     while not health.probe(group, settings):

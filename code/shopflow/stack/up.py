@@ -126,6 +126,7 @@ shopflow is up.
 def up(settings: Settings) -> int:
     # The data first, Airflow after: a scheduler whose DAGs an earlier `make up` unpaused starts the streaming DAG's
     # due run at once, and streamed users in an empty source made the generator skip (it keeps rows it finds).
+    manager.check_ports(settings)  # every group's, before anything starts
     manager.ensure(settings, [g for g in manager.GROUPS if g not in ("airflow", "eventgen", "dashboard")])
     _generate_data(settings)
     manager.ensure(settings, ["airflow"])

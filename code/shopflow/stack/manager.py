@@ -58,11 +58,16 @@ def _check_ports(services: list[Service]) -> None:
                     f"checkout's stack. Stop that process (or `make down` in its checkout), or set another port in .env.")
 
 
+def _to_start(settings: Settings, groups: list[str], services: list[Service]) -> list[Service]:
+    """The services of `groups` (already expanded) that are not running."""
+    running = _running(settings)
+    return [s for s in services if s.group in groups and s.name not in running]
+
+
 def check_ports(settings: Settings, groups=GROUPS) -> None:
     """The port check of `ensure` for every service of `groups` not running yet, before any starts (`make up` starts
     its groups in several calls, with the data generated between them)."""
-    groups, running = _expand(groups), _running(settings)
-    _check_ports([s for s in all_services(settings) if s.group in groups and s.name not in running])
+    _check_ports(_to_start(settings, _expand(groups), all_services(settings)))
 
 
 def _wait(settings: Settings, group: str, services: list[Service]) -> None:
@@ -117,8 +122,7 @@ def ensure(settings: Settings, groups=GROUPS) -> list[str]:
     """Start the groups (and what they depend on) that are not running; returns the services it started."""
     groups = _expand(groups)
     services = all_services(settings)
-    running = _running(settings)
-    todo = [s for s in services if s.group in groups and s.name not in running]
+    todo = _to_start(settings, groups, services)
     _check_ports(todo)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     supervisor.start_daemon(settings, services)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from shopflow.stack import health, manager
+from shopflow.stack import drift, health, manager
 from shopflow.stack.services import VENV_BIN, base_env
 
 
@@ -28,6 +28,18 @@ def test_taken_port_fails_with_the_service_and_port_named(settings, tmp_path):
 
 def test_running_services_are_reused(postgres, mysql):
     assert manager.ensure(postgres, ["postgres", "mariadb"]) == []
+
+
+def test_a_running_server_on_another_port_than_the_settings_give_fails_before_anything_starts(postgres):
+    """`POSTGRES_PORT=15432 make up` with the stack up: a clear error, not a client's traceback on the new port."""
+    assert "postgres" in drift.load(postgres), "ensure records what it starts"
+    moved = dataclasses.replace(postgres, POSTGRES_PORT=postgres.POSTGRES_PORT + 10_000)
+    expected = f"postgres runs on port {postgres.POSTGRES_PORT}, but the settings now give port {moved.POSTGRES_PORT}"
+    with pytest.raises(manager.StackError, match=expected):
+        manager.check_ports(moved, ["postgres"])
+    with pytest.raises(manager.StackError, match=expected):
+        manager.ensure(moved, ["postgres"])
+    assert not health.port_open(moved.POSTGRES_PORT)
 
 
 def test_status_lists_every_service_with_state_port_and_pid(postgres):

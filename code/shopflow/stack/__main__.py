@@ -14,9 +14,10 @@ from shopflow.stack.up import up
 
 def status(settings) -> int:
     rows = manager.status_rows(settings)
-    print(f"{'service':22} {'state':12} {'port(s)':12} pid")
+    width = max([12] + [len(row[1]) for row in rows])
+    print(f"{'service':22} {'state':{width}} {'port(s)':12} pid")
     for name, state, ports, pid in rows:
-        print(f"{name:22} {state:12} {ports:12} {pid}")
+        print(f"{name:22} {state:{width}} {ports:12} {pid}")
     return 0
 
 

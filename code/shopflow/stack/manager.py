@@ -8,13 +8,14 @@ from contextlib import contextmanager
 
 from shopflow import db
 from shopflow.config import PROJECT_ROOT, Settings
-from shopflow.stack import bootstrap, cds, health, supervisor
+from shopflow.stack import bootstrap, cds, drift, health, supervisor
 from shopflow.stack.services import GROUPS, Service, all_services
 
 DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",), "dashboard": ("mariadb",)}
 TIMEOUTS = {"postgres": 30, "mariadb": 60, "kafka": 30, "spark": 120, "airflow": 240, "eventgen": 10,
             "dashboard": 60}
 _T0 = time.monotonic()
+_NOTED: set[str] = set()  # services a drift note of this process named already
 
 
 class StackError(RuntimeError):
@@ -64,10 +65,25 @@ def _to_start(settings: Settings, groups: list[str], services: list[Service]) ->
     return [s for s in services if s.group in groups and s.name not in running]
 
 
+def _check_drift(settings: Settings, groups: list[str], services: list[Service]) -> None:
+    """Running services started with other settings (see drift.py): other ports fail, the rest is noted once."""
+    found = drift.compare(settings, [s for s in services if s.group in groups], _running(settings),
+                          {s.name for s in services}, frozenset(_NOTED))
+    if found.errors:
+        raise StackError("the settings changed while the stack runs: " + "; ".join(found.errors)
+                         + f". {drift.APPLY} (or set the old value again).")
+    _NOTED.update(found.named)
+    for note in found.notes:
+        print(f"  note: {note}. {drift.APPLY}.", flush=True)
+
+
 def check_ports(settings: Settings, groups=GROUPS) -> None:
     """The port check of `ensure` for every service of `groups` not running yet, before any starts (`make up` starts
-    its groups in several calls, with the data generated between them)."""
-    _check_ports(_to_start(settings, _expand(groups), all_services(settings)))
+    its groups in several calls, with the data generated between them); running services' ports are compared with
+    the settings too."""
+    groups, services = _expand(groups), all_services(settings)
+    _check_drift(settings, groups, services)
+    _check_ports(_to_start(settings, groups, services))
 
 
 def _wait(settings: Settings, group: str, services: list[Service]) -> None:
@@ -122,6 +138,7 @@ def ensure(settings: Settings, groups=GROUPS) -> list[str]:
     """Start the groups (and what they depend on) that are not running; returns the services it started."""
     groups = _expand(groups)
     services = all_services(settings)
+    _check_drift(settings, groups, services)
     todo = _to_start(settings, groups, services)
     _check_ports(todo)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +149,7 @@ def ensure(settings: Settings, groups=GROUPS) -> list[str]:
         if members:
             with step(f"start {group} ({', '.join(s.name for s in members)})"):
                 _before_start(settings, group)
+                drift.record(settings, members)
                 for service in members:
                     supervisor.start(settings, service.name)
                     started.append(service.name)
@@ -217,4 +235,8 @@ def status_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
         ports = ",".join(str(p) for p in service.ports) or "-"
         pid = str(state.get("pid") or "-")
         rows.append((service.name, state.get("statename", "not started"), ports, pid))
+    records, defined = drift.load(settings), {s.name for s in all_services(settings)}
+    for name in sorted(set(info) - defined):  # e.g. a worker left running after SPARK_WORKERS was lowered
+        ports = ",".join(str(p) for p in records.get(name, {}).get("ports", [])) or "-"
+        rows.append((name, f"{info[name]['statename']} (not in settings)", ports, str(info[name].get("pid") or "-")))
     return rows

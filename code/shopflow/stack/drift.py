@@ -1,0 +1,107 @@
+"""What each running service was started with, so that a later start can tell that the settings changed since.
+
+`manager.ensure` records a service's ports, command line and settings in `.local/run/started.json` just before it
+starts it; the settings are stored as hashes, never their values (some are passwords). A running service is reused,
+never restarted, so a changed `.env` (or environment) does not reach it. Comparing its record with what the current
+settings give:
+- other ports: an error, before anything starts: the stack's clients would look for the service where it is not;
+- another command line or other settings: a note naming the settings, since the service keeps running as it was;
+- running, but no longer one of the settings' services (e.g. fewer `SPARK_WORKERS`): a note.
+`make down`, then `make up`, starts everything with the current settings. A service started before records existed
+has none and is not compared.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from shopflow.config import Settings
+from shopflow.stack import supervisor
+from shopflow.stack.services import Service, settings_env
+
+APPLY = "`make down`, then `make up`, restarts the stack with the current settings"
+_SHOWN_KEYS = 6
+
+
+def _path(settings: Settings):
+    return supervisor.paths(settings)["pid"].parent / "started.json"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def describe(settings: Settings, service: Service) -> dict:
+    """The record of `service` as the current settings define it."""
+    values = settings_env(settings) if service.env else {}  # only services with an environment carry the settings
+    return {"ports": list(service.ports), "command": list(service.command),
+            "settings": {key: _digest(value) for key, value in sorted(values.items())}}
+
+
+def load(settings: Settings) -> dict[str, dict]:
+    try:
+        records = json.loads(_path(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+    return records if isinstance(records, dict) else {}
+
+
+def record(settings: Settings, services: list[Service]) -> None:
+    """Called just before `services` start."""
+    records = load(settings) | {s.name: describe(settings, s) for s in services}
+    path = _path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(records, indent=1, sort_keys=True))
+    temporary.replace(path)
+
+
+@dataclass
+class Drift:
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    named: set[str] = field(default_factory=set)
+
+
+def _ports(ports) -> str:
+    ports = list(ports or [])
+    return ("port " if len(ports) == 1 else "ports ") + (", ".join(map(str, ports)) or "none")
+
+
+def _changed_keys(then: dict, now: dict) -> list[str]:
+    return sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
+
+
+def _keys_text(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    return shown + (f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else "")
+
+
+def compare(settings: Settings, services: list[Service], running: set[str], defined: set[str],
+            noted: frozenset[str] = frozenset()) -> Drift:
+    """`services`: the ones to check (those of the groups being started); `running`: supervisord's RUNNING names;
+    `defined`: every service name the current settings give; `noted`: services already noted, left out of the
+    notes (the errors are always given). `Drift.named` holds the services the notes name."""
+    records, drift, changed = load(settings), Drift(), {}
+    for service in services:
+        then = records.get(service.name)
+        if service.name not in running or not isinstance(then, dict):
+            continue
+        now = describe(settings, service)
+        if then.get("ports") != now["ports"]:
+            drift.errors.append(f"{service.name} runs on {_ports(then.get('ports'))}, but the settings now give "
+                                f"{_ports(now['ports'])}")
+        elif service.name not in noted and (then.get("settings") != now["settings"]
+                                            or then.get("command") != now["command"]):
+            keys = _changed_keys(then.get("settings") or {}, now["settings"])
+            changed.setdefault(_keys_text(keys) if keys else "", []).append(service.name)
+    for keys, names in changed.items():
+        what = f"other values of {keys}" if keys else "another command line"
+        drift.notes.append(f"started with {what} than the current settings give, and still running as started: "
+                           f"{', '.join(names)}")
+    extra = sorted(running - defined - noted)
+    drift.named = {name for names in changed.values() for name in names} | set(extra)
+    if extra:
+        drift.notes.append(f"running, but no longer among the current settings' services: {', '.join(extra)}")
+    return drift

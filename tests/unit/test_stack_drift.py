@@ -1,0 +1,92 @@
+"""A running service started with other settings than the current ones: other ports fail, the rest is noted (drift.py).
+
+Records are written to a scratch state dir; nothing is started."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from shopflow.config import get_settings
+from shopflow.stack import drift
+from shopflow.stack.services import all_services
+
+
+@pytest.fixture
+def started(tmp_path):
+    """Settings whose every service was recorded as started, and the names of those services."""
+    settings = dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path / "state"))
+    services = all_services(settings)
+    drift.record(settings, services)
+    return settings, {s.name for s in services}
+
+
+def _compare(settings, running, **changes):
+    now = dataclasses.replace(settings, **changes)
+    services = all_services(now)
+    return drift.compare(now, services, running, {s.name for s in services})
+
+
+def test_the_same_settings_give_nothing(started):
+    settings, running = started
+    found = _compare(settings, running)
+    assert found.errors == [] and found.notes == []
+
+
+def test_another_port_of_a_running_service_is_an_error_naming_both_ports(started):
+    settings, running = started
+    found = _compare(settings, running, POSTGRES_PORT=settings.POSTGRES_PORT + 10_000)
+    assert found.errors == [f"postgres runs on port {settings.POSTGRES_PORT}, but the settings now give port "
+                            f"{settings.POSTGRES_PORT + 10_000}"]
+
+
+def test_another_setting_is_a_note_naming_it_and_the_services_that_carry_it(started):
+    settings, running = started
+    found = _compare(settings, running, SPARK_WORKER_MEMORY="3g")
+    assert found.errors == [] and len(found.notes) == 1
+    assert "other values of SPARK_WORKER_MEMORY than" in found.notes[0]
+    assert {"spark-worker-1", "spark-master", "airflow-scheduler"} <= found.named
+    assert not {"postgres", "mariadb", "kafka"} & found.named  # their processes carry no settings
+
+
+def test_a_service_the_settings_no_longer_define_is_noted(started):
+    settings, running = started
+    found = _compare(settings, running, SPARK_WORKERS=settings.SPARK_WORKERS - 1)
+    extra = f"spark-worker-{settings.SPARK_WORKERS}"
+    assert found.errors == [] and extra in found.named
+    assert f"no longer among the current settings' services: {extra}" in found.notes[-1]
+
+
+def test_stopped_and_unrecorded_services_are_not_compared(started):
+    settings, running = started
+    assert _compare(settings, running - {"postgres"}, POSTGRES_PORT=1).errors == []
+    drift._path(settings).unlink()
+    assert _compare(settings, running, POSTGRES_PORT=1).errors == []
+
+
+def test_services_already_noted_are_left_out_of_the_notes_but_not_the_errors(started):
+    settings, running = started
+    now = dataclasses.replace(settings, SPARK_WORKER_MEMORY="3g", POSTGRES_PORT=1)
+    services = all_services(now)
+    found = drift.compare(now, services, running, {s.name for s in services}, noted=frozenset(running))
+    assert found.notes == [] and len(found.errors) == 1
+
+
+def test_the_record_holds_no_setting_value(started):
+    settings, _ = started
+    text = drift._path(settings).read_text()
+    assert settings.POSTGRES_PASSWORD not in text and settings.AIRFLOW_FERNET_KEY not in text
+    assert '"POSTGRES_PASSWORD"' in text  # the key is there, with a hash of its value
+
+
+def test_status_lists_a_running_service_the_settings_no_longer_define(started, monkeypatch):
+    from shopflow.stack import manager, supervisor
+
+    settings, running = started
+    fewer = dataclasses.replace(settings, SPARK_WORKERS=settings.SPARK_WORKERS - 1)
+    extra = f"spark-worker-{settings.SPARK_WORKERS}"
+    info = {name: {"statename": "RUNNING", "pid": 100 + i} for i, name in enumerate(sorted(running))}
+    monkeypatch.setattr(supervisor, "process_info", lambda _settings: info)
+    rows = {row[0]: row[1:] for row in manager.status_rows(fewer)}
+    ui_port = settings.SPARK_WORKER_UI_PORT_BASE + settings.SPARK_WORKERS - 1
+    assert rows[extra] == ("RUNNING (not in settings)", str(ui_port), str(info[extra]["pid"]))

@@ -6,7 +6,9 @@
 
 Settings come from .env / the environment: STREAMING_SOURCE (python | kafka), STREAMING_CHECKPOINT_DIR,
 STREAMING_TRIGGER_SECONDS, STREAMING_MAX_EVENTS_PER_BATCH, KAFKA_*, POSTGRES_*. Run directly (not under
-spark-submit), the job uses SPARK_MASTER_URL, or --master (e.g. local[2]).
+spark-submit), the job uses SPARK_MASTER_URL, or --master (e.g. local[2]). One query per checkpoint runs at a time
+(`streaming/checkpoint_lock.py`): beside a running one, a drain does nothing and exits 0, a continuous run waits for a
+drain to end and refuses to start beside another continuous one, and --reset refuses.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import threading
 
 from shopflow.config import get_settings
 from shopflow.jobs.session import build_session
-from shopflow.streaming import query
+from shopflow.streaming import checkpoint_lock, query
 
 log = logging.getLogger("shopflow.streaming")
 
@@ -65,29 +67,39 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     overrides = {"STREAMING_TRIGGER_SECONDS": args.trigger_seconds, "STREAMING_MAX_EVENTS_PER_BATCH": args.max_events}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    if args.reset:
-        log.info("stream reset: %d committed positions removed, checkpoint deleted", query.reset(settings))
+    mode = checkpoint_lock.RESET if args.reset else query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW
+    if mode == query.AVAILABLE_NOW and not _has_work(settings):
         return 0
-    if not args.continuous and not _has_work(settings):
-        return 0
-    # Spark's Python workers (the data source runner, executors) must import shopflow: use this interpreter.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # `kill` and Ctrl-C stop query and session cleanly (kill -9 loses nothing either): the handlers only set a flag
     # that query.run polls, so no exception lands inside a py4j call
     stop = threading.Event()
     _stop_on_signals(stop)
+    try:
+        with checkpoint_lock.holding(settings, mode, stop.is_set) as holding:
+            if holding and mode == checkpoint_lock.RESET:
+                log.info("stream reset: %d committed positions removed, checkpoint deleted", query.reset(settings))
+            elif holding:
+                _run(args, settings, mode, stop)
+    except checkpoint_lock.CheckpointBusy as busy:
+        log.error("%s", busy)
+        return 1
+    if stop.is_set():
+        log.info("stopped")
+    return 0
+
+
+def _run(args: argparse.Namespace, settings, mode: str, stop: threading.Event) -> None:
+    # Spark's Python workers (the data source runner, executors) must import shopflow: use this interpreter.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = build_session("shopflow-stream_users", settings, master=args.master,
                           warm_modules=("shopflow.streaming.kafka_source", "shopflow.streaming.events"),
                           arrow_workers=True, streaming=True, cores=settings.SPARK_STREAMING_CORES,
                           executor_cores=settings.SPARK_STREAMING_CORES)
     _stop_on_signals(stop)  # again: creating the SparkContext replaced the SIGINT handler with PySpark's own
     try:
-        query.run(spark, settings, query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW, stop.is_set)
+        query.run(spark, settings, mode, stop.is_set)
     finally:
         spark.stop()
-    if stop.is_set():
-        log.info("stopped")
-    return 0
 
 
 if __name__ == "__main__":

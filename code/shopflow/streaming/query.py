@@ -19,11 +19,11 @@ from shopflow.db import pg_connection
 from shopflow.streaming import events as ev
 from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming import ledger
+from shopflow.streaming.checkpoint_lock import AVAILABLE_NOW, CONTINUOUS
 from shopflow.streaming.kafka_source import KafkaPythonSource
 from shopflow.streaming.sink import STREAM, UsersSink
 
 log = logging.getLogger(__name__)
-AVAILABLE_NOW, CONTINUOUS = "availableNow", "continuous"
 STOP_POLL_S = 1.0
 
 

@@ -1,0 +1,67 @@
+"""One users stream query per checkpoint (checkpoint_lock.py), on the real Postgres: an availableNow run beside a
+running query does nothing, a continuous one waits for an availableNow run and refuses a second continuous one,
+`--reset` refuses while a query runs. The job itself honours it: test_streaming_continuous.py."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+
+import pytest
+
+from shopflow.streaming import checkpoint_lock as cl
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def case(postgres, tmp_path):
+    return dataclasses.replace(postgres, STREAMING_CHECKPOINT_DIR=str(tmp_path / "checkpoint"))
+
+
+def test_beside_a_continuous_query_availablenow_does_nothing_and_continuous_and_reset_are_refused(case):
+    with cl.holding(case, cl.CONTINUOUS) as mine:
+        assert mine
+        with cl.holding(case, cl.AVAILABLE_NOW) as other:
+            assert other is False
+        with pytest.raises(cl.CheckpointBusy, match=f"continuous \\(pid {os.getpid()}\\)"), \
+                cl.holding(case, cl.CONTINUOUS):
+            pass
+        with pytest.raises(cl.CheckpointBusy, match="a users stream query runs on checkpoint"), \
+                cl.holding(case, cl.RESET):
+            pass
+    with cl.holding(case, cl.RESET) as mine:  # released with the connection
+        assert mine
+
+
+def test_continuous_waits_for_an_availablenow_run_to_end(case):
+    acquired, released = [], []
+
+    def continuous():
+        with cl.holding(case, cl.CONTINUOUS) as mine:
+            acquired.append((mine, time.monotonic()))
+
+    with cl.holding(case, cl.AVAILABLE_NOW) as mine:
+        assert mine
+        waiter = threading.Thread(target=continuous)
+        waiter.start()
+        time.sleep(2.5)
+        assert acquired == []  # still waiting
+        released.append(time.monotonic())
+    waiter.join(timeout=30)
+    assert len(acquired) == 1 and acquired[0][0] is True and acquired[0][1] >= released[0]
+
+
+def test_a_stop_while_waiting_gives_up(case):
+    stop = threading.Event()
+    with cl.holding(case, cl.AVAILABLE_NOW):
+        threading.Timer(1.5, stop.set).start()
+        with cl.holding(case, cl.CONTINUOUS, stop.is_set) as mine:
+            assert mine is False
+
+
+def test_other_checkpoints_are_independent(case, tmp_path):
+    other = dataclasses.replace(case, STREAMING_CHECKPOINT_DIR=str(tmp_path / "other-checkpoint"))
+    with cl.holding(case, cl.CONTINUOUS) as mine, cl.holding(other, cl.CONTINUOUS) as theirs:
+        assert mine and theirs

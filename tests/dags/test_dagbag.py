@@ -26,6 +26,7 @@ def test_every_dag_file_defines_the_dag_named_after_it(dagbag):
 def test_dag_conventions(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.tags, f"{dag_id} has no tags"
+    assert dag.doc_md and dag.description, f"{dag_id}: the UI shows no description or docs"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.tasks, f"{dag_id} has no tasks"

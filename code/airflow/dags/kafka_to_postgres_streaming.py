@@ -4,7 +4,8 @@ Each run is one Spark Structured Streaming query with Trigger.AvailableNow: it d
 micro-batches of at most STREAMING_MAX_EVENTS_PER_BATCH), upserts valid events by email, dead-letters malformed
 ones in `source.rejected_user_events`, and ends. Exactly once across runs, retries and kills: the checkpoint
 (STREAMING_CHECKPOINT_DIR) plus the batch ledger written in the same Postgres transaction as the data.
-For a long-running stream outside Airflow: `python -m shopflow.jobs.stream_users --continuous`.
+For a long-running stream outside Airflow: `make stream` (`python -m shopflow.jobs.stream_users --continuous`).
+While it runs, this DAG's runs find the checkpoint in use, log it and succeed without doing anything.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from airflow.sdk import DAG
 with DAG(
     dag_id="kafka_to_postgres_streaming",
     description="Spark Structured Streaming (availableNow): Kafka users-data -> Postgres users + dead letters",
+    doc_md=__doc__,
     schedule=setting("STREAMING_SCHEDULE", "*/5 * * * *"),
     start_date=START_DATE,
     catchup=False,

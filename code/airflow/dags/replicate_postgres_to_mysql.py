@@ -10,6 +10,7 @@ from airflow.sdk import DAG
 with DAG(
     dag_id="replicate_postgres_to_mysql",
     description="Spark: Postgres source -> MySQL replica (upserts + deletes, counts + checksums reconciled)",
+    doc_md=__doc__,
     schedule=setting("REPLICATION_SCHEDULE", "*/15 * * * *"),
     start_date=START_DATE,
     catchup=False,

@@ -163,6 +163,8 @@ class Bench:
             for database in (bound.DATABASE, naive.DATABASE, peer.DATABASE, ours.DATABASE):
                 drop_database(self.base, self.db(database))
             streaming.drop_scratch(self.base, f"{self.schema}_stream")
+            if "streaming" not in self.args.skip:  # else the bench did not start the broker
+                streaming.delete_topics(self.base)
 
 
 def exit_on_sigterm() -> None:

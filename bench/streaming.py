@@ -2,7 +2,7 @@
 same parsed rows. The continuous fixed-rate latency run is `stream_latency.py`.
 
 Scratch: Postgres schema `<schema>` (users table + the stream's tables), topic `bench-users-<epoch>`, a temporary
-checkpoint.
+checkpoint; the run's cleanup drops the schema and deletes the topics.
 Drain timed: from the job's query start (its log line, after the session started) to the last batch's commit in the
 stream's ledger (`stream_batches.committed_at`); the first batch's time and the steady rate are reported apart.
 Bound timed: the COPY only.
@@ -28,8 +28,11 @@ JOB_FILE = PROJECT_ROOT / "code" / "shopflow" / "jobs" / "stream_users.py"
 USER_COLUMNS = ("first_name", "last_name", "email", "phone", "registration_date", "loyalty_status")
 
 
+TOPIC_PREFIX = "bench-users-"
+
+
 def scratch(base: Settings, schema: str, checkpoint: str) -> Settings:
-    settings = dataclasses.replace(base, POSTGRES_SCHEMA=schema, KAFKA_TOPIC=f"bench-users-{int(time.time())}",
+    settings = dataclasses.replace(base, POSTGRES_SCHEMA=schema, KAFKA_TOPIC=f"{TOPIC_PREFIX}{int(time.time())}",
                                    STREAMING_CHECKPOINT_DIR=checkpoint)
     with pg_connection(settings) as conn, conn.cursor() as cur:
         cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -40,6 +43,21 @@ def scratch(base: Settings, schema: str, checkpoint: str) -> Settings:
 def drop_scratch(base: Settings, schema: str) -> None:
     with pg_connection(base) as conn, conn.cursor() as cur:
         cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def delete_topics(base: Settings) -> list[str]:
+    """The bench's topics (this run's and any a killed run left): the broker keeps topics in memory, a 1M-event
+    backlog ~0.3 GB of it until `make down`."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=base.KAFKA_BOOTSTRAP_SERVERS)
+    try:
+        topics = sorted(t for t in admin.list_topics() if t.startswith(TOPIC_PREFIX))
+        if topics:
+            admin.delete_topics(topics)
+        return topics
+    finally:
+        admin.close()
 
 
 def env_of(settings: Settings) -> dict:

@@ -174,9 +174,22 @@ def _children_with(parent: int, needle: bytes) -> list[int]:
     return found
 
 
+def _bench_topics(settings) -> list[str]:
+    from kafka import KafkaAdminClient
+
+    from bench.streaming import TOPIC_PREFIX
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS)
+    try:
+        return [topic for topic in admin.list_topics() if topic.startswith(TOPIC_PREFIX)]
+    finally:
+        admin.close()
+
+
 def test_a_terminated_bench_stops_the_stream_job_it_started(postgres, mysql, kafka, spark_cluster, tmp_path):
     """`kill` (SIGTERM) while the continuous stream job runs: the bench ends through its cleanup, and that job,
-    started in a process group of its own, does not stay behind holding the cluster's cores."""
+    started in a process group of its own, does not stay behind holding the cluster's cores; its topics are deleted
+    (the broker keeps them in memory)."""
     with open(tmp_path / "bench.log", "w") as log:
         bench = subprocess.Popen([sys.executable, "-m", "bench.run", "--no-generate", "--allow-busy",
                                   "--skip", "bound,ours,naive,peer,marts", "--stream-events", "300",
@@ -196,6 +209,7 @@ def test_a_terminated_bench_stops_the_stream_job_it_started(postgres, mysql, kaf
         assert not [pid for pid in jobs if supervisor.process_alive(pid)], "the stream job outlived the bench"
         assert code == 128 + signal.SIGTERM, (tmp_path / "bench.log").read_text()[-3000:]  # through its cleanup
         assert not (tmp_path / "results").exists()  # an interrupted run writes no results
+        assert not _bench_topics(kafka), "the bench's topics stayed in the broker's memory"
     finally:
         if bench.poll() is None:
             bench.kill()

@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
 from datagen.event_model import BAD_KINDS, EventMix, validate_event
@@ -28,8 +28,16 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def topic_settings(kafka) -> Settings:
-    return dataclasses.replace(kafka, KAFKA_TOPIC=f"datagen-it-{uuid.uuid4().hex[:10]}")
+def topic_settings(kafka):
+    """A topic of its own, deleted afterwards (the broker keeps topics in memory until `make down`)."""
+    settings = dataclasses.replace(kafka, KAFKA_TOPIC=f"datagen-it-{uuid.uuid4().hex[:10]}")
+    yield settings
+    admin = KafkaAdminClient(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS)
+    try:
+        if settings.KAFKA_TOPIC in admin.list_topics():
+            admin.delete_topics([settings.KAFKA_TOPIC])
+    finally:
+        admin.close()
 
 
 def _partitions(consumer: KafkaConsumer, topic: str, timeout: float = 10.0) -> list[TopicPartition]:

@@ -4,6 +4,7 @@ Both point the job at a scratch schema/database through the environment (every s
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -65,12 +66,31 @@ def _airflow(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=PROJECT_ROOT)
 
 
-def test_one_airflow_dag_run_replicates(spark_cluster, airflow, scratch):  # noqa: F811
+def _is_paused(env: dict) -> bool:
+    """True also for a DAG the DAG processor has not stored yet (a fresh stack): new DAGs start paused."""
+    result = _airflow("dags", "details", DAG_ID, "-o", "json", env=env)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    return result.returncode != 0 or not rows or json.loads(rows[-1])[0]["is_paused"] in (True, "True")
+
+
+@pytest.fixture
+def dag_paused_meanwhile(airflow):
+    """`dags test` runs the task in this process; a running scheduler must not queue the same task instance (it
+    would start it first and `dags test` fail with TaskAlreadyRunningError, as seen once in CI): the DAG stays paused
+    during the test, and is unpaused again afterwards if it was (`make test` beside a running stack left the user's
+    replication paused)."""
+    env = dict(os.environ)
+    was_paused = _is_paused(env)
+    _airflow("dags", "pause", DAG_ID, "-y", env=env)
+    yield
+    if not was_paused:
+        _airflow("dags", "unpause", DAG_ID, "-y", env=env)
+        assert not _is_paused(env)
+
+
+def test_one_airflow_dag_run_replicates(spark_cluster, airflow, dag_paused_meanwhile, scratch):  # noqa: F811
     seed(scratch)
     env = os.environ | {"POSTGRES_SCHEMA": scratch.POSTGRES_SCHEMA, "MYSQL_DATABASE": scratch.MYSQL_DATABASE}
-    # `dags test` runs the task in this process; a running scheduler must not queue the same task instance (it
-    # would start it first and `dags test` fail with TaskAlreadyRunningError, as seen once in CI): keep it paused.
-    _airflow("dags", "pause", DAG_ID, "-y", env=env)
     log = scratch.state_dir / "logs" / "test-dags-test.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")

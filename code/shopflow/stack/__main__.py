@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ensure":
             manager.ensure(settings, args.groups)
             return 0
-        env = os.environ | airflow_env(settings)
+        # The CLI's `dags` commands warn on every call that graphviz (only for rendering DAG images) is missing.
+        quiet = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), "ignore:Could not import graphviz")))
+        env = os.environ | airflow_env(settings) | {"PYTHONWARNINGS": quiet}
         return subprocess.call([str(VENV_BIN / "airflow"), *args.args], env=env)
     except SettingsError as error:
         print(f"shopflow: bad setting: {error}", file=sys.stderr)

@@ -1,0 +1,15 @@
+"""`make airflow ARGS=...`: the airflow CLI with the stack's environment, without the graphviz warning on every call."""
+from __future__ import annotations
+
+from shopflow.stack import __main__ as cli
+
+
+def test_airflow_passthrough_runs_the_cli_with_the_stack_env_and_no_graphviz_warning(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda argv, env: calls.append((argv, env)) or 0)
+    monkeypatch.setenv("PYTHONWARNINGS", "default")
+    assert cli.main(["airflow", "dags", "list"]) == 0
+    (argv, env), = calls
+    assert argv[0].endswith("/airflow") and argv[1:] == ["dags", "list"]
+    assert env["PYTHONWARNINGS"] == "default,ignore:Could not import graphviz"  # the user's filters kept
+    assert env["AIRFLOW_HOME"].endswith("/airflow") and env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"

@@ -82,3 +82,33 @@ def test_the_source_data_is_generated_before_airflow_and_the_event_generator_sta
     assert "airflow" not in {g for s in steps[:generated] for g in s}
     assert steps[generated + 1:] == [("airflow",), ("eventgen",), "dags", ("dashboard",)]
     assert {g for s in steps if s not in ("ports", "generate", "dags") for g in s} == set(up.manager.GROUPS)
+
+
+class DoneAirflow:
+    """Airflow after an earlier `make up`: every DAG has a successful run; `runs` newest first, as the API orders."""
+
+    def __init__(self, runs: dict[str, list[dict]]):
+        self.runs_of, self.unpaused = runs, []
+
+    def dags(self):
+        return {d: {"timetable_summary": "Asset" if d == "build_marts" else "*/5 * * * *"} for d in self.runs_of}
+
+    def runs(self, dag_id):
+        return self.runs_of[dag_id]
+
+    def unpause(self, dag_id):
+        self.unpaused.append(dag_id)
+
+
+def test_a_warm_make_up_names_a_dag_whose_latest_run_failed(monkeypatch, capsys):
+    ok = [{"dag_run_id": "scheduled__1", "state": "success"}]
+    api = DoneAirflow({"kafka_to_postgres_streaming": ok, "build_marts": ok,
+                       "replicate_postgres_to_mysql": [{"dag_run_id": "scheduled__2", "state": "failed"}] + ok})
+    monkeypatch.setattr(up.airflow_api, "project_dag_ids", lambda: list(api.runs_of))
+    monkeypatch.setattr(up.airflow_api, "reserialize", lambda _settings: None)
+    monkeypatch.setattr(up.airflow_api, "AirflowClient", lambda _settings: api)
+    monkeypatch.setattr(up.airflow_api, "wait_for_dags", lambda _client, _ids: None)
+    up._run_dags(object())
+    out = capsys.readouterr().out
+    assert "but its latest run, scheduled__2, failed" in out
+    assert out.count("failed") == 1 and sorted(api.unpaused) == sorted(api.runs_of)  # nothing else named, nothing run

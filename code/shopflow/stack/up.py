@@ -86,7 +86,8 @@ def _run_dags(settings: Settings) -> None:
     dags = client.dags()
     asset_driven = [d for d in dag_ids if _asset_driven(dags[d])]
     # "Run the DAGs once": a DAG that already has a successful run is left to its schedule (a warm `make up`).
-    done = {d for d in dag_ids if any(r["state"] == "success" for r in client.runs(d))}
+    latest = {d: client.runs(d) for d in dag_ids}
+    done = {d for d in dag_ids if any(r["state"] == "success" for r in latest[d])}
     for dag_id in dag_ids:
         # A time-scheduled DAG still to run stays paused until its turn: unpaused now, its due run would start at
         # once, beside the others and before the runs it should follow (streaming before replication).
@@ -94,6 +95,9 @@ def _run_dags(settings: Settings) -> None:
             client.unpause(dag_id)
         if dag_id in done:
             print(f"  {dag_id}: already ran successfully; it now runs on its schedule", flush=True)
+            if latest[dag_id][0]["state"] == "failed":  # newest first
+                print(f"    but its latest run, {latest[dag_id][0]['dag_run_id']}, failed: see its task log in the "
+                      f"Airflow UI", flush=True)
     todo = [d for d in dag_ids if d not in done]
     triggered = [d for d in todo if d not in asset_driven]
     states = {d: _unpause_and_run(client, d, scheduled=_time_scheduled(dags[d])) for d in triggered}

@@ -61,6 +61,10 @@ class Settings:
     SPARK_WORKER_CORES: int = v.setting(v.at_least_one, 2)
     SPARK_WORKER_MEMORY: str = v.setting(v.memory, "2g")
     SPARK_WORKER_UI_PORT_BASE: int = v.setting(v.port, 8082)
+    # a finished application's directory on a worker (executor logs, copied jars: 1.7-3.2 MB) is deleted this long
+    # after its last write (checked every 30 min). Spark 4's default, 7 days, holds ~12 GB at the DAGs' ~28 executor
+    # directories an hour; 1 day ~1.7 GB
+    SPARK_WORKER_APP_DATA_TTL_SECONDS: int = v.setting(v.positive_int, 86_400)
     SPARK_DRIVER_MEMORY: str = v.setting(v.memory, "1g")
     SPARK_EXECUTOR_MEMORY: str = v.setting(v.memory, "1g")
     # C1 only and the serial collector: on 2 cores, C2's compiler threads and parallel GC threads took the CPU

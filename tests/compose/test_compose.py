@@ -57,6 +57,15 @@ def test_three_spark_workers_join_the_master():
     assert master[master.index("--port") + 1] == "7077"
 
 
+def test_workers_delete_old_application_directories_as_the_local_ones_do():
+    from shopflow.config import get_settings
+    from shopflow.stack.services import worker_options
+
+    options = interpolate(_environment("spark-worker")["SPARK_WORKER_OPTS"])
+    assert options.split() == worker_options(get_settings())["SPARK_WORKER_OPTS"].split()
+    assert "-Dspark.worker.cleanup.appDataTtl=86400" in options.split()
+
+
 def test_every_interpolated_variable_is_defined_in_env():
     text = "\n".join(_strings(compose()))
     used = set(INTERPOLATION.findall(text)) | set(BARE_INTERPOLATION.findall(text))

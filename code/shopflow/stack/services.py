@@ -148,6 +148,13 @@ def _kafka(settings: Settings) -> Service:
     return Service("kafka", command, (port,), "kafka")
 
 
+def worker_options(settings: Settings) -> dict[str, str]:
+    """Finished applications' directories are deleted after SPARK_WORKER_APP_DATA_TTL_SECONDS (Spark 4 enables the
+    cleanup by default, with a TTL of 7 days)."""
+    return {"SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=true "
+                                 f"-Dspark.worker.cleanup.appDataTtl={settings.SPARK_WORKER_APP_DATA_TTL_SECONDS}"}
+
+
 def _spark(settings: Settings) -> list[Service]:
     host, port = spark_master_host_port(settings)
     spark_class = str(VENV_BIN / "spark-class")
@@ -162,7 +169,7 @@ def _spark(settings: Settings) -> list[Service]:
                    "--webui-port", str(ui_port), "--cores", str(settings.SPARK_WORKER_CORES),
                    "--memory", settings.SPARK_WORKER_MEMORY, "--work-dir", str(work_dir),
                    settings.SPARK_MASTER_URL]
-        services.append(Service(f"spark-worker-{i}", command, (ui_port,), "spark", env=env))
+        services.append(Service(f"spark-worker-{i}", command, (ui_port,), "spark", env=env | worker_options(settings)))
     return services
 
 

@@ -108,3 +108,20 @@ def test_an_unreachable_server_is_one_error_line_not_a_traceback(fake_mysql):
 def test_the_cache_is_short_and_the_query_layer_is_not_cached():
     assert 0 < data.CACHE_TTL_S <= 60
     assert not hasattr(queries.overview, "clear")  # plain functions: the app layer caches
+
+
+def test_the_loyalty_table_lists_the_tiers_in_tier_order_like_the_charts(monkeypatch):
+    import pandas as pd
+
+    frames = {"loyalty_tiers": pd.DataFrame({"loyalty_status": ["Bronze", "Gold", "Silver"], "users": [3, 1, 2],
+                                             "total_points": [30, 10, 20], "average_points": [10.0, 10.0, 10.0]}),
+              "top_loyalty_users": pd.DataFrame()}
+    monkeypatch.setattr(queries, "loyalty_tiers", lambda _settings: queries.Result(frames["loyalty_tiers"]))
+    monkeypatch.setattr(queries, "top_loyalty_users", lambda _settings, _n: queries.Result(frames["top_loyalty_users"]))
+    data.load.clear()
+    try:
+        app = page_test("loyalty")
+    finally:
+        data.load.clear()
+    assert not app.exception
+    assert list(app.dataframe[0].value["loyalty_status"]) == ["Gold", "Silver", "Bronze"]

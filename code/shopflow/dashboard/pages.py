@@ -105,7 +105,8 @@ def loyalty() -> None:
     with points:
         st.subheader("Loyalty points per tier")
         _chart(charts.loyalty_tiers(tiers.frame, "total_points", "Points"))
-    st.dataframe(tiers.frame, hide_index=True)
+    frame = tiers.frame.set_index("loyalty_status")  # in tier order (Gold, Silver, Bronze), as the charts
+    st.dataframe(frame.reindex(charts.ordered(frame.index, LOYALTY_STATUSES)).reset_index(), hide_index=True)
     top = load("top_loyalty_users", 10)
     if shown(top, "users with points"):
         st.subheader("Top 10 users by points")

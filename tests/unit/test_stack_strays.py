@@ -1,9 +1,10 @@
 """`make down`'s sweep for processes of this checkout that outlived supervisord."""
+import os
 import subprocess
 import time
 
 from shopflow.config import PROJECT_ROOT
-from shopflow.stack import manager
+from shopflow.stack import processes
 
 
 def _retitled_runner(cwd) -> subprocess.Popen:
@@ -12,11 +13,11 @@ def _retitled_runner(cwd) -> subprocess.Popen:
                             cwd=cwd, start_new_session=True)
 
 
-def _wait_for_title(process: subprocess.Popen) -> None:
+def _wait_for_title(process: subprocess.Popen, title: str = "airflow worker") -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with open(f"/proc/{process.pid}/cmdline", "rb") as f:
-            if f.read().startswith(b"airflow worker"):
+            if f.read().replace(b"\0", b" ").startswith(title.encode()):
                 return
         time.sleep(0.05)
     raise AssertionError("the fake task runner never retitled itself")
@@ -27,9 +28,9 @@ def test_a_retitled_airflow_runner_in_the_checkout_is_found_and_killed_despite_i
     try:
         _wait_for_title(ours)
         _wait_for_title(elsewhere)
-        strays = manager._strays()
+        strays = processes.strays()
         assert ours.pid in strays and elsewhere.pid not in strays
-        assert manager.stop_strays([ours.pid], grace_s=1.0) == [ours.pid]  # SIGTERM ignored: SIGKILL
+        assert processes.stop([ours.pid], grace_s=1.0) == [ours.pid]  # SIGTERM ignored: SIGKILL
         assert ours.wait(timeout=10) == -9
     finally:
         for process in (ours, elsewhere):
@@ -55,3 +56,42 @@ def test_alive_means_running_not_a_zombie_nor_gone():
         child.wait(timeout=10)
     assert supervisor.proc_stat(child.pid) is None and not supervisor.process_alive(child.pid)
     assert not supervisor.process_alive(None)
+
+
+def _titled(title: str, cwd, parent: bool = False) -> subprocess.Popen:
+    """A process whose command line is `title` (a job as `ps` shows it); with `parent`, as the child of a shell."""
+    inner = f'exec -a "{title}" sleep 300'
+    script = f'({inner}) & wait' if parent else inner
+    return subprocess.Popen(["bash", "-c", script], cwd=cwd, start_new_session=True)
+
+
+def _child_of(parent: subprocess.Popen) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = [pid for pid in processes._pids() if (processes.proc_stat(pid) or [0, 0])[1] == str(parent.pid)]
+        if children and processes._cmdline(children[0]).startswith("python "):
+            return children[0]
+        time.sleep(0.05)
+    raise AssertionError("the shell's child never started")
+
+
+def test_jobs_run_by_hand_in_the_checkout_are_found_but_not_those_under_supervisord(tmp_path):
+    """`make down` stops these first, while the servers still run (make stream then ends cleanly)."""
+    stream = _titled(".venv/bin/python -m shopflow.jobs.stream_users --continuous", PROJECT_ROOT)
+    submitted = _titled("python code/shopflow/jobs/build_marts.py", PROJECT_ROOT)
+    elsewhere = _titled(".venv/bin/python -m shopflow.jobs.stream_users --continuous", tmp_path)
+    other = _titled(".venv/bin/python -m shopflow.marts.verify", PROJECT_ROOT)
+    daemon = _titled("python /x/code/shopflow/jobs/replicate_postgres_to_mysql.py", PROJECT_ROOT, parent=True)
+    try:
+        for process in (stream, submitted, elsewhere, other):
+            _wait_for_title(process, process.args[-1].split('"')[1])
+        pids = {"stream": stream.pid, "submitted": submitted.pid, "other": other.pid, "under_daemon": _child_of(daemon)}
+        found = processes.jobs_run_by_hand(daemon.pid)
+        assert pids["stream"] in found and pids["submitted"] in found
+        assert pids["other"] not in found and pids["under_daemon"] not in found  # not a job; supervisord's
+        assert elsewhere.pid not in found  # another checkout's
+        assert pids["under_daemon"] in processes.jobs_run_by_hand(None)
+    finally:
+        for process in (stream, submitted, elsewhere, other, daemon):
+            os.killpg(process.pid, 9)
+            process.wait(timeout=10)

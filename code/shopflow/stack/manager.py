@@ -1,20 +1,19 @@
 """Start (reusing what runs), stop and inspect the local services."""
 from __future__ import annotations
 
-import os
-import signal
 import time
 from contextlib import contextmanager
 
 from shopflow import db
-from shopflow.config import PROJECT_ROOT, Settings
-from shopflow.stack import bootstrap, cds, drift, health, supervisor
+from shopflow.config import Settings
+from shopflow.stack import bootstrap, cds, drift, health, processes, supervisor
 from shopflow.stack.services import GROUPS, Service, all_services
 
 DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",), "dashboard": ("mariadb",)}
 TIMEOUTS = {"postgres": 30, "mariadb": 60, "kafka": 30, "spark": 120, "airflow": 240, "eventgen": 10,
             "dashboard": 60}
 _T0 = time.monotonic()
+JOB_STOP_GRACE_S = 60  # a stream's clean stop: its current batch, then the query and the Spark session
 _NOTED: set[str] = set()  # services a drift note of this process named already
 
 
@@ -163,66 +162,16 @@ def stop(settings: Settings, names: list[str]) -> None:
         supervisor.stop(settings, name)
 
 
-def _ancestors() -> set[int]:
-    pids, pid = {os.getpid()}, os.getpid()
-    while pid > 1:
-        fields = supervisor.proc_stat(pid)
-        if fields is None:
-            break
-        pid = int(fields[1])
-        pids.add(pid)
-    return pids
-
-
-def _of_this_checkout(pid: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        if str(PROJECT_ROOT) + "/" in cmdline:
-            return True
-        # Airflow's task runners retitle themselves ("airflow worker -- <task id>") and leave supervisord's
-        # process group, so only their working directory still tells where they belong.
-        if cmdline.startswith("airflow "):
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-            return cwd == str(PROJECT_ROOT) or cwd.startswith(str(PROJECT_ROOT) + "/")
-    except OSError:
-        pass
-    return False
-
-
-def _strays() -> list[int]:
-    """Processes of this checkout that outlived supervisord (e.g. a spark-submit started by an Airflow task)."""
-    keep = _ancestors()
-    return [int(entry) for entry in os.listdir("/proc")
-            if entry.isdigit() and int(entry) not in keep and _of_this_checkout(entry)]
-
-
-def stop_strays(pids: list[int], grace_s: float = 10.0) -> list[int]:
-    """SIGTERM, then SIGKILL for whatever still runs after `grace_s` (an orphaned Airflow task runner ignores
-    SIGTERM); returns the pids that needed SIGKILL."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace_s
-    while any(supervisor.process_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    killed = [p for p in pids if supervisor.process_alive(p)]
-    for pid in killed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return killed
-
-
 def down(settings: Settings) -> None:
     with step("stop the local stack"):
+        jobs = processes.jobs_run_by_hand(supervisor.daemon_pid(settings))
+        if jobs:  # first, while the servers they use still run: a stream then stops its query cleanly
+            print(f"  stopping {len(jobs)} job(s) run by hand: {', '.join(map(str, jobs))}", flush=True)
+            processes.stop(jobs, grace_s=JOB_STOP_GRACE_S)
         supervisor.shutdown(settings)
-        strays = _strays()
+        strays = processes.strays()
         if strays:
-            killed = stop_strays(strays)
+            killed = processes.stop(strays)
             print(f"  stopped {len(strays)} leftover process(es) of this checkout"
                   + (f" ({len(killed)} ignored SIGTERM and were killed)" if killed else ""), flush=True)
 

@@ -140,6 +140,15 @@ def stop(settings: Settings, name: str) -> None:
             raise
 
 
+def daemon_pid(settings: Settings) -> int | None:
+    """supervisord's pid while it runs."""
+    try:
+        pid = int(paths(settings)["pid"].read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if process_alive(pid) else None
+
+
 def shutdown(settings: Settings) -> None:
     if not is_running(settings):
         return
@@ -149,11 +158,7 @@ def shutdown(settings: Settings) -> None:
         if info["statename"] in ("RUNNING", "STARTING"):
             print(f"  stopping {info['name']}", flush=True)
             stop(settings, info["name"])
-    pid_file = paths(settings)["pid"]
-    try:
-        daemon = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        daemon = None
+    pid_file, daemon = paths(settings)["pid"], daemon_pid(settings)
     server.shutdown()
     deadline = time.monotonic() + 30  # supervisord removes its pid file before it has exited
     while (pid_file.exists() or process_alive(daemon)) and time.monotonic() < deadline:

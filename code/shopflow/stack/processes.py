@@ -1,0 +1,112 @@
+"""This checkout's processes outside supervisord's control, for `make down`.
+
+- Jobs run by hand (`make stream`, `python -m shopflow.jobs.…`, a spark-submit of `code/shopflow/jobs/…`): stopped
+  first, while the servers they use still run, so that they end the way Ctrl-C ends them (a stream stops its query)
+  instead of failing on a cluster that went away under them.
+- Strays: whatever of the checkout outlived supervisord (e.g. a spark-submit started by an Airflow task).
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+from shopflow.config import PROJECT_ROOT
+from shopflow.stack.supervisor import proc_stat, process_alive
+
+_JOB = re.compile(r"(?:^|\s)-m shopflow\.jobs\.\w+|(?:^|[\s/])code/shopflow/jobs/\w+\.py")
+
+
+def _cmdline(pid: int | str) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode(errors="replace")
+
+
+def _in_checkout(pid: int | str) -> bool:
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    return cwd == str(PROJECT_ROOT) or cwd.startswith(str(PROJECT_ROOT) + "/")
+
+
+def _pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _ancestors() -> set[int]:
+    pids, pid = {os.getpid()}, os.getpid()
+    while pid > 1:
+        fields = proc_stat(pid)
+        if fields is None:
+            break
+        pid = int(fields[1])
+        pids.add(pid)
+    return pids
+
+
+def _descendants(root: int | None) -> set[int]:
+    if root is None:
+        return set()
+    children: dict[int, list[int]] = {}
+    for pid in _pids():
+        fields = proc_stat(pid)
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(pid)
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found | {root}
+
+
+def _of_this_checkout(pid: int | str) -> bool:
+    try:
+        cmdline = _cmdline(pid)
+        if str(PROJECT_ROOT) + "/" in cmdline:
+            return True
+        # Airflow's task runners retitle themselves ("airflow worker -- <task id>") and leave supervisord's
+        # process group, so only their working directory still tells where they belong.
+        return cmdline.startswith("airflow ") and _in_checkout(pid)
+    except OSError:
+        return False
+
+
+def _is_job_run_by_hand(pid: int) -> bool:
+    try:
+        cmdline = _cmdline(pid)
+        return bool(_JOB.search(cmdline)) and (str(PROJECT_ROOT) + "/" in cmdline or _in_checkout(pid))
+    except OSError:
+        return False
+
+
+def strays() -> list[int]:
+    """Processes of this checkout that outlived supervisord."""
+    keep = _ancestors()
+    return [pid for pid in _pids() if pid not in keep and _of_this_checkout(pid)]
+
+
+def jobs_run_by_hand(daemon: int | None) -> list[int]:
+    """The checkout's job drivers that supervisord (`daemon`, its pid) did not start, directly or through Airflow."""
+    keep = _ancestors() | _descendants(daemon)
+    return [pid for pid in _pids() if pid not in keep and _is_job_run_by_hand(pid)]
+
+
+def stop(pids: list[int], grace_s: float = 10.0) -> list[int]:
+    """SIGTERM, then SIGKILL for whatever still runs after `grace_s` (an orphaned Airflow task runner ignores
+    SIGTERM); returns the pids that needed SIGKILL."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    killed = [p for p in pids if process_alive(p)]
+    for pid in killed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return killed

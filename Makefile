@@ -4,7 +4,12 @@ PY := .venv/bin/python
 APT_PACKAGES := postgresql mariadb-server mariadb-client libpostgresql-jdbc-java libmariadb-java openjdk-17-jre-headless iproute2 chromium chromium-driver
 SCALE ?=
 
-.PHONY: install up down status test bench airflow stream
+.PHONY: help install up down status test bench airflow stream
+.DEFAULT_GOAL := help
+
+## help: this list (`make` alone)
+help:
+	@sed -n 's/^## \([a-z]*\): /  make \1\t/p' $(MAKEFILE_LIST) | expand -t 16
 
 ## install: Debian packages and the locked Python environment (idempotent, fast when done)
 install:
@@ -32,7 +37,7 @@ status:
 test: install
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-## stream: the streaming job in continuous mode (processingTime trigger), outside Airflow; Ctrl-C stops it
+## stream: the streaming job in continuous mode (processingTime trigger), outside Airflow; Ctrl-C (or make down) stops it
 stream:
 	@$(PY) -m shopflow.jobs.stream_users --continuous
 

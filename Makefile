@@ -29,7 +29,7 @@ up: install
 down:
 	@if [ -x $(PY) ]; then $(PY) -m shopflow.stack down; else echo "nothing to stop (no .venv)"; fi
 
-## status: each service, its state, port and pid
+## status: each service, its state, port and pid; jobs run by hand (make stream)
 status:
 	@$(PY) -m shopflow.stack status
 

@@ -13,3 +13,13 @@ def test_airflow_passthrough_runs_the_cli_with_the_stack_env_and_no_graphviz_war
     assert argv[0].endswith("/airflow") and argv[1:] == ["dags", "list"]
     assert env["PYTHONWARNINGS"] == "default,ignore:Could not import graphviz"  # the user's filters kept
     assert env["AIRFLOW_HOME"].endswith("/airflow") and env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+
+
+def test_status_lists_jobs_run_by_hand(monkeypatch, capsys):
+    import os
+
+    monkeypatch.setattr(cli.manager, "status_rows", lambda _settings: [("postgres", "RUNNING", "5432", "1")])
+    monkeypatch.setattr(cli.processes, "jobs_run_by_hand", lambda _daemon: [os.getpid()])
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "jobs run by hand:" in out and f"{os.getpid()}" in out and "pytest" in out  # this process's command line

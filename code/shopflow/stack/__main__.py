@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from shopflow.config import SettingsError, get_settings
-from shopflow.stack import manager
+from shopflow.stack import manager, processes, supervisor
 from shopflow.stack.services import GROUPS, VENV_BIN, airflow_env, base_env
 from shopflow.stack.up import up
 
@@ -18,6 +18,11 @@ def status(settings) -> int:
     print(f"{'service':22} {'state':{width}} {'port(s)':12} pid")
     for name, state, ports, pid in rows:
         print(f"{name:22} {state:{width}} {ports:12} {pid}")
+    jobs = processes.jobs_run_by_hand(supervisor.daemon_pid(settings))
+    if jobs:  # e.g. `make stream`; `make down` stops them first
+        print("jobs run by hand:")
+        for pid in jobs:
+            print(f"  {pid:<8} {processes.command_line(pid)}")
     return 0
 
 

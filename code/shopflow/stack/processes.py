@@ -23,6 +23,14 @@ def _cmdline(pid: int | str) -> str:
         return f.read().replace(b"\0", b" ").decode(errors="replace")
 
 
+def command_line(pid: int) -> str:
+    """As `ps` shows it; empty for a process that has ended."""
+    try:
+        return _cmdline(pid).strip()
+    except OSError:
+        return ""
+
+
 def _in_checkout(pid: int | str) -> bool:
     cwd = os.readlink(f"/proc/{pid}/cwd")
     return cwd == str(PROJECT_ROOT) or cwd.startswith(str(PROJECT_ROOT) + "/")

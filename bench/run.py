@@ -34,10 +34,14 @@ BENCH_GROUPS = ("postgres", "mariadb", "kafka", "spark")  # the servers the meas
 def other_services(settings) -> list[str]:
     """Services of this checkout's stack that the bench does not use but that would run inside its measures, on the
     same cores: Airflow's scheduler starts the DAGs' Spark jobs on their schedules (by default the stream every 5
-    minutes, the replication every 15), eventgen produces events, the dashboard queries MySQL."""
-    from shopflow.stack import manager
+    minutes, the replication every 15), eventgen produces events, the dashboard queries MySQL. Jobs run by hand
+    (`make stream`) too: they also hold the cluster's cores."""
+    from shopflow.stack import manager, processes, supervisor
 
-    return [service.name for service in manager.running_services(settings) if service.group not in BENCH_GROUPS]
+    services = [s.name for s in manager.running_services(settings) if s.group not in BENCH_GROUPS]
+    jobs = [f"the job {processes.command_line(pid)!r} (pid {pid})"
+            for pid in processes.jobs_run_by_hand(supervisor.daemon_pid(settings))]
+    return services + jobs
 
 
 def refuse_if_busy(args) -> list[str]:

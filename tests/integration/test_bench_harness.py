@@ -161,6 +161,23 @@ def test_refuses_to_measure_while_services_it_does_not_use_run(postgres, mysql, 
             cur.execute(f"DROP SCHEMA IF EXISTS {BUSY_SCHEMA} CASCADE")
 
 
+def test_refuses_to_measure_beside_a_job_run_by_hand(tmp_path):
+    """`make stream` holds cluster cores and writes to Postgres all the time: the bench names it and stops."""
+    title = ".venv/bin/python -m shopflow.jobs.stream_users --continuous"
+    job = subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 300'], cwd=PROJECT_ROOT, start_new_session=True)
+    try:
+        time.sleep(0.5)
+        refused = subprocess.run([sys.executable, "-m", "bench.run", "--skip", "ours,naive,peer,marts,streaming",
+                                  "--results-dir", str(tmp_path)],
+                                 cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        job.kill()
+        job.wait(timeout=10)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"(pid {job.pid})" in refused.stderr and "shopflow.jobs.stream_users" in refused.stderr, refused.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def _children_with(parent: int, needle: bytes) -> list[int]:
     found = []
     for pid in (int(entry) for entry in os.listdir("/proc") if entry.isdigit()):

@@ -177,15 +177,18 @@ def down(settings: Settings) -> None:
 
 
 def status_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
-    info = supervisor.process_info(settings)
+    info, services = supervisor.process_info(settings), all_services(settings)
     rows = []
-    for service in all_services(settings):
+    for service in services:
         state = info.get(service.name, {})
-        ports = ",".join(str(p) for p in service.ports) or "-"
-        pid = str(state.get("pid") or "-")
-        rows.append((service.name, state.get("statename", "not started"), ports, pid))
-    records, defined = drift.load(settings), {s.name for s in all_services(settings)}
-    for name in sorted(set(info) - defined):  # e.g. a worker left running after SPARK_WORKERS was lowered
-        ports = ",".join(str(p) for p in records.get(name, {}).get("ports", [])) or "-"
-        rows.append((name, f"{info[name]['statename']} (not in settings)", ports, str(info[name].get("pid") or "-")))
+        rows.append((service.name, state.get("statename", "not started"), _ports_text(service.ports),
+                     str(state.get("pid") or "-")))
+    records = drift.load(settings)
+    for name in sorted(set(info) - {s.name for s in services}):  # e.g. a worker left after SPARK_WORKERS was lowered
+        rows.append((name, f"{info[name]['statename']} (not in settings)",
+                     _ports_text(records.get(name, {}).get("ports", [])), str(info[name].get("pid") or "-")))
     return rows
+
+
+def _ports_text(ports) -> str:
+    return ",".join(str(p) for p in ports) or "-"

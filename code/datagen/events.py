@@ -67,8 +67,11 @@ def ensure_topic(settings: Settings) -> bool:
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
+    # a record the broker has not taken within CONNECT_TIMEOUT_MS fails for good (the default retries for 2 min): a
+    # send that failed is never delivered later, so the next attempt cannot duplicate it
     return KafkaProducer(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS.split(","), client_id=PROG,
-                         acks="all", linger_ms=0, bootstrap_timeout_ms=CONNECT_TIMEOUT_MS)
+                         acks="all", linger_ms=0, bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
+                         request_timeout_ms=CONNECT_TIMEOUT_MS // 2, delivery_timeout_ms=CONNECT_TIMEOUT_MS)
 
 
 class _BurstSender:
@@ -102,25 +105,45 @@ class _BurstSender:
 
 
 class _LoggedSender:
-    """Sends one event, waits for the broker's answer and prints where the event went."""
+    """Sends one event, waits for the broker's answer and prints where the event went. After a failed send it starts
+    over with a new producer (and creates the topic again when missing): a restarted broker (tansu keeps topics in
+    memory) refuses the old producer's id for good. The event is sent once more on the new producer."""
 
     def __init__(self, settings: Settings, say: Callable[[str], None]):
-        self.producer, self.topic, self.say = make_producer(settings), settings.KAFKA_TOPIC, say
+        self.settings, self.topic, self.say = settings, settings.KAFKA_TOPIC, say
+        self.producer: KafkaProducer | None = make_producer(settings)
         self.failed = 0
 
     def send(self, payload: bytes, kind: str) -> None:
         key = event_key(payload)
-        future = self.producer.send(self.topic, value=payload, key=key)
-        try:
-            meta = future.get(timeout=CONNECT_TIMEOUT_MS / 1000)
-            where = f"{meta.topic}[{meta.partition}]@{meta.offset}"
-        except KafkaError as exc:
-            self.failed, where = self.failed + 1, f"FAILED ({exc})"
+        for _attempt in range(2):
+            try:
+                if self.producer is None:
+                    ensure_topic(self.settings)
+                    self.producer = make_producer(self.settings)
+                future = self.producer.send(self.topic, value=payload, key=key)
+                meta = future.get(timeout=2 * CONNECT_TIMEOUT_MS / 1000)  # the producer's own timeout comes first
+                where = f"{meta.topic}[{meta.partition}]@{meta.offset}"
+                break
+            except KafkaError as exc:
+                where = f"FAILED ({exc})"
+                self._drop_producer()
+        else:
+            self.failed += 1
         self.say(f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S}Z {kind:<21} key={(key or b'-').decode()} {where}")
 
+    def _drop_producer(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except KafkaError:  # records still queued: they expire (delivery timeout) and are not sent again
+                pass
+
     def close(self) -> None:
-        self.producer.flush(timeout=CONNECT_TIMEOUT_MS / 1000)
-        self.producer.close(timeout=CONNECT_TIMEOUT_MS / 1000)
+        if self.producer is not None:
+            self.producer.flush(timeout=CONNECT_TIMEOUT_MS / 1000)
+            self.producer.close(timeout=CONNECT_TIMEOUT_MS / 1000)
 
 
 def produce(settings: Settings, mix: EventMix, count: int | None, interval: float, log_each: bool = False,

@@ -9,8 +9,10 @@ import dataclasses
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -23,6 +25,7 @@ from datagen.event_model import BAD_KINDS, EventMix, validate_event
 from datagen.events import ensure_topic, produce
 from datagen.pools import build_pools
 from shopflow.config import Settings
+from shopflow.stack.services import tansu_binary
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +98,67 @@ def test_the_cli_creates_the_topic_logs_each_event_and_summarizes(topic_settings
     records = consume_all(topic_settings)
     assert sorted(json.loads(r.value)["email"] for r in records) == sorted(
         line.split("key=")[1].split()[0] for line in lines if "key=" in line)
+
+
+def _start_broker(port: int) -> subprocess.Popen:
+    url = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen([str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                               "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return broker
+        except OSError:
+            assert time.monotonic() < deadline and broker.poll() is None, "a private tansu did not start"
+            time.sleep(0.1)
+
+
+def test_the_event_service_carries_on_after_the_broker_restarts(settings):
+    """The stack's eventgen (one logged event at a time) outlives a stop and restart of the in-memory broker: after
+    failed sends its producer is void for good on the new broker, so it starts over with a new producer and creates
+    the topic again, with KAFKA_TOPIC_PARTITIONS partitions."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    topic_settings = dataclasses.replace(settings, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}",
+                                         KAFKA_TOPIC="datagen-restart")
+    broker, lines, result = _start_broker(port), [], []
+    try:
+        ensure_topic(topic_settings)
+        mix = EventMix(random.Random(3), build_pools(3), bad_fraction=0.0, duplicate_fraction=0.0)
+        producing = threading.Thread(target=lambda: result.append(
+            produce(topic_settings, mix, count=40, interval=0.25, log_each=True, say=lines.append)))
+        producing.start()
+        _wait_for(lambda: len(lines) >= 3, "three events sent")
+        broker.kill()
+        broker.wait()
+        _wait_for(lambda: any("FAILED" in line for line in lines), "a failed send while the broker is down")
+        broker = _start_broker(port)  # empty: no topic, no producer ids
+        restarted_at = len(lines)
+        producing.join(timeout=240)
+        assert not producing.is_alive()
+        _kinds, failed, _seconds = result[0]
+        assert failed == sum("FAILED" in line for line in lines)
+        after_restart = lines[restarted_at:]
+        assert len(after_restart) >= 10 and all("FAILED" not in line for line in after_restart[1:]), "\n".join(lines)
+        records = consume_all(topic_settings)
+        assert sorted(r.key.decode() for r in records) == sorted(
+            line.split("key=")[1].split()[0] for line in lines[restarted_at:] if "FAILED" not in line)
+        consumer = KafkaConsumer(bootstrap_servers=topic_settings.KAFKA_BOOTSTRAP_SERVERS, group_id=None)
+        try:  # created again by the generator, not auto-created by a produce with the broker's partition count
+            assert len(consumer.partitions_for_topic(topic_settings.KAFKA_TOPIC)) == \
+                topic_settings.KAFKA_TOPIC_PARTITIONS
+        finally:
+            consumer.close()
+    finally:
+        broker.kill()
+        broker.wait()
+
+
+def _wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

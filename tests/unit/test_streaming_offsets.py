@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import logging
 import pickle
+import socket
 
 import pyarrow as pa
 import pytest
@@ -153,3 +155,37 @@ def test_read_fails_on_an_error_of_its_partition_or_of_the_client(partition):
     error = _Message(None, None, "t", partition, 5, (0, -1), error="Broker: offset out of range")
     with pytest.raises(ko.KafkaOffsetError, match="t-1: Broker: offset out of range"):
         list(_read(_Consumer([error]), KafkaRange("t", 1, 5, 8), timeout_s=1))
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_stopped_broker_is_one_clear_error_not_no_topic(caplog):
+    address = f"127.0.0.1:{_closed_port()}"
+    with caplog.at_level(logging.DEBUG, logger="kafka"):
+        with pytest.raises(ko.BrokerUnreachable, match=f"cannot reach Kafka at {address}"):
+            ko.open_consumer(address, bootstrap_timeout_ms=1500)
+    # kafka-python's per-attempt connection errors stay out of the log; the raised error is the one message
+    assert not [r for r in caplog.records if r.name.startswith("kafka.net") and r.levelno >= logging.WARNING]
+    assert not issubclass(ko.BrokerUnreachable, ko.KafkaOffsetError)  # query.topic_partitions reads those as "no topic"
+
+
+@pytest.mark.parametrize("argv", [[], ["--continuous"]], ids=["drain", "continuous"])
+def test_the_stream_job_stops_before_spark_when_the_broker_is_down(argv, monkeypatch, caplog):
+    from shopflow.config import get_settings
+    from shopflow.jobs import stream_users
+
+    address = f"127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", address)
+    monkeypatch.setattr(stream_users, "build_session", lambda *a, **k: pytest.fail("Spark started"))
+    get_settings.cache_clear()
+    try:
+        assert stream_users.main(argv) == 2
+    finally:
+        get_settings.cache_clear()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [f"cannot reach Kafka at {address}: KafkaTimeoutError: Unable to bootstrap from {address}; "
+                      "is it running? `make status` shows it, `make up` starts it"]

@@ -8,7 +8,8 @@ Settings come from .env / the environment: STREAMING_SOURCE (python | kafka), ST
 STREAMING_TRIGGER_SECONDS, STREAMING_MAX_EVENTS_PER_BATCH, KAFKA_*, POSTGRES_*. Run directly (not under
 spark-submit), the job uses SPARK_MASTER_URL, or --master (e.g. local[2]). One query per checkpoint runs at a time
 (`streaming/checkpoint_lock.py`): beside a running one, a drain does nothing and exits 0, a continuous run waits for a
-drain to end and refuses to start beside another continuous one, and --reset refuses.
+drain to end and refuses to start beside another continuous one, and --reset refuses. A broker that does not answer
+ends the run with one error line and exit code 2, before Spark starts.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import threading
 from shopflow.config import get_settings
 from shopflow.jobs.session import build_session
 from shopflow.streaming import checkpoint_lock, query
+from shopflow.streaming import kafka_offsets as ko
 
 log = logging.getLogger("shopflow.streaming")
 
@@ -68,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"STREAMING_TRIGGER_SECONDS": args.trigger_seconds, "STREAMING_MAX_EVENTS_PER_BATCH": args.max_events}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     mode = checkpoint_lock.RESET if args.reset else query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW
-    if mode == query.AVAILABLE_NOW and not _has_work(settings):
-        return 0
+    try:
+        if mode == query.AVAILABLE_NOW and not _has_work(settings):
+            return 0
+        if mode == query.CONTINUOUS:
+            query.topic_partitions(settings)  # the broker answers: fail here, not after Spark's start
+    except ko.BrokerUnreachable as unreachable:
+        log.error("%s; is it running? `make status` shows it, `make up` starts it", unreachable)
+        return 2
     # `kill` and Ctrl-C stop query and session cleanly (kill -9 loses nothing either): the handlers only set a flag
     # that query.run polls, so no exception lands inside a py4j call
     stop = threading.Event()

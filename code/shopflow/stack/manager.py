@@ -107,9 +107,14 @@ def _before_start(settings: Settings, group: str) -> None:
         bootstrap.init_airflow(settings)
 
 
-def _forget_stream_positions(settings: Settings, running: set[str]) -> None:
-    """tansu keeps topics in memory: a broker started just now holds empty topics, so stream positions committed
-    against the previous broker's topics are void. Forget them (and the checkpoint) so the stream starts over."""
+def _after_fresh_broker(settings: Settings, running: set[str]) -> None:
+    """tansu keeps topics in memory: a broker started just now holds no topics, so stream positions committed against
+    the previous broker's topics are void. Forget them (and the checkpoint) so the stream starts over, and create the
+    topic with KAFKA_TOPIC_PARTITIONS partitions before a producer's first send creates it with the broker's count
+    (a running eventgen carries on by itself: after a failed send it starts over with a new producer)."""
+    from datagen.events import ensure_topic
+
+    ensure_topic(settings)
     if "postgres" not in running:
         return
     from shopflow.streaming.query import reset
@@ -121,7 +126,7 @@ def _forget_stream_positions(settings: Settings, running: set[str]) -> None:
 
 def _after_start(settings: Settings, group: str, fresh: bool) -> None:
     if group == "kafka" and fresh:
-        _forget_stream_positions(settings, _running(settings))
+        _after_fresh_broker(settings, _running(settings))
     elif group == "postgres":
         bootstrap.bootstrap_postgres(settings)
         db.apply_postgres_schema(settings)

@@ -9,9 +9,11 @@ carries the true one.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 Offsets = dict[str, dict[str, int]]
 EARLIEST = -2  # Spark's Kafka source: "-2 as an offset refers to earliest"
@@ -21,10 +23,24 @@ class KafkaOffsetError(RuntimeError):
     """The broker did not answer in time, or a partition went backwards (topic recreated, broker restarted)."""
 
 
+class BrokerUnreachable(RuntimeError):
+    """No broker answered at the bootstrap address (not a KafkaOffsetError: callers that treat those as "no topic
+    yet" must not read a stopped broker that way)."""
+
+
 def open_consumer(bootstrap_servers: str, **config) -> KafkaConsumer:
     defaults = {"group_id": None, "enable_auto_commit": False, "fetch_max_wait_ms": 50,
-                "request_timeout_ms": 30000, "consumer_timeout_ms": 1000}
-    return KafkaConsumer(bootstrap_servers=bootstrap_servers, **(defaults | config))
+                "request_timeout_ms": 30000, "consumer_timeout_ms": 1000, "bootstrap_timeout_ms": 10000}
+    # kafka-python logs each failed connection attempt at ERROR (dozens while it backs off); the one error that
+    # matters is raised below
+    quiet, level = logging.getLogger("kafka.net"), logging.getLogger("kafka.net").level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        return KafkaConsumer(bootstrap_servers=bootstrap_servers, **(defaults | config))
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from None
+    finally:
+        quiet.setLevel(level)
 
 
 def topic_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 30.0) -> list[int]:

@@ -82,3 +82,18 @@ def test_spark_workers_delete_old_application_directories(spark_cluster):
         argv = f.read().decode().split("\0")
     assert "-Dspark.worker.cleanup.enabled=true" in argv
     assert f"-Dspark.worker.cleanup.appDataTtl={spark_cluster.SPARK_WORKER_APP_DATA_TTL_SECONDS}" in argv
+
+
+def test_every_listening_socket_of_the_stack_binds_loopback(settings, postgres, mysql, kafka, spark_cluster, airflow):
+    """Services bind 127.0.0.1: also the listeners a server starts on its own (Airflow's scheduler and triggerer
+    started log servers and a health server on all interfaces, 8793/8794/8974)."""
+    from shopflow.stack import processes, supervisor
+
+    stack = processes._descendants(supervisor.daemon_pid(settings))
+    assert stack, "supervisord runs no services"
+    listeners = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout.splitlines()
+    ours = [line.split() for line in listeners if any(f"pid={pid}," in line for pid in stack)]
+    assert {fields[3].rsplit(":", 1)[1] for fields in ours} >= {str(settings.POSTGRES_PORT), str(settings.MYSQL_PORT),
+                                                                 str(settings.AIRFLOW_PORT)}
+    loopback = ("127.0.0.1:", "[::ffff:127.0.0.1]:")  # the JVMs' IPv4 on an IPv6 socket
+    assert [f"{fields[3]} {fields[5]}" for fields in ours if not fields[3].startswith(loopback)] == []

@@ -111,7 +111,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": settings.AIRFLOW_API_SECRET_KEY,
         "AIRFLOW__CORE__FERNET_KEY": settings.AIRFLOW_FERNET_KEY,
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        # no listener on all interfaces: the scheduler's health server binds 0.0.0.0:8974 by default (the stack's health
+        # check is the API server's /api/v2/monitor/health), and see _airflow for the log servers
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         # _spark.py maps the class-data sharing archive once the stack recorded it
         "SPARK_CDS_ARCHIVE": str(settings.spark_cds_archive) if settings.SPARK_CDS_JOBS else "",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
@@ -173,13 +175,19 @@ def _spark(settings: Settings) -> list[Service]:
     return services
 
 
+# The scheduler and the triggerer would each start a log server on [::]/0.0.0.0 (ports 8793 and 8794; the host is not
+# configurable). Its only reader is an API server on another machine: here the API server reads the task logs from
+# .local/airflow/logs itself.
+SKIP_LOG_SERVER = ("--skip-serve-logs",)
+
+
 def _airflow(settings: Settings) -> list[Service]:
     airflow, env = str(VENV_BIN / "airflow"), airflow_env(settings)
     return [Service("airflow-api-server", [airflow, "api-server", "--host", "127.0.0.1",
                                            "--port", str(settings.AIRFLOW_PORT)],
                     (settings.AIRFLOW_PORT,), "airflow", env=env, stop_wait=30)] + [
-        Service(f"airflow-{part}", [airflow, part], (), "airflow", env=env, stop_wait=30)
-        for part in ("scheduler", "dag-processor", "triggerer")]
+        Service(f"airflow-{part}", [airflow, part, *flags], (), "airflow", env=env, stop_wait=30)
+        for part, flags in (("scheduler", SKIP_LOG_SERVER), ("dag-processor", ()), ("triggerer", SKIP_LOG_SERVER))]
 
 
 def _eventgen(settings: Settings) -> Service:

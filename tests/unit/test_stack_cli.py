@@ -23,3 +23,21 @@ def test_status_lists_jobs_run_by_hand(monkeypatch, capsys):
     assert cli.main(["status"]) == 0
     out = capsys.readouterr().out
     assert "jobs run by hand:" in out and f"{os.getpid()}" in out and "pytest" in out  # this process's command line
+
+
+def test_status_names_services_that_ended_and_how_to_start_them(monkeypatch, capsys):
+    rows = [("postgres", "EXITED", "5432", "-"), ("mariadb", "RUNNING", "3306", "7"), ("kafka", "FATAL", "9092", "-"),
+            ("spark-worker-4", "EXITED (not in settings)", "8085", "-"), ("eventgen", "not started", "-", "-")]
+    monkeypatch.setattr(cli.manager, "status_rows", lambda _settings: rows)
+    monkeypatch.setattr(cli.processes, "jobs_run_by_hand", lambda _daemon: [])
+    assert cli.main(["status"]) == 0
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert hint.startswith("ended by themselves: postgres, kafka. Their logs: ")  # not the worker: make up drops it
+    assert hint.endswith("/logs/<service>.log; `make up` starts them again.")
+
+
+def test_status_of_a_healthy_stack_has_no_hint(monkeypatch, capsys):
+    monkeypatch.setattr(cli.manager, "status_rows", lambda _settings: [("postgres", "RUNNING", "5432", "1")])
+    monkeypatch.setattr(cli.processes, "jobs_run_by_hand", lambda _daemon: [])
+    assert cli.main(["status"]) == 0
+    assert "ended" not in capsys.readouterr().out

@@ -23,7 +23,19 @@ def test_taken_port_fails_with_the_service_and_port_named(settings, tmp_path):
             manager.check_ports(other, ["kafka"])  # what `make up` runs first, for every group
     message = str(error.value)
     assert f"kafka: port {port} is already in use" in message
-    assert "python" in message or "unknown process" in message  # ss names the holder: this test process
+    assert f"in use by python (pid {os.getpid()}), which is not this checkout's stack" in message  # this process
+
+
+def test_a_port_taken_by_another_checkouts_stack_names_that_checkout(postgres, tmp_path):
+    """What a second checkout's `make up` says while this one's stack runs (e.g. CI in another directory)."""
+    from shopflow.config import PROJECT_ROOT
+
+    other = dataclasses.replace(postgres, LOCAL_STATE_DIR=str(tmp_path / "state"))
+    with pytest.raises(manager.StackError) as error:
+        manager.check_ports(other, ["postgres"])
+    pid = health.port_owner(postgres.POSTGRES_PORT).split("pid ")[1].split(",")[0]
+    assert (f"postgres: port {postgres.POSTGRES_PORT} is already in use by postgres (pid {pid}, of the shopflow stack "
+            f"in {PROJECT_ROOT}), which is not this checkout's stack") in str(error.value)
 
 
 def test_running_services_are_reused(postgres, mysql):

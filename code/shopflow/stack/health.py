@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import urllib.request
 
 from shopflow.config import Settings
 from shopflow.stack.bootstrap import mariadb_root, pg_superuser
+from shopflow.stack.processes import command_line
+from shopflow.stack.supervisor import proc_stat
 from shopflow.stack.services import kafka_host_port
 
 
@@ -18,12 +21,31 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def port_owner(port: int) -> str:
-    """`ss` names the process listening on a port (pid and command) when it can."""
+    """Names the process listening on a port (from `ss`): its name and pid, and the shopflow stack it belongs to when
+    another checkout's supervisord started it (e.g. "postgres (pid 812, of the shopflow stack in /srv/shopflow)")."""
     try:
         out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
     except FileNotFoundError:
-        return "unknown process"
-    return out.split("users:")[-1].strip() if "users:" in out else "unknown process"
+        return "an unknown process"
+    found = re.search(r'users:\(\("([^"]*)",pid=(\d+)', out)
+    if not found:
+        return "an unknown process"
+    name, pid = found.group(1), int(found.group(2))
+    checkout = _stack_checkout(pid)
+    return f"{name} (pid {pid}" + (f", of the shopflow stack in {checkout})" if checkout else ")")
+
+
+def _stack_checkout(pid: int) -> str | None:
+    """The checkout whose supervisord (`supervisord -c <checkout>/.local/supervisord.conf`) is `pid` or its ancestor."""
+    while pid > 1:
+        found = re.search(r"supervisord -c (\S+)/\.local/supervisord\.conf", command_line(pid))
+        if found:
+            return found.group(1)
+        fields = proc_stat(pid)
+        if fields is None:
+            return None
+        pid = int(fields[1])
+    return None
 
 
 def _get_json(url: str, timeout: float = 3.0):

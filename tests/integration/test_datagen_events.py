@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from datagen.event_model import BAD_KINDS, EventMix, validate_event
 from datagen.events import ensure_topic, produce
 from datagen.pools import build_pools
 from shopflow.config import Settings
-from shopflow.stack.services import tansu_binary
+from test_streaming_support import free_port, start_private_broker
 
 pytestmark = pytest.mark.integration
 
@@ -100,31 +99,14 @@ def test_the_cli_creates_the_topic_logs_each_event_and_summarizes(topic_settings
         line.split("key=")[1].split()[0] for line in lines if "key=" in line)
 
 
-def _start_broker(port: int) -> subprocess.Popen:
-    url = f"tcp://127.0.0.1:{port}"
-    broker = subprocess.Popen([str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                               "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return broker
-        except OSError:
-            assert time.monotonic() < deadline and broker.poll() is None, "a private tansu did not start"
-            time.sleep(0.1)
-
-
 def test_the_event_service_carries_on_after_the_broker_restarts(settings):
     """The stack's eventgen (one logged event at a time) outlives a stop and restart of the in-memory broker: after
     failed sends its producer is void for good on the new broker, so it starts over with a new producer and creates
     the topic again, with KAFKA_TOPIC_PARTITIONS partitions."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     topic_settings = dataclasses.replace(settings, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}",
                                          KAFKA_TOPIC="datagen-restart")
-    broker, lines, result = _start_broker(port), [], []
+    broker, lines, result = start_private_broker(port), [], []
     try:
         ensure_topic(topic_settings)
         mix = EventMix(random.Random(3), build_pools(3), bad_fraction=0.0, duplicate_fraction=0.0)
@@ -135,8 +117,8 @@ def test_the_event_service_carries_on_after_the_broker_restarts(settings):
         broker.kill()
         broker.wait()
         _wait_for(lambda: any("FAILED" in line for line in lines), "a failed send while the broker is down")
-        broker = _start_broker(port)  # empty: no topic, no producer ids
-        restarted_at = len(lines)
+        restarted_at = len(lines)  # before the restart: the generator sends its backlog as soon as the port opens
+        broker = start_private_broker(port)  # empty: no topic, no producer ids
         producing.join(timeout=240)
         assert not producing.is_alive()
         _kinds, failed, _seconds = result[0]

@@ -2,13 +2,18 @@
 (Ctrl-C, which PySpark's SparkContext takes over for itself) stop it cleanly."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import uuid
 
 import pytest
 
-from test_streaming_support import (assert_exact, kill, make_events, pg_rows, produce, start_job, stream_case,
-                                    wait_for)
+from datagen.events import ensure_topic
+from shopflow import db
+from shopflow.streaming import query
+from test_streaming_support import (assert_exact, free_port, kill, make_events, pg_rows, produce, start_job,
+                                    start_private_broker, stream_case, wait_for)
 
 pytestmark = pytest.mark.integration
 __all__ = ["stream_case"]
@@ -52,3 +57,36 @@ def test_continuous_mode_follows_the_topic_until_terminated(stream_case, tmp_pat
     assert_exact(stream_case, events, expected_users, malformed)
     log = (tmp_path / "job.log").read_text()
     assert "stopped" in log and "Traceback" not in log, log[-3000:]
+
+
+def test_a_broker_that_goes_away_ends_the_query_with_one_clear_line(postgres, tmp_path):
+    """The broker stops under a running `make stream`: the job ends with exit code 2 and one line naming the broker,
+    not PySpark's traceback of the failed query."""
+    port = free_port()
+    broker = start_private_broker(port)
+    tag = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(postgres, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}", KAFKA_TOPIC="users-gone",
+                                   POSTGRES_SCHEMA=f"t_stream_{tag}", STREAMING_CHECKPOINT_DIR=str(tmp_path / "cp"))
+    job = None
+    try:
+        ensure_topic(settings)
+        db.apply_postgres_schema(settings)
+        query.ensure_tables(settings)
+        events, _users, _malformed = make_events(60)
+        produce(settings, events)
+        job = start_job(settings, tmp_path / "job.log", args=("--continuous", "--trigger-seconds", "1"))
+        wait_for(lambda: _applied(settings) == 60, 300, "the events", job)
+        broker.kill()
+        assert job.wait(timeout=120) == 2, (tmp_path / "job.log").read_text()[-3000:]
+    finally:
+        broker.kill()
+        if job is not None:
+            kill(job)
+        with db.pg_connection(settings) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA IF EXISTS {settings.POSTGRES_SCHEMA} CASCADE")
+    log = (tmp_path / "job.log").read_text()
+    last = [line.split(" ", 2)[2] for line in log.splitlines()[-3:] if " ERROR " in line]  # py4j's goodbye comes after
+    assert last == [f"ERROR shopflow.streaming: cannot reach Kafka at 127.0.0.1:{port}: KafkaTimeoutError: Unable to "
+                    f"bootstrap from 127.0.0.1:{port}; is it running? `make status` shows it, `make up` starts it"], \
+        log[-3000:]
+    assert 'File "<frozen runpy>"' not in log  # no Python traceback of the job itself

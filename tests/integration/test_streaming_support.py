@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from shopflow import db
+from shopflow.stack.services import tansu_binary
 from shopflow.streaming import query
 
 BAD_EVENTS = (
@@ -145,7 +147,8 @@ def assert_exact(settings, events: list, expected_users: dict, malformed: list) 
 
 def start_job(settings, log_path, code: str | None = None, args: tuple[str, ...] = ()) -> subprocess.Popen:
     """The job as a separate process group (JVM and Python workers included), so SIGKILL takes all of it."""
-    env = os.environ | {"KAFKA_TOPIC": settings.KAFKA_TOPIC, "POSTGRES_SCHEMA": settings.POSTGRES_SCHEMA,
+    env = os.environ | {"KAFKA_BOOTSTRAP_SERVERS": settings.KAFKA_BOOTSTRAP_SERVERS, "KAFKA_TOPIC": settings.KAFKA_TOPIC,
+                        "POSTGRES_SCHEMA": settings.POSTGRES_SCHEMA,
                         "STREAMING_CHECKPOINT_DIR": settings.STREAMING_CHECKPOINT_DIR,
                         "STREAMING_MAX_EVENTS_PER_BATCH": "100", "PYSPARK_PYTHON": sys.executable}
     argv = ["-c", code] if code else ["-m", "shopflow.jobs.stream_users", "--master", "local[1]", *args]
@@ -172,3 +175,25 @@ def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen |
             break
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_private_broker(port: int) -> subprocess.Popen:
+    """A tansu of the test's own (memory storage), to stop and restart without touching the stack's broker."""
+    url = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen([str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                               "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return broker
+        except OSError:
+            assert time.monotonic() < deadline and broker.poll() is None, "a private tansu did not start"
+            time.sleep(0.1)

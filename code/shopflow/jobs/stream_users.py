@@ -17,9 +17,12 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
 import signal
 import sys
 import threading
+
+from pyspark.errors import StreamingQueryException
 
 from shopflow.config import get_settings
 from shopflow.jobs.session import build_session
@@ -70,24 +73,23 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"STREAMING_TRIGGER_SECONDS": args.trigger_seconds, "STREAMING_MAX_EVENTS_PER_BATCH": args.max_events}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     mode = checkpoint_lock.RESET if args.reset else query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW
+    # `kill` and Ctrl-C stop query and session cleanly (kill -9 loses nothing either): the handlers only set a flag
+    # that query.run polls, so no exception lands inside a py4j call
+    stop = threading.Event()
     try:
         if mode == query.AVAILABLE_NOW and not _has_work(settings):
             return 0
         if mode == query.CONTINUOUS:
             query.topic_partitions(settings)  # the broker answers: fail here, not after Spark's start
-    except ko.BrokerUnreachable as unreachable:
-        log.error("%s; is it running? `make status` shows it, `make up` starts it", unreachable)
-        return 2
-    # `kill` and Ctrl-C stop query and session cleanly (kill -9 loses nothing either): the handlers only set a flag
-    # that query.run polls, so no exception lands inside a py4j call
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    try:
+        _stop_on_signals(stop)
         with checkpoint_lock.holding(settings, mode, stop.is_set) as holding:
             if holding and mode == checkpoint_lock.RESET:
                 log.info("stream reset: %d committed positions removed, checkpoint deleted", query.reset(settings))
             elif holding:
                 _run(args, settings, mode, stop)
+    except ko.BrokerUnreachable as unreachable:
+        log.error("%s; is it running? `make status` shows it, `make up` starts it", unreachable)
+        return 2
     except checkpoint_lock.CheckpointBusy as busy:
         log.error("%s", busy)
         return 1
@@ -106,6 +108,11 @@ def _run(args: argparse.Namespace, settings, mode: str, stop: threading.Event) -
     _stop_on_signals(stop)  # again: creating the SparkContext replaced the SIGINT handler with PySpark's own
     try:
         query.run(spark, settings, mode, stop.is_set)
+    except StreamingQueryException as failed:  # the broker went away under a running query: one line, not a page
+        unreachable = re.search(r"BrokerUnreachable: (cannot reach Kafka at [^\n]*)", str(failed))
+        if unreachable is None:
+            raise
+        raise ko.BrokerUnreachable(unreachable.group(1)) from None
     finally:
         spark.stop()
 

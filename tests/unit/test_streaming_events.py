@@ -134,3 +134,13 @@ def test_whitespace_trim_strips_exactly_what_java_unicode_whitespace_matches(spa
     differ = frame.filter(F.trim("s", F.lit(ev.WHITESPACE)) != F.regexp_replace("s", r"(?U)^\s+|\s+$", ""))
     assert [r.c for r in differ.collect()] == []
     assert frame.filter(F.col("s") != F.trim("s", F.lit(ev.WHITESPACE))).count() == len(ev.WHITESPACE)
+
+
+def test_the_kafka_source_without_its_connector_is_one_clear_error(spark, settings):
+    """STREAMING_SOURCE=kafka (the compose deployment's) in a Spark without the connector jar: say what to set."""
+    import dataclasses
+
+    from shopflow.streaming import query
+
+    with pytest.raises(query.SourceUnavailable, match="Use STREAMING_SOURCE=python"):
+        query.source_frame(spark, dataclasses.replace(settings, STREAMING_SOURCE="kafka"), {"t": {"0": -2}})

@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except ko.BrokerUnreachable as unreachable:
         log.error("%s; is it running? `make status` shows it, `make up` starts it", unreachable)
         return 2
+    except query.SourceUnavailable as unavailable:
+        log.error("%s", unavailable)
+        return 2
     except checkpoint_lock.CheckpointBusy as busy:
         log.error("%s", busy)
         return 1

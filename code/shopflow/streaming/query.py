@@ -10,6 +10,7 @@ import logging
 import shutil
 from typing import Callable
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
 from postgresdb.streaming_ddl import streaming_ddl
@@ -59,6 +60,10 @@ def pending_events(settings: Settings) -> int | None:
     return sum(ko.lag(high, committed).values())
 
 
+class SourceUnavailable(RuntimeError):
+    """The source STREAMING_SOURCE names cannot run in this Spark."""
+
+
 def committed_start(settings: Settings, partitions: list[int]) -> ko.Offsets:
     with pg_connection(settings) as conn, conn.cursor() as cur:
         committed = ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
@@ -83,7 +88,15 @@ def source_frame(spark: SparkSession, settings: Settings, starting: ko.Offsets) 
                   .option("maxEventsPerBatch", str(max_events))
                   # one read task per task slot, not per Kafka partition: 3 partitions on 2 slots read in two waves
                   .option("readTasks", str(spark.sparkContext.defaultParallelism)))
-    return reader.option("startingOffsets", json.dumps(starting)).load().select(*ev.SOURCE_COLUMNS)
+    try:
+        return reader.option("startingOffsets", json.dumps(starting)).load().select(*ev.SOURCE_COLUMNS)
+    except AnalysisException as missing:
+        if settings.STREAMING_SOURCE != "kafka" or "Failed to find data source: kafka" not in str(missing):
+            raise
+        raise SourceUnavailable(
+            "STREAMING_SOURCE=kafka needs Spark's Kafka connector (spark-sql-kafka-0-10 and its dependencies) on the "
+            "classpath, as the compose deployment's Spark image has it; this Spark has none. Use STREAMING_SOURCE=python "
+            "(the default: the same columns, read with librdkafka in Python)") from None
 
 
 def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[int]):

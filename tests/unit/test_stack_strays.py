@@ -95,3 +95,22 @@ def test_jobs_run_by_hand_in_the_checkout_are_found_but_not_those_under_supervis
         for process in (stream, submitted, elsewhere, other, daemon):
             os.killpg(process.pid, 9)
             process.wait(timeout=10)
+
+
+def test_down_stops_clients_before_their_servers():
+    """supervisord lists its programs by name (airflow…, dashboard, …, postgres, spark…); stopping that list
+    reversed stopped Postgres before Airflow, whose database it is, and Kafka before eventgen."""
+    from shopflow.config import get_settings
+    from shopflow.stack.supervisor import stop_order
+
+    running = sorted(["postgres", "mariadb", "kafka", "spark-master", "spark-worker-1", "spark-worker-2",
+                      "spark-worker-3", "spark-worker-4", "airflow-api-server", "airflow-scheduler",
+                      "airflow-dag-processor", "airflow-triggerer", "eventgen", "dashboard"])
+    order = stop_order(get_settings(), running)
+    assert order[0] == "spark-worker-4"  # no longer in the settings (SPARK_WORKERS=3): first
+    assert sorted(order) == running
+    before = {name: index for index, name in enumerate(order)}
+    for client, server in (("airflow-scheduler", "postgres"), ("airflow-api-server", "postgres"),
+                           ("eventgen", "kafka"), ("dashboard", "mariadb"), ("spark-worker-1", "spark-master"),
+                           ("airflow-scheduler", "spark-master"), ("spark-master", "kafka")):
+        assert before[client] < before[server], order

@@ -11,7 +11,7 @@ from pathlib import Path
 from supervisor.xmlrpc import SupervisorTransport
 
 from shopflow.config import PROJECT_ROOT, Settings
-from shopflow.stack.services import VENV_BIN, Service
+from shopflow.stack.services import VENV_BIN, Service, all_services
 
 
 def paths(settings: Settings) -> dict[str, Path]:
@@ -149,15 +149,22 @@ def daemon_pid(settings: Settings) -> int | None:
     return pid if process_alive(pid) else None
 
 
+def stop_order(settings: Settings, running: list[str]) -> list[str]:
+    """Clients before their servers: the reverse of the stack's start order (Airflow before Postgres, its database;
+    eventgen before Kafka), services the settings no longer name first. supervisord lists its programs by name."""
+    started = [service.name for service in all_services(settings)]
+    unknown = sorted(name for name in running if name not in started)
+    return unknown + [name for name in reversed(started) if name in running]
+
+
 def shutdown(settings: Settings) -> None:
     if not is_running(settings):
         return
     server = rpc(settings).supervisor
-    # Stop in reverse start order so clients leave before their servers.
-    for info in reversed(server.getAllProcessInfo()):
-        if info["statename"] in ("RUNNING", "STARTING"):
-            print(f"  stopping {info['name']}", flush=True)
-            stop(settings, info["name"])
+    for name in stop_order(settings, [info["name"] for info in server.getAllProcessInfo()
+                                      if info["statename"] in ("RUNNING", "STARTING")]):
+        print(f"  stopping {name}", flush=True)
+        stop(settings, name)
     pid_file, daemon = paths(settings)["pid"], daemon_pid(settings)
     server.shutdown()
     deadline = time.monotonic() + 30  # supervisord removes its pid file before it has exited

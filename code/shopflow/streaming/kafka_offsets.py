@@ -10,6 +10,7 @@ carries the true one.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from kafka import KafkaConsumer, TopicPartition
@@ -17,6 +18,7 @@ from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 Offsets = dict[str, dict[str, int]]
 EARLIEST = -2  # Spark's Kafka source: "-2 as an offset refers to earliest"
+_BOOTSTRAP = threading.Lock()
 
 
 class KafkaOffsetError(RuntimeError):
@@ -32,15 +34,17 @@ def open_consumer(bootstrap_servers: str, **config) -> KafkaConsumer:
     defaults = {"group_id": None, "enable_auto_commit": False, "fetch_max_wait_ms": 50,
                 "request_timeout_ms": 30000, "consumer_timeout_ms": 1000, "bootstrap_timeout_ms": 10000}
     # kafka-python logs each failed connection attempt at ERROR (dozens while it backs off); the one error that
-    # matters is raised below
-    quiet, level = logging.getLogger("kafka.net"), logging.getLogger("kafka.net").level
-    quiet.setLevel(logging.CRITICAL)
-    try:
-        return KafkaConsumer(bootstrap_servers=bootstrap_servers, **(defaults | config))
-    except (KafkaTimeoutError, KafkaConnectionError) as exc:
-        raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from None
-    finally:
-        quiet.setLevel(level)
+    # matters is raised below. One bootstrap at a time, so that each restores the level it found.
+    quiet = logging.getLogger("kafka.net")
+    with _BOOTSTRAP:
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            return KafkaConsumer(bootstrap_servers=bootstrap_servers, **(defaults | config))
+        except (KafkaTimeoutError, KafkaConnectionError) as exc:
+            raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from None
+        finally:
+            quiet.setLevel(level)
 
 
 def topic_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 30.0) -> list[int]:

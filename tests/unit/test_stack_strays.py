@@ -114,3 +114,20 @@ def test_down_stops_clients_before_their_servers():
                            ("eventgen", "kafka"), ("dashboard", "mariadb"), ("spark-worker-1", "spark-master"),
                            ("airflow-scheduler", "spark-master"), ("spark-master", "kafka")):
         assert before[client] < before[server], order
+
+
+def test_airflow_workers_left_by_a_dead_scheduler_are_found_but_not_those_under_supervisord(tmp_path):
+    """`make up` stops them before it starts a scheduler again: they hold the dead one's database transaction."""
+    orphan, elsewhere = _retitled_runner(PROJECT_ROOT), _retitled_runner(tmp_path)
+    not_a_worker = subprocess.Popen(["bash", "-c", 'exec -a "airflow dags list" sleep 300'], cwd=PROJECT_ROOT)
+    try:
+        for process in (orphan, elsewhere):
+            _wait_for_title(process)
+        _wait_for_title(not_a_worker, "airflow dags")
+        found = processes.airflow_orphans(daemon=None)
+        assert orphan.pid in found and elsewhere.pid not in found and not_a_worker.pid not in found
+        assert orphan.pid not in processes.airflow_orphans(daemon=orphan.pid)  # under supervisord: its own
+    finally:
+        for process in (orphan, elsewhere, not_a_worker):
+            process.kill()
+            process.wait(timeout=10)

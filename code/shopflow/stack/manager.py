@@ -104,6 +104,10 @@ def _before_start(settings: Settings, group: str) -> None:
     elif group == "mariadb":
         bootstrap.init_mariadb(settings)
     elif group == "airflow":
+        orphans = processes.airflow_orphans(supervisor.daemon_pid(settings))
+        if orphans:  # a scheduler that died left them, holding row locks that would stall its successor
+            processes.stop(orphans)
+            print(f"  stopped {len(orphans)} Airflow worker(s) left by a scheduler that ended", flush=True)
         bootstrap.init_airflow(settings)
 
 

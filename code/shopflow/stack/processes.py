@@ -100,6 +100,22 @@ def jobs_run_by_hand(daemon: int | None) -> list[int]:
     return [pid for pid in _pids() if pid not in keep and _is_job_run_by_hand(pid)]
 
 
+def airflow_orphans(daemon: int | None) -> list[int]:
+    """This checkout's Airflow executor workers and task runners ("airflow worker -- …") outside the tree of
+    supervisord (`daemon`, its pid): left by a scheduler that died. They keep its database connection open, and with
+    it the transaction in which it had row-locked DAG runs; the next scheduler skips locked runs, so those never move
+    again (seen: a replication run stuck in `running` for good after `kill -9` of the scheduler)."""
+    keep = _ancestors() | _descendants(daemon)
+    return [pid for pid in _pids() if pid not in keep and _is_airflow_worker(pid)]
+
+
+def _is_airflow_worker(pid: int) -> bool:
+    try:
+        return _cmdline(pid).startswith("airflow worker") and _in_checkout(pid)
+    except OSError:
+        return False
+
+
 def stop(pids: list[int], grace_s: float = 10.0) -> list[int]:
     """SIGTERM, then SIGKILL for whatever still runs after `grace_s` (an orphaned Airflow task runner ignores
     SIGTERM); returns the pids that needed SIGKILL."""

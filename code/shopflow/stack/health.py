@@ -9,8 +9,7 @@ import urllib.request
 
 from shopflow.config import Settings
 from shopflow.stack.bootstrap import mariadb_root, pg_superuser
-from shopflow.stack.processes import command_line
-from shopflow.stack.supervisor import proc_stat
+from shopflow.stack.processes import ancestors, command_line
 from shopflow.stack.services import kafka_host_port
 
 
@@ -37,14 +36,10 @@ def port_owner(port: int) -> str:
 
 def _stack_checkout(pid: int) -> str | None:
     """The checkout whose supervisord (`supervisord -c <checkout>/.local/supervisord.conf`) is `pid` or its ancestor."""
-    while pid > 1:
-        found = re.search(r"supervisord -c (\S+)/\.local/supervisord\.conf", command_line(pid))
+    for link in ancestors(pid):
+        found = re.search(r"supervisord -c (\S+)/\.local/supervisord\.conf", command_line(link))
         if found:
             return found.group(1)
-        fields = proc_stat(pid)
-        if fields is None:
-            return None
-        pid = int(fields[1])
     return None
 
 

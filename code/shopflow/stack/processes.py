@@ -40,15 +40,20 @@ def _pids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 
 
-def _ancestors() -> set[int]:
-    pids, pid = {os.getpid()}, os.getpid()
+def ancestors(pid: int) -> list[int]:
+    """`pid`, its parent, the parent's parent, … up to init (as far as the chain is still alive)."""
+    chain = [pid]
     while pid > 1:
         fields = proc_stat(pid)
         if fields is None:
             break
         pid = int(fields[1])
-        pids.add(pid)
-    return pids
+        chain.append(pid)
+    return chain
+
+
+def _ancestors() -> set[int]:
+    return set(ancestors(os.getpid()))
 
 
 def _descendants(root: int | None) -> set[int]:
@@ -94,10 +99,15 @@ def strays() -> list[int]:
     return [pid for pid in _pids() if pid not in keep and _of_this_checkout(pid)]
 
 
+def _outside_supervisord(daemon: int | None, wanted) -> list[int]:
+    """The `wanted` processes that are neither this process's ancestors nor in supervisord's (`daemon`'s) tree."""
+    keep = _ancestors() | _descendants(daemon)
+    return [pid for pid in _pids() if pid not in keep and wanted(pid)]
+
+
 def jobs_run_by_hand(daemon: int | None) -> list[int]:
     """The checkout's job drivers that supervisord (`daemon`, its pid) did not start, directly or through Airflow."""
-    keep = _ancestors() | _descendants(daemon)
-    return [pid for pid in _pids() if pid not in keep and _is_job_run_by_hand(pid)]
+    return _outside_supervisord(daemon, _is_job_run_by_hand)
 
 
 def airflow_orphans(daemon: int | None) -> list[int]:
@@ -105,8 +115,7 @@ def airflow_orphans(daemon: int | None) -> list[int]:
     supervisord (`daemon`, its pid): left by a scheduler that died. They keep its database connection open, and with
     it the transaction in which it had row-locked DAG runs; the next scheduler skips locked runs, so those never move
     again (seen: a replication run stuck in `running` for good after `kill -9` of the scheduler)."""
-    keep = _ancestors() | _descendants(daemon)
-    return [pid for pid in _pids() if pid not in keep and _is_airflow_worker(pid)]
+    return _outside_supervisord(daemon, _is_airflow_worker)
 
 
 def _is_airflow_worker(pid: int) -> bool:

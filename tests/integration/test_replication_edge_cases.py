@@ -134,6 +134,26 @@ def test_rows_the_replica_would_reject_fail_the_run_with_key_and_reason(spark, s
     assert_replica_equals_source(scratch)
 
 
+def test_a_source_column_missing_fails_the_run_before_any_table_is_written(spark, scratch):
+    """Replication reads the models' columns by name: a renamed or dropped source column stops the whole run with
+    the tables and columns named, instead of a Postgres error on one table after its parents were replicated."""
+    seed(scratch)
+    replicate(spark, scratch)
+    before = _watermarks(scratch)
+    pg(scratch, "UPDATE {s}.users SET loyalty_status = 'Silver' WHERE user_id = 1",
+       "ALTER TABLE {s}.products RENAME COLUMN description TO descr",
+       "ALTER TABLE {s}.orders DROP COLUMN change_txid")
+    with pytest.raises(ReplicationError, match=r"source schema differs from postgresdb/models.py, nothing "
+                       r"replicated: \w+\.products has no column description; \w+\.orders has no column change_txid"):
+        replicate(spark, scratch)
+    assert _watermarks(scratch) == before
+    assert [r[6] for r in replica_rows(scratch, TABLES_BY_NAME["users"])][:1] == ["Gold"], "users not written"
+    pg(scratch, "ALTER TABLE {s}.products RENAME COLUMN descr TO description",
+       "ALTER TABLE {s}.orders ADD COLUMN change_txid bigint NOT NULL DEFAULT txid_current()")
+    assert written(replicate(spark, scratch))["users"] == (0, 1, 0)
+    assert_replica_equals_source(scratch)
+
+
 def test_self_referencing_categories_in_any_key_order(spark, scratch):
     """product_categories references itself and InnoDB checks foreign keys row by row: a child upserted before its
     (higher-keyed) new parent, or a parent deleted in the same statement as its child, must not fail the run."""

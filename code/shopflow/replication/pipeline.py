@@ -32,8 +32,13 @@ log = logging.getLogger("shopflow.replication")
 
 def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, force_full: bool) -> list[TableResult]:
     states, results, now = replica.states(), [], utc_now()
+    oids = {table.name: source.table_oid(table) for table in TABLES}
+    if missing := source.missing_columns(TABLES, oids):
+        raise ReplicationError(f"the source schema differs from postgresdb/models.py, nothing replicated: "
+                               f"{'; '.join(missing)}. Restore the column(s) in Postgres, or change the model and "
+                               "the replica's table together.")
     for table in TABLES:
-        state, oid = states.get(table.name), source.table_oid(table)
+        state, oid = states.get(table.name), oids[table.name]
         truncated = source.truncated_since(table, state.watermark if state else None)
         plan = plan_table(table, state, oid, source.xmax, truncated, force_full)
         verify_all = needs_full_verification(plan, state, now, settings.REPLICATION_VERIFY_ALL_HOURS)

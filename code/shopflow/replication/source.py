@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from postgresdb.models import CHANGE_TXID, TOMBSTONES, Table
+from postgresdb.models import CHANGE_TXID, TOMBSTONES, UPDATED_AT, Table
 from shopflow.config import Settings
 from shopflow.db import pg_connection
 
@@ -51,6 +51,20 @@ class SourceSnapshot:
         if oid is None:
             raise RuntimeError(f"source table {self.schema}.{table.name} does not exist")
         return int(oid)
+
+    def missing_columns(self, tables: list[Table], oids: dict[str, int]) -> list[str]:
+        """'<schema>.<table> has no column <names>' for each table lacking columns that replication reads by name
+        (postgresdb/models.py, plus the change-tracking columns)."""
+        found = []
+        for table in tables:
+            wanted = [c.name for c in table.columns] + [UPDATED_AT, CHANGE_TXID]
+            missing = self._one("SELECT COALESCE(array_agg(name ORDER BY n), '{}') FROM unnest(%s::text[]) "
+                                "WITH ORDINALITY AS wanted(name, n) WHERE NOT EXISTS (SELECT 1 FROM pg_attribute "
+                                "WHERE attrelid = %s AND attname = name AND attnum > 0 AND NOT attisdropped)",
+                                (wanted, oids[table.name]))[0]
+            if missing:
+                found.append(f"{self.schema}.{table.name} has no column {', '.join(missing)}")
+        return found
 
     def truncated_since(self, table: Table, since: int | None) -> bool:
         """A TRUNCATE tombstone (row_id NULL) newer than the watermark: the table must be reloaded in full."""

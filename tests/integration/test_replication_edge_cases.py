@@ -134,23 +134,36 @@ def test_rows_the_replica_would_reject_fail_the_run_with_key_and_reason(spark, s
     assert_replica_equals_source(scratch)
 
 
-def test_a_source_column_missing_fails_the_run_before_any_table_is_written(spark, scratch):
-    """Replication reads the models' columns by name: a renamed or dropped source column stops the whole run with
-    the tables and columns named, instead of a Postgres error on one table after its parents were replicated."""
+def _replica_ddl(settings, *statements):
+    with db.mysql_connection(settings, autocommit=True) as conn:
+        for statement in statements:
+            conn.cursor().execute(statement)
+
+
+def test_tables_lacking_a_model_column_fail_the_run_before_anything_is_written(spark, scratch):
+    """Replication reads and writes the models' columns by name: a column renamed or dropped in the source or the
+    replica stops the whole run up front, naming each table and column; a replica table that lost a column is loaded
+    in full once the column is back, and one dropped outright is made again and loaded in full at once."""
     seed(scratch)
     replicate(spark, scratch)
     before = _watermarks(scratch)
     pg(scratch, "UPDATE {s}.users SET loyalty_status = 'Silver' WHERE user_id = 1",
        "ALTER TABLE {s}.products RENAME COLUMN description TO descr",
        "ALTER TABLE {s}.orders DROP COLUMN change_txid")
-    with pytest.raises(ReplicationError, match=r"source schema differs from postgresdb/models.py, nothing "
-                       r"replicated: \w+\.products has no column description; \w+\.orders has no column change_txid"):
+    _replica_ddl(scratch, "ALTER TABLE reviews DROP COLUMN review_text", "DROP TABLE loyalty_points")
+    with pytest.raises(ReplicationError, match=r"nothing replicated: \w+\.products has no column description; "
+                       rf"\w+\.orders has no column change_txid; {scratch.MYSQL_DATABASE}\.reviews has no column "
+                       r"review_text\. "):
         replicate(spark, scratch)
-    assert _watermarks(scratch) == before
+    before.pop("loyalty_points")  # made again: its stored state is gone
+    assert _watermarks(scratch) == {**before, "reviews": None}
     assert [r[6] for r in replica_rows(scratch, TABLES_BY_NAME["users"])][:1] == ["Gold"], "users not written"
     pg(scratch, "ALTER TABLE {s}.products RENAME COLUMN descr TO description",
        "ALTER TABLE {s}.orders ADD COLUMN change_txid bigint NOT NULL DEFAULT txid_current()")
-    assert written(replicate(spark, scratch))["users"] == (0, 1, 0)
+    _replica_ddl(scratch, "ALTER TABLE reviews ADD COLUMN review_text LONGTEXT NULL AFTER rating")
+    results = replicate(spark, scratch)
+    assert {name for name, r in results.items() if r.plan.mode == "full"} == {"reviews", "loyalty_points"}
+    assert written(results)["users"] == (0, 1, 0)
     assert_replica_equals_source(scratch)
 
 

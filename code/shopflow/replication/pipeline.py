@@ -11,7 +11,7 @@ from typing import Callable
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from postgresdb.models import TABLES
+from postgresdb.models import TABLES, TABLES_BY_NAME
 from shopflow.config import Settings
 from shopflow.db import mysql_connection
 from shopflow.runlog import record_run, tracked_run
@@ -19,7 +19,7 @@ from shopflow.runlog import record_run, tracked_run
 from . import copy_load, reconcile
 from .mysql_sql import REJECTS_TABLE, stage_name
 from .plan import FULL, needs_full_verification, plan_table
-from .results import JOB, ReplicationError, TableResult, utc_now
+from .results import JOB, ReplicationError, TableResult, run_mode, schema_drift, utc_now
 from .source import SourceSnapshot, open_snapshot
 from .target import Replica
 from .transform import REJECT_REASON, accepted_rows, rejected_rows, to_mysql_types, with_reject_reason
@@ -30,13 +30,16 @@ BIG_LOAD_ROWS = 100_000
 log = logging.getLogger("shopflow.replication")
 
 
-def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, force_full: bool) -> list[TableResult]:
+def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_lacking: dict[str, list[str]],
+          force_full: bool) -> list[TableResult]:
     states, results, now = replica.states(), [], utc_now()
     oids = {table.name: source.table_oid(table) for table in TABLES}
-    if missing := source.missing_columns(TABLES, oids):
-        raise ReplicationError(f"the source schema differs from postgresdb/models.py, nothing replicated: "
-                               f"{'; '.join(missing)}. Restore the column(s) in Postgres, or change the model and "
-                               "the replica's table together.")
+    if drift := schema_drift(source.schema, source.missing_columns(TABLES, oids), settings.MYSQL_DATABASE,
+                             replica_lacking):
+        for name in replica_lacking:  # a full reload once the column is back: its values are gone from the replica
+            replica.save_state(TABLES_BY_NAME[name], oids[name], None)
+        replica.commit()
+        raise ReplicationError(drift)
     for table in TABLES:
         state, oid = states.get(table.name), oids[table.name]
         truncated = source.truncated_since(table, state.watermark if state else None)
@@ -162,11 +165,6 @@ def _timed(settings: Settings, result: TableResult, step: Callable[[], None]) ->
     result.seconds += time.monotonic() - start
 
 
-def _run_mode(results: list[TableResult]) -> str:
-    modes = {r.plan.mode for r in results}
-    return modes.pop() if len(modes) == 1 else "mixed"
-
-
 def _reconcile(settings: Settings, source: SourceSnapshot, replica: Replica, result: TableResult,
                step_done: Callable[[str, str], None]) -> None:
     _timed(settings, result, lambda: reconcile.delete_and_reconcile(source, replica, result))
@@ -231,10 +229,10 @@ def replicate(spark, settings: Settings, force_full: bool = False,
     with tracked_run(settings, JOB) as run, ExitStack() as stack:
         replica = Replica(settings, stack.enter_context(mysql_connection(settings)))
         replica.lock()  # before the snapshot: a waiting run must not hold an older snapshot than the one ahead
-        replica.ensure_tables()
+        replica_lacking = replica.ensure_tables()
         source = stack.enter_context(open_snapshot(settings))
-        results = _plan(settings, source, replica, force_full)
-        run.mode = _run_mode(results)
+        results = _plan(settings, source, replica, replica_lacking, force_full)
+        run.mode = run_mode(results)
         ahead = stack.enter_context(reconcile.ReadAhead(settings, source, results))
         _upsert_all(spark, settings, source, replica, results, ahead, step_done)
         for result in reversed([r for r in results if not r.reconciled]):

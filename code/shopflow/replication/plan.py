@@ -44,7 +44,7 @@ def plan_table(table: Table, state: TableState | None, source_oid: int, snapshot
     if force_full:
         return full("full reload requested")
     if state is None or state.watermark is None:
-        return full("no watermark (first run, or marked for reload after a failed reconcile)")
+        return full("no watermark (first run, replica table made again, or marked for reload)")
     if state.source_oid != source_oid:
         return full(f"source table was recreated (oid {state.source_oid} -> {source_oid})")
     if state.watermark > snapshot_xmax:

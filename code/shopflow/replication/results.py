@@ -19,6 +19,25 @@ class ReplicationError(RuntimeError):
     """The run must fail: a row the replica would reject, lost rows, or a reconcile mismatch."""
 
 
+def schema_drift(source_schema: str, source_lacking: dict[str, list[str]], replica_database: str,
+                 replica_lacking: dict[str, list[str]]) -> str:
+    """What a run that found tables lacking the models' columns says; empty when none does."""
+    found = [f"{where}.{table} has no column {', '.join(columns)}"
+             for where, lacking in ((source_schema, source_lacking), (replica_database, replica_lacking))
+             for table, columns in lacking.items()]
+    if not found:
+        return ""
+    return (f"the tables differ from postgresdb/models.py, nothing replicated: {'; '.join(found)}. "
+            "Add the column(s) back as the model defines them, or change the model and both tables together. A "
+            "replica table is loaded in full by the first run after its columns are back, or after it was dropped "
+            "(the run makes it again).")
+
+
+def run_mode(results: list[TableResult]) -> str:
+    modes = {r.plan.mode for r in results}
+    return modes.pop() if len(modes) == 1 else "mixed"
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 

@@ -52,10 +52,10 @@ class SourceSnapshot:
             raise RuntimeError(f"source table {self.schema}.{table.name} does not exist")
         return int(oid)
 
-    def missing_columns(self, tables: list[Table], oids: dict[str, int]) -> list[str]:
-        """'<schema>.<table> has no column <names>' for each table lacking columns that replication reads by name
-        (postgresdb/models.py, plus the change-tracking columns)."""
-        found = []
+    def missing_columns(self, tables: list[Table], oids: dict[str, int]) -> dict[str, list[str]]:
+        """Per table, the columns that replication reads by name (postgresdb/models.py, plus the change-tracking
+        columns) and the source table lacks; tables lacking none are left out."""
+        lacking = {}
         for table in tables:
             wanted = [c.name for c in table.columns] + [UPDATED_AT, CHANGE_TXID]
             missing = self._one("SELECT COALESCE(array_agg(name ORDER BY n), '{}') FROM unnest(%s::text[]) "
@@ -63,8 +63,8 @@ class SourceSnapshot:
                                 "WHERE attrelid = %s AND attname = name AND attnum > 0 AND NOT attisdropped)",
                                 (wanted, oids[table.name]))[0]
             if missing:
-                found.append(f"{self.schema}.{table.name} has no column {', '.join(missing)}")
-        return found
+                lacking[table.name] = list(missing)
+        return lacking
 
     def truncated_since(self, table: Table, since: int | None) -> bool:
         """A TRUNCATE tombstone (row_id NULL) newer than the watermark: the table must be reloaded in full."""

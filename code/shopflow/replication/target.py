@@ -6,14 +6,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-import postgresdb
-from postgresdb.models import TABLES, Table
+from postgresdb.models import Table
 from shopflow.config import Settings
 from shopflow.db import mysql_connection
 
 from . import mysql_sql as sql
 from .checksum import EMPTY, Checksum, block_cuts, checksum_from_row, mysql_checksum_sql
 from .plan import TableState, chunks, key_ranges
+from .replica_tables import ensure_tables
 
 # Write path, by measurement (README.md, "Write path"): JDBC batches into the staging table, then one
 # INSERT ... SELECT ... ON DUPLICATE KEY UPDATE. MariaDB Connector/J: the bulk protocol (1.5x the rewritten
@@ -76,30 +76,11 @@ class Replica:
         if self._one("SELECT GET_LOCK(%s, %s)", (self.lock_name, LOCK_TIMEOUT_S))[0] != 1:
             raise RuntimeError(f"another replication run holds the lock {self.lock_name!r}")
 
-    def ensure_tables(self) -> None:
-        """Target tables from postgresdb (FK order), their staging copies (no FKs), state and rejects."""
-        for table in TABLES:
-            self.cur.execute(postgresdb.mysql_table_ddl(table))
-            self.cur.execute(postgresdb.mysql_table_ddl(table, name=sql.stage_name(table)))
-        self._stats_recalc_off()
-        self.cur.execute(sql.STATE_DDL)
-        self.cur.execute(sql.REJECTS_DDL)
-        self.cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
-                         "AND table_name = %s", (sql.STATE_TABLE,))
-        present = {row[0].lower() for row in self.cur.fetchall()}
-        for column, statement in sql.STATE_MIGRATIONS.items():
-            if column not in present:
-                self.cur.execute(statement)
-
-    def _stats_recalc_off(self) -> None:
-        """Tables made before their DDL said STATS_AUTO_RECALC=0 get it (an instant ALTER); see postgresdb/ddl.py."""
-        names = [t.name for t in TABLES] + [sql.stage_name(t) for t in TABLES]
-        self.cur.execute("SELECT table_name, create_options FROM information_schema.tables "
-                         f"WHERE table_schema = DATABASE() AND table_name IN ({', '.join(['%s'] * len(names))})",
-                         tuple(names))
-        for name, options in self.cur.fetchall():
-            if "stats_auto_recalc=0" not in (options or "").lower():
-                self.cur.execute(f"ALTER TABLE `{name}` STATS_AUTO_RECALC=0")
+    def ensure_tables(self) -> dict[str, list[str]]:
+        """See `replica_tables.ensure_tables`; committed at once."""
+        lacking = ensure_tables(self.cur)
+        self.conn.commit()
+        return lacking
 
     def analyze(self, table: Table) -> None:
         """Fresh optimizer statistics after a run changed the table (InnoDB does not recompute them itself)."""

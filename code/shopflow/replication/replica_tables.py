@@ -1,0 +1,54 @@
+"""The replica's tables made to match postgresdb's models before a run: created when missing, checked when present."""
+from __future__ import annotations
+
+import postgresdb
+from postgresdb.models import TABLES
+
+from . import mysql_sql as sql
+from .transform import replicated_columns
+
+
+def _columns(cur) -> dict[str, list[str]]:
+    """Each table of the replica database with its column names, in order."""
+    cur.execute("SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() ORDER BY table_name, ordinal_position")
+    columns: dict[str, list[str]] = {}
+    for table, column in cur.fetchall():
+        columns.setdefault(table.lower(), []).append(column.lower())
+    return columns
+
+
+def _stats_recalc_off(cur) -> None:
+    """Tables made before their DDL said STATS_AUTO_RECALC=0 get it (an instant ALTER); see postgresdb/ddl.py."""
+    names = [t.name for t in TABLES] + [sql.stage_name(t) for t in TABLES]
+    cur.execute("SELECT table_name, create_options FROM information_schema.tables "
+                f"WHERE table_schema = DATABASE() AND table_name IN ({', '.join(['%s'] * len(names))})", tuple(names))
+    for name, options in cur.fetchall():
+        if "stats_auto_recalc=0" not in (options or "").lower():
+            cur.execute(f"ALTER TABLE `{name}` STATS_AUTO_RECALC=0")
+
+
+def ensure_tables(cur) -> dict[str, list[str]]:
+    """Target tables from postgresdb (FK order), their staging copies (no FKs; remade when the model changed, as
+    they hold nothing between runs), state and rejects. A target table made here loses its stored state, so it is
+    loaded in full. Returns, per target table lacking columns of the model, those columns (someone changed the
+    replica, or the model changed without it)."""
+    existing, lacking = _columns(cur), {}
+    for table in TABLES:
+        wanted, stage = [c.name for c in replicated_columns(table)], sql.stage_name(table)
+        if stage in existing and existing[stage] != wanted:
+            cur.execute(f"DROP TABLE `{stage}`")
+        if missing := [c for c in wanted if table.name in existing and c not in existing[table.name]]:
+            lacking[table.name] = missing
+        cur.execute(postgresdb.mysql_table_ddl(table))
+        cur.execute(postgresdb.mysql_table_ddl(table, name=stage))
+    _stats_recalc_off(cur)
+    cur.execute(sql.STATE_DDL)
+    cur.execute(sql.REJECTS_DDL)
+    for column, statement in sql.STATE_MIGRATIONS.items():
+        if sql.STATE_TABLE in existing and column not in existing[sql.STATE_TABLE]:
+            cur.execute(statement)
+    made = [t.name for t in TABLES if t.name not in existing]
+    if made and sql.STATE_TABLE in existing:
+        cur.execute(f"DELETE FROM {sql.STATE_TABLE} WHERE table_name IN ({', '.join(['%s'] * len(made))})", made)
+    return lacking

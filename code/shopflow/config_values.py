@@ -62,6 +62,23 @@ def text(key: str, raw: str) -> str:
     return raw.strip()
 
 
+def schedule(key: str, raw: str) -> str:
+    """A DAG schedule as Airflow takes it: a cron expression or a preset (@hourly, @daily, @once, ...)."""
+    value = text(key, raw)
+    if value in ("@once", "@continuous"):
+        return value
+    try:
+        from croniter import croniter  # Airflow's own dependency
+    except ImportError:  # an image without Airflow: its DAGs are not parsed here
+        return value
+    try:
+        croniter(value)
+    except ValueError as error:
+        raise SettingsError(f"{key}={raw!r}: expected a cron expression like '*/15 * * * *' or a preset like "
+                            f"@hourly ({error})") from None
+    return value
+
+
 def identifier(key: str, raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", raw):
         raise SettingsError(f"{key}={raw!r}: expected a plain SQL identifier (letters, digits, _)")

@@ -55,6 +55,8 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("REPLICATION_VERIFY_ALL_HOURS", "-1", "REPLICATION_VERIFY_ALL_HOURS='-1': must not be negative"),
     ("REPLICATION_VERIFY_ALL_HOURS", "daily", "REPLICATION_VERIFY_ALL_HOURS='daily': expected a number"),
     ("REPLICATION_SOURCE_PARALLEL_WORKERS", "-1", "REPLICATION_SOURCE_PARALLEL_WORKERS='-1': must not be negative"),
+    ("REPLICATION_SCHEDULE", "every 15 min", "REPLICATION_SCHEDULE='every 15 min': expected a cron expression"),
+    ("STREAMING_SCHEDULE", "61 * * * *", "STREAMING_SCHEDULE='61 * * * *': expected a cron expression"),
     ("SPARK_JAVA_OPTIONS", "-XX:+UseSerialGC Xmx2g", "SPARK_JAVA_OPTIONS='-XX:+UseSerialGC Xmx2g': expected JVM "
                                                      "options starting with '-', got 'Xmx2g'"),
 ])
@@ -64,6 +66,11 @@ def test_bad_value_fails_with_one_line_naming_the_key(key, value, fragment):
     message = str(error.value)
     assert fragment in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("value", ["*/5 * * * *", "0 3 * * 1-5", "@hourly", "@once", "@continuous"])
+def test_schedules_take_what_airflow_takes(value):
+    assert load_settings(env={"STREAMING_SCHEDULE": value}, env_file=None).STREAMING_SCHEDULE == value
 
 
 def test_an_executor_must_fit_in_a_workers_memory():

@@ -3,6 +3,7 @@ readers never see a missing or half mart, a failing gate publishes nothing."""
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -11,6 +12,7 @@ from test_marts_replica import SEED, execute, insert, scratch_replica
 from shopflow import db
 from shopflow.marts import all_marts
 from shopflow.marts.build import JOB, build_marts
+from shopflow.marts.store import PUBLISH_ATTEMPT_S, MartStore, PublishBlocked, staging_name
 from shopflow.marts.verify import differences, replica_changed_since_build
 from shopflow.quality import QualityGateError
 
@@ -172,3 +174,47 @@ def test_a_failing_gate_fails_the_run_and_keeps_the_published_marts(spark, repli
     [(status, detail)] = execute(replica, "SELECT status, detail FROM pipeline_runs WHERE job = %s AND table_name "
                                           "IS NULL ORDER BY run_id DESC LIMIT 1", params=(JOB,))
     assert status == "failed" and "QualityGateError" in detail
+
+
+def test_a_session_holding_a_mart_open_fails_the_publish_by_name_without_stalling_readers(replica, published):
+    """An idle transaction that read a mart (a SQL client with autocommit off) blocks the publishing RENAME; the
+    rename waits a few seconds at a time, so other readers get through meanwhile, and then fails naming that
+    session. The published marts stay as they were."""
+    before, marts = mart_rows(replica), all_marts()
+    latencies, done = [], threading.Event()
+
+    def read_while_publishing():
+        with db.mysql_connection(replica, autocommit=True) as conn:
+            cursor = conn.cursor()
+            while not done.is_set():
+                start = time.monotonic()
+                cursor.execute("SELECT COUNT(*) FROM mart_product_rating")
+                cursor.fetchall()
+                latencies.append(time.monotonic() - start)
+                time.sleep(0.2)
+
+    with db.mysql_connection(replica) as holder, db.mysql_connection(replica, autocommit=True) as conn:
+        held = holder.cursor()
+        held.execute("SELECT CONNECTION_ID()")
+        [(holder_id,)] = held.fetchall()
+        held.execute("SELECT COUNT(*) FROM mart_product_rating")  # opens the transaction, which holds the mart
+        held.fetchall()
+        store = MartStore(replica, conn.cursor())
+        for mart in marts:
+            store.create_staging(mart)
+        reader = threading.Thread(target=read_while_publishing)
+        reader.start()
+        start = time.monotonic()
+        try:
+            with pytest.raises(PublishBlocked, match=rf"waited 8 s for other sessions to close them: (.*; )?"
+                                                     rf"session {holder_id} \({replica.MYSQL_USER}@127\.0\.0\.1:\d+, in a "
+                                                     r"transaction since .*, now Sleep\)"):
+                store.publish(marts, wait_s=8)
+        finally:
+            done.set()
+            reader.join()
+        assert 8 <= time.monotonic() - start < 8 + PUBLISH_ATTEMPT_S + 2
+        holder.rollback()
+        conn.cursor().execute(f"DROP TABLE {', '.join(f'`{staging_name(m)}`' for m in marts)}")
+    assert len(latencies) >= 5 and max(latencies) < PUBLISH_ATTEMPT_S + 1, latencies
+    assert mart_rows(replica) == before and tables(replica) == MART_NAMES

@@ -6,7 +6,10 @@ half-written table, and a run that fails before the rename leaves the published 
 """
 from __future__ import annotations
 
+import time
 from typing import Iterable
+
+import mysql.connector
 
 from shopflow.config import Settings
 from shopflow.replication.target import WRITE_URL_OPTIONS, mysql_driver_class
@@ -18,9 +21,18 @@ WRITE_BATCH_SIZE = 5_000
 MAX_WRITERS = 3
 BUILD_LOCK = "shopflow.marts.{database}"
 BUILD_LOCK_TIMEOUT_S = 60
-# A reader holding a mart open delays the rename; past this the publish fails instead of queueing every new reader
-# behind it for MySQL's default of a year.
+# A session holding a mart open in a transaction (a SQL client with autocommit off, idle) delays the rename, and
+# every new reader of that mart queues behind a waiting rename (the server's lock_wait_timeout: a day in MariaDB,
+# a year in MySQL). So the rename waits PUBLISH_ATTEMPT_S at a time, letting readers through in between, and
+# PUBLISH_LOCK_WAIT_S in all.
 PUBLISH_LOCK_WAIT_S = 120
+PUBLISH_ATTEMPT_S = 2
+PUBLISH_PAUSE_S = 1
+ER_LOCK_WAIT_TIMEOUT = 1205
+
+
+class PublishBlocked(RuntimeError):
+    """The marts could not be published: other sessions kept them open; the published marts stay as they were."""
 
 
 def staging_name(mart: Mart) -> str:
@@ -77,7 +89,29 @@ class MartStore:
                          f"AND table_name IN ({', '.join(['%s'] * len(names))})", tuple(names))
         return {row[0] for row in self.cur.fetchall()}
 
-    def publish(self, marts: tuple[Mart, ...]) -> None:
-        self.cur.execute(f"SET SESSION lock_wait_timeout = {PUBLISH_LOCK_WAIT_S}")
-        self.cur.execute(publish_sql(marts, self.published(marts)))
+    def publish(self, marts: tuple[Mart, ...], wait_s: float = PUBLISH_LOCK_WAIT_S) -> None:
+        self.cur.execute(f"SET SESSION lock_wait_timeout = {PUBLISH_ATTEMPT_S}")
+        statement, deadline = publish_sql(marts, self.published(marts)), time.monotonic() + wait_s
+        while True:
+            try:
+                self.cur.execute(statement)
+                break
+            except mysql.connector.Error as error:
+                if error.errno != ER_LOCK_WAIT_TIMEOUT:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise PublishBlocked(f"publishing the marts waited {wait_s:.0f} s for other sessions to close "
+                                         f"them: {self._open_transactions()}. Commit or roll back there (a SQL "
+                                         "client with autocommit off keeps every table it read open until then); "
+                                         "the published marts stay as they were.") from None
+                time.sleep(PUBLISH_PAUSE_S)
         self.cur.execute(f"DROP TABLE IF EXISTS {', '.join(f'`{old_name(m)}`' for m in marts)}")
+
+    def _open_transactions(self) -> str:
+        """The other sessions in a transaction, as far as this account may see them (PROCESS privilege)."""
+        self.cur.execute("SELECT p.id, p.user, p.host, t.trx_started, p.command FROM information_schema.innodb_trx t "
+                         "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
+                         "WHERE p.id <> CONNECTION_ID() ORDER BY t.trx_started LIMIT 5")
+        found = [f"session {sid} ({user}@{host}, in a transaction since {started:%Y-%m-%d %H:%M:%S}, now {command})"
+                 for sid, user, host, started, command in self.cur.fetchall()]
+        return "; ".join(found) or "none this account can see (SHOW PROCESSLIST as an administrator shows them)"

@@ -102,6 +102,7 @@ def mariadb_root(settings: Settings, statements: str) -> str:
 
 def bootstrap_mariadb(settings: Settings) -> None:
     # Tests build scratch databases named test_*, so the app user may create those too.
+    # PROCESS: a marts build blocked by other sessions' open transactions names them (marts/store.py).
     # The reader account (dashboard, SQL clients) may only SELECT.
     # Identifiers are validated by Settings as plain identifiers; the password goes in as an escaped literal.
     user, db, reader = settings.MYSQL_USER, settings.MYSQL_DATABASE, settings.MARTS_READER_USER
@@ -112,6 +113,7 @@ CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY {password};
 ALTER USER '{user}'@'%' IDENTIFIED BY {password};
 GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%';
 GRANT ALL PRIVILEGES ON `test\\_%`.* TO '{user}'@'%';
+GRANT PROCESS ON *.* TO '{user}'@'%';
 CREATE USER IF NOT EXISTS '{reader}'@'%' IDENTIFIED BY {reader_password};
 ALTER USER '{reader}'@'%' IDENTIFIED BY {reader_password};
 GRANT SELECT ON `{db}`.* TO '{reader}'@'%';

@@ -1,8 +1,10 @@
 #!/bin/bash
-# First start of the mysql container: the read-only account for the dashboard and SQL clients (SELECT only).
+# First start of the mysql container: the read-only account for the dashboard and SQL clients (SELECT only), and
+# PROCESS for the app account (a marts build blocked by other sessions' open transactions names them).
 set -euo pipefail
 escape() { printf "%s" "$1" | sed "s/\\\\/\\\\\\\\/g; s/'/''/g"; }
 mysql --protocol=socket -uroot -p"${MYSQL_ROOT_PASSWORD}" <<SQL
 CREATE USER IF NOT EXISTS '${MARTS_READER_USER}'@'%' IDENTIFIED BY '$(escape "${MARTS_READER_PASSWORD}")';
 GRANT SELECT ON \`${MYSQL_DATABASE}\`.* TO '${MARTS_READER_USER}'@'%';
+GRANT PROCESS ON *.* TO '${MYSQL_USER}'@'%';
 SQL

@@ -3,14 +3,17 @@ hand-checked seed (test_dashboard_support), then the same database without table
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
 from mysql.connector import Error as MySQLError
-from test_dashboard_support import NOW, OVERVIEW, QUALITY, RUNS, SEED, scratch_db
+from test_dashboard_support import NOW, OVERVIEW, QUALITY, RUN_COLUMNS, RUNS, SEED, ago, insert, scratch_db
+from test_marts_replica import execute
 
 from shopflow.dashboard import queries as q
+from shopflow.runlog import PIPELINE_RUNS_DDL
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +82,23 @@ def test_last_runs_per_job(seeded):
     assert frame["rows_written"].fillna(-1).tolist() == [19, -1, 48]  # the failed run wrote nothing (NULL)
     replication = frame.set_index("job").loc["replicate_postgres_to_mysql"]
     assert replication["last_ok"] == RUNS[0][4]  # finished_at of the last ok run, to the microsecond
+
+
+def test_last_runs_stays_quick_on_a_long_run_history(mysql):
+    """Not a speed claim: a guard against the window MAX that MariaDB recomputes per row (24 s at 20,000 rows).
+    Two weeks of runs at the default schedules are about 22,000 rows; the query must not grow with their square."""
+    with scratch_db(mysql, "history", marts="none", runs=False) as settings:
+        execute(settings, PIPELINE_RUNS_DDL)
+        rows = [(job, table, "ok", ago(i), ago(i - 0.1), 6.0, 1, 1, 0)
+                for i in range(1, 7_001) for job, table in ((q.REPLICATION_JOB, None), (q.REPLICATION_JOB, "users"),
+                                                            (q.STREAMING_JOB, "users"))]
+        insert(settings, "pipeline_runs", RUN_COLUMNS, rows)
+        start = time.monotonic()
+        frame = q.last_runs(settings).frame
+        seconds = time.monotonic() - start
+    assert list(frame["job"]) == [q.REPLICATION_JOB, q.STREAMING_JOB]
+    assert list(frame["started_at"]) == [ago(1), ago(1)]
+    assert seconds < 2, f"last_runs took {seconds:.1f} s over {len(rows)} rows"
 
 
 def test_run_history_holds_whole_runs_and_stream_batches_only(seeded):

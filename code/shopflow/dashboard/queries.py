@@ -133,21 +133,29 @@ def average_check(settings: Settings) -> Result:
 
 # --- pipeline health ---------------------------------------------------------------------------------------------
 # A job writes one whole-run row (table_name NULL) plus detail rows per table; the streaming job writes only
-# per-batch rows. A job's "runs" are its whole-run rows, or all its rows when it has none.
+# per-batch rows. A job's "runs" are its whole-run rows, or all its rows when it has none (`whole` below).
 _RUN_ROWS = """(SELECT * FROM pipeline_runs r
                 WHERE r.table_name IS NULL OR r.job NOT IN
                       (SELECT job FROM pipeline_runs WHERE table_name IS NULL))"""
 
 
 def last_runs(settings: Settings) -> Result:
-    """Per job its latest run and when it last succeeded."""
-    return fetch(settings, f"""
-        SELECT job, status, started_at, finished_at, seconds, last_ok, rows_read, rows_written, rows_rejected,
-               detail
-        FROM (SELECT runs.*, ROW_NUMBER() OVER (PARTITION BY job ORDER BY started_at DESC, run_id DESC) AS n,
-                     MAX(CASE WHEN status = 'ok' THEN finished_at END) OVER (PARTITION BY job) AS last_ok
-              FROM {_RUN_ROWS} runs) ranked
-        WHERE n = 1 ORDER BY job""")
+    """Per job its latest run and when its latest successful run finished. Each is one backward walk of the
+    (job, started_at) index, so the page stays fast as the table grows (a window MAX over each job's rows took
+    MariaDB 24 s at 20,000 rows: it recomputes the whole frame per row)."""
+    return fetch(settings, """
+        SELECT r.job, r.status, r.started_at, r.finished_at, r.seconds,
+               (SELECT o.finished_at FROM pipeline_runs o
+                WHERE o.job = j.job AND o.status = 'ok' AND (o.table_name IS NULL OR NOT j.whole)
+                ORDER BY o.started_at DESC, o.run_id DESC LIMIT 1) AS last_ok,
+               r.rows_read, r.rows_written, r.rows_rejected, r.detail
+        FROM (SELECT d.job, EXISTS (SELECT 1 FROM pipeline_runs w WHERE w.job = d.job AND w.table_name IS NULL)
+                     AS whole
+              FROM (SELECT DISTINCT job FROM pipeline_runs) d) j
+        JOIN pipeline_runs r ON r.run_id = (
+                SELECT l.run_id FROM pipeline_runs l WHERE l.job = j.job AND (l.table_name IS NULL OR NOT j.whole)
+                ORDER BY l.started_at DESC, l.run_id DESC LIMIT 1)
+        ORDER BY r.job""")
 
 
 def run_history(settings: Settings, limit: int = 500) -> Result:

@@ -1,6 +1,7 @@
 """Connections to the two databases and schema application (the only DB plumbing shared by all modules)."""
 from __future__ import annotations
 
+import re
 import socket
 from contextlib import contextmanager
 
@@ -21,10 +22,29 @@ def _transaction(conn, autocommit: bool):
             conn.commit()
     except BaseException:
         if not autocommit:
-            conn.rollback()
+            try:
+                conn.rollback()
+            except Exception:  # the connection is gone (the error being raised says why): so is its transaction
+                pass
         raise
     finally:
         conn.close()
+
+
+# psycopg2's words for a Postgres that is down, restarting or gone away
+_POSTGRES_GONE = re.compile(r"server closed the connection|connection to server .*failed|could not connect to server|"
+                            r"terminating connection|the database system is (?:shutting down|starting up|in recovery)|"
+                            r"connection already closed|SSL SYSCALL error|no connection to the server")
+
+
+def postgres_gone(text: str) -> str | None:
+    """The line of `text` (an error's, or a traceback Spark relayed) saying Postgres is down or went away, without
+    its exception name; None when the error is another one."""
+    found = _POSTGRES_GONE.search(text)
+    if found is None:
+        return None
+    start, end = text.rfind("\n", 0, found.start()) + 1, text.find("\n", found.end())
+    return re.sub(r"^\s*psycopg2\.[\w.]+: ", "", text[start:end if end >= 0 else len(text)]).strip()
 
 
 def pg_connection(settings: Settings, autocommit: bool = False):

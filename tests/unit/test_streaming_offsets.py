@@ -189,3 +189,60 @@ def test_the_stream_job_stops_before_spark_when_the_broker_is_down(argv, monkeyp
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [f"cannot reach Kafka at {address}: KafkaTimeoutError: Unable to bootstrap from {address}; "
                       "is it running? `make status` shows it, `make up` starts it"]
+
+
+def _refused_port_error() -> str:
+    """A real psycopg2 error: Postgres is not listening."""
+    import psycopg2
+    with pytest.raises(psycopg2.OperationalError) as refused:
+        psycopg2.connect(host="127.0.0.1", port=_closed_port(), dbname="x", user="x", connect_timeout=5)
+    return str(refused.value)
+
+
+def test_postgres_gone_names_the_line_and_ignores_other_errors():
+    from shopflow.db import postgres_gone
+
+    refused = _refused_port_error()
+    assert postgres_gone(refused).startswith('connection to server at "127.0.0.1", port ') and "\n" not in \
+        postgres_gone(refused)
+    relayed = ("Traceback (most recent call last):\n  File \"/x/sink.py\", line 124, in __call__\n"
+               "psycopg2.OperationalError: server closed the connection unexpectedly\n\tThis probably means the "
+               "server terminated abnormally\n")
+    assert postgres_gone(relayed) == "server closed the connection unexpectedly"
+    assert postgres_gone("psycopg2.errors.DeadlockDetected: deadlock detected\nDETAIL: ...") is None
+    assert postgres_gone("psycopg2.errors.UniqueViolation: duplicate key value") is None
+
+
+def test_a_query_failed_by_postgres_going_away_becomes_one_line():
+    from shopflow.config import load_settings
+    from shopflow.jobs import stream_users
+
+    settings = load_settings(env={}, env_file=None)
+    relayed = ("[FOREACH_BATCH_USER_FUNCTION_ERROR] ... Traceback (most recent call last):\n"
+               f"  File \"/x/db.py\", line 51, in pg_connection\npsycopg2.OperationalError: {_refused_port_error()}\n")
+    gone = stream_users._gone(relayed, settings)
+    assert isinstance(gone, stream_users.PostgresGone)
+    assert str(gone).startswith(f"lost Postgres at 127.0.0.1:{settings.POSTGRES_PORT} under the running query "
+                                '(connection to server at "127.0.0.1", port ')
+    assert str(gone).endswith("Connection refused); the batch in flight was not committed, the next run applies it")
+    assert stream_users._gone("[FOREACH_BATCH_USER_FUNCTION_ERROR] ... ValueError: a bug", settings) is None
+
+
+@pytest.mark.parametrize("argv", [["--continuous"], ["--reset"]], ids=["continuous", "reset"])
+def test_the_stream_job_stops_before_spark_when_postgres_is_down(argv, monkeypatch, caplog):
+    from shopflow.config import get_settings
+    from shopflow.jobs import stream_users
+
+    port = _closed_port()
+    monkeypatch.setenv("POSTGRES_PORT", str(port))
+    monkeypatch.setattr(stream_users.query, "topic_partitions", lambda settings: [0])  # no broker in unit tests
+    monkeypatch.setattr(stream_users, "build_session", lambda *a, **k: pytest.fail("Spark started"))
+    get_settings.cache_clear()
+    try:
+        assert stream_users.main(argv) == 2
+    finally:
+        get_settings.cache_clear()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith(f"cannot reach Postgres at 127.0.0.1:{port} (connection to "
+                                                     f'server at "127.0.0.1", port {port} failed: Connection refused')
+    assert errors[0].endswith("); is it running? `make status` shows it, `make up` starts it")

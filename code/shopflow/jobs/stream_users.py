@@ -9,7 +9,8 @@ STREAMING_TRIGGER_SECONDS, STREAMING_MAX_EVENTS_PER_BATCH, KAFKA_*, POSTGRES_*. 
 spark-submit), the job uses SPARK_MASTER_URL, or --master (e.g. local[2]). One query per checkpoint runs at a time
 (`streaming/checkpoint_lock.py`): beside a running one, a drain does nothing and exits 0, a continuous run waits for a
 drain to end and refuses to start beside another continuous one, and --reset refuses. A broker that does not answer
-ends the run with one error line and exit code 2, before Spark starts.
+ends the run with one error line and exit code 2, before Spark starts; so does a broker or Postgres that goes away
+under a running query, or a Postgres that does not answer at the start.
 """
 from __future__ import annotations
 
@@ -22,14 +23,20 @@ import signal
 import sys
 import threading
 
+import psycopg2
 from pyspark.errors import StreamingQueryException
 
 from shopflow.config import get_settings
+from shopflow.db import postgres_gone
 from shopflow.jobs.session import build_session
 from shopflow.streaming import checkpoint_lock, query
 from shopflow.streaming import kafka_offsets as ko
 
 log = logging.getLogger("shopflow.streaming")
+
+
+class PostgresGone(RuntimeError):
+    """Postgres went away under a running query."""
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -90,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     except ko.BrokerUnreachable as unreachable:
         log.error("%s; is it running? `make status` shows it, `make up` starts it", unreachable)
         return 2
+    except PostgresGone as gone:
+        log.error("%s; is it running? `make status` shows it, `make up` starts it", gone)
+        return 2
+    except psycopg2.OperationalError as error:  # before Spark starts: the checkpoint lock's connection
+        if (line := postgres_gone(str(error))) is None:
+            raise
+        log.error("cannot reach Postgres at %s:%s (%s); is it running? `make status` shows it, `make up` starts it",
+                  settings.POSTGRES_HOST, settings.POSTGRES_PORT, line)
+        return 2
     except query.SourceUnavailable as unavailable:
         log.error("%s", unavailable)
         return 2
@@ -99,6 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     if stop.is_set():
         log.info("stopped")
     return 0
+
+
+def _gone(failed: str, settings) -> Exception | None:
+    """The one-line error for a query that failed because the broker or Postgres went away under it (PySpark relays
+    the batch's Python traceback in `failed`); None for any other failure."""
+    if unreachable := re.search(r"BrokerUnreachable: (cannot reach Kafka at [^\n]*)", failed):
+        return ko.BrokerUnreachable(unreachable.group(1))
+    if line := postgres_gone(failed):
+        return PostgresGone(f"lost Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT} under the running "
+                            f"query ({line}); the batch in flight was not committed, the next run applies it")
+    return None
 
 
 def _run(args: argparse.Namespace, settings, mode: str, stop: threading.Event) -> None:
@@ -111,11 +138,10 @@ def _run(args: argparse.Namespace, settings, mode: str, stop: threading.Event) -
     _stop_on_signals(stop)  # again: creating the SparkContext replaced the SIGINT handler with PySpark's own
     try:
         query.run(spark, settings, mode, stop.is_set)
-    except StreamingQueryException as failed:  # the broker went away under a running query: one line, not a page
-        unreachable = re.search(r"BrokerUnreachable: (cannot reach Kafka at [^\n]*)", str(failed))
-        if unreachable is None:
+    except StreamingQueryException as failed:
+        if (gone := _gone(str(failed), settings)) is None:
             raise
-        raise ko.BrokerUnreachable(unreachable.group(1)) from None
+        raise gone from None
     finally:
         spark.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import uuid
 
@@ -59,9 +60,11 @@ def test_continuous_mode_follows_the_topic_until_terminated(stream_case, tmp_pat
     assert "stopped" in log and "Traceback" not in log, log[-3000:]
 
 
-def test_a_broker_that_goes_away_ends_the_query_with_one_clear_line(postgres, tmp_path):
+@pytest.mark.parametrize("restarted", [False, True], ids=["stopped", "restarted empty"])
+def test_a_broker_that_goes_away_ends_the_query_with_one_clear_line(postgres, tmp_path, restarted):
     """The broker stops under a running `make stream`: the job ends with exit code 2 and one line naming the broker,
-    not PySpark's traceback of the failed query."""
+    not PySpark's traceback of the failed query. Started again at once, empty (memory storage): the one line says
+    the topic went below the committed positions and how to start over."""
     port = free_port()
     broker = start_private_broker(port)
     tag = uuid.uuid4().hex[:8]
@@ -77,6 +80,10 @@ def test_a_broker_that_goes_away_ends_the_query_with_one_clear_line(postgres, tm
         job = start_job(settings, tmp_path / "job.log", args=("--continuous", "--trigger-seconds", "1"))
         wait_for(lambda: _applied(settings) == 60, 300, "the events", job)
         broker.kill()
+        if restarted:
+            broker.wait()
+            broker = start_private_broker(port)
+            ensure_topic(settings)
         assert job.wait(timeout=120) == 2, (tmp_path / "job.log").read_text()[-3000:]
     finally:
         broker.kill()
@@ -86,7 +93,12 @@ def test_a_broker_that_goes_away_ends_the_query_with_one_clear_line(postgres, tm
             cur.execute(f"DROP SCHEMA IF EXISTS {settings.POSTGRES_SCHEMA} CASCADE")
     log = (tmp_path / "job.log").read_text()
     last = [line.split(" ", 2)[2] for line in log.splitlines()[-3:] if " ERROR " in line]  # py4j's goodbye comes after
-    assert last == [f"ERROR shopflow.streaming: cannot reach Kafka at 127.0.0.1:{port}: KafkaTimeoutError: Unable to "
-                    f"bootstrap from 127.0.0.1:{port}; is it running? `make status` shows it, `make up` starts it"], \
-        log[-3000:]
+    if restarted:
+        assert len(last) == 1 and re.fullmatch(
+            r"ERROR shopflow.streaming: users-gone-\d: the broker's end offset 0 is below the committed position \d+; "
+            r"the topic was recreated or the broker lost its data\. Reset the stream state .*", last[0]), log[-3000:]
+    else:
+        assert last == [f"ERROR shopflow.streaming: cannot reach Kafka at 127.0.0.1:{port}: KafkaTimeoutError: Unable "
+                        f"to bootstrap from 127.0.0.1:{port}; is it running? `make status` shows it, `make up` starts "
+                        "it"], log[-3000:]
     assert 'File "<frozen runpy>"' not in log  # no Python traceback of the job itself

@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     except ko.BrokerUnreachable as unreachable:
         log.error("%s; is it running? `make status` shows it, `make up` starts it", unreachable)
         return 2
+    except ko.KafkaOffsetError as lost:
+        log.error("%s", lost)
+        return 2
     except PostgresGone as gone:
         log.error("%s; is it running? `make status` shows it, `make up` starts it", gone)
         return 2
@@ -118,10 +121,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _gone(failed: str, settings) -> Exception | None:
-    """The one-line error for a query that failed because the broker or Postgres went away under it (PySpark relays
-    the batch's Python traceback in `failed`); None for any other failure."""
+    """The one-line error for a query that failed because the broker or Postgres went away under it, or the topic's
+    offsets went back (PySpark relays the Python traceback in `failed`); None for any other failure."""
     if unreachable := re.search(r"BrokerUnreachable: (cannot reach Kafka at [^\n]*)", failed):
         return ko.BrokerUnreachable(unreachable.group(1))
+    if lost := re.search(r"KafkaOffsetError: ([^\n]*)", failed):  # e.g. the topic went back below our positions
+        return ko.KafkaOffsetError(lost.group(1))
     if line := postgres_gone(failed):
         return PostgresGone(f"lost Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT} under the running "
                             f"query ({line}); the batch in flight was not committed, the next run applies it")

@@ -27,6 +27,18 @@ PIPELINE_RUNS_DDL = """CREATE TABLE IF NOT EXISTS pipeline_runs (
     KEY ix_pipeline_runs_job_started (job, started_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
 
+DETAIL_CHARS = 2_000
+
+
+def clip(text: str, limit: int = DETAIL_CHARS) -> str:
+    """`text` cut to `limit` characters keeping its start and its end: an error relayed from a Spark worker is a
+    traceback whose last lines say what went wrong."""
+    if len(text) <= limit:
+        return text
+    head = limit // 4
+    return f"{text[:head]} … {text[-(limit - head - 3):]}"
+
+
 _COLUMNS = ("job", "table_name", "mode", "started_at", "finished_at", "seconds", "rows_read", "rows_written",
             "rows_deleted", "rows_rejected", "checksum", "status", "detail")
 
@@ -53,7 +65,8 @@ def record_run(settings: Settings, record: RunRecord) -> None:
         cur = conn.cursor()
         cur.execute(PIPELINE_RUNS_DDL)
         cur.execute(f"INSERT INTO pipeline_runs ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})",
-                    tuple(getattr(record, c) for c in _COLUMNS))
+                    tuple(clip(record.detail) if c == "detail" and record.detail else getattr(record, c)
+                          for c in _COLUMNS))
         cur.close()
 
 
@@ -65,7 +78,7 @@ def tracked_run(settings: Settings, job: str, **fields):
         yield record
         record.status = "ok" if record.status == "running" else record.status
     except BaseException as error:
-        record.status, record.detail = "failed", f"{type(error).__name__}: {error}"[:2000]
+        record.status, record.detail = "failed", f"{type(error).__name__}: {error}"
         raise
     finally:
         record.finished_at = datetime.now(timezone.utc).replace(tzinfo=None)

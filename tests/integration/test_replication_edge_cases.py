@@ -9,6 +9,8 @@ from replication_support import (LONG_REVIEW, assert_replica_equals_source, pg, 
 from postgresdb.models import TABLES_BY_NAME
 from shopflow import db
 from shopflow.replication import ReplicationError, pipeline, replicate
+from shopflow.replication.target import Replica
+from shopflow.stack.bootstrap import mariadb_root
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +187,18 @@ def test_self_referencing_categories_in_any_key_order(spark, scratch):
     pg(scratch, "DELETE FROM {s}.product_categories WHERE category_id IN (7, 40)")
     assert written(replicate(spark, scratch, force_full=True)) == {"product_categories": (0, 0, 2)}
     assert_replica_equals_source(scratch)
+
+
+def test_the_copy_path_says_when_the_server_refuses_local_infile(scratch):
+    """MySQL 8 ships with local_infile off: the run says what to change before any work, not a traceback from a
+    Spark task. The setting is server-wide, so it is off only for this one check."""
+    with db.mysql_connection(scratch, autocommit=True) as conn:
+        replica = Replica(scratch, conn)
+        replica.check_local_infile()
+        try:
+            mariadb_root(scratch, "SET GLOBAL local_infile = 0;")
+            with pytest.raises(ReplicationError, match=r"has local_infile off, which REPLICATION_WRITE_PATH=copy "
+                                                       r"needs .* or set REPLICATION_WRITE_PATH=jdbc \(slower\)"):
+                replica.check_local_infile()
+        finally:
+            mariadb_root(scratch, "SET GLOBAL local_infile = 1;")

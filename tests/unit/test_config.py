@@ -68,7 +68,8 @@ def test_bad_value_fails_with_one_line_naming_the_key(key, value, fragment):
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("value", ["*/5 * * * *", "0 3 * * 1-5", "@hourly", "@once", "@continuous"])
+@pytest.mark.parametrize("value", ["*/5 * * * *", "0 3 * * 1-5", "@hourly", "@daily", "@weekly",
+                                   "@monthly", "@quarterly", "@yearly", "@once", "@continuous"])
 def test_schedules_take_what_airflow_takes(value):
     assert load_settings(env={"STREAMING_SCHEDULE": value}, env_file=None).STREAMING_SCHEDULE == value
 
@@ -148,3 +149,14 @@ def test_the_streaming_job_has_its_own_jvm_options(tmp_path):
     assert settings.java_options_for(streaming=True) == "-Duser.timezone=UTC -Xss4m"
     with pytest.raises(SettingsError, match="SPARK_STREAMING_JAVA_OPTIONS"):
         load_settings(env={"SPARK_STREAMING_JAVA_OPTIONS": "Xss4m"}, env_file=None)
+
+
+def test_run_details_keep_their_start_and_their_end():
+    from shopflow.runlog import clip
+
+    assert clip("short") == "short"
+    relayed = "PythonException: An exception was thrown from the Python worker:\n" + "  File x\n" * 500 + \
+        "mysql.connector.errors.DatabaseError: 4166 (HY000): local infile disabled"
+    clipped = clip(relayed)
+    assert len(clipped) == 2000 and clipped.startswith("PythonException: An exception was thrown")
+    assert clipped.endswith("4166 (HY000): local infile disabled")

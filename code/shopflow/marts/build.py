@@ -54,7 +54,7 @@ class MartResult:
                   + "".join(f"; {c}" for c in self.failures))
         return RunRecord(job=JOB, table_name=self.mart.name, mode="rebuild", started_at=self.started_at,
                          finished_at=_now(), seconds=round(self.seconds, 3), rows_written=self.rows,
-                         status=status, detail=detail[:2000])
+                         status=status, detail=detail)
 
 
 def staged_rows(rows: int) -> Check:

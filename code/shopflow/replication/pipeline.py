@@ -229,6 +229,8 @@ def replicate(spark, settings: Settings, force_full: bool = False,
     with tracked_run(settings, JOB) as run, ExitStack() as stack:
         replica = Replica(settings, stack.enter_context(mysql_connection(settings)))
         replica.lock()  # before the snapshot: a waiting run must not hold an older snapshot than the one ahead
+        if settings.REPLICATION_WRITE_PATH == "copy":
+            replica.check_local_infile()
         replica_lacking = replica.ensure_tables()
         source = stack.enter_context(open_snapshot(settings))
         results = _plan(settings, source, replica, replica_lacking, force_full)

@@ -88,4 +88,4 @@ class TableResult:
                          finished_at=utc_now(), seconds=round(self.seconds, 3), rows_read=self.rows_read,
                          rows_written=self.rows_written, rows_deleted=self.deleted, rows_rejected=self.rejected,
                          checksum=str(self.checksum) if self.checksum else None, status=status,
-                         detail=(detail or self.summary())[:2000])
+                         detail=detail or self.summary())

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from shopflow.config import Settings
 from shopflow.db import pg_connection
-from shopflow.runlog import RunRecord, record_run
+from shopflow.runlog import RunRecord, clip, record_run
 from shopflow.streaming import events as ev
 from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming import ledger
@@ -124,7 +124,7 @@ class UsersSink:
             with pg_connection(self.settings) as conn, conn.cursor() as cur:
                 result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id)
         except BaseException as error:
-            record.status, record.detail = "failed", self._detail(batch_id, error=str(error)[:1500])
+            record.status, record.detail = "failed", self._detail(batch_id, error=clip(str(error), 1_500))
             raise
         else:
             self._describe(record, result)

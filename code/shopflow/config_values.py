@@ -65,7 +65,7 @@ def text(key: str, raw: str) -> str:
 def schedule(key: str, raw: str) -> str:
     """A DAG schedule as Airflow takes it: a cron expression or a preset (@hourly, @daily, @once, ...)."""
     value = text(key, raw)
-    if value in ("@once", "@continuous"):
+    if value in ("@once", "@continuous", "@quarterly"):  # Airflow's own presets, which croniter does not know
         return value
     try:
         from croniter import croniter  # Airflow's own dependency

@@ -65,3 +65,47 @@ def test_other_checkpoints_are_independent(case, tmp_path):
     other = dataclasses.replace(case, STREAMING_CHECKPOINT_DIR=str(tmp_path / "other-checkpoint"))
     with cl.holding(case, cl.CONTINUOUS) as mine, cl.holding(other, cl.CONTINUOUS) as theirs:
         assert mine and theirs
+
+
+def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_holds_it(case, tmp_path, capsys):
+    """`make up` forgets the stream's positions and checkpoint when it started an empty broker; a query still
+    holding the checkpoint is waited for, and when it outlasts the wait the reset is skipped with a note saying what
+    to run, never done under it."""
+    from test_streaming_support import free_port, start_private_broker
+
+    from shopflow import db
+    from shopflow.stack import manager
+    from shopflow.streaming import query
+
+    port, tag = free_port(), os.urandom(4).hex()
+    settings = dataclasses.replace(case, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}", KAFKA_TOPIC="users-fresh",
+                                   POSTGRES_SCHEMA=f"t_fresh_{tag}")
+    checkpoint = settings.streaming_checkpoint_dir
+    broker = start_private_broker(port)
+    try:
+        db.apply_postgres_schema(settings)
+        query.ensure_tables(settings)
+        checkpoint.mkdir(parents=True)
+        with cl.holding(settings, cl.CONTINUOUS):  # a `make stream` still running
+            manager._after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=2)
+            assert checkpoint.exists()
+            assert "the stream's committed positions were kept: a users stream query runs on checkpoint" in \
+                capsys.readouterr().out
+        held = threading.Event()
+
+        def a_query_ending_soon():
+            with cl.holding(settings, cl.CONTINUOUS):
+                held.set()
+                time.sleep(2)
+
+        query_thread = threading.Thread(target=a_query_ending_soon)
+        query_thread.start()
+        assert held.wait(10)
+        start = time.monotonic()
+        manager._after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=30)
+        assert not checkpoint.exists() and time.monotonic() - start >= 1  # waited, then reset
+        query_thread.join()
+    finally:
+        broker.kill()
+        with db.pg_connection(settings) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA IF EXISTS {settings.POSTGRES_SCHEMA} CASCADE")

@@ -14,6 +14,7 @@ TIMEOUTS = {"postgres": 30, "mariadb": 60, "kafka": 30, "spark": 120, "airflow":
             "dashboard": 60}
 _T0 = time.monotonic()
 JOB_STOP_GRACE_S = 60  # a stream's clean stop: its current batch, then the query and the Spark session
+STREAM_END_WAIT_S = 45  # after `make up` started an empty broker, for a stream query to end (it does within ~15 s)
 _NOTED: set[str] = set()  # services a drift note of this process named already
 
 
@@ -111,19 +112,33 @@ def _before_start(settings: Settings, group: str) -> None:
         bootstrap.init_airflow(settings)
 
 
-def _after_fresh_broker(settings: Settings, running: set[str]) -> None:
+def _after_fresh_broker(settings: Settings, running: set[str], wait_s: float = STREAM_END_WAIT_S) -> None:
     """tansu keeps topics in memory: a broker started just now holds no topics, so stream positions committed against
     the previous broker's topics are void. Forget them (and the checkpoint) so the stream starts over, and create the
     topic with KAFKA_TOPIC_PARTITIONS partitions before a producer's first send creates it with the broker's count
-    (a running eventgen carries on by itself: after a failed send it starts over with a new producer)."""
+    (a running eventgen carries on by itself: after a failed send it starts over with a new producer). The reset
+    takes the checkpoint's lock like `stream_users --reset`: a stream query still running (it ends by itself once it
+    finds the broker gone or empty) is waited for up to `wait_s`, never reset under."""
     from datagen.events import ensure_topic
 
     ensure_topic(settings)
     if "postgres" not in running:
         return
+    from shopflow.streaming import checkpoint_lock
     from shopflow.streaming.query import reset
 
-    removed = reset(settings)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with checkpoint_lock.holding(settings, checkpoint_lock.RESET) as holding:
+                removed = reset(settings) if holding else 0
+            break
+        except checkpoint_lock.CheckpointBusy as busy:
+            if time.monotonic() >= deadline:
+                print(f"  note: the broker started empty, but the stream's committed positions were kept: {busy} "
+                      "Once it has ended: .venv/bin/python -m shopflow.jobs.stream_users --reset", flush=True)
+                return
+            time.sleep(1)
     if removed:
         print(f"  the broker started empty (memory storage): forgot {removed} committed stream position(s)", flush=True)
 

@@ -79,6 +79,13 @@ def schedule(key: str, raw: str) -> str:
     return value
 
 
+def topic(key: str, raw: str) -> str:
+    """A Kafka topic name as Kafka accepts it (tansu takes any text, a real broker would refuse the topic)."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", raw) or raw in (".", ".."):
+        raise SettingsError(f"{key}={raw!r}: expected a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)")
+    return raw
+
+
 def identifier(key: str, raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", raw):
         raise SettingsError(f"{key}={raw!r}: expected a plain SQL identifier (letters, digits, _)")

@@ -47,7 +47,7 @@ class Settings:
     AIRFLOW_PARALLELISM: int = v.setting(v.at_least_one, 4)
     AIRFLOW_JWT_SECRET: str = v.setting(v.text, "change-me-jwt-secret")
     AIRFLOW_API_SECRET_KEY: str = v.setting(v.text, "change-me-api-secret")
-    AIRFLOW_FERNET_KEY: str = v.setting(v.text, "KNkyUJC8tT_ltRcMLWoqE893pwj4H6x-T7zXxRXex0U=")
+    AIRFLOW_FERNET_KEY: str = v.setting(v.fernet_key, "KNkyUJC8tT_ltRcMLWoqE893pwj4H6x-T7zXxRXex0U=")
     REPLICATION_SCHEDULE: str = v.setting(v.schedule, "*/15 * * * *")
     REPLICATION_WRITE_PATH: str = v.setting(v.write_path, "copy")
     REPLICATION_VERIFY_ALL_HOURS: float = v.setting(v.non_negative_float, 24.0)

@@ -3,6 +3,7 @@ or raises `SettingsError` with one line naming the key.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import re
 
@@ -83,6 +84,18 @@ def topic(key: str, raw: str) -> str:
     """A Kafka topic name as Kafka accepts it (tansu takes any text, a real broker would refuse the topic)."""
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", raw) or raw in (".", ".."):
         raise SettingsError(f"{key}={raw!r}: expected a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)")
+    return raw
+
+
+def fernet_key(key: str, raw: str) -> str:
+    """Airflow encrypts connections with it: 32 bytes in URL-safe base64, as Fernet.generate_key() makes them."""
+    try:
+        valid = len(base64.urlsafe_b64decode(raw.encode("ascii"))) == 32 and len(raw) == 44
+    except (ValueError, UnicodeEncodeError):
+        valid = False
+    if not valid:
+        raise SettingsError(f"{key}: expected a Fernet key (44 characters of URL-safe base64), as made by "
+                            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'")
     return raw
 
 

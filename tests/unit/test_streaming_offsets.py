@@ -173,20 +173,26 @@ def test_a_stopped_broker_is_one_clear_error_not_no_topic(caplog):
     assert not issubclass(ko.BrokerUnreachable, ko.KafkaOffsetError)  # query.topic_partitions reads those as "no topic"
 
 
-@pytest.mark.parametrize("argv", [[], ["--continuous"]], ids=["drain", "continuous"])
-def test_the_stream_job_stops_before_spark_when_the_broker_is_down(argv, monkeypatch, caplog):
+def _stream_job_errors(argv, monkeypatch, caplog, **env) -> list[str]:
+    """Runs the stream job's main with `env` set and Spark forbidden; asserts exit code 2; its ERROR lines."""
     from shopflow.config import get_settings
     from shopflow.jobs import stream_users
 
-    address = f"127.0.0.1:{_closed_port()}"
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", address)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setattr(stream_users, "build_session", lambda *a, **k: pytest.fail("Spark started"))
     get_settings.cache_clear()
     try:
         assert stream_users.main(argv) == 2
     finally:
         get_settings.cache_clear()
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("argv", [[], ["--continuous"]], ids=["drain", "continuous"])
+def test_the_stream_job_stops_before_spark_when_the_broker_is_down(argv, monkeypatch, caplog):
+    address = f"127.0.0.1:{_closed_port()}"
+    errors = _stream_job_errors(argv, monkeypatch, caplog, KAFKA_BOOTSTRAP_SERVERS=address)
     assert errors == [f"cannot reach Kafka at {address}: KafkaTimeoutError: Unable to bootstrap from {address}; "
                       "is it running? `make status` shows it, `make up` starts it"]
 
@@ -230,19 +236,11 @@ def test_a_query_failed_by_postgres_going_away_becomes_one_line():
 
 @pytest.mark.parametrize("argv", [["--continuous"], ["--reset"]], ids=["continuous", "reset"])
 def test_the_stream_job_stops_before_spark_when_postgres_is_down(argv, monkeypatch, caplog):
-    from shopflow.config import get_settings
     from shopflow.jobs import stream_users
 
     port = _closed_port()
-    monkeypatch.setenv("POSTGRES_PORT", str(port))
     monkeypatch.setattr(stream_users.query, "topic_partitions", lambda settings: [0])  # no broker in unit tests
-    monkeypatch.setattr(stream_users, "build_session", lambda *a, **k: pytest.fail("Spark started"))
-    get_settings.cache_clear()
-    try:
-        assert stream_users.main(argv) == 2
-    finally:
-        get_settings.cache_clear()
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = _stream_job_errors(argv, monkeypatch, caplog, POSTGRES_PORT=str(port))
     assert len(errors) == 1 and errors[0].startswith(f"cannot reach Postgres at 127.0.0.1:{port} (connection to "
                                                      f'server at "127.0.0.1", port {port} failed: Connection refused')
     assert errors[0].endswith("); is it running? `make status` shows it, `make up` starts it")

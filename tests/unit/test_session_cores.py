@@ -1,10 +1,13 @@
-"""The session warm-up waits for the cores the application will get, not more (spark.cores.max caps them)."""
+"""The session warm-up waits for the cores the application will get, not more (spark.cores.max caps them); a master
+that does not answer ends a job with one line and exit code 2, before Spark starts."""
 import dataclasses
+import logging
+import socket
 
 import pytest
 
 from shopflow.config import Settings
-from shopflow.jobs.session import expected_cores
+from shopflow.jobs.session import MasterUnreachable, check_master, expected_cores
 
 
 @pytest.mark.parametrize("master, cores_max, expected", [
@@ -14,3 +17,44 @@ def test_expected_cores(master, cores_max, expected):
     settings = dataclasses.replace(Settings(), SPARK_WORKERS=3, SPARK_WORKER_CORES=1, SPARK_MARTS_CORES=1,
                                    SPARK_STREAMING_CORES=1)
     assert expected_cores(settings, master, cores_max) == expected
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_check_master_needs_one_master_that_answers():
+    closed = _closed_port()
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        check_master(f"spark://127.0.0.1:{closed},127.0.0.1:{listening.getsockname()[1]}")  # one answers
+    with pytest.raises(MasterUnreachable, match=rf"cannot reach the Spark master at spark://127.0.0.1:{closed} "
+                                                rf"\(127.0.0.1:{closed}: \[Errno 111\] Connection refused\); is it "
+                                                r"running\? `make status` shows it, `make up` starts it"):
+        check_master(f"spark://127.0.0.1:{closed}")
+    check_master("local[2]")  # nothing to reach
+
+
+@pytest.mark.parametrize("job", ["replicate_postgres_to_mysql", "build_marts"])
+def test_a_batch_job_ends_with_one_line_when_the_master_is_down(job, monkeypatch, capsys, caplog):
+    import importlib
+
+    from shopflow.config import get_settings
+
+    port = _closed_port()
+    monkeypatch.setenv("SPARK_MASTER_URL", f"spark://127.0.0.1:{port}")
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    get_settings.cache_clear()
+    handlers = logging.root.handlers[:]
+    try:
+        assert importlib.import_module(f"shopflow.jobs.{job}").main([]) == 2
+    finally:
+        get_settings.cache_clear()
+        logging.root.handlers[:] = handlers
+    # one job's logging.basicConfig(force=True) replaces the capturing handler: its lines go to stderr
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] + \
+        [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and f"cannot reach the Spark master at spark://127.0.0.1:{port} " in errors[0]

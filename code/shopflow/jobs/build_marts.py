@@ -4,7 +4,7 @@
 
 Settings come from .env / the environment (e.g. MYSQL_DATABASE=test_marts_x). Exit code 0 when every mart was
 published, 1 when a quality gate failed (nothing published; the failed checks are the last log lines and in
-`quality_results`).
+`quality_results`), 2 when the Spark master does not answer (one line, before Spark starts).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import logging
 import sys
 
 from shopflow.config import get_settings
-from shopflow.jobs.session import build_session
+from shopflow.jobs.session import MasterUnreachable, build_session
 from shopflow.marts.build import JOB, build_marts
 from shopflow.quality import QualityGateError
 
@@ -26,8 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    spark = build_session(f"shopflow-{JOB}", settings, warm_modules=(),
-                          cores=settings.SPARK_MARTS_CORES, executor_cores=settings.SPARK_MARTS_CORES)
+    try:
+        spark = build_session(f"shopflow-{JOB}", settings, warm_modules=(),
+                              cores=settings.SPARK_MARTS_CORES, executor_cores=settings.SPARK_MARTS_CORES)
+    except MasterUnreachable as unreachable:
+        log.error("%s", unreachable)
+        return 2
     try:
         build_marts(spark, settings, run_id=args.run_id)
     except QualityGateError as error:

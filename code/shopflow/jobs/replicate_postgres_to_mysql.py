@@ -3,7 +3,7 @@
     spark-submit code/shopflow/jobs/replicate_postgres_to_mysql.py [--full]
 
 Settings come from .env / the environment. Exit code 0 when every table reconciled, 1 otherwise (the reason
-is the last log line and in `pipeline_runs`).
+is the last log line and in `pipeline_runs`), 2 when the Spark master does not answer (one line, before Spark starts).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import logging
 import sys
 
 from shopflow.config import get_settings
-from shopflow.jobs.session import build_session
+from shopflow.jobs.session import MasterUnreachable, build_session
 from shopflow.replication import JOB, ReplicationError, replicate
 
 log = logging.getLogger("shopflow.replication")
@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     settings = get_settings()
-    spark = build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.replication.copy_load",))
+    try:
+        spark = build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.replication.copy_load",))
+    except MasterUnreachable as unreachable:
+        log.error("%s", unreachable)
+        return 2
     try:
         results = replicate(spark, settings, force_full=args.full)
     except ReplicationError as error:

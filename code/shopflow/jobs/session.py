@@ -4,12 +4,43 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 import time
 
 from shopflow.config import Settings
 
 log = logging.getLogger("shopflow.session")
 EXECUTOR_WAIT_S = 60.0
+MASTER_CONNECT_TIMEOUT_S = 5.0
+
+
+class MasterUnreachable(RuntimeError):
+    """The standalone master does not answer. Spark itself would retry for a minute and then fail with pages of
+    Java stack traces; the entry points end with this one line and exit code 2 instead."""
+
+
+def check_master(master: str) -> None:
+    """Raises MasterUnreachable when no master of a `spark://host:port[,host:port]` URL accepts a connection."""
+    if not master.startswith("spark://"):
+        return
+    errors = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=MASTER_CONNECT_TIMEOUT_S).close()
+            return
+        except (OSError, ValueError) as error:
+            errors.append(f"{address}: {error}")
+    raise MasterUnreachable(f"cannot reach the Spark master at {master} ({'; '.join(errors)}); is it running? "
+                            "`make status` shows it, `make up` starts it")
+
+
+def _submitted_master() -> str:
+    """The master spark-submit was given (its JVM holds it as a system property until the context starts)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    return SparkConf().get("spark.master", "")
 
 
 def build_session(app_name: str, settings: Settings, master: str | None = None,
@@ -26,7 +57,9 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    check_master(_submitted_master() if submitted else master or settings.SPARK_MASTER_URL)
+    if not submitted:
         java = settings.java_options_for(streaming, job=app_name.removeprefix("shopflow-"))
         builder = (builder.master(master or settings.SPARK_MASTER_URL)
                    .config("spark.jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")

@@ -28,7 +28,7 @@ from pyspark.errors import StreamingQueryException
 
 from shopflow.config import get_settings
 from shopflow.db import postgres_gone
-from shopflow.jobs.session import build_session
+from shopflow.jobs.session import MasterUnreachable, build_session
 from shopflow.streaming import checkpoint_lock, query
 from shopflow.streaming import kafka_offsets as ko
 
@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ko.KafkaOffsetError as lost:
         log.error("%s", lost)
+        return 2
+    except MasterUnreachable as unreachable:
+        log.error("%s", unreachable)
         return 2
     except PostgresGone as gone:
         log.error("%s; is it running? `make status` shows it, `make up` starts it", gone)

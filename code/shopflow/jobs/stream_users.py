@@ -35,6 +35,9 @@ from shopflow.streaming import kafka_offsets as ko
 log = logging.getLogger("shopflow.streaming")
 
 
+RESTART_HINT = "`make status` shows it, `make up` starts it"
+
+
 class PostgresGone(RuntimeError):
     """Postgres went away under a running query."""
 
@@ -94,26 +97,17 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("stream reset: %d committed positions removed, checkpoint deleted", query.reset(settings))
             elif holding:
                 _run(args, settings, mode, stop)
-    except ko.BrokerUnreachable as unreachable:
-        log.error("%s; is it running? `make status` shows it, `make up` starts it", unreachable)
-        return 2
-    except ko.KafkaOffsetError as lost:
-        log.error("%s", lost)
-        return 2
-    except MasterUnreachable as unreachable:
-        log.error("%s", unreachable)
-        return 2
-    except PostgresGone as gone:
-        log.error("%s; is it running? `make status` shows it, `make up` starts it", gone)
+    except (ko.BrokerUnreachable, PostgresGone) as gone:  # a server is down: one line, exit 2
+        log.error("%s; is it running? %s", gone, RESTART_HINT)
         return 2
     except psycopg2.OperationalError as error:  # before Spark starts: the checkpoint lock's connection
         if (line := postgres_gone(str(error))) is None:
             raise
-        log.error("cannot reach Postgres at %s:%s (%s); is it running? `make status` shows it, `make up` starts it",
-                  settings.POSTGRES_HOST, settings.POSTGRES_PORT, line)
+        log.error("cannot reach Postgres at %s:%s (%s); is it running? %s", settings.POSTGRES_HOST,
+                  settings.POSTGRES_PORT, line, RESTART_HINT)
         return 2
-    except query.SourceUnavailable as unavailable:
-        log.error("%s", unavailable)
+    except (ko.KafkaOffsetError, MasterUnreachable, query.SourceUnavailable) as error:  # says what to do itself
+        log.error("%s", error)
         return 2
     except checkpoint_lock.CheckpointBusy as busy:
         log.error("%s", busy)

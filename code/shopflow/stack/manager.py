@@ -127,18 +127,13 @@ def _after_fresh_broker(settings: Settings, running: set[str], wait_s: float = S
     from shopflow.streaming import checkpoint_lock
     from shopflow.streaming.query import reset
 
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            with checkpoint_lock.holding(settings, checkpoint_lock.RESET) as holding:
-                removed = reset(settings) if holding else 0
-            break
-        except checkpoint_lock.CheckpointBusy as busy:
-            if time.monotonic() >= deadline:
-                print(f"  note: the broker started empty, but the stream's committed positions were kept: {busy} "
-                      "Once it has ended: .venv/bin/python -m shopflow.jobs.stream_users --reset", flush=True)
-                return
-            time.sleep(1)
+    try:
+        with checkpoint_lock.holding(settings, checkpoint_lock.RESET, reset_wait_s=wait_s):
+            removed = reset(settings)
+    except checkpoint_lock.CheckpointBusy as busy:
+        print(f"  note: the broker started empty, but the stream's committed positions were kept: {busy} "
+              "Once it has ended: .venv/bin/python -m shopflow.jobs.stream_users --reset", flush=True)
+        return
     if removed:
         print(f"  the broker started empty (memory storage): forgot {removed} committed stream position(s)", flush=True)
 

@@ -8,7 +8,8 @@ second one. Finding the checkpoint in use:
 - an availableNow run (the DAG's) does nothing: the query that holds it applies the topic;
 - a continuous query waits for an availableNow run to end (it drains what the topic held, then stops), and refuses
   to start beside another continuous one;
-- `--reset` (which deletes the checkpoint) refuses while any query runs.
+- `--reset` (which deletes the checkpoint) refuses while any query runs (`make up`'s reset after an empty broker
+  first waits a while for it to end).
 """
 from __future__ import annotations
 
@@ -52,9 +53,11 @@ def _holder(cur, settings: Settings, role: str) -> str:
 
 
 @contextmanager
-def holding(settings: Settings, mode: str, stop_requested: Callable[[], bool] = lambda: False):
+def holding(settings: Settings, mode: str, stop_requested: Callable[[], bool] = lambda: False,
+            reset_wait_s: float = 0.0):
     """Yields True while this process holds the checkpoint; False when `mode` availableNow found it in use (or a
-    stop was requested while waiting). Raises CheckpointBusy where the module's docstring says it refuses."""
+    stop was requested while waiting). Raises CheckpointBusy where the module's docstring says it refuses; a reset
+    first waits up to `reset_wait_s` for the running query to end (`make up` after starting an empty broker)."""
     checkpoint = settings.streaming_checkpoint_dir
     with pg_connection(settings, autocommit=True) as conn:
         cur = conn.cursor()
@@ -62,9 +65,9 @@ def holding(settings: Settings, mode: str, stop_requested: Callable[[], bool] = 
         if mode == CONTINUOUS and not _try(cur, settings, CONTINUOUS):
             raise CheckpointBusy(f"another continuous users stream runs on checkpoint {checkpoint}: "
                                  f"{_holder(cur, settings, CONTINUOUS)}. Stop it first (Ctrl-C where it runs).")
-        waited = False
+        waited, reset_deadline = False, time.monotonic() + reset_wait_s
         while not _try(cur, settings, "query"):
-            if mode == RESET:
+            if mode == RESET and time.monotonic() >= reset_deadline:
                 raise CheckpointBusy(f"a users stream query runs on checkpoint {checkpoint}: "
                                      f"{_holder(cur, settings, 'query')}. Stop it (or let the DAG's run end) first.")
             if mode == AVAILABLE_NOW:

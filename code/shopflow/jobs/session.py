@@ -12,6 +12,7 @@ from shopflow.config import Settings
 log = logging.getLogger("shopflow.session")
 EXECUTOR_WAIT_S = 60.0
 MASTER_CONNECT_TIMEOUT_S = 5.0
+RESTART_HINT = "`make status` shows it, `make up` starts it"  # ends every "a server is down" error of the jobs
 
 
 class MasterUnreachable(RuntimeError):
@@ -32,7 +33,7 @@ def check_master(master: str) -> None:
         except (OSError, ValueError) as error:
             errors.append(f"{address}: {error}")
     raise MasterUnreachable(f"cannot reach the Spark master at {master} ({'; '.join(errors)}); is it running? "
-                            "`make status` shows it, `make up` starts it")
+                            f"{RESTART_HINT}")
 
 
 def _submitted_master() -> str:

@@ -28,14 +28,11 @@ from pyspark.errors import StreamingQueryException
 
 from shopflow.config import get_settings
 from shopflow.db import postgres_gone
-from shopflow.jobs.session import MasterUnreachable, build_session
+from shopflow.jobs.session import RESTART_HINT, MasterUnreachable, build_session
 from shopflow.streaming import checkpoint_lock, query
 from shopflow.streaming import kafka_offsets as ko
 
 log = logging.getLogger("shopflow.streaming")
-
-
-RESTART_HINT = "`make status` shows it, `make up` starts it"
 
 
 class PostgresGone(RuntimeError):

@@ -11,12 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from postgresdb.models import CHANGE_TXID, TOMBSTONES, UPDATED_AT, Table
+from postgresdb.models import CHANGE_TXID, TOMBSTONES, Table
 from shopflow.config import Settings
 from shopflow.db import pg_connection
 
 from .checksum import Checksum, checksum_from_row, postgres_checksum_sql
 from .plan import FETCH_SIZE, TablePlan, changed_rows_filter, partition_count, read_query
+from .transform import replicated_columns
 
 POSTGRES_DRIVER = "org.postgresql.Driver"
 KEY_ORDER_CORRELATION = 0.85  # see `SourceSnapshot.in_key_order`
@@ -57,7 +58,7 @@ class SourceSnapshot:
         columns) and the source table lacks; tables lacking none are left out."""
         lacking = {}
         for table in tables:
-            wanted = [c.name for c in table.columns] + [UPDATED_AT, CHANGE_TXID]
+            wanted = [c.name for c in replicated_columns(table)] + [CHANGE_TXID]
             missing = self._one("SELECT COALESCE(array_agg(name ORDER BY n), '{}') FROM unnest(%s::text[]) "
                                 "WITH ORDINALITY AS wanted(name, n) WHERE NOT EXISTS (SELECT 1 FROM pg_attribute "
                                 "WHERE attrelid = %s AND attname = name AND attnum > 0 AND NOT attisdropped)",

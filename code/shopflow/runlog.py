@@ -1,6 +1,7 @@
 """`pipeline_runs` in MySQL: one row per job run (or per table / per micro-batch), written by every job."""
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ PIPELINE_RUNS_DDL = """CREATE TABLE IF NOT EXISTS pipeline_runs (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
 
 DETAIL_CHARS = 2_000
+log = logging.getLogger(__name__)
 
 
 def clip(text: str, limit: int = DETAIL_CHARS) -> str:
@@ -70,6 +72,16 @@ def record_run(settings: Settings, record: RunRecord) -> None:
         cur.close()
 
 
+def record_failure(settings: Settings, record: RunRecord) -> None:
+    """Writes a failed run's row; called while the job's own error is being raised, so a failure to write (MySQL is
+    down, often the very cause) is logged rather than raised in place of that error."""
+    try:
+        record_run(settings, record)
+    except Exception as error:
+        log.warning("pipeline_runs row for %s not written (%s: %s); the error follows",
+                    record.table_name or record.job, type(error).__name__, error)
+
+
 @contextmanager
 def tracked_run(settings: Settings, job: str, **fields):
     """Yields a RunRecord to fill in; writes it with status ok/failed, duration and the error on the way out."""
@@ -79,8 +91,13 @@ def tracked_run(settings: Settings, job: str, **fields):
         record.status = "ok" if record.status == "running" else record.status
     except BaseException as error:
         record.status, record.detail = "failed", f"{type(error).__name__}: {error}"
+        _finish(record, start)
+        record_failure(settings, record)
         raise
-    finally:
-        record.finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
-        record.seconds = round(time.monotonic() - start, 3)
-        record_run(settings, record)
+    _finish(record, start)
+    record_run(settings, record)
+
+
+def _finish(record: RunRecord, start: float) -> None:
+    record.finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    record.seconds = round(time.monotonic() - start, 3)

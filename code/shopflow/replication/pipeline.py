@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from postgresdb.models import TABLES, TABLES_BY_NAME
 from shopflow.config import Settings
 from shopflow.db import mysql_connection
-from shopflow.runlog import record_run, tracked_run
+from shopflow.runlog import record_failure, record_run, tracked_run
 
 from . import copy_load, reconcile
 from .mysql_sql import REJECTS_TABLE, stage_name
@@ -160,7 +160,7 @@ def _timed(settings: Settings, result: TableResult, step: Callable[[], None]) ->
         step()
     except BaseException as error:
         result.seconds += time.monotonic() - start
-        record_run(settings, result.run_record("failed", f"{type(error).__name__}: {error}"))
+        record_failure(settings, result.run_record("failed", f"{type(error).__name__}: {error}"))
         raise
     result.seconds += time.monotonic() - start
 

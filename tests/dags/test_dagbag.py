@@ -53,7 +53,7 @@ def test_spark_tasks_run_with_the_settings_jvm_options(dagbag):
     and the executors: the streaming job SPARK_STREAMING_JAVA_OPTIONS, the batch jobs SPARK_JAVA_OPTIONS."""
     from shopflow.config import get_settings
 
-    tasks = [t for dag in dagbag.dags.values() for t in dag.tasks if t.task_type == "SparkSubmitOperator"]
+    tasks = [t for dag in dagbag.dags.values() for t in dag.tasks if t.task_type == "JobSubmit"]
     assert {t.application.rsplit("/", 1)[-1] for t in tasks} >= {"stream_users.py", "build_marts.py"}
     for task in tasks:
         job = task.application.rsplit("/", 1)[-1].removesuffix(".py")

@@ -1,5 +1,5 @@
 """The real job through spark-submit on the standalone cluster, pointed at a scratch replica by environment
-variables, as the DAG's task runs it: exit 0 and marts equal to plain SQL; then a corrupt replica: exit 1, and the
+variables, as the DAG's task runs it: exit 0 and marts equal to plain SQL; then a corrupt replica: exit 3 (no retry), and the
 published marts unchanged."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from test_marts_replica import execute, scratch_replica
 
 from shopflow import db
 from shopflow.config import PROJECT_ROOT
+from shopflow.jobs.session import NO_RETRY_EXIT
 from shopflow.marts import all_marts
 from shopflow.marts.verify import differences
 from shopflow.stack.services import VENV_BIN, base_env
@@ -34,7 +35,7 @@ def spark_submit(settings, run_id: str) -> tuple[subprocess.CompletedProcess, fl
     return result, time.monotonic() - start
 
 
-def test_spark_submit_on_the_cluster_publishes_then_a_failing_gate_exits_1(spark_cluster, mysql):
+def test_spark_submit_on_the_cluster_publishes_then_a_failing_gate_exits_3(spark_cluster, mysql):
     with scratch_replica(mysql, "marts_e2e") as replica:
         result, seconds = spark_submit(replica, "e2e-ok")
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -51,7 +52,7 @@ def test_spark_submit_on_the_cluster_publishes_then_a_failing_gate_exits_1(spark
         execute(replica, "ALTER TABLE reviews DROP CONSTRAINT ck_reviews_rating_1",
                 "UPDATE reviews SET rating = 6 WHERE review_id = 1")
         result, _ = spark_submit(replica, "e2e-bad")
-        assert result.returncode == 1, (result.stdout + result.stderr)[-3000:]
+        assert result.returncode == NO_RETRY_EXIT == 3, (result.stdout + result.stderr)[-3000:]
         # spark-submit merges the Python driver's stderr (our log) into its stdout
         assert "quality gate failed: mart_product_rating range(1 <= rating <= 5): FAILED" in result.stdout
         assert {m.name: execute(replica, f"SELECT * FROM `{m.name}` ORDER BY 1, 2") for m in all_marts()} == before

@@ -8,7 +8,7 @@ from replication_support import (LONG_REVIEW, assert_replica_equals_source, pg, 
 
 from postgresdb.models import TABLES_BY_NAME
 from shopflow import db
-from shopflow.replication import ReplicationError, pipeline, replicate
+from shopflow.replication import ReplicationError, ReplicationRefused, pipeline, replicate
 from shopflow.replication.target import Replica
 from shopflow.stack.bootstrap import mariadb_root
 
@@ -90,8 +90,9 @@ def test_the_big_table_hashed_ahead_still_fails_on_a_replica_changed_after_its_l
             with db.mysql_connection(scratch, autocommit=True) as conn:
                 conn.cursor().execute("UPDATE users SET first_name = 'Mallory' WHERE user_id = 1")
 
-    with pytest.raises(ReplicationError, match="reconcile failed for users"):
+    with pytest.raises(ReplicationError, match="reconcile failed for users") as failure:
         replicate(spark, scratch, on_step=tamper)
+    assert not isinstance(failure.value, ReplicationRefused), "a retry reloads the table: it must be retried"
 
 
 def test_truncate_reloads_the_table_in_full(spark, scratch):
@@ -124,7 +125,7 @@ def test_rows_the_replica_would_reject_fail_the_run_with_key_and_reason(spark, s
     pg(scratch, "ALTER TABLE {s}.users ALTER COLUMN first_name TYPE varchar(200)",
        f"INSERT INTO {{s}}.users VALUES (8, '{'ü' * 150}', 'Long', 'l@example.com', NULL, now(), 'Gold'),"
        "(9, 'Inf', 'Inity', 'i@example.com', NULL, 'infinity', 'Gold')")
-    with pytest.raises(ReplicationError, match="users: 2 row.s. the replica would reject") as failure:
+    with pytest.raises(ReplicationRefused, match="users: 2 row.s. the replica would reject") as failure:
         replicate(spark, scratch)
     assert "key 8: first_name: 150 characters > VARCHAR(100)" in str(failure.value)
     assert "key 9: registration_date:" in str(failure.value)
@@ -153,7 +154,7 @@ def test_tables_lacking_a_model_column_fail_the_run_before_anything_is_written(s
        "ALTER TABLE {s}.products RENAME COLUMN description TO descr",
        "ALTER TABLE {s}.orders DROP COLUMN change_txid")
     _replica_ddl(scratch, "ALTER TABLE reviews DROP COLUMN review_text", "DROP TABLE loyalty_points")
-    with pytest.raises(ReplicationError, match=r"nothing replicated: \w+\.products has no column description; "
+    with pytest.raises(ReplicationRefused, match=r"nothing replicated: \w+\.products has no column description; "
                        rf"\w+\.orders has no column change_txid; {scratch.MYSQL_DATABASE}\.reviews has no column "
                        r"review_text\. "):
         replicate(spark, scratch)
@@ -197,7 +198,7 @@ def test_the_copy_path_says_when_the_server_refuses_local_infile(scratch):
         replica.check_local_infile()
         try:
             mariadb_root(scratch, "SET GLOBAL local_infile = 0;")
-            with pytest.raises(ReplicationError, match=r"has local_infile off, which REPLICATION_WRITE_PATH=copy "
+            with pytest.raises(ReplicationRefused, match=r"has local_infile off, which REPLICATION_WRITE_PATH=copy "
                                                        r"needs .* or set REPLICATION_WRITE_PATH=jdbc \(slower\)"):
                 replica.check_local_infile()
         finally:

@@ -6,11 +6,13 @@ This module imports Airflow only: no pyspark, no database call at parse time.
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowFailException
 
 JOBS_DIR = Path(__file__).resolve().parents[2] / "shopflow" / "jobs"
 START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -24,6 +26,7 @@ STREAMING_CORES = "2"  # Settings.SPARK_STREAMING_CORES's default
 WORKERS = "3"  # Settings.SPARK_WORKERS's default
 WORKER_CORES = "2"  # Settings.SPARK_WORKER_CORES's default
 EXECUTOR_MEMORY = "1g"  # Settings.SPARK_EXECUTOR_MEMORY's default
+NO_RETRY_EXIT = 3  # shopflow.jobs.session.NO_RETRY_EXIT: the job says a retry would fail the same way
 DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 
@@ -31,8 +34,22 @@ def setting(key: str, default: str) -> str:
     return os.environ.get(key, default)
 
 
+class JobSubmit(SparkSubmitOperator):
+    """spark-submit of one of our jobs: its exit code NO_RETRY_EXIT (a failed quality gate, tables that differ from
+    the models, …) fails the task at once, instead of after two retries that would fail the same way."""
+
+    def execute(self, context):
+        try:
+            return super().execute(context)
+        except Exception as error:  # the hook's message: "Cannot execute: <command>. Error code is: <n>.<log tail>"
+            if re.search(rf"\. Error code is: {NO_RETRY_EXIT}\.", str(error)):
+                raise AirflowFailException(f"the job exited {NO_RETRY_EXIT}: a retry would fail the same way (the log "
+                                           "above says why), so the task fails without retrying") from error
+            raise
+
+
 def spark_job(task_id: str, job: str, application_args: list[str] | None = None, cores: int | None = None,
-              executor_cores: int = 1, streaming: bool = False, **kwargs) -> SparkSubmitOperator:
+              executor_cores: int = 1, streaming: bool = False, **kwargs) -> JobSubmit:
     """A client-mode spark-submit of code/shopflow/jobs/<job>.py on the cluster behind `spark_default`.
 
     Executors of `executor_cores` cores (default one), `cores` in all (default one per worker), so a long job leaves
@@ -55,7 +72,7 @@ def spark_job(task_id: str, job: str, application_args: list[str] | None = None,
             "spark.executor.memory": setting("SPARK_EXECUTOR_MEMORY", EXECUTOR_MEMORY),
             "spark.cores.max": str(min(cores or workers, all_cores)),
             "spark.driver.extraJavaOptions": java, "spark.executor.extraJavaOptions": java}
-    return SparkSubmitOperator(
+    return JobSubmit(
         task_id=task_id, application=str(JOBS_DIR / f"{job}.py"), conn_id="spark_default", name=f"shopflow-{job}",
         jars=jars, conf=conf, driver_memory=setting("SPARK_DRIVER_MEMORY", "1g"),
         application_args=application_args or [], deploy_mode="client", **kwargs)

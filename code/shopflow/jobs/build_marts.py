@@ -3,8 +3,9 @@
     spark-submit code/shopflow/jobs/build_marts.py [--run-id ID]
 
 Settings come from .env / the environment (e.g. MYSQL_DATABASE=test_marts_x). Exit code 0 when every mart was
-published, 1 when a quality gate failed (nothing published; the failed checks are the last log lines and in
-`quality_results`), 2 when the Spark master does not answer (one line, before Spark starts).
+published, 3 when a quality gate failed (nothing published; the failed checks are the last log lines and in
+`quality_results`; Airflow fails the task without retrying: the same replica fails the same checks), 2 when the Spark
+master does not answer (one line, before Spark starts), 1 on any other error.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import logging
 import sys
 
 from shopflow.config import get_settings
-from shopflow.jobs.session import MasterUnreachable, build_session
+from shopflow.jobs.session import NO_RETRY_EXIT, MasterUnreachable, build_session
 from shopflow.marts.build import JOB, build_marts
 from shopflow.quality import QualityGateError
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         for failure in error.failures:
             log.error("quality gate failed: %s", failure)
         log.error("no mart published: %d check(s) failed", len(error.failures))
-        return 1
+        return NO_RETRY_EXIT
     finally:
         spark.stop()
     return 0

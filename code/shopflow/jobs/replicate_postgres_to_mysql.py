@@ -3,7 +3,9 @@
     spark-submit code/shopflow/jobs/replicate_postgres_to_mysql.py [--full]
 
 Settings come from .env / the environment. Exit code 0 when every table reconciled, 1 otherwise (the reason
-is the last log line and in `pipeline_runs`), 2 when the Spark master does not answer (one line, before Spark starts).
+is the last log line and in `pipeline_runs`), 2 when the Spark master does not answer (one line, before Spark starts),
+3 when a retry would fail the same way: tables that differ from the models, rows the replica would reject,
+local_infile off (Airflow then fails the task without retrying).
 """
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import logging
 import sys
 
 from shopflow.config import get_settings
-from shopflow.jobs.session import MasterUnreachable, build_session
-from shopflow.replication import JOB, ReplicationError, replicate
+from shopflow.jobs.session import NO_RETRY_EXIT, MasterUnreachable, build_session
+from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 
 log = logging.getLogger("shopflow.replication")
 
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         results = replicate(spark, settings, force_full=args.full)
     except ReplicationError as error:
         log.error("replication failed: %s", error)
-        return 1
+        return NO_RETRY_EXIT if isinstance(error, ReplicationRefused) else 1
     finally:
         spark.stop()
     log.info("replica equal to the source: %s", ", ".join(f"{name} {r.checksum}" for name, r in results.items()))

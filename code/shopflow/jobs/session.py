@@ -13,6 +13,9 @@ log = logging.getLogger("shopflow.session")
 EXECUTOR_WAIT_S = 60.0
 MASTER_CONNECT_TIMEOUT_S = 5.0
 RESTART_HINT = "`make status` shows it, `make up` starts it"  # ends every "a server is down" error of the jobs
+# A job's exit code when a retry would fail the same way (a quality gate, tables that differ from the models): the DAGs'
+# operator (code/airflow/dags/_spark.py) fails the task without Airflow's retries.
+NO_RETRY_EXIT = 3
 
 
 class MasterUnreachable(RuntimeError):

@@ -19,7 +19,7 @@ from shopflow.runlog import record_failure, record_run, tracked_run
 from . import copy_load, reconcile
 from .mysql_sql import REJECTS_TABLE, stage_name
 from .plan import FULL, needs_full_verification, plan_table
-from .results import JOB, ReplicationError, TableResult, run_mode, schema_drift, utc_now
+from .results import JOB, ReplicationError, ReplicationRefused, TableResult, run_mode, schema_drift, utc_now
 from .source import SourceSnapshot, open_snapshot
 from .target import Replica
 from .transform import REJECT_REASON, accepted_rows, rejected_rows, to_mysql_types, with_reject_reason
@@ -39,7 +39,7 @@ def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_
         for name in replica_lacking:  # a full reload once the column is back: its values are gone from the replica
             replica.save_state(TABLES_BY_NAME[name], oids[name], None)
         replica.commit()
-        raise ReplicationError(drift)
+        raise ReplicationRefused(drift)
     for table in TABLES:
         state, oid = states.get(table.name), oids[table.name]
         truncated = source.truncated_since(table, state.watermark if state else None)
@@ -54,7 +54,7 @@ def _reject(replica: Replica, result: TableResult, checked) -> None:
     sample = [(r.row_key, r.reason) for r in rejected_rows(checked, table).limit(REJECT_SAMPLE).collect()]
     replica.record_rejects(table, sample)
     examples = "; ".join(f"key {key}: {reason}" for key, reason in sample[:5])
-    raise ReplicationError(f"{table.name}: {result.rejected} row(s) the replica would reject, nothing of this table "
+    raise ReplicationRefused(f"{table.name}: {result.rejected} row(s) the replica would reject, nothing of this table "
                            f"loaded (first {len(sample)} in {REJECTS_TABLE}): {examples}")
 
 

@@ -19,6 +19,11 @@ class ReplicationError(RuntimeError):
     """The run must fail: a row the replica would reject, lost rows, or a reconcile mismatch."""
 
 
+class ReplicationRefused(ReplicationError):
+    """The run must fail and a retry would fail the same way until someone changes the source, the replica or a
+    setting: tables that differ from the models, rows the replica would reject, local_infile off."""
+
+
 def schema_drift(source_schema: str, source_lacking: dict[str, list[str]], replica_database: str,
                  replica_lacking: dict[str, list[str]]) -> str:
     """What a run that found tables lacking the models' columns says; empty when none does."""

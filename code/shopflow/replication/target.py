@@ -14,7 +14,7 @@ from . import mysql_sql as sql
 from .checksum import EMPTY, Checksum, block_cuts, checksum_from_row, mysql_checksum_sql
 from .plan import TableState, chunks, key_ranges
 from .replica_tables import ensure_tables
-from .results import ReplicationError
+from .results import ReplicationRefused
 
 # Write path, by measurement (README.md, "Write path"): JDBC batches into the staging table, then one
 # INSERT ... SELECT ... ON DUPLICATE KEY UPDATE. MariaDB Connector/J: the bulk protocol (1.5x the rewritten
@@ -81,7 +81,7 @@ class Replica:
         """The copy path loads with LOAD DATA LOCAL INFILE, which the server refuses while local_infile is off (MySQL
         8's default): say so before any work, not as a traceback from the first Spark task."""
         if not self._one("SELECT @@GLOBAL.local_infile")[0]:
-            raise ReplicationError(f"the replica server at {self.settings.MYSQL_HOST}:{self.settings.MYSQL_PORT} has "
+            raise ReplicationRefused(f"the replica server at {self.settings.MYSQL_HOST}:{self.settings.MYSQL_PORT} has "
                                    "local_infile off, which REPLICATION_WRITE_PATH=copy needs for LOAD DATA LOCAL "
                                    "INFILE: turn it on (SET GLOBAL local_infile = 1, or local_infile = ON in its "
                                    "config), or set REPLICATION_WRITE_PATH=jdbc (slower)")

@@ -45,6 +45,7 @@ class Settings:
     AIRFLOW_DB_USER: str = v.setting(v.identifier, "airflow")
     AIRFLOW_DB_PASSWORD: str = v.setting(v.text, "airflow")
     AIRFLOW_PARALLELISM: int = v.setting(v.at_least_one, 4)
+    AIRFLOW_LOG_RETENTION_DAYS: int = v.setting(v.at_least_one, 15)  # the log groomer's (stack/log_groomer.py)
     AIRFLOW_JWT_SECRET: str = v.setting(v.text, "change-me-jwt-secret")
     AIRFLOW_API_SECRET_KEY: str = v.setting(v.text, "change-me-api-secret")
     AIRFLOW_FERNET_KEY: str = v.setting(v.fernet_key, "KNkyUJC8tT_ltRcMLWoqE893pwj4H6x-T7zXxRXex0U=")

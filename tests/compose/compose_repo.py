@@ -23,7 +23,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ONE_SHOT = {"airflow-init", "kafka-init", "pg-datagen"}
 AIRFLOW_COMPONENTS = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 STACK = ONE_SHOT | AIRFLOW_COMPONENTS | {
-    "postgres", "mysql", "kafka", "spark-master", "spark-worker", "kafka-datagen", "dashboard"}
+    "postgres", "mysql", "kafka", "spark-master", "spark-worker", "kafka-datagen", "dashboard", "airflow-log-groomer"}
 
 # ${VAR}, ${VAR:-default}, ${VAR?err}...; `$${...}` is an escaped dollar, left to the container's shell.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}")

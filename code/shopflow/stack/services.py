@@ -187,7 +187,8 @@ def _airflow(settings: Settings) -> list[Service]:
                                            "--port", str(settings.AIRFLOW_PORT)],
                     (settings.AIRFLOW_PORT,), "airflow", env=env, stop_wait=30)] + [
         Service(f"airflow-{part}", [airflow, part, *flags], (), "airflow", env=env, stop_wait=30)
-        for part, flags in (("scheduler", SKIP_LOG_SERVER), ("dag-processor", ()), ("triggerer", SKIP_LOG_SERVER))]
+        for part, flags in (("scheduler", SKIP_LOG_SERVER), ("dag-processor", ()), ("triggerer", SKIP_LOG_SERVER))] + [
+        Service("airflow-log-groomer", [sys.executable, "-m", "shopflow.stack.log_groomer"], (), "airflow", env=env)]
 
 
 def _eventgen(settings: Settings) -> Service:

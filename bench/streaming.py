@@ -2,7 +2,8 @@
 same parsed rows. The continuous fixed-rate latency run is `stream_latency.py`.
 
 Scratch: Postgres schema `<schema>` (users table + the stream's tables), topic `bench-users-<epoch>`, a temporary
-checkpoint; the run's cleanup drops the schema and deletes the topics.
+checkpoint, MySQL database `test_<schema>` (the job's `pipeline_runs` rows: the live run log never sees the bench);
+the run's cleanup drops the schema and the database and deletes the topics.
 Drain timed: from the job's query start (its log line, after the session started) to the last batch's commit in the
 stream's ledger (`stream_batches.committed_at`); the first batch's time and the steady rate are reported apart.
 Bound timed: the COPY only.
@@ -22,7 +23,7 @@ from pathlib import Path
 from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.db import apply_postgres_schema, pg_connection
 
-from .common import Measure, spark_submit
+from .common import Measure, drop_database, recreate_database, spark_submit
 
 JOB_FILE = PROJECT_ROOT / "code" / "shopflow" / "jobs" / "stream_users.py"
 USER_COLUMNS = ("first_name", "last_name", "email", "phone", "registration_date", "loyalty_status")
@@ -32,17 +33,23 @@ TOPIC_PREFIX = "bench-users-"
 
 
 def scratch(base: Settings, schema: str, checkpoint: str) -> Settings:
+    recreate_database(base, run_log_database(schema), with_tables=False)
     settings = dataclasses.replace(base, POSTGRES_SCHEMA=schema, KAFKA_TOPIC=f"{TOPIC_PREFIX}{int(time.time())}",
-                                   STREAMING_CHECKPOINT_DIR=checkpoint)
+                                   STREAMING_CHECKPOINT_DIR=checkpoint, MYSQL_DATABASE=run_log_database(schema))
     with pg_connection(settings) as conn, conn.cursor() as cur:
         cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     apply_postgres_schema(settings)
     return settings
 
 
+def run_log_database(schema: str) -> str:
+    return f"test_{schema}"
+
+
 def drop_scratch(base: Settings, schema: str) -> None:
     with pg_connection(base) as conn, conn.cursor() as cur:
         cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    drop_database(base, run_log_database(schema))
 
 
 def delete_topics(base: Settings) -> list[str]:
@@ -62,7 +69,7 @@ def delete_topics(base: Settings) -> list[str]:
 
 def env_of(settings: Settings) -> dict:
     return {"POSTGRES_SCHEMA": settings.POSTGRES_SCHEMA, "KAFKA_TOPIC": settings.KAFKA_TOPIC,
-            "STREAMING_CHECKPOINT_DIR": settings.STREAMING_CHECKPOINT_DIR}
+            "STREAMING_CHECKPOINT_DIR": settings.STREAMING_CHECKPOINT_DIR, "MYSQL_DATABASE": settings.MYSQL_DATABASE}
 
 
 def produce(settings: Settings, count: int, rate: float) -> float:

@@ -13,8 +13,8 @@ import pytest
 from datagen.events import ensure_topic
 from shopflow import db
 from shopflow.streaming import query
-from test_streaming_support import (assert_exact, free_port, kill, make_events, pg_rows, produce, start_job,
-                                    start_private_broker, stream_case, wait_for)
+from test_streaming_support import (assert_exact, free_port, kill, make_events, pg_rows, produce,
+                                    scratch_run_log, start_job, start_private_broker, stream_case, wait_for)
 
 pytestmark = pytest.mark.integration
 __all__ = ["stream_case"]
@@ -61,14 +61,30 @@ def test_continuous_mode_follows_the_topic_until_terminated(stream_case, tmp_pat
 
 
 @pytest.mark.parametrize("restarted", [False, True], ids=["stopped", "restarted empty"])
-def test_a_broker_that_goes_away_ends_the_query_with_one_clear_line(postgres, tmp_path, restarted):
+def test_a_broker_that_goes_away_ends_the_query_with_one_clear_line(postgres, mysql, tmp_path, restarted):
     """The broker stops under a running `make stream`: the job ends with exit code 2 and one line naming the broker,
     not PySpark's traceback of the failed query. Started again at once, empty (memory storage): the one line says
     the topic went below the committed positions and how to start over."""
     port = free_port()
     broker = start_private_broker(port)
     tag = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(postgres, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}", KAFKA_TOPIC="users-gone",
+    with scratch_run_log(postgres, tag) as run_log:
+        _go_away(run_log, port, tag, broker, tmp_path, restarted)
+    log = (tmp_path / "job.log").read_text()
+    last = [line.split(" ", 2)[2] for line in log.splitlines()[-3:] if " ERROR " in line]  # py4j's goodbye comes after
+    if restarted:
+        assert len(last) == 1 and re.fullmatch(
+            r"ERROR shopflow.streaming: users-gone-\d: the broker's end offset 0 is below the committed position \d+; "
+            r"the topic was recreated or the broker lost its data\. Reset the stream state .*", last[0]), log[-3000:]
+    else:
+        assert last == [f"ERROR shopflow.streaming: cannot reach Kafka at 127.0.0.1:{port}: KafkaTimeoutError: Unable "
+                        f"to bootstrap from 127.0.0.1:{port}; is it running? `make status` shows it, `make up` starts "
+                        "it"], log[-3000:]
+    assert 'File "<frozen runpy>"' not in log  # no Python traceback of the job itself
+
+
+def _go_away(base, port: int, tag: str, broker, tmp_path, restarted: bool) -> None:
+    settings = dataclasses.replace(base, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}", KAFKA_TOPIC="users-gone",
                                    POSTGRES_SCHEMA=f"t_stream_{tag}", STREAMING_CHECKPOINT_DIR=str(tmp_path / "cp"))
     job = None
     try:
@@ -91,14 +107,3 @@ def test_a_broker_that_goes_away_ends_the_query_with_one_clear_line(postgres, tm
             kill(job)
         with db.pg_connection(settings) as conn, conn.cursor() as cur:
             cur.execute(f"DROP SCHEMA IF EXISTS {settings.POSTGRES_SCHEMA} CASCADE")
-    log = (tmp_path / "job.log").read_text()
-    last = [line.split(" ", 2)[2] for line in log.splitlines()[-3:] if " ERROR " in line]  # py4j's goodbye comes after
-    if restarted:
-        assert len(last) == 1 and re.fullmatch(
-            r"ERROR shopflow.streaming: users-gone-\d: the broker's end offset 0 is below the committed position \d+; "
-            r"the topic was recreated or the broker lost its data\. Reset the stream state .*", last[0]), log[-3000:]
-    else:
-        assert last == [f"ERROR shopflow.streaming: cannot reach Kafka at 127.0.0.1:{port}: KafkaTimeoutError: Unable "
-                        f"to bootstrap from 127.0.0.1:{port}; is it running? `make status` shows it, `make up` starts "
-                        "it"], log[-3000:]
-    assert 'File "<frozen runpy>"' not in log  # no Python traceback of the job itself

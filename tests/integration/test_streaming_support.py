@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -76,11 +77,31 @@ def produce(settings, events) -> None:
     producer.close()
 
 
+@contextmanager
+def scratch_run_log(settings, tag: str):
+    """`settings` with MYSQL_DATABASE a scratch `test_stream_<tag>`, dropped afterwards: the stream's pipeline_runs
+    rows of a test stay out of the live run log (a stack beside the tests shows it on its dashboard)."""
+    database = f"test_stream_{tag}"
+    with db.mysql_connection(settings, autocommit=True) as conn:
+        conn.cursor().execute(f"CREATE DATABASE `{database}`")
+    try:
+        yield dataclasses.replace(settings, MYSQL_DATABASE=database)
+    finally:
+        with db.mysql_connection(settings, autocommit=True) as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{database}`")
+
+
 @pytest.fixture()
 def stream_case(postgres, mysql, kafka, tmp_path):
-    """Settings pointing at a new 3-partition topic, a scratch schema and a checkpoint under tmp_path."""
+    """Settings pointing at a new 3-partition topic, a scratch schema, a scratch run log database and a checkpoint
+    under tmp_path."""
     tag = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(postgres, KAFKA_TOPIC=f"users-test-{tag}", POSTGRES_SCHEMA=f"t_stream_{tag}",
+    with scratch_run_log(postgres, tag) as run_log:
+        yield from _stream_case(run_log, tag, tmp_path)
+
+
+def _stream_case(base, tag: str, tmp_path):
+    settings = dataclasses.replace(base, KAFKA_TOPIC=f"users-test-{tag}", POSTGRES_SCHEMA=f"t_stream_{tag}",
                                    STREAMING_CHECKPOINT_DIR=str(tmp_path / "checkpoint"),
                                    STREAMING_MAX_EVENTS_PER_BATCH=300)
     admin = KafkaAdminClient(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS)
@@ -148,7 +169,7 @@ def assert_exact(settings, events: list, expected_users: dict, malformed: list) 
 def start_job(settings, log_path, code: str | None = None, args: tuple[str, ...] = ()) -> subprocess.Popen:
     """The job as a separate process group (JVM and Python workers included), so SIGKILL takes all of it."""
     env = os.environ | {"KAFKA_BOOTSTRAP_SERVERS": settings.KAFKA_BOOTSTRAP_SERVERS, "KAFKA_TOPIC": settings.KAFKA_TOPIC,
-                        "POSTGRES_SCHEMA": settings.POSTGRES_SCHEMA,
+                        "POSTGRES_SCHEMA": settings.POSTGRES_SCHEMA, "MYSQL_DATABASE": settings.MYSQL_DATABASE,
                         "STREAMING_CHECKPOINT_DIR": settings.STREAMING_CHECKPOINT_DIR,
                         "STREAMING_MAX_EVENTS_PER_BATCH": "100", "PYSPARK_PYTHON": sys.executable}
     argv = ["-c", code] if code else ["-m", "shopflow.jobs.stream_users", "--master", "local[1]", *args]

@@ -75,6 +75,13 @@ def test_last_run_is_the_latest_whole_run_and_can_ask_for_a_status(seeded):
     assert q.last_run(seeded, "no_such_job").empty
 
 
+def test_last_stream_batch_is_the_latest_applied_one_with_its_lag(seeded):
+    (batch,) = q.last_stream_batch(seeded).frame.to_dict("records")
+    assert (batch["lag"], batch["finished_at"]) == (7, RUNS[9][4])  # not the failed or replayed ones before it
+    seeded_ago = (datetime.now(timezone.utc).replace(tzinfo=None) - NOW).total_seconds()
+    assert abs(batch["age_seconds"] - (12.9 * 60 + seeded_ago)) <= 90
+
+
 def test_last_runs_per_job(seeded):
     frame = q.last_runs(seeded).frame
     assert list(frame["job"]) == ["build_marts", "replicate_postgres_to_mysql", "stream_users"]
@@ -89,7 +96,7 @@ def test_last_runs_stays_quick_on_a_long_run_history(mysql):
     Two weeks of runs at the default schedules are about 22,000 rows; the query must not grow with their square."""
     with scratch_db(mysql, "history", marts="none", runs=False) as settings:
         execute(settings, PIPELINE_RUNS_DDL)
-        rows = [(job, table, "ok", ago(i), ago(i - 0.1), 6.0, 1, 1, 0)
+        rows = [(job, table, "ok", ago(i), ago(i - 0.1), 6.0, 1, 1, 0, None)
                 for i in range(1, 7_001) for job, table in ((q.REPLICATION_JOB, None), (q.REPLICATION_JOB, "users"),
                                                             (q.STREAMING_JOB, "users"))]
         insert(settings, "pipeline_runs", RUN_COLUMNS, rows)
@@ -123,7 +130,7 @@ def test_rejected_events_count_committed_batches_only(seeded):
 ALL_QUERIES = {"overview": (), "orders_by_status": (), "weekly_activity": (), "rating_summary": (),
                "ranked_products": (True,), "rating_distribution": (), "loyalty_tiers": (), "top_loyalty_users": (),
                "average_check": (), "last_run": (q.BUILD_MARTS_JOB,), "last_runs": (), "run_history": (),
-               "quality_runs": (), "failed_checks": (), "rejected_events": ()}
+               "quality_runs": (), "failed_checks": (), "rejected_events": (), "last_stream_batch": ()}
 
 
 def test_missing_tables_give_an_empty_result_naming_the_table(mysql):

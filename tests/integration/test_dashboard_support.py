@@ -44,18 +44,18 @@ SEED = {
                              ("2026-01-19", 2, 4, "69.99", 3)],
 }
 RUN_COLUMNS = ("job", "table_name", "status", "started_at", "finished_at", "seconds", "rows_read", "rows_written",
-               "rows_rejected")
+               "rows_rejected", "detail")
 RUNS = [  # replication: the latest run failed; marts: a failed build, then a good one; streaming: four batches
-    ("replicate_postgres_to_mysql", None, "ok", ago(31), ago(29), 120.0, 1000, 900, None),
-    ("replicate_postgres_to_mysql", "users", "ok", ago(31), ago(30), 60.0, 100, 90, 0),
-    ("replicate_postgres_to_mysql", None, "failed", ago(10), ago(9), 55.5, None, None, None),
-    ("build_marts", None, "failed", ago(40), ago(39), 70.0, 500, None, None),
-    ("build_marts", None, "ok", ago(20), ago(19), 65.25, 500, 19, None),
-    ("build_marts", "mart_weekly_activity", "ok", ago(20), ago(19.5), 20.0, None, 3, None),
-    ("stream_users", "users", "ok", ago(16), ago(15.9), 4.0, 100, 90, 5),
-    ("stream_users", "users", "replayed", ago(15), ago(14.9), 3.0, 50, 0, 0),
-    ("stream_users", "users", "failed", ago(14), ago(13.9), 2.0, None, None, None),
-    ("stream_users", "users", "ok", ago(13), ago(12.9), 3.5, 50, 48, 2),
+    ("replicate_postgres_to_mysql", None, "ok", ago(31), ago(29), 120.0, 1000, 900, None, None),
+    ("replicate_postgres_to_mysql", "users", "ok", ago(31), ago(30), 60.0, 100, 90, 0, None),
+    ("replicate_postgres_to_mysql", None, "failed", ago(10), ago(9), 55.5, None, None, None, None),
+    ("build_marts", None, "failed", ago(40), ago(39), 70.0, 500, None, None, None),
+    ("build_marts", None, "ok", ago(20), ago(19), 65.25, 500, 19, None, None),
+    ("build_marts", "mart_weekly_activity", "ok", ago(20), ago(19.5), 20.0, None, 3, None, None),
+    ("stream_users", "users", "ok", ago(16), ago(15.9), 4.0, 100, 90, 5, None),
+    ("stream_users", "users", "replayed", ago(15), ago(14.9), 3.0, 50, 0, 0, None),
+    ("stream_users", "users", "failed", ago(14), ago(13.9), 2.0, None, None, None, None),
+    ("stream_users", "users", "ok", ago(13), ago(12.9), 3.5, 50, 48, 2, '{"topic": "users-data", "lag": 7}'),
 ]
 QUALITY_COLUMNS = ("run_id", "checked_at", "mart", "check_name", "passed", "observed", "expected")
 QUALITY = [("run-a", ago(39), "mart_weekly_activity", "no_week_missing", False, "1", "0"),

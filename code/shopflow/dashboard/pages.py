@@ -1,6 +1,7 @@
 """The dashboard's pages: one function each, registered in PAGES (url path, title, function)."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from postgresdb.models import LOYALTY_STATUSES, ORDER_STATUSES
@@ -129,12 +130,17 @@ def average_check() -> None:
 def _freshness_metrics() -> None:
     replicated = load("last_run", queries.REPLICATION_JOB, "ok")
     built = load("last_run", queries.BUILD_MARTS_JOB, "ok")
-    rejected, quality = load("rejected_events"), load("quality_runs", 1)
+    rejected, quality, batch = load("rejected_events"), load("quality_runs", 1), load("last_stream_batch")
     replication_age = None if replicated.empty else replicated.frame.iloc[0]["age_seconds"]
+    lag = None if batch.empty else batch.frame.iloc[0]["lag"]
     _metrics({"Replication freshness": age(replication_age),
               "Last marts build": age(None if built.empty else built.frame.iloc[0]["age_seconds"]),
+              "Last stream batch": age(None if batch.empty else batch.frame.iloc[0]["age_seconds"]),
               "Rejected events": count(0 if rejected.empty else rejected.frame.iloc[0]["rejected"]),
-              "Failed checks, latest gate": "–" if quality.empty else count(quality.frame.iloc[0]["failed"])})
+              "Failed checks, latest gate": "–" if quality.empty else count(quality.frame.iloc[0]["failed"])},
+             {"Last stream batch": "The streaming job writes a batch only when the topic holds new events. "
+                                   + ("After this one the topic held " + count(lag) + " event(s) not yet applied."
+                                      if pd.notna(lag) else "")})
     if replication_age is None or replication_age > REPLICATION_STALE_S:
         st.warning(f"Replication has not succeeded {'yet' if replication_age is None else 'for over an hour'}: "
                    "the replica and the marts may be stale.")

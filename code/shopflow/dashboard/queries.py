@@ -180,6 +180,16 @@ def failed_checks(settings: Settings, limit: int = 50) -> Result:
         ORDER BY checked_at DESC, result_id DESC LIMIT %s""", (int(limit),))
 
 
+def last_stream_batch(settings: Settings) -> Result:
+    """The streaming job's latest applied batch: its age by the server's clock, and the events the topic still held
+    after it (`lag`; NULL when the job could not ask the broker)."""
+    return fetch(settings, """
+        SELECT finished_at, TIMESTAMPDIFF(SECOND, finished_at, UTC_TIMESTAMP()) AS age_seconds,
+               CAST(JSON_VALUE(detail, '$.lag') AS SIGNED) AS lag
+        FROM pipeline_runs WHERE job = %s AND status = 'ok'
+        ORDER BY started_at DESC, run_id DESC LIMIT 1""", (STREAMING_JOB,))
+
+
 def rejected_events(settings: Settings) -> Result:
     """Events the streaming job dead-lettered, summed over its committed batches (a replayed batch adds none)."""
     return fetch(settings, """

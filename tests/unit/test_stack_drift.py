@@ -4,6 +4,7 @@ Records are written to a scratch state dir; nothing is started."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -90,3 +91,16 @@ def test_status_lists_a_running_service_the_settings_no_longer_define(started, m
     rows = {row[0]: row[1:] for row in manager.status_rows(fewer)}
     ui_port = settings.SPARK_WORKER_UI_PORT_BASE + settings.SPARK_WORKERS - 1
     assert rows[extra] == ("RUNNING (not in settings)", str(ui_port), str(info[extra]["pid"]))
+
+
+def test_a_setting_added_since_the_start_counts_only_when_it_is_not_the_default(started):
+    """A newer checkout adds a setting: services started before it ran with its default, so only another value is
+    noted (upgrading alone used to note every running service)."""
+    settings, running = started
+    records = drift.load(settings)
+    for record in records.values():
+        record["settings"].pop("AIRFLOW_LOG_RETENTION_DAYS", None)
+    drift._path(settings).write_text(json.dumps(records))
+    assert _compare(settings, running).notes == []
+    found = _compare(settings, running, AIRFLOW_LOG_RETENTION_DAYS=30)
+    assert len(found.notes) == 1 and "other values of AIRFLOW_LOG_RETENTION_DAYS than" in found.notes[0]

@@ -12,6 +12,7 @@ has none and is not compared.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -70,7 +71,11 @@ def _ports(ports) -> str:
 
 
 def _changed_keys(then: dict, now: dict) -> list[str]:
-    return sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
+    """Keys whose values differ; a key the record lacks (a setting added since the service started) counts only when
+    its value is not the default, which the service ran with."""
+    defaults = {f.name: _digest(str(f.default)) for f in dataclasses.fields(Settings)}
+    return sorted(k for k in then.keys() | now.keys()
+                  if then.get(k) != now.get(k) and not (k not in then and now.get(k) == defaults.get(k)))
 
 
 def _keys_text(keys: list[str]) -> str:
@@ -92,10 +97,10 @@ def compare(settings: Settings, services: list[Service], running: set[str], defi
         if then.get("ports") != now["ports"]:
             drift.errors.append(f"{service.name} runs on {_ports(then.get('ports'))}, but the settings now give "
                                 f"{_ports(now['ports'])}")
-        elif service.name not in noted and (then.get("settings") != now["settings"]
-                                            or then.get("command") != now["command"]):
+        elif service.name not in noted:
             keys = _changed_keys(then.get("settings") or {}, now["settings"])
-            changed.setdefault(_keys_text(keys) if keys else "", []).append(service.name)
+            if keys or then.get("command") != now["command"]:
+                changed.setdefault(_keys_text(keys) if keys else "", []).append(service.name)
     for keys, names in changed.items():
         what = f"other values of {keys}" if keys else "another command line"
         drift.notes.append(f"started with {what} than the current settings give, and still running as started: "

@@ -80,6 +80,19 @@ def test_the_replication_task_runs_single_core_executors_one_per_worker(dagbag):
     assert (task.conf["spark.executor.cores"], task.conf["spark.cores.max"]) == ("1", workers)
 
 
+def test_the_replication_dag_can_be_triggered_for_a_full_reload(dagbag):
+    """The trigger form's full_reload param (default off) reaches the job as `--full True|False`."""
+    from jinja2 import Template
+
+    from shopflow.jobs.replicate_postgres_to_mysql import parse_args
+
+    dag = dagbag.dags["replicate_postgres_to_mysql"]
+    assert dag.params["full_reload"] is False
+    args = dag.get_task("replicate").application_args
+    for value in (False, True):
+        assert parse_args([Template(a).render(params={"full_reload": value}) for a in args]).full is value
+
+
 def test_dag_fallback_jvm_options_equal_the_settings_default():
     """DAG files cannot import Settings; their fallback for an unset SPARK_JAVA_OPTIONS must not drift from it."""
     import dataclasses

@@ -1,11 +1,12 @@
 """Postgres `source` -> MySQL replica, every REPLICATION_SCHEDULE (default 15 min), incremental and reconciled.
 
 The task's outlet is the replica Asset: the marts DAG is scheduled on it.
+To reload every table in full (the result is the same replica, only slower): Trigger, then set `full_reload`.
 """
 from __future__ import annotations
 
 from _spark import DEFAULT_ARGS, REPLICA_ASSET, START_DATE, setting, spark_job
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
 with DAG(
     dag_id="replicate_postgres_to_mysql",
@@ -17,5 +18,8 @@ with DAG(
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["shopflow", "replication", "spark", "mysql"],
+    params={"full_reload": Param(False, type="boolean", title="Full reload",
+                                 description="Reload every table in full, ignoring the watermarks (the job's --full)")},
 ):
-    spark_job("replicate", "replicate_postgres_to_mysql", outlets=[REPLICA_ASSET])
+    spark_job("replicate", "replicate_postgres_to_mysql", application_args=["--full", "{{ params.full_reload }}"],
+              outlets=[REPLICA_ASSET])

@@ -1,6 +1,6 @@
 """spark-submit entry point: make the MySQL replica equal to the Postgres `source` schema (incrementally).
 
-    spark-submit code/shopflow/jobs/replicate_postgres_to_mysql.py [--full]
+    spark-submit code/shopflow/jobs/replicate_postgres_to_mysql.py [--full [true|false]]
 
 Settings come from .env / the environment. Exit code 0 when every table reconciled, 1 otherwise (the reason
 is the last log line and in `pipeline_runs`), 2 when the Spark master does not answer (one line, before Spark starts),
@@ -20,10 +20,21 @@ from shopflow.replication import JOB, ReplicationError, ReplicationRefused, repl
 log = logging.getLogger("shopflow.replication")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _flag(raw: str) -> bool:
+    if raw.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {raw!r}")
+    return raw.lower() == "true"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=JOB, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="reload every table in full (ignore watermarks)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--full", nargs="?", type=_flag, const=True, default=False, metavar="true|false",
+                        help="reload every table in full (ignore watermarks); the DAG passes its full_reload param")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     settings = get_settings()
     try:

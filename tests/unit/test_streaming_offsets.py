@@ -244,3 +244,18 @@ def test_the_stream_job_stops_before_spark_when_postgres_is_down(argv, monkeypat
     assert len(errors) == 1 and errors[0].startswith(f"cannot reach Postgres at 127.0.0.1:{port} (connection to "
                                                      f'server at "127.0.0.1", port {port} failed: Connection refused')
     assert errors[0].endswith("); is it running? `make status` shows it, `make up` starts it")
+
+
+def test_offsets_below_the_committed_positions_end_the_job_with_the_no_retry_exit(monkeypatch, caplog):
+    """A retry cannot help a topic that went back below the committed positions: exit 3, so Airflow fails the task at
+    once (code/airflow/dags/_spark.py) instead of retrying it twice."""
+    from shopflow.jobs import stream_users
+    from shopflow.jobs.session import NO_RETRY_EXIT
+
+    def went_back(_settings):
+        raise ko.KafkaOffsetError("users-data-0: the broker's end offset 0 is below the committed position 412")
+
+    monkeypatch.setattr(stream_users, "_has_work", went_back)
+    assert stream_users.main([]) == NO_RETRY_EXIT == 3
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "users-data-0: the broker's end offset 0 is below the committed position 412"]

@@ -10,7 +10,9 @@ spark-submit), the job uses SPARK_MASTER_URL, or --master (e.g. local[2]). One q
 (`streaming/checkpoint_lock.py`): beside a running one, a drain does nothing and exits 0, a continuous run waits for a
 drain to end and refuses to start beside another continuous one, and --reset refuses. A broker that does not answer
 ends the run with one error line and exit code 2, before Spark starts; so does a broker or Postgres that goes away
-under a running query, or a Postgres that does not answer at the start.
+under a running query, or a Postgres that does not answer at the start. A topic whose offsets went back below the
+committed positions (recreated, or a broker that lost its data) ends it with one line and exit code 3: a retry would
+fail the same way until the stream is reset.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from pyspark.errors import StreamingQueryException
 
 from shopflow.config import get_settings
 from shopflow.db import postgres_gone
-from shopflow.jobs.session import RESTART_HINT, MasterUnreachable, build_session
+from shopflow.jobs.session import NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session
 from shopflow.streaming import checkpoint_lock, query
 from shopflow.streaming import kafka_offsets as ko
 
@@ -103,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot reach Postgres at %s:%s (%s); is it running? %s", settings.POSTGRES_HOST,
                   settings.POSTGRES_PORT, line, RESTART_HINT)
         return 2
-    except (ko.KafkaOffsetError, MasterUnreachable, query.SourceUnavailable) as error:  # says what to do itself
+    except MasterUnreachable as error:
         log.error("%s", error)
         return 2
+    except (ko.KafkaOffsetError, query.SourceUnavailable) as error:  # says what to do; a retry would fail the same way
+        log.error("%s", error)
+        return NO_RETRY_EXIT
     except checkpoint_lock.CheckpointBusy as busy:
         log.error("%s", busy)
         return 1

@@ -14,7 +14,7 @@ import logging
 import sys
 
 from shopflow.config import get_settings
-from shopflow.jobs.session import NO_RETRY_EXIT, MasterUnreachable, build_session
+from shopflow.jobs.session import NO_RETRY_EXIT, MasterUnreachable, build_session, configure_logging
 from shopflow.marts.build import JOB, build_marts
 from shopflow.quality import QualityGateError
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=JOB, description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-id", help="recorded with the quality results (the DAG passes its run id)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = get_settings()
     try:
         spark = build_session(f"shopflow-{JOB}", settings, warm_modules=(),

@@ -14,7 +14,7 @@ import logging
 import sys
 
 from shopflow.config import get_settings
-from shopflow.jobs.session import NO_RETRY_EXIT, MasterUnreachable, build_session
+from shopflow.jobs.session import NO_RETRY_EXIT, MasterUnreachable, build_session, configure_logging
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 
 log = logging.getLogger("shopflow.replication")
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    configure_logging(force=True)
     settings = get_settings()
     try:
         spark = build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.replication.copy_load",))

@@ -18,6 +18,15 @@ RESTART_HINT = "`make status` shows it, `make up` starts it"  # ends every "a se
 NO_RETRY_EXIT = 3
 
 
+def configure_logging(force: bool = False) -> None:
+    """The jobs' log format at INFO, without the libraries' chatter: py4j logs every callback from the JVM (one line
+    per micro-batch of `make stream`), mysql.connector its authentication plugin on each first connection, and
+    kafka-python every connection."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=force)
+    for noisy in ("py4j", "mysql.connector", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 class MasterUnreachable(RuntimeError):
     """The standalone master does not answer. Spark itself would retry for a minute and then fail with pages of
     Java stack traces; the entry points end with this one line and exit code 2 instead."""

@@ -30,7 +30,7 @@ from pyspark.errors import StreamingQueryException
 
 from shopflow.config import get_settings
 from shopflow.db import postgres_gone
-from shopflow.jobs.session import NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session
+from shopflow.jobs.session import NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging
 from shopflow.streaming import checkpoint_lock, query
 from shopflow.streaming import kafka_offsets as ko
 
@@ -76,8 +76,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection at INFO
+    configure_logging()
     settings = get_settings()
     overrides = {"STREAMING_TRIGGER_SECONDS": args.trigger_seconds, "STREAMING_MAX_EVENTS_PER_BATCH": args.max_events}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})

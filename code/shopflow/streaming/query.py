@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from typing import Callable
 
 from pyspark.errors import AnalysisException
@@ -26,6 +27,7 @@ from shopflow.streaming.sink import STREAM, UsersSink
 
 log = logging.getLogger(__name__)
 STOP_POLL_S = 1.0
+BATCH_END_WAIT_S = 30.0  # a stop waits this long at most for the micro-batch in flight (manager.JOB_STOP_GRACE_S: 60)
 
 
 def ensure_tables(settings: Settings) -> None:
@@ -141,10 +143,22 @@ def run(spark: SparkSession, settings: Settings, mode: str = AVAILABLE_NOW,
     try:
         while not query.awaitTermination(STOP_POLL_S) and not stop_requested():
             pass
+        _wait_for_batch_end(query)
     finally:
         if query.isActive:
             query.stop()
     return True
+
+
+def _wait_for_batch_end(query) -> None:
+    """`query.stop()` interrupts a micro-batch in flight: nothing is lost (its Postgres transaction is not committed,
+    the next run applies the batch), but the interrupted foreachBatch gets py4j's ERROR with the Python traceback,
+    and Spark's stream thread, matching that long message against a regex to tell a stop from a failure, overflowed
+    its stack: a thousand lines of Java frames on Ctrl-C whenever a batch ran. So a stop waits, up to
+    BATCH_END_WAIT_S, for the trigger to be idle between batches."""
+    deadline = time.monotonic() + BATCH_END_WAIT_S
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def reset(settings: Settings) -> int:

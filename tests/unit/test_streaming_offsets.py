@@ -80,7 +80,7 @@ def test_read_tasks_off_or_more_than_records_keep_one_task_per_partition():
 def test_committed_position_above_the_broker_end_fails_loudly(monkeypatch):
     reader = KafkaStreamReader({"bootstrapServers": "h:1", "topic": "t"})
     monkeypatch.setattr(ko, "high_watermarks", lambda *a, **k: {0: 3})
-    with pytest.raises(ko.KafkaOffsetError, match="below the committed position"):
+    with pytest.raises(ko.OffsetsWentBack, match="below the committed position"):
         reader.latestOffset({"t": {"0": 10}}, None)
 
 
@@ -246,16 +246,30 @@ def test_the_stream_job_stops_before_spark_when_postgres_is_down(argv, monkeypat
     assert errors[0].endswith("); is it running? `make status` shows it, `make up` starts it")
 
 
-def test_offsets_below_the_committed_positions_end_the_job_with_the_no_retry_exit(monkeypatch, caplog):
+@pytest.mark.parametrize("error, code", [
+    (ko.OffsetsWentBack("users-data-0: the broker's end offset 0 is below the committed position 412"), 3),
+    (ko.KafkaOffsetError("no fetch response for 'users-data' within 30 s"), 2)], ids=["went back", "slow broker"])
+def test_only_offsets_gone_back_end_the_job_with_the_no_retry_exit(monkeypatch, caplog, error, code):
     """A retry cannot help a topic that went back below the committed positions: exit 3, so Airflow fails the task at
-    once (code/airflow/dags/_spark.py) instead of retrying it twice."""
+    once (code/airflow/dags/_spark.py) instead of retrying it twice; a slow broker may answer the retry: exit 2."""
     from shopflow.jobs import stream_users
     from shopflow.jobs.session import NO_RETRY_EXIT
 
-    def went_back(_settings):
-        raise ko.KafkaOffsetError("users-data-0: the broker's end offset 0 is below the committed position 412")
+    def failing(_settings):
+        raise error
 
-    monkeypatch.setattr(stream_users, "_has_work", went_back)
-    assert stream_users.main([]) == NO_RETRY_EXIT == 3
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
-        "users-data-0: the broker's end offset 0 is below the committed position 412"]
+    monkeypatch.setattr(stream_users, "_has_work", failing)
+    assert stream_users.main([]) == code
+    assert NO_RETRY_EXIT == 3
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [str(error)]
+
+
+def test_a_relayed_query_failure_keeps_its_offset_error_class():
+    from shopflow.jobs import stream_users
+
+    relayed = ("Traceback (most recent call last):\n  File x\nshopflow.streaming.kafka_offsets.OffsetsWentBack: t-0: "
+               "the broker's end offset 0 is below the committed position 5\n")
+    assert type(stream_users._gone(relayed, None)) is ko.OffsetsWentBack
+    slow = relayed.replace("OffsetsWentBack: t-0: the broker's end offset 0 is below the committed position 5",
+                           "KafkaOffsetError: t-0: no data at offset 5 within 60 s")
+    assert type(stream_users._gone(slow, None)) is ko.KafkaOffsetError

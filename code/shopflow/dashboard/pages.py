@@ -132,7 +132,7 @@ def _freshness_metrics() -> None:
     built = load("last_run", queries.BUILD_MARTS_JOB, "ok")
     rejected, quality, batch = load("rejected_events"), load("quality_runs", 1), load("last_stream_batch")
     replication_age = None if replicated.empty else replicated.frame.iloc[0]["age_seconds"]
-    lag = None if batch.empty else batch.frame.iloc[0]["lag"]
+    lag = None if batch.empty else batch.frame.iloc[0]["events_behind"]
     _metrics({"Replication freshness": age(replication_age),
               "Last marts build": age(None if built.empty else built.frame.iloc[0]["age_seconds"]),
               "Last stream batch": age(None if batch.empty else batch.frame.iloc[0]["age_seconds"]),

@@ -182,10 +182,11 @@ def failed_checks(settings: Settings, limit: int = 50) -> Result:
 
 def last_stream_batch(settings: Settings) -> Result:
     """The streaming job's latest applied batch: its age by the server's clock, and the events the topic still held
-    after it (`lag`; NULL when the job could not ask the broker)."""
+    after it (`events_behind`, the batch's recorded lag; NULL when the job could not ask the broker, or the detail
+    was clipped). Not `lag`: a reserved word in MySQL 8."""
     return fetch(settings, """
         SELECT finished_at, TIMESTAMPDIFF(SECOND, finished_at, UTC_TIMESTAMP()) AS age_seconds,
-               CAST(JSON_VALUE(detail, '$.lag') AS SIGNED) AS lag
+               CAST(JSON_VALUE(IF(JSON_VALID(detail), detail, NULL), '$.lag') AS SIGNED) AS events_behind
         FROM pipeline_runs WHERE job = %s AND status = 'ok'
         ORDER BY started_at DESC, run_id DESC LIMIT 1""", (STREAMING_JOB,))
 

@@ -12,7 +12,7 @@ drain to end and refuses to start beside another continuous one, and --reset ref
 ends the run with one error line and exit code 2, before Spark starts; so does a broker or Postgres that goes away
 under a running query, or a Postgres that does not answer at the start. A topic whose offsets went back below the
 committed positions (recreated, or a broker that lost its data) ends it with one line and exit code 3: a retry would
-fail the same way until the stream is reset.
+fail the same way until the stream is reset; so does STREAMING_SOURCE=kafka in a Spark without the Kafka connector.
 """
 from __future__ import annotations
 
@@ -104,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot reach Postgres at %s:%s (%s); is it running? %s", settings.POSTGRES_HOST,
                   settings.POSTGRES_PORT, line, RESTART_HINT)
         return 2
-    except MasterUnreachable as error:
-        log.error("%s", error)
-        return 2
-    except (ko.KafkaOffsetError, query.SourceUnavailable) as error:  # says what to do; a retry would fail the same way
+    except (ko.OffsetsWentBack, query.SourceUnavailable) as error:  # says what to do; a retry would fail the same way
         log.error("%s", error)
         return NO_RETRY_EXIT
+    except (ko.KafkaOffsetError, MasterUnreachable) as error:  # a slow or restarting broker, the master down
+        log.error("%s", error)
+        return 2
     except checkpoint_lock.CheckpointBusy as busy:
         log.error("%s", busy)
         return 1
@@ -123,8 +123,8 @@ def _gone(failed: str, settings) -> Exception | None:
     offsets went back (PySpark relays the Python traceback in `failed`); None for any other failure."""
     if unreachable := re.search(r"BrokerUnreachable: (cannot reach Kafka at [^\n]*)", failed):
         return ko.BrokerUnreachable(unreachable.group(1))
-    if lost := re.search(r"KafkaOffsetError: ([^\n]*)", failed):  # e.g. the topic went back below our positions
-        return ko.KafkaOffsetError(lost.group(1))
+    if lost := re.search(r"(OffsetsWentBack|KafkaOffsetError): ([^\n]*)", failed):  # e.g. the topic went back
+        return getattr(ko, lost.group(1))(lost.group(2))
     if line := postgres_gone(failed):
         return PostgresGone(f"lost Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT} under the running "
                             f"query ({line}); the batch in flight was not committed, the next run applies it")

@@ -42,7 +42,7 @@ def groom(logs: Path, retention_days: int, now: float | None = None) -> tuple[in
                 if stat.st_mtime < cutoff:
                     os.unlink(path)
                     files, size = files + 1, size + stat.st_size
-            except FileNotFoundError:
+            except OSError:  # gone meanwhile, or not ours to delete: the next file, the next pass
                 continue
         try:
             if root != str(logs) and touched.get(root, now) < now - EMPTY_DIR_AGE_S and not os.listdir(root):

@@ -25,6 +25,11 @@ class KafkaOffsetError(RuntimeError):
     """The broker did not answer in time, or a partition went backwards (topic recreated, broker restarted)."""
 
 
+class OffsetsWentBack(KafkaOffsetError):
+    """A partition's end is below the committed position (topic recreated, broker lost its data): only a reset of
+    the stream state helps, a retry fails the same way."""
+
+
 class BrokerUnreachable(RuntimeError):
     """No broker answered at the bootstrap address (not a KafkaOffsetError: callers that treat those as "no topic
     yet" must not read a stopped broker that way)."""

@@ -137,7 +137,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         high = self.target if self.target is not None else self._high_watermarks(begin)
         for p, position in begin.items():
             if high.get(p, position) < position:
-                raise ko.KafkaOffsetError(
+                raise ko.OffsetsWentBack(
                     f"{self.topic}-{p}: the broker's end offset {high.get(p)} is below the committed position "
                     f"{position}; the topic was recreated or the broker lost its data. Reset the stream state "
                     f"(python -m shopflow.jobs.stream_users --reset) to start over from the earliest offsets.")

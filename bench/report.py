@@ -134,7 +134,20 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description="The README tables of a bench result.")
+    parser.add_argument("result", nargs="?", type=Path, default=RESULTS_DIR / "latest.json",
+                        help="a results JSON (default: bench/results/latest.json)")
+    source = parser.parse_args(argv).result
+    try:
+        result = json.loads(source.read_text())
+    except (OSError, ValueError) as error:
+        parser.exit(2, f"bench.report: cannot read {source}: {error}\n")
+    print(markdown(result))
+    return 0
+
+
 if __name__ == "__main__":
     import sys
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS_DIR / "latest.json"
-    print(markdown(json.loads(source.read_text())))
+    sys.exit(main())

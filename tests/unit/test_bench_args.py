@@ -1,6 +1,8 @@
 """`bench.run` arguments and the chart of a run where nothing completed."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench import report
@@ -51,3 +53,14 @@ def test_the_table_columns_line_up_whatever_the_names_length():
     header, rule, *rows = report.table(measures, {}).splitlines()[:4]
     assert len({len(header), len(rule), *map(len, rows)}) == 1  # one width for every line
     assert all(row.split()[-1] in ("1.23", "10") for row in rows)  # no name ran into the numbers
+
+
+def test_report_prints_a_results_tables_and_names_a_file_it_cannot_read(tmp_path, capsys):
+    result = tmp_path / "r.json"
+    result.write_text(json.dumps({"measures": [{"name": "bound", "rows": 10, "seconds": 2.0, "rows_per_s": 5.0}],
+                                  "ratios": {"replication_full_vs_bound": 0.9}}))
+    assert report.main([str(result)]) == 0
+    assert "| bound | 10 | 2.00 | 5 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path / "missing.json")])
+    assert exit_info.value.code == 2 and "cannot read" in capsys.readouterr().err

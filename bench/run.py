@@ -61,19 +61,41 @@ def refuse_if_busy(args) -> list[str]:
     return busy
 
 
-def ensure_servers(args) -> None:
-    """Start (or reuse) the local servers the chosen measures need; a port held by something else fails here."""
-    from shopflow.stack import manager
+def ensure_servers(args) -> tuple[list[str], bool]:
+    """Start (or reuse) the local servers the chosen measures need; a port held by something else fails here.
+    Returns the services it started and whether supervisord already ran (`stop_servers` stops what the bench started
+    at its end; what it found running stays)."""
+    from shopflow.stack import manager, supervisor
 
+    settings = get_settings()
     groups = ["postgres", "mariadb"]
     if {"ours", "naive", "marts", "streaming"} - args.skip:
         groups.append("spark")
     if "streaming" not in args.skip:
         groups.append("kafka")
+    daemon_was_running = supervisor.is_running(settings)
     try:
-        manager.ensure(get_settings(), groups)
+        started = manager.ensure(settings, groups)
     except manager.StackError as error:
         raise SystemExit(f"bench: cannot start the servers it needs: {error}") from None
+    return started, daemon_was_running
+
+
+def stop_servers(started: list[str], daemon_was_running: bool, keep: bool) -> None:
+    """What `ensure_servers` started, as `make test` does: a bench left its servers running, and a later `make test`
+    or `make up` of another checkout then found the ports taken."""
+    from shopflow.stack import manager, supervisor
+
+    if not started:
+        return
+    if keep:
+        print("bench: --keep: the servers it started still run (`make down` stops them)", flush=True)
+        return
+    print(f"bench: stopping the servers it started: {', '.join(started)}", flush=True)
+    if daemon_was_running:
+        manager.stop(get_settings(), started)
+    else:
+        supervisor.shutdown(get_settings())
 
 
 def generate(scale: float, schema: str) -> float:
@@ -182,7 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, __doc__.split("\n\n")[0])
     exit_on_sigterm()
     busy = refuse_if_busy(args)
-    ensure_servers(args)
+    started, daemon_was_running = ensure_servers(args)
+    try:
+        return _measure_and_report(args, busy)
+    finally:
+        stop_servers(started, daemon_was_running, args.keep)
+
+
+def _measure_and_report(args, busy: list[str]) -> int:
     print("bench: writing every free page of InnoDB's buffer pool once (see bench/settle.py) ...", flush=True)
     prewarm = prewarm_innodb(get_settings())
     print(f"bench: {prewarm['pages']} free buffer pool pages written in {prewarm['seconds']} s", flush=True)

@@ -157,6 +157,8 @@ def _wait_for_batch_end(query) -> None:
     its stack: a thousand lines of Java frames on Ctrl-C whenever a batch ran. So a stop waits, up to
     BATCH_END_WAIT_S, for the trigger to be idle between batches."""
     deadline = time.monotonic() + BATCH_END_WAIT_S
+    if query.isActive and query.status.get("isTriggerActive"):
+        log.info("stopping: waiting for the micro-batch in flight to end (at most %.0f s)", BATCH_END_WAIT_S)
     while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
         time.sleep(0.05)
 

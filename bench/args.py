@@ -39,7 +39,8 @@ def parse_args(argv, description: str | None = None):
     parser.add_argument("--skip", default="", help=f"comma separated, from {','.join(MEASURES)}")
     parser.add_argument("--no-generate", action="store_true", help="reuse the bench_source data as it is")
     parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
-    parser.add_argument("--keep", action="store_true", help="keep the scratch databases, and the servers the bench started running")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the scratch databases, and the servers the bench started running")
     parser.add_argument("--repeat", type=_number(int, 1, inclusive=True), default=2,
                         help="attempts of bound, naive, peer, ours full and marts; the fastest is reported")
     parser.add_argument("--stream-events", type=_number(int, 1, inclusive=True), default=1_000_000,

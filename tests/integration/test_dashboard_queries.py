@@ -77,7 +77,8 @@ def test_last_run_is_the_latest_whole_run_and_can_ask_for_a_status(seeded):
 
 def test_last_stream_batch_is_the_latest_applied_one_with_its_lag(seeded):
     (batch,) = q.last_stream_batch(seeded).frame.to_dict("records")
-    assert (batch["events_behind"], batch["finished_at"]) == (7, RUNS[9][4])  # not the failed or replayed ones before it
+    # the latest ok batch, not the failed or replayed ones before it
+    assert (batch["events_behind"], batch["finished_at"]) == (7, RUNS[9][4])
     seeded_ago = (datetime.now(timezone.utc).replace(tzinfo=None) - NOW).total_seconds()
     assert abs(batch["age_seconds"] - (12.9 * 60 + seeded_ago)) <= 90
 

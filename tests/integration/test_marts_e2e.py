@@ -1,6 +1,6 @@
 """The real job through spark-submit on the standalone cluster, pointed at a scratch replica by environment
-variables, as the DAG's task runs it: exit 0 and marts equal to plain SQL; then a corrupt replica: exit 3 (no retry), and the
-published marts unchanged."""
+variables, as the DAG's task runs it: exit 0 and marts equal to plain SQL; then a corrupt replica: exit 3 (no
+retry), and the published marts unchanged."""
 from __future__ import annotations
 
 import re

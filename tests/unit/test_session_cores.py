@@ -5,6 +5,7 @@ import logging
 import socket
 
 import pytest
+from unit_support import closed_port
 
 from shopflow.config import Settings
 from shopflow.jobs.session import MasterUnreachable, check_master, expected_cores
@@ -19,14 +20,8 @@ def test_expected_cores(master, cores_max, expected):
     assert expected_cores(settings, master, cores_max) == expected
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_check_master_needs_one_master_that_answers():
-    closed = _closed_port()
+    closed = closed_port()
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
@@ -44,7 +39,7 @@ def test_a_batch_job_ends_with_one_line_when_the_master_is_down(job, monkeypatch
 
     from shopflow.config import get_settings
 
-    port = _closed_port()
+    port = closed_port()
     monkeypatch.setenv("SPARK_MASTER_URL", f"spark://127.0.0.1:{port}")
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
     get_settings.cache_clear()

@@ -1,0 +1,112 @@
+"""The stream job's main and its errors: a server down before Spark starts, or gone under a running query, is one
+line and exit code 2; offsets gone back below the committed positions are exit code 3 (no Airflow retry)."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from unit_support import closed_port
+
+from shopflow.streaming import kafka_offsets as ko
+
+
+def _stream_job_errors(argv, monkeypatch, caplog, **env) -> list[str]:
+    """Runs the stream job's main with `env` set and Spark forbidden; asserts exit code 2; its ERROR lines."""
+    from shopflow.config import get_settings
+    from shopflow.jobs import stream_users
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(stream_users, "build_session", lambda *a, **k: pytest.fail("Spark started"))
+    get_settings.cache_clear()
+    try:
+        assert stream_users.main(argv) == 2
+    finally:
+        get_settings.cache_clear()
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("argv", [[], ["--continuous"]], ids=["drain", "continuous"])
+def test_the_stream_job_stops_before_spark_when_the_broker_is_down(argv, monkeypatch, caplog):
+    address = f"127.0.0.1:{closed_port()}"
+    errors = _stream_job_errors(argv, monkeypatch, caplog, KAFKA_BOOTSTRAP_SERVERS=address)
+    assert errors == [f"cannot reach Kafka at {address}: KafkaTimeoutError: Unable to bootstrap from {address}; "
+                      "is it running? `make status` shows it, `make up` starts it"]
+
+
+def _refused_port_error() -> str:
+    """A real psycopg2 error: Postgres is not listening."""
+    import psycopg2
+    with pytest.raises(psycopg2.OperationalError) as refused:
+        psycopg2.connect(host="127.0.0.1", port=closed_port(), dbname="x", user="x", connect_timeout=5)
+    return str(refused.value)
+
+
+def test_postgres_gone_names_the_line_and_ignores_other_errors():
+    from shopflow.db import postgres_gone
+
+    refused = _refused_port_error()
+    assert postgres_gone(refused).startswith('connection to server at "127.0.0.1", port ') and "\n" not in \
+        postgres_gone(refused)
+    relayed = ("Traceback (most recent call last):\n  File \"/x/sink.py\", line 124, in __call__\n"
+               "psycopg2.OperationalError: server closed the connection unexpectedly\n\tThis probably means the "
+               "server terminated abnormally\n")
+    assert postgres_gone(relayed) == "server closed the connection unexpectedly"
+    assert postgres_gone("psycopg2.errors.DeadlockDetected: deadlock detected\nDETAIL: ...") is None
+    assert postgres_gone("psycopg2.errors.UniqueViolation: duplicate key value") is None
+
+
+def test_a_query_failed_by_postgres_going_away_becomes_one_line():
+    from shopflow.config import load_settings
+    from shopflow.jobs import stream_users
+
+    settings = load_settings(env={}, env_file=None)
+    relayed = ("[FOREACH_BATCH_USER_FUNCTION_ERROR] ... Traceback (most recent call last):\n"
+               f"  File \"/x/db.py\", line 51, in pg_connection\npsycopg2.OperationalError: {_refused_port_error()}\n")
+    gone = stream_users._gone(relayed, settings)
+    assert isinstance(gone, stream_users.PostgresGone)
+    assert str(gone).startswith(f"lost Postgres at 127.0.0.1:{settings.POSTGRES_PORT} under the running query "
+                                '(connection to server at "127.0.0.1", port ')
+    assert str(gone).endswith("Connection refused); the batch in flight was not committed, the next run applies it")
+    assert stream_users._gone("[FOREACH_BATCH_USER_FUNCTION_ERROR] ... ValueError: a bug", settings) is None
+
+
+@pytest.mark.parametrize("argv", [["--continuous"], ["--reset"]], ids=["continuous", "reset"])
+def test_the_stream_job_stops_before_spark_when_postgres_is_down(argv, monkeypatch, caplog):
+    from shopflow.jobs import stream_users
+
+    port = closed_port()
+    monkeypatch.setattr(stream_users.query, "topic_partitions", lambda settings: [0])  # no broker in unit tests
+    errors = _stream_job_errors(argv, monkeypatch, caplog, POSTGRES_PORT=str(port))
+    assert len(errors) == 1 and errors[0].startswith(f"cannot reach Postgres at 127.0.0.1:{port} (connection to "
+                                                     f'server at "127.0.0.1", port {port} failed: Connection refused')
+    assert errors[0].endswith("); is it running? `make status` shows it, `make up` starts it")
+
+
+@pytest.mark.parametrize("error, code", [
+    (ko.OffsetsWentBack("users-data-0: the broker's end offset 0 is below the committed position 412"), 3),
+    (ko.KafkaOffsetError("no fetch response for 'users-data' within 30 s"), 2)], ids=["went back", "slow broker"])
+def test_only_offsets_gone_back_end_the_job_with_the_no_retry_exit(monkeypatch, caplog, error, code):
+    """A retry cannot help a topic that went back below the committed positions: exit 3, so Airflow fails the task at
+    once (code/airflow/dags/_spark.py) instead of retrying it twice; a slow broker may answer the retry: exit 2."""
+    from shopflow.jobs import stream_users
+    from shopflow.jobs.session import NO_RETRY_EXIT
+
+    def failing(_settings):
+        raise error
+
+    monkeypatch.setattr(stream_users, "_has_work", failing)
+    assert stream_users.main([]) == code
+    assert NO_RETRY_EXIT == 3
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [str(error)]
+
+
+def test_a_relayed_query_failure_keeps_its_offset_error_class():
+    from shopflow.jobs import stream_users
+
+    relayed = ("Traceback (most recent call last):\n  File x\nshopflow.streaming.kafka_offsets.OffsetsWentBack: t-0: "
+               "the broker's end offset 0 is below the committed position 5\n")
+    assert type(stream_users._gone(relayed, None)) is ko.OffsetsWentBack
+    slow = relayed.replace("OffsetsWentBack: t-0: the broker's end offset 0 is below the committed position 5",
+                           "KafkaOffsetError: t-0: no data at offset 5 within 60 s")
+    assert type(stream_users._gone(slow, None)) is ko.KafkaOffsetError

@@ -72,14 +72,15 @@ def record_run(settings: Settings, record: RunRecord) -> None:
         cur.close()
 
 
-def record_failure(settings: Settings, record: RunRecord) -> None:
-    """Writes a failed run's row; called while the job's own error is being raised, so a failure to write (MySQL is
-    down, often the very cause) is logged rather than raised in place of that error."""
+def record_run_or_warn(settings: Settings, record: RunRecord, what: str | None = None) -> None:
+    """`record_run`, with a failure to write logged instead of raised: for a failed run, whose own error is being
+    raised (MySQL down is often its very cause), and for a stream batch already committed in Postgres (raising would
+    make Spark replay it). `what` names the row in the warning (default: its table, else its job)."""
     try:
         record_run(settings, record)
     except Exception as error:
-        log.warning("pipeline_runs row for %s not written (%s: %s); the error follows",
-                    record.table_name or record.job, type(error).__name__, error)
+        log.warning("pipeline_runs row for %s not written (%s: %s)", what or record.table_name or record.job,
+                    type(error).__name__, error)
 
 
 @contextmanager
@@ -92,7 +93,7 @@ def tracked_run(settings: Settings, job: str, **fields):
     except BaseException as error:
         record.status, record.detail = "failed", f"{type(error).__name__}: {error}"
         _finish(record, start)
-        record_failure(settings, record)
+        record_run_or_warn(settings, record)
         raise
     _finish(record, start)
     record_run(settings, record)

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from postgresdb.models import TABLES, TABLES_BY_NAME
 from shopflow.config import Settings
 from shopflow.db import mysql_connection
-from shopflow.runlog import record_failure, record_run, tracked_run
+from shopflow.runlog import record_run, record_run_or_warn, tracked_run
 
 from . import copy_load, reconcile
 from .mysql_sql import REJECTS_TABLE, stage_name
@@ -54,8 +54,8 @@ def _reject(replica: Replica, result: TableResult, checked) -> None:
     sample = [(r.row_key, r.reason) for r in rejected_rows(checked, table).limit(REJECT_SAMPLE).collect()]
     replica.record_rejects(table, sample)
     examples = "; ".join(f"key {key}: {reason}" for key, reason in sample[:5])
-    raise ReplicationRefused(f"{table.name}: {result.rejected} row(s) the replica would reject, nothing of this table "
-                           f"loaded (first {len(sample)} in {REJECTS_TABLE}): {examples}")
+    raise ReplicationRefused(f"{table.name}: {result.rejected} row(s) the replica would reject, nothing of this "
+                             f"table loaded (first {len(sample)} in {REJECTS_TABLE}): {examples}")
 
 
 def _extract_and_upsert(spark, source: SourceSnapshot, replica: Replica, result: TableResult) -> None:
@@ -160,7 +160,7 @@ def _timed(settings: Settings, result: TableResult, step: Callable[[], None]) ->
         step()
     except BaseException as error:
         result.seconds += time.monotonic() - start
-        record_failure(settings, result.run_record("failed", f"{type(error).__name__}: {error}"))
+        record_run_or_warn(settings, result.run_record("failed", f"{type(error).__name__}: {error}"))
         raise
     result.seconds += time.monotonic() - start
 

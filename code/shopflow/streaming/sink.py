@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from shopflow.config import Settings
 from shopflow.db import pg_connection
-from shopflow.runlog import RunRecord, clip, record_run
+from shopflow.runlog import RunRecord, clip, record_run_or_warn
 from shopflow.streaming import events as ev
 from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming import ledger
@@ -131,7 +131,7 @@ class UsersSink:
         finally:
             record.seconds = round(time.monotonic() - started, 3)
             record.finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
-            self._record(record)
+            record_run_or_warn(self.settings, record, what=f"batch {batch_id}")
 
     def _detail(self, batch_id: int, **fields) -> str:
         return json.dumps({"topic": self.settings.KAFKA_TOPIC, "batch_id": batch_id, **fields})
@@ -159,9 +159,3 @@ class UsersSink:
         except Exception as error:  # metrics must not fail a committed batch
             log.warning("batch %s: consumer lag unavailable: %s", batch_id, error)
             return None
-
-    def _record(self, record: RunRecord) -> None:
-        try:
-            record_run(self.settings, record)
-        except Exception as error:  # the batch is committed in Postgres; a MySQL outage must not replay it
-            log.warning("pipeline_runs not written for %s: %s", record.detail, error)

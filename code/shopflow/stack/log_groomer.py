@@ -28,13 +28,13 @@ def groom(logs: Path, retention_days: int, now: float | None = None) -> tuple[in
     nothing had changed for an hour before this pass; returns (files deleted, their bytes)."""
     now = time.time() if now is None else now
     cutoff, files, size = now - retention_days * 86_400, 0, 0
-    touched = {}  # each folder's last change before this pass: deleting in it changes it
-    for root, _dirs, _names in os.walk(logs):
+    folders = []  # (folder, its files, its last change before this pass: deleting in it changes it), parents first
+    for root, _dirs, names in os.walk(logs):
         try:
-            touched[root] = os.lstat(root).st_mtime
+            folders.append((root, names, os.lstat(root).st_mtime))
         except FileNotFoundError:
             continue
-    for root, _dirs, names in os.walk(logs, topdown=False):
+    for root, names, touched in reversed(folders):  # children before their parents
         for name in names:
             path = os.path.join(root, name)
             try:
@@ -45,7 +45,7 @@ def groom(logs: Path, retention_days: int, now: float | None = None) -> tuple[in
             except OSError:  # gone meanwhile, or not ours to delete: the next file, the next pass
                 continue
         try:
-            if root != str(logs) and touched.get(root, now) < now - EMPTY_DIR_AGE_S and not os.listdir(root):
+            if root != str(logs) and touched < now - EMPTY_DIR_AGE_S and not os.listdir(root):
                 os.rmdir(root)
         except OSError:  # gone, or a file arrived meanwhile
             continue

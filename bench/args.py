@@ -42,7 +42,8 @@ def parse_args(argv, description: str | None = None):
     parser.add_argument("--keep", action="store_true",
                         help="keep the scratch databases, and the servers the bench started running")
     parser.add_argument("--repeat", type=_number(int, 1, inclusive=True), default=2,
-                        help="attempts of bound, naive, peer, ours full and marts; the fastest is reported")
+                        help="attempts of bound, naive, peer, ours full and incremental, and marts; "
+                             "the fastest is reported")
     parser.add_argument("--stream-events", type=_number(int, 1, inclusive=True), default=1_000_000,
                         help="backlog the stream drains")
     parser.add_argument("--stream-rate", type=_number(float, 0), default=1000, help="events/s of the continuous run")

@@ -124,7 +124,8 @@ def spark_master(key: str, raw: str) -> str:
 
 def streaming_source(key: str, raw: str) -> str:
     if raw not in ("python", "kafka"):
-        raise SettingsError(f"{key}={raw!r}: expected python (kafka-python reader) or kafka (Spark's connector jar)")
+        raise SettingsError(f"{key}={raw!r}: expected python (the job's own reader, librdkafka) "
+                            "or kafka (Spark's connector jar)")
     return raw
 
 

@@ -24,6 +24,7 @@ def test_taken_port_fails_with_the_service_and_port_named(settings, tmp_path):
     message = str(error.value)
     assert f"kafka: port {port} is already in use" in message
     assert f"in use by python (pid {os.getpid()}), which is not this checkout's stack" in message  # this process
+    assert message.endswith("or set another port in .env (KAFKA_BOOTSTRAP_SERVERS).")  # the key that moves it
 
 
 def test_a_port_taken_by_another_checkouts_stack_names_that_checkout(postgres, tmp_path):

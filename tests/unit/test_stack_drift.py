@@ -104,3 +104,43 @@ def test_a_setting_added_since_the_start_counts_only_when_it_is_not_the_default(
     assert _compare(settings, running).notes == []
     found = _compare(settings, running, AIRFLOW_LOG_RETENTION_DAYS=30)
     assert len(found.notes) == 1 and "other values of AIRFLOW_LOG_RETENTION_DAYS than" in found.notes[0]
+
+
+def test_status_shows_the_ports_a_running_service_started_with_and_what_the_settings_give(started, monkeypatch):
+    """`POSTGRES_PORT=6432 make up`, then `make status` without it: the server still listens on 6432."""
+    from shopflow.stack import manager, supervisor
+
+    settings, running = started
+    info = {name: {"statename": "RUNNING", "pid": 100 + i} for i, name in enumerate(sorted(running))}
+    monkeypatch.setattr(supervisor, "process_info", lambda _settings: info)
+    moved = dataclasses.replace(settings, POSTGRES_PORT=settings.POSTGRES_PORT + 1000)
+    rows = {row[0]: row[1:] for row in manager.status_rows(moved)}
+    assert rows["postgres"] == (f"RUNNING (the settings now give {moved.POSTGRES_PORT})",
+                                str(settings.POSTGRES_PORT), str(info["postgres"]["pid"]))
+    assert rows["mariadb"] == ("RUNNING", str(settings.MYSQL_PORT), str(info["mariadb"]["pid"]))
+    info["postgres"]["statename"] = "STOPPED"  # a stopped one would start on the settings' port
+    assert manager.status_rows(moved)[0][1:3] == ("STOPPED", str(moved.POSTGRES_PORT))
+
+
+def test_a_taken_port_names_the_setting_that_moves_it(settings_with_a_squatter):
+    from shopflow.stack import manager
+
+    settings, port = settings_with_a_squatter
+    master = next(s for s in all_services(settings) if s.name == "spark-master")
+    expected = rf"port {port} is already in use .* in \.env \(SPARK_MASTER_UI_PORT\)\.$"
+    with pytest.raises(manager.StackError, match=expected):
+        manager.check_ports(settings, ["spark"])
+    assert master.ports[1] == port and len(master.port_settings) == len(master.ports)
+    assert all(len(s.port_settings) == len(s.ports) for s in all_services(settings))
+
+
+@pytest.fixture
+def settings_with_a_squatter(tmp_path):
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        yield dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path / "state"),
+                                  SPARK_MASTER_URL="spark://127.0.0.1:1", SPARK_MASTER_UI_PORT=port), port

@@ -1,10 +1,12 @@
 """spark-submit entry point: build every mart from the MySQL replica, gate it, publish all of them atomically.
 
-    spark-submit code/shopflow/jobs/build_marts.py [--run-id ID]
+    .venv/bin/python -m shopflow.jobs.build_marts [--run-id ID]   # by hand: master, jars, JVM flags from .env
+    spark-submit --jars <MYSQL_JDBC_JAR> … code/shopflow/jobs/build_marts.py [--run-id ID]   # the DAG
 
 Settings come from .env / the environment (e.g. MYSQL_DATABASE=test_marts_x). Exit code 0 when every mart was
 published, 3 when a quality gate failed (nothing published; the failed checks are the last log lines and in
-`quality_results`; Airflow fails the task without retrying: the same replica fails the same checks), 2 when the Spark
+`quality_results`; Airflow fails the task without retrying: the same replica fails the same checks) or spark-submit
+was not given the MySQL JDBC jar (one line, before Spark starts), 2 when the Spark
 master does not answer (one line, before Spark starts), 1 on any other error.
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import sys
 
 from shopflow.config import get_settings
-from shopflow.jobs.session import NO_RETRY_EXIT, MasterUnreachable, build_session, configure_logging
+from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging
 from shopflow.marts.build import JOB, build_marts
 from shopflow.quality import QualityGateError
 
@@ -29,10 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     try:
         spark = build_session(f"shopflow-{JOB}", settings, warm_modules=(),
-                              cores=settings.SPARK_MARTS_CORES, executor_cores=settings.SPARK_MARTS_CORES)
-    except MasterUnreachable as unreachable:
-        log.error("%s", unreachable)
-        return 2
+                              cores=settings.SPARK_MARTS_CORES, executor_cores=settings.SPARK_MARTS_CORES,
+                              jars=(settings.MYSQL_JDBC_JAR,))  # the replica is read over JDBC
+    except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
+        log.error("%s", refused)
+        return refused.exit_code
     try:
         build_marts(spark, settings, run_id=args.run_id)
     except QualityGateError as error:

@@ -1,11 +1,12 @@
 """spark-submit entry point: make the MySQL replica equal to the Postgres `source` schema (incrementally).
 
-    spark-submit code/shopflow/jobs/replicate_postgres_to_mysql.py [--full [true|false]]
+    .venv/bin/python -m shopflow.jobs.replicate_postgres_to_mysql [--full]   # by hand: master, jars, JVM flags: .env
+    spark-submit --jars <both JDBC jars> … code/shopflow/jobs/replicate_postgres_to_mysql.py [--full [true|false]]
 
 Settings come from .env / the environment. Exit code 0 when every table reconciled, 1 otherwise (the reason
 is the last log line and in `pipeline_runs`), 2 when the Spark master does not answer (one line, before Spark starts),
 3 when a retry would fail the same way: tables that differ from the models, rows the replica would reject,
-local_infile off (Airflow then fails the task without retrying).
+local_infile off, spark-submit without the JDBC jars (Airflow then fails the task without retrying).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import logging
 import sys
 
 from shopflow.config import get_settings
-from shopflow.jobs.session import NO_RETRY_EXIT, MasterUnreachable, build_session, configure_logging
+from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 
 log = logging.getLogger("shopflow.replication")
@@ -38,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(force=True)
     settings = get_settings()
     try:
-        spark = build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.replication.copy_load",))
-    except MasterUnreachable as unreachable:
-        log.error("%s", unreachable)
-        return 2
+        spark = build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.replication.copy_load",),
+                              jars=(settings.POSTGRES_JDBC_JAR, settings.MYSQL_JDBC_JAR))  # the validating path
+    except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
+        log.error("%s", refused)
+        return refused.exit_code
     try:
         results = replicate(spark, settings, force_full=args.full)
     except ReplicationError as error:

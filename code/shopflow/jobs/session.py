@@ -27,9 +27,37 @@ def configure_logging(force: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-class MasterUnreachable(RuntimeError):
+class SessionRefused(RuntimeError):
+    """The session cannot start: the entry points log this one line and exit with `exit_code`."""
+    exit_code = 2
+
+
+class MasterUnreachable(SessionRefused):
     """The standalone master does not answer. Spark itself would retry for a minute and then fail with pages of
-    Java stack traces; the entry points end with this one line and exit code 2 instead."""
+    Java stack traces; the entry points end with this one line and exit code 2 instead (a retry may find it up)."""
+
+
+class MissingJars(SessionRefused):
+    """spark-submit was not given the JDBC driver jars the job needs: it would fail at its first JDBC read with a
+    `ClassNotFoundException`. Exit 3: a retry of the same command line fails the same way."""
+    exit_code = NO_RETRY_EXIT
+
+
+def check_jars(job: str, needed: tuple[str, ...]) -> None:
+    """Under spark-submit: raises MissingJars unless every jar of `needed` (paths; compared by file name) is among
+    its `--jars` or `--driver-class-path`."""
+    from pyspark import SparkConf
+
+    conf = SparkConf()
+    given = {entry.rsplit("/", 1)[-1] for key, separator in (("spark.jars", ","), ("spark.driver.extraClassPath", ":"))
+             for entry in conf.get(key, "").split(separator) if entry}
+    missing = [jar for jar in needed if jar.rsplit("/", 1)[-1] not in given]
+    if missing:
+        raise MissingJars(
+            f"spark-submit was not given the JDBC driver jar(s) {', '.join(missing)}, which this job needs: add "
+            f"`--jars {','.join(needed)}` (the DAG's whole command line is the first line of its task log, "
+            f"`Spark-Submit cmd:`), or run `.venv/bin/python -m shopflow.jobs.{job}`, which takes the master, the "
+            "jars and the JVM flags from .env")
 
 
 def check_master(master: str) -> None:
@@ -58,7 +86,8 @@ def _submitted_master() -> str:
 
 def build_session(app_name: str, settings: Settings, master: str | None = None,
                   warm_modules: tuple[str, ...] | None = None, arrow_workers: bool = False,
-                  streaming: bool = False, cores: int | None = None, executor_cores: int | None = None):
+                  streaming: bool = False, cores: int | None = None, executor_cores: int | None = None,
+                  jars: tuple[str, ...] = ()):
     """Under spark-submit (the DAGs) master, jars, JVM flags and executor sizes come from its arguments; run
     directly, from Settings (`streaming`: SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS), with
     single-core executors, one per worker. `cores` / `executor_cores`: the job's own `spark.cores.max` /
@@ -66,12 +95,15 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
     and import these in their Python workers before returning (see `warm_up`; `()` for a job without Python on its
     executors: no Python worker is started), so a job's own clock does not include starting the cluster side of the
     session; None: no warm-up. `arrow_workers`: the job's Python runs Arrow-fed (a Python data source, mapInArrow),
-    whose workers Spark keeps in a pool apart from the RDD ones: warm that pool instead."""
+    whose workers Spark keeps in a pool apart from the RDD ones: warm that pool instead. `jars`: the JDBC driver jars
+    the job needs, checked under spark-submit (`check_jars`); run directly, the settings' jars are always given."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     check_master(_submitted_master() if submitted else master or settings.SPARK_MASTER_URL)
+    if submitted:
+        check_jars(app_name.removeprefix("shopflow-"), jars)
     if not submitted:
         java = settings.java_options_for(streaming, job=app_name.removeprefix("shopflow-"))
         builder = (builder.master(master or settings.SPARK_MASTER_URL)

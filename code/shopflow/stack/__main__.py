@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from shopflow.config import SettingsError, get_settings
-from shopflow.stack import manager, processes, supervisor
+from shopflow.stack import drift, manager, processes, supervisor
 from shopflow.stack.services import GROUPS, VENV_BIN, airflow_env, base_env
 from shopflow.stack.up import up
 
@@ -22,6 +22,8 @@ def status(settings) -> int:
     if ended:  # supervisord restarts nothing by itself (a crash loop would hide the cause)
         print(f"ended by themselves: {', '.join(ended)}. Their logs: {settings.state_dir / 'logs'}/<service>.log; "
               "`make up` starts them again.")
+    if any(state.startswith(manager.MOVED) for _name, state, _ports, _pid in rows):
+        print(f"some services run on the ports they started with, not on the current settings' ports: {drift.APPLY}.")
     jobs = processes.jobs_run_by_hand(supervisor.daemon_pid(settings))
     if jobs:  # e.g. `make stream`; `make down` stops them first
         print("jobs run by hand:")

@@ -52,11 +52,13 @@ def running_services(settings: Settings) -> list[Service]:
 
 def _check_ports(services: list[Service]) -> None:
     for service in services:
-        for port in service.ports:
+        for i, port in enumerate(service.ports):
             if health.port_open(port):
+                key = service.port_settings[i] if i < len(service.port_settings) else None
                 raise StackError(
                     f"{service.name}: port {port} is already in use by {health.port_owner(port)}, which is not this "
-                    f"checkout's stack. Stop that process (or `make down` in its checkout), or set another port in .env.")
+                    f"checkout's stack. Stop that process (or `make down` in its checkout), or set another port in .env"
+                    + (f" ({key})." if key else "."))
 
 
 def _to_start(settings: Settings, groups: list[str], services: list[Service]) -> list[Service]:
@@ -195,14 +197,23 @@ def down(settings: Settings) -> None:
                   + (f" ({len(killed)} ignored SIGTERM and were killed)" if killed else ""), flush=True)
 
 
+MOVED = "RUNNING (the settings now give"  # the state of a service running on the ports it started with
+
+
 def status_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(name, state, ports, pid) per service. A running service shows the ports it was started with (drift.py), and
+    its state the ports the current settings give, when they differ."""
     info, services = supervisor.process_info(settings), all_services(settings)
     rows = []
-    for service in services:
-        state = info.get(service.name, {})
-        rows.append((service.name, state.get("statename", "not started"), _ports_text(service.ports),
-                     str(state.get("pid") or "-")))
     records = drift.load(settings)
+    for service in services:
+        state, name = info.get(service.name, {}), service.name
+        statename, ports = state.get("statename", "not started"), _ports_text(service.ports)
+        record = records.get(name) if statename == "RUNNING" else None
+        started_on = record.get("ports") if isinstance(record, dict) else None
+        if isinstance(started_on, list) and _ports_text(started_on) != ports:  # started before the settings changed
+            statename, ports = f"{MOVED} {ports})", _ports_text(started_on)
+        rows.append((name, statename, ports, str(state.get("pid") or "-")))
     for name in sorted(set(info) - {s.name for s in services}):  # e.g. a worker left after SPARK_WORKERS was lowered
         rows.append((name, f"{info[name]['statename']} (not in settings)",
                      _ports_text(records.get(name, {}).get("ports", [])), str(info[name].get("pid") or "-")))

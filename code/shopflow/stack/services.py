@@ -26,6 +26,7 @@ class Service:
     command: list[str]
     ports: tuple[int, ...]
     group: str  # postgres | mariadb | kafka | spark | airflow | eventgen
+    port_settings: tuple[str, ...] = ()  # the .env key that gives each of `ports`, in the same order
     user: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: str = "TERM"
@@ -128,7 +129,8 @@ def _pg(settings: Settings) -> Service:
                "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
                "-c", "shared_buffers=512MB", "-c", "timezone=UTC"]
     # SIGINT = fast shutdown (SIGTERM waits for every client to leave).
-    return Service("postgres", command, (settings.POSTGRES_PORT,), "postgres", user="postgres", stop_signal="INT")
+    return Service("postgres", command, (settings.POSTGRES_PORT,), "postgres", ("POSTGRES_PORT",), user="postgres",
+                   stop_signal="INT")
 
 
 def _mariadb(settings: Settings) -> Service:
@@ -139,7 +141,7 @@ def _mariadb(settings: Settings) -> Service:
                "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
                "--default-time-zone=+00:00", "--local-infile=1", "--skip-name-resolve",
                "--innodb-buffer-pool-size=1G", "--innodb-log-file-size=512M", "--max-connections=300"]
-    return Service("mariadb", command, (settings.MYSQL_PORT,), "mariadb")
+    return Service("mariadb", command, (settings.MYSQL_PORT,), "mariadb", ("MYSQL_PORT",))
 
 
 def _kafka(settings: Settings) -> Service:
@@ -147,7 +149,7 @@ def _kafka(settings: Settings) -> Service:
     url = f"tcp://{host}:{port}"
     command = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
                "--storage-engine", "memory://tansu/"]
-    return Service("kafka", command, (port,), "kafka")
+    return Service("kafka", command, (port,), "kafka", ("KAFKA_BOOTSTRAP_SERVERS",))
 
 
 def worker_options(settings: Settings) -> dict[str, str]:
@@ -163,7 +165,8 @@ def _spark(settings: Settings) -> list[Service]:
     env = base_env(settings) | {"SPARK_LOG_DIR": str(settings.state_dir / "spark" / "logs")}
     services = [Service("spark-master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", host,
                                          "--port", str(port), "--webui-port", str(settings.SPARK_MASTER_UI_PORT)],
-                        (port, settings.SPARK_MASTER_UI_PORT), "spark", env=env)]
+                        (port, settings.SPARK_MASTER_UI_PORT), "spark", ("SPARK_MASTER_URL", "SPARK_MASTER_UI_PORT"),
+                        env=env)]
     for i in range(1, settings.SPARK_WORKERS + 1):
         ui_port = settings.SPARK_WORKER_UI_PORT_BASE + i - 1
         work_dir = settings.state_dir / "spark" / f"work-{i}"
@@ -171,7 +174,8 @@ def _spark(settings: Settings) -> list[Service]:
                    "--webui-port", str(ui_port), "--cores", str(settings.SPARK_WORKER_CORES),
                    "--memory", settings.SPARK_WORKER_MEMORY, "--work-dir", str(work_dir),
                    settings.SPARK_MASTER_URL]
-        services.append(Service(f"spark-worker-{i}", command, (ui_port,), "spark", env=env | worker_options(settings)))
+        services.append(Service(f"spark-worker-{i}", command, (ui_port,), "spark", ("SPARK_WORKER_UI_PORT_BASE",),
+                                env=env | worker_options(settings)))
     return services
 
 
@@ -185,7 +189,7 @@ def _airflow(settings: Settings) -> list[Service]:
     airflow, env = str(VENV_BIN / "airflow"), airflow_env(settings)
     return [Service("airflow-api-server", [airflow, "api-server", "--host", "127.0.0.1",
                                            "--port", str(settings.AIRFLOW_PORT)],
-                    (settings.AIRFLOW_PORT,), "airflow", env=env, stop_wait=30)] + [
+                    (settings.AIRFLOW_PORT,), "airflow", ("AIRFLOW_PORT",), env=env, stop_wait=30)] + [
         Service(f"airflow-{part}", [airflow, part, *flags], (), "airflow", env=env, stop_wait=30)
         for part, flags in (("scheduler", SKIP_LOG_SERVER), ("dag-processor", ()), ("triggerer", SKIP_LOG_SERVER))] + [
         Service("airflow-log-groomer", [sys.executable, "-m", "shopflow.stack.log_groomer"], (), "airflow", env=env)]
@@ -200,7 +204,8 @@ def _dashboard(settings: Settings) -> Service:
     command = [str(VENV_BIN / "streamlit"), "run", str(app), "--server.address", "127.0.0.1",
                "--server.port", str(settings.DASHBOARD_PORT), "--server.headless", "true",
                "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
-    return Service("dashboard", command, (settings.DASHBOARD_PORT,), "dashboard", env=base_env(settings))
+    return Service("dashboard", command, (settings.DASHBOARD_PORT,), "dashboard", ("DASHBOARD_PORT",),
+                   env=base_env(settings))
 
 
 def all_services(settings: Settings) -> list[Service]:

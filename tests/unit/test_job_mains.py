@@ -97,3 +97,26 @@ def test_check_jars_compares_the_submitted_jars_by_file_name(monkeypatch, conf, 
     with pytest.raises(MissingJars) as refused:
         check_jars("build_marts", needed)
     assert f"jar(s) {', '.join(missing)}, which" in str(refused.value) and refused.value.exit_code == NO_RETRY_EXIT
+
+
+def test_the_jobs_logs_drop_kafka_pythons_cancelled_refresh_at_close_and_keep_other_failures(caplog):
+    """`ERROR kafka.cluster: Metadata refresh: failed Cancelled` came from closing the offsets client during its
+    background refresh, in runs that went fine; another failure of the refresh is still an error worth reading."""
+    from kafka import errors
+
+    from shopflow.jobs.session import configure_logging
+
+    handlers = logging.root.handlers[:]
+    try:
+        configure_logging()
+        configure_logging()  # twice (the stream job's main, then a test's): still one filter
+        cluster = logging.getLogger("kafka.cluster")
+        assert len(cluster.filters) == 1
+        with caplog.at_level(logging.WARNING):
+            cluster.error("Metadata refresh: failed %s", errors.Cancelled())
+            cluster.error("Metadata refresh: failed %s", errors.NodeNotReadyError("metadata"))
+            cluster.error("Metadata refresh loop error: %s", errors.Cancelled())
+    finally:
+        logging.root.handlers[:] = handlers
+    assert [r.getMessage() for r in caplog.records if r.name == "kafka.cluster"] == [
+        "Metadata refresh: failed NodeNotReadyError: metadata", "Metadata refresh loop error: Cancelled"]

@@ -25,6 +25,17 @@ def configure_logging(force: bool = False) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=force)
     for noisy in ("py4j", "mysql.connector", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    cluster = logging.getLogger("kafka.cluster")
+    if _closing_client_refresh not in cluster.filters:
+        cluster.addFilter(_closing_client_refresh)
+
+
+def _closing_client_refresh(record: logging.LogRecord) -> bool:
+    """False for kafka-python's `ERROR … Metadata refresh: failed Cancelled`: its background metadata refresh, cut
+    short when our offsets client closes (about one stream run in six logged it, in a run that went fine). A refresh
+    that fails any other way is still logged."""
+    cancelled = any(type(arg).__name__ == "Cancelled" for arg in (record.args or ()) if isinstance(arg, Exception))
+    return not (cancelled and str(record.msg).startswith("Metadata refresh: failed"))
 
 
 class SessionRefused(RuntimeError):

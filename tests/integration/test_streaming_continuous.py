@@ -14,7 +14,8 @@ from datagen.events import ensure_topic
 from shopflow import db
 from shopflow.jobs.session import NO_RETRY_EXIT
 from shopflow.streaming import query
-from test_streaming_support import (assert_exact, free_port, kill, make_events, pg_rows, produce,
+from shopflow.streaming.sink import INTERRUPTED
+from test_streaming_support import (assert_exact, free_port, kill, make_events, pg_rows, pipeline_runs, produce,
                                     scratch_run_log, start_job, start_private_broker, stream_case, wait_for)
 
 pytestmark = pytest.mark.integration
@@ -79,6 +80,43 @@ def test_ctrl_c_while_batches_run_lets_the_batch_in_flight_end_quietly(spark, st
     log = log_path.read_text()
     assert "stopped" in log and "Traceback" not in log and "StackOverflowError" not in log, log[-3000:]
     query.run(spark, stream_case, query.AVAILABLE_NOW)  # whatever the stop left, once
+    assert_exact(stream_case, events, expected_users, malformed)
+
+
+# Batches that take 5 s and a stop that does not wait for them: Ctrl-C interrupts the batch in flight (what a stop
+# does when the trigger stays busy past query.BATCH_END_WAIT_S, e.g. draining a backlog).
+INTERRUPTING_STOP = """
+import sys, time
+from shopflow.streaming import query, sink
+query.BATCH_END_WAIT_S = 0
+apply = sink.apply_batch
+def slow_apply(cur, schema, batch, batch_id):
+    time.sleep(5)
+    return apply(cur, schema, batch, batch_id)
+sink.apply_batch = slow_apply
+from shopflow.jobs.stream_users import main
+sys.exit(main(["--master", "local[1]", "--continuous", "--trigger-seconds", "1"]))
+"""
+
+
+def test_a_batch_interrupted_by_a_stop_is_recorded_as_stopped_and_applied_by_the_next_run(spark, stream_case,
+                                                                                        tmp_path):
+    """Its run row said `failed`, with the Java error, and the dashboard showed the stream's last run as failed."""
+    events, expected_users, malformed = make_events(1000)
+    log_path = tmp_path / "job.log"
+    job = start_job(stream_case, log_path, code=INTERRUPTING_STOP)
+    try:
+        wait_for(lambda: "users stream (continuous" in log_path.read_text(), 300, "the query's start", job)
+        produce(stream_case, events)
+        wait_for(lambda: _applied(stream_case) > 0, 120, "the first batch of the burst", job)
+        os.killpg(job.pid, signal.SIGINT)
+        job.wait(timeout=120)
+    finally:
+        kill(job)
+    runs = pipeline_runs(stream_case)
+    assert [status for status, *_ in runs if status not in ("ok", "replayed")] == ["stopped"], runs
+    assert INTERRUPTED in runs[-1][-1], runs[-1]
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
     assert_exact(stream_case, events, expected_users, malformed)
 
 

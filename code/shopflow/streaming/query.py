@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import time
 from typing import Callable
 
@@ -101,8 +102,10 @@ def source_frame(spark: SparkSession, settings: Settings, starting: ko.Offsets) 
             "(the default: the same columns, read with librdkafka in Python)") from None
 
 
-def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[int]):
-    """Starts the query; `mode` availableNow drains what the topic holds and stops, continuous runs until stopped."""
+def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[int],
+          stopping: Callable[[], bool] = lambda: False):
+    """Starts the query; `mode` availableNow drains what the topic holds and stops, continuous runs until stopped
+    (`stopping`: true once `query.stop()` is called, see UsersSink)."""
     ensure_tables(settings)
     checkpoint = settings.streaming_checkpoint_dir
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +116,7 @@ def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[i
     writer = (validated.writeStream
               .queryName(f"{STREAM}-stream")
               .option("checkpointLocation", str(checkpoint))
-              .foreachBatch(UsersSink(settings, mode)))
+              .foreachBatch(UsersSink(settings, mode, stopping)))
     if mode == AVAILABLE_NOW:
         writer = writer.trigger(availableNow=True)
     else:
@@ -139,13 +142,15 @@ def run(spark: SparkSession, settings: Settings, mode: str = AVAILABLE_NOW,
         if not stop_requested():
             log.warning("topic %s does not exist yet: nothing to stream", settings.KAFKA_TOPIC)
         return False
-    query = start(spark, settings, mode, partitions)
+    stopping = threading.Event()  # set just before query.stop(), which interrupts a batch still in flight
+    query = start(spark, settings, mode, partitions, stopping.is_set)
     try:
         while not query.awaitTermination(STOP_POLL_S) and not stop_requested():
             pass
         _wait_for_batch_end(query)
     finally:
         if query.isActive:
+            stopping.set()
             query.stop()
     return True
 

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 
 import pyarrow as pa
 from pyspark import StorageLevel
@@ -29,6 +30,7 @@ from shopflow.streaming import ledger
 log = logging.getLogger(__name__)
 STREAM = "users"
 JOB = "stream_users"
+INTERRUPTED = "a stop interrupted this batch: nothing of it was committed, the next run applies it"
 
 
 @dataclass
@@ -111,12 +113,14 @@ def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int) -> BatchResul
 
 
 class UsersSink:
-    """`writeStream.foreachBatch(UsersSink(settings, mode))`; runs on the driver. One pipeline_runs row per batch:
-    status ok | replayed | failed, rows read / written (inserted + changed users) / rejected, detail JSON with the
-    consumer lag at the end of the batch and the seconds per phase."""
+    """`writeStream.foreachBatch(UsersSink(settings, mode, stopping))`; runs on the driver. One pipeline_runs row per
+    batch: status ok | replayed | failed | stopped, rows read / written (inserted + changed users) / rejected, detail
+    JSON with the consumer lag at the end of the batch and the seconds per phase. `stopping()` true when a batch
+    fails: the stop interrupted it (`query.stop()` after the wait for an idle trigger ran out), so the row says
+    `stopped`, not `failed`: nothing of the batch was committed, and the next run applies it."""
 
-    def __init__(self, settings: Settings, mode: str):
-        self.settings, self.mode = settings, mode
+    def __init__(self, settings: Settings, mode: str, stopping: Callable[[], bool] = lambda: False):
+        self.settings, self.mode, self.stopping = settings, mode, stopping
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         record, started = RunRecord(job=JOB, table_name="users", mode=self.mode), time.monotonic()
@@ -124,7 +128,10 @@ class UsersSink:
             with pg_connection(self.settings) as conn, conn.cursor() as cur:
                 result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id)
         except BaseException as error:
-            record.status, record.detail = "failed", self._detail(batch_id, error=clip(str(error), 1_500))
+            stopped = self.stopping()
+            record.status = "stopped" if stopped else "failed"
+            record.detail = self._detail(batch_id, error=clip(str(error), 1_500),
+                                         **({"stopped": INTERRUPTED} if stopped else {}))
             raise
         else:
             self._describe(record, result)

@@ -3,8 +3,11 @@ triggering a second one beside it (a fake Airflow API stands in for the server h
 real one)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from shopflow.config import get_settings
 from shopflow.stack import airflow_api, up
 
 
@@ -67,7 +70,7 @@ def test_time_scheduled(summary, scheduled):
     assert up._time_scheduled({"timetable_summary": summary}) is scheduled
 
 
-def test_the_source_data_is_generated_before_airflow_and_the_event_generator_start(monkeypatch):
+def test_the_source_data_is_generated_before_airflow_and_the_event_generator_start(monkeypatch, tmp_path):
     """An Airflow whose DAGs an earlier `make up` unpaused runs the streaming DAG as soon as its scheduler starts:
     started before the generator, its users would land in an empty source, which the generator then keeps."""
     steps = []
@@ -76,7 +79,7 @@ def test_the_source_data_is_generated_before_airflow_and_the_event_generator_sta
     monkeypatch.setattr(up, "_generate_data", lambda _settings: steps.append("generate"))
     monkeypatch.setattr(up, "_run_dags", lambda _settings: steps.append("dags"))
     monkeypatch.setattr(up, "summary", lambda _settings: "")
-    assert up.up(object()) == 0
+    assert up.up(dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path))) == 0
     assert steps[0] == "ports"  # every group's ports (check_ports' default) before any starts
     generated = steps.index("generate")
     assert "airflow" not in {g for s in steps[:generated] for g in s}

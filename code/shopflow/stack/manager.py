@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from shopflow import db
 from shopflow.config import Settings
 from shopflow.stack import bootstrap, cds, drift, health, processes, supervisor
+from shopflow.stack.lock import one_at_a_time
 from shopflow.stack.services import GROUPS, Service, all_services
 
 DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",), "dashboard": ("mariadb",)}
@@ -154,6 +155,7 @@ def _after_start(settings: Settings, group: str, fresh: bool) -> None:
             cds.ensure_archive(settings)
 
 
+@one_at_a_time
 def ensure(settings: Settings, groups=GROUPS) -> list[str]:
     """Start the groups (and what they depend on) that are not running; returns the services it started."""
     groups = _expand(groups)
@@ -178,11 +180,13 @@ def ensure(settings: Settings, groups=GROUPS) -> list[str]:
     return started
 
 
+@one_at_a_time
 def stop(settings: Settings, names: list[str]) -> None:
     for name in reversed(names):
         supervisor.stop(settings, name)
 
 
+@one_at_a_time
 def down(settings: Settings) -> None:
     with step("stop the local stack"):
         jobs = processes.jobs_run_by_hand(supervisor.daemon_pid(settings))

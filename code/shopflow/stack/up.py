@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from shopflow.config import Settings
 from shopflow.stack import airflow_api, manager
+from shopflow.stack.lock import one_at_a_time
 from shopflow.stack.manager import step
 from shopflow.stack.services import base_env
 
@@ -127,6 +128,7 @@ shopflow is up.
 """
 
 
+@one_at_a_time
 def up(settings: Settings) -> int:
     # The data first, Airflow after: a scheduler whose DAGs an earlier `make up` unpaused starts the streaming DAG's
     # due run at once, and streamed users in an empty source made the generator skip (it keeps rows it finds).

@@ -74,7 +74,7 @@ def insert(settings, table: str, columns, rows) -> None:
 def create_marts(settings, seeded: bool = True) -> None:
     for mart in all_marts():
         execute(settings, mart.ddl(mart.name))
-        if seeded:
+        if seeded and mart.name in SEED:  # a mart the dashboard does not show yet stays empty
             insert(settings, mart.name, [c.name for c in mart.columns], SEED[mart.name])
 
 

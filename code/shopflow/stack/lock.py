@@ -34,7 +34,7 @@ def exclusive(settings: Settings):
         except BlockingIOError:
             handle.seek(0)
             print(f"  waiting for {handle.read().strip() or 'another stack command'} to end: one stack command at a "
-                  "time in this checkout", flush=True)
+                  "time in this checkout (Ctrl-C in its terminal ends it sooner)", flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         handle.truncate()

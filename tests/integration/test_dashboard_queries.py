@@ -118,6 +118,7 @@ def test_run_history_holds_whole_runs_and_stream_batches_only(seeded):
 
 def test_quality_gates(seeded):
     assert [(r[0], r[2], r[3]) for r in records(q.quality_runs(seeded))] == [("run-b", 3, 0), ("run-a", 2, 1)]
+    assert [(r[0], r[2], r[3]) for r in records(q.quality_runs(seeded, limit=1))] == [("run-b", 3, 0)]  # the latest
     assert [(r[1], r[2], r[3], r[4], r[5]) for r in records(q.failed_checks(seeded))] == [
         ("run-a", "mart_weekly_activity", "no_week_missing", "1", "0")]
     assert len([r for r in QUALITY if not r[4]]) == 1

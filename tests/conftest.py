@@ -14,6 +14,7 @@ import pytest
 
 from shopflow.config import get_settings
 from shopflow.stack import manager, supervisor
+from shopflow.stack.lock import exclusive
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -38,7 +39,8 @@ def pytest_sessionfinish(session, exitstatus):
         return
     settings = get_settings()
     if not _DAEMON_WAS_RUNNING[0]:
-        supervisor.shutdown(settings)  # the tests started supervisord: stop it and everything under it
+        with exclusive(settings):  # one stack command at a time: not in the middle of a `make up`
+            supervisor.shutdown(settings)  # the tests started supervisord: stop it and everything under it
     else:
         manager.stop(settings, _STARTED)
 

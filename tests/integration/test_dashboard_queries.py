@@ -124,6 +124,18 @@ def test_quality_gates(seeded):
     assert len([r for r in QUALITY if not r[4]]) == 1
 
 
+def test_a_gate_run_again_under_its_run_id_shows_its_latest_attempt(mysql):
+    """Clearing a build task in the UI runs the gate again under the same run id: the latest gate is that attempt,
+    with its own checks only (not the first attempt's failure added)."""
+    with scratch_db(mysql, "gate_rerun", marts="none") as settings:
+        insert(settings, "quality_results", ("run_id", "checked_at", "mart", "check_name", "passed"),
+               [("run-a", ago(5), "mart_weekly_activity", "no_week_missing", True),
+                ("run-a", ago(5), "mart_weekly_activity", "not_null(week_start)", True)])
+        assert [(r[0], r[1], r[2], r[3]) for r in records(q.quality_runs(settings))] == [
+            ("run-a", ago(5), 2, 0), ("run-b", ago(19), 3, 0)]
+        assert [(r[0], r[2], r[3]) for r in records(q.quality_runs(settings, limit=1))] == [("run-a", 2, 0)]
+
+
 def test_rejected_events_count_committed_batches_only(seeded):
     (row,) = q.rejected_events(seeded).frame.to_dict("records")
     assert (row["rejected"], row["events_read"], row["batches"]) == (7, 150, 2)

@@ -18,6 +18,7 @@ import sys
 from shopflow.config import get_settings
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging
 from shopflow.marts.build import JOB, build_marts
+from shopflow.replication.target import mysql_driver_class
 from shopflow.quality import QualityGateError
 
 log = logging.getLogger("shopflow.marts")
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spark = build_session(f"shopflow-{JOB}", settings, warm_modules=(),
                               cores=settings.SPARK_MARTS_CORES, executor_cores=settings.SPARK_MARTS_CORES,
-                              jars=(settings.MYSQL_JDBC_JAR,))  # the replica is read over JDBC
+                              jdbc_drivers={mysql_driver_class(settings): settings.MYSQL_JDBC_JAR})  # the replica
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
         log.error("%s", refused)
         return refused.exit_code

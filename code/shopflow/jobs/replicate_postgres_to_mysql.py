@@ -17,6 +17,8 @@ import sys
 from shopflow.config import get_settings
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
+from shopflow.replication.source import POSTGRES_DRIVER
+from shopflow.replication.target import mysql_driver_class
 
 log = logging.getLogger("shopflow.replication")
 
@@ -40,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     try:
         spark = build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.replication.copy_load",),
-                              jars=(settings.POSTGRES_JDBC_JAR, settings.MYSQL_JDBC_JAR))  # the validating path
+                              jdbc_drivers={POSTGRES_DRIVER: settings.POSTGRES_JDBC_JAR,  # the validating path
+                                            mysql_driver_class(settings): settings.MYSQL_JDBC_JAR})
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
         log.error("%s", refused)
         return refused.exit_code

@@ -49,26 +49,30 @@ class MasterUnreachable(SessionRefused):
 
 
 class MissingJars(SessionRefused):
-    """spark-submit was not given the JDBC driver jars the job needs: it would fail at its first JDBC read with a
+    """spark-submit was not given the JDBC drivers the job needs: it would fail at its first JDBC read with a
     `ClassNotFoundException`. Exit 3: a retry of the same command line fails the same way."""
     exit_code = NO_RETRY_EXIT
 
 
-def check_jars(job: str, needed: tuple[str, ...]) -> None:
-    """Under spark-submit: raises MissingJars unless every jar of `needed` (paths; compared by file name) is among
-    its `--jars` or `--driver-class-path`."""
-    from pyspark import SparkConf
+def check_drivers(job: str, drivers: dict[str, str]) -> None:
+    """Under spark-submit, before the context starts: raises MissingJars unless the JVM spark-submit started can load
+    every JDBC driver class of `drivers` ({class: the settings' jar that holds it, for the message}). By class, not
+    by file name: `--packages`, a renamed jar or Spark's own jars directory serve as well."""
+    from pyspark import SparkContext
 
-    conf = SparkConf()
-    given = {entry.rsplit("/", 1)[-1] for key, separator in (("spark.jars", ","), ("spark.driver.extraClassPath", ":"))
-             for entry in conf.get(key, "").split(separator) if entry}
-    missing = [jar for jar in needed if jar.rsplit("/", 1)[-1] not in given]
+    jvm = SparkContext._jvm
+    loader = jvm.org.apache.spark.util.Utils.getContextOrSparkClassLoader()
+    missing = {}
+    for name, jar in drivers.items():
+        try:
+            jvm.java.lang.Class.forName(name, False, loader)
+        except Exception:  # py4j's error for the JVM's ClassNotFoundException
+            missing[name] = jar
     if missing:
         raise MissingJars(
-            f"spark-submit was not given the JDBC driver jar(s) {', '.join(missing)}, which this job needs: add "
-            f"`--jars {','.join(needed)}` (the DAG's whole command line is the first line of its task log, "
-            f"`Spark-Submit cmd:`), or run `.venv/bin/python -m shopflow.jobs.{job}`, which takes the master, the "
-            "jars and the JVM flags from .env")
+            f"spark-submit was not given the JDBC driver(s) {', '.join(missing)}, which this job needs: add "
+            f"`--jars {','.join(drivers.values())}`, or run `.venv/bin/python -m shopflow.jobs.{job}`, which "
+            "takes the master, the jars and the JVM flags from .env")
 
 
 def check_master(master: str) -> None:
@@ -98,7 +102,7 @@ def _submitted_master() -> str:
 def build_session(app_name: str, settings: Settings, master: str | None = None,
                   warm_modules: tuple[str, ...] | None = None, arrow_workers: bool = False,
                   streaming: bool = False, cores: int | None = None, executor_cores: int | None = None,
-                  jars: tuple[str, ...] = ()):
+                  jdbc_drivers: dict[str, str] | None = None):
     """Under spark-submit (the DAGs) master, jars, JVM flags and executor sizes come from its arguments; run
     directly, from Settings (`streaming`: SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS), with
     single-core executors, one per worker. `cores` / `executor_cores`: the job's own `spark.cores.max` /
@@ -106,15 +110,16 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
     and import these in their Python workers before returning (see `warm_up`; `()` for a job without Python on its
     executors: no Python worker is started), so a job's own clock does not include starting the cluster side of the
     session; None: no warm-up. `arrow_workers`: the job's Python runs Arrow-fed (a Python data source, mapInArrow),
-    whose workers Spark keeps in a pool apart from the RDD ones: warm that pool instead. `jars`: the JDBC driver jars
-    the job needs, checked under spark-submit (`check_jars`); run directly, the settings' jars are always given."""
+    whose workers Spark keeps in a pool apart from the RDD ones: warm that pool instead. `jdbc_drivers`: the JDBC
+    drivers the job needs ({class: jar}), checked under spark-submit (`check_drivers`); run directly, the settings'
+    jars are always given."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     check_master(_submitted_master() if submitted else master or settings.SPARK_MASTER_URL)
     if submitted:
-        check_jars(app_name.removeprefix("shopflow-"), jars)
+        check_drivers(app_name.removeprefix("shopflow-"), jdbc_drivers or {})
     if not submitted:
         java = settings.java_options_for(streaming, job=app_name.removeprefix("shopflow-"))
         builder = (builder.master(master or settings.SPARK_MASTER_URL)

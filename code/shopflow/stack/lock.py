@@ -48,9 +48,14 @@ def exclusive(settings: Settings):
 
 
 def _command() -> str:
-    """How this process was started: `python -m shopflow.stack up` (what `make up` runs), `pytest tests/unit`, …"""
-    script = Path(sys.argv[0])
-    name = f"python -m {script.parent.parent.name}.{script.parent.name}" if script.name == "__main__.py" else script.name
+    """How this process was started: `python -m shopflow.stack up` (what `make up` runs), `python -m pytest …`,
+    `python -m bench.run …`, `pytest …` (a console script)."""
+    script = Path(sys.argv[0]).resolve()
+    parts, folder = ([] if script.name == "__main__.py" else [script.stem]), script.parent
+    while (folder / "__init__.py").is_file():  # a module of a package: it was run with -m
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    name = f"python -m {'.'.join(parts)}" if folder != script.parent else script.name
     return " ".join([name, *sys.argv[1:]])[:100]
 
 

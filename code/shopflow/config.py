@@ -34,7 +34,7 @@ class Settings:
     MARTS_READER_USER: str = v.setting(v.identifier, "marts_reader")
     MARTS_READER_PASSWORD: str = v.setting(v.text, "reader_qwerty")
     DASHBOARD_PORT: int = v.setting(v.port, 8501)
-    KAFKA_BOOTSTRAP_SERVERS: str = v.setting(v.text, "127.0.0.1:9092")
+    KAFKA_BOOTSTRAP_SERVERS: str = v.setting(v.bootstrap_servers, "127.0.0.1:9092")
     KAFKA_TOPIC: str = v.setting(v.topic, "users-data")
     KAFKA_TOPIC_PARTITIONS: int = v.setting(v.at_least_one, 3)
     KAFKA_PORT: int = v.setting(v.port, 9092)  # the port compose publishes; locally it is in KAFKA_BOOTSTRAP_SERVERS

@@ -116,6 +116,16 @@ def megabytes(size: str) -> int:
     return int(size[:-1]) * {"k": 1, "m": 1024, "g": 1024 * 1024}[size[-1].lower()] // 1024
 
 
+def bootstrap_servers(key: str, raw: str) -> str:
+    """host:port[,host:port…]: the local stack starts its broker on the first one's port."""
+    for address in text(key, raw).split(","):
+        host, _, number_text = address.strip().rpartition(":")
+        if not host or not number_text.isdigit() or not 1 <= int(number_text) <= 65535:
+            raise SettingsError(f"{key}={raw!r}: expected host:port[,host:port...] like 127.0.0.1:9092, "
+                                f"got {address.strip()!r}")
+    return raw
+
+
 def spark_master(key: str, raw: str) -> str:
     if not re.match(r"^(spark://|local(\[|$)|yarn$|k8s://)", raw):
         raise SettingsError(f"{key}={raw!r}: expected spark://host:port, local[N], yarn or k8s://...")

@@ -50,6 +50,9 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("KAFKA_EVENT_INTERVAL_SECONDS", "0", "KAFKA_EVENT_INTERVAL_SECONDS='0': must be greater than 0"),
     ("POSTGRES_SCHEMA", "source; drop", "POSTGRES_SCHEMA='source; drop': expected a plain SQL identifier"),
     ("SPARK_MASTER_URL", "http://x", "SPARK_MASTER_URL='http://x'"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "localhost", "KAFKA_BOOTSTRAP_SERVERS='localhost': expected host:port"),  # a traceback
+    ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092,kafka2", "got 'kafka2'"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:0", "got '127.0.0.1:0'"),
     ("SPARK_WORKER_MEMORY", "lots", "SPARK_WORKER_MEMORY='lots'"),
     ("REPLICATION_WRITE_PATH", "bulk", "REPLICATION_WRITE_PATH='bulk': expected copy"),
     ("REPLICATION_VERIFY_ALL_HOURS", "-1", "REPLICATION_VERIFY_ALL_HOURS='-1': must not be negative"),

@@ -41,6 +41,22 @@ class PostgresGone(RuntimeError):
     """Postgres went away under a running query."""
 
 
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{raw!r} must be a number of seconds greater than 0")
+    return value
+
+
+def _events(raw: str) -> int:
+    if not raw.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{raw!r} must be a whole number, 0 or more (0: no limit)")
+    return int(raw)
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="stream_users", description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
@@ -48,8 +64,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                       help="run until stopped, one micro-batch every STREAMING_TRIGGER_SECONDS")
     mode.add_argument("--reset", action="store_true",
                       help="delete the checkpoint and the committed positions, then exit")
-    parser.add_argument("--trigger-seconds", type=float, help="override STREAMING_TRIGGER_SECONDS")
-    parser.add_argument("--max-events", type=int, help="override STREAMING_MAX_EVENTS_PER_BATCH (0 = no limit)")
+    parser.add_argument("--trigger-seconds", type=_seconds, help="override STREAMING_TRIGGER_SECONDS")
+    parser.add_argument("--max-events", type=_events, help="override STREAMING_MAX_EVENTS_PER_BATCH (0 = no limit)")
     parser.add_argument("--master", help="Spark master when run without spark-submit (default SPARK_MASTER_URL)")
     return parser.parse_args(argv)
 

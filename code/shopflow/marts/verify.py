@@ -7,6 +7,7 @@ next build (the build_marts DAG runs after each replication). The output says so
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from collections import Counter
 
@@ -70,5 +71,12 @@ def verify(settings: Settings) -> dict[str, list[str]]:
     return report
 
 
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="python -m shopflow.marts.verify", description=(
+        "Compare every mart with its plain-SQL answer over the replica (settings from .env / the environment). "
+        "Exit 0 when all are equal, 1 otherwise.")).parse_args(argv)
+    return 1 if any(verify(get_settings()).values()) else 0
+
+
 if __name__ == "__main__":
-    sys.exit(1 if any(verify(get_settings()).values()) else 0)
+    sys.exit(main())

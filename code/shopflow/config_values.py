@@ -3,8 +3,10 @@ or raises `SettingsError` with one line naming the key.
 """
 from __future__ import annotations
 
+import argparse
 import base64
 import dataclasses
+import math
 import re
 
 
@@ -14,9 +16,24 @@ class SettingsError(ValueError):
 
 def number(key: str, raw: str, cast, expected: str):
     try:
-        return cast(raw)
+        value = cast(raw)
     except ValueError:
         raise SettingsError(f"{key}={raw!r}: expected {expected}") from None
+    if not math.isfinite(value):  # float('nan') and float('inf') parse, and nan passes every comparison's `not`
+        raise SettingsError(f"{key}={raw!r}: expected a finite number")
+    return value
+
+
+def option(parse, *args):
+    """A setting's parser as an argparse `type`: `--trigger-seconds 0` says `argument --trigger-seconds: '0': must be
+    greater than 0`, as the setting would."""
+    def parsed(raw: str):
+        try:
+            return parse("", raw, *args)
+        except SettingsError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix("=")) from None
+    parsed.__name__ = parse.__name__
+    return parsed
 
 
 def not_negative(key: str, raw: str, cast, expected: str):

@@ -50,6 +50,8 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("KAFKA_EVENT_INTERVAL_SECONDS", "0", "KAFKA_EVENT_INTERVAL_SECONDS='0': must be greater than 0"),
     ("POSTGRES_SCHEMA", "source; drop", "POSTGRES_SCHEMA='source; drop': expected a plain SQL identifier"),
     ("SPARK_MASTER_URL", "http://x", "SPARK_MASTER_URL='http://x'"),
+    ("STREAMING_TRIGGER_SECONDS", "nan", "STREAMING_TRIGGER_SECONDS='nan': expected a finite number"),  # it passed
+    ("KAFKA_EVENT_INTERVAL_SECONDS", "inf", "KAFKA_EVENT_INTERVAL_SECONDS='inf': expected a finite number"),
     ("KAFKA_BOOTSTRAP_SERVERS", "localhost", "KAFKA_BOOTSTRAP_SERVERS='localhost': expected host:port"),  # a traceback
     ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092,kafka2", "got 'kafka2'"),
     ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:0", "got '127.0.0.1:0'"),

@@ -28,6 +28,7 @@ import threading
 import psycopg2
 from pyspark.errors import StreamingQueryException
 
+from shopflow import config_values as v
 from shopflow.config import get_settings
 from shopflow.db import postgres_gone
 from shopflow.jobs.session import NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging
@@ -41,22 +42,6 @@ class PostgresGone(RuntimeError):
     """Postgres went away under a running query."""
 
 
-def _seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{raw!r} must be a number of seconds greater than 0")
-    return value
-
-
-def _events(raw: str) -> int:
-    if not raw.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"{raw!r} must be a whole number, 0 or more (0: no limit)")
-    return int(raw)
-
-
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="stream_users", description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
@@ -64,8 +49,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                       help="run until stopped, one micro-batch every STREAMING_TRIGGER_SECONDS")
     mode.add_argument("--reset", action="store_true",
                       help="delete the checkpoint and the committed positions, then exit")
-    parser.add_argument("--trigger-seconds", type=_seconds, help="override STREAMING_TRIGGER_SECONDS")
-    parser.add_argument("--max-events", type=_events, help="override STREAMING_MAX_EVENTS_PER_BATCH (0 = no limit)")
+    parser.add_argument("--trigger-seconds", type=v.option(v.positive_float),
+                        help="override STREAMING_TRIGGER_SECONDS")
+    parser.add_argument("--max-events", type=v.option(v.positive_int),
+                        help="override STREAMING_MAX_EVENTS_PER_BATCH (0 = no limit)")
     parser.add_argument("--master", help="Spark master when run without spark-submit (default SPARK_MASTER_URL)")
     return parser.parse_args(argv)
 

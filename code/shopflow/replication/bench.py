@@ -16,6 +16,7 @@ import time
 
 from postgresdb.ddl import mysql_table_ddl
 from postgresdb.models import ORDER_DETAILS
+from shopflow import config_values as v
 from shopflow.config import Settings, get_settings
 from shopflow.db import mysql_connection
 from shopflow.jobs.session import build_session
@@ -110,8 +111,8 @@ def _merge_variants(spark, settings: Settings, rows: int, partitions: int) -> No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shopflow.replication.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=500_000)
-    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--rows", type=v.option(v.at_least_one), default=500_000)
+    parser.add_argument("--partitions", type=v.option(v.at_least_one), default=4)
     parser.add_argument("--master", default="local[2]")
     args = parser.parse_args(argv)
     base = get_settings()

@@ -18,6 +18,7 @@ from shopflow.stack.lock import exclusive
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the tests' local Spark listens on loopback only
 os.environ.setdefault("TZ", "UTC")
 
 _STARTED: list[str] = []

@@ -2,6 +2,7 @@
 that does not answer ends a job with one line and exit code 2, before Spark starts."""
 import dataclasses
 import logging
+import os
 import socket
 
 import pytest
@@ -53,3 +54,48 @@ def test_a_batch_job_ends_with_one_line_when_the_master_is_down(job, monkeypatch
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] + \
         [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and f"cannot reach the Spark master at spark://127.0.0.1:{port} " in errors[0]
+
+
+def test_a_driver_run_directly_for_a_master_on_this_host_listens_on_loopback_only():
+    """`make stream` bound its driver's RPC and block manager to the host's first interface (192.0.2.2 here) and
+    its UI to every interface (*:4040): a driver run directly now gets SPARK_LOCAL_IP=127.0.0.1. Its JVM's listening
+    sockets, as `ss` shows them while the session runs."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from shopflow.config import get_settings
+from shopflow.jobs.session import build_session
+spark = build_session("shopflow-loopback-test", get_settings(), master="local[1]")
+print("PID", spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid(), flush=True)
+sys.stdin.readline()
+spark.stop()
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_LOCAL_IP", "PYSPARK_GATEWAY_PORT")}
+    job = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = job.stdout.readline()
+        assert line.startswith("PID "), line
+        listening = [fields[3] for fields in (row.split() for row in subprocess.run(
+            ["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout.splitlines())
+            if f"pid={line.split()[1]}," in fields[-1]]
+    finally:
+        job.communicate("stop\n", timeout=120)
+    assert len(listening) >= 3, listening  # RPC, block manager, UI
+    assert all(address.rsplit(":", 1)[0] in ("127.0.0.1", "[::ffff:127.0.0.1]") for address in listening), listening
+
+
+@pytest.mark.parametrize("master, bound", [("local[2]", True), ("spark://127.0.0.1:7077", True),
+                                           ("spark://localhost:7077", True), ("spark://spark-master:7077", False),
+                                           ("yarn", False)])
+def test_only_a_master_on_this_host_binds_the_driver_to_loopback(monkeypatch, master, bound):
+    from shopflow.jobs.session import bind_to_loopback
+
+    monkeypatch.delenv("SPARK_LOCAL_IP", raising=False)
+    bind_to_loopback(master)
+    assert os.environ.get("SPARK_LOCAL_IP") == ("127.0.0.1" if bound else None)
+    monkeypatch.setenv("SPARK_LOCAL_IP", "10.0.0.5")  # the user's own choice stays
+    bind_to_loopback(master)
+    assert os.environ["SPARK_LOCAL_IP"] == "10.0.0.5"

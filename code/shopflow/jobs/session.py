@@ -99,6 +99,16 @@ def _submitted_master() -> str:
     return SparkConf().get("spark.master", "")
 
 
+def bind_to_loopback(master: str) -> None:
+    """A driver run directly (`make stream`, `python -m shopflow.jobs.…`) for a master on this host listens on
+    127.0.0.1, as the stack's services do: without SPARK_LOCAL_IP, Spark took the host's first interface address for
+    its RPC and block manager ports, and every interface for its UI (port 4040). The stack's services and the DAGs'
+    spark-submit get SPARK_LOCAL_IP from `stack.services.base_env`; a value set by the user is kept."""
+    host = master.removeprefix("spark://").split(",")[0].rpartition(":")[0] if master.startswith("spark://") else ""
+    if master.startswith("local") or host in ("127.0.0.1", "localhost", "[::1]"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
 def build_session(app_name: str, settings: Settings, master: str | None = None,
                   warm_modules: tuple[str, ...] | None = None, arrow_workers: bool = False,
                   streaming: bool = False, cores: int | None = None, executor_cores: int | None = None,
@@ -121,6 +131,7 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
     if submitted:
         check_drivers(app_name.removeprefix("shopflow-"), jdbc_drivers or {})
     if not submitted:
+        bind_to_loopback(master or settings.SPARK_MASTER_URL)
         java = settings.java_options_for(streaming, job=app_name.removeprefix("shopflow-"))
         builder = (builder.master(master or settings.SPARK_MASTER_URL)
                    .config("spark.jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")

@@ -21,6 +21,7 @@ import time
 import traceback
 
 from shopflow.config import PROJECT_ROOT, get_settings
+from shopflow.jobs.session import bind_to_loopback
 
 from . import bound, marts, naive, ours, peer, report, stream_latency, streaming
 from .args import parse_args
@@ -205,6 +206,7 @@ def exit_on_sigterm() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, __doc__.split("\n\n")[0])
     exit_on_sigterm()
+    bind_to_loopback(get_settings().SPARK_MASTER_URL)  # the drivers it submits listen on 127.0.0.1, as the stack's
     busy = refuse_if_busy(args)
     started, daemon_was_running = ensure_servers(args)
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 
@@ -15,6 +16,8 @@ def _number(kind, minimum: float, inclusive: bool = False):
     """argparse type: a `kind` number above `minimum` (or at least it, when `inclusive`)."""
     def parse(text: str):
         value = kind(text)  # a ValueError becomes argparse's "invalid <kind> value"
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < minimum or (value == minimum and not inclusive):
             raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum:g}, got {text}")
         return value

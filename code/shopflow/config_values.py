@@ -140,7 +140,7 @@ def bootstrap_servers(key: str, raw: str) -> str:
         if not host or not number_text.isdigit() or not 1 <= int(number_text) <= 65535:
             raise SettingsError(f"{key}={raw!r}: expected host:port[,host:port...] like 127.0.0.1:9092, "
                                 f"got {address.strip()!r}")
-    return raw
+    return ",".join(address.strip() for address in raw.split(","))
 
 
 def spark_master(key: str, raw: str) -> str:

@@ -24,6 +24,8 @@ def test_skipping_every_measure_is_an_error_not_an_empty_run(capsys):
     (["--stream-rate", "-5"], "--stream-rate: must be > 0"),
     (["--stream-seconds", "0"], "--stream-seconds: must be > 0"),
     (["--stream-warmup", "-1"], "--stream-warmup: must be >= 0"),
+    (["--scale", "nan"], "--scale: must be a finite number"),  # nan passed every comparison, and failed later
+    (["--stream-seconds", "inf"], "--stream-seconds: must be a finite number"),
     (["--source-schema", "x; DROP SCHEMA source"], "want lower-case letters"),  # written into DDL as is
     (["--target-prefix", "prod"], "starting with 'test_'"),  # only test_* databases are ever dropped
 ])

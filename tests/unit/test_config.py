@@ -168,3 +168,10 @@ def test_run_details_keep_their_start_and_their_end():
     clipped = clip(relayed)
     assert len(clipped) == 2000 and clipped.startswith("PythonException: An exception was thrown")
     assert clipped.endswith("4166 (HY000): local infile disabled")
+
+
+def test_bootstrap_servers_from_the_environment_are_stripped_around_each_address():
+    """A value with spaces (the environment is not stripped as .env lines are) started the broker on
+    `tcp:// 127.0.0.1:9092`."""
+    assert load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": " 127.0.0.1:9092 , kafka2:9092 "},
+                         env_file=None).KAFKA_BOOTSTRAP_SERVERS == "127.0.0.1:9092,kafka2:9092"

@@ -91,6 +91,8 @@ from shopflow.streaming import query, sink
 query.BATCH_END_WAIT_S = 0
 apply = sink.apply_batch
 def slow_apply(cur, schema, batch, batch_id):
+    with open(sys.argv[1], "a") as started:  # the test signals while a batch sleeps, never between two
+        started.write(f"{batch_id}\\n")
     time.sleep(5)
     return apply(cur, schema, batch, batch_id)
 sink.apply_batch = slow_apply
@@ -103,12 +105,13 @@ def test_a_batch_interrupted_by_a_stop_is_recorded_as_stopped_and_applied_by_the
                                                                                         tmp_path):
     """Its run row said `failed`, with the Java error, and the dashboard showed the stream's last run as failed."""
     events, expected_users, malformed = make_events(1000)
-    log_path = tmp_path / "job.log"
-    job = start_job(stream_case, log_path, code=INTERRUPTING_STOP)
+    log_path, started = tmp_path / "job.log", tmp_path / "batches-started"
+    job = start_job(stream_case, log_path, code=INTERRUPTING_STOP.replace("sys.argv[1]", repr(str(started))))
     try:
         wait_for(lambda: "users stream (continuous" in log_path.read_text(), 300, "the query's start", job)
         produce(stream_case, events)
-        wait_for(lambda: _applied(stream_case) > 0, 120, "the first batch of the burst", job)
+        # the second batch has started (the first is committed): Ctrl-C lands in its 5 s sleep
+        wait_for(lambda: started.exists() and len(started.read_text().split()) >= 2, 120, "a second batch", job)
         os.killpg(job.pid, signal.SIGINT)
         job.wait(timeout=120)
     finally:

@@ -86,7 +86,6 @@ def stop_servers(started: list[str], daemon_was_running: bool, keep: bool) -> No
     """What `ensure_servers` started, as `make test` does: a bench left its servers running, and a later `make test`
     or `make up` of another checkout then found the ports taken."""
     from shopflow.stack import manager, supervisor
-    from shopflow.stack.lock import exclusive
 
     if not started:
         return
@@ -97,8 +96,7 @@ def stop_servers(started: list[str], daemon_was_running: bool, keep: bool) -> No
     if daemon_was_running:
         manager.stop(get_settings(), started)
     else:
-        with exclusive(get_settings()):  # one stack command at a time: not in the middle of a `make up`
-            supervisor.shutdown(get_settings())
+        supervisor.shutdown(get_settings())
 
 
 def generate(scale: float, schema: str) -> float:

@@ -14,7 +14,6 @@ import pytest
 
 from shopflow.config import get_settings
 from shopflow.stack import manager, supervisor
-from shopflow.stack.lock import exclusive
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -40,8 +39,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     settings = get_settings()
     if not _DAEMON_WAS_RUNNING[0]:
-        with exclusive(settings):  # one stack command at a time: not in the middle of a `make up`
-            supervisor.shutdown(settings)  # the tests started supervisord: stop it and everything under it
+        supervisor.shutdown(settings)  # the tests started supervisord: stop it and everything under it
     else:
         manager.stop(settings, _STARTED)
 

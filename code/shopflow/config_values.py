@@ -135,12 +135,13 @@ def megabytes(size: str) -> int:
 
 def bootstrap_servers(key: str, raw: str) -> str:
     """host:port[,host:port…]: the local stack starts its broker on the first one's port."""
-    for address in text(key, raw).split(","):
-        host, _, number_text = address.strip().rpartition(":")
+    addresses = [address.strip() for address in text(key, raw).split(",")]
+    for address in addresses:
+        host, _, number_text = address.rpartition(":")
         if not host or not number_text.isdigit() or not 1 <= int(number_text) <= 65535:
             raise SettingsError(f"{key}={raw!r}: expected host:port[,host:port...] like 127.0.0.1:9092, "
-                                f"got {address.strip()!r}")
-    return ",".join(address.strip() for address in raw.split(","))
+                                f"got {address!r}")
+    return ",".join(addresses)
 
 
 def spark_master(key: str, raw: str) -> str:

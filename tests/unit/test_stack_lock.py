@@ -10,7 +10,7 @@ import time
 import pytest
 
 from shopflow.config import get_settings
-from shopflow.stack import lock, manager, up
+from shopflow.stack import lock, manager, supervisor, up
 
 HOLD = """
 import dataclasses, sys, time
@@ -52,7 +52,7 @@ def test_the_lock_is_reentrant_in_one_process_and_free_afterwards(settings, caps
     assert other.stdout.strip() == "held" and "waiting" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", [up.up, manager.ensure, manager.stop, manager.down])
+@pytest.mark.parametrize("command", [up.up, manager.ensure, manager.stop, manager.down, supervisor.shutdown])
 def test_every_command_that_starts_or_stops_services_takes_the_lock(command):
     assert getattr(command, "__wrapped__", None) is not None and command.__code__ is lock.one_at_a_time(
         lambda settings: None).__code__

@@ -75,13 +75,18 @@ def check_drivers(job: str, drivers: dict[str, str]) -> None:
             "takes the master, the jars and the JVM flags from .env")
 
 
+def _master_addresses(master: str) -> list[tuple[str, str, str]]:
+    """(address, host, port) of each master of a `spark://host:port[,host:port]` URL; none for another master."""
+    addresses = master.removeprefix("spark://").split(",") if master.startswith("spark://") else []
+    return [(address, *address.rpartition(":")[::2]) for address in addresses]
+
+
 def check_master(master: str) -> None:
     """Raises MasterUnreachable when no master of a `spark://host:port[,host:port]` URL accepts a connection."""
     if not master.startswith("spark://"):
         return
     errors = []
-    for address in master.removeprefix("spark://").split(","):
-        host, _, port = address.rpartition(":")
+    for address, host, port in _master_addresses(master):
         try:
             socket.create_connection((host, int(port)), timeout=MASTER_CONNECT_TIMEOUT_S).close()
             return
@@ -104,8 +109,8 @@ def bind_to_loopback(master: str) -> None:
     127.0.0.1, as the stack's services do: without SPARK_LOCAL_IP, Spark took the host's first interface address for
     its RPC and block manager ports, and every interface for its UI (port 4040). The stack's services and the DAGs'
     spark-submit get SPARK_LOCAL_IP from `stack.services.base_env`; a value set by the user is kept."""
-    host = master.removeprefix("spark://").split(",")[0].rpartition(":")[0] if master.startswith("spark://") else ""
-    if master.startswith("local") or host in ("127.0.0.1", "localhost", "[::1]"):
+    hosts = [host for _address, host, _port in _master_addresses(master)]
+    if master.startswith("local") or hosts[:1] in (["127.0.0.1"], ["localhost"], ["[::1]"]):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
@@ -125,15 +130,16 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
     jars are always given."""
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(app_name)
+    builder, job = SparkSession.builder.appName(app_name), app_name.removeprefix("shopflow-")
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
-    check_master(_submitted_master() if submitted else master or settings.SPARK_MASTER_URL)
+    master = _submitted_master() if submitted else master or settings.SPARK_MASTER_URL
+    check_master(master)
     if submitted:
-        check_drivers(app_name.removeprefix("shopflow-"), jdbc_drivers or {})
-    if not submitted:
-        bind_to_loopback(master or settings.SPARK_MASTER_URL)
-        java = settings.java_options_for(streaming, job=app_name.removeprefix("shopflow-"))
-        builder = (builder.master(master or settings.SPARK_MASTER_URL)
+        check_drivers(job, jdbc_drivers or {})
+    else:
+        bind_to_loopback(master)
+        java = settings.java_options_for(streaming, job=job)
+        builder = (builder.master(master)
                    .config("spark.jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")
                    .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)
                    .config("spark.executor.memory", settings.SPARK_EXECUTOR_MEMORY)

@@ -11,6 +11,7 @@ from pathlib import Path
 from supervisor.xmlrpc import SupervisorTransport
 
 from shopflow.config import PROJECT_ROOT, Settings
+from shopflow.stack.lock import one_at_a_time
 from shopflow.stack.services import VENV_BIN, Service, all_services
 
 
@@ -157,6 +158,7 @@ def stop_order(settings: Settings, running: list[str]) -> list[str]:
     return unknown + [name for name in reversed(started) if name in running]
 
 
+@one_at_a_time  # `make down`, and `make test`'s / the bench's end when they started supervisord
 def shutdown(settings: Settings) -> None:
     if not is_running(settings):
         return

@@ -4,7 +4,7 @@ Every statement is idempotent, so applying the DDL twice changes nothing.
 """
 from __future__ import annotations
 
-from .models import CHANGE_TXID, TABLES, TOMBSTONES, UPDATED_AT, Column, Table
+from .models import CHANGE_TXID, TABLES, TOMBSTONE_HORIZON, TOMBSTONES, UPDATED_AT, Column, Table
 from .streaming_ddl import streaming_ddl
 
 _PG_TYPES = {"id": "bigint", "id_ref": "bigint", "int": "integer", "smallint": "smallint",
@@ -82,6 +82,11 @@ def _pg_tracking(schema: str) -> list[str]:
     {CHANGE_TXID} bigint NOT NULL DEFAULT txid_current()
 )""",
         f"CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_{CHANGE_TXID} ON {schema}.{TOMBSTONES} ({CHANGE_TXID})",
+        f"""CREATE TABLE IF NOT EXISTS {schema}.{TOMBSTONE_HORIZON} (
+    table_name text PRIMARY KEY,
+    pruned_below bigint NOT NULL,
+    pruned_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)""",
         f"""CREATE OR REPLACE FUNCTION {schema}.touch_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.{UPDATED_AT} := clock_timestamp();

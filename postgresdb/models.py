@@ -131,3 +131,5 @@ TABLES_BY_NAME = {t.name: t for t in TABLES}
 UPDATED_AT = "updated_at"
 CHANGE_TXID = "change_txid"
 TOMBSTONES = "deleted_rows"
+# Per table: its tombstones with change_txid below `pruned_below` may be gone (code/shopflow/replication/tombstones.py)
+TOMBSTONE_HORIZON = "deleted_rows_horizon"

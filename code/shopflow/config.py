@@ -52,6 +52,8 @@ class Settings:
     REPLICATION_SCHEDULE: str = v.setting(v.schedule, "*/15 * * * *")
     REPLICATION_WRITE_PATH: str = v.setting(v.write_path, "copy")
     REPLICATION_VERIFY_ALL_HOURS: float = v.setting(v.non_negative_float, 24.0)
+    # the source's tombstones that every table of the replica has consumed are deleted once this old (tombstones.py)
+    REPLICATION_TOMBSTONE_RETENTION_HOURS: float = v.setting(v.non_negative_float, 168.0)
     # Postgres parallel workers per query of the run's snapshot connection (counts, checksums); 0 = none
     REPLICATION_SOURCE_PARALLEL_WORKERS: int = v.setting(v.positive_int, 0)
     STREAMING_SCHEDULE: str = v.setting(v.schedule, "*/5 * * * *")

@@ -59,6 +59,7 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("REPLICATION_WRITE_PATH", "bulk", "REPLICATION_WRITE_PATH='bulk': expected copy"),
     ("REPLICATION_VERIFY_ALL_HOURS", "-1", "REPLICATION_VERIFY_ALL_HOURS='-1': must not be negative"),
     ("REPLICATION_VERIFY_ALL_HOURS", "daily", "REPLICATION_VERIFY_ALL_HOURS='daily': expected a number"),
+    ("REPLICATION_TOMBSTONE_RETENTION_HOURS", "-1", "REPLICATION_TOMBSTONE_RETENTION_HOURS='-1': must not be negative"),
     ("REPLICATION_SOURCE_PARALLEL_WORKERS", "-1", "REPLICATION_SOURCE_PARALLEL_WORKERS='-1': must not be negative"),
     ("AIRFLOW_FERNET_KEY", "my secret passphrase", "AIRFLOW_FERNET_KEY: expected a Fernet key"),
     ("AIRFLOW_FERNET_KEY", "KNkyUJC8tT_ltRcMLWoqE893pwj4H6x-T7zXxRXex0=", "AIRFLOW_FERNET_KEY: expected a Fernet key"),

@@ -25,6 +25,15 @@ def test_plan_table(state, oid, truncated, force, mode, reason):
     assert plan.since == (500 if mode == INCREMENTAL else None)
 
 
+@pytest.mark.parametrize("pruned_below, mode", [(0, INCREMENTAL), (500, INCREMENTAL), (501, FULL), (900, FULL)])
+def test_a_watermark_below_the_pruned_tombstones_reloads_in_full(pruned_below, mode):
+    """Tombstones below `pruned_below` may be gone: a watermark at it still finds every one it needs, one below may
+    miss a delete."""
+    plan = plan_table(USERS, TableState("users", 10, 500), 10, 1_000, False, pruned_below=pruned_below)
+    assert plan.mode == mode
+    assert ("pruned" in plan.reason) == (mode == FULL)
+
+
 def test_read_query_selects_replicated_columns_and_filters_on_the_watermark():
     incremental = plan_table(ORDERS, TableState("orders", 1, 42), 1, 100, False)
     assert read_query(incremental, "source") == (

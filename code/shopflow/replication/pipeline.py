@@ -16,7 +16,7 @@ from shopflow.config import Settings
 from shopflow.db import mysql_connection
 from shopflow.runlog import record_run, record_run_or_warn, tracked_run
 
-from . import copy_load, reconcile
+from . import copy_load, reconcile, tombstones
 from .mysql_sql import REJECTS_TABLE, stage_name
 from .plan import FULL, needs_full_verification, plan_table
 from .results import JOB, ReplicationError, ReplicationRefused, TableResult, run_mode, schema_drift, utc_now
@@ -33,7 +33,7 @@ log = logging.getLogger("shopflow.replication")
 def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_lacking: dict[str, list[str]],
           force_full: bool) -> list[TableResult]:
     states, results, now = replica.states(), [], utc_now()
-    oids = {table.name: source.table_oid(table) for table in TABLES}
+    oids, pruned_below = {table.name: source.table_oid(table) for table in TABLES}, source.pruned_below()
     if drift := schema_drift(source.schema, source.missing_columns(TABLES, oids), settings.MYSQL_DATABASE,
                              replica_lacking):
         for name in replica_lacking:  # a full reload once the column is back: its values are gone from the replica
@@ -43,7 +43,7 @@ def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_
     for table in TABLES:
         state, oid = states.get(table.name), oids[table.name]
         truncated = source.truncated_since(table, state.watermark if state else None)
-        plan = plan_table(table, state, oid, source.xmax, truncated, force_full)
+        plan = plan_table(table, state, oid, source.xmax, truncated, force_full, pruned_below.get(table.name, 0))
         verify_all = needs_full_verification(plan, state, now, settings.REPLICATION_VERIFY_ALL_HOURS)
         results.append(TableResult(plan, oid, state=state, verify_all=verify_all))
     return results
@@ -235,6 +235,7 @@ def replicate(spark, settings: Settings, force_full: bool = False,
         source = stack.enter_context(open_snapshot(settings))
         results = _plan(settings, source, replica, replica_lacking, force_full)
         run.mode = run_mode(results)
+        stack.enter_context(tombstones.pruning(settings, [r.state.watermark if r.state else None for r in results]))
         ahead = stack.enter_context(reconcile.ReadAhead(settings, source, results))
         _upsert_all(spark, settings, source, replica, results, ahead, step_done)
         for result in reversed([r for r in results if not r.reconciled]):

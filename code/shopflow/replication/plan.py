@@ -36,8 +36,9 @@ class TablePlan:
 
 
 def plan_table(table: Table, state: TableState | None, source_oid: int, snapshot_xmax: int,
-               truncated_since: bool, force_full: bool = False) -> TablePlan:
-    """Incremental from the stored watermark unless something makes the stored state untrustworthy."""
+               truncated_since: bool, force_full: bool = False, pruned_below: int = 0) -> TablePlan:
+    """Incremental from the stored watermark unless something makes the stored state untrustworthy.
+    `pruned_below`: the source's tombstones below it may be gone (`tombstones.py`)."""
     def full(reason: str) -> TablePlan:
         return TablePlan(table, FULL, None, reason)
 
@@ -49,6 +50,9 @@ def plan_table(table: Table, state: TableState | None, source_oid: int, snapshot
         return full(f"source table was recreated (oid {state.source_oid} -> {source_oid})")
     if state.watermark > snapshot_xmax:
         return full(f"watermark {state.watermark} is ahead of the source ({snapshot_xmax}): source was replaced")
+    if state.watermark < pruned_below:
+        return full(f"tombstones since the watermark {state.watermark} were pruned (up to {pruned_below}): deletes "
+                    "may be missing")
     if truncated_since:
         return full("source table was truncated since the watermark")
     return TablePlan(table, INCREMENTAL, state.watermark, f"changes with {CHANGE_TXID} >= {state.watermark}")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from postgresdb.models import CHANGE_TXID, TOMBSTONES, Table
+from postgresdb.models import CHANGE_TXID, TOMBSTONE_HORIZON, TOMBSTONES, Table
 from shopflow.config import Settings
 from shopflow.db import pg_connection
 
@@ -73,6 +73,15 @@ class SourceSnapshot:
             return False
         return self._one(f"SELECT EXISTS (SELECT 1 FROM {self.schema}.{TOMBSTONES} WHERE table_name = %s "
                          f"AND row_id IS NULL AND {CHANGE_TXID} >= %s)", (table.name, since))[0]
+
+    def pruned_below(self) -> dict[str, int]:
+        """Per table, its tombstones with `change_txid` below this may have been pruned (`tombstones.py`); tables
+        none of whose tombstones were pruned are left out, and so are all when the source's DDL predates the
+        horizon's table."""
+        horizon = f"{self.schema}.{TOMBSTONE_HORIZON}"
+        if self._one("SELECT to_regclass(%s)", (horizon,))[0] is None:
+            return {}
+        return {name: int(below) for name, below in self._all(f"SELECT table_name, pruned_below FROM {horizon}")}
 
     def row_stats(self, plan: TablePlan) -> RowStats:
         key = plan.table.primary_key

@@ -1,0 +1,71 @@
+"""Pruning the source's tombstones: `deleted_rows` gets one row per deleted source row, and without pruning it grows
+forever (README.md, "Tombstones").
+
+A replica reads the tombstones with `change_txid` >= a table's watermark, so a tombstone below the lowest watermark of
+all its tables has been consumed. The job only knows its own replica: it deletes those tombstones once older than
+`REPLICATION_TOMBSTONE_RETENTION_HOURS`, and raises the table's horizon in `deleted_rows_horizon` in the same
+statement. Another replica of the same source whose watermark of a table lies below that table's horizon may have
+missed a delete: its next run reloads that table in full (`plan.plan_table`) instead of keeping rows the source
+deleted.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from postgresdb.models import CHANGE_TXID, TOMBSTONE_HORIZON, TOMBSTONES
+from shopflow.config import Settings
+from shopflow.db import pg_connection
+
+log = logging.getLogger("shopflow.replication")
+
+
+def prune(settings: Settings, below: int) -> tuple[int, int]:
+    """Deletes the tombstones with `change_txid` < `below` that are older than the retention, and raises the horizon
+    of each table they were of past the newest of them; returns (tombstones deleted, tables whose horizon rose)."""
+    schema, retention_s = settings.POSTGRES_SCHEMA, settings.REPLICATION_TOMBSTONE_RETENTION_HOURS * 3600
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"""WITH gone AS (
+    DELETE FROM {schema}.{TOMBSTONES} WHERE {CHANGE_TXID} < %s
+        AND deleted_at < clock_timestamp() - make_interval(secs => %s) RETURNING table_name, {CHANGE_TXID}),
+raised AS (
+    INSERT INTO {schema}.{TOMBSTONE_HORIZON} AS h (table_name, pruned_below)
+    SELECT table_name, max({CHANGE_TXID}) + 1 FROM gone GROUP BY table_name
+    ON CONFLICT (table_name) DO UPDATE SET pruned_below = GREATEST(h.pruned_below, EXCLUDED.pruned_below),
+        pruned_at = EXCLUDED.pruned_at
+    RETURNING table_name)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM raised)""", (below, retention_s))
+        deleted, tables = cur.fetchone()
+        return int(deleted), int(tables)
+
+
+@contextmanager
+def pruning(settings: Settings, watermarks: list[int | None]) -> Iterator[None]:
+    """Prunes below the lowest of the replica's stored watermarks (one per table; none if a table has none) on a
+    connection and thread of its own while the run goes on, and waits for it at the end. A failure is logged, not
+    raised: the run's replica is not affected by it."""
+    if not watermarks or any(w is None for w in watermarks):
+        yield
+        return
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["done"] = prune(settings, min(watermarks))
+        except Exception as error:  # noqa: BLE001 - reported below, the run goes on
+            outcome["error"] = error
+    thread = threading.Thread(target=work, name="prune-tombstones", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+        if "error" in outcome:
+            log.warning("tombstones not pruned (the run is not affected; `make up` applies the source's DDL): %s: %s",
+                        type(outcome["error"]).__name__, str(outcome["error"]).strip())
+        elif outcome["done"][0]:
+            log.info("tombstones: %d pruned (consumed by every table, older than %g h), %s.%s raised for %d table(s)",
+                     outcome["done"][0], settings.REPLICATION_TOMBSTONE_RETENTION_HOURS, settings.POSTGRES_SCHEMA,
+                     TOMBSTONE_HORIZON, outcome["done"][1])

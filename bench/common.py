@@ -13,12 +13,29 @@ from pathlib import Path
 from postgresdb.ddl import mysql_table_ddl
 from postgresdb.models import TABLES, Table
 from shopflow.config import PROJECT_ROOT, Settings
-from shopflow.db import mysql_connection
+from shopflow.db import apply_postgres_schema, mysql_connection, pg_connection
 
 UPDATED_AT = "updated_at"
 SOURCE_SCHEMA = "bench_source"  # never the shared `source` schema
 SPARK_SUBMIT = PROJECT_ROOT / ".venv" / "bin" / "spark-submit"
 CLUSTER_NOTES: list[str] = []  # per spark-submit: how long it waited for the shared cluster, who was on it
+SOURCE_MEASURES = {"bound", "ours", "naive", "peer", "marts"}  # the measures that read the generated source
+
+
+def check_source(settings: Settings, schema: str) -> None:
+    """For --no-generate: every table of `schema` exists and order_details has rows (else one line says how to get
+    them); then its DDL is brought up to date (idempotent, as `make up` does for `source`)."""
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(%s || '.' || name) IS NULL",
+                    ([t.name for t in TABLES], schema))
+        missing = [name for (name,) in cur.fetchall()]
+        if not missing:
+            cur.execute(f"SELECT EXISTS (SELECT 1 FROM {schema}.order_details)")
+    if missing or not cur.fetchone()[0]:
+        what = f"lacks the table(s) {', '.join(missing)}" if missing else "has no order_details rows"
+        raise SystemExit(f"bench: --no-generate reuses the source data, but the Postgres schema {schema} {what}. "
+                         "Run the bench once without --no-generate: it generates the data (make bench).")
+    apply_postgres_schema(dataclasses.replace(settings, POSTGRES_SCHEMA=schema))
 
 
 @dataclass

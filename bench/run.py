@@ -25,7 +25,7 @@ from shopflow.jobs.session import bind_to_loopback
 
 from . import bound, marts, naive, ours, peer, report, stream_latency, streaming
 from .args import parse_args
-from .common import CLUSTER_NOTES, drop_database, recreate_database, target_settings
+from .common import CLUSTER_NOTES, SOURCE_MEASURES, check_source, drop_database, recreate_database, target_settings
 from .cpu import CpuSampler
 from .settle import prewarm_innodb, settle
 
@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure_and_report(args, busy: list[str]) -> int:
+    if args.no_generate and SOURCE_MEASURES - args.skip:
+        check_source(get_settings(), args.source_schema)
     print("bench: writing every free page of InnoDB's buffer pool once (see bench/settle.py) ...", flush=True)
     prewarm = prewarm_innodb(get_settings())
     print(f"bench: {prewarm['pages']} free buffer pool pages written in {prewarm['seconds']} s", flush=True)

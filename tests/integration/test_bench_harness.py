@@ -234,3 +234,14 @@ def test_a_terminated_bench_stops_the_stream_job_it_started(postgres, mysql, kaf
         for pid in jobs:  # a failed run of this test leaves no job behind either
             if supervisor.process_alive(pid):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_no_generate_without_the_source_data_says_how_to_get_it(postgres, mysql, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--no-generate", "--allow-busy",
+                          "--skip", "naive,peer,marts,streaming,ours", "--source-schema", "bench_never_generated",
+                          "--target-prefix", "test_benchnone", "--results-dir", str(tmp_path / "results")],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+    assert ("the Postgres schema bench_never_generated lacks the table(s) users, product_categories, products, orders, "
+            "order_details, reviews, loyalty_points. Run the bench once without --no-generate") in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "results").exists()

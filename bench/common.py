@@ -30,11 +30,13 @@ def check_source(settings: Settings, schema: str) -> None:
                     ([t.name for t in TABLES], schema))
         missing = [name for (name,) in cur.fetchall()]
         if not missing:
-            cur.execute(f"SELECT EXISTS (SELECT 1 FROM {schema}.order_details)")
-    if missing or not cur.fetchone()[0]:
+            cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {schema}.order_details)")
+        empty = not missing and cur.fetchone()[0]
+    if missing or empty:
         what = f"lacks the table(s) {', '.join(missing)}" if missing else "has no order_details rows"
+        how = "(make bench)" if schema == SOURCE_SCHEMA else f"and with --source-schema {schema}"
         raise SystemExit(f"bench: --no-generate reuses the source data, but the Postgres schema {schema} {what}. "
-                         "Run the bench once without --no-generate: it generates the data (make bench).")
+                         f"Run the bench once without --no-generate {how}: it generates the data.")
     apply_postgres_schema(dataclasses.replace(settings, POSTGRES_SCHEMA=schema))
 
 

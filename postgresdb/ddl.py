@@ -82,6 +82,8 @@ def _pg_tracking(schema: str) -> list[str]:
     {CHANGE_TXID} bigint NOT NULL DEFAULT txid_current()
 )""",
         f"CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_{CHANGE_TXID} ON {schema}.{TOMBSTONES} ({CHANGE_TXID})",
+        # the replication job's pruning finds the tombstones past their retention by it (tombstones.py)
+        f"CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_deleted_at ON {schema}.{TOMBSTONES} (deleted_at)",
         f"""CREATE TABLE IF NOT EXISTS {schema}.{TOMBSTONE_HORIZON} (
     table_name text PRIMARY KEY,
     pruned_below bigint NOT NULL,

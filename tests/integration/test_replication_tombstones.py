@@ -8,7 +8,7 @@ from replication_support import assert_replica_equals_source, pg, scratch, seed 
 
 from postgresdb.models import TABLES
 from shopflow import db
-from shopflow.replication import replicate
+from shopflow.replication import replicate, tombstones
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +84,40 @@ def test_a_source_without_the_horizon_table_is_replicated_and_its_tombstones_kep
         assert cur.fetchall() == [(2,)]
     assert "tombstones not pruned" in caplog.text and "deleted_rows_horizon" in caplog.text
     assert_replica_equals_source(scratch)
+
+
+def _add_tombstones(settings, *rows: tuple[str, int, int, int]) -> None:
+    """(table, row id, hours ago, change_txid) each."""
+    pg(settings, *(f"INSERT INTO {{s}}.deleted_rows (table_name, row_id, deleted_at, change_txid) VALUES "
+                   f"('{table}', {row}, clock_timestamp() - interval '{hours} hours', {txid})"
+                   for table, row, hours, txid in rows))
+
+
+def test_prune_takes_what_is_below_the_watermark_and_past_the_retention_and_never_lowers_a_horizon(scratch):  # noqa
+    week = dataclasses.replace(scratch, REPLICATION_TOMBSTONE_RETENTION_HOURS=168)
+    _add_tombstones(scratch, ("reviews", 1, 169, 100), ("reviews", 2, 167, 101), ("orders", 3, 169, 200))
+    assert tombstones.prune(week, below=150) == (1, 1)  # 2 is too young, 3 not consumed yet
+    assert _tombstones(scratch) == ([("orders", 3), ("reviews", 2)], {"reviews": 101})
+    assert tombstones.prune(week, below=1_000) == (1, 1)
+    assert _tombstones(scratch) == ([("reviews", 2)], {"orders": 201, "reviews": 101})
+    _add_tombstones(scratch, ("reviews", 4, 200, 50))  # older than what was pruned of reviews
+    assert tombstones.prune(week, below=60) == (1, 1)
+    assert _tombstones(scratch)[1] == {"orders": 201, "reviews": 101}, "a horizon is never lowered"
+    _add_tombstones(scratch, *(("users", n, 300, 300 + n) for n in range(5)))
+    assert tombstones.prune(week, below=1_000, batch=3) == (3, 1)
+    assert tombstones.prune(week, below=1_000, batch=3) == (2, 1)
+    assert _tombstones(scratch) == ([("reviews", 2)], {"orders": 201, "reviews": 101, "users": 305})
+
+
+def test_pruning_goes_below_the_lowest_watermark_and_not_at_all_while_a_table_has_none(scratch, caplog):  # noqa
+    at_once = dataclasses.replace(scratch, REPLICATION_TOMBSTONE_RETENTION_HOURS=0)
+    _add_tombstones(scratch, ("reviews", 1, 1, 100), ("orders", 2, 1, 200))
+    with caplog.at_level("INFO", logger="shopflow.replication"):
+        with tombstones.pruning(at_once, [500, None, 900]):
+            pass
+        with tombstones.pruning(at_once, []):
+            pass
+    assert _tombstones(scratch) == ([("orders", 2), ("reviews", 1)], {}) and "tombstones" not in caplog.text
+    with tombstones.pruning(at_once, [900, 150, 500]):
+        pass
+    assert _tombstones(scratch) == ([("orders", 2)], {"reviews": 101})

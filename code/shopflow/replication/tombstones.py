@@ -20,23 +20,30 @@ from shopflow.config import Settings
 from shopflow.db import pg_connection
 
 log = logging.getLogger("shopflow.replication")
+PRUNE_BATCH = 100_000  # tombstones per run at most: a backlog (the first run after an upgrade) goes over several runs
+LOCK_TIMEOUT, STATEMENT_TIMEOUT = "5s", "120s"  # a prune that cannot finish soon gives up (logged), the run goes on
 
 
-def prune(settings: Settings, below: int) -> tuple[int, int]:
-    """Deletes the tombstones with `change_txid` < `below` that are older than the retention, and raises the horizon
-    of each table they were of past the newest of them; returns (tombstones deleted, tables whose horizon rose)."""
+def prune(settings: Settings, below: int, batch: int = PRUNE_BATCH) -> tuple[int, int]:
+    """Deletes up to `batch` tombstones with `change_txid` < `below` that are older than the retention, and raises
+    the horizon of each table they were of past the newest of them (never lowers it); returns (tombstones deleted,
+    tables whose horizon was set). Waits at most LOCK_TIMEOUT for a lock (another replica's prune)."""
     schema, retention_s = settings.POSTGRES_SCHEMA, settings.REPLICATION_TOMBSTONE_RETENTION_HOURS * 3600
     with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL lock_timeout = %s", (LOCK_TIMEOUT,))
+        cur.execute("SET LOCAL statement_timeout = %s", (STATEMENT_TIMEOUT,))
         cur.execute(f"""WITH gone AS (
-    DELETE FROM {schema}.{TOMBSTONES} WHERE {CHANGE_TXID} < %s
-        AND deleted_at < clock_timestamp() - make_interval(secs => %s) RETURNING table_name, {CHANGE_TXID}),
+    DELETE FROM {schema}.{TOMBSTONES} WHERE tombstone_id IN (
+        SELECT tombstone_id FROM {schema}.{TOMBSTONES} WHERE {CHANGE_TXID} < %s
+            AND deleted_at < clock_timestamp() - make_interval(secs => %s) LIMIT %s)
+    RETURNING table_name, {CHANGE_TXID}),
 raised AS (
     INSERT INTO {schema}.{TOMBSTONE_HORIZON} AS h (table_name, pruned_below)
     SELECT table_name, max({CHANGE_TXID}) + 1 FROM gone GROUP BY table_name
     ON CONFLICT (table_name) DO UPDATE SET pruned_below = GREATEST(h.pruned_below, EXCLUDED.pruned_below),
         pruned_at = EXCLUDED.pruned_at
     RETURNING table_name)
-SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM raised)""", (below, retention_s))
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM raised)""", (below, retention_s, batch))
         deleted, tables = cur.fetchone()
         return int(deleted), int(tables)
 
@@ -62,10 +69,11 @@ def pruning(settings: Settings, watermarks: list[int | None]) -> Iterator[None]:
         yield
     finally:
         thread.join()
-        if "error" in outcome:
-            log.warning("tombstones not pruned (the run is not affected; `make up` applies the source's DDL): %s: %s",
-                        type(outcome["error"]).__name__, str(outcome["error"]).strip())
-        elif outcome["done"][0]:
-            log.info("tombstones: %d pruned (consumed by every table, older than %g h), %s.%s raised for %d table(s)",
+        if error := outcome.get("error"):
+            hint = " (`make up` applies the source's DDL)" if "does not exist" in str(error) else ""
+            log.warning("tombstones not pruned, the run is not affected%s: %s: %s", hint, type(error).__name__,
+                        str(error).strip())
+        elif outcome.get("done", (0, 0))[0]:
+            log.info("tombstones: %d pruned (consumed by every table, older than %g h), %s.%s set for %d table(s)",
                      outcome["done"][0], settings.REPLICATION_TOMBSTONE_RETENTION_HOURS, settings.POSTGRES_SCHEMA,
                      TOMBSTONE_HORIZON, outcome["done"][1])

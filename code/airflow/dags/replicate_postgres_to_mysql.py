@@ -2,6 +2,8 @@
 
 The task's outlet is the replica Asset: the marts DAG is scheduled on it.
 To reload every table in full (the result is the same replica, only slower): Trigger, then set `full_reload`.
+Each run also deletes the source's tombstones (`deleted_rows`) that every table of the replica has read, once older
+than REPLICATION_TOMBSTONE_RETENTION_HOURS (default 168).
 """
 from __future__ import annotations
 

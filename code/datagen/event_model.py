@@ -117,12 +117,15 @@ def validate_event(payload: bytes) -> str | None:
 
 
 def event_key(payload: bytes) -> bytes | None:
-    """The Kafka key: the email as UTF-8 bytes when the payload has one."""
+    """The Kafka key: the email as the stream job knows a user (trimmed, lower-cased), as UTF-8 bytes, when the
+    payload has one. So every event of one user lands in one partition, where Kafka keeps their order: the job
+    orders events of one email in different partitions only within a micro-batch (by Kafka timestamp), and across
+    batches applies them in batch order."""
     try:
         email = json.loads(payload.decode("utf-8")).get("email")
     except (UnicodeDecodeError, ValueError, AttributeError):
         return None
-    return email.encode("utf-8") if isinstance(email, str) and email else None
+    return email.strip().lower().encode("utf-8") if isinstance(email, str) and email.strip() else None
 
 
 class EventMix:

@@ -8,6 +8,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from pyspark.errors import StreamingQueryException
 
+from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming import query
 from test_streaming_support import (assert_exact, kill, make_events, pg_rows, pipeline_runs, produce, start_job,
                                     stream_case, wait_for)
@@ -97,6 +98,9 @@ def test_recreated_topic_fails_loudly_until_reset_then_streams_again(spark, stre
     second, users_second, malformed_second = make_events(100, seed=2)
     produce(stream_case, second)  # offsets start again at 0, below the committed positions
 
+    # the DAG's run asks first whether there is anything to stream: not "nothing to do", but the same error
+    with pytest.raises(ko.OffsetsWentBack, match="below the committed position"):
+        query.pending_events(stream_case)
     with pytest.raises(StreamingQueryException, match="below the committed position"):
         query.run(spark, stream_case, query.AVAILABLE_NOW)
     query.reset(stream_case)

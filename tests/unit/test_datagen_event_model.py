@@ -35,6 +35,13 @@ def test_good_events_have_every_field_and_validate(pools):
         assert event_key(payload) == event["email"].encode()
 
 
+def test_the_key_is_the_email_as_the_stream_job_knows_a_user():
+    """`Ann@X.com` and ` ann@x.com` are one user to the job: one key, so one partition, where Kafka keeps the order."""
+    keys = {event_key(json.dumps({"email": email}).encode()) for email in ("Ann@X.com", " ann@x.com\t", "ann@x.com")}
+    assert keys == {b"ann@x.com"}
+    assert event_key(json.dumps({"email": "  "}).encode()) is None
+
+
 def test_an_update_keeps_the_email_and_changes_the_status(pools):
     rng = random.Random(2)
     first = json.loads(make_good_event(rng, pools, NOW)[0])

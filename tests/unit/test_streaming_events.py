@@ -46,6 +46,17 @@ def test_parse_reports_why_a_value_is_not_an_event(spark):
     assertDataFrameEqual(got, expected)
 
 
+def test_a_value_holding_more_than_one_json_value_is_a_dead_letter_whole(spark):
+    """Spark's parser reads the first value and ignores the rest: two events in one message (concatenated, or
+    newline-delimited) must not give the first and drop the second unseen."""
+    a, b = event(), event(email="bo@example.com")
+    values = [a + b, a + b"\n" + b, a + b"] [" + b, a + b"," + b, a + b',"\\u0000shopflow:end"',
+              a + b"\n", b" \t" + a + b"\r\n "]
+    parsed = raw_frame(spark, values).transform(ev.parse_events)
+    got = [(r.parse_error, r.email) for r in parsed.orderBy("offset").collect()]
+    assert got == [("value is not a single JSON object", None)] * 5 + [(None, "ann@example.com")] * 2
+
+
 def test_parse_keeps_json_null_and_absent_optional_fields_as_null(spark):
     parsed = raw_frame(spark, [event(phone=None), event(phone=...)]).transform(ev.parse_events)
     expected = spark.createDataFrame([(0, None, None), (1, None, None)],
@@ -73,12 +84,22 @@ def test_validate_normalizes_a_valid_event(spark):
     ({"loyalty_status": "gold"}, "loyalty_status must be one of Gold, Silver, Bronze"),
     ({"registration_date": "yesterday"}, "registration_date missing or not an ISO-8601 timestamp"),
     ({"registration_date": ...}, "registration_date missing or not an ISO-8601 timestamp"),
+    ({"registration_date": "-5000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999"),
+    ({"registration_date": "0999-12-31T23:59:59Z"}, "registration_date outside the years 1000-9999"),
+    ({"registration_date": "+10000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999"),
     ({"last_name": "x" * 101}, "last_name longer than 100 characters"),
     ({"phone": "1\u00002"}, "phone contains NUL"),
 ])
 def test_validate_rejects_each_broken_rule(spark, fields, reason):
     got = raw_frame(spark, [event(**fields)]).transform(ev.parse_events).transform(ev.validate_events)
-    assert [r.reason for r in got.collect()] == [reason]
+    assert [r.reason for r in got.select("reason").collect()] == [reason]  # (Python has no year 10000)
+
+
+@pytest.mark.parametrize("registered", ["1000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"])
+def test_registration_dates_at_the_ends_of_the_replicas_range_are_valid(spark, registered):
+    got = raw_frame(spark, [event(registration_date=registered)]).transform(ev.parse_events).transform(
+        ev.validate_events)
+    assert [r.reason for r in got.collect()] == [None]
 
 
 def test_parse_error_is_the_reason_and_rejected_rows_keep_raw_bytes(spark):

@@ -35,6 +35,9 @@ USER_COLUMNS = tuple(f.name for f in EVENT_SCHEMA.fields)
 # the latter's deprecation warning (Spark 4: "Two-parameter TRIM/LTRIM/RTRIM function signatures are deprecated").
 WHITESPACE = ("\t\n\u000b\f\r \u0085\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
               + "\u2028\u2029\u202f\u205f\u3000")
+# What the MySQL replica's DATETIME stores (Postgres stores wider ranges, but a user it cannot replicate would stop
+# the replication of `users`; a year Postgres refuses, e.g. -5000, would fail its batch on every retry)
+REGISTRATION_YEARS = (1000, 9999)
 EMAIL_PATTERN = r"^[^@\s]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,}$"
 
 
@@ -54,29 +57,41 @@ def unapplied(positions: dict[str, dict[str, int]]):
     return transform
 
 
+# Each value is parsed as the first element of a JSON array that ends with this marker. Spark's JSON parser reads one
+# value and ignores whatever follows it, so `{A}{B}` (two events in one message) parsed alone would give A and drop B
+# unseen; wrapped, the parser must get past the whole value to reach the marker, and anything after the first value
+# makes the message a dead letter.
+END_MARKER = "\u0000shopflow:end"
+_WRAPPED_END = ',"\\u0000shopflow:end"]'
+
+
 def _json_type(doc: Column, field: str) -> Column:
     """STRING, BIGINT, OBJECT<...>, VOID (JSON null), or NULL when the field is absent."""
-    return F.schema_of_variant(F.variant_get(doc, f"$.{field}", "variant"))
+    return F.schema_of_variant(F.variant_get(doc, f"$[0].{field}", "variant"))
 
 
 def parse_events(events: DataFrame) -> DataFrame:
-    """Adds `parse_error` (NULL when the value is a UTF-8 JSON object whose fields have the schema's JSON types)
-    and one string column per field of EVENT_SCHEMA (NULL when absent or JSON null)."""
+    """Adds `parse_error` (NULL when the value is a UTF-8 JSON object, alone, whose fields have the schema's JSON
+    types) and one string column per field of EVENT_SCHEMA (NULL when absent or JSON null)."""
     text = events.select(*SOURCE_COLUMNS, F.try_validate_utf8(F.col("value").cast("string")).alias("_text"))
-    docs = text.select("*", F.try_parse_json("_text").alias("_doc"))
-    doc, trimmed = F.col("_doc"), F.btrim("_text", F.lit(WHITESPACE))  # only its end matters: a JSON object's '}'
-    is_object = F.startswith(F.schema_of_variant(doc), F.lit("OBJECT")) & F.endswith(trimmed, F.lit("}"))
+    wrapped = F.concat(F.lit("["), F.col("_text"), F.lit(_WRAPPED_END))
+    docs = text.select("*", F.try_parse_json(wrapped).alias("_doc"))
+    doc = F.col("_doc")
+    alone = F.coalesce(F.try_variant_get(doc, "$[1]", "string") == F.lit(END_MARKER), F.lit(False)) & F.isnull(
+        F.try_variant_get(doc, "$[2]", "variant"))  # the marker right after the value, nothing after the marker
+    is_object = alone & F.startswith(F.schema_of_variant(F.variant_get(doc, "$[0]", "variant")), F.lit("OBJECT"))
     type_errors = F.concat_ws("; ", *[
         F.when(~_json_type(doc, f.name).isin("STRING", "VOID"), F.lit(f"{f.name} is not a JSON string"))
         for f in EVENT_SCHEMA.fields])
     typed = docs.select("*", type_errors.alias("_type_errors"))
     parse_error = (F.when(F.col("value").isNull(), F.lit("value is null"))
                    .when(F.col("_text").isNull(), F.lit("value is not valid UTF-8"))
-                   .when(doc.isNull(), F.lit("value is not valid JSON (or has duplicate keys)"))
-                   .when(~is_object, F.lit("value is not a single JSON object"))
+                   .when(doc.isNull() & F.try_parse_json("_text").isNull(),  # parsed alone only when wrapped failed
+                         F.lit("value is not valid JSON (or has duplicate keys)"))
+                   .when(doc.isNull() | ~is_object, F.lit("value is not a single JSON object"))
                    .when(F.col("_type_errors") != "", F.col("_type_errors")))
     checked = typed.select("*", parse_error.alias("parse_error"))
-    fields = [F.when(F.col("parse_error").isNull(), F.try_variant_get(doc, f"$.{f.name}", "string")).alias(f.name)
+    fields = [F.when(F.col("parse_error").isNull(), F.try_variant_get(doc, f"$[0].{f.name}", "string")).alias(f.name)
               for f in EVENT_SCHEMA.fields]
     return checked.select(*SOURCE_COLUMNS, "parse_error", *fields)
 
@@ -98,7 +113,9 @@ def _rules(first: Column, last: Column, email: Column, phone: Column, status: Co
               .when(~email.rlike(EMAIL_PATTERN), F.lit("email malformed")),
              F.when(~F.coalesce(status, F.lit("")).isin(*LOYALTY_STATUSES),
                     F.lit(f"loyalty_status must be one of {statuses}")),
-             F.when(registered.isNull(), F.lit("registration_date missing or not an ISO-8601 timestamp"))]
+             F.when(registered.isNull(), F.lit("registration_date missing or not an ISO-8601 timestamp"))
+              .when(~F.year(registered).between(*REGISTRATION_YEARS),
+                    F.lit(f"registration_date outside the years {REGISTRATION_YEARS[0]}-{REGISTRATION_YEARS[1]}"))]
     for name, value in (("first_name", first), ("last_name", last), ("email", email), ("phone", phone)):
         rules += [_length_rule(name, value), F.when(F.contains(value, F.lit("\u0000")), F.lit(f"{name} contains NUL"))]
     return rules

@@ -110,6 +110,17 @@ def of_topic(offsets: Offsets, topic: str) -> dict[int, int]:
     return {int(p): int(o) for p, o in offsets.get(topic, {}).items()}
 
 
+def check_not_behind(topic: str, high: dict[int, int], positions: dict[int, int]) -> None:
+    """Raises OffsetsWentBack when a partition's end offset is below its committed position (partitions the broker
+    did not report are left alone)."""
+    for p, position in sorted(positions.items()):
+        if high.get(p, position) < position:
+            raise OffsetsWentBack(
+                f"{topic}-{p}: the broker's end offset {high.get(p)} is below the committed position {position}; the "
+                "topic was recreated or the broker lost its data. Reset the stream state (python -m "
+                "shopflow.jobs.stream_users --reset) to start over from the earliest offsets.")
+
+
 def lag(high: dict[int, int], positions: dict[int, int]) -> dict[int, int]:
     """Events still to read per partition (high watermark minus committed position, never negative)."""
     return {p: max(0, hw - positions.get(p, 0)) for p, hw in sorted(high.items())}

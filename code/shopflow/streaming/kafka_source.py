@@ -135,12 +135,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
         begin = ko.of_topic(start, self.topic)
         high = self.target if self.target is not None else self._high_watermarks(begin)
-        for p, position in begin.items():
-            if high.get(p, position) < position:
-                raise ko.OffsetsWentBack(
-                    f"{self.topic}-{p}: the broker's end offset {high.get(p)} is below the committed position "
-                    f"{position}; the topic was recreated or the broker lost its data. Reset the stream state "
-                    f"(python -m shopflow.jobs.stream_users --reset) to start over from the earliest offsets.")
+        ko.check_not_behind(self.topic, high, begin)
         high = {p: high.get(p, begin.get(p, 0)) for p in set(high) | set(begin)}
         max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else None
         return ko.as_offsets(self.topic, admit(begin, high, max_rows))

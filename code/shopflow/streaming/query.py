@@ -52,7 +52,8 @@ def topic_partitions(settings: Settings, timeout_s: float = 10.0) -> list[int]:
 
 def pending_events(settings: Settings) -> int | None:
     """Events in the topic above the committed positions (None: no topic). 0 means a run has nothing to do: no
-    unapplied batch can hide in the checkpoint either, since the positions move with the data they cover."""
+    unapplied batch can hide in the checkpoint either, since the positions move with the data they cover. A partition
+    whose end is below its committed position raises OffsetsWentBack (the query would: not "nothing to do")."""
     partitions = topic_partitions(settings)
     if not partitions:
         return None
@@ -60,6 +61,7 @@ def pending_events(settings: Settings) -> int | None:
     with pg_connection(settings) as conn, conn.cursor() as cur:
         committed = ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
     high = ko.high_watermarks(settings.KAFKA_BOOTSTRAP_SERVERS, settings.KAFKA_TOPIC, committed)
+    ko.check_not_behind(settings.KAFKA_TOPIC, high, committed)
     return sum(ko.lag(high, committed).values())
 
 

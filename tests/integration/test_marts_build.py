@@ -74,15 +74,18 @@ def test_verify_says_when_the_replica_changed_after_the_marts_were_built(replica
         with db.mysql_connection(replica) as conn:
             return replica_changed_since_build(conn.cursor())
 
-    def replication_run(status: str, written: int | None):
-        execute(replica, "INSERT INTO pipeline_runs (job, started_at, finished_at, rows_written, status) "
-                         "VALUES ('replicate_postgres_to_mysql', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), %s, %s)",
-                params=(written, status))
+    def replication_run(status: str, written: int | None, deleted: int | None = 0):
+        execute(replica, "INSERT INTO pipeline_runs (job, started_at, finished_at, rows_written, rows_deleted, "
+                         "status) VALUES ('replicate_postgres_to_mysql', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), %s, %s, "
+                         "%s)", params=(written, deleted, status))
 
     assert note() is None  # built, no replication since
     try:
         replication_run("ok", 0)
         assert note() is None  # a run that changed nothing
+        replication_run("ok", 0, deleted=1)
+        assert "a replication run changed the replica at" in note()  # a run that only deleted
+        execute(replica, "DELETE FROM pipeline_runs WHERE job = 'replicate_postgres_to_mysql'")
         replication_run("failed", None)
         assert "a replication run changed the replica at" in note()
         replication_run("ok", 5)

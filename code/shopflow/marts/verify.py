@@ -1,6 +1,7 @@
 """Each published mart against the same question answered in plain SQL over the replica (`Mart.reference_sql`).
 
-    python -m shopflow.marts.verify      # exit 0 when every mart equals its plain-SQL answer
+    python -m shopflow.marts.verify      # exit 0 when every mart equals its plain-SQL answer, 1 when one differs,
+                                         # 2 when it could not compare (a bad setting, MySQL down, a mart not built)
 
 The marts are built from the replica as it was; a replication run that changed it since makes them differ until the
 next build (the build_marts DAG runs after each replication). The output says so first when `pipeline_runs` shows it.
@@ -11,7 +12,10 @@ import argparse
 import sys
 from collections import Counter
 
+import mysql.connector
+
 from shopflow.config import Settings, get_settings
+from shopflow.config_values import SettingsError
 from shopflow.db import mysql_connection
 from shopflow.quality.rules import normalized
 from shopflow.replication.results import JOB as REPLICATION_JOB
@@ -28,11 +32,29 @@ def _rows(cursor, sql: str) -> list[tuple]:
     return [tuple(normalized(v) for v in row) for row in cursor.fetchall()]
 
 
+def reference_session(cursor) -> None:
+    """What the plain SQL answers need of the session: a recursion as deep as the weekly calendar is long (MariaDB's
+    default of 1,000 iterations cut it off after 1,001 weeks without an error; MySQL 8 fails at its own limit of
+    1,000), and AVG kept exact before ROUND (`div_precision_increment` shapes AVG's decimals; MariaDB 10.11 rounds
+    455/101 to 4.50 with or without it, as the mart does; a precaution for servers not tried here)."""
+    cursor.execute("SET SESSION div_precision_increment = 30")
+    cursor.execute("SELECT VERSION()")
+    depth = "max_recursive_iterations" if "mariadb" in cursor.fetchone()[0].lower() else "cte_max_recursion_depth"
+    cursor.execute(f"SET SESSION {depth} = 4294967295")
+
+
+def reference_rows(cursor, mart: Mart) -> list[tuple]:
+    """The mart's plain-SQL answer over the replica."""
+    reference_session(cursor)
+    columns = ", ".join(f"`{c.name}`" for c in mart.columns)
+    return _rows(cursor, f"SELECT {columns} FROM ({mart.reference_sql}) reference")
+
+
 def differences(cursor, mart: Mart) -> tuple[int, list[str]]:
     """(rows in the mart, a description of each difference from the plain-SQL answer, at most SAMPLE per side)."""
     columns = ", ".join(f"`{c.name}`" for c in mart.columns)
     published = _rows(cursor, f"SELECT {columns} FROM `{mart.name}`")
-    reference = _rows(cursor, f"SELECT {columns} FROM ({mart.reference_sql}) reference")
+    reference = reference_rows(cursor, mart)
     only_mart = sorted((Counter(published) - Counter(reference)).elements(), key=repr)
     only_sql = sorted((Counter(reference) - Counter(published)).elements(), key=repr)
     return len(published), ([f"only in {mart.name}: {r}" for r in only_mart[:SAMPLE]] +
@@ -40,10 +62,11 @@ def differences(cursor, mart: Mart) -> tuple[int, list[str]]:
 
 
 def replica_changed_since_build(cursor) -> str | None:
-    """A note when a replication run that wrote rows (or failed: its upserts may be committed) ended after the last
-    successful marts build started; None when the marts are at least as new as the replica's last change."""
+    """A note when a replication run that wrote or deleted rows (or failed: its upserts may be committed) ended after
+    the last successful marts build started; None when the marts are at least as new as the replica's last change."""
     cursor.execute("SELECT (SELECT MAX(COALESCE(finished_at, started_at)) FROM pipeline_runs WHERE job = %s "
-                   "AND table_name IS NULL AND NOT (status = 'ok' AND COALESCE(rows_written, 0) = 0)), "
+                   "AND table_name IS NULL AND NOT (status = 'ok' AND COALESCE(rows_written, 0) = 0 "
+                   "AND COALESCE(rows_deleted, 0) = 0)), "
                    "(SELECT MAX(started_at) FROM pipeline_runs WHERE job = %s AND table_name IS NULL AND status = 'ok')",
                    (REPLICATION_JOB, MARTS_JOB))
     changed, built = cursor.fetchone()
@@ -74,8 +97,14 @@ def verify(settings: Settings) -> dict[str, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(prog="python -m shopflow.marts.verify", description=(
         "Compare every mart with its plain-SQL answer over the replica (settings from .env / the environment). "
-        "Exit 0 when all are equal, 1 otherwise.")).parse_args(argv)
-    return 1 if any(verify(get_settings()).values()) else 0
+        "Exit 0 when all are equal, 1 when one differs, 2 when it could not compare.")).parse_args(argv)
+    try:
+        return 1 if any(verify(get_settings()).values()) else 0
+    except SettingsError as error:
+        print(f"verify: bad setting: {error}", file=sys.stderr)
+    except mysql.connector.Error as error:  # the server down, or a mart not built yet: one line, not a traceback
+        print(f"verify: {error} (is MySQL running, and were the marts built: the build_marts DAG?)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

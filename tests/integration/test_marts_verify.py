@@ -1,0 +1,32 @@
+"""`verify`'s plain-SQL answers where the server's session defaults would bend them (code/shopflow/marts/verify.py)."""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from test_marts_replica import insert, scratch_replica
+
+from shopflow import db
+from shopflow.marts import product_rating, weekly_activity
+from shopflow.marts.verify import reference_rows
+
+pytestmark = pytest.mark.integration
+
+
+def test_reference_averages_are_exact_and_the_weekly_calendar_is_not_cut_short(mysql):
+    """Users registered 26 years apart span 1,358 weeks (MariaDB's recursion stopped at 1,001); 455/101 = 4.50495…
+    rounds to 4.50, as the mart rounds it."""
+    with scratch_replica(mysql, "marts_verify", seed=False) as settings:
+        insert(settings, "users", [(1, "Ann", "Lee", "ann@x.io", None, "2000-01-03 00:00:00", "Gold"),
+                                   (2, "Bo", "Kim", "bo@x.io", None, "2026-01-05 00:00:00", "Silver")])
+        insert(settings, "product_categories", [(1, "Maison", None)])
+        insert(settings, "products", [(1, "Bouilloire", None, 1, "10.00", 5, "2024-01-01 00:00:00")])
+        insert(settings, "reviews", [(i, 1 + i % 2, 1, 5 if i <= 51 else 4, None, "2024-01-12 00:00:00")
+                                     for i in range(1, 102)])
+        with db.mysql_connection(settings) as conn:
+            cursor = conn.cursor()
+            assert reference_rows(cursor, product_rating.MART) == [(Decimal(1), "Bouilloire", Decimal("4.50"),
+                                                                    Decimal(101))]
+            weeks = [row[0] for row in reference_rows(cursor, weekly_activity.MART)]
+    assert (len(weeks), min(weeks), max(weeks)) == (1_358, date(2000, 1, 3), date(2026, 1, 5))

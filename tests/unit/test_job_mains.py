@@ -142,3 +142,43 @@ def test_verify_has_a_help_and_refuses_unknown_options(capsys):
             main(argv)
         assert ended.value.code == code
     assert "Compare every mart with its plain-SQL answer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("job", ["build_marts", "replicate_postgres_to_mysql", "stream_users"])
+def test_a_job_run_with_a_bad_setting_ends_with_one_line_naming_it(job):
+    """`python -m shopflow.jobs.<job>` (the READMEs' by-hand form, and what the DAGs' spark-submit runs) with a bad
+    value: one line and the no-retry exit, as `make` gives, not a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from shopflow.config import PROJECT_ROOT
+
+    result = subprocess.run([sys.executable, "-m", f"shopflow.jobs.{job}"], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True, timeout=300, env=os.environ | {"MYSQL_PORT": "abc"})
+    output = result.stdout + result.stderr
+    assert result.returncode == NO_RETRY_EXIT, output[-3000:]
+    assert [line.split(" ", 2)[2] for line in output.splitlines() if " ERROR " in line] == [
+        "ERROR shopflow.session: bad setting: MYSQL_PORT='abc': expected a whole number"], output[-3000:]
+    assert "Traceback" not in output
+
+
+def test_verify_with_a_bad_setting_or_no_server_ends_with_one_line(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from shopflow.config import PROJECT_ROOT
+
+    def verify(**env) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "shopflow.marts.verify"], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, timeout=120, env=os.environ | env)
+
+    bad = verify(MYSQL_PORT="abc")
+    assert (bad.returncode, bad.stderr) == (2, "verify: bad setting: MYSQL_PORT='abc': expected a whole number\n")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = verify(MYSQL_PORT=str(port))
+    assert down.returncode == 2 and down.stderr.count("\n") == 1 and "is MySQL running" in down.stderr, down.stderr

@@ -15,8 +15,7 @@ import argparse
 import logging
 import sys
 
-from shopflow.config import get_settings
-from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging
+from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.marts.build import JOB, build_marts
 from shopflow.replication.target import mysql_driver_class
 from shopflow.quality import QualityGateError
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", help="recorded with the quality results (the DAG passes its run id)")
     args = parser.parse_args(argv)
     configure_logging()
-    settings = get_settings()
+    settings = job_settings()
     try:
         spark = build_session(f"shopflow-{JOB}", settings, warm_modules=(),
                               cores=settings.SPARK_MARTS_CORES, executor_cores=settings.SPARK_MARTS_CORES,

@@ -14,8 +14,7 @@ import argparse
 import logging
 import sys
 
-from shopflow.config import get_settings
-from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging
+from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 from shopflow.replication.source import POSTGRES_DRIVER
 from shopflow.replication.target import mysql_driver_class
@@ -39,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(force=True)
-    settings = get_settings()
+    settings = job_settings()
     try:
         spark = build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.replication.copy_load",),
                               jdbc_drivers={POSTGRES_DRIVER: settings.POSTGRES_JDBC_JAR,  # the validating path

@@ -7,7 +7,8 @@ import os
 import socket
 import time
 
-from shopflow.config import Settings
+from shopflow.config import Settings, get_settings
+from shopflow.config_values import SettingsError
 
 log = logging.getLogger("shopflow.session")
 EXECUTOR_WAIT_S = 60.0
@@ -214,3 +215,13 @@ def warm_up(spark, settings: Settings, modules: tuple[str, ...], arrow_workers: 
     cores = min(slots, expected) if sc.master.startswith("spark://") else slots
     log.info("session warm-up: %d core(s), %d Python worker(s) ready in %.1f s", cores, workers, seconds)
     return seconds
+
+
+def job_settings() -> Settings:
+    """The settings of a job's main, or exit NO_RETRY_EXIT after one line naming the bad value (a retry would read
+    the same one). Logging must be configured."""
+    try:
+        return get_settings()
+    except SettingsError as error:
+        log.error("bad setting: %s", error)
+        raise SystemExit(NO_RETRY_EXIT) from None

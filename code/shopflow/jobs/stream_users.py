@@ -29,9 +29,9 @@ import psycopg2
 from pyspark.errors import StreamingQueryException
 
 from shopflow import config_values as v
-from shopflow.config import get_settings
 from shopflow.db import postgres_gone
-from shopflow.jobs.session import NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging
+from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
+                                   job_settings)
 from shopflow.streaming import checkpoint_lock, query
 from shopflow.streaming import kafka_offsets as ko
 
@@ -80,7 +80,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     configure_logging()
-    settings = get_settings()
+    settings = job_settings()
     overrides = {"STREAMING_TRIGGER_SECONDS": args.trigger_seconds, "STREAMING_MAX_EVENTS_PER_BATCH": args.max_events}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     mode = checkpoint_lock.RESET if args.reset else query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW

@@ -48,13 +48,17 @@ def test_parse_reports_why_a_value_is_not_an_event(spark):
 
 def test_a_value_holding_more_than_one_json_value_is_a_dead_letter_whole(spark):
     """Spark's parser reads the first value and ignores the rest: two events in one message (concatenated, or
-    newline-delimited) must not give the first and drop the second unseen."""
+    newline-delimited) must not give the first and drop the second unseen, not even when the message carries a
+    marker of the kind the parse wraps values in; around the object, only JSON's own whitespace."""
+    from pyspark.sql import functions as F
+
     a, b = event(), event(email="bo@example.com")
-    values = [a + b, a + b"\n" + b, a + b"] [" + b, a + b"," + b, a + b',"\\u0000shopflow:end"',
-              a + b"\n", b" \t" + a + b"\r\n "]
+    tag_of_a = spark.range(1).select(F.xxhash64(F.lit(a.decode())).cast("string")).first()[0].encode()
+    values = [a + b, a + b"\n" + b, a + b"] [" + b, a + b"," + b, a + b',"\\u0000' + tag_of_a + b'"]' + b,
+              a + b',"\\u0000shopflow:end"]' + b, a + "\u00a0".encode(), a + b"\n", b" \t" + a + b"\r\n "]
     parsed = raw_frame(spark, values).transform(ev.parse_events)
     got = [(r.parse_error, r.email) for r in parsed.orderBy("offset").collect()]
-    assert got == [("value is not a single JSON object", None)] * 5 + [(None, "ann@example.com")] * 2
+    assert got == [("value is not a single JSON object", None)] * 7 + [(None, "ann@example.com")] * 2
 
 
 def test_parse_keeps_json_null_and_absent_optional_fields_as_null(spark):
@@ -84,9 +88,9 @@ def test_validate_normalizes_a_valid_event(spark):
     ({"loyalty_status": "gold"}, "loyalty_status must be one of Gold, Silver, Bronze"),
     ({"registration_date": "yesterday"}, "registration_date missing or not an ISO-8601 timestamp"),
     ({"registration_date": ...}, "registration_date missing or not an ISO-8601 timestamp"),
-    ({"registration_date": "-5000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999"),
-    ({"registration_date": "0999-12-31T23:59:59Z"}, "registration_date outside the years 1000-9999"),
-    ({"registration_date": "+10000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999"),
+    ({"registration_date": "-5000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999 (UTC)"),
+    ({"registration_date": "0999-12-31T23:59:59Z"}, "registration_date outside the years 1000-9999 (UTC)"),
+    ({"registration_date": "+10000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999 (UTC)"),
     ({"last_name": "x" * 101}, "last_name longer than 100 characters"),
     ({"phone": "1\u00002"}, "phone contains NUL"),
 ])

@@ -25,6 +25,7 @@ from .registry import all_marts
 from .spec import Mart
 
 SAMPLE = 5
+CR_CONN_HOST_ERROR, ER_NO_SUCH_TABLE = 2003, 1146
 
 
 def _rows(cursor, sql: str) -> list[tuple]:
@@ -37,7 +38,7 @@ def reference_session(cursor) -> None:
     default of 1,000 iterations cut it off after 1,001 weeks without an error; MySQL 8 fails at its own limit of
     1,000), and AVG kept exact before ROUND (`div_precision_increment` shapes AVG's decimals; MariaDB 10.11 rounds
     455/101 to 4.50 with or without it, as the mart does; a precaution for servers not tried here)."""
-    cursor.execute("SET SESSION div_precision_increment = 30")
+    cursor.execute("SET SESSION div_precision_increment = 30")  # its maximum
     cursor.execute("SELECT VERSION()")
     depth = "max_recursive_iterations" if "mariadb" in cursor.fetchone()[0].lower() else "cte_max_recursion_depth"
     cursor.execute(f"SET SESSION {depth} = 4294967295")
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"verify: bad setting: {error}", file=sys.stderr)
     except mysql.connector.Error as error:  # the server down, or a mart not built yet: one line, not a traceback
-        print(f"verify: {error} (is MySQL running, and were the marts built: the build_marts DAG?)", file=sys.stderr)
+        hint = {CR_CONN_HOST_ERROR: " (is MySQL running?)", ER_NO_SUCH_TABLE: " (were the marts built? the build_marts "
+                "DAG builds them)"}.get(error.errno, "")
+        print(f"verify: {error}{hint}", file=sys.stderr)
     return 2
 
 

@@ -57,12 +57,11 @@ def unapplied(positions: dict[str, dict[str, int]]):
     return transform
 
 
-# Each value is parsed as the first element of a JSON array that ends with this marker. Spark's JSON parser reads one
-# value and ignores whatever follows it, so `{A}{B}` (two events in one message) parsed alone would give A and drop B
-# unseen; wrapped, the parser must get past the whole value to reach the marker, and anything after the first value
-# makes the message a dead letter.
-END_MARKER = "\u0000shopflow:end"
-_WRAPPED_END = ',"\\u0000shopflow:end"]'
+# Each value is parsed as the first element of a JSON array that ends with a marker string made of the value's own hash
+# (a value cannot hold its own hash, so no value can fake the end). Spark's JSON parser reads one value and ignores
+# whatever follows it, so `{A}{B}` (two events in one message) parsed alone would give A and drop B unseen; wrapped,
+# the parser must get past the whole value to reach the marker, and anything after the first value makes the message
+# a dead letter. Only JSON's own whitespace (space, tab, CR, LF) may surround the object.
 
 
 def _json_type(doc: Column, field: str) -> Column:
@@ -74,10 +73,11 @@ def parse_events(events: DataFrame) -> DataFrame:
     """Adds `parse_error` (NULL when the value is a UTF-8 JSON object, alone, whose fields have the schema's JSON
     types) and one string column per field of EVENT_SCHEMA (NULL when absent or JSON null)."""
     text = events.select(*SOURCE_COLUMNS, F.try_validate_utf8(F.col("value").cast("string")).alias("_text"))
-    wrapped = F.concat(F.lit("["), F.col("_text"), F.lit(_WRAPPED_END))
-    docs = text.select("*", F.try_parse_json(wrapped).alias("_doc"))
-    doc = F.col("_doc")
-    alone = F.coalesce(F.try_variant_get(doc, "$[1]", "string") == F.lit(END_MARKER), F.lit(False)) & F.isnull(
+    tagged = text.select("*", F.xxhash64("_text").cast("string").alias("_tag"))
+    wrapped = F.concat(F.lit("["), F.col("_text"), F.lit(',"\\u0000'), F.col("_tag"), F.lit('"]'))
+    docs = tagged.select("*", F.try_parse_json(wrapped).alias("_doc"))
+    doc, marker = F.col("_doc"), F.concat(F.lit("\u0000"), F.col("_tag"))
+    alone = F.coalesce(F.try_variant_get(doc, "$[1]", "string") == marker, F.lit(False)) & F.isnull(
         F.try_variant_get(doc, "$[2]", "variant"))  # the marker right after the value, nothing after the marker
     is_object = alone & F.startswith(F.schema_of_variant(F.variant_get(doc, "$[0]", "variant")), F.lit("OBJECT"))
     type_errors = F.concat_ws("; ", *[
@@ -114,8 +114,9 @@ def _rules(first: Column, last: Column, email: Column, phone: Column, status: Co
              F.when(~F.coalesce(status, F.lit("")).isin(*LOYALTY_STATUSES),
                     F.lit(f"loyalty_status must be one of {statuses}")),
              F.when(registered.isNull(), F.lit("registration_date missing or not an ISO-8601 timestamp"))
-              .when(~F.year(registered).between(*REGISTRATION_YEARS),
-                    F.lit(f"registration_date outside the years {REGISTRATION_YEARS[0]}-{REGISTRATION_YEARS[1]}"))]
+              .when(~F.year(registered).between(*REGISTRATION_YEARS),  # the session's time zone is UTC
+                    F.lit(f"registration_date outside the years {REGISTRATION_YEARS[0]}-{REGISTRATION_YEARS[1]} "
+                          "(UTC)"))]
     for name, value in (("first_name", first), ("last_name", last), ("email", email), ("phone", phone)):
         rules += [_length_rule(name, value), F.when(F.contains(value, F.lit("\u0000")), F.lit(f"{name} contains NUL"))]
     return rules

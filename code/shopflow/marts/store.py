@@ -10,6 +10,7 @@ import time
 from typing import Iterable
 
 import mysql.connector
+from mysql.connector import errorcode
 
 from shopflow.config import Settings
 from shopflow.replication.target import WRITE_URL_OPTIONS, mysql_driver_class
@@ -28,7 +29,6 @@ BUILD_LOCK_TIMEOUT_S = 60
 PUBLISH_LOCK_WAIT_S = 120
 PUBLISH_ATTEMPT_S = 2
 PUBLISH_PAUSE_S = 1
-ER_LOCK_WAIT_TIMEOUT = 1205
 
 
 class PublishBlocked(RuntimeError):
@@ -97,7 +97,7 @@ class MartStore:
                 self.cur.execute(statement)
                 break
             except mysql.connector.Error as error:
-                if error.errno != ER_LOCK_WAIT_TIMEOUT:
+                if error.errno != errorcode.ER_LOCK_WAIT_TIMEOUT:
                     raise
                 if time.monotonic() >= deadline:
                     raise PublishBlocked(f"publishing the marts waited {wait_s:.0f} s for other sessions to close "

@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 
 import mysql.connector
+from mysql.connector import errorcode
 
 from shopflow.config import Settings, get_settings
 from shopflow.config_values import SettingsError
@@ -25,7 +26,6 @@ from .registry import all_marts
 from .spec import Mart
 
 SAMPLE = 5
-CR_CONN_HOST_ERROR, ER_NO_SUCH_TABLE = 2003, 1146
 
 
 def _rows(cursor, sql: str) -> list[tuple]:
@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"verify: bad setting: {error}", file=sys.stderr)
     except mysql.connector.Error as error:  # the server down, or a mart not built yet: one line, not a traceback
-        hint = {CR_CONN_HOST_ERROR: " (is MySQL running?)", ER_NO_SUCH_TABLE: " (were the marts built? the build_marts "
-                "DAG builds them)"}.get(error.errno, "")
+        hints = {errorcode.CR_CONN_HOST_ERROR: " (is MySQL running?)",
+                 errorcode.ER_NO_SUCH_TABLE: " (were the marts built? the build_marts DAG builds them)"}
+        hint = hints.get(error.errno, "")
         print(f"verify: {error}{hint}", file=sys.stderr)
     return 2
 

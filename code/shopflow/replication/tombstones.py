@@ -11,7 +11,7 @@ deleted.
 from __future__ import annotations
 
 import logging
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -56,24 +56,16 @@ def pruning(settings: Settings, watermarks: list[int | None]) -> Iterator[None]:
     if not watermarks or any(w is None for w in watermarks):
         yield
         return
-    outcome: dict = {}
-
-    def work() -> None:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prune-tombstones") as pool:
+        pruned = pool.submit(prune, settings, min(watermarks))
         try:
-            outcome["done"] = prune(settings, min(watermarks))
-        except Exception as error:  # noqa: BLE001 - reported below, the run goes on
-            outcome["error"] = error
-    thread = threading.Thread(target=work, name="prune-tombstones", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()
-        if error := outcome.get("error"):
-            hint = " (`make up` applies the source's DDL)" if "does not exist" in str(error) else ""
-            log.warning("tombstones not pruned, the run is not affected%s: %s: %s", hint, type(error).__name__,
-                        str(error).strip())
-        elif outcome.get("done", (0, 0))[0]:
-            log.info("tombstones: %d pruned (consumed by every table, older than %g h), %s.%s set for %d table(s)",
-                     outcome["done"][0], settings.REPLICATION_TOMBSTONE_RETENTION_HOURS, settings.POSTGRES_SCHEMA,
-                     TOMBSTONE_HORIZON, outcome["done"][1])
+            yield
+        finally:
+            if error := pruned.exception():  # waits for the prune
+                hint = " (`make up` applies the source's DDL)" if "does not exist" in str(error) else ""
+                log.warning("tombstones not pruned, the run is not affected%s: %s: %s", hint, type(error).__name__,
+                            str(error).strip())
+            elif (done := pruned.result())[0]:
+                log.info("tombstones: %d pruned (consumed by every table, older than %g h), %s.%s set for %d "
+                         "table(s)", done[0], settings.REPLICATION_TOMBSTONE_RETENTION_HOURS,
+                         settings.POSTGRES_SCHEMA, TOMBSTONE_HORIZON, done[1])

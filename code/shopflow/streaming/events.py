@@ -57,13 +57,6 @@ def unapplied(positions: dict[str, dict[str, int]]):
     return transform
 
 
-# Each value is parsed as the first element of a JSON array that ends with a marker string made of the value's own hash
-# (a value cannot hold its own hash, so no value can fake the end). Spark's JSON parser reads one value and ignores
-# whatever follows it, so `{A}{B}` (two events in one message) parsed alone would give A and drop B unseen; wrapped,
-# the parser must get past the whole value to reach the marker, and anything after the first value makes the message
-# a dead letter. Only JSON's own whitespace (space, tab, CR, LF) may surround the object.
-
-
 def _json_type(doc: Column, field: str) -> Column:
     """STRING, BIGINT, OBJECT<...>, VOID (JSON null), or NULL when the field is absent."""
     return F.schema_of_variant(F.variant_get(doc, f"$[0].{field}", "variant"))
@@ -73,6 +66,11 @@ def parse_events(events: DataFrame) -> DataFrame:
     """Adds `parse_error` (NULL when the value is a UTF-8 JSON object, alone, whose fields have the schema's JSON
     types) and one string column per field of EVENT_SCHEMA (NULL when absent or JSON null)."""
     text = events.select(*SOURCE_COLUMNS, F.try_validate_utf8(F.col("value").cast("string")).alias("_text"))
+    # Each value is parsed as the first element of a JSON array that ends with a marker made of the value's own hash
+    # (a value cannot hold its own hash, so none can fake the end). Spark's JSON parser reads one value and ignores
+    # whatever follows it, so `{A}{B}` (two events in one message) parsed alone would give A and drop B unseen;
+    # wrapped, the parser must get past the whole value to reach the marker, and anything after the first value makes
+    # the message a dead letter. Only JSON's own whitespace (space, tab, CR, LF) may surround the object.
     tagged = text.select("*", F.xxhash64("_text").cast("string").alias("_tag"))
     wrapped = F.concat(F.lit("["), F.col("_text"), F.lit(',"\\u0000'), F.col("_tag"), F.lit('"]'))
     docs = tagged.select("*", F.try_parse_json(wrapped).alias("_doc"))

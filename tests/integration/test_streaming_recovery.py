@@ -108,3 +108,20 @@ def test_recreated_topic_fails_loudly_until_reset_then_streams_again(spark, stre
 
     # every event of both incarnations applied once; the rejected offsets repeat and are all kept
     assert_exact(stream_case, second, users_first | users_second, malformed_first + malformed_second)
+
+
+def test_events_deleted_before_they_were_read_fail_the_dag_check_without_retry(spark, stream_case, monkeypatch):
+    """Retention deleted events the stream had not read: `pending_events` (the DAG's first step) says they are lost
+    and how to go on, instead of a run that fails on every retry. The local broker (tansu) deletes no records
+    (no retention, no DeleteRecords), so its earliest offsets are read for real and then raised by hand."""
+    produce(stream_case, make_events(100, seed=3)[0])
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    produce(stream_case, make_events(60, seed=4)[0])
+    assert query.pending_events(stream_case) == 60  # the broker's real earliest offsets: nothing deleted
+
+    committed = ko.of_topic(query.committed_start(stream_case, query.topic_partitions(stream_case)),
+                            stream_case.KAFKA_TOPIC)
+    monkeypatch.setattr(ko, "earliest_offsets", lambda _bootstrap, _topic, partitions: {
+        p: committed[p] + 7 for p in partitions})
+    with pytest.raises(ko.OffsetsDeleted, match="7 events were deleted .* before the stream read them"):
+        query.pending_events(stream_case)

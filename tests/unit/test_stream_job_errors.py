@@ -85,7 +85,10 @@ def test_the_stream_job_stops_before_spark_when_postgres_is_down(argv, monkeypat
 
 @pytest.mark.parametrize("error, code", [
     (ko.OffsetsWentBack("users-data-0: the broker's end offset 0 is below the committed position 412"), 3),
-    (ko.KafkaOffsetError("no fetch response for 'users-data' within 30 s"), 2)], ids=["went back", "slow broker"])
+    (ko.OffsetsDeleted("users-data-1: the broker's earliest offset 900 is above the committed position 412"), 3),
+    (ko.OffsetsOutOfRange("users-data-2: Broker: Offset out of range (reading offsets 412..900)"), 3),
+    (ko.KafkaOffsetError("no fetch response for 'users-data' within 30 s"), 2)],
+    ids=["went back", "deleted unread", "out of range while reading", "slow broker"])
 def test_only_offsets_gone_back_end_the_job_with_the_no_retry_exit(monkeypatch, caplog, error, code):
     """A retry cannot help a topic that went back below the committed positions: exit 3, so Airflow fails the task at
     once (code/airflow/dags/_spark.py) instead of retrying it twice; a slow broker may answer the retry: exit 2."""
@@ -110,3 +113,6 @@ def test_a_relayed_query_failure_keeps_its_offset_error_class():
     slow = relayed.replace("OffsetsWentBack: t-0: the broker's end offset 0 is below the committed position 5",
                            "KafkaOffsetError: t-0: no data at offset 5 within 60 s")
     assert type(stream_users._gone(slow, None)) is ko.KafkaOffsetError
+    deleted = relayed.replace("OffsetsWentBack: t-0: the broker's end offset 0 is below",
+                              "OffsetsDeleted: t-0: the broker's earliest offset 9 is above")
+    assert type(stream_users._gone(deleted, None)) is ko.OffsetsDeleted

@@ -7,12 +7,13 @@ import pickle
 
 import pyarrow as pa
 import pytest
+from confluent_kafka import KafkaError
 from pyspark.sql.pandas.types import to_arrow_schema
 from unit_support import closed_port
 
 from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming.kafka_source import (SOURCE_SCHEMA, KafkaPythonSource, KafkaRange, KafkaStreamReader, _read,
-                                             KafkaTask, admit, record_batch, split)
+                                             KafkaTask, admit, read_error, record_batch, split)
 from shopflow.streaming.ledger import _csv
 
 
@@ -84,6 +85,22 @@ def test_committed_position_above_the_broker_end_fails_loudly(monkeypatch):
         reader.latestOffset({"t": {"0": 10}}, None)
 
 
+def test_a_committed_position_below_the_broker_earliest_offset_counts_the_deleted_events():
+    ko.check_not_deleted("t", {0: 5, 1: 0}, {0: 5, 1: 3, 2: 9})  # at or above the earliest; 2 not reported
+    with pytest.raises(ko.OffsetsDeleted, match=r"t-1: .* earliest offset 12 .* position 3; 9 events were deleted"):
+        ko.check_not_deleted("t", {0: 5, 1: 12}, {0: 5, 1: 3})
+
+
+@pytest.mark.parametrize("code, no_retry", [(KafkaError._AUTO_OFFSET_RESET, True),
+                                            (KafkaError.OFFSET_OUT_OF_RANGE, True),
+                                            (KafkaError._TRANSPORT, False)])
+def test_a_fetch_out_of_the_broker_range_is_not_retried(code, no_retry):
+    error = read_error(KafkaRange("t", 1, 3, 10), 4, KafkaError(code))
+    assert isinstance(error, ko.OffsetsOutOfRange) is no_retry and isinstance(error, ko.KafkaOffsetError)
+    assert str(error).startswith("t-1: ") and "(reading offsets 4..10)" in str(error)
+    assert ("--reset" in str(error)) is no_retry
+
+
 def test_available_now_freezes_the_target(monkeypatch):
     reader = KafkaStreamReader({"bootstrapServers": "h:1", "topic": "t"})
     ends = iter([{0: 5}, {0: 50}])
@@ -143,7 +160,7 @@ def _records(partition, offsets):
 
 
 def test_read_skips_a_stale_error_and_stale_records_of_the_partition_read_before():
-    stale = _Message(None, None, "t", 0, 9, (0, -1), error="Broker: offset out of range")
+    stale = _Message(None, None, "t", 0, 9, (0, -1), error=KafkaError(KafkaError.OFFSET_OUT_OF_RANGE))
     consumer = _Consumer([stale] + _records(0, [10]) + _records(1, [5, 6]), _records(1, [7]))
     batches = list(_read(consumer, KafkaRange("t", 1, 5, 8), timeout_s=1))
     assert [o for b in batches for o in b.to_pydict()["offset"]] == [5, 6, 7]
@@ -152,8 +169,8 @@ def test_read_skips_a_stale_error_and_stale_records_of_the_partition_read_before
 
 @pytest.mark.parametrize("partition", [1, None])
 def test_read_fails_on_an_error_of_its_partition_or_of_the_client(partition):
-    error = _Message(None, None, "t", partition, 5, (0, -1), error="Broker: offset out of range")
-    with pytest.raises(ko.KafkaOffsetError, match="t-1: Broker: offset out of range"):
+    error = _Message(None, None, "t", partition, 5, (0, -1), error=KafkaError(KafkaError.OFFSET_OUT_OF_RANGE))
+    with pytest.raises(ko.OffsetsOutOfRange, match="t-1: .*Broker: Offset out of range.* deleted these events"):
         list(_read(_Consumer([error]), KafkaRange("t", 1, 5, 8), timeout_s=1))
 
 

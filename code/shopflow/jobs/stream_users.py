@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot reach Postgres at %s:%s (%s); is it running? %s", settings.POSTGRES_HOST,
                   settings.POSTGRES_PORT, line, RESTART_HINT)
         return 2
-    except (ko.OffsetsWentBack, query.SourceUnavailable) as error:  # says what to do; a retry would fail the same way
+    except (ko.OffsetsOutOfRange, query.SourceUnavailable) as error:  # says what to do; a retry would fail the same way
         log.error("%s", error)
         return NO_RETRY_EXIT
     except (ko.KafkaOffsetError, MasterUnreachable) as error:  # a slow or restarting broker, the master down
@@ -126,7 +126,8 @@ def _gone(failed: str, settings) -> Exception | None:
     offsets went back (PySpark relays the Python traceback in `failed`); None for any other failure."""
     if unreachable := re.search(r"BrokerUnreachable: (cannot reach Kafka at [^\n]*)", failed):
         return ko.BrokerUnreachable(unreachable.group(1))
-    if lost := re.search(r"(OffsetsWentBack|KafkaOffsetError): ([^\n]*)", failed):  # e.g. the topic went back
+    # e.g. the topic went back, or events were deleted unread
+    if lost := re.search(r"(OffsetsWentBack|OffsetsDeleted|OffsetsOutOfRange|KafkaOffsetError): ([^\n]*)", failed):
         return getattr(ko, lost.group(1))(lost.group(2))
     if line := postgres_gone(failed):
         return PostgresGone(f"lost Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT} under the running "

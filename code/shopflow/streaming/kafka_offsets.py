@@ -25,9 +25,22 @@ class KafkaOffsetError(RuntimeError):
     """The broker did not answer in time, or a partition went backwards (topic recreated, broker restarted)."""
 
 
-class OffsetsWentBack(KafkaOffsetError):
-    """A partition's end is below the committed position (topic recreated, broker lost its data): only a reset of
-    the stream state helps, a retry fails the same way."""
+class OffsetsOutOfRange(KafkaOffsetError):
+    """A committed position lies outside its partition's offsets: only a reset of the stream state helps, a retry
+    fails the same way."""
+
+
+class OffsetsWentBack(OffsetsOutOfRange):
+    """A partition's end is below the committed position (topic recreated, broker lost its data)."""
+
+
+class OffsetsDeleted(OffsetsOutOfRange):
+    """A partition's earliest offset is above the committed position: the broker deleted events (retention) before
+    the stream read them."""
+
+
+RESET_HINT = ("Reset the stream state (python -m shopflow.jobs.stream_users --reset) to start over from the earliest "
+              "offsets.")
 
 
 class BrokerUnreachable(RuntimeError):
@@ -117,8 +130,18 @@ def check_not_behind(topic: str, high: dict[int, int], positions: dict[int, int]
         if high.get(p, position) < position:
             raise OffsetsWentBack(
                 f"{topic}-{p}: the broker's end offset {high.get(p)} is below the committed position {position}; the "
-                "topic was recreated or the broker lost its data. Reset the stream state (python -m "
-                "shopflow.jobs.stream_users --reset) to start over from the earliest offsets.")
+                f"topic was recreated or the broker lost its data. {RESET_HINT}")
+
+
+def check_not_deleted(topic: str, earliest: dict[int, int], positions: dict[int, int]) -> None:
+    """Raises OffsetsDeleted when a partition's earliest offset is above its committed position (the events between
+    were deleted unread; partitions the broker did not report are left alone)."""
+    for p, position in sorted(positions.items()):
+        if earliest.get(p, position) > position:
+            raise OffsetsDeleted(
+                f"{topic}-{p}: the broker's earliest offset {earliest[p]} is above the committed position {position}; "
+                f"{earliest[p] - position} events were deleted (retention) before the stream read them and are lost. "
+                f"{RESET_HINT}")
 
 
 def lag(high: dict[int, int], positions: dict[int, int]) -> dict[int, int]:

@@ -26,7 +26,7 @@ import time
 from typing import Iterator
 
 import pyarrow as pa
-from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaError, TopicPartition
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
 from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,
@@ -193,8 +193,7 @@ def _read(consumer: Consumer, part: KafkaRange, timeout_s: float) -> Iterator[pa
         for message in messages:
             # an error of the partition read before the re-assign is stale; one naming no partition is the client's
             if message.error() and message.partition() in (None, part.partition):
-                raise ko.KafkaOffsetError(f"{part.topic}-{part.partition}: {message.error()} "
-                                          f"(reading offsets {position}..{part.end})")
+                raise read_error(part, position, message.error())
         records = [m for m in messages if m.offset() < part.end and m.partition() == part.partition]
         if records:
             idle_since, position = time.monotonic(), max(position, records[-1].offset() + 1)
@@ -204,6 +203,16 @@ def _read(consumer: Consumer, part: KafkaRange, timeout_s: float) -> Iterator[pa
                                       f"(want up to {part.end}) within {timeout_s:.0f} s")
         else:  # control records (transactions) take offsets but reach no consumer
             position = max(position, consumer.position([TopicPartition(part.topic, part.partition)])[0].offset)
+
+
+def read_error(part: KafkaRange, position: int, error: KafkaError) -> ko.KafkaOffsetError:
+    """The error a failed fetch raises: out of the broker's range (auto.offset.reset=error; events deleted by retention,
+    or the topic recreated) is not retried, anything else may be."""
+    where = f"{part.topic}-{part.partition}: {error} (reading offsets {position}..{part.end})"
+    if error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+        return ko.OffsetsOutOfRange(f"{where}; the broker deleted these events (retention) or the topic was "
+                                    f"recreated. {ko.RESET_HINT}")
+    return ko.KafkaOffsetError(where)
 
 
 # librdkafka timestamp types -> Spark's timestampType (0 CreateTime, 1 LogAppendTime)

@@ -53,7 +53,8 @@ def topic_partitions(settings: Settings, timeout_s: float = 10.0) -> list[int]:
 def pending_events(settings: Settings) -> int | None:
     """Events in the topic above the committed positions (None: no topic). 0 means a run has nothing to do: no
     unapplied batch can hide in the checkpoint either, since the positions move with the data they cover. A partition
-    whose end is below its committed position raises OffsetsWentBack (the query would: not "nothing to do")."""
+    whose end is below its committed position raises OffsetsWentBack (the query would: not "nothing to do"), one whose
+    earliest offset is above it OffsetsDeleted (the query would fail on every retry)."""
     partitions = topic_partitions(settings)
     if not partitions:
         return None
@@ -62,7 +63,11 @@ def pending_events(settings: Settings) -> int | None:
         committed = ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
     high = ko.high_watermarks(settings.KAFKA_BOOTSTRAP_SERVERS, settings.KAFKA_TOPIC, committed)
     ko.check_not_behind(settings.KAFKA_TOPIC, high, committed)
-    return sum(ko.lag(high, committed).values())
+    pending = ko.lag(high, committed)
+    if behind := [p for p, n in pending.items() if n and p in committed]:  # only then can events have been deleted
+        earliest = ko.earliest_offsets(settings.KAFKA_BOOTSTRAP_SERVERS, settings.KAFKA_TOPIC, behind)
+        ko.check_not_deleted(settings.KAFKA_TOPIC, earliest, committed)
+    return sum(pending.values())
 
 
 class SourceUnavailable(RuntimeError):

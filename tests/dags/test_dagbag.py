@@ -109,3 +109,15 @@ def test_dag_fallback_jvm_options_equal_the_settings_default():
                         and any(getattr(t, "id", None) == constant for t in node.targets))
         default = next(f.default for f in dataclasses.fields(Settings) if f.name == key)
         assert fallback == str(default), key
+
+
+def test_make_up_knows_the_producer_of_each_asset_scheduled_dag(dagbag):
+    """`make up` waits for an Asset-scheduled DAG only after its producer succeeded (shopflow.stack.up)."""
+    from shopflow.stack.up import ASSET_PRODUCERS
+
+    consumers = {dag_id: dag.timetable.asset_condition.objects for dag_id, dag in dagbag.dags.items()
+                 if getattr(dag.timetable, "asset_condition", None) is not None}
+    assert sorted(consumers) == sorted(ASSET_PRODUCERS)
+    for consumer, assets in consumers.items():
+        outlets = [a for task in dagbag.dags[ASSET_PRODUCERS[consumer]].tasks for a in task.outlets]
+        assert outlets and all(a in outlets for a in assets), (consumer, assets, outlets)

@@ -115,3 +115,51 @@ def test_a_warm_make_up_names_a_dag_whose_latest_run_failed(monkeypatch, capsys)
     out = capsys.readouterr().out
     assert "but its latest run, scheduled__2, failed" in out
     assert out.count("failed") == 1 and sorted(api.unpaused) == sorted(api.runs_of)  # nothing else named, nothing run
+
+
+class FreshAirflow(DoneAirflow):
+    """Airflow on a first `make up`: the DAGs in `done` ran before; a triggered run ends in `ends[dag_id]`."""
+
+    def __init__(self, done: list[str], ends: dict[str, str]):
+        super().__init__({d: [{"dag_run_id": "scheduled__1", "state": "success"}] if d in done else []
+                          for d in ("kafka_to_postgres_streaming", "replicate_postgres_to_mysql", "build_marts")})
+        self.ends, self.triggered = ends, []
+
+    def trigger(self, dag_id):
+        self.triggered.append(dag_id)
+        return f"manual__{dag_id}"
+
+    def run_state(self, dag_id, run_id):
+        return self.ends[dag_id]
+
+
+def _run_dags_on(api, monkeypatch) -> None:
+    monkeypatch.setattr(up.airflow_api, "project_dag_ids", lambda: list(api.runs_of))
+    monkeypatch.setattr(up.airflow_api, "reserialize", lambda _settings: None)
+    monkeypatch.setattr(up.airflow_api, "AirflowClient", lambda _settings: api)
+    monkeypatch.setattr(up.airflow_api, "wait_for_dags", lambda _client, _ids: None)
+    monkeypatch.setattr(up, "SCHEDULED_RUN_WAIT_S", 0)
+
+    def no_asset_run(*_args):
+        raise AssertionError("waited for an Asset-triggered run that nothing starts")
+
+    monkeypatch.setattr(up, "_wait_asset_runs", no_asset_run)
+    up._run_dags(object())
+
+
+def test_a_failed_producer_does_not_leave_make_up_waiting_for_the_asset_scheduled_dag(monkeypatch, capsys):
+    """Seen: a failed replication run updates no Asset, and `make up` waited DAG_TIMEOUT_S (30 min) for build_marts."""
+    api = FreshAirflow(done=[], ends={"kafka_to_postgres_streaming": "success", "replicate_postgres_to_mysql": "failed"})
+    with pytest.raises(up.manager.StackError, match="did not succeed: replicate_postgres_to_mysql, build_marts"):
+        _run_dags_on(api, monkeypatch)
+    assert "build_marts: not run, replicate_postgres_to_mysql did not succeed" in capsys.readouterr().out
+    assert "build_marts" not in api.triggered
+
+
+def test_an_asset_scheduled_dag_whose_producer_ran_before_is_triggered_by_hand(monkeypatch):
+    """Only the streaming DAG was still to run: no replication run updates the Asset now, so nothing else starts
+    build_marts."""
+    api = FreshAirflow(done=["replicate_postgres_to_mysql"],
+                       ends={"kafka_to_postgres_streaming": "success", "build_marts": "success"})
+    _run_dags_on(api, monkeypatch)
+    assert api.triggered == ["kafka_to_postgres_streaming", "build_marts"]

@@ -24,6 +24,8 @@ def _generate_data(settings: Settings) -> None:
 
 # Streaming first, so the users it brings in reach MySQL in the same `make up`.
 DAG_ORDER = ("kafka_to_postgres_streaming", "replicate_postgres_to_mysql")
+# The DAG whose task updates the Asset an Asset-scheduled DAG waits for (code/airflow/dags: REPLICA_ASSET).
+ASSET_PRODUCERS = {"build_marts": "replicate_postgres_to_mysql"}
 
 
 SCHEDULED_RUN_WAIT_S = 30  # how long the scheduler gets to start a DAG's due run after the DAG is unpaused
@@ -103,9 +105,15 @@ def _run_dags(settings: Settings) -> None:
     triggered = [d for d in todo if d not in asset_driven]
     states = {d: _unpause_and_run(client, d, scheduled=_time_scheduled(dags[d])) for d in triggered}
     for dag_id in (d for d in todo if d in asset_driven):
-        # Its producer ran just now: wait for the Asset-triggered run; otherwise start it by hand.
-        states[dag_id] = (_wait_asset_runs(client, dag_id, since) if triggered
-                           else _unpause_and_run(client, dag_id, scheduled=False))
+        # Its producer succeeded just now: wait for the Asset-triggered run. A producer that failed just now updated
+        # no Asset, so nothing would start it. Otherwise (the producer ran before) start it by hand.
+        producer = ASSET_PRODUCERS.get(dag_id)
+        if producer in states and states[producer] != "success":
+            print(f"  {dag_id}: not run, {producer} did not succeed", flush=True)
+            states[dag_id] = "not run"
+        else:
+            states[dag_id] = (_wait_asset_runs(client, dag_id, since) if producer in states
+                               else _unpause_and_run(client, dag_id, scheduled=False))
     failed = [d for d, state in states.items() if state != "success"]
     if failed:
         raise manager.StackError(f"DAG run(s) did not succeed: {', '.join(failed)}; see the Airflow UI for task logs")

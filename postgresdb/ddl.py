@@ -60,15 +60,42 @@ def _pg_table(table: Table, schema: str) -> list[str]:
     for cols in indexed:
         statements.append(f"CREATE INDEX IF NOT EXISTS ix_{table.name}_{'_'.join(cols)} "
                           f"ON {schema}.{table.name} ({', '.join(cols)})")
-    statements += [
-        f"CREATE OR REPLACE TRIGGER touch_{table.name} BEFORE UPDATE ON {schema}.{table.name} "
-        f"FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION {schema}.touch_row()",
-        f"CREATE OR REPLACE TRIGGER tombstone_{table.name} AFTER DELETE ON {schema}.{table.name} "
-        f"FOR EACH ROW EXECUTE FUNCTION {schema}.record_delete('{table.primary_key}')",
-        f"CREATE OR REPLACE TRIGGER tombstone_truncate_{table.name} AFTER TRUNCATE ON {schema}.{table.name} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {schema}.record_truncate()",
-    ]
-    return statements
+    name, key = f"{schema}.{table.name}", table.primary_key
+    triggers = {
+        f"touch_{table.name}": f"BEFORE UPDATE ON {name} FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) "
+                               f"EXECUTE FUNCTION {schema}.touch_row()",
+        # An insert that brings its own change_txid (a row restored from a copy, INSERT … SELECT *) would land
+        # below the replicas' watermarks and never be read: it is stamped like an update.
+        f"stamp_{table.name}": f"BEFORE INSERT ON {name} FOR EACH ROW "
+                               f"WHEN (NEW.{CHANGE_TXID} IS DISTINCT FROM txid_current()) "
+                               f"EXECUTE FUNCTION {schema}.touch_row()",
+        f"tombstone_{table.name}": f"AFTER DELETE ON {name} FOR EACH ROW "
+                                   f"EXECUTE FUNCTION {schema}.record_delete('{key}')",
+        # A row whose key changes leaves its old key behind: tombstoned like a delete.
+        f"rekey_{table.name}": f"AFTER UPDATE OF {key} ON {name} FOR EACH ROW "
+                               f"WHEN (OLD.{key} IS DISTINCT FROM NEW.{key}) "
+                               f"EXECUTE FUNCTION {schema}.record_delete('{key}')",
+        f"tombstone_truncate_{table.name}": f"AFTER TRUNCATE ON {name} FOR EACH STATEMENT "
+                                            f"EXECUTE FUNCTION {schema}.record_truncate()",
+    }
+    for trigger, definition in triggers.items():
+        # ALWAYS: they fire under session_replication_role = replica too (pg_restore --disable-triggers, logical
+        # replication into the source), where a plain trigger would let changes pass untracked
+        statements += [f"CREATE OR REPLACE TRIGGER {trigger} {definition}",
+                       f"ALTER TABLE {name} ENABLE ALWAYS TRIGGER {trigger}"]
+    return statements + [_not_nan(table, column, schema) for column in table.columns if column.kind == "money"]
+
+
+def _not_nan(table: Table, column: Column, schema: str) -> str:
+    """numeric accepts 'NaN' (and orders it above every number, so `>= 0` lets it pass); no replica can hold it.
+    Added NOT VALID, so a source created before the check gets it too, for the rows written from now on."""
+    check = f"ck_{table.name}_{column.name}_number"
+    return f"""DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '{schema}.{table.name}'::regclass
+                   AND conname = '{check}') THEN
+        ALTER TABLE {schema}.{table.name} ADD CONSTRAINT {check} CHECK ({column.name} <> 'NaN') NOT VALID;
+    END IF;
+END $$"""
 
 
 def _pg_tracking(schema: str) -> list[str]:

@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from postgresdb.models import CHANGE_TXID, TOMBSTONE_HORIZON, TOMBSTONES, Table
+import psycopg2.errors
+
+from postgresdb.models import CHANGE_TXID, TABLES, TOMBSTONE_HORIZON, TOMBSTONES, Table
 from shopflow.config import Settings
 from shopflow.db import pg_connection
 
@@ -136,6 +138,26 @@ class SourceSnapshot:
         return reader.load()
 
 
+def _lock_tables(cur, schema: str) -> None:
+    """ACCESS SHARE on the source tables before the snapshot is taken (LOCK, SET and SAVEPOINT take none): TRUNCATE
+    is not MVCC-safe, and a snapshot taken before a TRUNCATE committed would see its table empty, and its TRUNCATE
+    tombstone not at all. Waiting here for a TRUNCATE (or a rewriting ALTER) in progress means the snapshot sees
+    what it committed. A table that does not exist is left to the run's own check, which names it."""
+    names = [f"{schema}.{table.name}" for table in TABLES]
+    cur.execute("SAVEPOINT lock_tables")
+    try:
+        cur.execute(f"LOCK TABLE {', '.join(names)} IN ACCESS SHARE MODE")
+    except psycopg2.errors.UndefinedTable:
+        cur.execute("ROLLBACK TO SAVEPOINT lock_tables")
+        for name in names:  # one by one, each existing table (rare: a source the run will refuse)
+            cur.execute("SAVEPOINT lock_table")
+            try:
+                cur.execute(f"LOCK TABLE {name} IN ACCESS SHARE MODE")
+            except psycopg2.errors.UndefinedTable:
+                cur.execute("ROLLBACK TO SAVEPOINT lock_table")
+    cur.execute("RELEASE SAVEPOINT lock_tables")
+
+
 @contextmanager
 def open_snapshot(settings: Settings) -> Iterator[SourceSnapshot]:
     """Holds the exporting transaction open (read only) until the run is over."""
@@ -149,6 +171,7 @@ def open_snapshot(settings: Settings) -> Iterator[SourceSnapshot]:
             # with the load (README "Settings")
             cur.execute("SET max_parallel_workers_per_gather = %s", (settings.REPLICATION_SOURCE_PARALLEL_WORKERS,))
             cur.execute("SET datestyle = 'ISO, YMD'")  # the checksum's timestamp text (psycopg2 sets it too)
+            _lock_tables(cur, settings.POSTGRES_SCHEMA)
             cur.execute("SELECT pg_export_snapshot(), pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
                         "pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
             yield SourceSnapshot(settings, cur, *cur.fetchone())

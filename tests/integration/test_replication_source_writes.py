@@ -1,0 +1,97 @@
+"""Writes to the source that bypass the usual change tracking, replicated against real Postgres and MariaDB: a row
+restored with its old change_txid, a changed primary key, a TRUNCATE committed while a run starts, NaN money."""
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import psycopg2
+import pytest
+from replication_support import assert_replica_equals_source, pg, replica_rows, scratch, seed, written  # noqa: F401
+
+from postgresdb.models import TABLES, TABLES_BY_NAME
+from shopflow import db
+from shopflow.replication import replicate
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_row_restored_with_its_old_change_txid_is_replicated(spark, scratch):
+    """Delete, then INSERT … SELECT * from a copy taken earlier: the row comes back with the change_txid it had
+    then, below the replica's watermark; its key is in the snapshot, so its tombstone deletes nothing either."""
+    seed(scratch)
+    pg(scratch, "CREATE TABLE {s}.orders_copy AS SELECT * FROM {s}.orders WHERE order_id = 2")
+    pg(scratch, "UPDATE {s}.orders SET total_amount = 1 WHERE order_id = 2")
+    replicate(spark, scratch)
+    pg(scratch, "CREATE TABLE {s}.details_copy AS SELECT * FROM {s}.order_details WHERE order_id = 2",
+       "DELETE FROM {s}.order_details WHERE order_id = 2", "DELETE FROM {s}.orders WHERE order_id = 2",
+       "INSERT INTO {s}.orders SELECT * FROM {s}.orders_copy",
+       "INSERT INTO {s}.order_details SELECT * FROM {s}.details_copy")
+    results = replicate(spark, scratch)
+    assert {r.plan.mode for r in results.values()} == {"incremental"}
+    assert [r[3] for r in replica_rows(scratch, TABLES_BY_NAME["orders"]) if r[0] == 2] == [Decimal("0.03")]
+    assert_replica_equals_source(scratch)
+
+
+def test_a_changed_primary_key_leaves_no_old_key_behind(spark, scratch):
+    seed(scratch)
+    replicate(spark, scratch)
+    pg(scratch, "UPDATE {s}.reviews SET review_id = 99 WHERE review_id = 2")
+    results = replicate(spark, scratch)
+    assert results["reviews"].plan.mode == "incremental" and written(results) == {"reviews": (1, 0, 1)}
+    assert_replica_equals_source(scratch)
+
+
+def test_the_tracking_triggers_fire_under_session_replication_role_replica(scratch):
+    """pg_restore --disable-triggers and logical replication into the source run as `replica`, where only triggers
+    enabled ALWAYS fire (the role itself needs a superuser, so the trigger state is what is checked)."""
+    with db.pg_connection(scratch) as conn, conn.cursor() as cur:
+        cur.execute("SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                    "WHERE c.relnamespace = %s::regnamespace AND NOT t.tgisinternal", (scratch.POSTGRES_SCHEMA,))
+        triggers = cur.fetchall()
+    assert {name for name, _, _ in triggers} == {t.name for t in TABLES}
+    assert len(triggers) == 5 * len(TABLES) and {state for _, _, state in triggers} == {"A"}
+
+
+def test_nan_money_is_refused_by_the_source(scratch):
+    """Postgres' numeric takes 'NaN' and orders it above every number (so `price >= 0` passes); no replica holds it,
+    and the JDBC read fails on it without naming the row."""
+    seed(scratch)
+    with pytest.raises(psycopg2.errors.CheckViolation, match="ck_products_price_number"):
+        pg(scratch, "UPDATE {s}.products SET price = 'NaN' WHERE product_id = 1")
+
+
+def test_a_truncate_committed_while_the_run_starts_is_replicated_with_its_new_rows(spark, scratch):
+    """TRUNCATE is not MVCC-safe: a snapshot taken before it committed sees the table empty. The run waits for it
+    before taking its snapshot."""
+    seed(scratch)
+    replicate(spark, scratch)
+    writer = psycopg2.connect(scratch.postgres_dsn)
+    cur = writer.cursor()
+    cur.execute(f"TRUNCATE {scratch.POSTGRES_SCHEMA}.loyalty_points")
+    cur.execute(f"INSERT INTO {scratch.POSTGRES_SCHEMA}.loyalty_points VALUES (5, 1, 9, 'Birthday', now())")
+    outcome = {}
+    run = threading.Thread(target=lambda: outcome.update(results=replicate(spark, scratch, force_full=True)))
+    run.start()
+    try:
+        _wait_for_a_lock_wait(scratch, "loyalty_points")
+    finally:
+        writer.commit()
+        writer.close()
+    run.join(timeout=300)
+    assert outcome, "the run failed"
+    assert_replica_equals_source(scratch)
+    assert [r[0] for r in replica_rows(scratch, TABLES_BY_NAME["loyalty_points"])] == [5]
+
+
+def _wait_for_a_lock_wait(settings, table: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    with db.pg_connection(settings, autocommit=True) as conn, conn.cursor() as cur:
+        while time.monotonic() < deadline:
+            cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = to_regclass(%s)",
+                        (f"{settings.POSTGRES_SCHEMA}.{table}",))
+            if cur.fetchone()[0]:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"no session waited for a lock on {table}")

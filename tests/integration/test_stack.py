@@ -1,8 +1,11 @@
 """The local stack: a taken port fails clearly, running services are reused, status shows them."""
 import dataclasses
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +113,28 @@ def test_every_listening_socket_of_the_stack_binds_loopback(settings, postgres, 
                                                                  str(settings.AIRFLOW_PORT)}
     loopback = ("127.0.0.1:", "[::ffff:127.0.0.1]:")  # the JVMs' IPv4 on an IPv6 socket
     assert [f"{fields[3]} {fields[5]}" for fields in ours if not fields[3].startswith(loopback)] == []
+
+
+def test_an_interrupted_first_mariadb_init_is_done_again(settings, request):
+    """mariadb-install-db creates mysql/ first and writes mysql_upgrade_info last: a Ctrl-C in between left a data
+    directory every later `make up` took as initialised, and mariadbd never started on its partial tables."""
+    from shopflow.stack import bootstrap
+
+    # the mysql system user runs the init: pytest's tmp_path lies under a root-only directory
+    root = Path(tempfile.mkdtemp(prefix="shopflow-mariadb-init-"))
+    root.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
+    state = dataclasses.replace(settings, LOCAL_STATE_DIR=str(root / "state"))
+    partial = state.state_dir / "mariadb" / "mysql"
+    partial.mkdir(parents=True)
+    (partial / "half_written.frm").write_bytes(b"half written")
+    assert bootstrap.init_mariadb(state) is True
+    assert (state.state_dir / "mariadb" / bootstrap.MARIADB_INIT_DONE).exists()
+    assert not (partial / "half_written.frm").exists() and (partial / "user.frm").exists()
+    assert bootstrap.init_mariadb(state) is False  # done: left alone
+
+    (state.state_dir / "mariadb" / bootstrap.MARIADB_INIT_DONE).unlink()
+    (state.state_dir / "mariadb" / "shop").mkdir()  # a database of someone's: not ours to delete
+    with pytest.raises(RuntimeError, match=r"holds databases \(shop\) but no mysql_upgrade_info"):
+        bootstrap.init_mariadb(state)
+    assert (state.state_dir / "mariadb" / "shop").is_dir()

@@ -44,10 +44,21 @@ def init_postgres(settings: Settings) -> bool:
     return True
 
 
+MARIADB_INIT_DONE = "mysql_upgrade_info"  # mariadb-install-db writes it last, once the system tables are in
+MARIADB_SYSTEM = {"mysql", "performance_schema", "sys"}
+
+
 def init_mariadb(settings: Settings) -> bool:
     data = settings.state_dir / "mariadb"
-    if (data / "mysql").exists():
+    if (data / MARIADB_INIT_DONE).exists():
         return False
+    if (data / "mysql").exists():  # an interrupted first init: mariadbd would not start on its partial system tables
+        databases = sorted(p.name for p in data.iterdir() if p.is_dir() and p.name not in MARIADB_SYSTEM)
+        if databases:  # not a first init after all: leave it to the user
+            raise RuntimeError(f"{data} holds databases ({', '.join(databases)}) but no {MARIADB_INIT_DONE}; it was "
+                               f"not initialised by this stack's mariadb-install-db. Move it away to start afresh.")
+        print(f"  {data}: the first mariadb-install-db did not finish; initialising again", flush=True)
+        shutil.rmtree(data)
     _chown_dir(data, "mysql")
     _run(["mariadb-install-db", "--user=mysql", f"--datadir={data}", "--auth-root-authentication-method=socket",
           "--skip-test-db"], settings.state_dir / "logs" / "mariadb-init.log", "mariadb-install-db")

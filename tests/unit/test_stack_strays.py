@@ -38,6 +38,32 @@ def test_a_retitled_airflow_runner_in_the_checkout_is_found_and_killed_despite_i
             process.wait(timeout=10)
 
 
+def test_strays_carry_the_stacks_mark_a_path_of_the_checkout_in_the_command_line_is_not_enough(tmp_path):
+    """`make down` killed the user's `tail -f .local/logs/…` (and editors of the checkout's files): it took any
+    process naming a path of the checkout for a leftover of the stack."""
+    from shopflow.stack.services import STACK_MARKER
+
+    def sleeper(title: str, mark: str | None) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if k != STACK_MARKER} | ({STACK_MARKER: mark} if mark else {})
+        return subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 300'], cwd=tmp_path, env=env,
+                                start_new_session=True)
+
+    ours = sleeper("java -cp x org.apache.spark.executor.CoarseGrainedExecutorBackend", str(PROJECT_ROOT))
+    another = sleeper(f"java -cp {tmp_path}/x Executor", str(tmp_path))  # another checkout's
+    users = [sleeper(f"tail -f {PROJECT_ROOT}/.local/logs/postgres.log", None),
+             sleeper(f"vim {PROJECT_ROOT}/.env", None)]
+    try:
+        for process in (ours, another, *users):
+            _wait_for_title(process, process.args[-1].split('"')[1])
+        strays = processes.strays()
+        assert ours.pid in strays
+        assert another.pid not in strays and not {u.pid for u in users} & set(strays)
+    finally:
+        for process in (ours, another, *users):
+            process.kill()
+            process.wait(timeout=10)
+
+
 def test_alive_means_running_not_a_zombie_nor_gone():
     """`make down` waits for supervisord's own pid with this (its pid file goes before the process does)."""
     import os
@@ -81,18 +107,20 @@ def test_jobs_run_by_hand_in_the_checkout_are_found_but_not_those_under_supervis
     submitted = _titled("python code/shopflow/jobs/build_marts.py", PROJECT_ROOT)
     elsewhere = _titled(".venv/bin/python -m shopflow.jobs.stream_users --continuous", tmp_path)
     other = _titled(".venv/bin/python -m shopflow.marts.verify", PROJECT_ROOT)
+    editor = _titled("vim code/shopflow/jobs/stream_users.py", PROJECT_ROOT)  # a job's file open, not a job
     daemon = _titled("python /x/code/shopflow/jobs/replicate_postgres_to_mysql.py", PROJECT_ROOT, parent=True)
     try:
-        for process in (stream, submitted, elsewhere, other):
+        for process in (stream, submitted, elsewhere, other, editor):
             _wait_for_title(process, process.args[-1].split('"')[1])
         pids = {"stream": stream.pid, "submitted": submitted.pid, "other": other.pid, "under_daemon": _child_of(daemon)}
         found = processes.jobs_run_by_hand(daemon.pid)
         assert pids["stream"] in found and pids["submitted"] in found
         assert pids["other"] not in found and pids["under_daemon"] not in found  # not a job; supervisord's
+        assert editor.pid not in found
         assert elsewhere.pid not in found  # another checkout's
         assert pids["under_daemon"] in processes.jobs_run_by_hand(None)
     finally:
-        for process in (stream, submitted, elsewhere, other, daemon):
+        for process in (stream, submitted, elsewhere, other, daemon, editor):
             os.killpg(process.pid, 9)
             process.wait(timeout=10)
 

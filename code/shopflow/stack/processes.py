@@ -3,7 +3,9 @@
 - Jobs run by hand (`make stream`, `python -m shopflow.jobs.…`, a spark-submit of `code/shopflow/jobs/…`): stopped
   first, while the servers they use still run, so that they end the way Ctrl-C ends them (a stream stops its query)
   instead of failing on a cluster that went away under them.
-- Strays: whatever of the checkout outlived supervisord (e.g. a spark-submit started by an Airflow task).
+- Strays: whatever of the checkout outlived supervisord (e.g. a spark-submit started by an Airflow task), known by
+  the stack's mark in its environment (services.STACK_MARKER), not by a path of the checkout in its command line:
+  the user's `tail -f .local/logs/…` or editor has that too.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import signal
 import time
 
 from shopflow.config import PROJECT_ROOT
+from shopflow.stack.services import STACK_MARKER
 from shopflow.stack.supervisor import proc_stat, process_alive
 
 _JOB = re.compile(r"(?:^|\s)-m shopflow\.jobs\.\w+|(?:^|[\s/])code/shopflow/jobs/\w+\.py")
@@ -73,22 +76,33 @@ def _descendants(root: int | None) -> set[int]:
     return found | {root}
 
 
+_MARK = f"{STACK_MARKER}={PROJECT_ROOT}".encode()
+_RUNTIME = re.compile(r"(python[\d.]*|java)$")  # what a job runs in (spark-submit ends in java)
+
+
+def _marked(pid: int | str) -> bool:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return _MARK in f.read().split(b"\0")
+
+
 def _of_this_checkout(pid: int | str) -> bool:
     try:
-        cmdline = _cmdline(pid)
-        if str(PROJECT_ROOT) + "/" in cmdline:
-            return True
-        # Airflow's task runners retitle themselves ("airflow worker -- <task id>") and leave supervisord's
-        # process group, so only their working directory still tells where they belong.
-        return cmdline.startswith("airflow ") and _in_checkout(pid)
+        # Airflow's task runners retitle themselves ("airflow worker -- <task id>"), which overwrites the memory
+        # their environment is read from, and leave supervisord's process group: only their working directory
+        # still tells where they belong.
+        return _marked(pid) or (_cmdline(pid).startswith("airflow ") and _in_checkout(pid))
     except OSError:
         return False
 
 
 def _is_job_run_by_hand(pid: int) -> bool:
+    """A job's driver (python -m shopflow.jobs.…, a spark-submit of code/shopflow/jobs/….py) of this checkout; not
+    an editor or pager with a job's file open."""
     try:
         cmdline = _cmdline(pid)
-        return bool(_JOB.search(cmdline)) and (str(PROJECT_ROOT) + "/" in cmdline or _in_checkout(pid))
+        runtime = os.path.basename(cmdline.split(" ", 1)[0])
+        return (bool(_RUNTIME.match(runtime)) and bool(_JOB.search(cmdline))
+                and (str(PROJECT_ROOT) + "/" in cmdline or _in_checkout(pid)))
     except OSError:
         return False
 

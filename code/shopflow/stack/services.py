@@ -75,6 +75,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {f.name: str(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
 
 
+# Every process the stack starts carries STACK_MARKER=<this checkout> in its environment (supervisord and all it
+# starts, Airflow's tasks and their spark-submits, Spark's executors): `make down` stops a leftover by that mark, not
+# by a path in its command line, which an editor or `tail -f .local/logs/…` of the user's would have as well.
+STACK_MARKER = "SHOPFLOW_STACK"
+
+
 def base_env(settings: Settings) -> dict[str, str]:
     """What every process of ours needs: the settings, the venv first on PATH, Java, Spark, the project's Python."""
     return settings_env(settings) | {
@@ -86,6 +92,7 @@ def base_env(settings: Settings) -> dict[str, str]:
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "PYTHONUNBUFFERED": "1",
         "SHOPFLOW_ENV_FILE": os.environ.get("SHOPFLOW_ENV_FILE", str(PROJECT_ROOT / ".env")),
+        STACK_MARKER: str(PROJECT_ROOT),
     }
 
 

@@ -1,6 +1,7 @@
 """supervisord runs the local services: one config under `.local/`, one control socket, one log per service."""
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack.lock import one_at_a_time
-from shopflow.stack.services import VENV_BIN, Service, all_services
+from shopflow.stack.services import STACK_MARKER, VENV_BIN, Service, all_services
 
 
 def paths(settings: Settings) -> dict[str, Path]:
@@ -98,7 +99,8 @@ def start_daemon(settings: Settings, services: list[Service]) -> None:
         for name in _added_programs(settings):
             rpc(settings).supervisor.addProcessGroup(name)
         return
-    subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(conf)], check=True)
+    subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(conf)], check=True,
+                   env=os.environ | {STACK_MARKER: str(PROJECT_ROOT)})  # its programs inherit it
     deadline = time.monotonic() + 15
     while not is_running(settings):
         if time.monotonic() > deadline:

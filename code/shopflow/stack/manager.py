@@ -8,7 +8,7 @@ from shopflow import db
 from shopflow.config import Settings
 from shopflow.stack import bootstrap, cds, drift, health, processes, supervisor
 from shopflow.stack.lock import one_at_a_time
-from shopflow.stack.services import GROUPS, Service, all_services
+from shopflow.stack.services import GROUPS, Service, all_services, kafka_host_port, spark_master_host_port
 
 DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",), "dashboard": ("mariadb",)}
 TIMEOUTS = {"postgres": 30, "mariadb": 60, "kafka": 30, "spark": 120, "airflow": 240, "eventgen": 10,
@@ -62,6 +62,28 @@ def _check_ports(services: list[Service]) -> None:
                     + (f" ({key})." if key else "."))
 
 
+LOOPBACK = ("127.0.0.1", "localhost")
+
+
+def check_layout(settings: Settings, services: list[Service]) -> None:
+    """Settings no local stack can run with, in one line before anything starts: two services on one port (e.g.
+    AIRFLOW_PORT=8081, the Spark master UI's), a port outside 1-65535, a listener off loopback."""
+    owners: dict[int, str] = {}
+    for service in services:
+        for i, port in enumerate(service.ports):
+            where = f"{service.name} ({service.port_settings[i] if i < len(service.port_settings) else 'fixed'})"
+            if not 0 < port < 65536:
+                raise StackError(f"{where}: port {port} is not a TCP port (1-65535); set another one in .env.")
+            if owners.setdefault(port, where) != where:
+                raise StackError(f"port {port} is given to both {owners[port]} and {where}; set one of them to "
+                                 "another port in .env.")
+    for key, (host, _port) in (("KAFKA_BOOTSTRAP_SERVERS", kafka_host_port(settings)),
+                               ("SPARK_MASTER_URL", spark_master_host_port(settings))):
+        if host not in LOOPBACK:
+            raise StackError(f"{key}: the local stack listens on 127.0.0.1 only, not on {host}; set "
+                             f"{key} with host 127.0.0.1 in .env.")
+
+
 def _to_start(settings: Settings, groups: list[str], services: list[Service]) -> list[Service]:
     """The services of `groups` (already expanded) that are not running."""
     running = _running(settings)
@@ -85,6 +107,7 @@ def check_ports(settings: Settings, groups=GROUPS) -> None:
     its groups in several calls, with the data generated between them); running services' ports are compared with
     the settings too."""
     groups, services = _expand(groups), all_services(settings)
+    check_layout(settings, services)
     _check_drift(settings, groups, services)
     _check_ports(_to_start(settings, groups, services))
 
@@ -160,6 +183,7 @@ def ensure(settings: Settings, groups=GROUPS) -> list[str]:
     """Start the groups (and what they depend on) that are not running; returns the services it started."""
     groups = _expand(groups)
     services = all_services(settings)
+    check_layout(settings, services)
     _check_drift(settings, groups, services)
     todo = _to_start(settings, groups, services)
     _check_ports(todo)

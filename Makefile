@@ -7,6 +7,9 @@ SCALE ?=
 .PHONY: help install up down status test bench airflow stream
 .DEFAULT_GOAL := help
 
+# Commands that only use the environment: a fresh clone says what to run first instead of "No such file".
+NEED_VENV = @[ -x $(PY) ] || { echo "no .venv in this checkout yet: run \`make install\` (or \`make up\`) first" >&2; exit 2; }
+
 ## help: this list (`make` alone)
 help:
 	@sed -n 's/^## \([a-z]*\): /  make \1\t/p' $(MAKEFILE_LIST) | expand -t 16
@@ -31,6 +34,7 @@ down:
 
 ## status: each service, its state, port and pid; jobs run by hand (make stream)
 status:
+	$(NEED_VENV)
 	@$(PY) -m shopflow.stack status
 
 ## test: the whole suite; starts the servers it needs and stops what it started
@@ -39,6 +43,7 @@ test: install
 
 ## stream: the streaming job in continuous mode (processingTime trigger), outside Airflow; Ctrl-C (or make down) stops it
 stream:
+	$(NEED_VENV)
 	@$(PY) -m shopflow.jobs.stream_users --continuous
 
 ## bench: replication, streaming and marts speed side by side (SCALE=60 ≈ 1M order_details; bench/results/)
@@ -47,4 +52,5 @@ bench: install
 
 ## airflow: the airflow CLI with the stack's environment, e.g. make airflow ARGS="dags list"
 airflow:
+	$(NEED_VENV)
 	@$(PY) -m shopflow.stack airflow $(ARGS)

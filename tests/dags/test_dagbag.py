@@ -32,6 +32,7 @@ def test_dag_conventions(dagbag, dag_id):
     assert dag.tasks, f"{dag_id} has no tasks"
     for task in dag.tasks:
         assert task.retries >= 2, f"{dag_id}.{task.task_id} retries={task.retries}"
+        assert task.execution_timeout is not None, f"{dag_id}.{task.task_id} may hold its DAG's only run for good"
 
 
 @pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)

@@ -27,7 +27,10 @@ WORKERS = "3"  # Settings.SPARK_WORKERS's default
 WORKER_CORES = "2"  # Settings.SPARK_WORKER_CORES's default
 EXECUTOR_MEMORY = "1g"  # Settings.SPARK_EXECUTOR_MEMORY's default
 NO_RETRY_EXIT = 3  # shopflow.jobs.session.NO_RETRY_EXIT: the job says a retry would fail the same way
-DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
+# execution_timeout: a spark-submit that never gets executors (every worker ended) would hold its DAG's only active
+# run for good, and no later run would start; the jobs take seconds to minutes at the bench's scale
+DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30),
+                "execution_timeout": timedelta(hours=1)}
 
 
 def setting(key: str, default: str) -> str:

@@ -152,15 +152,37 @@ def postgres_ddl(schema: str = "source") -> list[str]:
 MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin STATS_AUTO_RECALC=0"
 
 
-def _mysql_column(column: Column) -> str:
-    sql = f"`{column.name}` {_type(column, _MYSQL_TYPES, 'VARCHAR')}"
+# A unique text column compares like Postgres only without PAD SPACE: utf8mb4_bin ignores trailing spaces, so
+# 'ann@x.com' and 'ann@x.com ' (two users in the source) were one key in the replica. Binary, no pad: MariaDB's name,
+# then MySQL 8's.
+NO_PAD_BINARY = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
+
+
+def key_collation(cur) -> str | None:
+    """The server's binary utf8mb4 collation without PAD SPACE; None on a server without one."""
+    cur.execute("SELECT collation_name FROM information_schema.collations WHERE collation_name IN (%s, %s)",
+                NO_PAD_BINARY)
+    found = {row[0] for row in cur.fetchall()}
+    return next((name for name in NO_PAD_BINARY if name in found), None)
+
+
+def unique_text_columns(table: Table) -> list[Column]:
+    return [c for c in table.columns if c.unique and c.kind == "text"]
+
+
+def mysql_column_type(column: Column, key_collation: str | None = None) -> str:
+    """The column's type and nullability in the replica (the collation of a unique text column included)."""
+    sql = _type(column, _MYSQL_TYPES, "VARCHAR")
+    if key_collation and column.unique and column.kind == "text":
+        sql += f" COLLATE {key_collation}"
     return sql + (" NULL" if column.nullable else " NOT NULL")
 
 
-def mysql_table_ddl(table: Table, name: str | None = None) -> str:
-    """CREATE TABLE for the replica; `name` allows a staging copy with the same shape (no FKs then)."""
+def mysql_table_ddl(table: Table, name: str | None = None, key_collation: str | None = None) -> str:
+    """CREATE TABLE for the replica; `name` allows a staging copy with the same shape (no FKs then); `key_collation`
+    (see `key_collation()`) for its unique text columns."""
     name = name or table.name
-    body = [_mysql_column(c) for c in table.columns]
+    body = [f"`{c.name}` {mysql_column_type(c, key_collation)}" for c in table.columns]
     body.append(f"`{UPDATED_AT}` DATETIME(6) NOT NULL")
     body.append(f"PRIMARY KEY (`{table.primary_key}`)")
     body += [f"UNIQUE KEY uq_{name}_{c.name} (`{c.name}`)" for c in table.columns if c.unique]
@@ -175,5 +197,5 @@ def mysql_table_ddl(table: Table, name: str | None = None) -> str:
             f"\n) {MYSQL_TABLE_OPTIONS}")
 
 
-def mysql_ddl() -> list[str]:
-    return [mysql_table_ddl(t) for t in TABLES]
+def mysql_ddl(key_collation: str | None = None) -> list[str]:
+    return [mysql_table_ddl(t, key_collation=key_collation) for t in TABLES]

@@ -87,6 +87,6 @@ def apply_mysql_schema(settings: Settings) -> None:
     """Create the 7 replica tables in MySQL/MariaDB (idempotent)."""
     with mysql_connection(settings, autocommit=True) as conn:
         cur = conn.cursor()
-        for statement in postgresdb.mysql_ddl():
+        for statement in postgresdb.mysql_ddl(postgresdb.ddl.key_collation(cur)):
             cur.execute(statement)
         cur.close()

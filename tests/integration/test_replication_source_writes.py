@@ -1,5 +1,6 @@
 """Writes to the source that bypass the usual change tracking, replicated against real Postgres and MariaDB: a row
-restored with its old change_txid, a changed primary key, a TRUNCATE committed while a run starts, NaN money."""
+restored with its old change_txid, a changed primary key, a TRUNCATE committed while a run starts, NaN money, emails
+that differ only in trailing spaces."""
 from __future__ import annotations
 
 import threading
@@ -10,6 +11,7 @@ import psycopg2
 import pytest
 from replication_support import assert_replica_equals_source, pg, replica_rows, scratch, seed, written  # noqa: F401
 
+from postgresdb.ddl import NO_PAD_BINARY, key_collation
 from postgresdb.models import TABLES, TABLES_BY_NAME
 from shopflow import db
 from shopflow.replication import replicate
@@ -95,3 +97,23 @@ def _wait_for_a_lock_wait(settings, table: str, timeout_s: float = 60) -> None:
                 return
             time.sleep(0.1)
     raise AssertionError(f"no session waited for a lock on {table}")
+
+
+def test_emails_that_differ_only_in_trailing_spaces_stay_two_users(spark, scratch):
+    """utf8mb4_bin ignores trailing spaces: the replica took 'zoe@example.com ' for user 1's email, deleted user 1 as
+    its holder, and every later run failed on the unique key. A replica made before keeps its tables: the run gives
+    the column the collation without PAD SPACE first."""
+    seed(scratch)
+    replicate(spark, scratch)
+    with db.mysql_connection(scratch, autocommit=True) as conn:
+        conn.cursor().execute("ALTER TABLE users MODIFY email VARCHAR(255) COLLATE utf8mb4_bin NOT NULL")
+    pg(scratch, "INSERT INTO {s}.users VALUES (4, 'Zoe', 'Two', 'zoe@example.com ', NULL, now(), 'Gold')")
+    results = replicate(spark, scratch)
+    assert written(results) == {"users": (1, 0, 0)}
+    assert_replica_equals_source(scratch)
+    with db.mysql_connection(scratch) as conn:
+        cur = conn.cursor()
+        expected = key_collation(cur)
+        cur.execute("SELECT table_name, collation_name FROM information_schema.columns WHERE table_schema = "
+                    "DATABASE() AND column_name = 'email'")
+        assert expected in NO_PAD_BINARY and dict(cur.fetchall()) == {"users": expected, "stage_users": expected}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import postgresdb
+import postgresdb.ddl
 from postgresdb.models import TABLES
 
 from . import mysql_sql as sql
@@ -28,21 +29,37 @@ def _stats_recalc_off(cur) -> None:
             cur.execute(f"ALTER TABLE `{name}` STATS_AUTO_RECALC=0")
 
 
+def _exact_keys(cur, collation: str | None) -> None:
+    """Unique text columns made before their DDL named `collation` (trailing spaces ignored: see postgresdb/ddl.py)
+    get it; the ALTER rebuilds the table once."""
+    if collation is None:
+        return
+    for table in TABLES:
+        for column in postgresdb.ddl.unique_text_columns(table):
+            for name in (table.name, sql.stage_name(table)):
+                cur.execute("SELECT collation_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+                            "AND table_name = %s AND column_name = %s", (name, column.name))
+                if (found := cur.fetchone()) is not None and found[0] != collation:
+                    cur.execute(f"ALTER TABLE `{name}` MODIFY `{column.name}` "
+                                f"{postgresdb.ddl.mysql_column_type(column, collation)}")
+
+
 def ensure_tables(cur) -> dict[str, list[str]]:
     """Target tables from postgresdb (FK order), their staging copies (no FKs; remade when the model changed, as
     they hold nothing between runs), state and rejects. A target table made here loses its stored state, so it is
     loaded in full. Returns, per target table lacking columns of the model, those columns (someone changed the
     replica, or the model changed without it)."""
-    existing, lacking = _columns(cur), {}
+    existing, lacking, collation = _columns(cur), {}, postgresdb.ddl.key_collation(cur)
     for table in TABLES:
         wanted, stage = [c.name for c in replicated_columns(table)], sql.stage_name(table)
         if stage in existing and existing[stage] != wanted:
             cur.execute(f"DROP TABLE `{stage}`")
         if missing := [c for c in wanted if table.name in existing and c not in existing[table.name]]:
             lacking[table.name] = missing
-        cur.execute(postgresdb.mysql_table_ddl(table))
-        cur.execute(postgresdb.mysql_table_ddl(table, name=stage))
+        cur.execute(postgresdb.mysql_table_ddl(table, key_collation=collation))
+        cur.execute(postgresdb.mysql_table_ddl(table, name=stage, key_collation=collation))
     _stats_recalc_off(cur)
+    _exact_keys(cur, collation)
     cur.execute(sql.STATE_DDL)
     cur.execute(sql.REJECTS_DDL)
     for column, statement in sql.STATE_MIGRATIONS.items():

@@ -197,6 +197,8 @@ def ensure(settings: Settings, groups=GROUPS) -> list[str]:
                 _before_start(settings, group)
                 drift.record(settings, members)
                 for service in members:
+                    if service.env:  # started through shopflow.stack.launch
+                        supervisor.write_launch(settings, service)
                     supervisor.start(settings, service.name)
                     started.append(service.name)
                 _wait(settings, group, [s for s in services if s.group == group])

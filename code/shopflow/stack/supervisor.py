@@ -1,6 +1,7 @@
 """supervisord runs the local services: one config under `.local/`, one control socket, one log per service."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -125,6 +126,23 @@ def process_info(settings: Settings) -> dict[str, dict]:
     if not is_running(settings):
         return {}
     return {info["name"]: info for info in rpc(settings).supervisor.getAllProcessInfo()}
+
+
+def launch_file(settings: Settings, name: str) -> Path:
+    return settings.state_dir / "run" / "launch" / f"{name}.json"
+
+
+def write_launch(settings: Settings, service: Service) -> None:
+    """What `shopflow.stack.launch` starts `service` with: its command and environment resolved by this process's
+    settings. supervisord passes its own environment on, the one of the `make up` that started it, where a setting
+    given then (DASHBOARD_PORT=8601 make up) would win over the settings of a later `make up`. Owner-only: it holds
+    the settings' passwords, as .env does."""
+    path = launch_file(settings, service.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"command": service.command, "env": service.env}, f)
+    path.with_suffix(".tmp").replace(path)
 
 
 def start(settings: Settings, name: str) -> None:

@@ -10,7 +10,13 @@ from shopflow.stack import processes
 def _retitled_runner(cwd) -> subprocess.Popen:
     """Like an orphaned Airflow task runner: retitled (no project path in its command line), ignores SIGTERM."""
     return subprocess.Popen(["bash", "-c", 'trap "" TERM; exec -a "airflow worker -- 0199-test" sleep 300'],
-                            cwd=cwd, start_new_session=True)
+                            cwd=cwd, start_new_session=True, env=_unmarked())
+
+
+def _unmarked() -> dict[str, str]:
+    from shopflow.stack.services import STACK_MARKER
+
+    return {k: v for k, v in os.environ.items() if k != STACK_MARKER}
 
 
 def _wait_for_title(process: subprocess.Popen, title: str = "airflow worker") -> None:
@@ -44,7 +50,7 @@ def test_strays_carry_the_stacks_mark_a_path_of_the_checkout_in_the_command_line
     from shopflow.stack.services import STACK_MARKER
 
     def sleeper(title: str, mark: str | None) -> subprocess.Popen:
-        env = {k: v for k, v in os.environ.items() if k != STACK_MARKER} | ({STACK_MARKER: mark} if mark else {})
+        env = _unmarked() | ({STACK_MARKER: mark} if mark else {})
         return subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 300'], cwd=tmp_path, env=env,
                                 start_new_session=True)
 
@@ -88,7 +94,7 @@ def _titled(title: str, cwd, parent: bool = False) -> subprocess.Popen:
     """A process whose command line is `title` (a job as `ps` shows it); with `parent`, as the child of a shell."""
     inner = f'exec -a "{title}" sleep 300'
     script = f'({inner}) & wait' if parent else inner
-    return subprocess.Popen(["bash", "-c", script], cwd=cwd, start_new_session=True)
+    return subprocess.Popen(["bash", "-c", script], cwd=cwd, start_new_session=True, env=_unmarked())
 
 
 def _child_of(parent: subprocess.Popen) -> int:

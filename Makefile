@@ -1,7 +1,9 @@
 # shopflow — the README's commands. Everything runs from the locked environment in .venv.
 SHELL := /bin/bash
 PY := .venv/bin/python
-APT_PACKAGES := postgresql mariadb-server mariadb-client libpostgresql-jdbc-java libmariadb-java openjdk-17-jre-headless iproute2 chromium chromium-driver
+APT_PACKAGES := postgresql mariadb-server mariadb-client libpostgresql-jdbc-java libmariadb-java openjdk-17-jre-headless iproute2 chromium chromium-driver python3-pip
+# uv from PATH, else the one `make install` puts in the user's site-packages (Debian's python3 is externally managed)
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 SCALE ?=
 
 .PHONY: help install up down status test bench airflow stream
@@ -21,8 +23,9 @@ install:
 	  echo "installing Debian packages: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@command -v uv >/dev/null || python3 -m pip install -q uv
-	@uv sync --frozen --quiet
+	@command -v uv >/dev/null || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q --user uv 2>/dev/null \
+	  || python3 -m pip install -q --user --break-system-packages uv
+	@$(UV) sync --frozen --quiet
 
 ## up: start the whole local stack, load data, run the DAGs once, print URLs
 up: install

@@ -9,14 +9,16 @@ from . import mysql_sql as sql
 from .transform import replicated_columns
 
 
-def _columns(cur) -> dict[str, list[str]]:
-    """Each table of the replica database with its column names, in order."""
-    cur.execute("SELECT table_name, column_name FROM information_schema.columns "
+def _columns(cur) -> tuple[dict[str, list[str]], dict[tuple[str, str], str | None]]:
+    """Each table of the replica database with its column names, in order; and each (table, column)'s collation."""
+    cur.execute("SELECT table_name, column_name, collation_name FROM information_schema.columns "
                 "WHERE table_schema = DATABASE() ORDER BY table_name, ordinal_position")
     columns: dict[str, list[str]] = {}
-    for table, column in cur.fetchall():
+    collations = {}
+    for table, column, collation in cur.fetchall():
         columns.setdefault(table.lower(), []).append(column.lower())
-    return columns
+        collations[table.lower(), column.lower()] = collation
+    return columns, collations
 
 
 def _stats_recalc_off(cur) -> None:
@@ -29,17 +31,15 @@ def _stats_recalc_off(cur) -> None:
             cur.execute(f"ALTER TABLE `{name}` STATS_AUTO_RECALC=0")
 
 
-def _exact_keys(cur, collation: str | None) -> None:
+def _exact_keys(cur, collation: str | None, found: dict[tuple[str, str], str | None]) -> None:
     """Unique text columns made before their DDL named `collation` (trailing spaces ignored: see postgresdb/ddl.py)
-    get it; the ALTER rebuilds the table once."""
+    get it; the ALTER rebuilds the table once. `found`: the collations before this run (tables made now have it)."""
     if collation is None:
         return
     for table in TABLES:
         for column in postgresdb.ddl.unique_text_columns(table):
             for name in (table.name, sql.stage_name(table)):
-                cur.execute("SELECT collation_name FROM information_schema.columns WHERE table_schema = DATABASE() "
-                            "AND table_name = %s AND column_name = %s", (name, column.name))
-                if (found := cur.fetchone()) is not None and found[0] != collation:
+                if found.get((name, column.name), collation) != collation:
                     cur.execute(f"ALTER TABLE `{name}` MODIFY `{column.name}` "
                                 f"{postgresdb.ddl.mysql_column_type(column, collation)}")
 
@@ -49,7 +49,8 @@ def ensure_tables(cur) -> dict[str, list[str]]:
     they hold nothing between runs), state and rejects. A target table made here loses its stored state, so it is
     loaded in full. Returns, per target table lacking columns of the model, those columns (someone changed the
     replica, or the model changed without it)."""
-    existing, lacking, collation = _columns(cur), {}, postgresdb.ddl.key_collation(cur)
+    (existing, collations), lacking = _columns(cur), {}
+    collation = postgresdb.ddl.key_collation(cur)
     for table in TABLES:
         wanted, stage = [c.name for c in replicated_columns(table)], sql.stage_name(table)
         if stage in existing and existing[stage] != wanted:
@@ -59,7 +60,7 @@ def ensure_tables(cur) -> dict[str, list[str]]:
         cur.execute(postgresdb.mysql_table_ddl(table, key_collation=collation))
         cur.execute(postgresdb.mysql_table_ddl(table, name=stage, key_collation=collation))
     _stats_recalc_off(cur)
-    _exact_keys(cur, collation)
+    _exact_keys(cur, collation, collations)
     cur.execute(sql.STATE_DDL)
     cur.execute(sql.REJECTS_DDL)
     for column, statement in sql.STATE_MIGRATIONS.items():

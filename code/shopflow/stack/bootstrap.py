@@ -44,19 +44,18 @@ def init_postgres(settings: Settings) -> bool:
     return True
 
 
-MARIADB_INIT_DONE = "mysql_upgrade_info"  # mariadb-install-db writes it last, once the system tables are in
+# mariadb-install-db writes one of these last, once the system tables are in (mysql_… up to 10.11, mariadb_… from 11)
+MARIADB_INIT_DONE = ("mysql_upgrade_info", "mariadb_upgrade_info")
 MARIADB_SYSTEM = {"mysql", "performance_schema", "sys"}
 
 
 def init_mariadb(settings: Settings) -> bool:
     data = settings.state_dir / "mariadb"
-    if (data / MARIADB_INIT_DONE).exists():
-        return False
-    if (data / "mysql").exists():  # an interrupted first init: mariadbd would not start on its partial system tables
-        databases = sorted(p.name for p in data.iterdir() if p.is_dir() and p.name not in MARIADB_SYSTEM)
-        if databases:  # not a first init after all: leave it to the user
-            raise RuntimeError(f"{data} holds databases ({', '.join(databases)}) but no {MARIADB_INIT_DONE}; it was "
-                               f"not initialised by this stack's mariadb-install-db. Move it away to start afresh.")
+    if (data / "mysql").exists():
+        done = any((data / name).exists() for name in MARIADB_INIT_DONE)
+        if done or any(p.is_dir() and p.name not in MARIADB_SYSTEM for p in data.iterdir()):  # databases: a server
+            return False  # ran on it, not ours to redo
+        # an interrupted first init: mariadbd would not start on its partial system tables
         print(f"  {data}: the first mariadb-install-db did not finish; initialising again", flush=True)
         shutil.rmtree(data)
     _chown_dir(data, "mysql")

@@ -79,8 +79,8 @@ def _pg_table(table: Table, schema: str) -> list[str]:
                                             f"EXECUTE FUNCTION {schema}.record_truncate()",
     }
     for trigger, definition in triggers.items():
-        # ALWAYS: they fire under session_replication_role = replica too (pg_restore --disable-triggers, logical
-        # replication into the source), where a plain trigger would let changes pass untracked
+        # ALWAYS: they fire under session_replication_role = replica too (logical replication into the source),
+        # where a plain trigger would let changes pass untracked (README: not a pg_restore --disable-triggers)
         statements += [f"CREATE OR REPLACE TRIGGER {trigger} {definition}",
                        f"ALTER TABLE {name} ENABLE ALWAYS TRIGGER {trigger}"]
     return statements + [_not_nan(table, column, schema) for column in table.columns if column.kind == "money"]

@@ -46,8 +46,8 @@ def test_a_changed_primary_key_leaves_no_old_key_behind(spark, scratch):
 
 
 def test_the_tracking_triggers_fire_under_session_replication_role_replica(scratch):
-    """pg_restore --disable-triggers and logical replication into the source run as `replica`, where only triggers
-    enabled ALWAYS fire (the role itself needs a superuser, so the trigger state is what is checked)."""
+    """Logical replication into the source runs as `replica`, where only triggers enabled ALWAYS fire (the role
+    itself needs a superuser, so the trigger state is what is checked)."""
     with db.pg_connection(scratch) as conn, conn.cursor() as cur:
         cur.execute("SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                     "WHERE c.relnamespace = %s::regnamespace AND NOT t.tgisinternal", (scratch.POSTGRES_SCHEMA,))

@@ -56,6 +56,8 @@ class Settings:
     REPLICATION_TOMBSTONE_RETENTION_HOURS: float = v.setting(v.non_negative_float, 168.0)
     # Postgres parallel workers per query of the run's snapshot connection (counts, checksums); 0 = none
     REPLICATION_SOURCE_PARALLEL_WORKERS: int = v.setting(v.positive_int, 0)
+    # how long the run's reads wait for a source table's lock before the run gives way (replication README)
+    REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS: float = v.setting(v.positive_float, 30.0)
     STREAMING_SCHEDULE: str = v.setting(v.schedule, "*/5 * * * *")
     SPARK_MASTER_URL: str = v.setting(v.spark_master, "spark://127.0.0.1:7077")
     SPARK_MASTER_UI_PORT: int = v.setting(v.port, 8081)

@@ -3,6 +3,7 @@ restored with its old change_txid, a changed primary key, a TRUNCATE committed w
 that differ only in trailing spaces."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from decimal import Decimal
@@ -15,6 +16,7 @@ from postgresdb.ddl import NO_PAD_BINARY, key_collation
 from postgresdb.models import TABLES, TABLES_BY_NAME
 from shopflow import db
 from shopflow.replication import replicate
+from shopflow.replication.source import SourceSnapshot
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +119,44 @@ def test_emails_that_differ_only_in_trailing_spaces_stay_two_users(spark, scratc
         cur.execute("SELECT table_name, collation_name FROM information_schema.columns WHERE table_schema = "
                     "DATABASE() AND column_name = 'email'")
         assert expected in NO_PAD_BINARY and dict(cur.fetchall()) == {"users": expected, "stage_users": expected}
+
+
+def test_a_truncate_queued_behind_a_running_run_makes_the_run_give_way_instead_of_both_waiting(spark, scratch,
+                                                                                                monkeypatch):
+    """The run's snapshot holds ACCESS SHARE on the tables; a TRUNCATE arriving meanwhile queues behind it, and the
+    run's reads queue behind the TRUNCATE. Postgres sees no deadlock (the run waits on its reads in the client): all
+    of them waited for good. The reads' lock timeout makes the run fail, and the TRUNCATE goes through."""
+    seed(scratch)
+    settings = dataclasses.replace(scratch, REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS=2.0)
+    truncate = threading.Thread(target=pg, args=(settings, "TRUNCATE {s}.loyalty_points"))
+    row_stats = SourceSnapshot.row_stats
+
+    def truncate_arrives(self, plan):  # after the snapshot and its locks, before the reads
+        if not truncate.is_alive() and truncate.ident is None:
+            truncate.start()
+            _wait_for_a_lock_wait(settings, "loyalty_points")
+        return row_stats(self, plan)
+
+    monkeypatch.setattr(SourceSnapshot, "row_stats", truncate_arrives)
+    outcome = {}
+
+    def run():
+        try:
+            replicate(spark, settings)
+        except Exception as error:  # noqa: BLE001 - the outcome is asserted below
+            outcome["error"] = str(error)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    runner.join(timeout=180)
+    if runner.is_alive():  # the old behaviour: unblock both, then fail
+        pg(settings, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'TRUNCATE%'")
+        runner.join(timeout=60)
+        raise AssertionError("the run and the TRUNCATE waited for each other")
+    truncate.join(timeout=60)
+    assert "waited 2 s for the source table's lock" in outcome.get("error", ""), outcome
+    assert not truncate.is_alive()
+    monkeypatch.undo()
+    replicate(spark, settings)
+    assert_replica_equals_source(settings)
+    assert replica_rows(settings, TABLES_BY_NAME["loyalty_points"]) == []

@@ -15,6 +15,7 @@ def _layout(**changes):
 
 def test_the_default_settings_pass():
     _layout()
+    _layout(KAFKA_BOOTSTRAP_SERVERS="localhost:9092", SPARK_MASTER_URL="spark://127.0.0.2:7077")  # loopback too
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -20,11 +20,14 @@ import tempfile
 import threading
 from dataclasses import dataclass
 
+import psycopg2.errors
+
 from postgresdb.models import Table
 from shopflow.config import Settings
 from shopflow.db import mysql_connection, pg_connection
 
 from .plan import TablePlan, changed_rows_filter, key_ranges
+from .source import lock_timeout_ms
 from .transform import replicated_columns
 
 COPY_CHUNK = 1 << 20
@@ -132,13 +135,21 @@ def copy_ranges(settings: Settings, snapshot_id: str, ranges: list[KeyRange]) ->
             mysql_connection(settings, autocommit=True, allow_local_infile=True) as conn:
         source.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         source.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_id,))
+        source.execute("SET lock_timeout = %s", (f"{lock_timeout_ms(settings)}ms",))  # see lock_timeout_ms
         target, checked, results = conn.cursor(), True, []
         for number, key_range in enumerate(ranges):
             if key_range.direct == checked:  # InnoDB's bulk insert into an empty table (see the module docstring)
                 checked = not key_range.direct
                 target.execute(f"SET SESSION foreign_key_checks = {int(checked)}, unique_checks = {int(checked)}")
-            results.append(_copy_range(settings.POSTGRES_SCHEMA, source, target, key_range,
-                                       os.path.join(workdir, f"range-{number}.csv")))
+            try:
+                results.append(_copy_range(settings.POSTGRES_SCHEMA, source, target, key_range,
+                                           os.path.join(workdir, f"range-{number}.csv")))
+            except psycopg2.errors.LockNotAvailable:
+                waited = settings.REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS
+                raise RuntimeError(
+                    f"{key_range.plan.table.name}: the read waited {waited:g} s for the source table's lock "
+                    "(REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS): a TRUNCATE, ALTER or VACUUM FULL waits behind this "
+                    "run's snapshot. The run gives way to it; a retry goes on") from None
         return results
 
 

@@ -130,12 +130,25 @@ class SourceSnapshot:
                   .option("dbtable", read_query(plan, self.schema))
                   .option("fetchsize", FETCH_SIZE)  # > 0 also makes Spark open a transaction, needed below
                   .option("sessionInitStatement", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
-                                                  f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'"))
+                                                  f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'; "
+                                                  f"SET lock_timeout = '{lock_timeout_ms(s)}ms'"))
         if stats.rows:
             reader = (reader.option("partitionColumn", plan.table.primary_key)
                       .option("lowerBound", stats.min_key).option("upperBound", stats.max_key + 1)
                       .option("numPartitions", partition_count(stats.rows)))
         return reader.load()
+
+
+def lock_timeout_ms(settings: Settings) -> int:
+    """The `lock_timeout` of the run's reads. The run's snapshot connection holds ACCESS SHARE on every source table
+    until the run ends; a TRUNCATE, ALTER or VACUUM FULL that comes meanwhile queues behind it, and the reads, which
+    need the same ACCESS SHARE, queue behind that. Postgres sees no deadlock (the run waits on its reads in the
+    client), so without a timeout all three would wait for good; with it, the run fails, its locks go, the other
+    statement proceeds, and the run is retried."""
+    return round(settings.REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS * 1000)
+
+
+_MISSING = (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName)
 
 
 def _lock_tables(cur, schema: str) -> None:
@@ -147,13 +160,13 @@ def _lock_tables(cur, schema: str) -> None:
     cur.execute("SAVEPOINT lock_tables")
     try:
         cur.execute(f"LOCK TABLE {', '.join(names)} IN ACCESS SHARE MODE")
-    except psycopg2.errors.UndefinedTable:
+    except _MISSING:
         cur.execute("ROLLBACK TO SAVEPOINT lock_tables")
         for name in names:  # one by one, each existing table (rare: a source the run will refuse)
             cur.execute("SAVEPOINT lock_table")
             try:
                 cur.execute(f"LOCK TABLE {name} IN ACCESS SHARE MODE")
-            except psycopg2.errors.UndefinedTable:
+            except _MISSING:
                 cur.execute("ROLLBACK TO SAVEPOINT lock_table")
     cur.execute("RELEASE SAVEPOINT lock_tables")
 

@@ -1,6 +1,7 @@
 """Start (reusing what runs), stop and inspect the local services."""
 from __future__ import annotations
 
+import ipaddress
 import time
 from contextlib import contextmanager
 
@@ -62,7 +63,11 @@ def _check_ports(services: list[Service]) -> None:
                     + (f" ({key})." if key else "."))
 
 
-LOOPBACK = ("127.0.0.1", "localhost")
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name other than localhost
+        return False
 
 
 def check_layout(settings: Settings, services: list[Service]) -> None:
@@ -79,7 +84,7 @@ def check_layout(settings: Settings, services: list[Service]) -> None:
                                  "another port in .env.")
     for key, (host, _port) in (("KAFKA_BOOTSTRAP_SERVERS", kafka_host_port(settings)),
                                ("SPARK_MASTER_URL", spark_master_host_port(settings))):
-        if host not in LOOPBACK:
+        if not _loopback(host):
             raise StackError(f"{key}: the local stack listens on 127.0.0.1 only, not on {host}; set "
                              f"{key} with host 127.0.0.1 in .env.")
 

@@ -10,7 +10,8 @@ SCALE ?=
 .DEFAULT_GOAL := help
 
 # Commands that only use the environment: a fresh clone says what to run first instead of "No such file".
-NEED_VENV = @[ -x $(PY) ] || { echo "no .venv in this checkout yet: run \`make install\` (or \`make up\`) first" >&2; exit 2; }
+NEED_VENV = @[ -x $(PY) ] || { echo "no .venv in this checkout yet: run \`make install\` (or \`make up\`) first" >&2; \
+	exit 2; }
 
 ## help: this list (`make` alone)
 help:

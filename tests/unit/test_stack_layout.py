@@ -4,13 +4,13 @@ import dataclasses
 import pytest
 
 from shopflow.config import get_settings
-from shopflow.stack import manager
-from shopflow.stack.services import all_services
+from shopflow.stack.layout import check_layout
+from shopflow.stack.services import StackError, all_services
 
 
 def _layout(**changes):
     settings = dataclasses.replace(get_settings(), **changes)
-    manager.check_layout(settings, all_services(settings))
+    check_layout(settings, all_services(settings))
 
 
 def test_the_default_settings_pass():
@@ -33,5 +33,5 @@ def test_the_default_settings_pass():
 ], ids=["airflow on the master UI", "dashboard on postgres", "worker UIs on the master UI", "past 65535", "kafka off "
         "loopback", "spark off loopback"])
 def test_settings_the_stack_cannot_run_with_name_their_keys(changes, message):
-    with pytest.raises(manager.StackError, match=message):
+    with pytest.raises(StackError, match=message):
         _layout(**changes)

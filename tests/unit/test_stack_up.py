@@ -151,7 +151,8 @@ def _run_dags_on(api, monkeypatch) -> None:
 
 def test_a_failed_producer_does_not_leave_make_up_waiting_for_the_asset_scheduled_dag(monkeypatch, capsys):
     """Seen: a failed replication run updates no Asset, and `make up` waited DAG_TIMEOUT_S (30 min) for build_marts."""
-    api = FreshAirflow(done=[], ends={"kafka_to_postgres_streaming": "success", "replicate_postgres_to_mysql": "failed"})
+    api = FreshAirflow(done=[], ends={"kafka_to_postgres_streaming": "success",
+                                      "replicate_postgres_to_mysql": "failed"})
     with pytest.raises(up.manager.StackError, match="did not succeed: replicate_postgres_to_mysql, build_marts"):
         _run_dags_on(api, monkeypatch)
     assert "build_marts: not run, replicate_postgres_to_mysql did not succeed" in capsys.readouterr().out

@@ -1,7 +1,6 @@
 """Start (reusing what runs), stop and inspect the local services."""
 from __future__ import annotations
 
-import ipaddress
 import time
 from contextlib import contextmanager
 
@@ -9,7 +8,8 @@ from shopflow import db
 from shopflow.config import Settings
 from shopflow.stack import bootstrap, cds, drift, health, processes, supervisor
 from shopflow.stack.lock import one_at_a_time
-from shopflow.stack.services import GROUPS, Service, all_services, kafka_host_port, spark_master_host_port
+from shopflow.stack.layout import check_layout
+from shopflow.stack.services import GROUPS, Service, StackError, all_services
 
 DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",), "dashboard": ("mariadb",)}
 TIMEOUTS = {"postgres": 30, "mariadb": 60, "kafka": 30, "spark": 120, "airflow": 240, "eventgen": 10,
@@ -18,10 +18,6 @@ _T0 = time.monotonic()
 JOB_STOP_GRACE_S = 60  # a stream's clean stop: its current batch, then the query and the Spark session
 STREAM_END_WAIT_S = 45  # after `make up` started an empty broker, for a stream query to end (it does within ~15 s)
 _NOTED: set[str] = set()  # services a drift note of this process named already
-
-
-class StackError(RuntimeError):
-    """A service could not start; the message names it and carries the tail of its log."""
 
 
 @contextmanager
@@ -61,32 +57,6 @@ def _check_ports(services: list[Service]) -> None:
                     f"{service.name}: port {port} is already in use by {health.port_owner(port)}, which is not this "
                     f"checkout's stack. Stop that process (or `make down` in its checkout), or set another port in .env"
                     + (f" ({key})." if key else "."))
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a name other than localhost
-        return False
-
-
-def check_layout(settings: Settings, services: list[Service]) -> None:
-    """Settings no local stack can run with, in one line before anything starts: two services on one port (e.g.
-    AIRFLOW_PORT=8081, the Spark master UI's), a port outside 1-65535, a listener off loopback."""
-    owners: dict[int, str] = {}
-    for service in services:
-        for i, port in enumerate(service.ports):
-            where = f"{service.name} ({service.port_settings[i] if i < len(service.port_settings) else 'fixed'})"
-            if not 0 < port < 65536:
-                raise StackError(f"{where}: port {port} is not a TCP port (1-65535); set another one in .env.")
-            if owners.setdefault(port, where) != where:
-                raise StackError(f"port {port} is given to both {owners[port]} and {where}; set one of them to "
-                                 "another port in .env.")
-    for key, (host, _port) in (("KAFKA_BOOTSTRAP_SERVERS", kafka_host_port(settings)),
-                               ("SPARK_MASTER_URL", spark_master_host_port(settings))):
-        if not _loopback(host):
-            raise StackError(f"{key}: the local stack listens on 127.0.0.1 only, not on {host}; set "
-                             f"{key} with host 127.0.0.1 in .env.")
 
 
 def _to_start(settings: Settings, groups: list[str], services: list[Service]) -> list[Service]:

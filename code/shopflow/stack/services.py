@@ -20,6 +20,11 @@ from shopflow.config import PROJECT_ROOT, Settings
 VENV_BIN = Path(sys.executable).parent
 
 
+class StackError(RuntimeError):
+    """A service could not start (the message names it and carries the tail of its log), or the settings cannot run
+    a local stack."""
+
+
 @dataclass(frozen=True)
 class Service:
     name: str

@@ -5,7 +5,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from test_marts_replica import insert, scratch_replica
+from test_marts_replica import execute, insert, scratch_replica
 
 from shopflow import db
 from shopflow.marts import product_rating, weekly_activity
@@ -30,3 +30,29 @@ def test_reference_averages_are_exact_and_the_weekly_calendar_is_not_cut_short(m
                                                                     Decimal(101))]
             weeks = [row[0] for row in reference_rows(cursor, weekly_activity.MART)]
     assert (len(weeks), min(weeks), max(weeks)) == (1_358, date(2000, 1, 3), date(2026, 1, 5))
+
+
+def test_a_mart_verify_has_compared_can_be_published_while_it_compares_the_others(mysql, monkeypatch):
+    """verify read every mart in one transaction, so each mart it had read stayed locked (InnoDB metadata lock) until
+    it ended: a build publishing that mart meanwhile (RENAME TABLE) waited, up to PublishBlocked."""
+    from shopflow.marts import verify as verify_module
+    from shopflow.marts.registry import all_marts
+    from shopflow.runlog import PIPELINE_RUNS_DDL
+
+    with scratch_replica(mysql, "marts_verify_mdl") as settings:
+        execute(settings, PIPELINE_RUNS_DDL, *(mart.ddl(mart.name) for mart in all_marts()))
+        compared, real = [], verify_module.differences
+
+        def publish_the_first_meanwhile(cursor, mart):
+            if compared:  # the first mart was compared: rename it the way a publish does, while verify goes on
+                first = compared[0]
+                with db.mysql_connection(settings, autocommit=True) as other:
+                    publisher = other.cursor()
+                    publisher.execute("SET SESSION lock_wait_timeout = 2")
+                    publisher.execute(f"RENAME TABLE `{first}` TO `{first}__old`, `{first}__old` TO `{first}`")
+            compared.append(mart.name)
+            return real(cursor, mart)
+
+        monkeypatch.setattr(verify_module, "differences", publish_the_first_meanwhile)
+        report = verify_module.verify(settings)
+    assert len(compared) == len(report) > 1

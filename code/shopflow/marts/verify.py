@@ -87,7 +87,8 @@ def verify(settings: Settings) -> dict[str, list[str]]:
         if note:
             print(note, flush=True)
         for mart in all_marts():
-            rows, problems = differences(cursor, mart)
+            rows, problems = differences(cursor, mart)  # the mart and its answer in one transaction (one snapshot),
+            conn.commit()  # then its end: a transaction holds the tables it read, and a publish (RENAME) would wait
             report[mart.name] = problems
             print(f"{mart.name}: {'equal' if not problems else 'DIFFERENT'} ({rows} rows)", flush=True)
             for problem in problems:

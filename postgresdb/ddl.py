@@ -166,14 +166,18 @@ def key_collation(cur) -> str | None:
     return next((name for name in NO_PAD_BINARY if name in found), None)
 
 
+def _unique_text(column: Column) -> bool:
+    return column.unique and column.kind == "text"
+
+
 def unique_text_columns(table: Table) -> list[Column]:
-    return [c for c in table.columns if c.unique and c.kind == "text"]
+    return [c for c in table.columns if _unique_text(c)]
 
 
 def mysql_column_type(column: Column, key_collation: str | None = None) -> str:
     """The column's type and nullability in the replica (the collation of a unique text column included)."""
     sql = _type(column, _MYSQL_TYPES, "VARCHAR")
-    if key_collation and column.unique and column.kind == "text":
+    if key_collation and _unique_text(column):
         sql += f" COLLATE {key_collation}"
     return sql + (" NULL" if column.nullable else " NOT NULL")
 

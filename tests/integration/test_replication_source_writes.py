@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from decimal import Decimal
 
 import psycopg2
 import pytest
 from replication_support import assert_replica_equals_source, pg, replica_rows, scratch, seed, written  # noqa: F401
+from test_streaming_support import wait_for
 
 from postgresdb.ddl import NO_PAD_BINARY, key_collation
 from postgresdb.models import TABLES, TABLES_BY_NAME
@@ -90,15 +90,13 @@ def test_a_truncate_committed_while_the_run_starts_is_replicated_with_its_new_ro
 
 
 def _wait_for_a_lock_wait(settings, table: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    with db.pg_connection(settings, autocommit=True) as conn, conn.cursor() as cur:
-        while time.monotonic() < deadline:
+    def waiting() -> int:
+        with db.pg_connection(settings, autocommit=True) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = to_regclass(%s)",
                         (f"{settings.POSTGRES_SCHEMA}.{table}",))
-            if cur.fetchone()[0]:
-                return
-            time.sleep(0.1)
-    raise AssertionError(f"no session waited for a lock on {table}")
+            return cur.fetchone()[0]
+
+    wait_for(waiting, timeout_s, f"a session waiting for a lock on {table}")
 
 
 def test_emails_that_differ_only_in_trailing_spaces_stay_two_users(spark, scratch):

@@ -155,19 +155,13 @@ def _lock_tables(cur, schema: str) -> None:
     """ACCESS SHARE on the source tables before the snapshot is taken (LOCK, SET and SAVEPOINT take none): TRUNCATE
     is not MVCC-safe, and a snapshot taken before a TRUNCATE committed would see its table empty, and its TRUNCATE
     tombstone not at all. Waiting here for a TRUNCATE (or a rewriting ALTER) in progress means the snapshot sees
-    what it committed. A table that does not exist is left to the run's own check, which names it."""
-    names = [f"{schema}.{table.name}" for table in TABLES]
+    what it committed. A missing table (or schema) locks nothing: the run's own check (`table_oid`) then refuses the
+    run, naming it, before anything is read."""
     cur.execute("SAVEPOINT lock_tables")
     try:
-        cur.execute(f"LOCK TABLE {', '.join(names)} IN ACCESS SHARE MODE")
+        cur.execute(f"LOCK TABLE {', '.join(f'{schema}.{table.name}' for table in TABLES)} IN ACCESS SHARE MODE")
     except _MISSING:
         cur.execute("ROLLBACK TO SAVEPOINT lock_tables")
-        for name in names:  # one by one, each existing table (rare: a source the run will refuse)
-            cur.execute("SAVEPOINT lock_table")
-            try:
-                cur.execute(f"LOCK TABLE {name} IN ACCESS SHARE MODE")
-            except _MISSING:
-                cur.execute("ROLLBACK TO SAVEPOINT lock_table")
     cur.execute("RELEASE SAVEPOINT lock_tables")
 
 

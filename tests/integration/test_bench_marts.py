@@ -1,0 +1,51 @@
+"""The marts measure's DuckDB side (bench/marts.py): the replica read through connectorx, and every mart's reference
+SQL in DuckDB giving the rows MySQL gives for the same SQL."""
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+import pytest
+from test_marts_replica import execute, scratch_replica
+
+from bench.marts import build_duckdb_marts, load_duckdb, mysql_url
+from shopflow import db
+from shopflow.marts.registry import all_marts, replica_columns
+from shopflow.marts.verify import reference_rows
+from shopflow.stack.bootstrap import mariadb_root
+
+pytestmark = pytest.mark.integration
+
+
+def _normalized(rows) -> list[tuple]:
+    """One representation per value: DuckDB gives DECIMAL(38,10) and ints where MySQL gives Decimal."""
+    return sorted((tuple(Decimal(str(v)) if isinstance(v, (int, float, Decimal)) else v for v in row) for row in rows),
+                  key=repr)
+
+
+def test_duckdb_builds_every_mart_as_mysql_answers_the_same_sql(mysql):
+    marts = all_marts()
+    with scratch_replica(mysql, "bench_duckdb") as settings:
+        duck, rows = load_duckdb(settings, marts)
+        counts = build_duckdb_marts(duck, marts)
+        replica_rows = sum(execute(settings, f"SELECT COUNT(*) FROM `{t}`")[0][0] for t in replica_columns(marts))
+        with db.mysql_connection(settings) as conn:
+            expected = {mart.name: _normalized(reference_rows(conn.cursor(), mart)) for mart in marts}
+    assert rows == replica_rows > 0
+    for mart in marts:
+        got = _normalized(duck.execute(f"SELECT * FROM {mart.name}").fetchall())
+        assert got == expected[mart.name] and counts[mart.name] == len(got) > 0, mart.name
+
+
+def test_the_mysql_url_quotes_what_a_url_would_misread(mysql):
+    """A password with `@`, `:` and `/` still logs in (the URL is the only way connectorx takes credentials)."""
+    import connectorx
+
+    user = "test_bench_url"
+    mariadb_root(mysql, f"DROP USER IF EXISTS '{user}'@'%'; CREATE USER '{user}'@'%' IDENTIFIED BY 'p@ss:w/rd#1'; "
+                        f"GRANT SELECT ON `{mysql.MYSQL_DATABASE}`.* TO '{user}'@'%';")
+    try:
+        settings = dataclasses.replace(mysql, MYSQL_USER=user, MYSQL_PASSWORD="p@ss:w/rd#1")
+        assert connectorx.read_sql(mysql_url(settings), "SELECT 1 AS one", return_type="arrow").num_rows == 1
+    finally:
+        mariadb_root(mysql, f"DROP USER IF EXISTS '{user}'@'%';")

@@ -66,3 +66,21 @@ def test_report_prints_a_results_tables_and_names_a_file_it_cannot_read(tmp_path
     with pytest.raises(SystemExit) as exit_info:
         report.main([str(tmp_path / "missing.json")])
     assert exit_info.value.code == 2 and "cannot read" in capsys.readouterr().err
+
+
+def test_ratios_point_the_way_the_issue_states_its_goals():
+    """Throughput ratios are ours over theirs (> 1 = ours faster); incremental and marts compare seconds (< 1 = the
+    first is quicker); p95 is the continuous run's own value; a missing measure gives None, not a guess."""
+    def measure(rows: int, seconds: float, **extra) -> dict:
+        return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, **extra}
+    ratios = report.ratios({
+        "bound": measure(1000, 2.0), "naive": measure(1000, 20.0), "peer": measure(1000, 10.0),
+        "ours_full": measure(1000, 4.0), "ours_incremental": measure(10, 0.5),
+        "stream_drain": measure(500, 5.0), "stream_bound": measure(500, 1.0),
+        "stream_continuous": measure(60, 60.0, p95_latency_s=1.7),
+        "marts_spark": measure(300, 6.0), "marts_duckdb": measure(300, 1.5)})
+    assert ratios == {"replication_full_vs_bound": 0.5, "replication_full_vs_naive": 5.0,
+                      "replication_full_vs_peer": 2.5, "replication_incremental_vs_full": 0.125,
+                      "stream_drain_vs_bound": 0.2, "stream_p95_latency_s": 1.7, "marts_spark_vs_duckdb": 4.0}
+    assert set(ratios) == set(report.RATIO_KEYS)
+    assert report.ratios({"ours_full": measure(1000, 4.0)})["replication_full_vs_bound"] is None

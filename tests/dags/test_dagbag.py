@@ -1,5 +1,7 @@
 """Every DAG file in code/airflow/dags imports cleanly and follows the project's DAG conventions."""
 import ast
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,22 @@ def test_make_up_knows_the_producer_of_each_asset_scheduled_dag(dagbag):
     for consumer, assets in consumers.items():
         outlets = [a for task in dagbag.dags[ASSET_PRODUCERS[consumer]].tasks for a in task.outlets]
         assert outlets and all(a in outlets for a in assets), (consumer, assets, outlets)
+
+
+def test_the_stacks_airflow_never_runs_in_the_tests_unit_test_mode(tmp_path):
+    """This test process runs with AIRFLOW__CORE__UNIT_TEST_MODE=True (conftest); a `make test` that started the
+    stack's Airflow passed it on to the real scheduler, which then created new DAGs unpaused and scheduled cron DAGs
+    by data interval. The stack's Airflow environment is the test process's with airflow_env on top, as launch.py
+    builds it."""
+    import subprocess
+
+    from shopflow.config import get_settings
+    from shopflow.stack.services import airflow_env
+
+    assert os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] == "True"
+    env = os.environ | airflow_env(get_settings()) | {"AIRFLOW_HOME": str(tmp_path)}
+    values = subprocess.run([sys.executable, "-c", (
+        "from airflow.configuration import conf; "
+        "print(conf.getboolean('core', 'unit_test_mode'), conf.getboolean('core', 'dags_are_paused_at_creation'))")],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert values.stdout.splitlines()[-1:] == ["False True"], values.stdout[-2000:] + values.stderr[-2000:]

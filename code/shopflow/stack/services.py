@@ -111,6 +111,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "code" / "airflow" / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # never inherited: pytest's DAG tests set it in their process, and a `make test` that starts the stack passed
+        # it on, so the real scheduler ran in unit-test mode (new DAGs unpaused, cron runs by data interval)
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(settings.AIRFLOW_PARALLELISM),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,

@@ -1,10 +1,14 @@
 """Settings no local stack can run with fail in one line before anything starts (no server needed)."""
 import dataclasses
+import os
+import pwd
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from shopflow.config import get_settings
-from shopflow.stack.layout import check_layout
+from shopflow.stack.layout import blocked_directory, check_layout, check_reachable
 from shopflow.stack.services import StackError, all_services
 
 
@@ -35,3 +39,32 @@ def test_the_default_settings_pass():
 def test_settings_the_stack_cannot_run_with_name_their_keys(changes, message):
     with pytest.raises(StackError, match=message):
         _layout(**changes)
+
+
+def test_a_checkout_the_servers_system_users_may_not_enter_is_refused_with_the_way_out():
+    """A checkout under root's home (0700): initdb, run as postgres, failed with a bare permission error."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:
+        Path(top).chmod(0o755)
+        home = Path(top) / "root-home"
+        home.mkdir(mode=0o700)
+        state = home / "shopflow" / ".local"
+        state.mkdir(parents=True)
+        data = state / "postgres"  # not made yet: only what exists is checked
+        assert blocked_directory(data, "postgres") == blocked_directory(data, "mysql") == home
+        with pytest.raises(StackError) as refused:
+            check_reachable(dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(state)), "postgres", "Postgres")
+        assert str(refused.value) == (
+            f"Postgres runs as the system user postgres, which may not enter {home} (drwx------) on the way to "
+            f"{state}. Let other users pass through it (`chmod o+x {home}`: entering only, not listing), or put the "
+            "checkout where every user can reach it (e.g. under /srv or /opt).")
+        postgres = pwd.getpwnam("postgres")
+        os.chown(home, 0, postgres.pw_gid)
+        home.chmod(0o710)  # the group may enter: postgres's own group, not mysql's
+        assert blocked_directory(data, "postgres") is None and blocked_directory(data, "mysql") == home
+        os.chown(home, postgres.pw_uid, 0)
+        home.chmod(0o700)  # the owner may enter
+        assert blocked_directory(data, "postgres") is None
+        home.chmod(0o701)  # everyone may enter
+        assert blocked_directory(data, "mysql") is None
+        check_reachable(dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(state)), "mysql", "MariaDB")
+    assert blocked_directory(Path("/work"), "no-such-user-here") is None  # the server's own tool will say so

@@ -1,10 +1,12 @@
-"""`make down`'s sweep for processes of this checkout that outlived supervisord."""
+"""`make down`'s sweep for processes of this checkout that outlived supervisord, and who else holds a port."""
 import os
 import subprocess
 import time
 
+import pytest
+
 from shopflow.config import PROJECT_ROOT
-from shopflow.stack import processes
+from shopflow.stack import health, processes
 
 
 def _retitled_runner(cwd) -> subprocess.Popen:
@@ -165,3 +167,19 @@ def test_airflow_workers_left_by_a_dead_scheduler_are_found_but_not_those_under_
         for process in (orphan, elsewhere, not_a_worker):
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("cgroup, unit", [
+    ("0::/system.slice/system-postgresql.slice/postgresql@15-main.service\n", "postgresql@15-main.service"),
+    ("0::/system.slice/mariadb.service\n", "mariadb.service"),
+    ("12:pids:/system.slice/mariadb.service\n1:name=systemd:/system.slice/mariadb.service\n", "mariadb.service"),
+    ("0::/user.slice/user-0.slice/session-3.scope\n", None),  # started by hand in a login session
+    ("0::/\n", None),  # a container without systemd (this machine)
+])
+def test_a_port_holder_run_by_systemd_is_named_by_its_service(tmp_path, cgroup, unit):
+    """Debian starts its own postgresql / mariadb services when `make install` adds their packages on a systemd host;
+    `make up` then names the service that holds the port, and how to stop it."""
+    (tmp_path / "812").mkdir()
+    (tmp_path / "812" / "cgroup").write_text(cgroup)
+    assert health.system_unit(812, proc=tmp_path) == unit
+    assert health.system_unit(813, proc=tmp_path) is None  # gone meanwhile

@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import urllib.request
+from pathlib import Path
 
 from shopflow.config import Settings
 from shopflow.stack.bootstrap import mariadb_root, pg_superuser
@@ -30,8 +31,21 @@ def port_owner(port: int) -> str:
     if not found:
         return "an unknown process"
     name, pid = found.group(1), int(found.group(2))
-    checkout = _stack_checkout(pid)
-    return f"{name} (pid {pid}" + (f", of the shopflow stack in {checkout})" if checkout else ")")
+    if checkout := _stack_checkout(pid):
+        return f"{name} (pid {pid}, of the shopflow stack in {checkout})"
+    if unit := system_unit(pid):  # e.g. Debian's own postgresql or mariadb, started when `make install` added them
+        return f"{name} (pid {pid}, the system service {unit}: `systemctl disable --now {unit}` stops it for good)"
+    return f"{name} (pid {pid})"
+
+
+def system_unit(pid: int, proc: Path = Path("/proc")) -> str | None:
+    """The systemd service a process runs in (from its cgroup, e.g. `0::/system.slice/mariadb.service`), if any."""
+    try:
+        cgroups = (proc / str(pid) / "cgroup").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^[^:\n]*:[^:\n]*:/system\.slice/(?:[^/\n]+/)*?([\w@.\\:-]+\.service)(?:/|$)", cgroups, re.M)
+    return found.group(1) if found else None
 
 
 def _stack_checkout(pid: int) -> str | None:

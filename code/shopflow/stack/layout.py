@@ -1,9 +1,13 @@
 """Settings no local stack can run with, refused in one line before anything starts (`make up`, every ensure)."""
 from __future__ import annotations
 
+import grp
 import ipaddress
+import pwd
+import stat
+from pathlib import Path
 
-from shopflow.config import Settings
+from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack.services import Service, StackError, kafka_host_port, spark_master_host_port
 
 
@@ -31,3 +35,34 @@ def check_layout(settings: Settings, services: list[Service]) -> None:
         if not _loopback(host):
             raise StackError(f"{key}: the local stack listens on 127.0.0.1 only, not on {host}; set "
                              f"{key} with host 127.0.0.1 in .env.")
+
+
+def blocked_directory(path: Path, user: str) -> Path | None:
+    """The first directory on the way to `path` (itself included, while it exists) that `user` may not enter, by
+    the permission bits (ACLs not considered)."""
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:  # not installed yet: the server's own tool says so
+        return None
+    groups = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    for directory in [*reversed(path.parents), path]:
+        try:
+            info = directory.stat()
+        except FileNotFoundError:
+            return None  # made later, by root, with the default 0755
+        bit = (stat.S_IXUSR if info.st_uid == account.pw_uid else
+               stat.S_IXGRP if info.st_gid in groups else stat.S_IXOTH)
+        if not info.st_mode & bit:
+            return directory
+    return None
+
+
+def check_reachable(settings: Settings, user: str, server: str) -> None:
+    """`server` runs as the system user `user` in the checkout (supervisord's working directory) on its data under
+    the state directory: a checkout under root's home (mode 0700) stopped initdb with a bare permission error."""
+    for path in (PROJECT_ROOT, settings.state_dir):
+        if blocked := blocked_directory(path, user):
+            raise StackError(f"{server} runs as the system user {user}, which may not enter {blocked} "
+                             f"({stat.filemode(blocked.stat().st_mode)}) on the way to {path}. Let other users pass "
+                             f"through it (`chmod o+x {blocked}`: entering only, not listing), or put the checkout "
+                             "where every user can reach it (e.g. under /srv or /opt).")

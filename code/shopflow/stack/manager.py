@@ -8,7 +8,7 @@ from shopflow import db
 from shopflow.config import Settings
 from shopflow.stack import bootstrap, cds, drift, health, processes, supervisor
 from shopflow.stack.lock import one_at_a_time
-from shopflow.stack.layout import check_layout
+from shopflow.stack.layout import check_layout, check_reachable
 from shopflow.stack.services import GROUPS, Service, StackError, all_services
 
 DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",), "dashboard": ("mariadb",)}
@@ -100,6 +100,10 @@ def _wait(settings: Settings, group: str, services: list[Service]) -> None:
         time.sleep(1)
 
 
+# the servers that run as a system user of their own: (user, server) by group
+SYSTEM_USERS = {"postgres": ("postgres", "Postgres"), "mariadb": ("mysql", "MariaDB")}
+
+
 def _before_start(settings: Settings, group: str) -> None:
     if group == "postgres":
         bootstrap.init_postgres(settings)
@@ -162,6 +166,8 @@ def ensure(settings: Settings, groups=GROUPS) -> list[str]:
     _check_drift(settings, groups, services)
     todo = _to_start(settings, groups, services)
     _check_ports(todo)
+    for group in {s.group for s in todo} & SYSTEM_USERS.keys():
+        check_reachable(settings, *SYSTEM_USERS[group])
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     supervisor.start_daemon(settings, services)
     started = []

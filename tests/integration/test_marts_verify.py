@@ -1,6 +1,7 @@
 """`verify`'s plain-SQL answers where the server's session defaults would bend them (code/shopflow/marts/verify.py)."""
 from __future__ import annotations
 
+import time
 from datetime import date
 from decimal import Decimal
 
@@ -56,3 +57,29 @@ def test_a_mart_verify_has_compared_can_be_published_while_it_compares_the_other
         monkeypatch.setattr(verify_module, "differences", publish_the_first_meanwhile)
         report = verify_module.verify(settings)
     assert len(compared) == len(report) > 1
+
+
+def test_verify_waits_for_a_replication_run_still_applying_its_tables(mysql, capsys):
+    """A replication run commits table by table: verify compared marts with plain SQL over a half-applied replica and
+    reported DIFFERENT without a word. It now waits for the run's lock, as the build does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shopflow.marts.registry import all_marts
+    from shopflow.marts.verify import verify
+    from shopflow.replication.target import replication_lock_name
+    from shopflow.runlog import PIPELINE_RUNS_DDL
+
+    with scratch_replica(mysql, "marts_verify_run") as settings:
+        execute(settings, PIPELINE_RUNS_DDL, *(mart.ddl(mart.name) for mart in all_marts()))
+        with db.mysql_connection(settings, autocommit=True) as run, ThreadPoolExecutor(max_workers=1) as pool:
+            lock = run.cursor()
+            lock.execute("SELECT GET_LOCK(%s, 0)", (replication_lock_name(settings),))
+            assert lock.fetchone() == (1,)
+            comparing = pool.submit(verify, settings)
+            time.sleep(2)
+            assert not comparing.done()  # still waiting for the run
+            lock.execute("SELECT RELEASE_LOCK(%s)", (replication_lock_name(settings),))
+            lock.fetchall()
+            report = comparing.result(timeout=120)
+    assert set(report) == {mart.name for mart in all_marts()}
+    assert "a replication run is applying its changes to the replica: waiting for it to end" in capsys.readouterr().out

@@ -37,12 +37,16 @@ def read_partitions(rows: int, parallelism: int) -> int:
     return max(1, min(wanted, math.ceil(rows / MIN_ROWS_PER_PARTITION), MAX_PARTITIONS))
 
 
+class ReplicationBusy(RuntimeError):
+    pass
+
+
 @contextmanager
 def replication_paused(cursor, settings: Settings) -> Iterator[None]:
     name = replication_lock_name(settings)
     cursor.execute("SELECT GET_LOCK(%s, %s)", (name, REPLICATION_LOCK_TIMEOUT_S))
     if cursor.fetchone()[0] != 1:
-        raise RuntimeError(f"a replication run held {name!r} for over {REPLICATION_LOCK_TIMEOUT_S} s")
+        raise ReplicationBusy(f"a replication run held {name!r} for over {REPLICATION_LOCK_TIMEOUT_S} s")
     try:
         yield
     finally:

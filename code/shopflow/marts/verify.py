@@ -5,6 +5,8 @@
 
 The marts are built from the replica as it was; a replication run that changed it since makes them differ until the
 next build (the build_marts DAG runs after each replication). The output says so first when `pipeline_runs` shows it.
+Like the build, verify reads under the replication lock: a run still applying its tables (it commits table by table)
+is waited for, so no answer is computed over a replica half-way between two snapshots.
 """
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ from shopflow.config_values import SettingsError
 from shopflow.db import mysql_connection
 from shopflow.quality.rules import normalized
 from shopflow.replication.results import JOB as REPLICATION_JOB
+from shopflow.replication.target import replication_lock_name
 
 from .build import JOB as MARTS_JOB
 from .registry import all_marts
+from .replica import REPLICATION_LOCK_TIMEOUT_S, ReplicationBusy, replication_paused
 from .spec import Mart
 
 SAMPLE = 5
@@ -83,17 +87,26 @@ def verify(settings: Settings) -> dict[str, list[str]]:
     report = {}
     with mysql_connection(settings) as conn:
         cursor = conn.cursor()
-        note = replica_changed_since_build(cursor)
-        if note:
-            print(note, flush=True)
-        for mart in all_marts():
-            rows, problems = differences(cursor, mart)  # the mart and its answer in one transaction (one snapshot),
-            conn.commit()  # then its end: a transaction holds the tables it read, and a publish (RENAME) would wait
-            report[mart.name] = problems
-            print(f"{mart.name}: {'equal' if not problems else 'DIFFERENT'} ({rows} rows)", flush=True)
-            for problem in problems:
-                print(f"  {problem}", flush=True)
+        cursor.execute("SELECT IS_USED_LOCK(%s)", (replication_lock_name(settings),))
+        if cursor.fetchone()[0] is not None:
+            print(f"a replication run is applying its changes to the replica: waiting for it to end (at most "
+                  f"{REPLICATION_LOCK_TIMEOUT_S} s)", flush=True)
+        with replication_paused(cursor, settings):
+            _compare_all(conn, cursor, report)
     return report
+
+
+def _compare_all(conn, cursor, report: dict[str, list[str]]) -> None:
+    note = replica_changed_since_build(cursor)
+    if note:
+        print(note, flush=True)
+    for mart in all_marts():
+        rows, problems = differences(cursor, mart)  # the mart and its answer in one transaction (one snapshot),
+        conn.commit()  # then its end: a transaction holds the tables it read, and a publish (RENAME) would wait
+        report[mart.name] = problems
+        print(f"{mart.name}: {'equal' if not problems else 'DIFFERENT'} ({rows} rows)", flush=True)
+        for problem in problems:
+            print(f"  {problem}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                  errorcode.ER_NO_SUCH_TABLE: " (were the marts built? the build_marts DAG builds them)"}
         hint = hints.get(error.errno, "")
         print(f"verify: {error}{hint}", file=sys.stderr)
+    except ReplicationBusy as error:
+        print(f"verify: {error}", file=sys.stderr)
     return 2
 
 

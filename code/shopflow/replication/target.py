@@ -75,7 +75,8 @@ class Replica:
     def lock(self) -> None:
         """One replication run per replica at a time (a manual run next to the DAG's would race)."""
         if self._one("SELECT GET_LOCK(%s, %s)", (self.lock_name, LOCK_TIMEOUT_S))[0] != 1:
-            raise RuntimeError(f"another replication run holds the lock {self.lock_name!r}")
+            raise RuntimeError(f"the lock {self.lock_name!r} was held for over {LOCK_TIMEOUT_S} s (by another "
+                               "replication run, a marts build reading the replica, or a marts verify)")
 
     def check_local_infile(self) -> None:
         """The copy path loads with LOAD DATA LOCAL INFILE, which the server refuses while local_infile is off (MySQL

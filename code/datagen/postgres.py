@@ -111,7 +111,7 @@ def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
         if filled and not reset:
             say(f"{PROG}: {schema} tables already hold data ({', '.join(filled)}); nothing generated. "
                 + (_ONLY_USERS if filled == ["users"] else "")
-                + "Run `python -m datagen.postgres --reset` to truncate and regenerate them.")
+                + "Run `.venv/bin/python -m datagen.postgres --reset` to truncate and regenerate them.")
             return None
         if reset:
             _truncate(cur, schema)

@@ -53,7 +53,7 @@ def machine() -> dict:
 def versions(settings) -> dict:
     from shopflow.db import mysql_connection, pg_connection
     result = {"python": platform.python_version()}
-    for package in ("pyspark", "dlt", "duckdb", "psycopg2-binary", "psycopg2", "mysql-connector-python"):
+    for package in ("pyspark", "dlt", "duckdb", "connectorx", "psycopg2-binary", "psycopg2", "mysql-connector-python"):
         try:
             result[package] = md.version(package)
         except md.PackageNotFoundError:

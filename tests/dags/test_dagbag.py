@@ -143,3 +143,33 @@ def test_the_stacks_airflow_never_runs_in_the_tests_unit_test_mode(tmp_path):
         "print(conf.getboolean('core', 'unit_test_mode'), conf.getboolean('core', 'dags_are_paused_at_creation'))")],
         env=env, capture_output=True, text=True, timeout=120)
     assert values.stdout.splitlines()[-1:] == ["False True"], values.stdout[-2000:] + values.stderr[-2000:]
+
+
+def test_the_dags_take_settings_that_differ_from_the_defaults(monkeypatch, tmp_path):
+    """The tests above compare the tasks with Settings at their defaults, which the DAGs' own fallbacks equal: a DAG
+    that ignored the environment passed them. Here every setting the tasks read is set to another value."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    archive = tmp_path / "spark.jsa"
+    archive.write_bytes(b"")
+    values = {"SPARK_MARTS_CORES": "1", "SPARK_STREAMING_CORES": "1", "SPARK_WORKERS": "2", "SPARK_WORKER_CORES": "1",
+              "SPARK_JAVA_OPTIONS": "-XX:+UseSerialGC -Xss4m", "SPARK_STREAMING_JAVA_OPTIONS": "-Xss8m",
+              "SPARK_EXECUTOR_MEMORY": "768m", "SPARK_DRIVER_MEMORY": "700m", "SPARK_CDS_JOBS": "build_marts",
+              "SPARK_CDS_ARCHIVE": str(archive), "MYSQL_JDBC_JAR": "/opt/jdbc/mysql.jar",
+              "POSTGRES_JDBC_JAR": "/opt/jdbc/pg.jar"}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    dags = DagBag(dag_folder=str(DAGS_DIR)).dags
+    marts = dags["build_marts"].get_task("build_marts")
+    stream = next(iter(dags["kafka_to_postgres_streaming"].tasks))
+    replicate = dags["replicate_postgres_to_mysql"].get_task("replicate")
+    for task in (marts, stream, replicate):
+        assert task.conf["spark.executor.memory"] == "768m" and task._driver_memory == "700m", task.task_id
+        assert task.jars == "/opt/jdbc/pg.jar,/opt/jdbc/mysql.jar", task.task_id
+    assert marts.conf["spark.cores.max"] == marts.conf["spark.executor.cores"] == "1"
+    assert stream.conf["spark.cores.max"] == stream.conf["spark.executor.cores"] == "1"
+    assert (replicate.conf["spark.executor.cores"], replicate.conf["spark.cores.max"]) == ("1", "2")
+    for task, java in ((marts, f"-Duser.timezone=UTC -XX:+UseSerialGC -Xss4m -XX:SharedArchiveFile={archive}"),
+                       (replicate, "-Duser.timezone=UTC -XX:+UseSerialGC -Xss4m"),
+                       (stream, "-Duser.timezone=UTC -Xss8m")):
+        assert task.conf["spark.driver.extraJavaOptions"] == task.conf["spark.executor.extraJavaOptions"] == java

@@ -117,7 +117,8 @@ def test_readers_see_the_old_or_the_new_mart_during_a_rebuild(spark, replica, pu
         done.set()
         reader.join()
     assert errors == []
-    assert seen == {(3, 2), (4, 2)}  # whole old mart, then whole new one
+    assert (3, 2) in seen and seen <= {(3, 2), (4, 2)}  # whole old mart, or whole new one, never a part
+    assert execute(replica, "SELECT COUNT(*), COUNT(rating) FROM mart_product_rating") == [(4, 2)]
     assert tables(replica) == MART_NAMES
 
 
@@ -219,5 +220,6 @@ def test_a_session_holding_a_mart_open_fails_the_publish_by_name_without_stallin
         assert 8 <= time.monotonic() - start < 8 + PUBLISH_ATTEMPT_S + 2
         holder.rollback()
         conn.cursor().execute(f"DROP TABLE {', '.join(f'`{staging_name(m)}`' for m in marts)}")
-    assert len(latencies) >= 5 and max(latencies) < PUBLISH_ATTEMPT_S + 1, latencies
+    # a reader waits behind each rename attempt (up to PUBLISH_ATTEMPT_S), never for the whole 8 s
+    assert len(latencies) >= 5 and max(latencies) < 4, latencies
     assert mart_rows(replica) == before and tables(replica) == MART_NAMES

@@ -5,8 +5,12 @@ import pytest
 from shopflow.config import Settings, SettingsError, load_settings, read_env_file
 
 
-def test_env_file_defaults_match_the_brief(tmp_path):
-    settings = load_settings(env={}, env_file=None)
+@pytest.mark.parametrize("env_file", [None, "repo"], ids=["code defaults", ".env"])
+def test_env_file_defaults_match_the_brief(env_file):
+    """The code's defaults and the repository's .env (what the stack runs with) both give the brief's values."""
+    from shopflow.config import PROJECT_ROOT
+
+    settings = load_settings(env={}, env_file=PROJECT_ROOT / ".env" if env_file else None)
     assert (settings.POSTGRES_PORT, settings.POSTGRES_DB, settings.POSTGRES_USER) == (5432, "postgres_db", "db_user")
     assert (settings.MYSQL_PORT, settings.MYSQL_DATABASE, settings.KAFKA_TOPIC) == (3306, "mysql_db", "users-data")
     assert (settings.DATAGEN_USERS, settings.DATAGEN_PRODUCTS, settings.DATAGEN_ORDERS) == (500, 800, 3000)

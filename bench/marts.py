@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 
-from shopflow.config import PROJECT_ROOT, Settings
+from shopflow.config import PROJECT_ROOT, Settings, url_quoted
 from shopflow.db import mysql_connection
 
 from .common import Measure, run_window, spark_submit
@@ -50,9 +49,8 @@ def _spark(settings: Settings, log: Path) -> tuple[float, float, tuple[float, fl
 
 
 def mysql_url(settings: Settings) -> str:
-    user, password, database = (urllib.parse.quote(str(value), safe="") for value in
-                                (settings.MYSQL_USER, settings.MYSQL_PASSWORD, settings.MYSQL_DATABASE))
-    return f"mysql://{user}:{password}@{settings.MYSQL_HOST}:{settings.MYSQL_PORT}/{database}"
+    return (f"mysql://{url_quoted(settings.MYSQL_USER)}:{url_quoted(settings.MYSQL_PASSWORD)}@{settings.MYSQL_HOST}:"
+            f"{settings.MYSQL_PORT}/{url_quoted(settings.MYSQL_DATABASE)}")
 
 
 def load_duckdb(settings: Settings, marts) -> tuple:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import urllib.parse
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
@@ -158,8 +159,10 @@ class Settings:
 
     @property
     def postgres_dsn(self) -> str:
-        return (f"host={self.POSTGRES_HOST} port={self.POSTGRES_PORT} dbname={self.POSTGRES_DB} "
-                f"user={self.POSTGRES_USER} password={self.POSTGRES_PASSWORD}")
+        """libpq's key='value' form, each value quoted: a password with a space, a quote or a backslash broke it."""
+        parts = {"host": self.POSTGRES_HOST, "port": self.POSTGRES_PORT, "dbname": self.POSTGRES_DB,
+                 "user": self.POSTGRES_USER, "password": self.POSTGRES_PASSWORD}
+        return " ".join(f"{key}={libpq_quoted(value)}" for key, value in parts.items())
 
     @property
     def postgres_jdbc_url(self) -> str:
@@ -175,6 +178,16 @@ class Settings:
         return {"host": self.MYSQL_HOST, "port": self.MYSQL_PORT, "user": self.MYSQL_USER,
                 "password": self.MYSQL_PASSWORD, "database": self.MYSQL_DATABASE,
                 "use_pure": True, "charset": "utf8mb4", "collation": "utf8mb4_unicode_ci"}
+
+
+def libpq_quoted(value) -> str:
+    """A value of a libpq connection string, quoted (backslash and single quote escaped)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def url_quoted(value) -> str:
+    """A user, password or database name inside a URL (`@`, `:`, `/`, `%` and the rest percent-encoded)."""
+    return urllib.parse.quote(str(value), safe="")
 
 
 def read_env_file(path: Path) -> dict[str, str]:

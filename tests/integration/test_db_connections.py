@@ -19,3 +19,35 @@ def test_an_error_on_a_dropped_connection_is_raised_as_it_was(postgres):
                 other.execute("SELECT pg_terminate_backend(%s)", (pid,))
             cur.execute("SELECT 1")
     assert db.postgres_gone(str(raised.value)) is not None
+
+
+ODD_PASSWORD = "my secret 'pass' \\ with @:/%"
+
+
+def test_a_password_with_spaces_quotes_and_backslashes_logs_in(postgres):
+    """The connection string put the password in raw: a space made every connection fail ('missing "="'), a
+    backslash vanished (authentication failed). Airflow's metadata URL and the printed psql URL are quoted too."""
+    import dataclasses
+
+    from psycopg2 import sql
+    from sqlalchemy.engine import make_url
+
+    from shopflow.stack.bootstrap import pg_superuser
+    from shopflow.stack.services import airflow_env
+
+    admin = pg_superuser(postgres)
+    try:
+        with admin.cursor() as cur:
+            cur.execute("DROP ROLE IF EXISTS test_odd_password")
+            cur.execute(sql.SQL("CREATE ROLE test_odd_password LOGIN PASSWORD {}").format(sql.Literal(ODD_PASSWORD)))
+        odd = dataclasses.replace(postgres, POSTGRES_USER="test_odd_password", POSTGRES_PASSWORD=ODD_PASSWORD)
+        with db.pg_connection(odd) as conn, conn.cursor() as cur:
+            cur.execute("SELECT current_user")
+            assert cur.fetchone() == ("test_odd_password",)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP ROLE IF EXISTS test_odd_password")
+        admin.close()
+    url = make_url(airflow_env(dataclasses.replace(postgres, AIRFLOW_DB_PASSWORD=ODD_PASSWORD))[
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    assert (url.password, url.host, url.database) == (ODD_PASSWORD, postgres.POSTGRES_HOST, postgres.AIRFLOW_DB)

@@ -6,7 +6,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from shopflow.config import Settings
+from shopflow.config import Settings, url_quoted
 from shopflow.stack import airflow_api, manager
 from shopflow.stack.lock import one_at_a_time
 from shopflow.stack.manager import step
@@ -121,13 +121,15 @@ def _run_dags(settings: Settings) -> None:
 
 def summary(settings: Settings) -> str:
     s = settings
+    psql = (f"postgresql://{url_quoted(s.POSTGRES_USER)}:{url_quoted(s.POSTGRES_PASSWORD)}@{s.POSTGRES_HOST}:"
+            f"{s.POSTGRES_PORT}/{url_quoted(s.POSTGRES_DB)}?options=-csearch_path%3D{s.POSTGRES_SCHEMA}")
     return f"""
 shopflow is up.
   Airflow UI        http://127.0.0.1:{s.AIRFLOW_PORT}   login {s.AIRFLOW_ADMIN_USER} / {s.AIRFLOW_ADMIN_PASSWORD}
   Dashboard         http://127.0.0.1:{s.DASHBOARD_PORT}
   Spark master UI   http://127.0.0.1:{s.SPARK_MASTER_UI_PORT}
   Kafka             {s.KAFKA_BOOTSTRAP_SERVERS}   topic {s.KAFKA_TOPIC} (an event every {s.KAFKA_EVENT_INTERVAL_SECONDS:g} s)
-  Postgres          psql "postgresql://{s.POSTGRES_USER}:{s.POSTGRES_PASSWORD}@{s.POSTGRES_HOST}:{s.POSTGRES_PORT}/{s.POSTGRES_DB}?options=-csearch_path%3D{s.POSTGRES_SCHEMA}"
+  Postgres          psql "{psql}"
                     JDBC {s.postgres_jdbc_url}
   MySQL (MariaDB)   mysql -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {s.MYSQL_USER} -p{s.MYSQL_PASSWORD} {s.MYSQL_DATABASE}
                     JDBC {s.mysql_jdbc_url}   read-only: {s.MARTS_READER_USER} / {s.MARTS_READER_PASSWORD}

@@ -9,11 +9,15 @@
   The same seed and scale give the same table contents on every run (updated_at/change_txid aside).
 - Idempotent: when any source table already holds rows (users written by the streaming job count too, so
   run this first), nothing is generated; a line says so (and when users alone hold rows, that the source was never
-  generated) and the exit code is 0. `--reset` truncates the seven tables (RESTART IDENTITY CASCADE) and
-  regenerates them, all in one transaction, so a failed reset leaves the old data in place.
+  generated) and the exit code is 0. `--reset` truncates the seven tables (RESTART IDENTITY) and regenerates them,
+  all in one transaction, so a failed reset leaves the old data in place. A table of yours with a foreign key to one
+  of them makes the reset fail with Postgres' message naming it (CASCADE would have emptied it too).
+- The reset and the load lock the tables; a session holding one of them (a SQL client idle in a transaction, a
+  replication run reading it) is waited for up to LOCK_WAIT_S, then the run fails naming the sessions.
 - Each table's foreign keys are dropped for its COPY and added back (validated) in the same transaction:
   per-row checks would triple the time of a large load. Other sessions wait for the tables until commit.
-- Exit codes: 0 loaded or skipped; 1 Postgres unreachable; 2 bad setting or argument (one line on stderr).
+- Exit codes: 0 loaded or skipped; 1 Postgres unreachable or the load refused (a lock not granted, a full disk, ...:
+  nothing changed); 2 bad setting or argument (one line on stderr).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import psycopg2
+import psycopg2.errors
 
 from postgresdb.models import TABLES, Table
 from shopflow.config import Settings
@@ -34,18 +39,20 @@ from .tables import generate
 
 PROG = "datagen.postgres"
 COPY_READ_SIZE = 1 << 20
+LOCK_WAIT_S = 60  # per lock; psycopg2 does not stop a lock wait on Ctrl-C, so it must end by itself
 
 
 def parse_args(argv: list[str] | None):
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=(
         "Skips (exit 0) when the source tables already hold data; --reset truncates and regenerates them "
-        "in one transaction. Exit codes: 0 ok or skipped, 1 Postgres unreachable, 2 bad setting/argument."))
+        "in one transaction. Exit codes: 0 ok or skipped, 1 Postgres unreachable or the load refused (nothing "
+        "changed), 2 bad setting/argument."))
     parser.add_argument("--seed", type=non_negative_int, default=None,
                         help="random seed (default: DATAGEN_SEED); same seed and scale give the same data")
     parser.add_argument("--scale", type=positive_float, default=1.0,
                         help="multiply every DATAGEN_* size by this (e.g. 0.1, 2, 600); default 1")
     parser.add_argument("--reset", action="store_true",
-                        help="TRUNCATE the seven source tables (RESTART IDENTITY CASCADE) and regenerate")
+                        help="TRUNCATE the seven source tables (RESTART IDENTITY) and regenerate")
     return parser.parse_args(argv)
 
 
@@ -64,7 +71,7 @@ def _tables_with_rows(cur, schema: str) -> list[str]:
 
 def _truncate(cur, schema: str) -> None:
     names = ", ".join(f"{schema}.{table.name}" for table in TABLES)
-    cur.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    cur.execute(f"TRUNCATE {names} RESTART IDENTITY")
 
 
 @contextmanager
@@ -106,6 +113,7 @@ def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
     schema = settings.POSTGRES_SCHEMA
     with pg_connection(settings) as conn, conn.cursor() as cur:
         cur.execute("SET LOCAL synchronous_commit = off")
+        cur.execute("SET LOCAL lock_timeout = %s", (f"{LOCK_WAIT_S}s",))
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('shopflow.datagen.' || %s))", (schema,))
         filled = _tables_with_rows(cur, schema)
         if filled and not reset:
@@ -114,6 +122,8 @@ def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
                 + "Run `.venv/bin/python -m datagen.postgres --reset` to truncate and regenerate them.")
             return None
         if reset:
+            say(f"{PROG}: truncating the seven {schema} tables (waiting at most {LOCK_WAIT_S} s for each session "
+                "using them)")
             _truncate(cur, schema)
         say(f"{PROG}: seed {seed}, scale {scale:g} -> {settings.POSTGRES_DB}.{schema}"
             + (" (after TRUNCATE)" if reset else ""))
@@ -122,6 +132,21 @@ def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
         for name in loaded:  # the planner's statistics now, not at autovacuum's next pass (the replication's
             cur.execute(f"ANALYZE {schema}.{name}")  # checksum reads them: `SourceSnapshot.in_key_order`)
         return loaded
+
+
+def lock_holders(settings: Settings) -> str:
+    """Who holds locks on the seven tables now (the run's own transaction has ended)."""
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT a.pid, a.usename, a.application_name, a.state, a.xact_start, "
+                    "string_agg(DISTINCT c.relname, ', ' ORDER BY c.relname) FROM pg_locks l "
+                    "JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted AND n.nspname = %s "
+                    "AND c.relname = ANY(%s) AND a.pid <> pg_backend_pid() GROUP BY 1, 2, 3, 4, 5 ORDER BY 1",
+                    (settings.POSTGRES_SCHEMA, [table.name for table in TABLES]))
+        holders = [f"session {pid} ({user}{f', {app}' if app else ''}, {state}"
+                   f"{f', in a transaction since {since:%H:%M:%S} UTC' if since else ''}) on {tables}"
+                   for pid, user, app, state, since, tables in cur.fetchall()]
+    return "; ".join(holders) or "no session holds them any more"
 
 
 def _say(line: str) -> None:
@@ -135,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         counts = load(settings, seed, args.scale, args.reset, say=_say)
+    except psycopg2.errors.LockNotAvailable:
+        fail(PROG, f"the {settings.POSTGRES_SCHEMA} tables stayed in use for {LOCK_WAIT_S} s, so nothing was "
+                   f"changed: {lock_holders(settings)}. End those sessions (or let them finish) and run it again.",
+             EXIT_UNREACHABLE)
     except psycopg2.OperationalError as exc:
+        if exc.pgcode:  # the server answered: a full disk, a cancelled statement, ... (rolled back)
+            fail(PROG, f"Postgres refused the load, nothing was changed: {str(exc).strip()}", EXIT_UNREACHABLE)
         fail(PROG, f"cannot reach Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT}"
                    f"/{settings.POSTGRES_DB} as {settings.POSTGRES_USER}: {str(exc).strip()}", EXIT_UNREACHABLE)
     if counts is not None:

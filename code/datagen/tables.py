@@ -125,9 +125,11 @@ def order_lines(world: World) -> Iterator[list[tuple[int, int]]]:
 
 def orders(world: World) -> Iterator[tuple]:
     r, prices, registered = world.rng("orders").random, world.prices, world.registered
+    created = world.product_created
     for order_id, lines in enumerate(order_lines(world), start=1):
         user_id = 1 + int(r() * world.sizes.users)
-        ordered = _after(r, registered[user_id - 1])
+        # after the user registered and after every product of the order was created
+        ordered = _after(r, max(registered[user_id - 1], *(created[product_id - 1] for product_id, _ in lines)))
         status = _pick(r, STATUS_BAG)
         delivered = None if status in UNDELIVERED else min(WINDOW_END, ordered + DAY + int(r() * 14 * DAY))
         total = sum(quantity * prices[product_id - 1] for product_id, quantity in lines)

@@ -29,6 +29,9 @@ VIOLATIONS = {
     "line price is not the product price": "SELECT count(*) FROM {s}.order_details d JOIN {s}.products p "
                                            "USING (product_id) WHERE d.price_per_unit <> p.price",
     "rating outside 1..5": "SELECT count(*) FROM {s}.reviews WHERE rating NOT BETWEEN 1 AND 5",
+    "order before one of its products was created":
+        "SELECT count(*) FROM {s}.order_details d JOIN {s}.orders o USING (order_id) JOIN {s}.products p "
+        "USING (product_id) WHERE o.order_date < p.creation_date",
     "order before registration": "SELECT count(*) FROM {s}.orders o JOIN {s}.users u USING (user_id) "
                                  "WHERE o.order_date < u.registration_date OR o.order_date > now()",
     "delivery out of order or against status":
@@ -182,3 +185,24 @@ def test_a_bigger_scale_scales_every_table(pg):
     assert (loaded["users"], loaded["products"], loaded["orders"]) == (
         round(pg.DATAGEN_USERS * 2.5), round(pg.DATAGEN_PRODUCTS * 2.5), round(pg.DATAGEN_ORDERS * 2.5))
     assert_consistent(pg)
+
+
+def test_a_reset_beside_an_idle_transaction_fails_naming_it_and_changes_nothing(pg, monkeypatch, capsys):
+    """A SQL client idle in a transaction after reading a source table: the reset's TRUNCATE waited for it without a
+    word and without end (and Ctrl-C does not stop a psycopg2 lock wait). It now gives up after LOCK_WAIT_S and
+    names the session."""
+    import datagen.postgres as generator
+
+    before = fingerprint(pg)
+    monkeypatch.setattr(generator, "LOCK_WAIT_S", 1)
+    monkeypatch.setattr(generator, "settings_or_exit", lambda prog: pg)
+    with pg_connection(pg) as idle, idle.cursor() as cur:
+        cur.execute(f"SELECT pg_backend_pid(), count(*) FROM {pg.POSTGRES_SCHEMA}.reviews")
+        pid = cur.fetchone()[0]
+        with pytest.raises(SystemExit) as exited:
+            generator.main(["--reset", "--seed", str(SEED)])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert f"the {pg.POSTGRES_SCHEMA} tables stayed in use for 1 s, so nothing was changed: session {pid} (" in err
+    assert "idle in transaction" in err and ") on reviews. End those sessions" in err, err
+    assert fingerprint(pg) == before

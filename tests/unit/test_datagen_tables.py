@@ -105,6 +105,9 @@ def test_dates_are_in_order_utc_and_not_in_the_future(data):
             assert order["delivery_date"] is None
         else:
             assert order["order_date"] <= order["delivery_date"] <= now
+    ordered = {order["order_id"]: order["order_date"] for order in data["orders"]}
+    for line in data["order_details"]:  # no order of a product that did not exist yet
+        assert created[line["product_id"]] <= ordered[line["order_id"]], line
     for review in data["reviews"]:
         assert max(registered[review["user_id"]], created[review["product_id"]]) <= review["created_at"] <= now
     for points in data["loyalty_points"]:

@@ -89,8 +89,8 @@ def verify(settings: Settings) -> dict[str, list[str]]:
         cursor = conn.cursor()
         cursor.execute("SELECT IS_USED_LOCK(%s)", (replication_lock_name(settings),))
         if cursor.fetchone()[0] is not None:
-            print(f"a replication run is applying its changes to the replica: waiting for it to end (at most "
-                  f"{REPLICATION_LOCK_TIMEOUT_S} s)", flush=True)
+            print(f"the replica is in use by a replication run applying its changes (or a marts build reading it): "
+                  f"waiting for it to end (at most {REPLICATION_LOCK_TIMEOUT_S} s)", flush=True)
         with replication_paused(cursor, settings):
             _compare_all(conn, cursor, report)
     return report

@@ -82,6 +82,9 @@ def build_duckdb_marts(db, marts) -> dict[str, int]:
 
 
 def _duckdb(settings: Settings) -> tuple[int, float, float, dict, tuple[float, float]]:
+    import connectorx  # noqa: F401  imported before the clock, as Spark's session starts before its own
+    import duckdb  # noqa: F401
+
     from shopflow.marts.registry import all_marts
     marts = all_marts()
     start, began = time.monotonic(), time.time()

@@ -39,17 +39,24 @@ PROG = "datagen.events"
 CONNECT_TIMEOUT_MS = 10_000
 
 
+MAX_INTERVAL_S = 86_400  # a sleep past time_t's range (≈ 9.2e9 s) crashed at the second event
+
+
 def parse_args(argv: list[str] | None):
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=non_negative_int, help="send this many events, then exit (default: forever)")
-    parser.add_argument("--rate", type=positive_float, help="events per second (burst mode: no per-event log)")
-    parser.add_argument("--interval", type=positive_float,
-                        help="seconds between events when no --rate (default: KAFKA_EVENT_INTERVAL_SECONDS)")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=positive_float, help="events per second (burst mode: no per-event log)")
+    pace.add_argument("--interval", type=positive_float,
+                      help="seconds between events when no --rate (default: KAFKA_EVENT_INTERVAL_SECONDS)")
     parser.add_argument("--bad-fraction", type=fraction, default=0.0, help="share of malformed events (0..1)")
     parser.add_argument("--duplicate-fraction", type=fraction, default=0.1,
                         help="share of good events that update an earlier email (0..1, default 0.1)")
     parser.add_argument("--seed", type=non_negative_int, help="random seed (default: a fresh one, printed)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.rate and 1 / args.rate > MAX_INTERVAL_S) or (args.interval or 0) > MAX_INTERVAL_S:
+        parser.error(f"one event a day ({MAX_INTERVAL_S} s between events) is the slowest pace")
+    return args
 
 
 def ensure_topic(settings: Settings) -> bool:

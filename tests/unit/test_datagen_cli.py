@@ -28,6 +28,9 @@ def _free_port() -> int:
     (events.main, ["--bad-fraction", "1.5"], "--bad-fraction"),
     (events.main, ["--rate", "0"], "--rate"),
     (events.main, ["--count", "x"], "--count"),
+    (events.main, ["--rate", "5e-324"], "the slowest pace"),  # ran: "one event every inf s", then time_t overflow
+    (events.main, ["--interval", "1e10"], "the slowest pace"),
+    (events.main, ["--rate", "5", "--interval", "2"], "not allowed with argument"),  # --interval was ignored
 ])
 def test_a_bad_argument_is_one_line_naming_it_and_exit_2(capsys, main, argv, named):
     code, lines = _exit_code_and_stderr(main, argv, capsys)

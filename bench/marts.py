@@ -3,7 +3,7 @@
 Spark timed: the job's own `pipeline_runs` row (read the replica columns, build, stage, quality gates, publish;
 session start excluded). DuckDB timed: read the same replica columns from MySQL into DuckDB (load_s, through
 connectorx's native MySQL client straight into Arrow) plus each mart's `reference_sql` materialized as a table
-(compute_s); nothing written back. rows = replica rows read.
+(compute_s); nothing written back. rows = the replica rows each side read (Spark's from its run's row).
 
 DuckDB's own MySQL reader (the `mysql` extension) is downloaded at first use, which this machine cannot; connectorx
 is the pip-installable native reader. Until 2026-12-06 the load went through mysql-connector's pure-Python protocol
@@ -32,7 +32,7 @@ def duckdb_sql(mysql_sql: str) -> str:
     return _WEEK_START.sub(r"CAST(date_trunc('week', \1) AS DATE)", mysql_sql)
 
 
-def _spark(settings: Settings, log: Path) -> tuple[float, float, tuple[float, float] | None]:
+def _spark(settings: Settings, log: Path) -> tuple[int, float, float, tuple[float, float] | None]:
     from shopflow.marts.build import JOB
     since = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     code, wall = spark_submit(JOB_FILE, [], settings, log)
@@ -40,12 +40,13 @@ def _spark(settings: Settings, log: Path) -> tuple[float, float, tuple[float, fl
         raise RuntimeError(f"build_marts exited {code}, see {log}")
     with mysql_connection(settings) as conn:
         cur = conn.cursor(dictionary=True)
-        cur.execute("SELECT seconds, started_at, finished_at FROM pipeline_runs WHERE job = %s AND table_name IS NULL "
-                    "AND started_at >= %s AND status = 'ok' ORDER BY run_id DESC LIMIT 1", (JOB, since))
+        cur.execute("SELECT rows_read, seconds, started_at, finished_at FROM pipeline_runs WHERE job = %s "
+                    "AND table_name IS NULL AND started_at >= %s AND status = 'ok' ORDER BY run_id DESC LIMIT 1",
+                    (JOB, since))
         row = cur.fetchone()
     if row is None:
         raise RuntimeError(f"no ok pipeline_runs row for {JOB}, see {log}")
-    return float(row["seconds"]), wall, run_window(row)
+    return int(row["rows_read"]), float(row["seconds"]), wall, run_window(row)
 
 
 def mysql_url(settings: Settings) -> str:
@@ -84,6 +85,7 @@ def build_duckdb_marts(db, marts) -> dict[str, int]:
 def _duckdb(settings: Settings) -> tuple[int, float, float, dict, tuple[float, float]]:
     import connectorx  # noqa: F401  imported before the clock, as Spark's session starts before its own
     import duckdb  # noqa: F401
+    import pyarrow  # noqa: F401  (connectorx imports it at its first Arrow result)
 
     from shopflow.marts.registry import all_marts
     marts = all_marts()
@@ -97,9 +99,9 @@ def _duckdb(settings: Settings) -> tuple[int, float, float, dict, tuple[float, f
 
 def measure_marts(settings: Settings, log: Path) -> dict[str, Measure]:
     rows, load_s, compute_s, mart_rows, duckdb_window = _duckdb(settings)
-    spark_s, wall, spark_window = _spark(settings, log)
+    spark_rows, spark_s, wall, spark_window = _spark(settings, log)
     return {
-        "marts_spark": Measure("marts: Spark build_marts", rows, spark_s,
+        "marts_spark": Measure("marts: Spark build_marts", spark_rows, spark_s,
                                {"wall_s": round(wall, 3), "session_and_submit_s": round(wall - spark_s, 3)},
                                window=spark_window),
         "marts_duckdb": Measure("marts: DuckDB same SQL", rows, load_s + compute_s,

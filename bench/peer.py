@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from postgresdb.models import TABLES
-from shopflow.config import Settings
+from shopflow.config import Settings, url_quoted
 
 from .common import Measure, mysql_counts
 
@@ -22,9 +22,10 @@ def measure_peer(settings: Settings) -> Measure:
     from dlt.sources.sql_database import sql_database
 
     s = settings
-    source_url = (f"postgresql+psycopg2://{s.POSTGRES_USER}:{s.POSTGRES_PASSWORD}@{s.POSTGRES_HOST}:{s.POSTGRES_PORT}"
-                  f"/{s.POSTGRES_DB}")
-    target_url = f"mysql+pymysql://{s.MYSQL_USER}:{s.MYSQL_PASSWORD}@{s.MYSQL_HOST}:{s.MYSQL_PORT}/{s.MYSQL_DATABASE}"
+    source_url = (f"postgresql+psycopg2://{url_quoted(s.POSTGRES_USER)}:{url_quoted(s.POSTGRES_PASSWORD)}@"
+                  f"{s.POSTGRES_HOST}:{s.POSTGRES_PORT}/{url_quoted(s.POSTGRES_DB)}")
+    target_url = (f"mysql+pymysql://{url_quoted(s.MYSQL_USER)}:{url_quoted(s.MYSQL_PASSWORD)}@{s.MYSQL_HOST}:"
+                  f"{s.MYSQL_PORT}/{url_quoted(s.MYSQL_DATABASE)}")
     with tempfile.TemporaryDirectory(prefix="bench-dlt-") as workdir:
         source = sql_database(credentials=source_url, schema=s.POSTGRES_SCHEMA,
                               table_names=[t.name for t in TABLES], backend="pyarrow")

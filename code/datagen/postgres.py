@@ -109,7 +109,7 @@ def _copy_table(cur, schema: str, table: Table, rows, say: Callable[[str], None]
 def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
          say: Callable[[str], None] = print) -> dict[str, int] | None:
     """Generate and COPY all tables in one transaction; returns rows per table, or None when skipped."""
-    apply_postgres_schema(settings)
+    apply_postgres_schema(settings, lock_timeout_s=LOCK_WAIT_S)  # its triggers and indexes lock out writers
     schema = settings.POSTGRES_SCHEMA
     with pg_connection(settings) as conn, conn.cursor() as cur:
         cur.execute("SET LOCAL synchronous_commit = off")
@@ -164,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         fail(PROG, f"the {settings.POSTGRES_SCHEMA} tables stayed in use for {LOCK_WAIT_S} s, so nothing was "
                    f"changed: {lock_holders(settings)}. End those sessions (or let them finish) and run it again.",
              EXIT_UNREACHABLE)
-    except psycopg2.OperationalError as exc:
-        if exc.pgcode:  # the server answered: a full disk, a cancelled statement, ... (rolled back)
+    except psycopg2.Error as exc:
+        if exc.pgcode:  # the server answered: a full disk, a table of yours referencing one of ours, ... (rolled back)
             fail(PROG, f"Postgres refused the load, nothing was changed: {str(exc).strip()}", EXIT_UNREACHABLE)
+        if not isinstance(exc, psycopg2.OperationalError):
+            raise
         fail(PROG, f"cannot reach Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT}"
                    f"/{settings.POSTGRES_DB} as {settings.POSTGRES_USER}: {str(exc).strip()}", EXIT_UNREACHABLE)
     if counts is not None:

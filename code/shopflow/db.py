@@ -74,9 +74,12 @@ def tcp_no_delay(conn) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def apply_postgres_schema(settings: Settings) -> None:
-    """Create schema `source`, the 7 tables and their change tracking (idempotent)."""
+def apply_postgres_schema(settings: Settings, lock_timeout_s: int | None = None) -> None:
+    """Create schema `source`, the 7 tables and their change tracking (idempotent). Its triggers and indexes lock
+    each table against writers; `lock_timeout_s` bounds each wait (LockNotAvailable), instead of none."""
     with pg_connection(settings) as conn, conn.cursor() as cur:
+        if lock_timeout_s is not None:
+            cur.execute("SET LOCAL lock_timeout = %s", (f"{lock_timeout_s}s",))
         # Serialize concurrent appliers (datagen and tests may race at start-up).
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('shopflow.schema'))")
         for statement in postgresdb.postgres_ddl(settings.POSTGRES_SCHEMA):

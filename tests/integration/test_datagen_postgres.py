@@ -196,13 +196,17 @@ def test_a_reset_beside_an_idle_transaction_fails_naming_it_and_changes_nothing(
     before = fingerprint(pg)
     monkeypatch.setattr(generator, "LOCK_WAIT_S", 1)
     monkeypatch.setattr(generator, "settings_or_exit", lambda prog: pg)
-    with pg_connection(pg) as idle, idle.cursor() as cur:
-        cur.execute(f"SELECT pg_backend_pid(), count(*) FROM {pg.POSTGRES_SCHEMA}.reviews")
-        pid = cur.fetchone()[0]
-        with pytest.raises(SystemExit) as exited:
-            generator.main(["--reset", "--seed", str(SEED)])
-    assert exited.value.code == 1
-    err = capsys.readouterr().err
-    assert f"the {pg.POSTGRES_SCHEMA} tables stayed in use for 1 s, so nothing was changed: session {pid} (" in err
-    assert "idle in transaction" in err and ") on reviews. End those sessions" in err, err
-    assert fingerprint(pg) == before
+    for statement in ("SELECT count(*) FROM {s}.reviews",  # a reader: the TRUNCATE waits for it
+                      "UPDATE {s}.reviews SET rating = rating WHERE review_id = 1"):  # a writer: the schema's DDL
+        with pg_connection(pg) as idle, idle.cursor() as cur:
+            cur.execute(statement.format(s=pg.POSTGRES_SCHEMA))
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchone()[0]
+            with pytest.raises(SystemExit) as exited:
+                generator.main(["--reset", "--seed", str(SEED)])
+            idle.rollback()
+        assert exited.value.code == 1
+        err = capsys.readouterr().err
+        assert f"the {pg.POSTGRES_SCHEMA} tables stayed in use for 1 s, so nothing was changed: session {pid} (" in err
+        assert "idle in transaction" in err and ") on reviews. End those sessions" in err, err
+        assert fingerprint(pg) == before

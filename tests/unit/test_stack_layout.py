@@ -68,3 +68,24 @@ def test_a_checkout_the_servers_system_users_may_not_enter_is_refused_with_the_w
         assert blocked_directory(data, "mysql") is None
         check_reachable(dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(state)), "mysql", "MariaDB")
     assert blocked_directory(Path("/work"), "no-such-user-here") is None  # the server's own tool will say so
+
+
+def test_a_symlink_is_followed_and_an_acl_is_left_to_the_server():
+    """A state directory reached through a symlink is checked where it really is; a directory with an ACL (its
+    group bits are then the ACL's mask) is not judged by its bits: `setfacl -m u:postgres:x /root` was refused."""
+    import struct
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:
+        Path(top).chmod(0o755)
+        home = Path(top) / "root-home"
+        (home / "shopflow").mkdir(parents=True)
+        home.chmod(0o700)
+        link = Path(top) / "link"
+        link.symlink_to(home / "shopflow")
+        assert blocked_directory(link / ".local", "postgres") == home
+        undefined, postgres = 0xFFFFFFFF, pwd.getpwnam("postgres").pw_uid
+        entries = [(0x01, 7, undefined), (0x02, 1, postgres), (0x04, 0, undefined), (0x10, 1, undefined),
+                   (0x20, 0, undefined)]  # user::rwx, user:postgres:--x, group::---, mask::--x, other::---
+        os.setxattr(home, "system.posix_acl_access",
+                    struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries))
+        assert blocked_directory(link / ".local", "postgres") is None

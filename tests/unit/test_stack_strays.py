@@ -183,3 +183,15 @@ def test_a_port_holder_run_by_systemd_is_named_by_its_service(tmp_path, cgroup, 
     (tmp_path / "812" / "cgroup").write_text(cgroup)
     assert health.system_unit(812, proc=tmp_path) == unit
     assert health.system_unit(813, proc=tmp_path) is None  # gone meanwhile
+
+
+@pytest.mark.parametrize("name, unit, hint", [
+    ("postgres", "postgresql@15-main.service",
+     "the system service postgresql@15-main.service: `systemctl disable --now postgresql` stops it for good"),
+    ("mariadbd", "mariadb.service", "the system service mariadb.service: `systemctl disable --now mariadb.service` "
+                                    "stops it for good"),
+    ("docker-proxy", "docker.service", None),  # compose's published port: disabling Docker is not the answer
+    ("postgres", None, None),  # started by hand
+])
+def test_only_a_database_server_run_by_systemd_gets_the_systemctl_hint(name, unit, hint):
+    assert health.service_hint(name, unit) == hint

@@ -46,7 +46,8 @@ def replication_paused(cursor, settings: Settings) -> Iterator[None]:
     name = replication_lock_name(settings)
     cursor.execute("SELECT GET_LOCK(%s, %s)", (name, REPLICATION_LOCK_TIMEOUT_S))
     if cursor.fetchone()[0] != 1:
-        raise ReplicationBusy(f"a replication run held {name!r} for over {REPLICATION_LOCK_TIMEOUT_S} s")
+        raise ReplicationBusy(f"the replication lock {name!r} was held for over {REPLICATION_LOCK_TIMEOUT_S} s (by a "
+                              "replication run, a marts build reading the replica, or a marts verify)")
     try:
         yield
     finally:

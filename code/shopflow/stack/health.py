@@ -33,9 +33,22 @@ def port_owner(port: int) -> str:
     name, pid = found.group(1), int(found.group(2))
     if checkout := _stack_checkout(pid):
         return f"{name} (pid {pid}, of the shopflow stack in {checkout})"
-    if unit := system_unit(pid):  # e.g. Debian's own postgresql or mariadb, started when `make install` added them
-        return f"{name} (pid {pid}, the system service {unit}: `systemctl disable --now {unit}` stops it for good)"
-    return f"{name} (pid {pid})"
+    hint = service_hint(name, system_unit(pid))
+    return f"{name} (pid {pid}{f', {hint}' if hint else ''})"
+
+
+def service_hint(name: str, unit: str | None) -> str | None:
+    """For a database server run by systemd (Debian's own postgresql or mariadb, started when `make install` added
+    their packages): its unit and how to stop it for good. postgresql@15-main comes back at boot through
+    postgresql.service, which starts every cluster. None for other processes (docker-proxy, sshd, ...), whose unit
+    is not the server's."""
+    if name not in DATABASE_SERVERS or unit is None:
+        return None
+    service = "postgresql" if unit.startswith("postgresql") else unit
+    return f"the system service {unit}: `systemctl disable --now {service}` stops it for good"
+
+
+DATABASE_SERVERS = ("postgres", "mariadbd", "mysqld")  # a port held by docker-proxy, sshd, ... names no service
 
 
 def system_unit(pid: int, proc: Path = Path("/proc")) -> str | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import grp
 import ipaddress
+import os
 import pwd
 import stat
 from pathlib import Path
@@ -45,16 +46,26 @@ def blocked_directory(path: Path, user: str) -> Path | None:
     except KeyError:  # not installed yet: the server's own tool says so
         return None
     groups = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    path = path.resolve()  # the directories the server really passes through, not a symlink's
     for directory in [*reversed(path.parents), path]:
         try:
             info = directory.stat()
         except FileNotFoundError:
             return None  # made later, by root, with the default 0755
+        if _has_acl(directory):  # its group bits are then the ACL's mask: not judged here
+            continue
         bit = (stat.S_IXUSR if info.st_uid == account.pw_uid else
                stat.S_IXGRP if info.st_gid in groups else stat.S_IXOTH)
         if not info.st_mode & bit:
             return directory
     return None
+
+
+def _has_acl(directory: Path) -> bool:
+    try:
+        return bool(os.getxattr(directory, "system.posix_acl_access"))
+    except OSError:  # none, or a file system without ACLs
+        return False
 
 
 def check_reachable(settings: Settings, user: str, server: str) -> None:

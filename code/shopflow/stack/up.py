@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from shlex import quote
 
 from shopflow.config import Settings, url_quoted
 from shopflow.stack import airflow_api, manager
@@ -131,7 +132,7 @@ shopflow is up.
   Kafka             {s.KAFKA_BOOTSTRAP_SERVERS}   topic {s.KAFKA_TOPIC} (an event every {s.KAFKA_EVENT_INTERVAL_SECONDS:g} s)
   Postgres          psql "{psql}"
                     JDBC {s.postgres_jdbc_url}
-  MySQL (MariaDB)   mysql -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {s.MYSQL_USER} -p{s.MYSQL_PASSWORD} {s.MYSQL_DATABASE}
+  MySQL (MariaDB)   mysql -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {quote(s.MYSQL_USER)} {quote("-p" + s.MYSQL_PASSWORD)} {quote(s.MYSQL_DATABASE)}
                     JDBC {s.mysql_jdbc_url}   read-only: {s.MARTS_READER_USER} / {s.MARTS_READER_PASSWORD}
   Status            make status        Logs  {s.state_dir / 'logs'}/
   Stop              make down

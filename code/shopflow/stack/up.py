@@ -124,6 +124,8 @@ def summary(settings: Settings) -> str:
     s = settings
     psql = (f"postgresql://{url_quoted(s.POSTGRES_USER)}:{url_quoted(s.POSTGRES_PASSWORD)}@{s.POSTGRES_HOST}:"
             f"{s.POSTGRES_PORT}/{url_quoted(s.POSTGRES_DB)}?options=-csearch_path%3D{s.POSTGRES_SCHEMA}")
+    mysql = (f"mysql -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {quote(s.MYSQL_USER)} {quote('-p' + s.MYSQL_PASSWORD)} "
+             f"{quote(s.MYSQL_DATABASE)}")
     return f"""
 shopflow is up.
   Airflow UI        http://127.0.0.1:{s.AIRFLOW_PORT}   login {s.AIRFLOW_ADMIN_USER} / {s.AIRFLOW_ADMIN_PASSWORD}
@@ -132,7 +134,7 @@ shopflow is up.
   Kafka             {s.KAFKA_BOOTSTRAP_SERVERS}   topic {s.KAFKA_TOPIC} (an event every {s.KAFKA_EVENT_INTERVAL_SECONDS:g} s)
   Postgres          psql "{psql}"
                     JDBC {s.postgres_jdbc_url}
-  MySQL (MariaDB)   mysql -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {quote(s.MYSQL_USER)} {quote("-p" + s.MYSQL_PASSWORD)} {quote(s.MYSQL_DATABASE)}
+  MySQL (MariaDB)   {mysql}
                     JDBC {s.mysql_jdbc_url}   read-only: {s.MARTS_READER_USER} / {s.MARTS_READER_PASSWORD}
   Status            make status        Logs  {s.state_dir / 'logs'}/
   Stop              make down

@@ -18,14 +18,13 @@ import pytest
 
 from shopflow.config import PROJECT_ROOT
 from shopflow.db import pg_connection
-from shopflow.stack import manager, supervisor
+from shopflow.stack import supervisor
 from shopflow.stack.bootstrap import mariadb_root
 
 pytestmark = pytest.mark.integration
 
 SCHEMA = "bench_test_source"
 PREFIX = "test_benchtest"
-BUSY_SCHEMA = "bench_busy_source"
 RATIO_KEYS = {"replication_full_vs_bound", "replication_full_vs_naive", "replication_full_vs_peer",
               "replication_incremental_vs_full", "stream_drain_vs_bound", "stream_p95_latency_s",
               "marts_spark_vs_duckdb"}
@@ -158,55 +157,6 @@ def test_prewarm_writes_the_buffer_pools_free_pages_and_leaves_nothing_dirty(mys
     assert result["pages"] == pytest.approx(before["free"], abs=50)
     assert grown >= 0.8 * (size - size // 2), (grown, before)  # the regrown half; the rest may have been written
     assert after["dirty"] <= before["dirty"] + 50, (before, after)
-
-
-def test_refuses_to_measure_while_services_it_does_not_use_run(postgres, mysql, tmp_path):
-    """The stack's other services (here the dashboard; Airflow and eventgen alike) would share the cores with the
-    measures: the bench stops before it starts anything, unless --allow-busy, and then the results name them."""
-    started = manager.ensure(mysql, ["dashboard"])
-    try:
-        command = [sys.executable, "-m", "bench.run", "--scale", "0.02", "--skip", "ours,naive,peer,marts,streaming",
-                   "--repeat", "1", "--source-schema", BUSY_SCHEMA, "--target-prefix", "test_benchbusy",
-                   "--results-dir", str(tmp_path)]
-        refused = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
-        assert refused.returncode == 1, refused.stdout + refused.stderr
-        assert "dashboard" in refused.stderr and "make down" in refused.stderr and "--allow-busy" in refused.stderr
-        assert "[bench]" not in refused.stdout and not list(tmp_path.iterdir())  # nothing measured, nothing written
-
-        allowed = subprocess.run(command + ["--allow-busy"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                                 timeout=300)
-        assert allowed.returncode == 0, allowed.stdout[-3000:] + allowed.stderr[-3000:]
-        result = json.loads((tmp_path / "latest.json").read_text())
-        assert "dashboard" in result["machine"]["other_services_running"]
-        assert any("--allow-busy" in note and "dashboard" in note for note in result["notes"]), result["notes"]
-        assert any(m["name"].startswith("bound") for m in result["measures"])  # and it did measure
-    finally:
-        manager.stop(mysql, started)
-        with pg_connection(mysql) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP SCHEMA IF EXISTS {BUSY_SCHEMA} CASCADE")
-
-
-def test_refuses_to_measure_beside_a_job_run_by_hand(tmp_path):
-    """`make stream` holds cluster cores and writes to Postgres all the time: the bench names it and stops."""
-    title = ".venv/bin/python -m shopflow.jobs.stream_users --continuous"
-    job = subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 300'], cwd=PROJECT_ROOT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while not Path(f"/proc/{job.pid}/cmdline").read_bytes().replace(b"\0", b" ").startswith(title.encode()):
-            assert time.monotonic() < deadline, "the fake job never retitled itself"
-            time.sleep(0.05)
-        # a scratch source and targets, should the refusal ever fail: the bench's defaults would regenerate
-        # bench_source at scale 60
-        refused = subprocess.run([sys.executable, "-m", "bench.run", "--skip", "ours,naive,peer,marts,streaming",
-                                  "--scale", "0.02", "--source-schema", BUSY_SCHEMA, "--target-prefix",
-                                  "test_benchbusy", "--results-dir", str(tmp_path)],
-                                 cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
-    finally:
-        job.kill()
-        job.wait(timeout=10)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert f"(pid {job.pid})" in refused.stderr and "shopflow.jobs.stream_users" in refused.stderr, refused.stderr
-    assert not list(tmp_path.iterdir())
 
 
 def _children_with(parent: int, needle: bytes) -> list[int]:

@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from shopflow.config import PROJECT_ROOT, Settings, url_quoted
+from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.db import mysql_connection
 
 from .common import Measure, run_window, spark_submit
@@ -49,11 +49,6 @@ def _spark(settings: Settings, log: Path) -> tuple[int, float, float, tuple[floa
     return int(row["rows_read"]), float(row["seconds"]), wall, run_window(row)
 
 
-def mysql_url(settings: Settings) -> str:
-    return (f"mysql://{url_quoted(settings.MYSQL_USER)}:{url_quoted(settings.MYSQL_PASSWORD)}@{settings.MYSQL_HOST}:"
-            f"{settings.MYSQL_PORT}/{url_quoted(settings.MYSQL_DATABASE)}")
-
-
 def load_duckdb(settings: Settings, marts) -> tuple:
     """A DuckDB database holding the replica columns the marts read (with each table's key); returns it and the rows
     read."""
@@ -62,7 +57,7 @@ def load_duckdb(settings: Settings, marts) -> tuple:
 
     from postgresdb.models import TABLES_BY_NAME
     from shopflow.marts.registry import replica_columns
-    db, rows, url = duckdb.connect(), 0, mysql_url(settings)
+    db, rows, url = duckdb.connect(), 0, settings.mysql_url()
     for table, columns in replica_columns(marts).items():
         key = TABLES_BY_NAME[table].primary_key  # the reference SQL counts keys (Spark counts rows)
         columns = columns if key in columns else (key, *columns)

@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from postgresdb.models import TABLES
-from shopflow.config import Settings, url_quoted
+from shopflow.config import Settings
 
 from .common import Measure, mysql_counts
 
@@ -22,10 +22,7 @@ def measure_peer(settings: Settings) -> Measure:
     from dlt.sources.sql_database import sql_database
 
     s = settings
-    source_url = (f"postgresql+psycopg2://{url_quoted(s.POSTGRES_USER)}:{url_quoted(s.POSTGRES_PASSWORD)}@"
-                  f"{s.POSTGRES_HOST}:{s.POSTGRES_PORT}/{url_quoted(s.POSTGRES_DB)}")
-    target_url = (f"mysql+pymysql://{url_quoted(s.MYSQL_USER)}:{url_quoted(s.MYSQL_PASSWORD)}@{s.MYSQL_HOST}:"
-                  f"{s.MYSQL_PORT}/{url_quoted(s.MYSQL_DATABASE)}")
+    source_url, target_url = s.postgres_url("postgresql+psycopg2"), s.mysql_url("mysql+pymysql")
     with tempfile.TemporaryDirectory(prefix="bench-dlt-") as workdir:
         source = sql_database(credentials=source_url, schema=s.POSTGRES_SCHEMA,
                               table_names=[t.name for t in TABLES], backend="pyarrow")

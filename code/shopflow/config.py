@@ -164,6 +164,14 @@ class Settings:
                  "user": self.POSTGRES_USER, "password": self.POSTGRES_PASSWORD}
         return " ".join(f"{key}={libpq_quoted(value)}" for key, value in parts.items())
 
+    def postgres_url(self, scheme: str = "postgresql") -> str:
+        return database_url(scheme, self.POSTGRES_USER, self.POSTGRES_PASSWORD, self.POSTGRES_HOST, self.POSTGRES_PORT,
+                            self.POSTGRES_DB)
+
+    def mysql_url(self, scheme: str = "mysql") -> str:
+        return database_url(scheme, self.MYSQL_USER, self.MYSQL_PASSWORD, self.MYSQL_HOST, self.MYSQL_PORT,
+                            self.MYSQL_DATABASE)
+
     @property
     def postgres_jdbc_url(self) -> str:
         return (f"jdbc:postgresql://{self.POSTGRES_HOST}:{self.POSTGRES_PORT}/{self.POSTGRES_DB}"
@@ -185,9 +193,11 @@ def libpq_quoted(value) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def url_quoted(value) -> str:
-    """A user, password or database name inside a URL (`@`, `:`, `/`, `%` and the rest percent-encoded)."""
-    return urllib.parse.quote(str(value), safe="")
+def database_url(scheme: str, user: str, password: str, host: str, port: int, database: str) -> str:
+    """`scheme://user:password@host:port/database`, the user, password and database percent-encoded (`@`, `:`, `/`,
+    `%` and the rest)."""
+    user, password, database = (urllib.parse.quote(str(value), safe="") for value in (user, password, database))
+    return f"{scheme}://{user}:{password}@{host}:{port}/{database}"
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from test_marts_replica import execute, scratch_replica
 
-from bench.marts import build_duckdb_marts, load_duckdb, mysql_url
+from bench.marts import build_duckdb_marts, load_duckdb
 from shopflow import db
 from shopflow.marts.registry import all_marts, replica_columns
 from shopflow.marts.verify import reference_rows
@@ -46,6 +46,6 @@ def test_the_mysql_url_quotes_what_a_url_would_misread(mysql):
                         f"GRANT SELECT ON `{mysql.MYSQL_DATABASE}`.* TO '{user}'@'%';")
     try:
         settings = dataclasses.replace(mysql, MYSQL_USER=user, MYSQL_PASSWORD="p@ss:w/rd#1")
-        assert connectorx.read_sql(mysql_url(settings), "SELECT 1 AS one", return_type="arrow").num_rows == 1
+        assert connectorx.read_sql(settings.mysql_url(), "SELECT 1 AS one", return_type="arrow").num_rows == 1
     finally:
         mariadb_root(mysql, f"DROP USER IF EXISTS '{user}'@'%';")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from shopflow.config import PROJECT_ROOT, Settings, url_quoted
+from shopflow.config import PROJECT_ROOT, Settings, database_url
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -104,8 +104,8 @@ def base_env(settings: Settings) -> dict[str, str]:
 def airflow_env(settings: Settings) -> dict[str, str]:
     home = settings.state_dir / "airflow"
     master_host, master_port = spark_master_host_port(settings)
-    db = (f"postgresql+psycopg2://{url_quoted(settings.AIRFLOW_DB_USER)}:{url_quoted(settings.AIRFLOW_DB_PASSWORD)}"
-          f"@{settings.POSTGRES_HOST}:{settings.POSTGRES_PORT}/{url_quoted(settings.AIRFLOW_DB)}")
+    db = database_url("postgresql+psycopg2", settings.AIRFLOW_DB_USER, settings.AIRFLOW_DB_PASSWORD,
+                      settings.POSTGRES_HOST, settings.POSTGRES_PORT, settings.AIRFLOW_DB)
     api = f"http://127.0.0.1:{settings.AIRFLOW_PORT}"
     return base_env(settings) | {
         "AIRFLOW_HOME": str(home),

@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timezone
 from shlex import quote
 
-from shopflow.config import Settings, url_quoted
+from shopflow.config import Settings
 from shopflow.stack import airflow_api, manager
 from shopflow.stack.lock import one_at_a_time
 from shopflow.stack.manager import step
@@ -122,8 +122,7 @@ def _run_dags(settings: Settings) -> None:
 
 def summary(settings: Settings) -> str:
     s = settings
-    psql = (f"postgresql://{url_quoted(s.POSTGRES_USER)}:{url_quoted(s.POSTGRES_PASSWORD)}@{s.POSTGRES_HOST}:"
-            f"{s.POSTGRES_PORT}/{url_quoted(s.POSTGRES_DB)}?options=-csearch_path%3D{s.POSTGRES_SCHEMA}")
+    psql = f"{s.postgres_url()}?options=-csearch_path%3D{s.POSTGRES_SCHEMA}"
     mysql = (f"mysql -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {quote(s.MYSQL_USER)} {quote('-p' + s.MYSQL_PASSWORD)} "
              f"{quote(s.MYSQL_DATABASE)}")
     return f"""

@@ -73,9 +73,9 @@ def test_incremental_runs_hash_only_changed_rows_and_keep_the_last_whole_checksu
     assert written(second) == {"users": (1, 2, 0), "orders": (0, 1, 0), "reviews": (0, 0, 1),
                                "loyalty_points": (0, 0, 2)}
     assert [second[name].checksum.rows for name in ("users", "orders", "reviews")] == [3, 1, 0]  # changed rows
-    # read ahead of phase B: the replica counted after the merges, before phase B's own deletes
-    assert [(second[n].replica_rows.result(), second[n].deleted_now) for n in ("users", "reviews", "loyalty_points")] \
-        == [(4, 0), (3, 1), (2, 2)]
+    # read ahead of phase B: the replica counted before the run changed it; phase B adds the inserts, minus deletes
+    assert [(second[n].replica_rows.result(), second[n].inserted, second[n].deleted)
+            for n in ("users", "reviews", "loyalty_points")] == [(3, 1, 0), (3, 0, 1), (2, 0, 2)]
     assert second["orders"].source_side.result() == (second["orders"].checksum, 2)
     assert_replica_equals_source(scratch)
     rows_now = {t.name: len(source_rows(scratch, t)) for t in TABLES}
@@ -112,6 +112,24 @@ def test_between_whole_verifications_counts_still_catch_a_lost_row(spark, scratc
         replicate(spark, scratch)
     healed = replicate(spark, scratch)
     assert healed["loyalty_points"].plan.mode == "full" and written(healed) == {"loyalty_points": (1, 0, 0)}
+    assert_replica_equals_source(scratch)
+
+
+def test_a_lost_row_is_caught_in_a_run_that_also_inserts_updates_and_deletes(spark, scratch):
+    """The replica is counted before the run's merges: the run's own inserts and deletes must not hide a row lost
+    before it, nor count as lost."""
+    seed(scratch)
+    replicate(spark, scratch)
+    _replicate_until_nothing_to_read(spark, scratch, "users", "reviews")
+    with db.mysql_connection(scratch) as conn:
+        conn.cursor().execute("DELETE FROM users WHERE user_id = 3")
+    pg(scratch, "INSERT INTO {s}.users VALUES (9, 'New', 'User', 'new@example.com', NULL, now(), 'Gold')",
+       "UPDATE {s}.users SET loyalty_status = 'Silver' WHERE user_id = 1", "DELETE FROM {s}.reviews WHERE review_id = 3",
+       "INSERT INTO {s}.reviews VALUES (4, 1, 2, 2, NULL, now())")
+    with pytest.raises(ReplicationError, match="reconcile failed for users: rows source=4 replica=3"):
+        replicate(spark, scratch)
+    healed = replicate(spark, scratch)
+    assert healed["users"].plan.mode == "full" and healed["reviews"].plan.mode == "incremental"
     assert_replica_equals_source(scratch)
 
 

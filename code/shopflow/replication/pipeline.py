@@ -214,7 +214,6 @@ def _upsert_all(spark, settings: Settings, source: SourceSnapshot, replica: Repl
                 result.started_at = utc_now()
             _timed(settings, result, lambda: apply(spark, source, replica, result))
             step_done("upsert", result.name)
-        ahead.count_replica()
     except BaseException:
         for result in reversed([r for r in results if r.direct and not r.reconciled]):
             replica.clear(result.plan.table)

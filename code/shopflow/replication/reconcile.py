@@ -35,19 +35,31 @@ def _at_once(on_source: Callable, on_replica: Callable) -> tuple:
 
 
 class ReadAhead:
-    """The changed-rows verification's reads that need not wait for phase B, done beside phase A's merges, when
-    the run's connections are otherwise idle (one MariaDB connection merges, Postgres has nothing to do): for each
-    table phase B will verify by its changed rows, in phase B's order, the snapshot side (the changed rows' checksum
-    and the row count) on the snapshot connection once the copy is done, and the replica's row count on a
-    connection of its own once the merges are committed (phase B subtracts the rows it then deletes itself). The
-    row counts are O(table): order_details' take 60-85 ms on each side. Measured (bench data, 1 % changed): phase B
-    0.11 s instead of 0.17-0.20 s, the incremental run 0.37-0.48 s instead of 0.42-0.53 s (eleven alternating
-    pairs)."""
+    """The changed-rows verification's reads that need not wait for phase B, done while the run's connections are
+    otherwise idle, for each table phase B will verify by its changed rows, in phase B's order:
+    - the replica's row count before any of the run's changes, on a connection of its own from the run's start
+      (during the copy, when MariaDB only loads the stages). Phase B adds the rows the merge inserted and subtracts
+      those the run deleted (`_verify_changed`);
+    - the snapshot side (the changed rows' checksum and the row count) on the snapshot connection once the copy is
+      done, beside phase A's merges.
+    The row counts are O(table): order_details' take 60-85 ms on each side. Measured (bench data, 1 % changed),
+    counting the replica at the run's start instead of after the merges: phase B 0.07 s instead of 0.14 s, the
+    incremental run 0.49-0.53 s instead of 0.53-0.57 s (ten alternating pairs, README.md "Reconcile")."""
 
     def __init__(self, settings: Settings, source: SourceSnapshot, results: list[TableResult]):
         self.settings, self.source = settings, source
         self.tables = [r for r in reversed(results) if not r.verify_all]  # phase B's order
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="read-ahead")
+        for result in self.tables:
+            result.replica_rows = Future()
+
+        def counts() -> None:
+            with mysql_connection(self.settings, autocommit=True) as conn:
+                replica = Replica(self.settings, conn)
+                for result in self.tables:
+                    result.replica_rows.set_result(replica.count(result.plan.table))
+        if self.tables:
+            self._pool.submit(self._settle, "replica_rows", counts)
 
     def read_source(self) -> None:
         """The keys to delete (quick), then the snapshot sides in the background."""
@@ -60,17 +72,6 @@ class ReadAhead:
                 result.source_side.set_result((self.source.checksum(result.plan.table, result.plan),
                                                self.source.count(result.plan.table)))
         self._pool.submit(self._settle, "source_side", sides)
-
-    def count_replica(self) -> None:
-        for result in self.tables:
-            result.replica_rows = Future()
-
-        def counts() -> None:
-            with mysql_connection(self.settings, autocommit=True) as conn:
-                replica = Replica(self.settings, conn)
-                for result in self.tables:
-                    result.replica_rows.set_result(replica.count(result.plan.table))
-        self._pool.submit(self._settle, "replica_rows", counts)
 
     def _settle(self, name: str, fill: Callable[[], None]) -> None:
         """Runs `fill`; if it fails, every table whose future it had not set yet gets the error (none waits)."""
@@ -112,10 +113,12 @@ def _verify_whole(source: SourceSnapshot, replica: Replica, result: TableResult)
 
 def _verify_changed(replica: Replica, result: TableResult) -> tuple[Checksum, int]:
     """The changed rows' checksum and the table's row count, both equal on both sides (the snapshot side and the
-    replica's count read ahead: `ReadAhead`)."""
+    replica's count read ahead: `ReadAhead`). The replica was counted before the run changed it: the rows with keys
+    outside the stage are untouched but for the run's deletes, and the changed-rows checksum proves the staged keys
+    all present, so the count now is the count then plus the staged keys the merge inserted, minus the deletes."""
     replica_changed = replica.staged_keys_checksum(result.plan.table) if result.rows_read else EMPTY
     source_changed, source_rows = result.source_side.result()
-    replica_rows = result.replica_rows.result() - result.deleted_now  # counted before this phase's own deletes
+    replica_rows = result.replica_rows.result() + result.inserted - result.deleted
     if source_changed != replica_changed:
         _fail(replica, result, f"changed rows: {source_changed.difference(replica_changed)}")
     if source_rows != replica_rows:
@@ -132,8 +135,7 @@ def delete_and_reconcile(source: SourceSnapshot, replica: Replica, result: Table
     else:
         if result.deleted_keys is None:
             result.deleted_keys = source.deleted_keys(plan)
-        result.deleted_now = replica.delete_keys(table, result.deleted_keys)
-        result.deleted += result.deleted_now
+        result.deleted += replica.delete_keys(table, result.deleted_keys)
     if result.verify_all:
         result.checksum = _verify_whole(source, replica, result)
         rows, stored, verified_at = result.checksum.rows, result.checksum, utc_now()

@@ -69,8 +69,7 @@ class TableResult:
     deleted_keys: list[int] | None = None
     source_checksum: Checksum | None = None  # the whole source table's, when hashed ahead (see pipeline.py)
     source_side: Future | None = None  # (changed rows' checksum, row count) in the snapshot (reconcile.ReadAhead)
-    replica_rows: Future | None = None  # the replica's row count after the merges (reconcile.ReadAhead)
-    deleted_now: int = 0  # rows phase B deleted (after `replica_rows` was counted)
+    replica_rows: Future | None = None  # the replica's row count before the run changed it (reconcile.ReadAhead)
     reconciled: bool = False  # phase B done and committed (early for a table loaded while a bigger one still loads)
 
     @property

@@ -43,8 +43,8 @@ class ReadAhead:
     - the snapshot side (the changed rows' checksum and the row count) on the snapshot connection once the copy is
       done, beside phase A's merges.
     The row counts are O(table): order_details' take 60-85 ms on each side. Measured (bench data, 1 % changed),
-    counting the replica at the run's start instead of after the merges: phase B 0.07 s instead of 0.14 s, the
-    incremental run 0.49-0.53 s instead of 0.53-0.57 s (ten alternating pairs, README.md "Reconcile")."""
+    counting the replica at the run's start instead of after the merges: phase B 0.07 s instead of 0.14 s, the copy
+    0.04 s slower; the incremental run 0.48-0.56 s instead of 0.50-0.58 s (five alternating pairs; bench/NOTES.md)."""
 
     def __init__(self, settings: Settings, source: SourceSnapshot, results: list[TableResult]):
         self.settings, self.source = settings, source

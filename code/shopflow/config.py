@@ -25,7 +25,7 @@ class Settings:
     POSTGRES_DB: str = v.setting(v.identifier, "postgres_db")
     POSTGRES_USER: str = v.setting(v.identifier, "db_user")
     POSTGRES_PASSWORD: str = v.setting(v.text, "qwerty")
-    POSTGRES_SCHEMA: str = v.setting(v.identifier, "source")
+    POSTGRES_SCHEMA: str = v.setting(v.pg_schema, "source")
     MYSQL_HOST: str = v.setting(v.text, "127.0.0.1")
     MYSQL_PORT: int = v.setting(v.port, 3306)
     MYSQL_DATABASE: str = v.setting(v.identifier, "mysql_db")

@@ -122,6 +122,30 @@ def identifier(key: str, raw: str) -> str:
     return raw
 
 
+# Postgres 15's reserved keywords and those that cannot name a type or function (pg_get_keywords(), catcode R and T):
+# neither can name a schema unquoted, and our SQL does not quote it.
+PG_RESERVED = frozenset("""all analyse analyze and any array as asc asymmetric authorization binary both case cast check
+collate collation column concurrently constraint create cross current_catalog current_date current_role current_schema
+current_time current_timestamp current_user default deferrable desc distinct do else end except false fetch for
+foreign freeze from full grant group having ilike in initially inner intersect into is isnull join lateral leading
+left like limit localtime localtimestamp natural not notnull null offset on only or order outer overlaps placing
+primary references returning right select session_user similar some symmetric table tablesample then to trailing
+true union unique user using variadic verbose when where window with""".split())
+
+
+def pg_schema(key: str, raw: str) -> str:
+    """A schema name our unquoted SQL can use as it is: Postgres folds an unquoted name to lower case (while the
+    catalog lookups compare it as given), and a reserved word fails at the first statement."""
+    identifier(key, raw)
+    if raw != raw.lower():
+        raise SettingsError(f"{key}={raw!r}: expected lower case (Postgres folds unquoted names to lower case): "
+                            f"{raw.lower()!r}")
+    if raw in PG_RESERVED:
+        raise SettingsError(f"{key}={raw!r}: a reserved word in Postgres, which cannot name a schema unquoted; "
+                            f"pick another name (e.g. {raw}_data)")
+    return raw
+
+
 def memory(key: str, raw: str) -> str:
     if not re.fullmatch(r"\d+[kmgKMG]", raw):
         raise SettingsError(f"{key}={raw!r}: expected a size like 512m or 1g")

@@ -122,3 +122,15 @@ def test_mysql_connections_do_not_hold_back_small_writes(mysql, tmp_path):
         cur.execute(f"LOAD DATA LOCAL INFILE '{rows}' INTO TABLE small_load FIELDS TERMINATED BY ','")
         cur.execute("SELECT k, v FROM small_load ORDER BY k")
         assert cur.fetchall() == [(1, "a"), (2, "b")]
+
+
+def test_the_reserved_schema_names_refused_are_the_servers(postgres):
+    """config_values.PG_RESERVED is Postgres' own list of the words that cannot name a schema unquoted."""
+    from shopflow.config_values import PG_RESERVED
+    with db.pg_connection(postgres) as conn, conn.cursor() as cur:
+        cur.execute("SELECT word FROM pg_get_keywords() WHERE catcode IN ('R', 'T')")
+        assert {word for (word,) in cur.fetchall()} == PG_RESERVED
+        cur.execute("SAVEPOINT before")
+        with pytest.raises(psycopg2.errors.SyntaxError):
+            cur.execute("CREATE SCHEMA user")  # what a POSTGRES_SCHEMA=user met at the first DDL
+        cur.execute("ROLLBACK TO SAVEPOINT before")

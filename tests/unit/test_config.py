@@ -53,6 +53,8 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("AIRFLOW_PARALLELISM", "-2", "AIRFLOW_PARALLELISM='-2': must not be negative"),
     ("KAFKA_EVENT_INTERVAL_SECONDS", "0", "KAFKA_EVENT_INTERVAL_SECONDS='0': must be greater than 0"),
     ("POSTGRES_SCHEMA", "source; drop", "POSTGRES_SCHEMA='source; drop': expected a plain SQL identifier"),
+    ("POSTGRES_SCHEMA", "user", "POSTGRES_SCHEMA='user': a reserved word in Postgres"),  # failed at the first DDL
+    ("POSTGRES_SCHEMA", "Source", "POSTGRES_SCHEMA='Source': expected lower case"),
     ("SPARK_MASTER_URL", "http://x", "SPARK_MASTER_URL='http://x'"),
     ("STREAMING_TRIGGER_SECONDS", "nan", "STREAMING_TRIGGER_SECONDS='nan': expected a finite number"),  # it passed
     ("KAFKA_EVENT_INTERVAL_SECONDS", "inf", "KAFKA_EVENT_INTERVAL_SECONDS='inf': expected a finite number"),

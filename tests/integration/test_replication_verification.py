@@ -4,6 +4,7 @@ catches. The block checksums themselves: test_replication_checksums.py."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 from replication_support import (assert_replica_equals_source, pg, replica_query, replica_rows,  # noqa: F401
@@ -130,6 +131,27 @@ def test_a_lost_row_is_caught_in_a_run_that_also_inserts_updates_and_deletes(spa
         replicate(spark, scratch)
     healed = replicate(spark, scratch)
     assert healed["users"].plan.mode == "full" and healed["reviews"].plan.mode == "incremental"
+    assert_replica_equals_source(scratch)
+
+
+def test_a_late_count_of_the_replica_still_sees_it_before_the_runs_changes(spark, scratch, monkeypatch):
+    """The replica's counts are read beside the copy: a table's merge waits for its count, and phase B's deletes
+    are not seen by a count still running (they commit after the check)."""
+    seed(scratch)
+    replicate(spark, scratch)
+    _replicate_until_nothing_to_read(spark, scratch, "users", "loyalty_points")
+    # users: merged first, counted first; loyalty_points: nothing to merge, deleted first in phase B, counted last
+    pg(scratch, "INSERT INTO {s}.users VALUES (9, 'New', 'User', 'new@example.com', NULL, now(), 'Gold')",
+       "DELETE FROM {s}.loyalty_points WHERE loyalty_id = 2")
+    count = Replica.count
+
+    def late_count(self, table):
+        time.sleep(0.5)  # later than the merges of a few rows
+        return count(self, table)
+    monkeypatch.setattr(Replica, "count", late_count)
+    run = replicate(spark, scratch)
+    assert (run["users"].replica_rows.result(), run["loyalty_points"].replica_rows.result()) == (3, 2)
+    assert written(run) == {"users": (1, 0, 0), "loyalty_points": (0, 0, 1)}
     assert_replica_equals_source(scratch)
 
 

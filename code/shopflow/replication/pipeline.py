@@ -83,6 +83,7 @@ def _merge_stage(replica: Replica, result: TableResult) -> None:
     staged = replica.stage_rows(table)
     if staged != result.rows_read:
         raise ReplicationError(f"{table.name}: staged {staged} rows of {result.rows_read} read")
+    reconcile.counted_before_changes(result)
     counts = replica.upsert(table, staged)
     result.inserted, result.updated, result.unchanged = counts.inserted, counts.updated, counts.unchanged
     result.deleted, result.moved = counts.deleted, counts.moved

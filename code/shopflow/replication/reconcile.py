@@ -36,12 +36,13 @@ def _at_once(on_source: Callable, on_replica: Callable) -> tuple:
 
 class ReadAhead:
     """The changed-rows verification's reads that need not wait for phase B, done while the run's connections are
-    otherwise idle, for each table phase B will verify by its changed rows, in phase B's order:
+    otherwise idle, for each table phase B will verify by its changed rows:
     - the replica's row count before any of the run's changes, on a connection of its own from the run's start
-      (during the copy, when MariaDB only loads the stages). Phase B adds the rows the merge inserted and subtracts
-      those the run deleted (`_verify_changed`);
+      (during the copy, when MariaDB only loads the stages), in merge order; a table's merge waits for its count
+      (`counted_before_changes`). Phase B adds the rows the merge inserted and subtracts those the run
+      deleted (`_verify_changed`);
     - the snapshot side (the changed rows' checksum and the row count) on the snapshot connection once the copy is
-      done, beside phase A's merges.
+      done, beside phase A's merges, in phase B's order.
     The row counts are O(table): order_details' take 60-85 ms on each side. Measured (bench data, 1 % changed),
     counting the replica at the run's start instead of after the merges: phase B 0.07 s instead of 0.14 s, the copy
     0.04 s slower; the incremental run 0.48-0.56 s instead of 0.50-0.58 s (five alternating pairs; bench/NOTES.md)."""
@@ -56,7 +57,7 @@ class ReadAhead:
         def counts() -> None:
             with mysql_connection(self.settings, autocommit=True) as conn:
                 replica = Replica(self.settings, conn)
-                for result in self.tables:
+                for result in reversed(self.tables):  # merge order
                     result.replica_rows.set_result(replica.count(result.plan.table))
         if self.tables:
             self._pool.submit(self._settle, "replica_rows", counts)
@@ -87,6 +88,13 @@ class ReadAhead:
 
     def __exit__(self, *exc) -> None:
         self._pool.shutdown(wait=True)  # before the snapshot connection closes
+
+
+def counted_before_changes(result: TableResult) -> None:
+    """Waits for `ReadAhead`'s count of the table, which must see the replica before its merge commits:
+    `_verify_changed` adds the run's changes to it. Phase B's deletes need no wait: they commit after the check."""
+    if result.replica_rows is not None:
+        result.replica_rows.result()
 
 
 def _fail(replica: Replica, result: TableResult, difference: str) -> None:

@@ -123,6 +123,38 @@ def test_a_batch_interrupted_by_a_stop_is_recorded_as_stopped_and_applied_by_the
     assert_exact(stream_case, events, expected_users, malformed)
 
 
+# A session start that takes long (executors slow to register): the test signals while it sleeps in the warm-up.
+SLOW_START = """
+import sys, time
+from shopflow.jobs import session
+def slow_warm_up(*args, **kwargs):
+    open(sys.argv[1], "w").close()
+    time.sleep(15)
+session.warm_up = slow_warm_up
+from shopflow.jobs.stream_users import main
+sys.exit(main(["--master", "local[1]", "--continuous", "--trigger-seconds", "1"]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_while_the_session_starts_ends_without_a_traceback_or_a_query(stream_case, tmp_path, signum):
+    """Ctrl-C: the SparkContext's own SIGINT handler raised KeyboardInterrupt out of the session's start, a traceback
+    and exit code 1. `kill`: the query started anyway once the session was up, and ran its first batch."""
+    log_path, warming = tmp_path / "job.log", tmp_path / "warming"
+    job = start_job(stream_case, log_path, code=SLOW_START.replace("sys.argv[1]", repr(str(warming))))
+    try:
+        wait_for(warming.exists, 300, "the session's warm-up", job)
+        if signum == signal.SIGINT:  # Ctrl-C: the terminal signals the whole foreground process group
+            os.killpg(job.pid, signum)
+        else:
+            job.send_signal(signum)
+        assert job.wait(timeout=120) == 0, log_path.read_text()[-3000:]
+    finally:
+        kill(job)
+    log = log_path.read_text()
+    assert "stopped" in log and "Traceback" not in log and "users stream (" not in log, log[-3000:]
+
+
 @pytest.mark.parametrize("restarted", [False, True], ids=["stopped", "restarted empty"])
 def test_a_broker_that_goes_away_ends_the_query_with_one_clear_line(postgres, mysql, tmp_path, restarted):
     """The broker stops under a running `make stream`: the job ends with exit code 2 and one line naming the broker,

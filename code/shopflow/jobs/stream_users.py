@@ -135,13 +135,24 @@ def _gone(failed: str, settings) -> Exception | None:
     return None
 
 
+def _stop_started_session() -> None:
+    from pyspark import SparkContext
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+
+
 def _run(args: argparse.Namespace, settings, mode: str, stop: threading.Event) -> None:
     # Spark's Python workers (the data source runner, executors) must import shopflow: use this interpreter.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = build_session("shopflow-stream_users", settings, master=args.master,
-                          warm_modules=("shopflow.streaming.kafka_source", "shopflow.streaming.events"),
-                          arrow_workers=True, streaming=True, cores=settings.SPARK_STREAMING_CORES,
-                          executor_cores=settings.SPARK_STREAMING_CORES)
+    try:
+        spark = build_session("shopflow-stream_users", settings, master=args.master,
+                              warm_modules=("shopflow.streaming.kafka_source", "shopflow.streaming.events"),
+                              arrow_workers=True, streaming=True, cores=settings.SPARK_STREAMING_CORES,
+                              executor_cores=settings.SPARK_STREAMING_CORES)
+    except KeyboardInterrupt:  # Ctrl-C while the session started: PySpark's own SIGINT handler raised it
+        _stop_started_session()
+        stop.set()
+        return
     _stop_on_signals(stop)  # again: creating the SparkContext replaced the SIGINT handler with PySpark's own
     try:
         query.run(spark, settings, mode, stop.is_set)

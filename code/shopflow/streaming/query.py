@@ -145,8 +145,8 @@ def run(spark: SparkSession, settings: Settings, mode: str = AVAILABLE_NOW,
     while not partitions and mode == CONTINUOUS and not stop_requested():
         log.info("waiting for topic %s to be created", settings.KAFKA_TOPIC)
         partitions = topic_partitions(settings, timeout_s=30)
-    if not partitions:
-        if not stop_requested():
+    if not partitions or stop_requested():  # a stop that came while the session started: no query
+        if not partitions and not stop_requested():
             log.warning("topic %s does not exist yet: nothing to stream", settings.KAFKA_TOPIC)
         return False
     stopping = threading.Event()  # set just before query.stop(), which interrupts a batch still in flight

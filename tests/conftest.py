@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import pytest
@@ -29,6 +30,16 @@ def _ensure(settings, *groups):
         _DAEMON_WAS_RUNNING.append(supervisor.is_running(settings))
     _STARTED.extend(manager.ensure(settings, groups))
     return settings
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_sessionstart(session):
+    # `kill` or a CI timeout (SIGTERM) ends the session like Ctrl-C, through pytest_sessionfinish: supervisord runs in
+    # a session of its own, so a signal to the tests' processes does not reach it, and it kept the stack running
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_sessionfinish(session, exitstatus):

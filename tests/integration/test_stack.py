@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shopflow.stack import drift, health, manager
-from shopflow.stack.services import VENV_BIN, base_env
+from shopflow.stack import drift, health, manager, supervisor
+from shopflow.stack.services import VENV_BIN, Service, base_env
 
 
 def test_taken_port_fails_with_the_service_and_port_named(settings, tmp_path):
@@ -139,3 +139,32 @@ def test_an_interrupted_first_mariadb_init_is_done_again(settings, request):
     (state.state_dir / "mariadb" / "shop").mkdir()  # a database: a server ran on it, whatever the marker says
     assert bootstrap.init_mariadb(state) is False
     assert (state.state_dir / "mariadb" / "shop").is_dir() and (partial / "user.frm").exists()
+
+
+def test_a_service_that_exits_at_once_is_reported_with_its_log(settings, tmp_path):
+    """A server that exits within supervisord's startsecs (a FATAL at start) was reported as `… failed to start
+    (SPAWN_ERROR: …)` alone: the tail of its log was printed only for slower deaths."""
+    scratch = dataclasses.replace(settings, LOCAL_STATE_DIR=str(tmp_path / "state"))
+    service = Service("quick-exit", ["/bin/sh", "-c", "echo 'FATAL:  the reason it gave' >&2; exit 1"], (), "test")
+    supervisor.start_daemon(scratch, [service])
+    try:
+        with pytest.raises(RuntimeError) as error:
+            supervisor.start(scratch, "quick-exit")
+    finally:
+        supervisor.shutdown(scratch)
+    assert "quick-exit failed to start (SPAWN_ERROR" in str(error.value)  # supervisord's word for it
+    assert str(error.value).endswith("quick-exit.log ---\nFATAL:  the reason it gave")
+
+
+def test_a_spark_master_whose_port_was_taken_fails_instead_of_moving(settings, tmp_path):
+    """A port taken between the stack's port check and the master's start (another checkout starting at the same
+    time): the master moved to the next port, and the workers, given the configured one, joined the other master."""
+    master = next(s for s in manager.all_services(settings) if s.name == "spark-master")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [*master.command[:master.command.index("--port") + 1], str(port), "--webui-port", "0"]
+        result = subprocess.run(command, env=os.environ | master.env | {"SPARK_LOG_DIR": str(tmp_path)},
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "failed after 0 retries" in result.stdout + result.stderr

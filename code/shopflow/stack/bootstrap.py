@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,7 +40,7 @@ def init_postgres(settings: Settings) -> bool:
     initdb = [str(pg_bin_dir() / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
               "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256"]
     # initdb refuses to run as root (PLATFORM.md): run it as the postgres system user.
-    _run(["su", "postgres", "-s", "/bin/sh", "-c", " ".join(initdb)],
+    _run(["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(initdb)],
          settings.state_dir / "logs" / "postgres-init.log", "initdb")
     return True
 

@@ -177,11 +177,16 @@ def worker_options(settings: Settings) -> dict[str, str]:
 def _spark(settings: Settings) -> list[Service]:
     host, port = spark_master_host_port(settings)
     spark_class = str(VENV_BIN / "spark-class")
-    env = base_env(settings) | {"SPARK_LOG_DIR": str(settings.state_dir / "spark" / "logs")}
+    # spark.port.maxRetries=0: a master or worker whose port was taken after the stack's port check (another
+    # checkout starting at the same time) fails, instead of moving to the next port, where the workers would then
+    # register with the other checkout's master on the configured one. The master's REST submission server (port
+    # 6066, unused: jobs are submitted in client mode) is off, so a second stack on other ports does not fail on it.
+    env = base_env(settings) | {"SPARK_LOG_DIR": str(settings.state_dir / "spark" / "logs"),
+                                "SPARK_DAEMON_JAVA_OPTS": "-Dspark.port.maxRetries=0"}
     services = [Service("spark-master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", host,
                                          "--port", str(port), "--webui-port", str(settings.SPARK_MASTER_UI_PORT)],
                         (port, settings.SPARK_MASTER_UI_PORT), "spark", ("SPARK_MASTER_URL", "SPARK_MASTER_UI_PORT"),
-                        env=env)]
+                        env=env | {"SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"})]
     for i in range(1, settings.SPARK_WORKERS + 1):
         ui_port = settings.SPARK_WORKER_UI_PORT_BASE + i - 1
         work_dir = settings.state_dir / "spark" / f"work-{i}"

@@ -149,8 +149,8 @@ def start(settings: Settings, name: str) -> None:
     try:
         rpc(settings).supervisor.startProcess(name, True)
     except xmlrpc.client.Fault as fault:
-        if "ALREADY_STARTED" not in fault.faultString:
-            raise RuntimeError(f"{name} failed to start ({fault.faultString})") from None
+        if "ALREADY_STARTED" not in fault.faultString:  # e.g. ABNORMAL_TERMINATION: it exited within startsecs
+            raise RuntimeError(f"{name} failed to start ({fault.faultString})\n{tail(settings, name)}") from None
 
 
 def stop(settings: Settings, name: str) -> None:

@@ -110,10 +110,12 @@ def test_recreated_topic_fails_loudly_until_reset_then_streams_again(spark, stre
     assert_exact(stream_case, second, users_first | users_second, malformed_first + malformed_second)
 
 
-def test_events_deleted_before_they_were_read_fail_the_dag_check_without_retry(spark, stream_case, monkeypatch):
+def test_events_deleted_before_they_were_read_fail_the_dag_check_then_only_their_partition_skips(spark, stream_case,
+                                                                                               monkeypatch):
     """Retention deleted events the stream had not read: `pending_events` (the DAG's first step) says they are lost
-    and how to go on, instead of a run that fails on every retry. The local broker (tansu) deletes no records
-    (no retention, no DeleteRecords), so its earliest offsets are read for real and then raised by hand."""
+    and how to go on, instead of a run that fails on every retry. `--skip-deleted` then moves that partition alone
+    (`--reset`, the advice before, replayed every partition). The local broker (tansu) deletes no records (no
+    retention, no DeleteRecords), so its earliest offsets are read for real and then raised by hand."""
     produce(stream_case, make_events(100, seed=3)[0])
     query.run(spark, stream_case, query.AVAILABLE_NOW)
     produce(stream_case, make_events(60, seed=4)[0])
@@ -121,7 +123,18 @@ def test_events_deleted_before_they_were_read_fail_the_dag_check_without_retry(s
 
     committed = ko.of_topic(query.committed_start(stream_case, query.topic_partitions(stream_case)),
                             stream_case.KAFKA_TOPIC)
+    high = ko.high_watermarks(stream_case.KAFKA_BOOTSTRAP_SERVERS, stream_case.KAFKA_TOPIC, committed)
+    lost = max(committed, key=lambda p: high[p] - committed[p])  # a partition with at least 7 of the 60 unread
+    assert high[lost] - committed[lost] >= 7
+    earliest = {p: committed[p] + (7 if p == lost else 0) for p in committed}
     monkeypatch.setattr(ko, "earliest_offsets", lambda _bootstrap, _topic, partitions: {
-        p: committed[p] + 7 for p in partitions})
-    with pytest.raises(ko.OffsetsDeleted, match="7 events were deleted .* before the stream read them"):
+        p: earliest[p] for p in partitions})
+    with pytest.raises(ko.OffsetsDeleted, match="7 events were deleted .* before the stream read them.*--skip-del"):
         query.pending_events(stream_case)
+
+    assert query.skip_deleted(stream_case) == {lost: (committed[lost], committed[lost] + 7)}
+    assert not stream_case.streaming_checkpoint_dir.exists()
+    assert query.pending_events(stream_case) == 60 - 7  # the other partitions kept their positions
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    assert query.pending_events(stream_case) == 0
+    assert pg_rows(stream_case, "SELECT sum(events_read) FROM {s}.stream_batches")[0][0] == 100 + 60 - 7

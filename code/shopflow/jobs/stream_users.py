@@ -49,6 +49,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                       help="run until stopped, one micro-batch every STREAMING_TRIGGER_SECONDS")
     mode.add_argument("--reset", action="store_true",
                       help="delete the checkpoint and the committed positions, then exit")
+    mode.add_argument("--skip-deleted", action="store_true",
+                      help="move the partitions whose unread events the broker deleted (retention) to its earliest "
+                           "offsets, delete the checkpoint, then exit")
     parser.add_argument("--trigger-seconds", type=v.option(v.positive_float),
                         help="override STREAMING_TRIGGER_SECONDS")
     parser.add_argument("--max-events", type=v.option(v.positive_int),
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = job_settings()
     overrides = {"STREAMING_TRIGGER_SECONDS": args.trigger_seconds, "STREAMING_MAX_EVENTS_PER_BATCH": args.max_events}
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    mode = checkpoint_lock.RESET if args.reset else query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW
+    exclusive = args.reset or args.skip_deleted  # both delete the checkpoint
+    mode = checkpoint_lock.RESET if exclusive else query.CONTINUOUS if args.continuous else query.AVAILABLE_NOW
     # `kill` and Ctrl-C stop query and session cleanly (kill -9 loses nothing either): the handlers only set a flag
     # that query.run polls, so no exception lands inside a py4j call
     stop = threading.Event()
@@ -94,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             query.topic_partitions(settings)  # the broker answers: fail here, not after Spark's start
         _stop_on_signals(stop)
         with checkpoint_lock.holding(settings, mode, stop.is_set) as holding:
-            if holding and mode == checkpoint_lock.RESET:
+            if holding and args.skip_deleted:
+                _skip_deleted(settings)
+            elif holding and mode == checkpoint_lock.RESET:
                 log.info("stream reset: %d committed positions removed, checkpoint deleted", query.reset(settings))
             elif holding:
                 _run(args, settings, mode, stop)
@@ -133,6 +139,15 @@ def _gone(failed: str, settings) -> Exception | None:
         return PostgresGone(f"lost Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT} under the running "
                             f"query ({line}); the batch in flight was not committed, the next run applies it")
     return None
+
+
+def _skip_deleted(settings) -> None:
+    moved = query.skip_deleted(settings)
+    for partition, (old, new) in moved.items():
+        log.warning("%s-%d: %d events the broker deleted unread skipped: position %d -> %d", settings.KAFKA_TOPIC,
+                    partition, new - old, old, new)
+    log.info("%s", "checkpoint deleted: the next run starts from the positions" if moved else
+             "no partition lost unread events: nothing skipped")
 
 
 def _stop_started_session() -> None:

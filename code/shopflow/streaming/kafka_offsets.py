@@ -39,6 +39,8 @@ class OffsetsDeleted(OffsetsOutOfRange):
     the stream read them."""
 
 
+SKIP_HINT = ("Go on from the earliest offsets the broker still has (python -m shopflow.jobs.stream_users "
+             "--skip-deleted); the other partitions keep their positions.")
 RESET_HINT = ("Reset the stream state (python -m shopflow.jobs.stream_users --reset) to start over from the earliest "
               "offsets.")
 
@@ -141,7 +143,7 @@ def check_not_deleted(topic: str, earliest: dict[int, int], positions: dict[int,
             raise OffsetsDeleted(
                 f"{topic}-{p}: the broker's earliest offset {earliest[p]} is above the committed position {position}; "
                 f"{earliest[p] - position} events were deleted (retention) before the stream read them and are lost. "
-                f"{RESET_HINT}")
+                f"{SKIP_HINT}")
 
 
 def lag(high: dict[int, int], positions: dict[int, int]) -> dict[int, int]:

@@ -211,7 +211,7 @@ def read_error(part: KafkaRange, position: int, error: KafkaError) -> ko.KafkaOf
     where = f"{part.topic}-{part.partition}: {error} (reading offsets {position}..{part.end})"
     if error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
         return ko.OffsetsOutOfRange(f"{where}; the broker deleted these events (retention) or the topic was "
-                                    f"recreated. {ko.RESET_HINT}")
+                                    f"recreated. Retention: {ko.SKIP_HINT} Recreated: {ko.RESET_HINT}")
     return ko.KafkaOffsetError(where)
 
 

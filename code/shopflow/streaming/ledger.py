@@ -100,6 +100,14 @@ def record_batch(cur, schema: str, stream: str, batch_id: int, start: Offsets, e
          counts["users_inserted"] + counts["users_updated"], counts["events_rejected"]))
 
 
+def move_positions(cur, schema: str, stream: str, topic: str, positions: dict[int, int]) -> None:
+    """Sets the given partitions' positions (past events the broker deleted unread)."""
+    for partition, position in sorted(positions.items()):
+        cur.execute(f"UPDATE {schema}.{STREAM_OFFSETS} SET next_offset = %s, updated_at = clock_timestamp() "
+                    "WHERE stream = %s AND kafka_topic = %s AND kafka_partition = %s",
+                    (position, stream, topic, partition))
+
+
 def reset_positions(cur, schema: str, stream: str) -> int:
     """Forget where the stream is (after the topic was recreated); applied rows and the ledger history stay."""
     cur.execute(f"DELETE FROM {schema}.{STREAM_OFFSETS} WHERE stream = %s", (stream,))

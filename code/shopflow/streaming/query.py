@@ -175,6 +175,25 @@ def _wait_for_batch_end(query) -> None:
         time.sleep(0.05)
 
 
+def skip_deleted(settings: Settings) -> dict[int, tuple[int, int]]:
+    """Moves each partition whose unread events the broker deleted (retention) up to its earliest offset, and
+    deletes the checkpoint (the next run starts from the positions); the other partitions keep theirs, so nothing
+    already applied is applied again. Returns {partition: (old position, new position)} of those moved."""
+    partitions = topic_partitions(settings)
+    ensure_tables(settings)
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        ledger.lock_stream(cur, settings.POSTGRES_SCHEMA, STREAM)
+        committed = ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
+        known = sorted(p for p in committed if p in partitions)
+        earliest = ko.earliest_offsets(settings.KAFKA_BOOTSTRAP_SERVERS, settings.KAFKA_TOPIC, known) if known else {}
+        moved = {p: (committed[p], earliest[p]) for p in known if earliest.get(p, committed[p]) > committed[p]}
+        ledger.move_positions(cur, settings.POSTGRES_SCHEMA, STREAM, settings.KAFKA_TOPIC,
+                              {p: new for p, (_, new) in moved.items()})
+    if moved:
+        shutil.rmtree(settings.streaming_checkpoint_dir, ignore_errors=True)
+    return moved
+
+
 def reset(settings: Settings) -> int:
     """Deletes the checkpoint and the committed positions: the next run starts from the earliest offsets."""
     shutil.rmtree(settings.streaming_checkpoint_dir, ignore_errors=True)

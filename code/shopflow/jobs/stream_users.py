@@ -11,10 +11,10 @@ spark-submit), the job uses SPARK_MASTER_URL, or --master (e.g. local[2]). One q
 (`streaming/checkpoint_lock.py`): beside a running one, a drain does nothing and exits 0, a continuous run waits for a
 drain to end and refuses to start beside another continuous one, and --reset and --skip-deleted refuse. A broker
 that does not answer ends the run with one error line and exit code 2, before Spark starts; so does a broker or
-Postgres that goes away under a running query, or a Postgres that does not answer at the start. A topic whose offsets went back below the
-committed positions (recreated, or a broker that lost its data) ends it with one line and exit code 3: a retry would
-fail the same way until the stream is reset; so do events deleted unread (until --skip-deleted), and
-STREAMING_SOURCE=kafka in a Spark without the Kafka connector.
+Postgres that goes away under a running query, or a Postgres that does not answer at the start. A topic whose offsets
+went back below the committed positions (recreated, or a broker that lost its data) ends it with one line and exit
+code 3: a retry would fail the same way until the stream is reset; so do events deleted unread (until
+--skip-deleted), and STREAMING_SOURCE=kafka in a Spark without the Kafka connector.
 """
 from __future__ import annotations
 

@@ -134,9 +134,11 @@ def test_a_lost_row_is_caught_in_a_run_that_also_inserts_updates_and_deletes(spa
     assert_replica_equals_source(scratch)
 
 
-def test_a_late_count_of_the_replica_still_sees_it_before_the_runs_changes(spark, scratch, monkeypatch):
+@pytest.mark.parametrize("write_path", ["copy", "jdbc"])
+def test_a_late_count_of_the_replica_still_sees_it_before_the_runs_changes(spark, scratch, monkeypatch, write_path):
     """The replica's counts are read beside the copy: a table's merge waits for its count, and phase B's deletes
-    are not seen by a count still running (they commit after the check)."""
+    are not seen by a count still running (they commit after the check). Either write path."""
+    scratch = dataclasses.replace(scratch, REPLICATION_WRITE_PATH=write_path)
     seed(scratch)
     replicate(spark, scratch)
     _replicate_until_nothing_to_read(spark, scratch, "users", "loyalty_points")

@@ -125,7 +125,8 @@ def test_a_lost_row_is_caught_in_a_run_that_also_inserts_updates_and_deletes(spa
     with db.mysql_connection(scratch) as conn:
         conn.cursor().execute("DELETE FROM users WHERE user_id = 3")
     pg(scratch, "INSERT INTO {s}.users VALUES (9, 'New', 'User', 'new@example.com', NULL, now(), 'Gold')",
-       "UPDATE {s}.users SET loyalty_status = 'Silver' WHERE user_id = 1", "DELETE FROM {s}.reviews WHERE review_id = 3",
+       "UPDATE {s}.users SET loyalty_status = 'Silver' WHERE user_id = 1",
+       "DELETE FROM {s}.reviews WHERE review_id = 3",
        "INSERT INTO {s}.reviews VALUES (4, 1, 2, 2, NULL, now())")
     with pytest.raises(ReplicationError, match="reconcile failed for users: rows source=4 replica=3"):
         replicate(spark, scratch)

@@ -149,7 +149,7 @@ def start(settings: Settings, name: str) -> None:
     try:
         rpc(settings).supervisor.startProcess(name, True)
     except xmlrpc.client.Fault as fault:
-        if "ALREADY_STARTED" not in fault.faultString:  # e.g. ABNORMAL_TERMINATION: it exited within startsecs
+        if "ALREADY_STARTED" not in fault.faultString:  # e.g. SPAWN_ERROR: it exited within startsecs
             raise RuntimeError(f"{name} failed to start ({fault.faultString})\n{tail(settings, name)}") from None
 
 

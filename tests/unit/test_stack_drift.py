@@ -50,6 +50,16 @@ def test_another_setting_is_a_note_naming_it_and_the_services_that_carry_it(star
     assert not {"postgres", "mariadb", "kafka"} & found.named  # their processes carry no settings
 
 
+def test_a_changed_password_note_says_the_services_connections_will_be_refused(started):
+    """`make up` then sets the role's password to the new value under services still holding the old one."""
+    settings, running = started
+    found = _compare(settings, running, MARTS_READER_PASSWORD="changed")
+    assert len(found.notes) == 1 and "dashboard" in found.notes[0]
+    assert found.notes[0].endswith("; the databases take the new password now, so their new connections are refused "
+                                   "until they restart")
+    assert not _compare(settings, running, SPARK_WORKER_MEMORY="3g").notes[0].endswith("until they restart")
+
+
 def test_a_service_the_settings_no_longer_define_is_noted(started):
     settings, running = started
     found = _compare(settings, running, SPARK_WORKERS=settings.SPARK_WORKERS - 1)

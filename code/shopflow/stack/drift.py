@@ -23,6 +23,8 @@ from shopflow.stack.services import Service, settings_env
 
 APPLY = "`make down`, then `make up`, restarts the stack with the current settings"
 _SHOWN_KEYS = 6
+# The database roles' passwords, which `make up` sets to the current settings even under running services (bootstrap.py)
+ROLE_PASSWORDS = {"POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MYSQL_PASSWORD", "MARTS_READER_PASSWORD"}
 
 
 def _path(settings: Settings):
@@ -100,11 +102,13 @@ def compare(settings: Settings, services: list[Service], running: set[str], defi
         elif service.name not in noted:
             keys = _changed_keys(then.get("settings") or {}, now["settings"])
             if keys or then.get("command") != now["command"]:
-                changed.setdefault(_keys_text(keys) if keys else "", []).append(service.name)
+                changed.setdefault(tuple(keys), []).append(service.name)
     for keys, names in changed.items():
-        what = f"other values of {keys}" if keys else "another command line"
+        what = f"other values of {_keys_text(list(keys))}" if keys else "another command line"
+        refused = ("; the databases take the new password now, so their new connections are refused until they "
+                   "restart") if ROLE_PASSWORDS & set(keys) else ""
         drift.notes.append(f"started with {what} than the current settings give, and still running as started: "
-                           f"{', '.join(names)}")
+                           f"{', '.join(names)}{refused}")
     extra = sorted(running - defined - noted)
     drift.named = {name for names in changed.values() for name in names} | set(extra)
     if extra:

@@ -1,7 +1,8 @@
 """Wiring of the users stream: source (by `STREAMING_SOURCE`), trigger, checkpoint and the foreachBatch sink.
 
 A query without a checkpoint starts from the positions committed in Postgres (else the earliest offsets), so
-losing `.local/checkpoints` neither replays applied events nor skips new ones.
+losing `.local/checkpoints` neither replays applied events nor skips new ones; a checkpoint past those positions (a
+Postgres restored under it) is deleted before the query starts (`drop_checkpoint_ahead`).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 from pyspark.errors import AnalysisException
@@ -80,6 +82,37 @@ def committed_start(settings: Settings, partitions: list[int]) -> ko.Offsets:
     return ko.starting_offsets(settings.KAFKA_TOPIC, partitions, committed)
 
 
+def checkpoint_resumes_at(checkpoint: Path) -> ko.Offsets:
+    """Where Spark resumes a query from `checkpoint`: the end offsets of its last committed batch ({} if none). Spark's
+    offset log, offsets/<batch id>: a version line, the batch's metadata, then one line per source."""
+    done = [int(path.name) for path in (checkpoint / "commits").glob("*") if path.name.isdigit()]
+    if not done:
+        return {}
+    return json.loads((checkpoint / "offsets" / str(max(done))).read_text().splitlines()[2])
+
+
+def drop_checkpoint_ahead(settings: Settings, starting: ko.Offsets) -> None:
+    """A query resumes from its checkpoint, not from `starting`: a checkpoint past the positions committed in Postgres
+    (Postgres restored from a backup, or its schema recreated, the checkpoint kept) would skip the events between,
+    which the sink's filter guards only from below. Such a checkpoint is deleted: the query starts from the positions.
+    A partition without a position compares with the broker's earliest offset."""
+    topic = settings.KAFKA_TOPIC
+    try:
+        resumes = ko.of_topic(checkpoint_resumes_at(settings.streaming_checkpoint_dir), topic)
+    except (OSError, ValueError, IndexError):  # none, or one Spark reads (or refuses) itself
+        return
+    existing = ko.of_topic(starting, topic)  # the topic's partitions now: a position, or EARLIEST (-2)
+    floor = {p: o for p, o in existing.items() if o >= 0}
+    if missing := sorted(p for p in resumes if p in existing and p not in floor):
+        floor |= ko.earliest_offsets(settings.KAFKA_BOOTSTRAP_SERVERS, topic, missing)
+    if ahead := {p: (floor[p], o) for p, o in sorted(resumes.items()) if p in floor and o > floor[p]}:
+        log.warning("the checkpoint %s would resume the stream past its positions in Postgres (%s): the events "
+                    "between were never applied here (Postgres restored, or its schema recreated?). Deleted: the "
+                    "stream goes on from the positions", settings.streaming_checkpoint_dir,
+                    ", ".join(f"{topic}-{p}: {position} < {o}" for p, (position, o) in ahead.items()))
+        shutil.rmtree(settings.streaming_checkpoint_dir)
+
+
 def source_frame(spark: SparkSession, settings: Settings, starting: ko.Offsets) -> DataFrame:
     """The topic as Spark's Kafka source shapes it; either source, the same columns."""
     max_events = settings.STREAMING_MAX_EVENTS_PER_BATCH
@@ -114,11 +147,12 @@ def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[i
     """Starts the query; `mode` availableNow drains what the topic holds and stops, continuous runs until stopped
     (`stopping`: true once `query.stop()` is called, see UsersSink)."""
     ensure_tables(settings)
-    checkpoint = settings.streaming_checkpoint_dir
+    checkpoint, starting = settings.streaming_checkpoint_dir, committed_start(settings, partitions)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    drop_checkpoint_ahead(settings, starting)
     # parsed and validated on the streaming frame: the plan is built once per query, not per micro-batch (building it
     # in foreachBatch took ~0.5 s of py4j calls and re-analysis per batch, a quarter of a continuous batch's time)
-    validated = (source_frame(spark, settings, committed_start(settings, partitions))
+    validated = (source_frame(spark, settings, starting)
                  .transform(ev.parse_events).transform(ev.validate_events))
     writer = (validated.writeStream
               .queryName(f"{STREAM}-stream")

@@ -117,18 +117,20 @@ def test_jobs_run_by_hand_in_the_checkout_are_found_but_not_those_under_supervis
     other = _titled(".venv/bin/python -m shopflow.marts.verify", PROJECT_ROOT)
     editor = _titled("vim code/shopflow/jobs/stream_users.py", PROJECT_ROOT)  # a job's file open, not a job
     daemon = _titled("python /x/code/shopflow/jobs/replicate_postgres_to_mysql.py", PROJECT_ROOT, parent=True)
+    # another checkout whose path ends with this one's (CI's clone under /ci for /work/main)
+    nested = _titled(f"python /ci{PROJECT_ROOT}/code/shopflow/jobs/build_marts.py", tmp_path)
     try:
-        for process in (stream, submitted, elsewhere, other, editor):
+        for process in (stream, submitted, elsewhere, other, editor, nested):
             _wait_for_title(process, process.args[-1].split('"')[1])
         pids = {"stream": stream.pid, "submitted": submitted.pid, "other": other.pid, "under_daemon": _child_of(daemon)}
         found = processes.jobs_run_by_hand(daemon.pid)
         assert pids["stream"] in found and pids["submitted"] in found
         assert pids["other"] not in found and pids["under_daemon"] not in found  # not a job; supervisord's
         assert editor.pid not in found
-        assert elsewhere.pid not in found  # another checkout's
+        assert elsewhere.pid not in found and nested.pid not in found  # other checkouts'
         assert pids["under_daemon"] in processes.jobs_run_by_hand(None)
     finally:
-        for process in (stream, submitted, elsewhere, other, daemon, editor):
+        for process in (stream, submitted, elsewhere, other, daemon, editor, nested):
             os.killpg(process.pid, 9)
             process.wait(timeout=10)
 

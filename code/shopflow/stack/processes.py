@@ -78,6 +78,9 @@ def _descendants(root: int | None) -> set[int]:
 
 _MARK = f"{STACK_MARKER}={PROJECT_ROOT}".encode()
 _RUNTIME = re.compile(r"(python[\d.]*|java)$")  # what a job runs in (spark-submit ends in java)
+# a path in this checkout as an argument of its own (or an option's value), not inside another checkout's path that
+# ends with this one's (/ci/work/main/… for /work/main)
+_IN_ROOT = re.compile(rf"(?:^|[\s=]){re.escape(str(PROJECT_ROOT))}/")
 
 
 def _marked(pid: int | str) -> bool:
@@ -102,7 +105,7 @@ def _is_job_run_by_hand(pid: int) -> bool:
         cmdline = _cmdline(pid)
         runtime = os.path.basename(cmdline.split(" ", 1)[0])
         return (bool(_RUNTIME.match(runtime)) and bool(_JOB.search(cmdline))
-                and (str(PROJECT_ROOT) + "/" in cmdline or _in_checkout(pid)))
+                and (bool(_IN_ROOT.search(cmdline)) or _in_checkout(pid)))
     except OSError:
         return False
 

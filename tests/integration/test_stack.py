@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shopflow.stack import drift, health, manager, supervisor
-from shopflow.stack.services import VENV_BIN, Service, base_env
+from shopflow.stack.services import VENV_BIN, Service, all_services, base_env
 
 
 def test_taken_port_fails_with_the_service_and_port_named(settings, tmp_path):
@@ -159,7 +159,7 @@ def test_a_service_that_exits_at_once_is_reported_with_its_log(settings, tmp_pat
 def test_a_spark_master_whose_port_was_taken_fails_instead_of_moving(settings, tmp_path):
     """A port taken between the stack's port check and the master's start (another checkout starting at the same
     time): the master moved to the next port, and the workers, given the configured one, joined the other master."""
-    master = next(s for s in manager.all_services(settings) if s.name == "spark-master")
+    master = next(s for s in all_services(settings) if s.name == "spark-master")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -80,7 +80,7 @@ def _changed_keys(then: dict, now: dict) -> list[str]:
                   if then.get(k) != now.get(k) and not (k not in then and now.get(k) == defaults.get(k)))
 
 
-def _keys_text(keys: list[str]) -> str:
+def _keys_text(keys: tuple[str, ...]) -> str:
     shown = ", ".join(keys[:_SHOWN_KEYS])
     return shown + (f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else "")
 
@@ -104,7 +104,7 @@ def compare(settings: Settings, services: list[Service], running: set[str], defi
             if keys or then.get("command") != now["command"]:
                 changed.setdefault(tuple(keys), []).append(service.name)
     for keys, names in changed.items():
-        what = f"other values of {_keys_text(list(keys))}" if keys else "another command line"
+        what = f"other values of {_keys_text(keys)}" if keys else "another command line"
         refused = ("; the databases take the new password now, so their new connections are refused until they "
                    "restart") if ROLE_PASSWORDS & set(keys) else ""
         drift.notes.append(f"started with {what} than the current settings give, and still running as started: "

@@ -135,15 +135,20 @@ def check_not_behind(topic: str, high: dict[int, int], positions: dict[int, int]
                 f"topic was recreated or the broker lost its data. {RESET_HINT}")
 
 
+def deleted_unread(earliest: dict[int, int], positions: dict[int, int]) -> dict[int, int]:
+    """{partition: earliest offset} of the partitions whose earliest offset is above their committed position (the
+    events between were deleted unread; partitions the broker did not report are left alone)."""
+    return {p: earliest[p] for p, position in sorted(positions.items()) if earliest.get(p, position) > position}
+
+
 def check_not_deleted(topic: str, earliest: dict[int, int], positions: dict[int, int]) -> None:
-    """Raises OffsetsDeleted when a partition's earliest offset is above its committed position (the events between
-    were deleted unread; partitions the broker did not report are left alone)."""
-    for p, position in sorted(positions.items()):
-        if earliest.get(p, position) > position:
-            raise OffsetsDeleted(
-                f"{topic}-{p}: the broker's earliest offset {earliest[p]} is above the committed position {position}; "
-                f"{earliest[p] - position} events were deleted (retention) before the stream read them and are lost. "
-                f"{SKIP_HINT}")
+    """Raises OffsetsDeleted for the first partition `deleted_unread` gives."""
+    if deleted := deleted_unread(earliest, positions):
+        p, first = next(iter(deleted.items()))
+        raise OffsetsDeleted(
+            f"{topic}-{p}: the broker's earliest offset {first} is above the committed position {positions[p]}; "
+            f"{first - positions[p]} events were deleted (retention) before the stream read them and are lost. "
+            f"{SKIP_HINT}")
 
 
 def lag(high: dict[int, int], positions: dict[int, int]) -> dict[int, int]:

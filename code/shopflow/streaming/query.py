@@ -62,7 +62,7 @@ def pending_events(settings: Settings) -> int | None:
         return None
     ensure_tables(settings)
     with pg_connection(settings) as conn, conn.cursor() as cur:
-        committed = ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
+        committed = _committed(cur, settings)
     high = ko.high_watermarks(settings.KAFKA_BOOTSTRAP_SERVERS, settings.KAFKA_TOPIC, committed)
     ko.check_not_behind(settings.KAFKA_TOPIC, high, committed)
     pending = ko.lag(high, committed)
@@ -76,9 +76,14 @@ class SourceUnavailable(RuntimeError):
     """The source STREAMING_SOURCE names cannot run in this Spark."""
 
 
+def _committed(cur, settings: Settings) -> dict[int, int]:
+    """{partition: position} of the stream in the topic, as committed in Postgres."""
+    return ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
+
+
 def committed_start(settings: Settings, partitions: list[int]) -> ko.Offsets:
     with pg_connection(settings) as conn, conn.cursor() as cur:
-        committed = ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
+        committed = _committed(cur, settings)
     return ko.starting_offsets(settings.KAFKA_TOPIC, partitions, committed)
 
 
@@ -179,9 +184,10 @@ def run(spark: SparkSession, settings: Settings, mode: str = AVAILABLE_NOW,
     while not partitions and mode == CONTINUOUS and not stop_requested():
         log.info("waiting for topic %s to be created", settings.KAFKA_TOPIC)
         partitions = topic_partitions(settings, timeout_s=30)
-    if not partitions or stop_requested():  # a stop that came while the session started: no query
-        if not partitions and not stop_requested():
-            log.warning("topic %s does not exist yet: nothing to stream", settings.KAFKA_TOPIC)
+    if stop_requested():  # also a stop that came while the session started: no query
+        return False
+    if not partitions:
+        log.warning("topic %s does not exist yet: nothing to stream", settings.KAFKA_TOPIC)
         return False
     stopping = threading.Event()  # set just before query.stop(), which interrupts a batch still in flight
     query = start(spark, settings, mode, partitions, stopping.is_set)
@@ -217,10 +223,10 @@ def skip_deleted(settings: Settings) -> dict[int, tuple[int, int]]:
     ensure_tables(settings)
     with pg_connection(settings) as conn, conn.cursor() as cur:
         ledger.lock_stream(cur, settings.POSTGRES_SCHEMA, STREAM)
-        committed = ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
+        committed = _committed(cur, settings)
         known = sorted(p for p in committed if p in partitions)
         earliest = ko.earliest_offsets(settings.KAFKA_BOOTSTRAP_SERVERS, settings.KAFKA_TOPIC, known) if known else {}
-        moved = {p: (committed[p], earliest[p]) for p in known if earliest.get(p, committed[p]) > committed[p]}
+        moved = {p: (committed[p], first) for p, first in ko.deleted_unread(earliest, committed).items()}
         ledger.move_positions(cur, settings.POSTGRES_SCHEMA, STREAM, settings.KAFKA_TOPIC,
                               {p: new for p, (_, new) in moved.items()})
     if moved:

@@ -119,6 +119,28 @@ def test_swapped_and_reused_unique_emails(spark, scratch):
     assert_replica_equals_source(scratch)
 
 
+def test_a_run_failing_after_a_reused_email_leaves_no_orphan_rows(spark, scratch):
+    """User 2 is deleted with its rows and a new user takes its email: the merge of users must make room for it
+    without deleting user 2 yet, whose orders are deleted only in phase B. A run failing in between (here after
+    the merge of users) must leave the replica's foreign keys whole."""
+    seed(scratch)
+    replicate(spark, scratch)
+    pg(scratch, "DELETE FROM {s}.order_details WHERE order_id = 2", "DELETE FROM {s}.orders WHERE user_id = 2",
+       "DELETE FROM {s}.reviews WHERE user_id = 2", "DELETE FROM {s}.loyalty_points WHERE user_id = 2",
+       "DELETE FROM {s}.users WHERE user_id = 2",
+       "INSERT INTO {s}.users VALUES (8, 'New', 'Owner', 'jose@example.com', NULL, now(), 'Gold')")
+    with pytest.raises(Interrupt):
+        replicate(spark, scratch, on_step=_interrupt_after("upsert", "users"))
+    for child, column in (("orders", "user_id"), ("reviews", "user_id"), ("loyalty_points", "user_id")):
+        orphans = replica_query(scratch, f"SELECT c.{column} FROM {child} c LEFT JOIN users u USING (user_id) "
+                                         "WHERE u.user_id IS NULL")
+        assert orphans == [], f"{child}: rows whose user is gone from the replica"
+    assert [r[0] for r in replica_rows(scratch, TABLES_BY_NAME["users"])] == [1, 2, 3, 8]
+    results = replicate(spark, scratch)
+    assert results["users"].deleted == 1 and results["orders"].deleted == 1
+    assert_replica_equals_source(scratch)
+
+
 def test_rows_the_replica_would_reject_fail_the_run_with_key_and_reason(spark, scratch):
     seed(scratch)
     replicate(spark, scratch)

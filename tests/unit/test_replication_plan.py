@@ -3,7 +3,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from postgresdb.models import ORDERS, PRODUCT_CATEGORIES, REVIEWS, USERS
+from postgresdb.models import ORDERS, PRODUCT_CATEGORIES, REVIEWS, USERS, Column, Table
 from shopflow.replication import mysql_sql
 from shopflow.replication.checksum import Checksum, block_cuts, block_keys, mysql_checksum_sql, postgres_checksum_sql
 from shopflow.replication.plan import (FULL, INCREMENTAL, TableState, chunks, needs_full_verification,
@@ -62,10 +62,17 @@ def test_upsert_sql_is_portable_insert_select_on_duplicate_key():
 def test_unique_conflicts_only_for_tables_with_unique_columns():
     assert mysql_sql.unique_conflicts_sql(ORDERS) == []
     [(gone, holders)] = mysql_sql.unique_conflicts_sql(USERS)
-    assert holders == ("DELETE t FROM `users` t JOIN `stage_users` s "
-                       "ON t.`email` = s.`email` AND t.`user_id` <> s.`user_id`")
-    assert gone == holders + (" LEFT JOIN `stage_users` kept ON kept.`user_id` = t.`user_id` "
-                              "WHERE kept.`user_id` IS NULL")
+    conflict = "`users` t JOIN `stage_users` s ON t.`email` = s.`email` AND t.`user_id` <> s.`user_id`"
+    assert holders == f"DELETE t FROM {conflict}"
+    # rows deleted in the source keep their key (and their children a parent) until phase B deletes them
+    assert gone == (f"UPDATE {conflict} LEFT JOIN `stage_users` kept ON kept.`user_id` = t.`user_id` "
+                    "SET t.`email` = CONCAT(CHAR(0 USING utf8mb4), t.`user_id`) WHERE kept.`user_id` IS NULL")
+
+
+def test_a_unique_column_too_short_to_be_set_aside_is_refused():
+    short = Table("t", (Column("id", "id"), Column("code", "text", length=8, unique=True)))
+    with pytest.raises(ValueError, match="t.code: a unique column must be text of at least 21 characters"):
+        mysql_sql.unique_conflicts_sql(short)
 
 
 def test_changed_rows_compares_text_as_bytes_and_everything_null_safe():

@@ -58,17 +58,27 @@ def changed_rows_sql(table: Table) -> str:
             f"FROM `{stage_name(table)}` s JOIN `{table.name}` t ON t.{key} = s.{key}")
 
 
+# A key written after a NUL byte: a value no source row can hold (Postgres text cannot contain NUL), unique per key.
+SET_ASIDE_LENGTH = 1 + 20  # NUL + a BIGINT key's digits and sign
+
+
 def unique_conflicts_sql(table: Table) -> list[tuple[str, str]]:
-    """Per unique column: (delete target rows holding a value the snapshot gives to another key and whose own key
-    is not staged = rows deleted in the source; delete the remaining holders = staged rows the upsert re-inserts).
+    """Per unique column: (set aside the value of target rows holding a value the snapshot gives to another key and
+    whose own key is not staged = rows deleted in the source, which phase B deletes after their children; delete
+    the remaining holders = staged rows the upsert re-inserts in the same transaction).
     Needed when two rows swap a unique value or a deleted row's value is reused: a plain upsert would fail, or
-    update the wrong row."""
+    update the wrong row. Setting the value aside instead of deleting the row keeps the replica's foreign keys
+    whole if the run fails before phase B deletes the row's children."""
     key, statements = f"`{table.primary_key}`", []
     for column in (c for c in table.columns if c.unique):
-        holders = (f"DELETE t FROM `{table.name}` t JOIN `{stage_name(table)}` s "
-                   f"ON t.`{column.name}` = s.`{column.name}` AND t.{key} <> s.{key}")
-        gone = f"{holders} LEFT JOIN `{stage_name(table)}` kept ON kept.{key} = t.{key} WHERE kept.{key} IS NULL"
-        statements.append((gone, holders))
+        if column.kind != "text" or (column.length or 0) < SET_ASIDE_LENGTH:
+            raise ValueError(f"{table.name}.{column.name}: a unique column must be text of at least "
+                             f"{SET_ASIDE_LENGTH} characters to be set aside (see unique_conflicts_sql)")
+        name = f"`{column.name}`"
+        conflict = f"`{table.name}` t JOIN `{stage_name(table)}` s ON t.{name} = s.{name} AND t.{key} <> s.{key}"
+        gone = (f"UPDATE {conflict} LEFT JOIN `{stage_name(table)}` kept ON kept.{key} = t.{key} "
+                f"SET t.{name} = CONCAT(CHAR(0 USING utf8mb4), t.{key}) WHERE kept.{key} IS NULL")
+        statements.append((gone, f"DELETE t FROM {conflict}"))
     return statements
 
 

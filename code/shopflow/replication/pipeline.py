@@ -86,7 +86,7 @@ def _merge_stage(replica: Replica, result: TableResult) -> None:
     reconcile.counted_before_changes(result)
     counts = replica.upsert(table, staged)
     result.inserted, result.updated, result.unchanged = counts.inserted, counts.updated, counts.unchanged
-    result.deleted, result.moved = counts.deleted, counts.moved
+    result.moved = counts.moved
 
 
 def _big_direct_load(results: list[TableResult]) -> TableResult | None:

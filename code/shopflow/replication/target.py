@@ -45,7 +45,7 @@ class UpsertCounts:
     inserted: int
     updated: int
     unchanged: int
-    deleted: int  # target rows whose unique value a new row took, and which the source deleted
+    set_aside: int  # target rows whose unique value a new row took, and which the source deleted (phase B deletes them)
     moved: int  # staged rows taken out of a unique value's way, then re-inserted by the upsert
 
 
@@ -155,16 +155,16 @@ class Replica:
         known to match it (a run killed in between makes the next run hash whole tables)."""
         compared = self.compare_stage(table)  # before the unique-value deletes below change the target
         existing, changed = compared.existing, compared.changed
-        deleted = moved = 0
+        set_aside = moved = 0
         for gone, holders in sql.unique_conflicts_sql(table):
+            set_aside += self._rowcount(gone)
             with self._foreign_keys_unchecked():
-                deleted += self._rowcount(gone)
                 moved += self._rowcount(holders)
         with self._foreign_keys_unchecked(sql.references_itself(table)):
             self.cur.execute(sql.upsert_sql(table))
         self.cur.execute(f"UPDATE {sql.STATE_TABLE} SET checksum = NULL WHERE table_name = %s", (table.name,))
         self.conn.commit()
-        return UpsertCounts(staged - existing, changed, existing - changed, deleted, moved)
+        return UpsertCounts(staged - existing, changed, existing - changed, set_aside, moved)
 
     def _rowcount(self, statement: str, params: tuple = ()) -> int:
         self.cur.execute(statement, params)

@@ -41,6 +41,14 @@ def _csv(table: pa.Table) -> io.BytesIO:
     return out
 
 
+def _from_micros(column: str) -> str:
+    """Epoch microseconds -> timestamptz, exact for any year: `micros * interval '1 microsecond'` multiplies in
+    float8 and is off by microseconds beyond 2^53 of them (before 1685 or after 2255). Whole seconds times 10^6 stay
+    within float8's exact integers up to year ~20000."""
+    return (f"timestamptz 'epoch' + ({column} / 1000000) * interval '1 second' "
+            f"+ ({column} % 1000000) * interval '1 microsecond'")
+
+
 def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int]:
     """users: USER_FIELDS + registration_date as epoch microseconds, in this order. Returns (inserted, updated); an
     event equal to the stored row updates nothing, so change tracking (updated_at / change_txid) only moves on real
@@ -55,7 +63,7 @@ def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int]:
     cur.execute(f"""
         INSERT INTO {schema}.users AS u (first_name, last_name, email, phone, registration_date, loyalty_status)
         SELECT first_name, last_name, email, phone,
-               timestamptz 'epoch' + registration_micros * interval '1 microsecond', loyalty_status
+               {_from_micros("registration_micros")}, loyalty_status
         FROM stream_users_stage
         ON CONFLICT (email) DO UPDATE SET {updates}
         WHERE ({stored}) IS DISTINCT FROM ({incoming})
@@ -65,7 +73,8 @@ def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int]:
 
 
 def insert_rejects(cur, schema: str, batch_id: int, rows: list[tuple]) -> int:
-    """rows: (value bytes, key bytes, reason, topic, partition, offset, kafka timestamp epoch micros)."""
+    """rows: (value bytes, key bytes, reason, topic, partition, offset, kafka timestamp epoch micros); the broker's
+    timestamps are recent, well within the exact range of `* interval '1 microsecond'` (see `_from_micros`)."""
     if not rows:
         return 0
     values = [(_bytes(v), _bytes(k), reason, topic, partition, offset, micros, batch_id)

@@ -6,6 +6,8 @@ import math
 import re
 from pathlib import Path
 
+from shopflow.config import get_settings
+
 from . import report
 from .common import SOURCE_SCHEMA
 
@@ -35,7 +37,8 @@ def _identifier(prefix: str = ""):
     return parse
 
 
-def parse_args(argv, description: str | None = None):
+def parse_args(argv, description: str | None = None, live_schema: str | None = None):
+    """`live_schema`: the stack's POSTGRES_SCHEMA (from the settings when None), which the bench must not touch."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=description)
     parser.add_argument("--scale", type=_number(float, 0), default=60.0,
                         help="datagen scale (60: about 1M order_details)")
@@ -53,6 +56,9 @@ def parse_args(argv, description: str | None = None):
     parser.add_argument("--stream-seconds", type=_number(float, 0), default=60, help="length of the continuous run")
     parser.add_argument("--stream-warmup", type=_number(float, 0, inclusive=True), default=30,
                         help="seconds at the same rate before the continuous run is measured (JIT warm-up)")
+    parser.add_argument("--stream-trigger", type=_number(float, 0), default=None,
+                        help="trigger interval (s) of the continuous run's job; default STREAMING_TRIGGER_SECONDS, "
+                             "what `make stream` and the DAG run with")
     parser.add_argument("--source-schema", type=_identifier(), default=SOURCE_SCHEMA,
                         help="Postgres schema to generate into")
     parser.add_argument("--target-prefix", type=_identifier("test_"), default="test_bench",
@@ -67,4 +73,8 @@ def parse_args(argv, description: str | None = None):
         parser.error(f"unknown measure(s) in --skip: {', '.join(sorted(unknown))}")
     if args.skip >= set(MEASURES):
         parser.error("--skip names every measure: nothing to measure")
+    if args.source_schema in {"source", live_schema or get_settings().POSTGRES_SCHEMA}:
+        parser.error(f"--source-schema {args.source_schema}: that is the live source (POSTGRES_SCHEMA), and the bench "
+                     "changes its source: it regenerates it, and changes 1 % of its rows before each incremental run "
+                     f"(with --no-generate too). Use a schema of its own, e.g. the default {SOURCE_SCHEMA}.")
     return args

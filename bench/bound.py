@@ -1,7 +1,8 @@
 """The machine's bound: Postgres `COPY ... TO STDOUT` piped (a FIFO, no file on disk) into `LOAD DATA LOCAL INFILE`.
 
 PG text COPY output (tab separated, `\\N` for NULL, backslash escapes) is LOAD DATA's default format. Foreign key
-and unique checks are off in the loading session; tables load one after another (one stream each way).
+and unique checks are off in the loading session; tables load one after another (one stream each way). A table
+counts only if every row sent was loaded, without a warning (as the replication's copy path checks its ranges).
 
 The bound loads into the replica's own table definitions (with the secondary indexes MySQL keeps for each foreign
 key), the work any correct replica has to do; `bound_plain` loads into the same tables without foreign keys and so
@@ -43,11 +44,18 @@ def load_table(settings: Settings, table: Table, mysql_cursor, workdir: str) -> 
     column_list = ", ".join(f"`{c}`" for c in columns(table))
     mysql_cursor.execute(f"LOAD DATA LOCAL INFILE '{fifo}' INTO TABLE `{table.name}` CHARACTER SET utf8mb4 "
                          f"({column_list})")
+    loaded = mysql_cursor.rowcount
     writer.join()
     os.unlink(fifo)
     if "error" in result:
         raise result["error"]
-    return result["rows"]
+    # LOAD DATA turns a bad value into a warning and loads on: the rows count only as they landed, as ours checks
+    mysql_cursor.execute("SHOW COUNT(*) WARNINGS")
+    warnings = int(mysql_cursor.fetchone()[0])
+    if warnings or loaded != result["rows"]:
+        raise RuntimeError(f"bound: {table.name}: COPY sent {result['rows']} rows, LOAD DATA loaded {loaded} "
+                           f"with {warnings} warning(s)")
+    return loaded
 
 
 def measure_bound(settings: Settings, name: str = "bound: COPY -> LOAD DATA") -> Measure:

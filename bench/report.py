@@ -112,16 +112,32 @@ def chart(measures: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write(result: dict, results_dir: Path = RESULTS_DIR) -> Path:
+def write(result: dict, results_dir: Path = RESULTS_DIR, latest: bool = True) -> Path:
+    """`<UTC stamp>.json`, and with `latest` (a run that measured everything) latest.json and latest.png."""
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
     dated = results_dir / f"{stamp}.json"
     text = json.dumps(result, indent=2, default=str)
     dated.write_text(text)
+    if not latest:
+        return dated
     (results_dir / "latest.json").write_text(text)
     title = f"shopflow bench, scale {result['scale']}, {result['machine']['cores']} cores ({stamp})"
     chart(result["measures"], results_dir / "latest.png", title)
     return dated
+
+
+def write_and_show(result: dict, results_dir: Path, not_measured: list[str]) -> None:
+    """Writes the results (latest.* only if nothing is in `not_measured`) and prints the table, notes and paths."""
+    path = write(result, results_dir, latest=not not_measured)
+    print(table(result["measures"], result["ratios"]))
+    for note in result["notes"]:
+        print(f"note: {note}")
+    if not_measured:
+        print(f"written: {path}; latest.json and latest.png (the README's chart) are left as they were: not every "
+              f"measure was measured ({', '.join(not_measured)})")
+    else:
+        print(f"written: {path}, {results_dir / 'latest.json'}, {results_dir / 'latest.png'}")
 
 
 def markdown(result: dict) -> str:

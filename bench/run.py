@@ -100,8 +100,6 @@ def stop_servers(started: list[str], daemon_was_running: bool, keep: bool) -> No
 
 
 def generate(scale: float, schema: str) -> float:
-    if schema == "source":
-        raise SystemExit("refusing to reset the shared `source` schema; use another --source-schema")
     env = os.environ | {"POSTGRES_SCHEMA": schema}
     start = time.monotonic()
     subprocess.run([sys.executable, "-m", "datagen.postgres", "--scale", str(scale), "--reset"],
@@ -114,6 +112,8 @@ class Bench:
         self.args, self.base, self.cpu = args, get_settings(), cpu
         self.measures: dict[str, dict] = {}
         self.notes: list[str] = []
+        self.skipped: list[str] = []
+        self.failed: list[str] = []
         self.logs = PROJECT_ROOT / ".local" / "bench-logs"  # spark-submit output of each measure (git-ignored)
         self.schema = args.source_schema
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -123,6 +123,7 @@ class Bench:
         fastest attempt."""
         if key.split("_")[0] in self.args.skip:
             self.notes.append(f"{label}: not measured: skipped (--skip)")
+            self.skipped.append(label)
             return
         attempts = self.args.repeat if repeat else 1
         try:
@@ -144,6 +145,7 @@ class Bench:
         except Exception as error:  # one broken measure must not lose the others
             traceback.print_exc()
             self.notes.append(f"{label}: not measured: {type(error).__name__}: {str(error)[:300]}")
+            self.failed.append(label)
 
     def db(self, suffix: str) -> str:
         return f"{self.args.target_prefix}_{suffix}"
@@ -182,7 +184,7 @@ class Bench:
             base, logs, self.args.stream_events, f"{self.schema}_stream"))
         self.attempt("streaming_continuous", "streaming continuous", lambda: stream_latency.measure_continuous(
             base, logs, f"{self.schema}_stream", self.args.stream_rate, self.args.stream_seconds,
-            self.args.stream_warmup))
+            self.args.stream_warmup, self.args.stream_trigger))
         return self.measures
 
     def cleanup(self) -> None:
@@ -237,12 +239,10 @@ def _measure_and_report(args, busy: list[str]) -> int:
               "machine": report.machine() | {"load_average_at_start": load_start, "other_services_running": busy},
               "versions": report.versions(bench.base), "measures": list(measures.values()),
               "ratios": ratio_values, "notes": notes}
-    path = report.write(result, args.results_dir)
-    print(report.table(result["measures"], ratio_values))
-    for note in notes:
-        print(f"note: {note}")
-    print(f"written: {path}, {args.results_dir / 'latest.json'}, {args.results_dir / 'latest.png'}")
-    return 0
+    report.write_and_show(result, args.results_dir, not_measured=bench.skipped + bench.failed)
+    if bench.failed:
+        print(f"bench: failed: {', '.join(bench.failed)} (see the notes above and {bench.logs})", file=sys.stderr)
+    return 1 if bench.failed else 0
 
 
 if __name__ == "__main__":

@@ -83,16 +83,18 @@ def _latencies(settings: Settings, since_event_time: str) -> tuple[int, float, f
 
 
 def measure_continuous(base: Settings, logs: Path, schema: str, rate: float = 1000, seconds: float = 60,
-                       warmup_s: float = 30) -> dict:
+                       warmup_s: float = 30, trigger_s: float | None = None) -> dict:
+    """`trigger_s`: the job's trigger interval, by default the deployed one (STREAMING_TRIGGER_SECONDS)."""
     from datetime import datetime, timezone
     with tempfile.TemporaryDirectory(prefix="bench-stream-cont-") as checkpoint:
         settings = scratch(base, schema, checkpoint)
+        trigger_s = trigger_s or settings.STREAMING_TRIGGER_SECONDS
         _produce(settings, WARMUP_EVENTS, 100, seed=11)  # creates the topic; the first batch warms the job up
         wait_for_idle_cluster(settings)
         log = logs / "stream_continuous.log"
         with open(log, "w") as out:
-            job = subprocess.Popen(spark_submit_command(JOB_FILE, ["--continuous", "--trigger-seconds", "0.5"],
-                                                        settings, streaming=True),
+            arguments = ["--continuous", "--trigger-seconds", f"{trigger_s:g}"]
+            job = subprocess.Popen(spark_submit_command(JOB_FILE, arguments, settings, streaming=True),
                                    env=os.environ | env_of(settings) | python_env(), stdout=out,
                                    stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
         try:
@@ -114,5 +116,5 @@ def measure_continuous(base: Settings, logs: Path, schema: str, rate: float = 10
         count, p50, p95, worst = _latencies(settings, since)
     return {"stream_continuous": Measure(f"stream: continuous {rate:g} ev/s for {seconds:g} s", count, produced_s,
                                          {"p50_latency_s": round(p50, 3), "p95_latency_s": round(p95, 3),
-                                          "max_latency_s": round(worst, 3), "trigger_s": 0.5,
+                                          "max_latency_s": round(worst, 3), "trigger_s": trigger_s,
                                           "warmup_s": warmup_s})}

@@ -35,6 +35,16 @@ def test_bad_arguments_are_refused_before_anything_runs(argv, message, capsys):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["--source-schema", "source"], ["--source-schema", "shop"],
+                                  ["--source-schema", "shop", "--no-generate"]])
+def test_the_live_source_schema_is_refused_with_or_without_generating(argv, capsys):
+    """The bench regenerates its source and changes 1 % of it before each incremental run, so neither `source` nor
+    the stack's POSTGRES_SCHEMA (here `shop`) may be it, even with --no-generate."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv, live_schema="shop")
+    assert exit_info.value.code == 2 and "that is the live source (POSTGRES_SCHEMA)" in capsys.readouterr().err
+
+
 def test_edge_values_that_make_sense_are_accepted():
     args = parse_args(["--scale", "0.01", "--repeat", "1", "--stream-events", "1", "--stream-warmup", "0",
                        "--source-schema", "bench_x2", "--target-prefix", "test_x"])

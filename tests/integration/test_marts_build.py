@@ -178,6 +178,11 @@ def test_a_failing_gate_fails_the_run_and_keeps_the_published_marts(spark, repli
     [(status, detail)] = execute(replica, "SELECT status, detail FROM pipeline_runs WHERE job = %s AND table_name "
                                           "IS NULL ORDER BY run_id DESC LIMIT 1", params=(JOB,))
     assert status == "failed" and "QualityGateError" in detail
+    per_mart = execute(replica, "SELECT table_name, status, rows_written, detail FROM pipeline_runs WHERE job = %s "
+                                "AND detail LIKE %s", params=(JOB, f"run it-{corrupt.__name__}:%"))
+    assert sorted(r[0] for r in per_mart) == MART_NAMES  # the marts that passed their gate were not published either
+    reason = f"not published (the quality gate failed for {len({mart for mart, _ in failing})} mart(s))"
+    assert all(r[1:3] == ("failed", 0) and reason in r[3] for r in per_mart), per_mart
 
 
 def test_a_session_holding_a_mart_open_fails_the_publish_by_name_without_stalling_readers(replica, published):
@@ -223,3 +228,4 @@ def test_a_session_holding_a_mart_open_fails_the_publish_by_name_without_stallin
     # a reader waits behind each rename attempt (up to PUBLISH_ATTEMPT_S), never for the whole 8 s
     assert len(latencies) >= 5 and max(latencies) < 4, latencies
     assert mart_rows(replica) == before and tables(replica) == MART_NAMES
+

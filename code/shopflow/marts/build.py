@@ -48,13 +48,15 @@ class MartResult:
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
 
-    def run_record(self, run_id: str) -> RunRecord:
-        status = "failed" if self.failures else "ok"
+    def run_record(self, run_id: str, not_published: str | None = None) -> RunRecord:
+        """`not_published`: why the run published nothing (this mart's gate, another's, or the publish itself)."""
         detail = (f"run {run_id}: {len(self.checks) - len(self.failures)}/{len(self.checks)} checks passed"
-                  + "".join(f"; {c}" for c in self.failures))
+                  + "".join(f"; {c}" for c in self.failures)
+                  + (f"; not published ({not_published}), {self.rows} rows staged" if not_published else ""))
         return RunRecord(job=JOB, table_name=self.mart.name, mode="rebuild", started_at=self.started_at,
-                         finished_at=_now(), seconds=round(self.seconds, 3), rows_written=self.rows,
-                         status=status, detail=detail)
+                         finished_at=_now(), seconds=round(self.seconds, 3),
+                         rows_written=0 if not_published else self.rows,
+                         status="failed" if not_published else "ok", detail=detail)
 
 
 def staged_rows(rows: int) -> Check:
@@ -114,13 +116,20 @@ def build_marts(spark, settings: Settings, run_id: str | None = None,
         store = MartStore(settings, conn.cursor())
         store.lock()
         run.rows_read, results = _build_all(spark, settings, store, marts)
-        for result in results:
-            record_run(settings, result.run_record(run_id))
         record_results(store.cur, run_id, [c for r in results for c in r.checks])
         failures = [c for r in results for c in r.failures]
-        if failures:
-            raise QualityGateError(failures)
-        store.publish(marts)
+        try:
+            if failures:
+                raise QualityGateError(failures)
+            store.publish(marts)
+        except BaseException as error:  # each mart's row says it was not published, and why
+            reason = f"the quality gate failed for {len({c.mart for c in failures})} mart(s)" if failures else \
+                f"{type(error).__name__}"
+            for result in results:
+                record_run(settings, result.run_record(run_id, reason))
+            raise
+        for result in results:
+            record_run(settings, result.run_record(run_id))
         run.rows_written = sum(r.rows for r in results)
         run.detail = f"run {run_id}: published " + ", ".join(f"{r.mart.name} ({r.rows} rows)" for r in results)
     log.info("%s", run.detail)

@@ -29,10 +29,12 @@ BUILD_LOCK_TIMEOUT_S = 60
 PUBLISH_LOCK_WAIT_S = 120
 PUBLISH_ATTEMPT_S = 2
 PUBLISH_PAUSE_S = 1
+STAGING_LOCK_WAIT_S = PUBLISH_LOCK_WAIT_S  # dropping a staging table a failed run left (no reader queues behind it)
 
 
 class PublishBlocked(RuntimeError):
-    """The marts could not be published: other sessions kept them open; the published marts stay as they were."""
+    """The marts could not be published: other sessions kept them (or a leftover staging table) open; the published
+    marts stay as they were."""
 
 
 def staging_name(mart: Mart) -> str:
@@ -72,8 +74,19 @@ class MartStore:
             raise RuntimeError(f"another marts build holds the lock {name!r}")
 
     def create_staging(self, mart: Mart) -> None:
-        """A fresh, empty staging table (one a failed run left behind is dropped) and no __old leftover."""
-        self.cur.execute(f"DROP TABLE IF EXISTS `{staging_name(mart)}`, `{old_name(mart)}`")
+        """A fresh, empty staging table (one a failed run left behind is dropped) and no __old leftover. A session
+        holding the leftover open (someone inspecting a failed gate's staging table with autocommit off) makes the
+        DROP wait: STAGING_LOCK_WAIT_S at most, not the server's day, then PublishBlocked names it."""
+        wait_s = STAGING_LOCK_WAIT_S
+        self.cur.execute(f"SET SESSION lock_wait_timeout = {max(1, round(wait_s))}")
+        try:
+            self.cur.execute(f"DROP TABLE IF EXISTS `{staging_name(mart)}`, `{old_name(mart)}`")
+        except mysql.connector.Error as error:
+            if error.errno != errorcode.ER_LOCK_WAIT_TIMEOUT:
+                raise
+            raise PublishBlocked(f"{mart.name}: dropping the staging table a failed build left ({staging_name(mart)}) "
+                                 f"waited {wait_s:.0f} s for other sessions to close it: {self._open_transactions()}."
+                                 " Commit or roll back there; the published marts stay as they were.") from None
         self.cur.execute(mart.ddl(staging_name(mart)))
 
     def write_staging(self, df, mart: Mart) -> None:

@@ -4,6 +4,7 @@ that differ only in trailing spaces."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from decimal import Decimal
 
@@ -158,3 +159,62 @@ def test_a_truncate_queued_behind_a_running_run_makes_the_run_give_way_instead_o
     replicate(spark, settings)
     assert_replica_equals_source(settings)
     assert replica_rows(settings, TABLES_BY_NAME["loyalty_points"]) == []
+
+
+_GIVE_WAY_ON_THE_CLUSTER = """
+import json, sys, threading, time
+sys.path.insert(0, "tests/integration")
+from replication_support import pg
+from test_replication_source_writes import _wait_for_a_lock_wait
+from shopflow.config import get_settings
+from shopflow.jobs import replicate_postgres_to_mysql as job
+from shopflow.replication import replicate
+from shopflow.replication.source import SourceSnapshot
+
+settings = get_settings()
+truncate, row_stats, seen = threading.Thread(target=pg, args=(settings, "TRUNCATE {s}.loyalty_points")), \\
+    SourceSnapshot.row_stats, {}
+
+def truncate_arrives(self, plan):  # after the snapshot and its locks, before the reads
+    if truncate.ident is None:
+        truncate.start()
+        _wait_for_a_lock_wait(settings, "loyalty_points")
+        seen["queued"] = time.monotonic()
+    return row_stats(self, plan)
+
+SourceSnapshot.row_stats = truncate_arrives
+spark = job.session(settings)
+try:
+    replicate(spark, settings)
+    error = ""
+except Exception as failure:
+    error = str(failure)
+truncate.join(timeout=120)
+print(json.dumps({"error": error[:2000], "waited_s": time.monotonic() - seen["queued"]}))
+spark.stop()
+"""
+
+
+def test_on_the_cluster_the_run_gives_way_after_one_lock_timeout_not_four(spark_cluster, scratch):
+    """On the standalone cluster Spark tries a failed task 4 times by default, and the run's snapshot keeps its lock
+    in between: the read that gave way to a queued TRUNCATE waited its lock timeout 4 times (the test above runs in
+    local mode, one attempt). The replication job's session tries a task once."""
+    import json
+    import subprocess
+    import sys
+
+    from shopflow.config import PROJECT_ROOT, Settings
+
+    seed(scratch)
+    settings = dataclasses.replace(scratch, REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS=3.0)
+    env = {k: v for k, v in os.environ.items() if k != "PYSPARK_GATEWAY_PORT"} | {
+        f.name: str(getattr(settings, f.name)) for f in dataclasses.fields(Settings)}
+    run = subprocess.run([sys.executable, "-c", _GIVE_WAY_ON_THE_CLUSTER], env=env, cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "waited 3 s for the source table's lock" in outcome["error"], outcome
+    assert outcome["waited_s"] < 9, outcome  # one lock timeout and the run's end; four attempts would be >= 12 s
+    with db.pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {settings.POSTGRES_SCHEMA}.loyalty_points")
+        assert cur.fetchone()[0] == 0  # the TRUNCATE went through

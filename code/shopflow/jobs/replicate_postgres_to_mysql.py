@@ -20,6 +20,17 @@ from shopflow.replication.source import POSTGRES_DRIVER
 from shopflow.replication.target import mysql_driver_class
 
 log = logging.getLogger("shopflow.replication")
+# A failed task fails the run: Spark's 4 attempts would make a read that gave way to a queued TRUNCATE or ALTER wait
+# 4 x REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS (the snapshot's lock stays, so each attempt waits in full). A run is
+# repeated whole (Airflow's retries, the next schedule) and picks up where the failed one left off.
+TASK_ATTEMPTS = 1
+
+
+def session(settings):
+    return build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.replication.copy_load",),
+                         jdbc_drivers={POSTGRES_DRIVER: settings.POSTGRES_JDBC_JAR,  # the validating path
+                                       mysql_driver_class(settings): settings.MYSQL_JDBC_JAR},
+                         task_attempts=TASK_ATTEMPTS)
 
 
 def _flag(raw: str) -> bool:
@@ -40,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(force=True)
     settings = job_settings()
     try:
-        spark = build_session(f"shopflow-{JOB}", settings, warm_modules=("shopflow.replication.copy_load",),
-                              jdbc_drivers={POSTGRES_DRIVER: settings.POSTGRES_JDBC_JAR,  # the validating path
-                                            mysql_driver_class(settings): settings.MYSQL_JDBC_JAR})
+        spark = session(settings)
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
         log.error("%s", refused)
         return refused.exit_code

@@ -132,7 +132,7 @@ def bind_to_loopback(master: str) -> None:
 def build_session(app_name: str, settings: Settings, master: str | None = None,
                   warm_modules: tuple[str, ...] | None = None, arrow_workers: bool = False,
                   streaming: bool = False, cores: int | None = None, executor_cores: int | None = None,
-                  jdbc_drivers: dict[str, str] | None = None):
+                  jdbc_drivers: dict[str, str] | None = None, task_attempts: int | None = None):
     """Under spark-submit (the DAGs) master, jars, JVM flags and executor sizes come from its arguments; run
     directly, from Settings (`streaming`: SPARK_STREAMING_JAVA_OPTIONS instead of SPARK_JAVA_OPTIONS), with
     single-core executors, one per worker. `cores` / `executor_cores`: the job's own `spark.cores.max` /
@@ -142,7 +142,7 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
     session; None: no warm-up. `arrow_workers`: the job's Python runs Arrow-fed (a Python data source, mapInArrow),
     whose workers Spark keeps in a pool apart from the RDD ones: warm that pool instead. `jdbc_drivers`: the JDBC
     drivers the job needs ({class: jar}), checked under spark-submit (`check_drivers`); run directly, the settings'
-    jars are always given."""
+    jars are always given. `task_attempts`: `spark.task.maxFailures` (Spark's default on a cluster: 4)."""
     from pyspark.sql import SparkSession
 
     builder, job = SparkSession.builder.appName(app_name), app_name.removeprefix("shopflow-")
@@ -165,6 +165,8 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
         builder = builder.config("spark.cores.max", str(cores))
     if executor_cores:
         builder = builder.config("spark.executor.cores", str(executor_cores))
+    if task_attempts:
+        builder = builder.config("spark.task.maxFailures", str(task_attempts))
     if streaming:  # a micro-batch's cache lives for one batch: compressing its columns costs CPU and saves nothing
         builder = builder.config("spark.sql.inMemoryColumnarStorage.compressed", "false")
     session = builder.getOrCreate()

@@ -153,6 +153,14 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def _server_message(exc: psycopg2.Error) -> str:
+    """The server's message on one line, with its detail and hint: a reset refused for a table of yours that
+    references one of ours names that table only in the detail."""
+    diag = exc.diag
+    parts = [diag.message_primary, diag.message_detail, diag.message_hint] if diag.message_primary else [str(exc)]
+    return " ".join(" ".join(part.split()) for part in parts if part)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_or_exit(PROG)
@@ -166,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
              EXIT_UNREACHABLE)
     except psycopg2.Error as exc:
         if exc.pgcode:  # the server answered: a full disk, a table of yours referencing one of ours, ... (rolled back)
-            fail(PROG, f"Postgres refused the load, nothing was changed: {str(exc).strip()}", EXIT_UNREACHABLE)
+            fail(PROG, f"Postgres refused the load, nothing was changed: {_server_message(exc)}", EXIT_UNREACHABLE)
         if not isinstance(exc, psycopg2.OperationalError):
             raise
         fail(PROG, f"cannot reach Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT}"

@@ -222,7 +222,10 @@ def read_env_file(path: Path) -> dict[str, str]:
 def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
     """`.env` (or SHOPFLOW_ENV_FILE) first, then the process environment on top."""
     env = os.environ if env is None else env
-    env_file = env_file or Path(env.get("SHOPFLOW_ENV_FILE", PROJECT_ROOT / ".env"))
+    named = env.get("SHOPFLOW_ENV_FILE")
+    if env_file is None and named and not Path(named).is_file():  # a mistyped path ran everything on the defaults
+        raise SettingsError(f"SHOPFLOW_ENV_FILE={named!r}: no such file")
+    env_file = env_file or Path(named or PROJECT_ROOT / ".env")
     values = read_env_file(Path(env_file))
     values.update({k: v for k, v in env.items() if k in Settings.__dataclass_fields__})
     return Settings.from_mapping(values)

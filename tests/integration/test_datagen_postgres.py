@@ -210,3 +210,27 @@ def test_a_reset_beside_an_idle_transaction_fails_naming_it_and_changes_nothing(
         assert f"the {pg.POSTGRES_SCHEMA} tables stayed in use for 1 s, so nothing was changed: session {pid} (" in err
         assert "idle in transaction" in err and ") on reviews. End those sessions" in err, err
         assert fingerprint(pg) == before
+
+
+def test_a_reset_refused_for_a_table_of_yours_names_that_table(pg, monkeypatch, capsys):
+    """The module's docstring promises Postgres' message naming the table that references ours: Postgres names it in
+    the error's DETAIL line, which the one-line error used to drop."""
+    import datagen.postgres as generator
+
+    before = fingerprint(pg)
+    monkeypatch.setattr(generator, "settings_or_exit", lambda prog: pg)
+    with pg_connection(pg) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE {pg.POSTGRES_SCHEMA}.my_notes (user_id bigint REFERENCES "
+                    f"{pg.POSTGRES_SCHEMA}.users (user_id))")
+    try:
+        with pytest.raises(SystemExit) as exited:
+            generator.main(["--reset", "--seed", str(SEED)])
+    finally:
+        with pg_connection(pg) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE {pg.POSTGRES_SCHEMA}.my_notes")
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line
+    assert "cannot truncate a table referenced in a foreign key constraint" in err
+    assert 'Table "my_notes" references "users".' in err and "TRUNCATE ... CASCADE" in err, err
+    assert fingerprint(pg) == before

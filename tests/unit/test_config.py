@@ -182,3 +182,11 @@ def test_bootstrap_servers_from_the_environment_are_stripped_around_each_address
     `tcp:// 127.0.0.1:9092`."""
     assert load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": " 127.0.0.1:9092 , kafka2:9092 "},
                          env_file=None).KAFKA_BOOTSTRAP_SERVERS == "127.0.0.1:9092,kafka2:9092"
+
+
+def test_an_env_file_named_but_missing_is_an_error_not_the_defaults(tmp_path):
+    with pytest.raises(SettingsError, match=r"SHOPFLOW_ENV_FILE='/nonexistent/shopflow.env': no such file"):
+        load_settings(env={"SHOPFLOW_ENV_FILE": "/nonexistent/shopflow.env"})
+    named = tmp_path / "other.env"
+    named.write_text("POSTGRES_PORT=15432\n")
+    assert load_settings(env={"SHOPFLOW_ENV_FILE": str(named)}).POSTGRES_PORT == 15432

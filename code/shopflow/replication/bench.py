@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import tempfile
 import time
 
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         cur.execute(f"CREATE DATABASE {DATABASE}")
     _execute(settings, mysql_table_ddl(ORDER_DETAILS, name=mysql_sql.stage_name(ORDER_DETAILS)),
              mysql_table_ddl(ORDER_DETAILS, name=TARGET))
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # its LOAD DATA measure imports shopflow in the workers
     spark = build_session("shopflow-replication-bench", settings, master=args.master)
     try:
         _stage_variants(spark, settings, args.rows, args.partitions)

@@ -58,7 +58,7 @@ def parse_args(argv, description: str | None = None, live_schema: str | None = N
                         help="seconds at the same rate before the continuous run is measured (JIT warm-up)")
     parser.add_argument("--stream-trigger", type=_number(float, 0), default=None,
                         help="trigger interval (s) of the continuous run's job; default STREAMING_TRIGGER_SECONDS, "
-                             "what `make stream` and the DAG run with")
+                             "what `make stream` runs with (the DAG drains with availableNow instead)")
     parser.add_argument("--source-schema", type=_identifier(), default=SOURCE_SCHEMA,
                         help="Postgres schema to generate into")
     parser.add_argument("--target-prefix", type=_identifier("test_"), default="test_bench",

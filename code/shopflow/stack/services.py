@@ -96,9 +96,8 @@ def base_env(settings: Settings) -> dict[str, str]:
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "PYTHONUNBUFFERED": "1",
-        "SHOPFLOW_ENV_FILE": os.environ.get("SHOPFLOW_ENV_FILE", str(PROJECT_ROOT / ".env")),
         STACK_MARKER: str(PROJECT_ROOT),
-    }
+    } | ({"SHOPFLOW_ENV_FILE": named} if (named := os.environ.get("SHOPFLOW_ENV_FILE")) else {})
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Session fixtures shared by every test.
 
 Server fixtures (`postgres`, `mysql`, `kafka`, `spark_cluster`, `airflow`) start the local services they need through
-`shopflow.stack` (reusing running ones) and stop, at the end of the session, only what they started.
+`shopflow.stack` (reusing running ones) and stop, at the end of the session, only what they started; if services
+they did not start joined their supervisord meanwhile (a `make up` elsewhere), they leave the stack running.
 `spark` is one local SparkSession (JDBC drivers on its classpath) shared by all tests of the process.
 """
 from __future__ import annotations
@@ -49,10 +50,14 @@ def pytest_sessionfinish(session, exitstatus):
     if not _DAEMON_WAS_RUNNING:
         return
     settings = get_settings()
-    if not _DAEMON_WAS_RUNNING[0]:
-        supervisor.shutdown(settings)  # the tests started supervisord: stop it and everything under it
-    else:
+    if _DAEMON_WAS_RUNNING[0]:
         manager.stop(settings, _STARTED)
+    elif others := sorted({s.name for s in manager.running_services(settings)} - set(_STARTED)):
+        # a `make up` (or `make bench`) elsewhere meanwhile joined the tests' supervisord and uses what they started
+        print(f"\ntests: leaving the stack running: {', '.join(others)} started meanwhile by someone else, and they "
+              "may use what the tests started (`make down` stops it all)", file=sys.stderr, flush=True)
+    else:
+        supervisor.shutdown(settings)  # the tests started supervisord: stop it and everything under it
 
 
 @pytest.fixture(scope="session")

@@ -125,3 +125,30 @@ def test_the_loyalty_table_lists_the_tiers_in_tier_order_like_the_charts(monkeyp
         data.load.clear()
     assert not app.exception
     assert list(app.dataframe[0].value["loyalty_status"]) == ["Gold", "Silver", "Bronze"]
+
+
+def test_products_without_any_review_say_so_instead_of_an_empty_table(monkeypatch):
+    """The mart holds products but none is rated: the ranked lists are empty, the mart is not."""
+    import pandas as pd
+
+    summary = pd.DataFrame({"products": [3], "rated": [0], "unrated": [3], "reviews": [0], "average_rating": [None]})
+    monkeypatch.setattr(queries, "rating_summary", lambda _settings: queries.Result(summary))
+    monkeypatch.setattr(queries, "last_run", lambda *_args: queries.Result(pd.DataFrame()))
+    data.load.clear()
+    try:
+        app = page_test("products")
+    finally:
+        data.load.clear()
+    assert not app.exception
+    infos = [i.value for i in app.info]
+    assert infos == ["No product has a review yet: nothing to rank."], infos
+
+
+@pytest.mark.parametrize("schedule, stale_s", [
+    ("*/15 * * * *", 3_600), ("@hourly", 7_200), ("@daily", 2 * 86_400), ("0 */2 * * *", 4 * 3_600),
+    ("0 9 * * 1-5", 6 * 86_400),  # Friday 09:00 to Monday 09:00 is the longest gap
+    ("@continuous", 3_600), ("@once", None)])
+def test_replication_counts_as_stale_after_two_of_its_schedules_intervals(schedule, stale_s):
+    from shopflow.dashboard.pages import replication_stale_s
+
+    assert replication_stale_s(schedule) == stale_s

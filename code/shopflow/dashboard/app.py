@@ -15,7 +15,8 @@ page = st.navigation([st.Page(run, title=title, url_path=path, default=path == P
 settings = get_settings()
 with st.sidebar:
     st.caption(f"`{settings.MYSQL_DATABASE}` on {settings.MYSQL_HOST}:{settings.MYSQL_PORT} as "
-               f"`{settings.MARTS_READER_USER}`; figures are at most {CACHE_TTL_S} s old.")
+               f"`{settings.MARTS_READER_USER}`; each query is re-run at most every {CACHE_TTL_S} s (the marts' "
+               "build time is on each page).")
     if st.button("Refresh now", icon=":material/refresh:"):
         st.cache_data.clear()
 try:

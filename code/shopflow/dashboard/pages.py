@@ -1,15 +1,35 @@
 """The dashboard's pages: one function each, registered in PAGES (url path, title, function)."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 import streamlit as st
 
 from postgresdb.models import LOYALTY_STATUSES, ORDER_STATUSES
+from shopflow.config import get_settings
 
 from . import charts, queries
 from .data import age, count, load, money, money_short, shown, utc
 
-REPLICATION_STALE_S = 3_600  # replication runs every 15 minutes by default: an hour without success is a problem
+REPLICATION_STALE_S = 3_600  # at least: replication runs every 15 minutes by default
+QUARTER_S = 92 * 86_400
+
+
+def replication_stale_s(schedule: str) -> float | None:
+    """How long without a successful replication run the replica counts as stale: two of the schedule's intervals
+    (the longest of its next 100), at least REPLICATION_STALE_S; None when no run is due again (@once)."""
+    if schedule == "@once":
+        return None
+    if schedule in ("@continuous", "@quarterly"):  # Airflow's presets that croniter does not know
+        return max(REPLICATION_STALE_S, 2 * QUARTER_S if schedule == "@quarterly" else 0)
+    try:
+        from croniter import croniter  # Airflow's dependency: an image without Airflow keeps the fixed hour
+    except ImportError:
+        return REPLICATION_STALE_S
+    runs = croniter(schedule, datetime(2026, 1, 1))
+    times = [runs.get_next(float) for _ in range(100)]
+    return max(REPLICATION_STALE_S, 2 * max(b - a for a, b in zip(times, times[1:])))
 
 
 def _chart(chart) -> None:
@@ -59,12 +79,13 @@ def overview() -> None:
 
 def weekly_activity() -> None:
     st.title("Weekly activity")
+    _build_time()
     weeks = load("weekly_activity")
     if not shown(weeks, "weekly activity"):
         return
     frame = weeks.frame
     _metrics({"Weeks": count(len(frame)), "First week": f"{frame['week_start'].iloc[0]}",
-              "Last week": f"{frame['week_start'].iloc[-1]}", "Busiest week (orders)": count(frame["orders"].max())})
+              "Last week": f"{frame['week_start'].iloc[-1]}", "Orders in the busiest week": count(frame["orders"].max())})
     st.subheader("New users, orders and users who ordered per week")
     _chart(charts.weekly_counts(frame))
     st.subheader("Revenue per week")
@@ -75,13 +96,19 @@ def weekly_activity() -> None:
 
 def products() -> None:
     st.title("Products by rating")
+    _build_time()
     summary = load("rating_summary")
     if not shown(summary, "product ratings"):
         return
     row = summary.frame.iloc[0]
     _metrics({"Products": count(row["products"]), "Rated": count(row["rated"]), "Unrated": count(row["unrated"]),
               "Reviews": count(row["reviews"]),
-              "Mean rating": "–" if row["average_rating"] is None else f"{row['average_rating']:.2f}"})
+              "Mean product rating": "–" if row["average_rating"] is None else f"{row['average_rating']:.2f}"},
+             hints={"Mean product rating": "The mean of the rated products' average ratings, each product counted "
+                                           "once whatever its number of reviews"})
+    if not row["rated"]:
+        st.info("No product has a review yet: nothing to rank.", icon=":material/inbox:")
+        return
     limit = st.slider("Products per list", min_value=5, max_value=25, value=10)
     best, worst = st.columns(2)
     for column, is_best, title in ((best, True, "Best rated"), (worst, False, "Worst rated")):
@@ -96,6 +123,7 @@ def products() -> None:
 
 def loyalty() -> None:
     st.title("Loyalty tiers and points")
+    _build_time()
     tiers = load("loyalty_tiers")
     if not shown(tiers, "loyalty data"):
         return
@@ -116,6 +144,7 @@ def loyalty() -> None:
 
 def average_check() -> None:
     st.title("Average check by order status and loyalty tier")
+    _build_time()
     checks = load("average_check")
     if not shown(checks, "average checks"):
         return
@@ -141,9 +170,11 @@ def _freshness_metrics() -> None:
              {"Last stream batch": "The streaming job writes a batch only when the topic holds new events. "
                                    + ("After this one the topic held " + count(lag) + " event(s) not yet applied."
                                       if pd.notna(lag) else "")})
-    if replication_age is None or replication_age > REPLICATION_STALE_S:
-        st.warning(f"Replication has not succeeded {'yet' if replication_age is None else 'for over an hour'}: "
-                   "the replica and the marts may be stale.")
+    stale_s = replication_stale_s(get_settings().REPLICATION_SCHEDULE)
+    if replication_age is None or (stale_s is not None and replication_age > stale_s):
+        since = "yet" if replication_age is None else f"for over {age(stale_s).removesuffix(' ago')}"
+        st.warning(f"Replication has not succeeded {since} (twice its schedule's interval): the replica and the marts "
+                   "may be stale.")
 
 
 def pipeline_health() -> None:

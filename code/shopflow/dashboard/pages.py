@@ -85,7 +85,8 @@ def weekly_activity() -> None:
         return
     frame = weeks.frame
     _metrics({"Weeks": count(len(frame)), "First week": f"{frame['week_start'].iloc[0]}",
-              "Last week": f"{frame['week_start'].iloc[-1]}", "Orders in the busiest week": count(frame["orders"].max())})
+              "Last week": f"{frame['week_start'].iloc[-1]}",
+              "Orders in the busiest week": count(frame["orders"].max())})
     st.subheader("New users, orders and users who ordered per week")
     _chart(charts.weekly_counts(frame))
     st.subheader("Revenue per week")

@@ -167,6 +167,16 @@ def test_empty_marts_give_no_rows_not_a_row_of_nulls(mysql):
             assert result.empty and result.missing_table is None, name
 
 
+def test_overview_shows_the_users_before_any_order(mysql):
+    """Users replicated, no order yet: the overview still has its row, with the users counted (it had none)."""
+    with scratch_db(mysql, "noorders", marts="empty", runs=False) as settings:
+        insert(settings, "mart_user_loyalty_points",
+               ("user_id", "first_name", "last_name", "loyalty_status", "total_loyalty_points"),
+               SEED["mart_user_loyalty_points"][:2])
+        (row,) = q.overview(settings).frame.to_dict("records")
+    assert row == {"users": 2, "customers": 0, "orders": None, "revenue": None, "average_check": None}
+
+
 def test_other_errors_are_not_swallowed(seeded):
     with pytest.raises(MySQLError) as refused:
         q.overview(dataclasses.replace(seeded, MARTS_READER_PASSWORD="wrong-password"))

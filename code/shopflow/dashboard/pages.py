@@ -66,7 +66,7 @@ def overview() -> None:
     st.title("Overview")
     _build_time()
     totals = load("overview")
-    if not shown(totals, "orders in the marts"):
+    if not shown(totals, "users or orders in the marts"):
         return
     row = totals.frame.iloc[0]
     _metrics({"Users": count(row["users"]), "Customers with orders": count(row["customers"]),

@@ -59,12 +59,13 @@ def fetch(settings: Settings, sql: str, params: tuple = ()) -> Result:
 # --- overview ---------------------------------------------------------------------------------------------------
 
 def overview(settings: Settings) -> Result:
-    """One row (none while the marts hold no orders): users, customers who ordered, orders, revenue, average check."""
+    """One row (none while the marts hold neither users nor orders): users, customers who ordered, orders, revenue,
+    average check (the last three NULL while there are users but no orders)."""
     return fetch(settings, """
         SELECT (SELECT COUNT(*) FROM mart_user_loyalty_points) AS users, COUNT(DISTINCT user_id) AS customers,
                SUM(order_count) AS orders, SUM(total_spent) AS revenue,
                ROUND(SUM(total_spent) / SUM(order_count), 2) AS average_check
-        FROM mart_user_activity HAVING COUNT(*) > 0""")
+        FROM mart_user_activity HAVING COUNT(*) > 0 OR (SELECT COUNT(*) FROM mart_user_loyalty_points) > 0""")
 
 
 def orders_by_status(settings: Settings) -> Result:

@@ -10,8 +10,8 @@ from pyspark.errors import StreamingQueryException
 
 from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming import query
-from test_streaming_support import (assert_exact, kill, make_events, pg_rows, pipeline_runs, produce, start_job,
-                                    stream_case, wait_for)
+from test_streaming_support import (assert_exact, kill, make_events, pg_rows, pipeline_runs, produce, snapshot,
+                                    start_job, stream_case, wait_for)
 
 pytestmark = pytest.mark.integration
 __all__ = ["stream_case"]
@@ -138,6 +138,20 @@ def test_events_deleted_before_they_were_read_fail_the_dag_check_then_only_their
     query.run(spark, stream_case, query.AVAILABLE_NOW)
     assert query.pending_events(stream_case) == 0
     assert pg_rows(stream_case, "SELECT sum(events_read) FROM {s}.stream_batches")[0][0] == 100 + 60 - 7
+
+
+def test_skip_deleted_deletes_the_checkpoint_even_when_no_position_moves(spark, stream_case):
+    """The checkpoint can point at deleted events while the positions do not (a kill after the batch's Postgres
+    commit, before Spark's own): `--skip-deleted` kept it whenever no position moved, and the next run failed again.
+    Without the checkpoint the next run starts from the positions and applies nothing twice."""
+    produce(stream_case, make_events(50, seed=5)[0])
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    assert stream_case.streaming_checkpoint_dir.exists()
+    assert query.skip_deleted(stream_case) == {}
+    assert not stream_case.streaming_checkpoint_dir.exists()
+    before = snapshot(stream_case)
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    assert snapshot(stream_case) == before
 
 
 def test_a_postgres_restored_under_a_kept_checkpoint_gets_every_event_again(spark, stream_case):

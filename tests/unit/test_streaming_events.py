@@ -93,6 +93,8 @@ def test_validate_normalizes_a_valid_event(spark):
     ({"registration_date": "+10000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999 (UTC)"),
     ({"last_name": "x" * 101}, "last_name longer than 100 characters"),
     ({"phone": "1\u00002"}, "phone contains NUL"),
+    ({"email": "a@" + "a." * 5000 + "com"}, "email longer than 255 characters"),  # overflowed the regex's stack
+    ({"email": "a@" + "a." * 125 + "com"}, None),  # 255 characters, 126 labels: the pattern still judges it
 ])
 def test_validate_rejects_each_broken_rule(spark, fields, reason):
     got = raw_frame(spark, [event(**fields)]).transform(ev.parse_events).transform(ev.validate_events)

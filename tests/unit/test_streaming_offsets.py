@@ -144,6 +144,14 @@ def test_record_batch_has_the_arrow_schema_spark_expects():
     assert batch.to_pydict()["value"] == [b"\xff", None, b"{}"] and batch.column("timestamp")[1].as_py() is None
     assert batch.to_pydict()["timestampType"] == [0, -1, 1] and batch.to_pydict()["offset"] == [7, 8, 9]
 
+
+def test_a_create_time_beyond_the_microseconds_range_is_null_not_a_failed_read():
+    from confluent_kafka import TIMESTAMP_CREATE_TIME
+    nanoseconds = 1_700_000_000_123_456_789  # a producer that sent time.time_ns() as its timestamp
+    batch = record_batch([_Message(b"k", b"{}", "t", 0, 1, (TIMESTAMP_CREATE_TIME, nanoseconds)),
+                          _Message(b"k", b"{}", "t", 0, 2, (TIMESTAMP_CREATE_TIME, (2**63 - 1) // 1000))])
+    assert batch.column("timestamp")[0].as_py() is None and batch.column("timestamp")[1].is_valid
+
 class _Consumer:
     """Answers `consume` with the given lists of messages in turn (what `_read` asks of librdkafka's Consumer)."""
 

@@ -148,8 +148,8 @@ def _skip_deleted(settings) -> None:
     for partition, (old, new) in moved.items():
         log.warning("%s-%d: %d events the broker deleted unread skipped: position %d -> %d", settings.KAFKA_TOPIC,
                     partition, new - old, old, new)
-    log.info("%s", "checkpoint deleted: the next run starts from the positions" if moved else
-             "no partition lost unread events: nothing skipped")
+    log.info("%scheckpoint deleted: the next run starts from the positions in Postgres",
+             "" if moved else "no partition lost unread events, nothing skipped; ")
 
 
 def _stop_started_session() -> None:

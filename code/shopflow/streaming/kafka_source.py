@@ -217,11 +217,14 @@ def read_error(part: KafkaRange, position: int, error: KafkaError) -> ko.KafkaOf
 
 # librdkafka timestamp types -> Spark's timestampType (0 CreateTime, 1 LogAppendTime)
 _TIMESTAMP_TYPES = {TIMESTAMP_CREATE_TIME: 0, TIMESTAMP_LOG_APPEND_TIME: 1}
+# A producer's CreateTime is whatever it sent: one in nanoseconds (time.time_ns()) overflowed the microseconds'
+# int64 and failed the read for good. Outside 0..this, the timestamp is NULL, as for a negative one.
+_MAX_TIMESTAMP_MS = (2**63 - 1) // 1000
 
 
 def record_batch(messages) -> pa.RecordBatch:
     """librdkafka messages as the columns of Spark's Kafka source (timestamps ms -> us)."""
-    stamps = [m.timestamp() for m in messages]
+    stamps = [(kind, ms if 0 <= ms <= _MAX_TIMESTAMP_MS else -1) for kind, ms in (m.timestamp() for m in messages)]
     columns = [[m.key() for m in messages], [m.value() for m in messages], [m.topic() for m in messages],
                [m.partition() for m in messages], [m.offset() for m in messages],
                [ms * 1000 if kind in _TIMESTAMP_TYPES and ms >= 0 else None for kind, ms in stamps],

@@ -217,8 +217,9 @@ def _wait_for_batch_end(query) -> None:
 
 def skip_deleted(settings: Settings) -> dict[int, tuple[int, int]]:
     """Moves each partition whose unread events the broker deleted (retention) up to its earliest offset, and
-    deletes the checkpoint (the next run starts from the positions); the other partitions keep theirs, so nothing
-    already applied is applied again. Returns {partition: (old position, new position)} of those moved."""
+    deletes the checkpoint, always: the next run starts from the positions (the checkpoint itself may point at the
+    deleted events, behind positions committed just before a kill). The other partitions keep their positions, so
+    nothing already applied is applied again. Returns {partition: (old position, new position)} of those moved."""
     partitions = topic_partitions(settings)
     ensure_tables(settings)
     with pg_connection(settings) as conn, conn.cursor() as cur:
@@ -229,14 +230,21 @@ def skip_deleted(settings: Settings) -> dict[int, tuple[int, int]]:
         moved = {p: (committed[p], first) for p, first in ko.deleted_unread(earliest, committed).items()}
         ledger.move_positions(cur, settings.POSTGRES_SCHEMA, STREAM, settings.KAFKA_TOPIC,
                               {p: new for p, (_, new) in moved.items()})
-    if moved:
-        shutil.rmtree(settings.streaming_checkpoint_dir, ignore_errors=True)
+    _delete_checkpoint(settings)
     return moved
+
+
+def _delete_checkpoint(settings: Settings) -> None:
+    """A checkpoint that is not there is fine; one that cannot be deleted is an error (not a silent resume from it)."""
+    try:
+        shutil.rmtree(settings.streaming_checkpoint_dir)
+    except FileNotFoundError:
+        pass
 
 
 def reset(settings: Settings) -> int:
     """Deletes the checkpoint and the committed positions: the next run starts from the earliest offsets."""
-    shutil.rmtree(settings.streaming_checkpoint_dir, ignore_errors=True)
+    _delete_checkpoint(settings)
     ensure_tables(settings)
     with pg_connection(settings) as conn, conn.cursor() as cur:
         ledger.lock_stream(cur, settings.POSTGRES_SCHEMA, STREAM)

@@ -31,7 +31,7 @@ import psycopg2.errors
 
 from postgresdb.models import TABLES, Table
 from shopflow.config import Settings
-from shopflow.db import apply_postgres_schema, pg_connection
+from shopflow.db import apply_postgres_schema, lock_holders, pg_connection
 
 from .cli import EXIT_UNREACHABLE, OneLineParser, fail, non_negative_int, positive_float, settings_or_exit
 from .copyfmt import ChunkReader, copy_chunks, copy_sql
@@ -134,21 +134,6 @@ def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
         return loaded
 
 
-def lock_holders(settings: Settings) -> str:
-    """Who holds locks on the seven tables now (the run's own transaction has ended)."""
-    with pg_connection(settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT a.pid, a.usename, a.application_name, a.state, a.xact_start, "
-                    "string_agg(DISTINCT c.relname, ', ' ORDER BY c.relname) FROM pg_locks l "
-                    "JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted AND n.nspname = %s "
-                    "AND c.relname = ANY(%s) AND a.pid <> pg_backend_pid() GROUP BY 1, 2, 3, 4, 5 ORDER BY 1",
-                    (settings.POSTGRES_SCHEMA, [table.name for table in TABLES]))
-        holders = [f"session {pid} ({user}{f', {app}' if app else ''}, {state}"
-                   f"{f', in a transaction since {since:%H:%M:%S} UTC' if since else ''}) on {tables}"
-                   for pid, user, app, state, since, tables in cur.fetchall()]
-    return "; ".join(holders) or "no session holds them any more"
-
-
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -169,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         counts = load(settings, seed, args.scale, args.reset, say=_say)
     except psycopg2.errors.LockNotAvailable:
+        holders = lock_holders(settings, [t.name for t in TABLES])
         fail(PROG, f"the {settings.POSTGRES_SCHEMA} tables stayed in use for {LOCK_WAIT_S} s, so nothing was "
-                   f"changed: {lock_holders(settings)}. End those sessions (or let them finish) and run it again.",
-             EXIT_UNREACHABLE)
+                   f"changed: {holders}. End those sessions (or let them finish) and run it again.", EXIT_UNREACHABLE)
     except psycopg2.Error as exc:
         if exc.pgcode:  # the server answered: a full disk, a table of yours referencing one of ours, ... (rolled back)
             fail(PROG, f"Postgres refused the load, nothing was changed: {_server_message(exc)}", EXIT_UNREACHABLE)

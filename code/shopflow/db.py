@@ -93,3 +93,19 @@ def apply_mysql_schema(settings: Settings) -> None:
         for statement in postgresdb.mysql_ddl(postgresdb.ddl.key_collation(cur)):
             cur.execute(statement)
         cur.close()
+
+
+def lock_holders(settings: Settings, tables: list[str]) -> str:
+    """Who holds locks on these tables of the source schema now, for an error message (the caller's transaction has
+    ended)."""
+    with pg_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT a.pid, a.usename, a.application_name, a.state, a.xact_start, "
+                    "string_agg(DISTINCT c.relname, ', ' ORDER BY c.relname) FROM pg_locks l "
+                    "JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted AND n.nspname = %s "
+                    "AND c.relname = ANY(%s) AND a.pid <> pg_backend_pid() GROUP BY 1, 2, 3, 4, 5 ORDER BY 1",
+                    (settings.POSTGRES_SCHEMA, list(tables)))
+        holders = [f"session {pid} ({user}{f', {app}' if app else ''}, {state}"
+                   f"{f', in a transaction since {since:%H:%M:%S} UTC' if since else ''}) on {names}"
+                   for pid, user, app, state, since, names in cur.fetchall()]
+    return "; ".join(holders) or "no session holds them any more"

@@ -161,6 +161,33 @@ def test_a_truncate_queued_behind_a_running_run_makes_the_run_give_way_instead_o
     assert replica_rows(settings, TABLES_BY_NAME["loyalty_points"]) == []
 
 
+def test_a_table_left_locked_by_an_open_transaction_fails_the_run_naming_the_session(spark, scratch):
+    """An ALTER or TRUNCATE left open in a SQL client: the run's snapshot waited for its lock without a word, up to
+    Airflow's task timeout (an hour, then two retries). It now gives up after the lock timeout and names it."""
+    seed(scratch)
+    settings, outcome = dataclasses.replace(scratch, REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS=2.0), {}
+
+    def run():
+        try:
+            replicate(spark, settings)
+        except Exception as error:  # noqa: BLE001 - the outcome is asserted below
+            outcome["error"] = str(error)
+    with db.pg_connection(settings) as holder, holder.cursor() as cur:
+        cur.execute(f"LOCK TABLE {settings.POSTGRES_SCHEMA}.orders IN ACCESS EXCLUSIVE MODE; SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+        runner = threading.Thread(target=run, daemon=True)
+        runner.start()
+        runner.join(timeout=60)
+        still_waiting = runner.is_alive()
+        holder.rollback()  # lets a run still waiting (the old behaviour) through
+    runner.join(timeout=120)
+    assert not still_waiting, "the run was still waiting for the lock after 60 s"
+    assert "the source tables stayed locked for 2 s" in outcome.get("error", ""), outcome
+    assert f"session {pid} (" in outcome["error"] and "on orders" in outcome["error"], outcome
+    replicate(spark, settings)
+    assert_replica_equals_source(settings)
+
+
 _GIVE_WAY_ON_THE_CLUSTER = """
 import json, sys, threading, time
 sys.path.insert(0, "tests/integration")

@@ -15,7 +15,7 @@ import psycopg2.errors
 
 from postgresdb.models import CHANGE_TXID, TABLES, TOMBSTONE_HORIZON, TOMBSTONES, Table
 from shopflow.config import Settings
-from shopflow.db import pg_connection
+from shopflow.db import lock_holders, pg_connection
 
 from .checksum import Checksum, checksum_from_row, postgres_checksum_sql
 from .plan import FETCH_SIZE, TablePlan, changed_rows_filter, partition_count, read_query
@@ -151,17 +151,31 @@ def lock_timeout_ms(settings: Settings) -> int:
 _MISSING = (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName)
 
 
-def _lock_tables(cur, schema: str) -> None:
+def _lock_tables(cur, settings: Settings) -> None:
     """ACCESS SHARE on the source tables before the snapshot is taken (LOCK, SET and SAVEPOINT take none): TRUNCATE
     is not MVCC-safe, and a snapshot taken before a TRUNCATE committed would see its table empty, and its TRUNCATE
     tombstone not at all. Waiting here for a TRUNCATE (or a rewriting ALTER) in progress means the snapshot sees
     what it committed. A missing table (or schema) locks nothing: the run's own check (`table_oid`) then refuses the
-    run, naming it, before anything is read."""
+    run, naming it, before anything is read. A lock held longer than REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS (an
+    ALTER or TRUNCATE left open in a SQL client) fails the run naming the sessions, as the reads' timeout does,
+    instead of a wait without a word until Airflow's task timeout."""
+    from .results import ReplicationError  # results imports this module
+
+    schema = settings.POSTGRES_SCHEMA
     cur.execute("SAVEPOINT lock_tables")
+    cur.execute("SET LOCAL lock_timeout = %s", (f"{lock_timeout_ms(settings)}ms",))
     try:
         cur.execute(f"LOCK TABLE {', '.join(f'{schema}.{table.name}' for table in TABLES)} IN ACCESS SHARE MODE")
     except _MISSING:
         cur.execute("ROLLBACK TO SAVEPOINT lock_tables")
+    except psycopg2.errors.LockNotAvailable:
+        cur.execute("ROLLBACK TO SAVEPOINT lock_tables")
+        waited = settings.REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS
+        holders = lock_holders(settings, [t.name for t in TABLES])
+        raise ReplicationError(f"the source tables stayed locked for {waited:g} s (REPLICATION_SOURCE_LOCK_TIMEOUT"
+                               f"_SECONDS) before the run could take its snapshot: {holders}. Nothing was read; a "
+                               "retry goes on once they commit or roll back") from None
+    cur.execute("SET LOCAL lock_timeout = DEFAULT")
     cur.execute("RELEASE SAVEPOINT lock_tables")
 
 
@@ -178,7 +192,7 @@ def open_snapshot(settings: Settings) -> Iterator[SourceSnapshot]:
             # with the load (README "Settings")
             cur.execute("SET max_parallel_workers_per_gather = %s", (settings.REPLICATION_SOURCE_PARALLEL_WORKERS,))
             cur.execute("SET datestyle = 'ISO, YMD'")  # the checksum's timestamp text (psycopg2 sets it too)
-            _lock_tables(cur, settings.POSTGRES_SCHEMA)
+            _lock_tables(cur, settings)
             cur.execute("SELECT pg_export_snapshot(), pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
                         "pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
             yield SourceSnapshot(settings, cur, *cur.fetchone())

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import psycopg2
 import pytest
+from attempt_support import Attempt
 from replication_support import assert_replica_equals_source, pg, replica_rows, scratch, seed, written  # noqa: F401
 from test_streaming_support import wait_for
 
@@ -165,25 +166,17 @@ def test_a_table_left_locked_by_an_open_transaction_fails_the_run_naming_the_ses
     """An ALTER or TRUNCATE left open in a SQL client: the run's snapshot waited for its lock without a word, up to
     Airflow's task timeout (an hour, then two retries). It now gives up after the lock timeout and names it."""
     seed(scratch)
-    settings, outcome = dataclasses.replace(scratch, REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS=2.0), {}
-
-    def run():
-        try:
-            replicate(spark, settings)
-        except Exception as error:  # noqa: BLE001 - the outcome is asserted below
-            outcome["error"] = str(error)
+    settings = dataclasses.replace(scratch, REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS=2.0)
     with db.pg_connection(settings) as holder, holder.cursor() as cur:
         cur.execute(f"LOCK TABLE {settings.POSTGRES_SCHEMA}.orders IN ACCESS EXCLUSIVE MODE; SELECT pg_backend_pid()")
         pid = cur.fetchone()[0]
-        runner = threading.Thread(target=run, daemon=True)
-        runner.start()
-        runner.join(timeout=60)
-        still_waiting = runner.is_alive()
+        run = Attempt(lambda: replicate(spark, settings))
+        still_waiting = run.running_after(60)
         holder.rollback()  # lets a run still waiting (the old behaviour) through
-    runner.join(timeout=120)
+    run.running_after(120)
     assert not still_waiting, "the run was still waiting for the lock after 60 s"
-    assert "the source tables stayed locked for 2 s" in outcome.get("error", ""), outcome
-    assert f"session {pid} (" in outcome["error"] and "on orders" in outcome["error"], outcome
+    assert "the source tables stayed locked for 2 s" in str(run.error), run.error
+    assert f"session {pid} (" in str(run.error) and "on orders" in str(run.error), run.error
     replicate(spark, settings)
     assert_replica_equals_source(settings)
 

@@ -110,19 +110,26 @@ def test_the_cache_is_short_and_the_query_layer_is_not_cached():
     assert not hasattr(queries.overview, "clear")  # plain functions: the app layer caches
 
 
+def page_over(monkeypatch, path, **frames) -> AppTest:
+    """The page with these queries answering these frames, every other query with no rows (no server)."""
+    import pandas as pd
+
+    for name in ("last_run", *frames):
+        monkeypatch.setattr(queries, name, lambda *_args, _frame=frames.get(name, pd.DataFrame()): queries.Result(
+            _frame))
+    data.load.clear()
+    try:
+        return page_test(path)
+    finally:
+        data.load.clear()
+
+
 def test_the_loyalty_table_lists_the_tiers_in_tier_order_like_the_charts(monkeypatch):
     import pandas as pd
 
-    frames = {"loyalty_tiers": pd.DataFrame({"loyalty_status": ["Bronze", "Gold", "Silver"], "users": [3, 1, 2],
-                                             "total_points": [30, 10, 20], "average_points": [10.0, 10.0, 10.0]}),
-              "top_loyalty_users": pd.DataFrame()}
-    monkeypatch.setattr(queries, "loyalty_tiers", lambda _settings: queries.Result(frames["loyalty_tiers"]))
-    monkeypatch.setattr(queries, "top_loyalty_users", lambda _settings, _n: queries.Result(frames["top_loyalty_users"]))
-    data.load.clear()
-    try:
-        app = page_test("loyalty")
-    finally:
-        data.load.clear()
+    app = page_over(monkeypatch, "loyalty", top_loyalty_users=pd.DataFrame(), loyalty_tiers=pd.DataFrame({
+        "loyalty_status": ["Bronze", "Gold", "Silver"], "users": [3, 1, 2], "total_points": [30, 10, 20],
+        "average_points": [10.0, 10.0, 10.0]}))
     assert not app.exception
     assert list(app.dataframe[0].value["loyalty_status"]) == ["Gold", "Silver", "Bronze"]
 
@@ -131,14 +138,8 @@ def test_products_without_any_review_say_so_instead_of_an_empty_table(monkeypatc
     """The mart holds products but none is rated: the ranked lists are empty, the mart is not."""
     import pandas as pd
 
-    summary = pd.DataFrame({"products": [3], "rated": [0], "unrated": [3], "reviews": [0], "average_rating": [None]})
-    monkeypatch.setattr(queries, "rating_summary", lambda _settings: queries.Result(summary))
-    monkeypatch.setattr(queries, "last_run", lambda *_args: queries.Result(pd.DataFrame()))
-    data.load.clear()
-    try:
-        app = page_test("products")
-    finally:
-        data.load.clear()
+    app = page_over(monkeypatch, "products", rating_summary=pd.DataFrame(
+        {"products": [3], "rated": [0], "unrated": [3], "reviews": [0], "average_rating": [None]}))
     assert not app.exception
     infos = [i.value for i in app.info]
     assert infos == ["No product has a review yet: nothing to rank."], infos

@@ -236,10 +236,8 @@ def skip_deleted(settings: Settings) -> dict[int, tuple[int, int]]:
 
 def _delete_checkpoint(settings: Settings) -> None:
     """A checkpoint that is not there is fine; one that cannot be deleted is an error (not a silent resume from it)."""
-    try:
+    if settings.streaming_checkpoint_dir.exists():
         shutil.rmtree(settings.streaming_checkpoint_dir)
-    except FileNotFoundError:
-        pass
 
 
 def reset(settings: Settings) -> int:

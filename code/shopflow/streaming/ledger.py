@@ -73,8 +73,9 @@ def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int]:
 
 
 def insert_rejects(cur, schema: str, batch_id: int, rows: list[tuple]) -> int:
-    """rows: (value bytes, key bytes, reason, topic, partition, offset, kafka timestamp epoch micros); the broker's
-    timestamps are recent, well within the exact range of `* interval '1 microsecond'` (see `_from_micros`)."""
+    """rows: (value bytes, key bytes, reason, topic, partition, offset, kafka timestamp epoch micros or None). The
+    timestamp is exact between 1685 and 2255 (`* interval '1 microsecond'`, see `_from_micros`): a broker's own
+    times are; a producer's CreateTime further out may be a few microseconds off in this record only."""
     if not rows:
         return 0
     values = [(_bytes(v), _bytes(k), reason, topic, partition, offset, micros, batch_id)

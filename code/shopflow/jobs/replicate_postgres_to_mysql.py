@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return NO_RETRY_EXIT if isinstance(error, ReplicationRefused) else 1
     finally:
         spark.stop()
-    log.info("replica equal to the source: %s", ", ".join(f"{name} {r.checksum}" for name, r in results.items()))
+    log.info("replica equal to the source (rows:checksum, of the whole table or of the rows this run changed): %s",
+             ", ".join(f"{name} {'whole' if r.verify_all else 'changed'} {r.checksum}" for name, r in results.items()))
     return 0
 
 

@@ -96,8 +96,8 @@ def test_missing_measures_are_null_with_a_reason(bench_result):
         assert any(note.startswith("streaming drain: not measured") for note in result["notes"])
     else:
         assert not [note for note in result["notes"] if "not measured" in note]
-        for key in RATIO_KEYS:
-            assert result["ratios"][key] > 0, key
+        for key in RATIO_KEYS:  # the drain against a bound COPY of 2,000 rows (milliseconds) can round to 0.000
+            assert result["ratios"][key] >= 0 if key == "stream_drain_vs_bound" else result["ratios"][key] > 0, key
         incremental = next(m for m in result["measures"] if m["name"].startswith("ours: replication incremental"))
         assert len(incremental["attempts_s"]) == 2, incremental  # each attempt after its own 1 % change
 

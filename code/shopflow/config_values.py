@@ -80,10 +80,13 @@ def text(key: str, raw: str) -> str:
     return raw.strip()
 
 
+AIRFLOW_ONLY_PRESETS = ("@once", "@continuous", "@quarterly")  # Airflow's own presets, which croniter does not know
+
+
 def schedule(key: str, raw: str) -> str:
     """A DAG schedule as Airflow takes it: a cron expression or a preset (@hourly, @daily, @once, ...)."""
     value = text(key, raw)
-    if value in ("@once", "@continuous", "@quarterly"):  # Airflow's own presets, which croniter does not know
+    if value in AIRFLOW_ONLY_PRESETS:
         return value
     try:
         from croniter import croniter  # Airflow's own dependency

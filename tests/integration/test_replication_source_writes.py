@@ -138,23 +138,13 @@ def test_a_truncate_queued_behind_a_running_run_makes_the_run_give_way_instead_o
         return row_stats(self, plan)
 
     monkeypatch.setattr(SourceSnapshot, "row_stats", truncate_arrives)
-    outcome = {}
-
-    def run():
-        try:
-            replicate(spark, settings)
-        except Exception as error:  # noqa: BLE001 - the outcome is asserted below
-            outcome["error"] = str(error)
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    runner.join(timeout=180)
-    if runner.is_alive():  # the old behaviour: unblock both, then fail
+    run = Attempt(lambda: replicate(spark, settings))
+    if run.running_after(180):  # the old behaviour: unblock both, then fail
         pg(settings, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'TRUNCATE%'")
-        runner.join(timeout=60)
+        run.running_after(60)
         raise AssertionError("the run and the TRUNCATE waited for each other")
     truncate.join(timeout=60)
-    assert "waited 2 s for the source table's lock" in outcome.get("error", ""), outcome
+    assert "waited 2 s for the source table's lock" in str(run.error), run.error
     assert not truncate.is_alive()
     monkeypatch.undo()
     replicate(spark, settings)

@@ -2,27 +2,30 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 import pandas as pd
 import streamlit as st
 
 from postgresdb.models import LOYALTY_STATUSES, ORDER_STATUSES
 from shopflow.config import get_settings
+from shopflow.config_values import AIRFLOW_ONLY_PRESETS
 
 from . import charts, queries
 from .data import age, count, load, money, money_short, shown, utc
 
 REPLICATION_STALE_S = 3_600  # at least: replication runs every 15 minutes by default
-QUARTER_S = 92 * 86_400
+_PRESET_INTERVAL_S = {"@once": None, "@continuous": 0, "@quarterly": 92 * 86_400}
+assert set(_PRESET_INTERVAL_S) == set(AIRFLOW_ONLY_PRESETS)
 
 
+@lru_cache(maxsize=8)
 def replication_stale_s(schedule: str) -> float | None:
     """How long without a successful replication run the replica counts as stale: two of the schedule's intervals
     (the longest of its next 100), at least REPLICATION_STALE_S; None when no run is due again (@once)."""
-    if schedule == "@once":
-        return None
-    if schedule in ("@continuous", "@quarterly"):  # Airflow's presets that croniter does not know
-        return max(REPLICATION_STALE_S, 2 * QUARTER_S if schedule == "@quarterly" else 0)
+    if schedule in _PRESET_INTERVAL_S:
+        interval = _PRESET_INTERVAL_S[schedule]
+        return None if interval is None else max(REPLICATION_STALE_S, 2 * interval)
     try:
         from croniter import croniter  # Airflow's dependency: an image without Airflow keeps the fixed hour
     except ImportError:

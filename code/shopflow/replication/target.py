@@ -45,7 +45,6 @@ class UpsertCounts:
     inserted: int
     updated: int
     unchanged: int
-    set_aside: int  # target rows whose unique value a new row took, and which the source deleted (phase B deletes them)
     moved: int  # staged rows taken out of a unique value's way, then re-inserted by the upsert
 
 
@@ -155,16 +154,16 @@ class Replica:
         known to match it (a run killed in between makes the next run hash whole tables)."""
         compared = self.compare_stage(table)  # before the unique-value deletes below change the target
         existing, changed = compared.existing, compared.changed
-        set_aside = moved = 0
+        moved = 0
         for gone, holders in sql.unique_conflicts_sql(table):
-            set_aside += self._rowcount(gone)
+            self.cur.execute(gone)  # set aside: phase B deletes (and counts) those rows after their children
             with self._foreign_keys_unchecked():
                 moved += self._rowcount(holders)
         with self._foreign_keys_unchecked(sql.references_itself(table)):
             self.cur.execute(sql.upsert_sql(table))
         self.cur.execute(f"UPDATE {sql.STATE_TABLE} SET checksum = NULL WHERE table_name = %s", (table.name,))
         self.conn.commit()
-        return UpsertCounts(staged - existing, changed, existing - changed, set_aside, moved)
+        return UpsertCounts(staged - existing, changed, existing - changed, moved)
 
     def _rowcount(self, statement: str, params: tuple = ()) -> int:
         self.cur.execute(statement, params)

@@ -222,12 +222,16 @@ _TIMESTAMP_TYPES = {TIMESTAMP_CREATE_TIME: 0, TIMESTAMP_LOG_APPEND_TIME: 1}
 _MAX_TIMESTAMP_MS = (2**63 - 1) // 1000
 
 
+def _micros(kind: int, ms: int) -> int | None:
+    return ms * 1000 if kind in _TIMESTAMP_TYPES and 0 <= ms <= _MAX_TIMESTAMP_MS else None
+
+
 def record_batch(messages) -> pa.RecordBatch:
     """librdkafka messages as the columns of Spark's Kafka source (timestamps ms -> us)."""
-    stamps = [(kind, ms if 0 <= ms <= _MAX_TIMESTAMP_MS else -1) for kind, ms in (m.timestamp() for m in messages)]
+    stamps = [m.timestamp() for m in messages]
     columns = [[m.key() for m in messages], [m.value() for m in messages], [m.topic() for m in messages],
                [m.partition() for m in messages], [m.offset() for m in messages],
-               [ms * 1000 if kind in _TIMESTAMP_TYPES and ms >= 0 else None for kind, ms in stamps],
+               [_micros(kind, ms) for kind, ms in stamps],
                [_TIMESTAMP_TYPES.get(kind, -1) for kind, _ in stamps]]
     return pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(columns, ARROW_SCHEMA, strict=True)],
                                       schema=ARROW_SCHEMA)

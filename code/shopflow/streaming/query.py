@@ -115,7 +115,7 @@ def drop_checkpoint_ahead(settings: Settings, starting: ko.Offsets) -> None:
                     "between were never applied here (Postgres restored, or its schema recreated?). Deleted: the "
                     "stream goes on from the positions", settings.streaming_checkpoint_dir,
                     ", ".join(f"{topic}-{p}: {position} < {o}" for p, (position, o) in ahead.items()))
-        shutil.rmtree(settings.streaming_checkpoint_dir)
+        _delete_checkpoint(settings)
 
 
 def source_frame(spark: SparkSession, settings: Settings, starting: ko.Offsets) -> DataFrame:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pyarrow as pa
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming import query
 from shopflow.streaming.kafka_source import ARROW_SCHEMA, KafkaStreamReader
-from test_streaming_support import (assert_exact, make_events, pg_rows, pipeline_runs, produce, snapshot,
+from test_streaming_support import (assert_exact, make_events, pg_rows, pipeline_runs, produce, snapshot, start_job,
                                     stream_case, stored_rejects)
 
 pytestmark = pytest.mark.integration
@@ -100,3 +101,28 @@ def test_registration_dates_keep_every_microsecond_in_the_accepted_years(spark, 
     stored = pg_rows(stream_case, "SELECT email, to_char(registration_date AT TIME ZONE 'UTC', "
                                   "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM {s}.users ORDER BY email")
     assert dict(stored) == dates
+
+
+# The job with a driver that may fetch at most 1 MiB per job's results: dead letters far larger than that in total
+# must still be stored, byte for byte, in the batch's transaction (they are fetched a bounded part at a time).
+SMALL_DRIVER_RESULTS = """
+import os, sys
+os.environ["PYSPARK_SUBMIT_ARGS"] = "--conf spark.driver.maxResultSize=1m pyspark-shell"
+from shopflow.jobs.stream_users import main
+sys.exit(main(["--master", "local[1]"]))
+"""
+
+
+def test_dead_letters_larger_than_the_driver_may_fetch_at_once_are_all_stored(stream_case, tmp_path):
+    events, expected_users, _ = make_events(60)
+    rng = random.Random(3)
+    big = [b"{" + rng.randbytes(150_000) for _ in range(40)]  # 6 MB that do not compress, not JSON
+    produce(stream_case, [(b"big", value) for value in big] + events)
+    job = start_job(stream_case, tmp_path / "job.log", code=SMALL_DRIVER_RESULTS)
+    assert job.wait(timeout=300) == 0, (tmp_path / "job.log").read_text()[-3000:]
+    stored = [bytes(v) for v, _ in stored_rejects(stream_case) if v is not None and len(v) > 150_000]
+    assert sorted(stored) == sorted(big)
+    order = pg_rows(stream_case, "SELECT batch_id, kafka_partition, kafka_offset FROM {s}.rejected_user_events "
+                                 "ORDER BY rejected_id")
+    assert order == sorted(order)  # inserted in Kafka's order, batch by batch
+    assert len(pg_rows(stream_case, "SELECT 1 FROM {s}.users")) == len(expected_users)

@@ -158,12 +158,16 @@ def latest_per_email(users: DataFrame) -> DataFrame:
 
 def batch_summary(positions: dict[str, dict[str, int]]):
     """Per partition of a validated batch: rows read (`read`), and of the unapplied rows the first offset, the next
-    offset (last + 1), their count (`events`) and how many are rejected: one job tells the sink what a batch holds."""
+    offset (last + 1), their count (`events`), how many are rejected and the bytes of their keys and values
+    (`rejected_bytes`, NULL when none): one job tells the sink what a batch holds."""
     def transform(validated: DataFrame) -> DataFrame:
         fresh = is_unapplied(positions)
+        rejected = fresh & F.col("reason").isNotNull()
         return (validated.groupBy("topic", "partition")
                 .agg(F.count(F.lit(1)).alias("read"), F.min(F.when(fresh, F.col("offset"))).alias("first_offset"),
                      (F.max(F.when(fresh, F.col("offset"))) + 1).alias("next_offset"),
                      F.count(F.when(fresh, F.lit(1))).alias("events"),
-                     F.count(F.when(fresh & F.col("reason").isNotNull(), F.lit(1))).alias("rejected")))
+                     F.count(F.when(rejected, F.lit(1))).alias("rejected"),
+                     F.sum(F.when(rejected, F.coalesce(F.length("value"), F.lit(0))
+                                  + F.coalesce(F.length("key"), F.lit(0)))).alias("rejected_bytes")))
     return transform

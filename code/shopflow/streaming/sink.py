@@ -4,8 +4,8 @@ Exactly-once effect: foreachBatch is at-least-once (after a crash Spark replays 
 same id and offsets). Under a per-stream advisory lock the sink reads the committed positions, keeps only rows at
 or above them, writes those and advances the positions in the same transaction. A replayed batch therefore finds
 nothing new and writes nothing; a partially applied range (checkpoint lost, restarted from the ledger) writes
-only the rest. The batch's rows are collected to the driver: `STREAMING_MAX_EVENTS_PER_BATCH` bounds them.
-"""
+only the rest. The batch's users are collected to the driver: `STREAMING_MAX_EVENTS_PER_BATCH` bounds them (and the
+length rules their fields); its dead letters, raw and of any size, are fetched a bounded part at a time."""
 from __future__ import annotations
 
 import json
@@ -30,6 +30,7 @@ from shopflow.streaming import ledger
 log = logging.getLogger(__name__)
 STREAM = "users"
 JOB = "stream_users"
+REJECT_FETCH_BYTES = 8 << 20
 INTERRUPTED = "a stop interrupted this batch: nothing of it was committed, the next run applies it"
 
 
@@ -64,10 +65,32 @@ def _user_table(validated: DataFrame) -> pa.Table:
     return latest.select(*ledger.USER_FIELDS, F.unix_micros("registration_date").alias("registration_micros")).toArrow()
 
 
-def _reject_rows(validated: DataFrame) -> list[tuple]:
-    rejected = validated.transform(ev.rejected_events)
-    return [tuple(r) for r in rejected.select("value", "key", "reason", "topic", "partition", "offset",
-                                              F.unix_micros("timestamp")).collect()]
+def fetch_bytes(spark) -> int:
+    """How many bytes of dead letters the driver fetches at a time: a quarter of `spark.driver.maxResultSize` (what
+    one Spark job may return to the driver), at most REJECT_FETCH_BYTES."""
+    limit = spark.sparkContext._jvm.org.apache.spark.network.util.JavaUtils.byteStringAsBytes(
+        spark.sparkContext.getConf().get("spark.driver.maxResultSize", "1g"))
+    return min(REJECT_FETCH_BYTES, limit // 4) if limit > 0 else REJECT_FETCH_BYTES
+
+
+def _write_rejects(cur, schema: str, batch_id: int, fresh: DataFrame, total_bytes: int) -> int:
+    """Inserts the batch's dead letters, a bounded part at a time when they are large. A batch holds up to
+    `STREAMING_MAX_EVENTS_PER_BATCH` of them, each up to the broker's message size, raw: collected at once they could
+    exceed the driver's memory or result limit, and the same batch would then fail on every retry."""
+    rows = fresh.transform(ev.rejected_events).select("value", "key", "reason", "topic", "partition", "offset",
+                                                      F.unix_micros("timestamp"))
+    part = fetch_bytes(fresh.sparkSession)
+    if total_bytes <= part:
+        return ledger.insert_rejects(cur, schema, batch_id, [tuple(r) for r in rows.collect()])
+    order = ("topic", "partition", "offset")  # Kafka's order, as the rows arrive: rejected_id follows it
+    parts = rows.repartitionByRange(-(-total_bytes // part), *order).sortWithinPartitions(*order)
+    written, chunk, size = 0, [], 0
+    for row in parts.toLocalIterator(prefetchPartitions=False):
+        chunk.append(tuple(row))
+        size += len(row.value or b"") + len(row.key or b"")
+        if size >= part:
+            written, chunk, size = written + ledger.insert_rejects(cur, schema, batch_id, chunk), [], 0
+    return written + ledger.insert_rejects(cur, schema, batch_id, chunk)
 
 
 class _Clock:
@@ -82,7 +105,7 @@ class _Clock:
 def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int) -> BatchResult:
     """Writes the new rows of `batch` (rows of `events.validate_events`, parsed and validated on the streaming frame)
     on `cur` (the caller commits). The batch is cached; one job summarizes it (the Kafka read), one collects the
-    users, one the dead letters if any."""
+    users, one the dead letters if any (more when they are large: `_write_rejects`)."""
     ledger.lock_stream(cur, schema, STREAM)
     positions = ledger.committed_positions(cur, schema, STREAM)
     result = BatchResult(batch_id)
@@ -99,13 +122,14 @@ def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int) -> BatchResul
             return result
         fresh = validated.transform(ev.unapplied(positions))
         users = _user_table(fresh)
-        rejects = _reject_rows(fresh) if any(s.rejected for s in spans) else []
+        clock.lap("transform")
+        if any(s.rejected for s in spans):
+            rejected_bytes = sum(s.rejected_bytes or 0 for s in spans)
+            result.events_rejected = _write_rejects(cur, schema, batch_id, fresh, rejected_bytes)
     finally:
         validated.unpersist()
-    clock.lap("transform")
     result.users_upserted = users.num_rows
     result.users_inserted, result.users_updated = ledger.upsert_users(cur, schema, users)
-    result.events_rejected = ledger.insert_rejects(cur, schema, batch_id, rejects)
     ledger.advance(cur, schema, STREAM, batch_id, result.end_offsets)
     ledger.record_batch(cur, schema, STREAM, batch_id, result.start_offsets, result.end_offsets, asdict(result))
     clock.lap("write")

@@ -3,6 +3,7 @@ line and exit code 2; offsets gone back below the committed positions are exit c
 from __future__ import annotations
 
 import logging
+import signal
 
 import pytest
 from unit_support import closed_port
@@ -19,10 +20,15 @@ def _stream_job_errors(argv, monkeypatch, caplog, **env) -> list[str]:
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(stream_users, "build_session", lambda *a, **k: pytest.fail("Spark started"))
     get_settings.cache_clear()
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         assert stream_users.main(argv) == 2
     finally:
         get_settings.cache_clear()
+        restored = {signum: signal.getsignal(signum) for signum in handlers}
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert restored == handlers  # main run in-process (a test, a DAG's task) gives Ctrl-C and SIGTERM back
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 

@@ -83,6 +83,17 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The job; the SIGTERM and SIGINT handlers it sets are put back when it returns (run in-process by a test)."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _main(argv)
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(signum, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _arguments(argv)
     configure_logging()
     settings = job_settings()

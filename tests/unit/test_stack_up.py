@@ -77,7 +77,7 @@ def test_the_source_data_is_generated_before_airflow_and_the_event_generator_sta
     monkeypatch.setattr(up.manager, "check_ports", lambda _settings: steps.append("ports"))
     monkeypatch.setattr(up.manager, "ensure", lambda _settings, groups: steps.append(tuple(groups)))
     monkeypatch.setattr(up, "_generate_data", lambda _settings: steps.append("generate"))
-    monkeypatch.setattr(up, "_run_dags", lambda _settings: steps.append("dags"))
+    monkeypatch.setattr(up, "_run_dags", lambda _settings: steps.append("dags") or [])
     monkeypatch.setattr(up, "summary", lambda _settings: "")
     assert up.up(dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path))) == 0
     assert steps[0] == "ports"  # every group's ports (check_ports' default) before any starts
@@ -85,6 +85,19 @@ def test_the_source_data_is_generated_before_airflow_and_the_event_generator_sta
     assert "airflow" not in {g for s in steps[:generated] for g in s}
     assert steps[generated + 1:] == [("airflow",), ("eventgen",), "dags", ("dashboard",)]
     assert {g for s in steps if s not in ("ports", "generate", "dags") for g in s} == set(up.manager.GROUPS)
+
+
+def test_a_failed_dag_run_still_starts_the_dashboard_and_prints_the_urls_then_fails(monkeypatch, tmp_path, capsys):
+    """The dashboard's Pipeline health page shows why a run failed (a quality gate's checks): `make up` stopped
+    before starting it, and a DAG that never succeeded is run again by every `make up`."""
+    started = []
+    monkeypatch.setattr(up.manager, "check_ports", lambda _settings: None)
+    monkeypatch.setattr(up.manager, "ensure", lambda _settings, groups: started.extend(groups))
+    monkeypatch.setattr(up, "_generate_data", lambda _settings: None)
+    monkeypatch.setattr(up, "_run_dags", lambda _settings: ["build_marts"])
+    with pytest.raises(up.manager.StackError, match="did not succeed: build_marts. The stack is up"):
+        up.up(dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path)))
+    assert started[-1] == "dashboard" and "Dashboard         http://127.0.0.1:" in capsys.readouterr().out
 
 
 class DoneAirflow:
@@ -136,7 +149,7 @@ class FreshAirflow(DoneAirflow):
         return self.ends[dag_id]
 
 
-def _run_dags_on(api, monkeypatch) -> None:
+def _run_dags_on(api, monkeypatch) -> list[str]:
     monkeypatch.setattr(up.airflow_api, "project_dag_ids", lambda: list(api.runs_of))
     monkeypatch.setattr(up.airflow_api, "reserialize", lambda _settings: None)
     monkeypatch.setattr(up.airflow_api, "AirflowClient", lambda _settings: api)
@@ -146,15 +159,14 @@ def _run_dags_on(api, monkeypatch) -> None:
         raise AssertionError("waited for an Asset-triggered run that nothing starts")
 
     monkeypatch.setattr(up, "_wait_asset_runs", no_asset_run)
-    up._run_dags(object())
+    return up._run_dags(object())
 
 
 def test_a_failed_producer_does_not_leave_make_up_waiting_for_the_asset_scheduled_dag(monkeypatch, capsys):
     """Seen: a failed replication run updates no Asset, and `make up` waited DAG_TIMEOUT_S (30 min) for build_marts."""
     api = FreshAirflow(done=[], ends={"kafka_to_postgres_streaming": "success",
                                       "replicate_postgres_to_mysql": "failed"})
-    with pytest.raises(up.manager.StackError, match="did not succeed: replicate_postgres_to_mysql, build_marts"):
-        _run_dags_on(api, monkeypatch)
+    assert _run_dags_on(api, monkeypatch) == ["replicate_postgres_to_mysql", "build_marts"]
     assert "build_marts: not run, replicate_postgres_to_mysql did not succeed" in capsys.readouterr().out
     assert "build_marts" not in api.triggered
 

@@ -76,12 +76,13 @@ def _time_scheduled(dag: dict) -> bool:
     return str(dag.get("timetable_summary") or "None") != "None" and not _asset_driven(dag)
 
 
-def _run_dags(settings: Settings) -> None:
+def _run_dags(settings: Settings) -> list[str]:
+    """Runs each DAG once unless it already ran successfully; returns those whose run did not succeed."""
     rank = {dag_id: i for i, dag_id in enumerate(DAG_ORDER)}
     dag_ids = sorted(airflow_api.project_dag_ids(), key=lambda d: (rank.get(d, len(rank)), d))
     if not dag_ids:
         print("  no DAGs in code/airflow/dags yet: nothing to run", flush=True)
-        return
+        return []
     with step(f"load DAGs into Airflow ({', '.join(dag_ids)})"):
         airflow_api.reserialize(settings)
         client = airflow_api.AirflowClient(settings)
@@ -115,9 +116,7 @@ def _run_dags(settings: Settings) -> None:
         else:
             states[dag_id] = (_wait_asset_runs(client, dag_id, since) if producer in states
                                else _unpause_and_run(client, dag_id, scheduled=False))
-    failed = [d for d, state in states.items() if state != "success"]
-    if failed:
-        raise manager.StackError(f"DAG run(s) did not succeed: {', '.join(failed)}; see the Airflow UI for task logs")
+    return [d for d, state in states.items() if state != "success"]
 
 
 def summary(settings: Settings) -> str:
@@ -150,8 +149,11 @@ def up(settings: Settings) -> int:
     manager.ensure(settings, ["airflow"])
     with step("start the Kafka event generator"):
         manager.ensure(settings, ["eventgen"])
-    _run_dags(settings)
-    with step("start the dashboard"):
+    failed = _run_dags(settings)
+    with step("start the dashboard"):  # also after a failed run: its Pipeline health page shows why
         manager.ensure(settings, ["dashboard"])
     print(summary(settings), flush=True)
+    if failed:
+        raise manager.StackError(f"DAG run(s) did not succeed: {', '.join(failed)}. The stack is up: the Airflow UI "
+                                 "has the task logs, the dashboard's Pipeline health page the failed checks")
     return 0

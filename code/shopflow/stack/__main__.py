@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from shopflow.config import SettingsError, get_settings
-from shopflow.stack import drift, manager, processes, supervisor
+from shopflow.stack import drift, health, manager, processes, supervisor
 from shopflow.stack.services import GROUPS, VENV_BIN, airflow_env, base_env
 from shopflow.stack.up import up
 
@@ -24,6 +24,10 @@ def status(settings) -> int:
               "`make up` starts them again.")
     if any(state.startswith(manager.MOVED) for _name, state, _ports, _pid in rows):
         print(f"some services run on the ports they started with, not on the current settings' ports: {drift.APPLY}.")
+    if supervisor.daemon_pid(settings) is None and (left := health.orphans()):  # else: every server "not started"
+        names = sorted({os.path.basename(processes.command_line(pid).split(" ", 1)[0]) for pid in left} - {""})
+        print(f"{len(left)} process(es) of this checkout's stack run without their supervisord (killed, or it crashed): "
+              f"{', '.join(names)}. `make down` stops them, then `make up` starts the stack again.")
     jobs = processes.jobs_run_by_hand(supervisor.daemon_pid(settings))
     if jobs:  # e.g. `make stream`; `make down` stops them first
         print("jobs run by hand:")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from shopflow.config import Settings
 from shopflow.stack.bootstrap import mariadb_root, pg_superuser
-from shopflow.stack.processes import ancestors, command_line
+from shopflow.stack.processes import ancestors, command_line, of_this_checkout, strays
 from shopflow.stack.services import kafka_host_port
 
 
@@ -20,17 +20,33 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def port_owner(port: int) -> str:
-    """Names the process listening on a port (from `ss`): its name and pid, and the shopflow stack it belongs to when
-    another checkout's supervisord started it (e.g. "postgres (pid 812, of the shopflow stack in /srv/shopflow)")."""
+def port_holder(port: int) -> tuple[str, int] | None:
+    """(name, pid) of the process listening on a port (from `ss`), None when unknown."""
     try:
         out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
     except FileNotFoundError:
-        return "an unknown process"
+        return None
     found = re.search(r'users:\(\("([^"]*)",pid=(\d+)', out)
-    if not found:
+    return (found.group(1), int(found.group(2))) if found else None
+
+
+def orphaned(pid: int) -> bool:
+    """A process this checkout's stack started whose supervisord is gone (killed, or it crashed): it runs on, under
+    init, and `make down` stops it."""
+    return of_this_checkout(pid) and _stack_checkout(pid) is None
+
+
+def orphans() -> list[int]:
+    """This checkout's processes that run on without their supervisord (see `orphaned`)."""
+    return [pid for pid in strays() if _stack_checkout(pid) is None]
+
+
+def port_owner(port: int) -> str:
+    """Names the process listening on a port (from `ss`): its name and pid, and the shopflow stack it belongs to when
+    another checkout's supervisord started it (e.g. "postgres (pid 812, of the shopflow stack in /srv/shopflow)")."""
+    if (holder := port_holder(port)) is None:
         return "an unknown process"
-    name, pid = found.group(1), int(found.group(2))
+    name, pid = holder
     if checkout := _stack_checkout(pid):
         return f"{name} (pid {pid}, of the shopflow stack in {checkout})"
     hint = service_hint(name, system_unit(pid))

@@ -52,6 +52,11 @@ def _check_ports(services: list[Service]) -> None:
     for service in services:
         for i, port in enumerate(service.ports):
             if health.port_open(port):
+                if (holder := health.port_holder(port)) and health.orphaned(holder[1]):
+                    raise StackError(
+                        f"{service.name}: port {port} is held by {holder[0]} (pid {holder[1]}), which this checkout's "
+                        "stack started and whose supervisord no longer runs (killed, or it crashed): `make down` stops "
+                        "what it left running, then `make up` starts the stack again.")
                 key = service.port_settings[i] if i < len(service.port_settings) else None
                 raise StackError(
                     f"{service.name}: port {port} is already in use by {health.port_owner(port)}, which is not this "

@@ -88,7 +88,7 @@ def _marked(pid: int | str) -> bool:
         return _MARK in f.read().split(b"\0")
 
 
-def _of_this_checkout(pid: int | str) -> bool:
+def of_this_checkout(pid: int | str) -> bool:
     try:
         # Airflow's task runners retitle themselves ("airflow worker -- <task id>"), which overwrites the memory
         # their environment is read from, and leave supervisord's process group: only their working directory
@@ -113,7 +113,7 @@ def _is_job_run_by_hand(pid: int) -> bool:
 def strays() -> list[int]:
     """Processes of this checkout that outlived supervisord."""
     keep = _ancestors()
-    return [pid for pid in _pids() if pid not in keep and _of_this_checkout(pid)]
+    return [pid for pid in _pids() if pid not in keep and of_this_checkout(pid)]
 
 
 def _outside_supervisord(daemon: int | None, wanted) -> list[int]:

@@ -5,6 +5,7 @@ A bad value fails at start with one line naming the key (`SettingsError`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import urllib.parse
@@ -58,7 +59,7 @@ class Settings:
     # Postgres parallel workers per query of the run's snapshot connection (counts, checksums); 0 = none
     REPLICATION_SOURCE_PARALLEL_WORKERS: int = v.setting(v.positive_int, 0)
     # how long the run's reads wait for a source table's lock before the run gives way (replication README)
-    REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS: float = v.setting(v.positive_float, 30.0)
+    REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS: float = v.setting(v.lock_timeout_seconds, 30.0)
     STREAMING_SCHEDULE: str = v.setting(v.schedule, "*/5 * * * *")
     SPARK_MASTER_URL: str = v.setting(v.spark_master, "spark://127.0.0.1:7077")
     SPARK_MASTER_UI_PORT: int = v.setting(v.port, 8081)
@@ -71,8 +72,8 @@ class Settings:
     # after its last write (checked every 30 min). Spark 4's default, 7 days, holds ~12 GB at the DAGs' ~28 executor
     # directories an hour; 1 day ~1.7 GB
     SPARK_WORKER_APP_DATA_TTL_SECONDS: int = v.setting(v.positive_int, 86_400)
-    SPARK_DRIVER_MEMORY: str = v.setting(v.memory, "1g")
-    SPARK_EXECUTOR_MEMORY: str = v.setting(v.memory, "1g")
+    SPARK_DRIVER_MEMORY: str = v.setting(v.spark_memory, "1g")
+    SPARK_EXECUTOR_MEMORY: str = v.setting(v.spark_memory, "1g")
     # C1 only and the serial collector: on 2 cores, C2's compiler threads and parallel GC threads took the CPU
     # from short jobs (make bench; bench/NOTES.md); empty = the JVM's defaults
     SPARK_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
@@ -200,8 +201,17 @@ def database_url(scheme: str, user: str, password: str, host: str, port: int, da
     return f"{scheme}://{user}:{password}@{host}:{port}/{database}"
 
 
+def _env_value(raw: str) -> str:
+    """A value as docker compose reads it from the same file: quoted, what is between the quotes; unquoted, up to a
+    `#` after whitespace (an inline comment). Otherwise verbatim: no escapes, no variables."""
+    raw = raw.strip()
+    if raw[:1] in ("'", '"') and (quoted := re.fullmatch(rf"{raw[0]}(.*?){raw[0]}\s*(?:#.*)?", raw)):
+        return quoted.group(1)
+    return re.split(r"\s+#", raw, maxsplit=1)[0]
+
+
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse KEY=VALUE lines; `#` starts a comment line; values are taken verbatim (no quotes needed)."""
+    """Parse KEY=VALUE lines; `#` starts a comment line, or a comment after a value and whitespace (`_env_value`)."""
     values: dict[str, str] = {}
     if not path.exists():
         return values
@@ -212,11 +222,22 @@ def read_env_file(path: Path) -> dict[str, str]:
         key, sep, value = line.partition("=")
         if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key.strip()):
             raise SettingsError(f"{path.name} line {number}: expected KEY=VALUE, got {line!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
+        values[key.strip()] = _env_value(value)
     return values
+
+
+# docker compose's own variables, which it also reads from .env
+_COMPOSE_KEYS = ("COMPOSE_", "DOCKER_")
+
+
+def _check_keys(path: Path, values: Mapping[str, str]) -> None:
+    """A key that is no setting is a mistake (a misspelled one left its setting at the default, silently)."""
+    known = list(Settings.__dataclass_fields__)
+    for key in values:
+        if key not in known and not key.startswith(_COMPOSE_KEYS):
+            close = difflib.get_close_matches(key, known, n=1)
+            raise SettingsError(f"{path.name}: {key} is not a setting" + (f" (did you mean {close[0]}?)" if close else
+                                "; the settings are the keys of the shipped .env (README, Settings)"))
 
 
 def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
@@ -227,6 +248,7 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
         raise SettingsError(f"SHOPFLOW_ENV_FILE={named!r}: no such file")
     env_file = env_file or Path(named or PROJECT_ROOT / ".env")
     values = read_env_file(Path(env_file))
+    _check_keys(Path(env_file), values)
     values.update({k: v for k, v in env.items() if k in Settings.__dataclass_fields__})
     return Settings.from_mapping(values)
 

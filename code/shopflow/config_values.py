@@ -155,6 +155,22 @@ def memory(key: str, raw: str) -> str:
     return raw
 
 
+def spark_memory(key: str, raw: str) -> str:
+    """A Spark driver's or executor's heap: Spark refuses one under 450 MiB at start (every job would fail)."""
+    if megabytes(memory(key, raw)) < 512:
+        raise SettingsError(f"{key}={raw!r}: at least 512m (Spark refuses a heap under 450 MiB)")
+    return raw
+
+
+def lock_timeout_seconds(key: str, raw: str) -> float:
+    """A Postgres `lock_timeout` in seconds: 1 ms to 2^31-1 ms (Postgres' range; 0, its "no timeout", would let a run
+    wait for good behind a queued TRUNCATE or ALTER, which is what the setting prevents)."""
+    value = number(key, raw, float, "a number")
+    if not 0.001 <= value <= 2_147_483:
+        raise SettingsError(f"{key}={raw!r}: must be between 0.001 and 2147483 (seconds)")
+    return value
+
+
 def megabytes(size: str) -> int:
     """A size `memory` accepted, in MB (k rounds down)."""
     return int(size[:-1]) * {"k": 1, "m": 1024, "g": 1024 * 1024}[size[-1].lower()] // 1024
@@ -204,6 +220,9 @@ def java_options(key: str, raw: str) -> str:
     bad = [word for word in raw.split() if not word.startswith("-")]
     if bad:
         raise SettingsError(f"{key}={raw!r}: expected JVM options starting with '-', got {bad[0]!r}")
+    if heap := [word for word in raw.split() if word.startswith("-Xmx")]:  # Spark refuses it at every job's start
+        raise SettingsError(f"{key}={raw!r}: {heap[0]} is not allowed here (Spark refuses it): the heap is "
+                            "SPARK_DRIVER_MEMORY and SPARK_EXECUTOR_MEMORY")
     return " ".join(raw.split())
 
 

@@ -72,6 +72,14 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("KAFKA_TOPIC", "users data", "KAFKA_TOPIC='users data': expected a Kafka topic name"),
     ("REPLICATION_SCHEDULE", "every 15 min", "REPLICATION_SCHEDULE='every 15 min': expected a cron expression"),
     ("STREAMING_SCHEDULE", "61 * * * *", "STREAMING_SCHEDULE='61 * * * *': expected a cron expression"),
+    ("SPARK_DRIVER_MEMORY", "256m", "SPARK_DRIVER_MEMORY='256m': at least 512m (Spark refuses a heap under 450 MiB)"),
+    ("SPARK_EXECUTOR_MEMORY", "0g", "SPARK_EXECUTOR_MEMORY='0g': at least 512m"),
+    ("SPARK_JAVA_OPTIONS", "-XX:+UseSerialGC -Xmx2g", "SPARK_JAVA_OPTIONS='-XX:+UseSerialGC -Xmx2g': -Xmx2g is not "
+                                                      "allowed here (Spark refuses it): the heap is SPARK_DRIVER_MEMORY"),
+    ("SPARK_STREAMING_JAVA_OPTIONS", "-Xmx4g", "SPARK_STREAMING_JAVA_OPTIONS='-Xmx4g': -Xmx4g is not allowed here"),
+    ("REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS", "0.0001", "REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS='0.0001': must be "
+                                                          "between 0.001 and 2147483 (seconds)"),  # was 0 ms: no limit
+    ("REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS", "99999999", "must be between 0.001 and 2147483"),  # Postgres refused
     ("SPARK_JAVA_OPTIONS", "-XX:+UseSerialGC Xmx2g", "SPARK_JAVA_OPTIONS='-XX:+UseSerialGC Xmx2g': expected JVM "
                                                      "options starting with '-', got 'Xmx2g'"),
 ])
@@ -182,6 +190,30 @@ def test_bootstrap_servers_from_the_environment_are_stripped_around_each_address
     `tcp:// 127.0.0.1:9092`."""
     assert load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": " 127.0.0.1:9092 , kafka2:9092 "},
                          env_file=None).KAFKA_BOOTSTRAP_SERVERS == "127.0.0.1:9092,kafka2:9092"
+
+
+def test_a_misspelled_key_in_the_env_file_is_an_error_naming_the_setting(tmp_path):
+    """`MYSQL_PASWORD=secret` left MYSQL_PASSWORD at its default, silently."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("MYSQL_PASWORD=secret\n")
+    with pytest.raises(SettingsError, match=r"^\.env: MYSQL_PASWORD is not a setting \(did you mean MYSQL_PASSWORD\?\)$"):
+        load_settings(env={}, env_file=env_file)
+    env_file.write_text("WHATEVER=1\n")
+    with pytest.raises(SettingsError, match="WHATEVER is not a setting; the settings are the keys of the shipped"):
+        load_settings(env={}, env_file=env_file)
+    env_file.write_text("COMPOSE_PROJECT_NAME=shop\nMYSQL_PASSWORD=secret\n")  # docker compose's own: allowed
+    assert load_settings(env={}, env_file=env_file).MYSQL_PASSWORD == "secret"
+
+
+@pytest.mark.parametrize("line, value", [
+    ("abc # demo", "abc"), ("abc\t# demo", "abc"), ("a#b", "a#b"), ('"a # b" # c', "a # b"), ("'x#y'", "x#y"),
+    ('"quoted"', "quoted"), ('"half', '"half'), ("", "")])
+def test_env_values_read_as_docker_compose_reads_them(tmp_path, line, value):
+    """The same .env feeds docker compose, which ends an unquoted value at ` #`: `abc # demo` was our password
+    `abc # demo` and compose's `abc`."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"MYSQL_PASSWORD={line}\n")
+    assert read_env_file(env_file)["MYSQL_PASSWORD"] == value
 
 
 def test_an_env_file_named_but_missing_is_an_error_not_the_defaults(tmp_path):

@@ -89,3 +89,31 @@ def test_a_symlink_is_followed_and_an_acl_is_left_to_the_server():
         os.setxattr(home, "system.posix_acl_access",
                     struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries))
         assert blocked_directory(link / ".local", "postgres") is None
+
+
+def test_postgres_runs_the_major_version_that_created_its_data_directory(tmp_path):
+    """After `apt install postgresql-16` beside 15, every `make up` started 16 on 15's data, which it refuses
+    ("database files are incompatible with server")."""
+    import dataclasses
+
+    import pytest
+
+    from shopflow.config import get_settings
+    from shopflow.stack import bootstrap
+    from shopflow.stack.services import StackError, pg_bin_dir
+
+    lib = tmp_path / "lib"
+    for major in ("9", "15", "16"):
+        (lib / major / "bin").mkdir(parents=True)
+        (lib / major / "bin" / "postgres").touch()
+    data = tmp_path / "postgres"
+    assert pg_bin_dir(data, lib) == lib / "16" / "bin"  # before initdb: the newest (numerically, not 9)
+    data.mkdir()
+    (data / "PG_VERSION").write_text("15\n")
+    assert pg_bin_dir(data, lib) == lib / "15" / "bin"
+    (data / "PG_VERSION").write_text("13\n")  # not installed: the newest, and `make up` says why it cannot start
+    assert pg_bin_dir(data, lib) == lib / "16" / "bin"
+    settings = dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path))
+    with pytest.raises(StackError, match=r"was created by Postgres 13, whose server is not installed .*"
+                                         r"`apt-get install postgresql-13`"):
+        bootstrap.init_postgres(settings)

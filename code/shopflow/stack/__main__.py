@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     except (manager.StackError, RuntimeError) as error:
         print(f"shopflow: {error}", file=sys.stderr)
         return 1
+    except PermissionError as error:  # e.g. handing .local/postgres to the postgres system user
+        print(f"shopflow: {error}. The local stack runs as root: it starts Postgres and MariaDB as their own system "
+              "users (`make install` needs root too)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

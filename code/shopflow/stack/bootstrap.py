@@ -15,7 +15,7 @@ import psycopg2
 from psycopg2 import sql
 
 from shopflow.config import Settings
-from shopflow.stack.services import VENV_BIN, airflow_env, pg_bin_dir
+from shopflow.stack.services import PG_LIB, VENV_BIN, StackError, airflow_env, data_major, pg_bin_dir
 
 
 def _chown_dir(path: Path, user: str) -> None:
@@ -34,7 +34,11 @@ def _run(command: list[str], log: Path, what: str, env: dict | None = None) -> N
 
 def init_postgres(settings: Settings) -> bool:
     data = settings.state_dir / "postgres"
-    if (data / "PG_VERSION").exists():
+    if major := data_major(data):
+        if pg_bin_dir(data) != PG_LIB / major / "bin":
+            raise StackError(f"{data} was created by Postgres {major}, whose server is not installed (the newest here "
+                             f"is {pg_bin_dir().parent.name}): `apt-get install postgresql-{major}`, or move the "
+                             "directory away to start with an empty database")
         return False
     _chown_dir(data, "postgres")
     initdb = [str(pg_bin_dir() / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",

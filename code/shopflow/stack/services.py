@@ -6,7 +6,6 @@ anything; `supervisor.py` does.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 import shutil
@@ -38,12 +37,26 @@ class Service:
     stop_wait: int = 20
 
 
-def pg_bin_dir() -> Path:
-    """Newest Debian Postgres server binaries (the servers refuse to run as root: see PLATFORM.md)."""
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
+PG_LIB = Path("/usr/lib/postgresql")
+
+
+def data_major(data: Path) -> str | None:
+    """The Postgres major version that created a data directory (its PG_VERSION), None before initdb."""
+    try:
+        return (data / "PG_VERSION").read_text().strip()
+    except OSError:
+        return None
+
+
+def pg_bin_dir(data: Path | None = None, lib: Path = PG_LIB) -> Path:
+    """Debian's Postgres server binaries (the servers refuse to run as root: see PLATFORM.md): of the major version
+    that created `data` when it is installed (a newer major refuses the directory), else the newest."""
+    if data is not None and (major := data_major(data)) and (lib / major / "bin" / "postgres").exists():
+        return lib / major / "bin"
+    candidates = sorted(lib.glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else -1)
     if not candidates:
-        raise RuntimeError("Postgres server binaries not found under /usr/lib/postgresql: run `make install`")
-    return Path(candidates[-1]).parent
+        raise RuntimeError(f"Postgres server binaries not found under {lib}: run `make install`")
+    return candidates[-1].parent
 
 
 def tansu_binary() -> Path:
@@ -139,7 +152,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 
 def _pg(settings: Settings) -> Service:
     data = settings.state_dir / "postgres"
-    command = [str(pg_bin_dir() / "postgres"), "-D", str(data), "-p", str(settings.POSTGRES_PORT),
+    command = [str(pg_bin_dir(data) / "postgres"), "-D", str(data), "-p", str(settings.POSTGRES_PORT),
                "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
                "-c", "shared_buffers=512MB", "-c", "timezone=UTC"]
     # SIGINT = fast shutdown (SIGTERM waits for every client to leave).

@@ -1,6 +1,5 @@
 """`make down`'s sweep for processes of this checkout that outlived supervisord, and who else holds a port."""
 import os
-import socket
 import subprocess
 import time
 
@@ -8,18 +7,13 @@ import pytest
 
 from shopflow.config import PROJECT_ROOT
 from shopflow.stack import health, processes
+from unit_support import unmarked_env
 
 
 def _retitled_runner(cwd) -> subprocess.Popen:
     """Like an orphaned Airflow task runner: retitled (no project path in its command line), ignores SIGTERM."""
     return subprocess.Popen(["bash", "-c", 'trap "" TERM; exec -a "airflow worker -- 0199-test" sleep 300'],
-                            cwd=cwd, start_new_session=True, env=_unmarked())
-
-
-def _unmarked() -> dict[str, str]:
-    from shopflow.stack.services import STACK_MARKER
-
-    return {k: v for k, v in os.environ.items() if k != STACK_MARKER}
+                            cwd=cwd, start_new_session=True, env=unmarked_env())
 
 
 def _wait_for_title(process: subprocess.Popen, title: str = "airflow worker") -> None:
@@ -53,7 +47,7 @@ def test_strays_carry_the_stacks_mark_a_path_of_the_checkout_in_the_command_line
     from shopflow.stack.services import STACK_MARKER
 
     def sleeper(title: str, mark: str | None) -> subprocess.Popen:
-        env = _unmarked() | ({STACK_MARKER: mark} if mark else {})
+        env = unmarked_env() | ({STACK_MARKER: mark} if mark else {})
         return subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 300'], cwd=tmp_path, env=env,
                                 start_new_session=True)
 
@@ -97,7 +91,7 @@ def _titled(title: str, cwd, parent: bool = False) -> subprocess.Popen:
     """A process whose command line is `title` (a job as `ps` shows it); with `parent`, as the child of a shell."""
     inner = f'exec -a "{title}" sleep 300'
     script = f'({inner}) & wait' if parent else inner
-    return subprocess.Popen(["bash", "-c", script], cwd=cwd, start_new_session=True, env=_unmarked())
+    return subprocess.Popen(["bash", "-c", script], cwd=cwd, start_new_session=True, env=unmarked_env())
 
 
 def _child_of(parent: subprocess.Popen) -> int:
@@ -199,40 +193,3 @@ def test_a_port_holder_run_by_systemd_is_named_by_its_service(tmp_path, cgroup, 
 def test_only_a_database_server_run_by_systemd_gets_the_systemctl_hint(name, unit, hint):
     assert health.service_hint(name, unit) == hint
 
-
-def _marked_listener(port: int) -> subprocess.Popen:
-    """Like a server the stack started, left under init when its supervisord was killed: marked, listening."""
-    from shopflow.stack.services import STACK_MARKER
-
-    code = ("import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', %d))\ns.listen()\ntime.sleep(300)" % port)
-    return subprocess.Popen(["python3", "-c", code], env=_unmarked() | {STACK_MARKER: str(PROJECT_ROOT)},
-                            start_new_session=True)
-
-
-def test_a_port_held_by_this_checkouts_server_left_without_supervisord_says_make_down(tmp_path, capsys):
-    """Seen after `kill -9` of supervisord: `make up` said the port was held by a process "not this checkout's stack"
-    (stop it or move the port: a second server on the same data directory), and `make status` "not started"."""
-    import dataclasses
-
-    from shopflow.config import get_settings
-    from shopflow.stack import __main__ as cli
-    from shopflow.stack import manager
-    from shopflow.stack.services import Service
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = _marked_listener(port)
-    try:
-        deadline = time.monotonic() + 10
-        while not health.port_open(port):
-            assert time.monotonic() < deadline and server.poll() is None, "the listener did not start"
-            time.sleep(0.05)
-        with pytest.raises(manager.StackError, match=rf"port {port} is held by python3 \(pid {server.pid}\), which "
-                                                     r"this checkout's stack started.*`make down` stops"):
-            manager._check_ports([Service("postgres", [], (port,), "postgres", ("POSTGRES_PORT",))])
-        cli.status(dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path)))  # no supervisord there
-        assert "stack run without their supervisord (killed, or it crashed): " in capsys.readouterr().out
-    finally:
-        server.kill()
-        server.wait(timeout=10)

@@ -117,3 +117,26 @@ def test_postgres_runs_the_major_version_that_created_its_data_directory(tmp_pat
     with pytest.raises(StackError, match=r"was created by Postgres 13, whose server is not installed .*"
                                          r"`apt-get install postgresql-13`"):
         bootstrap.init_postgres(settings)
+
+
+def test_airflow_is_migrated_again_on_a_new_postgres_cluster(tmp_path, monkeypatch):
+    """After `rm -rf .local/postgres` the stamp still matched, `airflow db migrate` was skipped, and every Airflow
+    component exited with "Database migration required"."""
+    import dataclasses
+    import os
+
+    from shopflow.config import get_settings
+    from shopflow.stack import bootstrap
+
+    runs = []
+    monkeypatch.setattr(bootstrap, "_run", lambda argv, *_args, **_kwargs: runs.append(argv[1:]))
+    settings = dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path))
+    (tmp_path / "postgres").mkdir()
+    version = tmp_path / "postgres" / "PG_VERSION"
+    version.write_text("15\n")
+    assert bootstrap.init_airflow(settings) and runs == [["db", "migrate"]]
+    assert not bootstrap.init_airflow(settings) and len(runs) == 1  # the same cluster: migrated already
+    version.unlink()
+    version.write_text("15\n")  # initdb again
+    os.utime(version, ns=(1, 1))  # a time of its own, whatever the clock's resolution
+    assert bootstrap.init_airflow(settings) and len(runs) == 2

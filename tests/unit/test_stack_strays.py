@@ -187,9 +187,10 @@ def test_a_port_holder_run_by_systemd_is_named_by_its_service(tmp_path, cgroup, 
      "the system service postgresql@15-main.service: `systemctl disable --now postgresql` stops it for good"),
     ("mariadbd", "mariadb.service", "the system service mariadb.service: `systemctl disable --now mariadb.service` "
                                     "stops it for good"),
-    ("docker-proxy", "docker.service", None),  # compose's published port: disabling Docker is not the answer
+    ("docker-proxy", "docker.service", "a Docker container's published port: `docker compose down` if it is this "
+                                       "project's compose stack"),  # not the proxy, not Docker: the container
     ("postgres", None, None),  # started by hand
 ])
-def test_only_a_database_server_run_by_systemd_gets_the_systemctl_hint(name, unit, hint):
+def test_a_database_server_run_by_systemd_gets_the_systemctl_hint_docker_proxy_the_container(name, unit, hint):
     assert health.service_hint(name, unit) == hint
 

@@ -144,7 +144,13 @@ def init_airflow(settings: Settings) -> bool:
     import airflow
 
     stamp = home / "migrated.stamp"
-    marker = f"{airflow.__version__} {settings.AIRFLOW_DB}@{settings.POSTGRES_PORT}"
+    # the database cluster it migrated, by the time its initdb wrote PG_VERSION: a new .local/postgres (the old one
+    # removed) has no Airflow tables, and every Airflow component exited with "Database migration required"
+    try:
+        cluster = (settings.state_dir / "postgres" / "PG_VERSION").stat().st_mtime_ns
+    except OSError:
+        cluster = None
+    marker = f"{airflow.__version__} {settings.AIRFLOW_DB}@{settings.POSTGRES_PORT} cluster {cluster}"
     if stamp.exists() and stamp.read_text() == marker:
         return False
     _run([str(VENV_BIN / "airflow"), "db", "migrate"], settings.state_dir / "logs" / "airflow-migrate.log",

@@ -56,8 +56,10 @@ def port_owner(port: int) -> str:
 def service_hint(name: str, unit: str | None) -> str | None:
     """For a database server run by systemd (Debian's own postgresql or mariadb, started when `make install` added
     their packages): its unit and how to stop it for good. postgresql@15-main comes back at boot through
-    postgresql.service, which starts every cluster. None for other processes (docker-proxy, sshd, ...), whose unit
-    is not the server's."""
+    postgresql.service, which starts every cluster. For docker-proxy: the container (stopping the proxy alone breaks
+    the container's port, and disabling Docker is not the answer). None for other processes (sshd, ...)."""
+    if name == "docker-proxy":
+        return "a Docker container's published port: `docker compose down` if it is this project's compose stack"
     if name not in DATABASE_SERVERS or unit is None:
         return None
     service = "postgresql" if unit.startswith("postgresql") else unit

@@ -23,13 +23,16 @@ SUBMIT_TIMEOUT_S = 900  # the cluster may first finish another test run's applic
 
 
 def spark_submit(settings, run_id: str) -> tuple[subprocess.CompletedProcess, float]:
-    """The command the DAG's SparkSubmitOperator builds (client mode, 3 one-core executors)."""
+    """The command the DAG's task builds (`spark_job` in code/airflow/dags/_spark.py, whose options tests/dags checks):
+    client mode, one executor of SPARK_MARTS_CORES cores, the batch jobs' JVM flags (the archive included)."""
+    java, cores = settings.java_options_for(False, job="build_marts"), str(settings.SPARK_MARTS_CORES)
     command = [str(VENV_BIN / "spark-submit"), "--master", settings.SPARK_MASTER_URL, "--deploy-mode", "client",
                "--name", f"shopflow-build_marts-{run_id}",
                "--jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}",
-               "--conf", "spark.sql.session.timeZone=UTC", "--conf", "spark.executor.cores=1",
-               "--conf", "spark.executor.memory=1g", "--conf", "spark.cores.max=3", "--driver-memory", "1g",
-               str(JOB_FILE), "--run-id", run_id]
+               "--conf", "spark.sql.session.timeZone=UTC", "--conf", f"spark.executor.cores={cores}",
+               "--conf", f"spark.executor.memory={settings.SPARK_EXECUTOR_MEMORY}", "--conf", f"spark.cores.max={cores}",
+               "--conf", f"spark.driver.extraJavaOptions={java}", "--conf", f"spark.executor.extraJavaOptions={java}",
+               "--driver-memory", settings.SPARK_DRIVER_MEMORY, str(JOB_FILE), "--run-id", run_id]
     start = time.monotonic()
     result = subprocess.run(command, env=base_env(settings), capture_output=True, text=True, timeout=SUBMIT_TIMEOUT_S)
     return result, time.monotonic() - start

@@ -73,11 +73,20 @@ def test_the_sources_checksum_along_the_key_equals_the_grouped_one(spark, scratc
     assert sums["order_details"][0] == "0:0" and sums["loyalty_points"][0].startswith("21:")
 
 
-def test_the_source_hashes_along_the_key_only_a_table_in_key_order(spark, scratch):
+def test_the_source_hashes_along_the_key_only_a_table_in_key_order(spark, scratch, monkeypatch):
     """Reading the heap in key order is slower than one sort when the rows lie elsewhere: the walk is taken only
     when the planner's statistics say the rows are in key order (none yet: not taken), and a run's reconcile
     passes either way."""
-    loyalty = TABLES_BY_NAME["loyalty_points"]
+    from shopflow.replication import source
+
+    loyalty, walked = TABLES_BY_NAME["loyalty_points"], []
+
+    def spied(table, schema, where, along_key):  # which form the run's whole checksum of loyalty_points took
+        if table is loyalty and not where:
+            walked.append(along_key)
+        return postgres_checksum_sql(table, schema, where, along_key)
+
+    monkeypatch.setattr(source, "postgres_checksum_sql", spied)
     seed(scratch)
     pg(scratch, "INSERT INTO {s}.users SELECT k, 'U', 'V', 'u' || k || '@example.com', NULL, now(), 'Gold' "
                 "FROM generate_series(10, 40) k")
@@ -90,11 +99,13 @@ def test_the_source_hashes_along_the_key_only_a_table_in_key_order(spark, scratc
     with open_snapshot(scratch) as snapshot:
         assert snapshot.in_key_order(loyalty)
     assert replicate(spark, scratch)["loyalty_points"].checksum.rows == 4993
+    assert walked == [True]
     pg(scratch, "DELETE FROM {s}.loyalty_points WHERE loyalty_id >= 10", insert + "random()",
        "ANALYZE {s}.loyalty_points")
     with open_snapshot(scratch) as snapshot:
         assert not snapshot.in_key_order(loyalty)
     assert replicate(spark, scratch, force_full=True)["loyalty_points"].checksum.rows == 4993
+    assert walked == [True, False]
     assert_replica_equals_source(scratch)
 
 

@@ -90,11 +90,11 @@ import sys, time
 from shopflow.streaming import query, sink
 query.BATCH_END_WAIT_S = 0
 apply = sink.apply_batch
-def slow_apply(cur, schema, batch, batch_id):
+def slow_apply(cur, schema, batch, batch_id, *planned):
     with open(sys.argv[1], "a") as started:  # the test signals while a batch sleeps, never between two
         started.write(f"{batch_id}\\n")
     time.sleep(5)
-    return apply(cur, schema, batch, batch_id)
+    return apply(cur, schema, batch, batch_id, *planned)
 sink.apply_batch = slow_apply
 from shopflow.jobs.stream_users import main
 sys.exit(main(["--master", "local[1]", "--continuous", "--trigger-seconds", "1"]))

@@ -9,7 +9,7 @@ from kafka.admin import NewTopic
 from pyspark.errors import StreamingQueryException
 
 from shopflow.streaming import kafka_offsets as ko
-from shopflow.streaming import query
+from shopflow.streaming import offset_log, query
 from test_streaming_support import (assert_exact, kill, make_events, pg_rows, pipeline_runs, produce, snapshot,
                                     start_job, stream_case, wait_for)
 
@@ -161,7 +161,7 @@ def test_a_postgres_restored_under_a_kept_checkpoint_gets_every_event_again(spar
     produce(stream_case, events)
     query.run(spark, stream_case, query.AVAILABLE_NOW)
     assert_exact(stream_case, events, expected_users, malformed)
-    assert query.checkpoint_resumes_at(stream_case.streaming_checkpoint_dir)  # read from Spark's own offset log
+    assert offset_log.resumes_at(stream_case.streaming_checkpoint_dir)  # read from Spark's own offset log
     for table in ("users", "rejected_user_events", "stream_offsets", "stream_batches"):  # Postgres as before them
         pg_rows(stream_case, f"DELETE FROM {{s}}.{table} RETURNING 1")
     assert query.pending_events(stream_case) == 100

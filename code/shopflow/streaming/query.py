@@ -23,7 +23,7 @@ from shopflow.config import Settings
 from shopflow.db import pg_connection
 from shopflow.streaming import events as ev
 from shopflow.streaming import kafka_offsets as ko
-from shopflow.streaming import ledger
+from shopflow.streaming import ledger, offset_log
 from shopflow.streaming.checkpoint_lock import AVAILABLE_NOW, CONTINUOUS
 from shopflow.streaming.kafka_source import KafkaPythonSource
 from shopflow.streaming.sink import STREAM, UsersSink
@@ -87,15 +87,6 @@ def committed_start(settings: Settings, partitions: list[int]) -> ko.Offsets:
     return ko.starting_offsets(settings.KAFKA_TOPIC, partitions, committed)
 
 
-def checkpoint_resumes_at(checkpoint: Path) -> ko.Offsets:
-    """Where Spark resumes a query from `checkpoint`: the end offsets of its last committed batch ({} if none). Spark's
-    offset log, offsets/<batch id>: a version line, the batch's metadata, then one line per source."""
-    done = [int(path.name) for path in (checkpoint / "commits").glob("*") if path.name.isdigit()]
-    if not done:
-        return {}
-    return json.loads((checkpoint / "offsets" / str(max(done))).read_text().splitlines()[2])
-
-
 def drop_checkpoint_ahead(settings: Settings, starting: ko.Offsets) -> None:
     """A query resumes from its checkpoint, not from `starting`: a checkpoint past the positions committed in Postgres
     (Postgres restored from a backup, or its schema recreated, the checkpoint kept) would skip the events between,
@@ -103,7 +94,7 @@ def drop_checkpoint_ahead(settings: Settings, starting: ko.Offsets) -> None:
     A partition without a position compares with the broker's earliest offset."""
     topic = settings.KAFKA_TOPIC
     try:
-        resumes = ko.of_topic(checkpoint_resumes_at(settings.streaming_checkpoint_dir), topic)
+        resumes = ko.of_topic(offset_log.resumes_at(settings.streaming_checkpoint_dir), topic)
     except (OSError, ValueError, IndexError):  # none, or one Spark reads (or refuses) itself
         return
     existing = ko.of_topic(starting, topic)  # the topic's partitions now: a position, or EARLIEST (-2)
@@ -116,6 +107,16 @@ def drop_checkpoint_ahead(settings: Settings, starting: ko.Offsets) -> None:
                     "stream goes on from the positions", settings.streaming_checkpoint_dir,
                     ", ".join(f"{topic}-{p}: {position} < {o}" for p, (position, o) in ahead.items()))
         _delete_checkpoint(settings)
+
+
+def _resolved(settings: Settings, starting: ko.Offsets) -> ko.Offsets:
+    """`starting` with the earliest offset for each partition without a position (-2): where the query's first batch
+    starts (the sink's `offset_log.planned_range`)."""
+    topic = settings.KAFKA_TOPIC
+    offsets = ko.of_topic(starting, topic)
+    if unknown := [p for p, o in offsets.items() if o < 0]:
+        offsets |= ko.earliest_offsets(settings.KAFKA_BOOTSTRAP_SERVERS, topic, unknown)
+    return ko.as_offsets(topic, offsets)
 
 
 def source_frame(spark: SparkSession, settings: Settings, starting: ko.Offsets) -> DataFrame:
@@ -162,7 +163,7 @@ def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[i
     writer = (validated.writeStream
               .queryName(f"{STREAM}-stream")
               .option("checkpointLocation", str(checkpoint))
-              .foreachBatch(UsersSink(settings, mode, stopping)))
+              .foreachBatch(UsersSink(settings, mode, stopping, _resolved(settings, starting))))
     if mode == AVAILABLE_NOW:
         writer = writer.trigger(availableNow=True)
     else:

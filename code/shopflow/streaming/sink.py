@@ -25,7 +25,7 @@ from shopflow.db import pg_connection
 from shopflow.runlog import RunRecord, clip, record_run_or_warn
 from shopflow.streaming import events as ev
 from shopflow.streaming import kafka_offsets as ko
-from shopflow.streaming import ledger
+from shopflow.streaming import ledger, offset_log
 
 log = logging.getLogger(__name__)
 STREAM = "users"
@@ -102,10 +102,12 @@ class _Clock:
         self.seconds[phase], self.last = round(now - self.last, 3), now
 
 
-def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int) -> BatchResult:
+def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int,
+                planned: tuple[ko.Offsets, ko.Offsets] | None = None) -> BatchResult:
     """Writes the new rows of `batch` (rows of `events.validate_events`, parsed and validated on the streaming frame)
     on `cur` (the caller commits). The batch is cached; one job summarizes it (the Kafka read), one collects the
-    users, one the dead letters if any (more when they are large: `_write_rejects`)."""
+    users, one the dead letters if any (more when they are large: `_write_rejects`). `planned`: the batch's (start,
+    end) offsets from Spark's offset log: the positions move to its end past offsets that hold no visible record."""
     ledger.lock_stream(cur, schema, STREAM)
     positions = ledger.committed_positions(cur, schema, STREAM)
     result = BatchResult(batch_id)
@@ -116,9 +118,12 @@ def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int) -> BatchResul
         result.events_read = sum(s.read for s in summary)
         spans = [s for s in summary if s.events]
         result.events_new = sum(s.events for s in spans)
-        result.start_offsets, result.end_offsets = _offsets(spans, "first_offset"), _offsets(spans, "next_offset")
+        result.start_offsets = _offsets(spans, "first_offset")
+        result.end_offsets = offset_log.past_invisible(_offsets(spans, "next_offset"), positions, planned)
         clock.lap("read")
-        if not spans:
+        if not spans:  # nothing to apply; a range of invisible records only still moves its position
+            if result.end_offsets:
+                ledger.advance(cur, schema, STREAM, batch_id, result.end_offsets)
             return result
         fresh = validated.transform(ev.unapplied(positions))
         users = _user_table(fresh)
@@ -137,20 +142,23 @@ def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int) -> BatchResul
 
 
 class UsersSink:
-    """`writeStream.foreachBatch(UsersSink(settings, mode, stopping))`; runs on the driver. One pipeline_runs row per
+    """`writeStream.foreachBatch(UsersSink(settings, mode, stopping, starting))`; runs on the driver (`starting`: the
+    offsets the query started from). One pipeline_runs row per
     batch: status ok | replayed | failed | stopped, rows read / written (inserted + changed users) / rejected, detail
     JSON with the consumer lag at the end of the batch and the seconds per phase. `stopping()` true when a batch
     fails: the stop interrupted it (`query.stop()` after the wait for an idle trigger ran out), so the row says
     `stopped`, not `failed`: nothing of the batch was committed, and the next run applies it."""
 
-    def __init__(self, settings: Settings, mode: str, stopping: Callable[[], bool] = lambda: False):
-        self.settings, self.mode, self.stopping = settings, mode, stopping
+    def __init__(self, settings: Settings, mode: str, stopping: Callable[[], bool] = lambda: False,
+                 starting: ko.Offsets | None = None):
+        self.settings, self.mode, self.stopping, self.starting = settings, mode, stopping, starting or {}
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         record, started = RunRecord(job=JOB, table_name="users", mode=self.mode), time.monotonic()
+        planned = offset_log.planned_range(self.settings.streaming_checkpoint_dir, batch_id, self.starting)
         try:
             with pg_connection(self.settings) as conn, conn.cursor() as cur:
-                result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id)
+                result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id, planned)
         except BaseException as error:
             stopped = self.stopping()
             record.status = "stopped" if stopped else "failed"

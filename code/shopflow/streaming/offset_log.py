@@ -1,0 +1,61 @@
+"""Spark's offset log in the stream's checkpoint, and what the sink learns from it: a batch's planned range.
+
+offsets/<batch id> is written before the batch runs: a version line, the batch's metadata, then one line per source
+with its end offsets, `{topic: {"<partition>": next_offset}}` (both sources write that shape).
+
+A batch reads its whole planned range [start, end) of each partition, but not every offset in it holds a record a
+consumer sees: a transactional producer's commit (or abort) marker takes an offset, and an aborted transaction's
+events are skipped. Positions taken from the rows alone then stop short of the range's end: the stream's lag never
+reaches 0 (every DAG run started Spark to read nothing), and the checkpoint, which resumes at the end, looked ahead of
+the positions at every restart. `past_invisible` moves the positions to the planned end where that is safe.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shopflow.streaming import kafka_offsets as ko
+
+
+def logged(checkpoint: Path, batch_id: int) -> ko.Offsets | None:
+    """The end offsets the log holds for `batch_id`, None without a readable entry."""
+    try:
+        return json.loads((checkpoint / "offsets" / str(batch_id)).read_text().splitlines()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def resumes_at(checkpoint: Path) -> ko.Offsets:
+    """Where Spark resumes a query from `checkpoint`: the end offsets of its last committed batch ({} if none)."""
+    done = [int(path.name) for path in (checkpoint / "commits").glob("*") if path.name.isdigit()]
+    if not done:
+        return {}
+    return json.loads((checkpoint / "offsets" / str(max(done))).read_text().splitlines()[2])
+
+
+def planned_range(checkpoint: Path, batch_id: int, starting: ko.Offsets) -> tuple[ko.Offsets, ko.Offsets] | None:
+    """(start, end) of a batch: its end from the log, its start the previous batch's end, or for a query's first
+    batch (0: the query started without a checkpoint) the offsets it started from. None when unknown."""
+    end = logged(checkpoint, batch_id)
+    start = starting if batch_id == 0 else logged(checkpoint, batch_id - 1)
+    return (start, end) if end is not None and start is not None else None
+
+
+def past_invisible(ends: ko.Offsets, committed: ko.Offsets, planned: tuple[ko.Offsets, ko.Offsets] | None
+                   ) -> ko.Offsets:
+    """`ends` (per partition, the offset after the batch's last record) moved up to the batch's planned end, also for
+    partitions without a record in it. Safe when the planned start is known (not -2, earliest) and at or below the
+    position committed before the batch: nothing below the range is unread, and the batch read all of the range."""
+    moved = {topic: dict(parts) for topic, parts in ends.items()}
+    if planned is None:
+        return moved
+    start, end = planned
+    for topic, parts in end.items():
+        for partition, planned_end in parts.items():
+            begin, before = start.get(topic, {}).get(partition), committed.get(topic, {}).get(partition)
+            reached = moved.get(topic, {}).get(partition, before)
+            if begin is None or begin < 0 or (before is not None and before < begin):
+                continue
+            if reached is None or planned_end > reached:
+                moved.setdefault(topic, {})[partition] = int(planned_end)
+    return moved

@@ -25,12 +25,11 @@ from shopflow.db import pg_connection
 from shopflow.runlog import RunRecord, clip, record_run_or_warn
 from shopflow.streaming import events as ev
 from shopflow.streaming import kafka_offsets as ko
-from shopflow.streaming import ledger, offset_log
+from shopflow.streaming import dead_letters, ledger, offset_log
 
 log = logging.getLogger(__name__)
 STREAM = "users"
 JOB = "stream_users"
-REJECT_FETCH_BYTES = 8 << 20
 INTERRUPTED = "a stop interrupted this batch: nothing of it was committed, the next run applies it"
 
 
@@ -65,34 +64,6 @@ def _user_table(validated: DataFrame) -> pa.Table:
     return latest.select(*ledger.USER_FIELDS, F.unix_micros("registration_date").alias("registration_micros")).toArrow()
 
 
-def fetch_bytes(spark) -> int:
-    """How many bytes of dead letters the driver fetches at a time: a quarter of `spark.driver.maxResultSize` (what
-    one Spark job may return to the driver), at most REJECT_FETCH_BYTES."""
-    limit = spark.sparkContext._jvm.org.apache.spark.network.util.JavaUtils.byteStringAsBytes(
-        spark.sparkContext.getConf().get("spark.driver.maxResultSize", "1g"))
-    return min(REJECT_FETCH_BYTES, limit // 4) if limit > 0 else REJECT_FETCH_BYTES
-
-
-def _write_rejects(cur, schema: str, batch_id: int, fresh: DataFrame, total_bytes: int) -> int:
-    """Inserts the batch's dead letters, a bounded part at a time when they are large. A batch holds up to
-    `STREAMING_MAX_EVENTS_PER_BATCH` of them, each up to the broker's message size, raw: collected at once they could
-    exceed the driver's memory or result limit, and the same batch would then fail on every retry."""
-    rows = fresh.transform(ev.rejected_events).select("value", "key", "reason", "topic", "partition", "offset",
-                                                      F.unix_micros("timestamp"))
-    part = fetch_bytes(fresh.sparkSession)
-    if total_bytes <= part:
-        return ledger.insert_rejects(cur, schema, batch_id, [tuple(r) for r in rows.collect()])
-    order = ("topic", "partition", "offset")  # Kafka's order, as the rows arrive: rejected_id follows it
-    parts = rows.repartitionByRange(-(-total_bytes // part), *order).sortWithinPartitions(*order)
-    written, chunk, size = 0, [], 0
-    for row in parts.toLocalIterator(prefetchPartitions=False):
-        chunk.append(tuple(row))
-        size += len(row.value or b"") + len(row.key or b"")
-        if size >= part:
-            written, chunk, size = written + ledger.insert_rejects(cur, schema, batch_id, chunk), [], 0
-    return written + ledger.insert_rejects(cur, schema, batch_id, chunk)
-
-
 class _Clock:
     def __init__(self, seconds: dict[str, float]):
         self.seconds, self.last = seconds, time.monotonic()
@@ -106,7 +77,7 @@ def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int,
                 planned: tuple[ko.Offsets, ko.Offsets] | None = None) -> BatchResult:
     """Writes the new rows of `batch` (rows of `events.validate_events`, parsed and validated on the streaming frame)
     on `cur` (the caller commits). The batch is cached; one job summarizes it (the Kafka read), one collects the
-    users, one the dead letters if any (more when they are large: `_write_rejects`). `planned`: the batch's (start,
+    users, one the dead letters if any (more when they are large: `dead_letters`). `planned`: the batch's (start,
     end) offsets from Spark's offset log: the positions move to its end past offsets that hold no visible record."""
     ledger.lock_stream(cur, schema, STREAM)
     positions = ledger.committed_positions(cur, schema, STREAM)
@@ -128,9 +99,8 @@ def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int,
         fresh = validated.transform(ev.unapplied(positions))
         users = _user_table(fresh)
         clock.lap("transform")
-        if any(s.rejected for s in spans):
-            rejected_bytes = sum(s.rejected_bytes or 0 for s in spans)
-            result.events_rejected = _write_rejects(cur, schema, batch_id, fresh, rejected_bytes)
+        if sizes := {(s.topic, s.partition): s.rejected_bytes or 0 for s in spans if s.rejected}:
+            result.events_rejected = dead_letters.write(cur, schema, batch_id, fresh, sizes)
     finally:
         validated.unpersist()
     result.users_upserted = users.num_rows

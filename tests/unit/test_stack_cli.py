@@ -43,13 +43,17 @@ def test_status_of_a_healthy_stack_has_no_hint(monkeypatch, capsys):
     assert "ended" not in capsys.readouterr().out
 
 
-def test_a_permission_error_says_the_stack_runs_as_root(monkeypatch, capsys):
+def test_a_permission_error_run_as_another_user_says_the_stack_runs_as_root(monkeypatch, capsys):
     """Run as another user, `make up` ended in a traceback from handing .local/postgres to the postgres user."""
     def chown(_settings):
         raise PermissionError(1, "Operation not permitted", ".local/postgres")
 
     monkeypatch.setattr(cli, "up", chown)
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
     assert cli.main(["up"]) == 1
     assert capsys.readouterr().err == ("shopflow: [Errno 1] Operation not permitted: '.local/postgres'. The local stack "
                                        "runs as root: it starts Postgres and MariaDB as their own system users (`make "
                                        "install` needs root too)\n")
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)  # root already (an NFS root_squash): no such advice
+    assert cli.main(["up"]) == 1
+    assert capsys.readouterr().err == "shopflow: [Errno 1] Operation not permitted: '.local/postgres'\n"

@@ -88,3 +88,57 @@ def test_a_port_another_process_took_while_ours_started_fails_the_start(tmp_path
     finally:
         ours.kill()
         ours.wait(timeout=10)
+
+
+def _listener(host: str, port: int, env: dict | None = None) -> subprocess.Popen:
+    code = f"import socket, time\ns = socket.socket()\ns.bind(('{host}', {port}))\ns.listen()\ntime.sleep(60)"
+    return subprocess.Popen(["python3", "-c", code], env=env or unmarked_env(), start_new_session=True)
+
+
+def _wait_listening(host: str, port: int) -> None:
+    deadline = time.monotonic() + 10
+    while not health.port_open(port, host):
+        assert time.monotonic() < deadline, f"nothing listens on {host}:{port}"
+        time.sleep(0.05)
+
+
+def test_the_holder_is_the_loopback_listener_not_one_on_another_address():
+    """A host's server on 172.17.0.1:5432 (or 127.0.0.2) beside ours on 127.0.0.1: `ss` listed it first, and `make
+    up` took it for the holder of our port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    other = _listener("127.0.0.2", port)
+    try:
+        _wait_listening("127.0.0.2", port)
+        ours = _listener("127.0.0.1", port)
+        try:
+            _wait_listening("127.0.0.1", port)
+            assert health.port_holder(port) == ("python3", ours.pid)
+        finally:
+            ours.kill()
+            ours.wait(timeout=10)
+        assert health.port_holder(port) is None  # 127.0.0.2 only: not the stack's address
+    finally:
+        other.kill()
+        other.wait(timeout=10)
+
+
+def test_a_supervisord_with_its_state_dir_elsewhere_is_recognised_by_its_mark(tmp_path):
+    """LOCAL_STATE_DIR outside the checkout: its supervisord's command line names no `<checkout>/.local`."""
+    from shopflow.stack.services import STACK_MARKER
+
+    conf = tmp_path / "state" / "supervisord.conf"
+    daemon = subprocess.Popen(["bash", "-c", f'exec -a "supervisord -c {conf}" bash -c "sleep 60 & wait"'],
+                              env=unmarked_env() | {STACK_MARKER: str(PROJECT_ROOT)}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not (children := subprocess.run(["pgrep", "-P", str(daemon.pid)], capture_output=True,
+                                               text=True).stdout.split()):
+            assert time.monotonic() < deadline, "the fake supervisord started no child"
+            time.sleep(0.05)
+        assert health._stack_checkout(int(children[0])) == str(PROJECT_ROOT)
+        assert not health.orphaned(int(children[0]))
+    finally:
+        os.killpg(daemon.pid, 9)
+        daemon.wait(timeout=10)

@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shopflow: {error}", file=sys.stderr)
         return 1
     except PermissionError as error:  # e.g. handing .local/postgres to the postgres system user
-        print(f"shopflow: {error}. The local stack runs as root: it starts Postgres and MariaDB as their own system "
-              "users (`make install` needs root too)", file=sys.stderr)
+        hint = (". The local stack runs as root: it starts Postgres and MariaDB as their own system users (`make "
+                "install` needs root too)") if os.geteuid() != 0 else ""
+        print(f"shopflow: {error}{hint}", file=sys.stderr)
         return 1
 
 

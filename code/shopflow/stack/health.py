@@ -10,7 +10,7 @@ from pathlib import Path
 
 from shopflow.config import Settings
 from shopflow.stack.bootstrap import mariadb_root, pg_superuser
-from shopflow.stack.processes import ancestors, command_line, of_this_checkout, strays
+from shopflow.stack.processes import ancestors, command_line, of_this_checkout, stack_mark, strays
 from shopflow.stack.services import kafka_host_port
 
 
@@ -20,14 +20,23 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+# the local addresses a listener answers 127.0.0.1 on (the stack's services bind 127.0.0.1)
+_LOOPBACK = re.compile(r"(127\.0\.0\.1|0\.0\.0\.0|\*|\[::\]|\[::ffff:127\.0\.0\.1\]):\d+$")
+
+
 def port_holder(port: int) -> tuple[str, int] | None:
-    """(name, pid) of the process listening on a port (from `ss`), None when unknown."""
+    """(name, pid) of the process listening on 127.0.0.1:`port` (from `ss`), None when unknown; a listener on the same
+    port at another address (a host's 172.17.0.1:5432) does not take the stack's."""
     try:
         out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
     except FileNotFoundError:
         return None
-    found = re.search(r'users:\(\("([^"]*)",pid=(\d+)', out)
-    return (found.group(1), int(found.group(2))) if found else None
+    for line in out.splitlines():
+        fields = line.split()
+        found = re.search(r'users:\(\("([^"]*)",pid=(\d+)', line)
+        if found and len(fields) > 3 and _LOOPBACK.match(fields[3]):
+            return found.group(1), int(found.group(2))
+    return None
 
 
 def orphaned(pid: int) -> bool:
@@ -80,11 +89,12 @@ def system_unit(pid: int, proc: Path = Path("/proc")) -> str | None:
 
 
 def _stack_checkout(pid: int) -> str | None:
-    """The checkout whose supervisord (`supervisord -c <checkout>/.local/supervisord.conf`) is `pid` or its ancestor."""
+    """The checkout whose supervisord (`supervisord -c <state dir>/supervisord.conf`, started with the stack's mark)
+    is `pid` or its ancestor; the state dir may be anywhere (LOCAL_STATE_DIR)."""
     for link in ancestors(pid):
-        found = re.search(r"supervisord -c (\S+)/\.local/supervisord\.conf", command_line(link))
+        found = re.search(r"supervisord -c (\S+)/supervisord\.conf", command_line(link))
         if found:
-            return found.group(1)
+            return stack_mark(link) or str(Path(found.group(1)).parent)
     return None
 
 

@@ -83,6 +83,17 @@ _RUNTIME = re.compile(r"(python[\d.]*|java)$")  # what a job runs in (spark-subm
 _IN_ROOT = re.compile(rf"(?:^|[\s=]){re.escape(str(PROJECT_ROOT))}/")
 
 
+def stack_mark(pid: int | str) -> str | None:
+    """The checkout a process of a shopflow stack belongs to (its STACK_MARKER), None when unmarked or gone."""
+    prefix = f"{STACK_MARKER}=".encode()
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            marks = [item[len(prefix):] for item in f.read().split(b"\0") if item.startswith(prefix)]
+    except OSError:
+        return None
+    return marks[0].decode(errors="replace") if marks else None
+
+
 def _marked(pid: int | str) -> bool:
     with open(f"/proc/{pid}/environ", "rb") as f:
         return _MARK in f.read().split(b"\0")

@@ -110,8 +110,7 @@ def drop_checkpoint_ahead(settings: Settings, starting: ko.Offsets) -> None:
 
 
 def _resolved(settings: Settings, starting: ko.Offsets) -> ko.Offsets:
-    """`starting` with the earliest offset for each partition without a position (-2): where the query's first batch
-    starts (the sink's `offset_log.planned_range`)."""
+    """`starting` with each -2 (no position) the earliest offset: where a first batch starts (`planned_range`)."""
     topic = settings.KAFKA_TOPIC
     offsets = ko.of_topic(starting, topic)
     if unknown := [p for p, o in offsets.items() if o < 0]:
@@ -126,7 +125,8 @@ def source_frame(spark: SparkSession, settings: Settings, starting: ko.Offsets) 
         reader = (spark.readStream.format("kafka")
                   .option("kafka.bootstrap.servers", settings.KAFKA_BOOTSTRAP_SERVERS)
                   .option("subscribe", settings.KAFKA_TOPIC)
-                  .option("failOnDataLoss", "true"))
+                  .option("failOnDataLoss", "true")
+                  .option("kafka.isolation.level", "read_committed"))  # as librdkafka: no aborted events
         if max_events:
             reader = reader.option("maxOffsetsPerTrigger", str(max_events))
     else:

@@ -109,24 +109,25 @@ SMALL_DRIVER_RESULTS = """
 import os, sys
 os.environ["PYSPARK_SUBMIT_ARGS"] = "--conf spark.driver.maxResultSize=1m pyspark-shell"
 from shopflow.jobs.stream_users import main
-sys.exit(main(["--master", "local[1]"]))
+sys.exit(main(["--master", "local[1]", "--max-events", "20000"]))
 """
 
 
 def test_dead_letters_larger_than_the_driver_may_fetch_at_once_are_all_stored(stream_case, tmp_path):
-    """Ten large rejects next to ninety small ones in each batch of 100: cut by count, the part holding the large ones
-    alone was over the limit."""
+    """One batch: large rejects each beside small ones (cut by count, the part holding the large ones alone was over
+    the limit), then 15,000 tiny ones (counted by their key and value bytes only, a part of them pickled to more
+    than the limit)."""
     events, expected_users, _ = make_events(60)
     rng = random.Random(3)
     big = [b"{" + rng.randbytes(150_000) for _ in range(30)]  # 4.5 MB that do not compress, not JSON
-    small = [b"not json %d" % i for i in range(270)]
-    batches = [big[i:i + 10] + small[i * 9:i * 9 + 90] for i in range(0, 30, 10)]
-    produce(stream_case, [(b"big", value) for batch in batches for value in batch] + events)
+    small = [b"not json %d" % i for i in range(15_270)]
+    mixed = [value for i in range(0, 30, 10) for value in big[i:i + 10] + small[i * 9:i * 9 + 90]] + small[270:]
+    produce(stream_case, [(b"big", value) for value in mixed] + events)
     job = start_job(stream_case, tmp_path / "job.log", code=SMALL_DRIVER_RESULTS)
     assert job.wait(timeout=300) == 0, (tmp_path / "job.log").read_text()[-3000:]
     stored = [bytes(v) for v, _ in stored_rejects(stream_case) if v is not None]
     assert sorted(v for v in stored if len(v) > 150_000) == sorted(big)
-    assert set(small) <= set(stored)
+    assert set(small) <= set(stored) and len(stored) == len(set(stored))
     order = pg_rows(stream_case, "SELECT batch_id, kafka_partition, kafka_offset FROM {s}.rejected_user_events "
                                  "ORDER BY rejected_id")
     assert order == sorted(order)  # inserted in Kafka's order, batch by batch

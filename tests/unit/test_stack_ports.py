@@ -142,3 +142,16 @@ def test_a_supervisord_with_its_state_dir_elsewhere_is_recognised_by_its_mark(tm
     finally:
         os.killpg(daemon.pid, 9)
         daemon.wait(timeout=10)
+
+
+def test_the_holder_ignores_ipv6_only_listeners_and_takes_an_interface_bound_loopback(monkeypatch):
+    """ss prints a dual-stack wildcard as `*` and an IPv6-only one as `[::]`, which never answers on 127.0.0.1: a host
+    nginx on `[::]:8081` listed first was taken for the holder of the Spark master's port."""
+    lines = ('LISTEN 0 511 [::]:8081 [::]:* users:(("nginx",pid=700,fd=6))\n'
+             'LISTEN 0 50 [::ffff:127.0.0.1]:8081 *:* users:(("java",pid=812,fd=300))\n')
+    monkeypatch.setattr(health.subprocess, "run", lambda *_a, **_k: subprocess.CompletedProcess([], 0, lines, ""))
+    assert health.port_holder(8081) == ("java", 812)
+    lines = 'LISTEN 0 4096 127.0.0.1%lo:53 0.0.0.0:* users:(("dnsmasq",pid=90,fd=5))\n'
+    assert health.port_holder(53) == ("dnsmasq", 90)
+    lines = 'LISTEN 0 4096 *:9092 *:* users:(("tansu",pid=91,fd=9))\n'
+    assert health.port_holder(9092) == ("tansu", 91)

@@ -139,19 +139,21 @@ def test_unapplied_drops_rows_below_the_committed_position(spark):
 
 def test_batch_summary_counts_read_unapplied_and_rejected_rows_per_partition(spark):
     """Partition 0: offset 4 applied already, 5 rejected, 6 valid; 1: no committed position; 2: all applied. The
-    rejected rows' key and value bytes are summed (a NULL counts 0): they size the sink's fetch of dead letters."""
+    rejected rows' key, value, reason and topic bytes are summed with a fixed overhead per row (a NULL counts 0): they
+    size the sink's fetch of dead letters."""
     rows = [(0, 4, "bad", b"k", b"xx"), (0, 5, "email malformed", b"k", b"abc"), (0, 6, None, b"k", b"long value"),
             (1, 0, None, None, b"v"), (2, 9, "value is null", b"kk", None)]
     frame = spark.createDataFrame([("t", *row) for row in rows],
                                   "topic string, partition int, offset bigint, reason string, key binary, value binary")
     expected = spark.createDataFrame(
-        [("t", 0, 3, 5, 7, 2, 1, 4), ("t", 1, 1, 0, 1, 1, 0, None), ("t", 2, 1, None, None, 0, 0, None)],
+        [("t", 0, 3, 5, 7, 2, 1, 1 + 3 + 15 + 1 + 256), ("t", 1, 1, 0, 1, 1, 0, None),
+         ("t", 2, 1, None, None, 0, 0, None)],
         "topic string, partition int, read bigint, first_offset bigint, next_offset bigint, events bigint, "
         "rejected bigint, rejected_bytes bigint")
     assertDataFrameEqual(frame.transform(ev.batch_summary({"t": {"0": 5, "2": 10}})), expected)
     everything = frame.transform(ev.batch_summary({})).orderBy("partition").collect()
     assert [(r.read, r.events, r.rejected, r.rejected_bytes) for r in everything] == [
-        (3, 3, 2, 7), (1, 1, 0, None), (1, 1, 1, 2)]
+        (3, 3, 2, (1 + 2 + 3 + 1 + 256) + (1 + 3 + 15 + 1 + 256)), (1, 1, 0, None), (1, 1, 1, 2 + 13 + 1 + 256)]
 
 
 def test_whitespace_trim_strips_exactly_what_java_unicode_whitespace_matches(spark):

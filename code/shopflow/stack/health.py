@@ -21,7 +21,8 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 # the local addresses a listener answers 127.0.0.1 on (the stack's services bind 127.0.0.1)
-_LOOPBACK = re.compile(r"(127\.0\.0\.1|0\.0\.0\.0|\*|\[::\]|\[::ffff:127\.0\.0\.1\]):\d+$")
+# (`[::]` is an IPv6-only socket: ss prints a dual-stack one as `*`)
+_LOOPBACK = re.compile(r"(127\.0\.0\.1(%\S+)?|0\.0\.0\.0|\*|\[::ffff:127\.0\.0\.1\]):\d+$")
 
 
 def port_holder(port: int) -> tuple[str, int] | None:

@@ -4,11 +4,12 @@ A batch holds up to `STREAMING_MAX_EVENTS_PER_BATCH` rejects, each raw and up to
 at once they could exceed the driver's memory or `spark.driver.maxResultSize`, and the same planned batch would then
 fail on every retry. Rejects are cut into parts by their bytes (a running sum per Kafka partition, in offset order), one
 part per Spark partition (an identity partitioner: no part shares one), fetched one after the other; a part holds at
-most `fetch_bytes` plus its last row, whatever the mix of large and small rejects.
+most `fetch_bytes` plus its last row, whatever the mix of large and small rejects (a row weighs its key, value, reason
+and topic plus a fixed overhead: `events.reject_bytes`).
 """
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopflow.streaming import events as ev
@@ -25,10 +26,6 @@ def fetch_bytes(spark) -> int:
     limit = spark.sparkContext._jvm.org.apache.spark.network.util.JavaUtils.byteStringAsBytes(
         spark.sparkContext.getConf().get("spark.driver.maxResultSize", "1g"))
     return min(REJECT_FETCH_BYTES, limit // 4) if limit > 0 else REJECT_FETCH_BYTES
-
-
-def _size(key: str = "key", value: str = "value") -> Column:
-    return F.coalesce(F.length(value), F.lit(0)) + F.coalesce(F.length(key), F.lit(0))
 
 
 def part_bases(sizes: dict[tuple[str, int], int], part: int) -> tuple[dict[tuple[str, int], int], int]:
@@ -49,7 +46,10 @@ def write(cur, schema: str, batch_id: int, fresh: DataFrame, sizes: dict[tuple[s
         return ledger.insert_rejects(cur, schema, batch_id, [tuple(r) for r in rows.collect()])
     bases, parts = part_bases(sizes, part)
     base = F.create_map(*[x for (topic, p), b in bases.items() for x in (F.lit(f"{topic}:{p}"), F.lit(b))])
-    before = F.sum(_size()).over(Window.partitionBy("topic", "partition").orderBy("offset")) - _size()
+    # every row weighs > 0, so `before` stays below its partition's total and the number below base + its parts
+    # (partitionBy's modulo would otherwise wrap a row into part 0)
+    weight = ev.reject_bytes()
+    before = F.sum(weight).over(Window.partitionBy("topic", "partition").orderBy("offset")) - weight
     number = base[F.concat_ws(":", "topic", F.col("partition").cast("string"))] + F.floor(before / part)
     keyed = rows.select(number.cast("int").alias("_part"), *rows.columns).rdd.map(lambda r: (r[0], tuple(r[1:])))
     ordered = keyed.partitionBy(parts, lambda n: n).values().mapPartitions(
@@ -57,7 +57,7 @@ def write(cur, schema: str, batch_id: int, fresh: DataFrame, sizes: dict[tuple[s
     written, chunk, size = 0, [], 0
     for row in ordered.toLocalIterator(prefetchPartitions=False):
         chunk.append(row)
-        size += len(row[0] or b"") + len(row[1] or b"")
+        size += len(row[0] or b"") + len(row[1] or b"") + len(row[2]) + len(row[3]) + ev.REJECT_ROW_OVERHEAD
         if size >= part:
             written, chunk, size = written + ledger.insert_rejects(cur, schema, batch_id, chunk), [], 0
     return written + ledger.insert_rejects(cur, schema, batch_id, chunk)

@@ -16,7 +16,6 @@ from shopflow.streaming import events as ev
 from shopflow.streaming import ledger
 
 REJECT_FETCH_BYTES = 8 << 20
-_ORDER = ("topic", "partition", "offset")  # Kafka's order: rejected_id follows it
 COLUMNS = ("value", "key", "reason", "topic", "partition", "offset")
 
 
@@ -30,7 +29,7 @@ def fetch_bytes(spark) -> int:
 
 def part_bases(sizes: dict[tuple[str, int], int], part: int) -> tuple[dict[tuple[str, int], int], int]:
     """{(topic, partition): its first part's number} and the number of parts: each Kafka partition's rejects take
-    ceil(bytes / part) parts (at least one: a reject may have no bytes), in Kafka's order."""
+    ceil(bytes / part) parts (at least one), in Kafka's order (rejected_id follows it)."""
     bases, total = {}, 0
     for key in sorted(sizes):
         bases[key], total = total, total + max(1, -(-sizes[key] // part))

@@ -11,7 +11,6 @@ import logging
 import shutil
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 from pyspark.errors import AnalysisException

@@ -201,17 +201,8 @@ def database_url(scheme: str, user: str, password: str, host: str, port: int, da
     return f"{scheme}://{user}:{password}@{host}:{port}/{database}"
 
 
-def _env_value(raw: str) -> str:
-    """A value as docker compose reads it from the same file: quoted, what is between the quotes; unquoted, up to a
-    `#` after whitespace (an inline comment). Otherwise verbatim: no escapes, no variables."""
-    raw = raw.strip()
-    if raw[:1] in ("'", '"') and (quoted := re.fullmatch(rf"{raw[0]}(.*?){raw[0]}\s*(?:#.*)?", raw)):
-        return quoted.group(1)
-    return re.split(r"\s+#", raw, maxsplit=1)[0]
-
-
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse KEY=VALUE lines; `#` starts a comment line, or a comment after a value and whitespace (`_env_value`)."""
+    """Parse KEY=VALUE lines; `#` starts a comment line, or a comment after a value and whitespace (`env_value`)."""
     values: dict[str, str] = {}
     if not path.exists():
         return values
@@ -222,7 +213,7 @@ def read_env_file(path: Path) -> dict[str, str]:
         key, sep, value = line.partition("=")
         if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key.strip()):
             raise SettingsError(f"{path.name} line {number}: expected KEY=VALUE, got {line!r}")
-        values[key.strip()] = _env_value(value)
+        values[key.strip()] = v.env_value(value)
     return values
 
 

@@ -228,3 +228,12 @@ def java_options(key: str, raw: str) -> str:
 
 def setting(parse, default=None):
     return dataclasses.field(default=default, metadata={"parse": parse})
+
+
+def env_value(raw: str) -> str:
+    """A value as docker compose reads it from the same file: quoted, what is between the quotes; unquoted, up to a
+    `#` after whitespace (an inline comment). Otherwise verbatim: no escapes, no variables."""
+    raw = raw.strip()
+    if raw[:1] in ("'", '"') and (quoted := re.fullmatch(rf"{raw[0]}(.*?){raw[0]}\s*(?:#.*)?", raw)):
+        return quoted.group(1)
+    return re.split(r"\s+#", raw, maxsplit=1)[0]

@@ -30,7 +30,8 @@ def spark_submit(settings, run_id: str) -> tuple[subprocess.CompletedProcess, fl
                "--name", f"shopflow-build_marts-{run_id}",
                "--jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}",
                "--conf", "spark.sql.session.timeZone=UTC", "--conf", f"spark.executor.cores={cores}",
-               "--conf", f"spark.executor.memory={settings.SPARK_EXECUTOR_MEMORY}", "--conf", f"spark.cores.max={cores}",
+               "--conf", f"spark.executor.memory={settings.SPARK_EXECUTOR_MEMORY}",
+               "--conf", f"spark.cores.max={cores}",
                "--conf", f"spark.driver.extraJavaOptions={java}", "--conf", f"spark.executor.extraJavaOptions={java}",
                "--driver-memory", settings.SPARK_DRIVER_MEMORY, str(JOB_FILE), "--run-id", run_id]
     start = time.monotonic()

@@ -74,8 +74,9 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("STREAMING_SCHEDULE", "61 * * * *", "STREAMING_SCHEDULE='61 * * * *': expected a cron expression"),
     ("SPARK_DRIVER_MEMORY", "256m", "SPARK_DRIVER_MEMORY='256m': at least 512m (Spark refuses a heap under 450 MiB)"),
     ("SPARK_EXECUTOR_MEMORY", "0g", "SPARK_EXECUTOR_MEMORY='0g': at least 512m"),
-    ("SPARK_JAVA_OPTIONS", "-XX:+UseSerialGC -Xmx2g", "SPARK_JAVA_OPTIONS='-XX:+UseSerialGC -Xmx2g': -Xmx2g is not "
-                                                      "allowed here (Spark refuses it): the heap is SPARK_DRIVER_MEMORY"),
+    ("SPARK_JAVA_OPTIONS", "-XX:+UseSerialGC -Xmx2g",
+     "SPARK_JAVA_OPTIONS='-XX:+UseSerialGC -Xmx2g': -Xmx2g is not allowed here (Spark refuses it): the heap is "
+     "SPARK_DRIVER_MEMORY"),
     ("SPARK_STREAMING_JAVA_OPTIONS", "-Xmx4g", "SPARK_STREAMING_JAVA_OPTIONS='-Xmx4g': -Xmx4g is not allowed here"),
     ("REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS", "0.0001", "REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS='0.0001': must be "
                                                           "between 0.001 and 2147483 (seconds)"),  # was 0 ms: no limit
@@ -196,7 +197,8 @@ def test_a_misspelled_key_in_the_env_file_is_an_error_naming_the_setting(tmp_pat
     """`MYSQL_PASWORD=secret` left MYSQL_PASSWORD at its default, silently."""
     env_file = tmp_path / ".env"
     env_file.write_text("MYSQL_PASWORD=secret\n")
-    with pytest.raises(SettingsError, match=r"^\.env: MYSQL_PASWORD is not a setting \(did you mean MYSQL_PASSWORD\?\)$"):
+    with pytest.raises(SettingsError, match=r"^\.env: MYSQL_PASWORD is not a setting \(did you mean "
+                                            r"MYSQL_PASSWORD\?\)$"):
         load_settings(env={}, env_file=env_file)
     env_file.write_text("WHATEVER=1\n")
     with pytest.raises(SettingsError, match="WHATEVER is not a setting; the settings are the keys of the shipped"):

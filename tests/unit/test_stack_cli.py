@@ -51,9 +51,9 @@ def test_a_permission_error_run_as_another_user_says_the_stack_runs_as_root(monk
     monkeypatch.setattr(cli, "up", chown)
     monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
     assert cli.main(["up"]) == 1
-    assert capsys.readouterr().err == ("shopflow: [Errno 1] Operation not permitted: '.local/postgres'. The local stack "
-                                       "runs as root: it starts Postgres and MariaDB as their own system users (`make "
-                                       "install` needs root too)\n")
+    assert capsys.readouterr().err == ("shopflow: [Errno 1] Operation not permitted: '.local/postgres'. The local "
+                                       "stack runs as root: it starts Postgres and MariaDB as their own system users "
+                                       "(`make install` needs root too)\n")
     monkeypatch.setattr(cli.os, "geteuid", lambda: 0)  # root already (an NFS root_squash): no such advice
     assert cli.main(["up"]) == 1
     assert capsys.readouterr().err == "shopflow: [Errno 1] Operation not permitted: '.local/postgres'\n"

@@ -56,7 +56,7 @@ def test_a_port_another_process_took_while_ours_started_fails_the_start(tmp_path
     import dataclasses
 
     from shopflow.config import get_settings
-    from shopflow.stack import manager, supervisor
+    from shopflow.stack import supervisor
     from shopflow.stack.services import Service
 
     with socket.socket() as probe:
@@ -74,9 +74,9 @@ def test_a_port_another_process_took_while_ours_started_fails_the_start(tmp_path
         assert time.monotonic() < deadline, "the listener did not start"
         time.sleep(0.05)
     try:
-        with pytest.raises(manager.StackError, match=rf"kafka: port {port} is held by python3 \(pid {holder[1]}\), "
+        with pytest.raises(health.StackError, match=rf"kafka: port {port} is held by python3 \(pid {holder[1]}\), "
                                                      r"which took it while this stack started kafka; its log: "):
-            manager._check_holders(settings, [service])
+            health.check_holders(settings, [service])
     finally:
         os.kill(holder[1], 9)
     ours = _marked_listener(port)  # a child of this process: ours
@@ -84,7 +84,7 @@ def test_a_port_another_process_took_while_ours_started_fails_the_start(tmp_path
         while health.port_holder(port) is None:
             assert time.monotonic() < deadline + 10, "our listener did not start"
             time.sleep(0.05)
-        manager._check_holders(settings, [service])
+        health.check_holders(settings, [service])
     finally:
         ours.kill()
         ours.wait(timeout=10)

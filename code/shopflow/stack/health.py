@@ -11,7 +11,8 @@ from pathlib import Path
 from shopflow.config import Settings
 from shopflow.stack.bootstrap import mariadb_root, pg_superuser
 from shopflow.stack.processes import ancestors, command_line, of_this_checkout, stack_mark, strays
-from shopflow.stack.services import kafka_host_port
+from shopflow.stack import supervisor
+from shopflow.stack.services import Service, StackError, kafka_host_port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -49,6 +50,19 @@ def orphaned(pid: int) -> bool:
 def orphans() -> list[int]:
     """This checkout's processes that run on without their supervisord (see `orphaned`)."""
     return [pid for pid in strays() if _stack_checkout(pid) is None]
+
+
+def check_holders(settings: Settings, services: list[Service]) -> None:
+    """Each port answers from this stack's supervisord tree: a server of another checkout that took the port between
+    the port check and this start (two stacks starting at once) answers the probe too, while ours has exited."""
+    daemon = supervisor.daemon_pid(settings)
+    for service in services:
+        for port in service.ports:
+            holder = port_holder(port)
+            if daemon and holder and daemon not in ancestors(holder[1]):
+                raise StackError(f"{service.name}: port {port} is held by {port_owner(port)}, which took it "
+                                 f"while this stack started {service.name}; its log: "
+                                 f"{supervisor.log_file(settings, service.name)}")
 
 
 def port_owner(port: int) -> str:

@@ -103,20 +103,7 @@ def _wait(settings: Settings, group: str, services: list[Service]) -> None:
             logs = "\n".join(supervisor.tail(settings, s.name) for s in shown)
             raise StackError(f"{group} failed to start: {reason}\n{logs}")
         time.sleep(1)
-    _check_holders(settings, services)
-
-
-def _check_holders(settings: Settings, services: list[Service]) -> None:
-    """Each port answers from this stack's supervisord tree: a server of another checkout that took the port between
-    the port check and this start (two stacks starting at once) answers the probe too, while ours has exited."""
-    daemon = supervisor.daemon_pid(settings)
-    for service in services:
-        for port in service.ports:
-            holder = health.port_holder(port)
-            if daemon and holder and daemon not in processes.ancestors(holder[1]):
-                raise StackError(f"{service.name}: port {port} is held by {health.port_owner(port)}, which took it "
-                                 f"while this stack started {service.name}; its log: "
-                                 f"{supervisor.log_file(settings, service.name)}")
+    health.check_holders(settings, services)
 
 
 # the servers that run as a system user of their own: (user, server) by group

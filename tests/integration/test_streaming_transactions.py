@@ -50,3 +50,22 @@ def test_committed_transactions_are_applied_and_their_markers_leave_nothing_pend
     query.run(spark, stream_case, query.AVAILABLE_NOW)
     assert "would resume the stream past its positions" not in caplog.text
     assert len(pg_rows(stream_case, "SELECT 1 FROM {s}.users")) == 4 and query.pending_events(stream_case) == 0
+
+
+def test_an_open_transaction_holds_back_only_its_own_events(spark, stream_case):
+    """Planned up to the high watermark, a batch waited for the open transaction's records, which a read_committed
+    consumer cannot pass, and failed after the reader's timeout with the committed event before them unapplied."""
+    producer = _producer(stream_case, f"tx-open-{stream_case.KAFKA_TOPIC}")
+    _send(producer, stream_case, ["a@x.io"], commit=True)
+    producer.begin_transaction()
+    producer.produce(stream_case.KAFKA_TOPIC, key=b"b@x.io", value=_event("b@x.io"), partition=0)
+    producer.flush(10)
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    assert pg_rows(stream_case, "SELECT email FROM {s}.users") == [("a@x.io",)]
+    assert query.pending_events(stream_case) == 0  # the open transaction's event is not readable yet
+
+    producer.commit_transaction(10)
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    assert pg_rows(stream_case, "SELECT email FROM {s}.users ORDER BY 1") == [("a@x.io",), ("b@x.io",)]
+    end = ko.high_watermarks(stream_case.KAFKA_BOOTSTRAP_SERVERS, stream_case.KAFKA_TOPIC)[0]
+    assert pg_rows(stream_case, "SELECT next_offset FROM {s}.stream_offsets WHERE kafka_partition = 0") == [(end,)]

@@ -85,10 +85,35 @@ def _probe_positions(consumer: KafkaConsumer, tps: list[TopicPartition], hints: 
         consumer.seek(tp, max(0, max(hints.get(tp.partition, 0), guesses.get(tp, 0)) - 1))
 
 
+def _stable_offsets(consumer: KafkaConsumer) -> dict[int, int]:
+    """{partition: last stable offset}, filled from the consumer's fetch responses as they arrive. kafka-python keeps
+    their high watermark (`highwater`) but not their last stable offset (fetch v4+): its response parser is wrapped on
+    this one consumer. Empty if that parser is not where this kafka-python version keeps it."""
+    stable: dict[int, int] = {}
+    fetcher = getattr(consumer, "_fetcher", None)
+    parse = getattr(fetcher, "_parse_fetched_data", None)
+    if parse is None:
+        return stable
+
+    def recording(completed_fetch):
+        offset = getattr(completed_fetch.partition_data, "last_stable_offset", -1)
+        if offset is not None and offset >= 0:
+            stable[completed_fetch.topic_partition.partition] = offset
+        return parse(completed_fetch)
+
+    fetcher._parse_fetched_data = recording
+    return stable
+
+
 def high_watermarks(bootstrap_servers: str, topic: str, hints: dict[int, int] | None = None,
                     timeout_s: float = 30.0) -> dict[int, int]:
-    """{partition: high watermark} of every partition of `topic`, taken from fetch responses."""
-    consumer = open_consumer(bootstrap_servers, auto_offset_reset="earliest", max_poll_records=1)
+    """{partition: end} of every partition of `topic`, taken from fetch responses: the high watermark, or the last
+    stable offset below it while a transaction is open there. A read_committed consumer cannot pass an open
+    transaction's first record: a batch planned up to the high watermark waited for it and failed after the reader's
+    timeout (a Flink sink keeps one open for a whole checkpoint interval)."""
+    consumer = open_consumer(bootstrap_servers, auto_offset_reset="earliest", max_poll_records=1,
+                             isolation_level="read_committed")
+    stable = _stable_offsets(consumer)
     try:
         tps = [TopicPartition(topic, p) for p in topic_partitions(consumer, topic, timeout_s)]
         consumer.assign(tps)
@@ -98,7 +123,8 @@ def high_watermarks(bootstrap_servers: str, topic: str, hints: dict[int, int] | 
             if time.monotonic() > deadline:
                 raise KafkaOffsetError(f"no fetch response for {topic!r} within {timeout_s:.0f} s")
             consumer.poll(timeout_ms=100, max_records=1)
-        return {tp.partition: consumer.highwater(tp) for tp in tps}
+        return {tp.partition: min(consumer.highwater(tp), stable.get(tp.partition, consumer.highwater(tp)))
+                for tp in tps}
     finally:
         consumer.close()
 

@@ -1,7 +1,6 @@
 """Who holds a port the stack wants: a server of this checkout left without its supervisord, another stack's server
 that took the port while ours started (no server needed)."""
 import os
-import socket
 import subprocess
 import time
 
@@ -9,16 +8,27 @@ import pytest
 
 from shopflow.config import PROJECT_ROOT
 from shopflow.stack import health
-from unit_support import unmarked_env
+from unit_support import closed_port, unmarked_env
 
 
-def _marked_listener(port: int) -> subprocess.Popen:
-    """Like a server the stack started, left under init when its supervisord was killed: marked, listening."""
+def _listen_code(host: str, port: int) -> str:
+    return f"import socket, time\ns = socket.socket()\ns.bind(('{host}', {port}))\ns.listen()\ntime.sleep(60)"
+
+
+def _listener(host: str, port: int, marked: bool = False) -> subprocess.Popen:
+    """A process listening on host:port; `marked`: like a server the stack started (left under init when its
+    supervisord was killed)."""
     from shopflow.stack.services import STACK_MARKER
 
-    code = ("import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', %d))\ns.listen()\ntime.sleep(300)" % port)
-    return subprocess.Popen(["python3", "-c", code], env=unmarked_env() | {STACK_MARKER: str(PROJECT_ROOT)},
-                            start_new_session=True)
+    env = unmarked_env() | ({STACK_MARKER: str(PROJECT_ROOT)} if marked else {})
+    return subprocess.Popen(["python3", "-c", _listen_code(host, port)], env=env, start_new_session=True)
+
+
+def _wait_listening(host: str, port: int) -> None:
+    deadline = time.monotonic() + 10
+    while not health.port_open(port, host):
+        assert time.monotonic() < deadline, f"nothing listens on {host}:{port}"
+        time.sleep(0.05)
 
 
 def test_a_port_held_by_this_checkouts_server_left_without_supervisord_says_make_down(tmp_path, capsys):
@@ -31,15 +41,10 @@ def test_a_port_held_by_this_checkouts_server_left_without_supervisord_says_make
     from shopflow.stack import manager
     from shopflow.stack.services import Service
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = _marked_listener(port)
+    port = closed_port()
+    server = _listener("127.0.0.1", port, marked=True)
     try:
-        deadline = time.monotonic() + 10
-        while not health.port_open(port):
-            assert time.monotonic() < deadline and server.poll() is None, "the listener did not start"
-            time.sleep(0.05)
+        _wait_listening("127.0.0.1", port)
         with pytest.raises(manager.StackError, match=rf"port {port} is held by python3 \(pid {server.pid}\), which "
                                                      r"this checkout's stack started.*`make down` stops"):
             manager._check_ports([Service("postgres", [], (port,), "postgres", ("POSTGRES_PORT",))])
@@ -59,11 +64,8 @@ def test_a_port_another_process_took_while_ours_started_fails_the_start(tmp_path
     from shopflow.stack import supervisor
     from shopflow.stack.services import Service
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    code = f"import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', {port}))\ns.listen()\ntime.sleep(60)"
-    subprocess.run(["setsid", "-f", "python3", "-c", code], check=True)  # not a descendant of ours
+    port = closed_port()
+    subprocess.run(["setsid", "-f", "python3", "-c", _listen_code("127.0.0.1", port)], check=True)  # not ours
     settings = dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path))
     pid_file = supervisor.paths(settings)["pid"]
     pid_file.parent.mkdir(parents=True)
@@ -79,35 +81,19 @@ def test_a_port_another_process_took_while_ours_started_fails_the_start(tmp_path
             health.check_holders(settings, [service])
     finally:
         os.kill(holder[1], 9)
-    ours = _marked_listener(port)  # a child of this process: ours
+    ours = _listener("127.0.0.1", port, marked=True)  # a child of this process: ours
     try:
-        while health.port_holder(port) is None:
-            assert time.monotonic() < deadline + 10, "our listener did not start"
-            time.sleep(0.05)
+        _wait_listening("127.0.0.1", port)
         health.check_holders(settings, [service])
     finally:
         ours.kill()
         ours.wait(timeout=10)
 
 
-def _listener(host: str, port: int, env: dict | None = None) -> subprocess.Popen:
-    code = f"import socket, time\ns = socket.socket()\ns.bind(('{host}', {port}))\ns.listen()\ntime.sleep(60)"
-    return subprocess.Popen(["python3", "-c", code], env=env or unmarked_env(), start_new_session=True)
-
-
-def _wait_listening(host: str, port: int) -> None:
-    deadline = time.monotonic() + 10
-    while not health.port_open(port, host):
-        assert time.monotonic() < deadline, f"nothing listens on {host}:{port}"
-        time.sleep(0.05)
-
-
 def test_the_holder_is_the_loopback_listener_not_one_on_another_address():
     """A host's server on 172.17.0.1:5432 (or 127.0.0.2) beside ours on 127.0.0.1: `ss` listed it first, and `make
     up` took it for the holder of our port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = closed_port()
     other = _listener("127.0.0.2", port)
     try:
         _wait_listening("127.0.0.2", port)

@@ -24,11 +24,12 @@ def status(settings) -> int:
               "`make up` starts them again.")
     if any(state.startswith(manager.MOVED) for _name, state, _ports, _pid in rows):
         print(f"some services run on the ports they started with, not on the current settings' ports: {drift.APPLY}.")
-    if supervisor.daemon_pid(settings) is None and (left := health.orphans()):  # else: every server "not started"
+    daemon = supervisor.daemon_pid(settings)
+    if daemon is None and (left := health.orphans()):  # else: every server "not started"
         names = sorted({os.path.basename(processes.command_line(pid).split(" ", 1)[0]) for pid in left} - {""})
         print(f"{len(left)} process(es) of this checkout's stack run without their supervisord (killed, or it "
               f"crashed): {', '.join(names)}. `make down` stops them, then `make up` starts the stack again.")
-    jobs = processes.jobs_run_by_hand(supervisor.daemon_pid(settings))
+    jobs = processes.jobs_run_by_hand(daemon)
     if jobs:  # e.g. `make stream`; `make down` stops them first
         print("jobs run by hand:")
         for pid in jobs:

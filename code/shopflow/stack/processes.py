@@ -76,7 +76,6 @@ def _descendants(root: int | None) -> set[int]:
     return found | {root}
 
 
-_MARK = f"{STACK_MARKER}={PROJECT_ROOT}".encode()
 _RUNTIME = re.compile(r"(python[\d.]*|java)$")  # what a job runs in (spark-submit ends in java)
 # a path in this checkout as an argument of its own (or an option's value), not inside another checkout's path that
 # ends with this one's (/ci/work/main/… for /work/main)
@@ -94,17 +93,12 @@ def stack_mark(pid: int | str) -> str | None:
     return marks[0].decode(errors="replace") if marks else None
 
 
-def _marked(pid: int | str) -> bool:
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        return _MARK in f.read().split(b"\0")
-
-
 def of_this_checkout(pid: int | str) -> bool:
     try:
         # Airflow's task runners retitle themselves ("airflow worker -- <task id>"), which overwrites the memory
         # their environment is read from, and leave supervisord's process group: only their working directory
         # still tells where they belong.
-        return _marked(pid) or (_cmdline(pid).startswith("airflow ") and _in_checkout(pid))
+        return stack_mark(pid) == str(PROJECT_ROOT) or (_cmdline(pid).startswith("airflow ") and _in_checkout(pid))
     except OSError:
         return False
 

@@ -51,12 +51,12 @@ def write(cur, schema: str, batch_id: int, fresh: DataFrame, sizes: dict[tuple[s
     before = F.sum(weight).over(Window.partitionBy("topic", "partition").orderBy("offset")) - weight
     number = base[F.concat_ws(":", "topic", F.col("partition").cast("string"))] + F.floor(before / part)
     keyed = rows.select(number.cast("int").alias("_part"), *rows.columns).rdd.map(lambda r: (r[0], tuple(r[1:])))
-    ordered = keyed.partitionBy(parts, lambda n: n).values().mapPartitions(
-        lambda part_rows: sorted(part_rows, key=lambda r: (r[3], r[4], r[5])))
-    written, chunk, size = 0, [], 0
-    for row in ordered.toLocalIterator(prefetchPartitions=False):
+    ordered = keyed.partitionBy(parts, lambda n: n).mapPartitions(  # (part, row) pairs, in Kafka's order
+        lambda pairs: sorted(pairs, key=lambda pair: (pair[1][3], pair[1][4], pair[1][5])))
+    written, chunk, current = 0, [], None
+    for number, row in ordered.toLocalIterator(prefetchPartitions=False):  # one INSERT per part
+        if number != current and chunk:
+            written, chunk = written + ledger.insert_rejects(cur, schema, batch_id, chunk), []
         chunk.append(row)
-        size += len(row[0] or b"") + len(row[1] or b"") + len(row[2]) + len(row[3]) + ev.REJECT_ROW_OVERHEAD
-        if size >= part:
-            written, chunk, size = written + ledger.insert_rejects(cur, schema, batch_id, chunk), [], 0
+        current = number
     return written + ledger.insert_rejects(cur, schema, batch_id, chunk)

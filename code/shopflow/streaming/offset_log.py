@@ -17,10 +17,15 @@ from pathlib import Path
 from shopflow.streaming import kafka_offsets as ko
 
 
+def _entry(checkpoint: Path, batch_id: int) -> ko.Offsets:
+    """The end offsets the log holds for `batch_id` (OSError, ValueError or IndexError without a readable entry)."""
+    return json.loads((checkpoint / "offsets" / str(batch_id)).read_text().splitlines()[2])
+
+
 def logged(checkpoint: Path, batch_id: int) -> ko.Offsets | None:
     """The end offsets the log holds for `batch_id`, None without a readable entry."""
     try:
-        return json.loads((checkpoint / "offsets" / str(batch_id)).read_text().splitlines()[2])
+        return _entry(checkpoint, batch_id)
     except (OSError, ValueError, IndexError):
         return None
 
@@ -28,9 +33,7 @@ def logged(checkpoint: Path, batch_id: int) -> ko.Offsets | None:
 def resumes_at(checkpoint: Path) -> ko.Offsets:
     """Where Spark resumes a query from `checkpoint`: the end offsets of its last committed batch ({} if none)."""
     done = [int(path.name) for path in (checkpoint / "commits").glob("*") if path.name.isdigit()]
-    if not done:
-        return {}
-    return json.loads((checkpoint / "offsets" / str(max(done))).read_text().splitlines()[2])
+    return _entry(checkpoint, max(done)) if done else {}
 
 
 def planned_range(checkpoint: Path, batch_id: int, starting: ko.Offsets) -> tuple[ko.Offsets, ko.Offsets] | None:

@@ -21,13 +21,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    POSTGRES_HOST: str = v.setting(v.text, "127.0.0.1")
+    POSTGRES_HOST: str = v.setting(v.host, "127.0.0.1")
     POSTGRES_PORT: int = v.setting(v.port, 5432)
     POSTGRES_DB: str = v.setting(v.identifier, "postgres_db")
     POSTGRES_USER: str = v.setting(v.identifier, "db_user")
     POSTGRES_PASSWORD: str = v.setting(v.text, "qwerty")
     POSTGRES_SCHEMA: str = v.setting(v.pg_schema, "source")
-    MYSQL_HOST: str = v.setting(v.text, "127.0.0.1")
+    MYSQL_HOST: str = v.setting(v.host, "127.0.0.1")
     MYSQL_PORT: int = v.setting(v.port, 3306)
     MYSQL_DATABASE: str = v.setting(v.identifier, "mysql_db")
     MYSQL_USER: str = v.setting(v.identifier, "db_user")
@@ -175,13 +175,13 @@ class Settings:
 
     @property
     def postgres_jdbc_url(self) -> str:
-        return (f"jdbc:postgresql://{self.POSTGRES_HOST}:{self.POSTGRES_PORT}/{self.POSTGRES_DB}"
+        return (f"jdbc:postgresql://{v.url_host(self.POSTGRES_HOST)}:{self.POSTGRES_PORT}/{self.POSTGRES_DB}"
                 f"?currentSchema={self.POSTGRES_SCHEMA}")
 
     @property
     def mysql_jdbc_url(self) -> str:
         # jdbc:mysql:// (not jdbc:mariadb://) so Spark picks its MySQL dialect; see PLATFORM.md.
-        return f"jdbc:mysql://{self.MYSQL_HOST}:{self.MYSQL_PORT}/{self.MYSQL_DATABASE}"
+        return f"jdbc:mysql://{v.url_host(self.MYSQL_HOST)}:{self.MYSQL_PORT}/{self.MYSQL_DATABASE}"
 
     def mysql_connect_args(self) -> dict:
         return {"host": self.MYSQL_HOST, "port": self.MYSQL_PORT, "user": self.MYSQL_USER,
@@ -198,7 +198,7 @@ def database_url(scheme: str, user: str, password: str, host: str, port: int, da
     """`scheme://user:password@host:port/database`, the user, password and database percent-encoded (`@`, `:`, `/`,
     `%` and the rest)."""
     user, password, database = (urllib.parse.quote(str(value), safe="") for value in (user, password, database))
-    return f"{scheme}://{user}:{password}@{host}:{port}/{database}"
+    return f"{scheme}://{user}:{password}@{v.url_host(host)}:{port}/{database}"
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
+import ipaddress
 import math
 import re
 
@@ -78,6 +79,26 @@ def text(key: str, raw: str) -> str:
     if not raw.strip():
         raise SettingsError(f"{key} is empty")
     return raw.strip()
+
+
+def host(key: str, raw: str) -> str:
+    """A server's host name or IP address; an IPv6 address with or without its brackets (`url_host` adds them where
+    a URL needs them). Anything else (a scheme, a port, a path, a space) is refused here rather than built into a
+    URL that points somewhere else."""
+    value = text(key, raw)
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    if value != bare or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", value):
+        raise SettingsError(f"{key}={raw!r}: expected a host name or an IP address, like 127.0.0.1")
+    return value
+
+
+def url_host(host: str) -> str:
+    """`host` as the authority part of a URL: an IPv6 address in brackets (`[::1]`), the rest as it is."""
+    return f"[{host}]" if ":" in host else host
 
 
 AIRFLOW_ONLY_PRESETS = ("@once", "@continuous", "@quarterly")  # Airflow's own presets, which croniter does not know

@@ -55,6 +55,8 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("POSTGRES_SCHEMA", "source; drop", "POSTGRES_SCHEMA='source; drop': expected a plain SQL identifier"),
     ("POSTGRES_SCHEMA", "user", "POSTGRES_SCHEMA='user': a reserved word in Postgres"),  # failed at the first DDL
     ("POSTGRES_SCHEMA", "Source", "POSTGRES_SCHEMA='Source': expected lower case"),
+    ("POSTGRES_HOST", "db.example:5432", "POSTGRES_HOST='db.example:5432': expected a host name or an IP address"),
+    ("MYSQL_HOST", "mysql/replica", "MYSQL_HOST='mysql/replica': expected a host name or an IP address"),
     ("SPARK_MASTER_URL", "http://x", "SPARK_MASTER_URL='http://x'"),
     ("STREAMING_TRIGGER_SECONDS", "nan", "STREAMING_TRIGGER_SECONDS='nan': expected a finite number"),  # it passed
     ("KAFKA_EVENT_INTERVAL_SECONDS", "inf", "KAFKA_EVENT_INTERVAL_SECONDS='inf': expected a finite number"),
@@ -224,3 +226,15 @@ def test_an_env_file_named_but_missing_is_an_error_not_the_defaults(tmp_path):
     named = tmp_path / "other.env"
     named.write_text("POSTGRES_PORT=15432\n")
     assert load_settings(env={"SHOPFLOW_ENV_FILE": str(named)}).POSTGRES_PORT == 15432
+
+
+@pytest.mark.parametrize("given", ["::1", "[::1]"])
+def test_an_ipv6_host_is_bracketed_in_every_url(given):
+    settings = load_settings(env={"POSTGRES_HOST": given, "MYSQL_HOST": given}, env_file=None)
+    assert settings.POSTGRES_HOST == settings.MYSQL_HOST == "::1"  # as libpq and the MySQL client take it
+    assert settings.postgres_url().startswith("postgresql://db_user:qwerty@[::1]:5432/")
+    assert settings.mysql_url().startswith("mysql://db_user:qwerty@[::1]:3306/")
+    assert settings.postgres_jdbc_url.startswith("jdbc:postgresql://[::1]:5432/")
+    assert settings.mysql_jdbc_url.startswith("jdbc:mysql://[::1]:3306/")
+    assert load_settings(env={"MYSQL_HOST": "mysql-replica_1.local"}, env_file=None).mysql_jdbc_url.startswith(
+        "jdbc:mysql://mysql-replica_1.local:3306/")

@@ -4,7 +4,7 @@ catches. The block checksums themselves: test_replication_checksums.py."""
 from __future__ import annotations
 
 import dataclasses
-import time
+import threading
 
 import pytest
 from replication_support import (assert_replica_equals_source, pg, replica_query, replica_rows,  # noqa: F401
@@ -21,6 +21,7 @@ from shopflow.replication.target import Replica
 pytestmark = pytest.mark.integration
 
 # Every character CSV or the two servers' escape rules could mangle, plus the text 'NULL' and an empty string.
+LATE_S = 3  # a count no write of its table released: later than any merge that did not wait for it
 AWKWARD = ['a "quoted", comma', 'line\nbreak', 'crlf\r\nend', 'back\\slash \\N \\t', 'tab\there', 'form\ffeed',
            'NULL', '', '"', '\\', 'trailing space ', '🎉 ünï', '\x0b\x07bell']
 
@@ -146,12 +147,26 @@ def test_a_late_count_of_the_replica_still_sees_it_before_the_runs_changes(spark
     # users: merged first, counted first; loyalty_points: nothing to merge, deleted first in phase B, counted last
     pg(scratch, "INSERT INTO {s}.users VALUES (9, 'New', 'User', 'new@example.com', NULL, now(), 'Gold')",
        "DELETE FROM {s}.loyalty_points WHERE loyalty_id = 2")
-    count = Replica.count
+    # The read-ahead's count of a table waits until the run has written that table (its merge committed, or phase
+    # B's delete sent), or LATE_S when nothing writes it before the count: any machine's speed, the same test.
+    count, upsert, delete_keys = Replica.count, Replica.upsert, Replica.delete_keys
+    written_tables: dict[str, threading.Event] = {name: threading.Event() for name in ("users", "loyalty_points")}
 
     def late_count(self, table):
-        time.sleep(0.5)  # later than the merges of a few rows
+        if threading.current_thread().name.startswith("read-ahead") and table.name in written_tables:
+            written_tables[table.name].wait(LATE_S)
         return count(self, table)
+
+    def signalling(write):
+        def wrapper(self, table, *args):
+            try:
+                return write(self, table, *args)
+            finally:
+                written_tables.get(table.name, threading.Event()).set()
+        return wrapper
     monkeypatch.setattr(Replica, "count", late_count)
+    monkeypatch.setattr(Replica, "upsert", signalling(upsert))
+    monkeypatch.setattr(Replica, "delete_keys", signalling(delete_keys))
     run = replicate(spark, scratch)
     assert (run["users"].replica_rows.result(), run["loyalty_points"].replica_rows.result()) == (3, 2)
     assert written(run) == {"users": (1, 0, 0), "loyalty_points": (0, 0, 1)}

@@ -1,9 +1,9 @@
 """Continuous streaming: the job runs with `--continuous`; after a first small batch and a warm-up of
 `warmup_s` seconds at the measured rate (fresh executor JVMs compile Spark's code paths during their first minute:
 batches of the same size take 3-5x longer then), events are produced at a fixed rate for `seconds`; latency =
-commit time of the micro-batch that made the row visible (`stream_batches.committed_at`, the first commit at or
-after the row's `updated_at`) minus the event's `event_time` (set by the producer when it is sent). Only events
-sent after the warm-up count.
+commit time of the micro-batch that applied the event (`stream_batches.committed_at` of the first batch whose end
+offset in the event's partition lies past the event's offset: its users upsert commits in that transaction) minus
+the event's `event_time` (set by the producer when it is sent). Only events sent after the warm-up count.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def _wait_applied(settings: Settings, events: int, timeout_s: float) -> None:
     raise RuntimeError(f"the continuous job applied fewer than {events} events in {timeout_s:.0f} s")
 
 
-def _event_times(settings: Settings) -> list[tuple[str, str]]:
+def _event_times(settings: Settings) -> list[tuple[int, int, str]]:
+    """(partition, offset, event_time) of every event on the topic."""
     from kafka import TopicPartition
 
     from shopflow.streaming import kafka_offsets as ko
@@ -58,27 +59,32 @@ def _event_times(settings: Settings) -> list[tuple[str, str]]:
     partitions = ko.topic_partitions(consumer, settings.KAFKA_TOPIC)
     consumer.assign([TopicPartition(settings.KAFKA_TOPIC, p) for p in partitions])
     consumer.seek_to_beginning()
-    out = [(doc["email"], doc["event_time"]) for doc in (json.loads(r.value) for r in consumer)]
+    out = [(r.partition, r.offset, json.loads(r.value)["event_time"]) for r in consumer]
     consumer.close()
     return out
 
 
 def _latencies(settings: Settings, since_event_time: str) -> tuple[int, float, float, float]:
+    """Each event joined to the batch that applied it by its Kafka position (not by its user's email: a later event
+    for the same email moves the row's `updated_at`, and an earlier one would be timed to that later batch)."""
     schema = settings.POSTGRES_SCHEMA
     rows = _event_times(settings)
     with pg_connection(settings) as conn, conn.cursor() as cur:
-        cur.execute("CREATE TEMP TABLE bench_events (email text, event_time timestamptz)")
-        cur.copy_expert("COPY bench_events FROM STDIN", io.StringIO("".join(f"{e}\t{t}\n" for e, t in rows)))
+        cur.execute("CREATE TEMP TABLE bench_events (kafka_partition int, kafka_offset bigint, event_time timestamptz)")
+        cur.copy_expert("COPY bench_events FROM STDIN", io.StringIO("".join(f"{p}\t{o}\t{t}\n" for p, o, t in rows)))
         cur.execute(f"""
             WITH lat AS (
-                SELECT EXTRACT(EPOCH FROM b.committed_at - e.event_time) AS s
-                FROM bench_events e JOIN {schema}.users u ON u.email = e.email
+                SELECT b.committed_at, EXTRACT(EPOCH FROM b.committed_at - e.event_time) AS s
+                FROM bench_events e
                 CROSS JOIN LATERAL (SELECT MIN(committed_at) AS committed_at FROM {schema}.stream_batches
-                                    WHERE committed_at >= u.updated_at) b
+                                    WHERE (end_offsets -> %s ->> e.kafka_partition::text)::bigint > e.kafka_offset) b
                 WHERE e.event_time >= %s)
-            SELECT COUNT(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),
-                   percentile_cont(0.95) WITHIN GROUP (ORDER BY s), MAX(s) FROM lat""", (since_event_time,))
-        count, p50, p95, worst = cur.fetchone()
+            SELECT COUNT(*), COUNT(committed_at), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY s), MAX(s) FROM lat""",
+                    (settings.KAFKA_TOPIC, since_event_time))
+        count, applied, p50, p95, worst = cur.fetchone()
+    if applied != count:
+        raise RuntimeError(f"{count - applied} of the {count} measured events are in no committed batch's range")
     return int(count), float(p50), float(p95), float(worst)
 
 

@@ -27,77 +27,8 @@ from . import bound, marts, naive, ours, peer, report, stream_latency, streaming
 from .args import parse_args
 from .common import CLUSTER_NOTES, SOURCE_MEASURES, check_source, drop_database, recreate_database, target_settings
 from .cpu import CpuSampler
+from .servers import ensure_servers, refuse_if_busy, stop_servers
 from .settle import prewarm_innodb, settle
-
-BENCH_GROUPS = ("postgres", "mariadb", "kafka", "spark")  # the servers the measures run on (ensure_servers)
-
-
-def other_services(settings) -> list[str]:
-    """Services of this checkout's stack that the bench does not use but that would run inside its measures, on the
-    same cores: Airflow's scheduler starts the DAGs' Spark jobs on their schedules (by default the stream every 5
-    minutes, the replication every 15), eventgen produces events, the dashboard queries MySQL. Jobs run by hand
-    (`make stream`) too: they also hold the cluster's cores."""
-    from shopflow.stack import manager, processes, supervisor
-
-    services = [s.name for s in manager.running_services(settings) if s.group not in BENCH_GROUPS]
-    jobs = [f"the job {processes.command_line(pid)!r} (pid {pid})"
-            for pid in processes.jobs_run_by_hand(supervisor.daemon_pid(settings))]
-    return services + jobs
-
-
-def refuse_if_busy(args) -> list[str]:
-    """Stops the bench before it starts anything when other services of the stack run, unless --allow-busy;
-    returns those services (empty when none run)."""
-    busy = other_services(get_settings())
-    if busy and args.allow_busy:
-        print(f"bench: measuring while {', '.join(busy)} {'runs' if len(busy) == 1 else 'run'} (--allow-busy); "
-              "the results name them", flush=True)
-    elif busy:
-        raise SystemExit(
-            f"bench: {', '.join(busy)} of this checkout's stack {'is' if len(busy) == 1 else 'are'} running. "
-            "They share this machine's cores with the measures (Airflow also starts the DAGs' Spark jobs on their "
-            "schedules), so the numbers would not be comparable. Stop them first: `make down` stops the whole "
-            "stack, and the bench starts the servers it needs. Or measure anyway with "
-            "`make bench BENCH_ARGS=--allow-busy` (the results then name them).")
-    return busy
-
-
-def ensure_servers(args) -> tuple[list[str], bool]:
-    """Start (or reuse) the local servers the chosen measures need; a port held by something else fails here.
-    Returns the services it started and whether supervisord already ran (`stop_servers` stops what the bench started
-    at its end; what it found running stays)."""
-    from shopflow.stack import manager, supervisor
-
-    settings = get_settings()
-    groups = ["postgres", "mariadb"]
-    if {"ours", "naive", "marts", "streaming"} - args.skip:
-        groups.append("spark")
-    if "streaming" not in args.skip:
-        groups.append("kafka")
-    daemon_was_running = supervisor.is_running(settings)
-    try:
-        started = manager.ensure(settings, groups)
-    except manager.StackError as error:
-        raise SystemExit(f"bench: cannot start the servers it needs: {error}") from None
-    return started, daemon_was_running
-
-
-def stop_servers(started: list[str], daemon_was_running: bool, keep: bool) -> None:
-    """What `ensure_servers` started, as `make test` does: a bench left its servers running, and a later `make test`
-    or `make up` of another checkout then found the ports taken."""
-    from shopflow.stack import manager, supervisor
-
-    if not started:
-        return
-    if keep:
-        print("bench: --keep: the servers it started still run (`make down` stops them)", flush=True)
-        return
-    print(f"bench: stopping the servers it started: {', '.join(started)}", flush=True)
-    if daemon_was_running:
-        manager.stop(get_settings(), started)
-    else:
-        supervisor.shutdown(get_settings())
-
 
 def generate(scale: float, schema: str) -> float:
     env = os.environ | {"POSTGRES_SCHEMA": schema}
@@ -211,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     started, daemon_was_running = ensure_servers(args)
     try:
         return _measure_and_report(args, busy)
+    except KeyboardInterrupt:  # Ctrl-C (SIGINT to make and the bench): one line, not a traceback
+        print("bench: interrupted: no result written; the measures' jobs and scratch databases are cleaned up",
+              file=sys.stderr, flush=True)
+        return 130
     finally:
         stop_servers(started, daemon_was_running, args.keep)
 

@@ -2,8 +2,10 @@
 
 An event is a UTF-8 JSON object: first_name, last_name, email, phone (may be null), registration_date
 (ISO-8601 UTC), loyalty_status (Gold/Silver/Bronze) and event_time (ISO-8601 UTC with milliseconds, when it was
-made; for latency measurement). Every maker returns (payload bytes, kind); `validate_event` is the reference
-check and names the same kinds, so tests can verify each event is what it claims to be.
+made; for latency measurement). Every maker returns (payload bytes, kind); `validate_event` names the same kinds,
+so tests can verify each event the generator makes is what it claims to be. It classifies these events only: what
+the streaming job accepts is decided by its own rules (`shopflow.streaming.events`), which differ on events this
+module never makes (a zone other than UTC, a trimmed loyalty status, a name over the column's length, ...).
 """
 from __future__ import annotations
 

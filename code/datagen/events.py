@@ -29,6 +29,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shopflow.config import Settings
+from shopflow.config_values import EVENT_INTERVAL_MAX_S
 
 from .cli import (EXIT_UNREACHABLE, OneLineParser, fail, fraction, non_negative_int, positive_float,
                   settings_or_exit)
@@ -39,7 +40,7 @@ PROG = "datagen.events"
 CONNECT_TIMEOUT_MS = 10_000
 
 
-MAX_INTERVAL_S = 86_400  # a sleep past time_t's range (≈ 9.2e9 s) crashed at the second event
+MAX_INTERVAL_S = EVENT_INTERVAL_MAX_S  # the setting KAFKA_EVENT_INTERVAL_SECONDS has the same limit
 
 
 def parse_args(argv: list[str] | None):

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
+from shopflow import config_spark as vs
 from shopflow import config_values as v
 from shopflow.config_values import SettingsError
 
@@ -61,25 +62,25 @@ class Settings:
     # how long the run's reads wait for a source table's lock before the run gives way (replication README)
     REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS: float = v.setting(v.lock_timeout_seconds, 30.0)
     STREAMING_SCHEDULE: str = v.setting(v.schedule, "*/5 * * * *")
-    SPARK_MASTER_URL: str = v.setting(v.spark_master, "spark://127.0.0.1:7077")
+    SPARK_MASTER_URL: str = v.setting(vs.spark_master, "spark://127.0.0.1:7077")
     SPARK_MASTER_UI_PORT: int = v.setting(v.port, 8081)
     SPARK_WORKERS: int = v.setting(v.at_least_one, 3)
     # task slots per worker (see SPARK_MARTS_CORES, SPARK_STREAMING_CORES)
     SPARK_WORKER_CORES: int = v.setting(v.at_least_one, 2)
-    SPARK_WORKER_MEMORY: str = v.setting(v.memory, "2g")
+    SPARK_WORKER_MEMORY: str = v.setting(vs.memory, "2g")
     SPARK_WORKER_UI_PORT_BASE: int = v.setting(v.port, 8082)
     # a finished application's directory on a worker (executor logs, copied jars: 1.7-3.2 MB) is deleted this long
     # after its last write (checked every 30 min). Spark 4's default, 7 days, holds ~12 GB at the DAGs' ~28 executor
     # directories an hour; 1 day ~1.7 GB
     SPARK_WORKER_APP_DATA_TTL_SECONDS: int = v.setting(v.positive_int, 86_400)
-    SPARK_DRIVER_MEMORY: str = v.setting(v.spark_memory, "1g")
-    SPARK_EXECUTOR_MEMORY: str = v.setting(v.spark_memory, "1g")
+    SPARK_DRIVER_MEMORY: str = v.setting(vs.spark_memory, "1g")
+    SPARK_EXECUTOR_MEMORY: str = v.setting(vs.spark_memory, "1g")
     # C1 only and the serial collector: on 2 cores, C2's compiler threads and parallel GC threads took the CPU
     # from short jobs (make bench; bench/NOTES.md); empty = the JVM's defaults
-    SPARK_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
-    SPARK_STREAMING_JAVA_OPTIONS: str = v.setting(v.java_options, "-XX:+UseSerialGC")
+    SPARK_JAVA_OPTIONS: str = v.setting(vs.java_options, "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+    SPARK_STREAMING_JAVA_OPTIONS: str = v.setting(vs.java_options, "-XX:+UseSerialGC")
     # jobs whose JVMs map the class-data sharing archive the stack records (shopflow/stack/cds.py); empty = none
-    SPARK_CDS_JOBS: str = v.setting(v.job_names, "build_marts,stream_users,replicate_postgres_to_mysql")
+    SPARK_CDS_JOBS: str = v.setting(vs.job_names, "build_marts,stream_users,replicate_postgres_to_mysql")
     # the marts job runs one executor with this many cores (spark.executor.cores = spark.cores.max; at most
     # SPARK_WORKER_CORES): one JVM to warm instead of three, and two task slots in it, was fastest on 2 cores
     # (bench/NOTES.md); the replication job runs single-core executors, one per worker
@@ -98,7 +99,7 @@ class Settings:
     DATAGEN_CATEGORIES: int = v.setting(v.positive_int, 20)
     DATAGEN_REVIEWS: int = v.setting(v.positive_int, 2000)
     DATAGEN_LOYALTY_POINTS: int = v.setting(v.positive_int, 3000)
-    KAFKA_EVENT_INTERVAL_SECONDS: float = v.setting(v.positive_float, 5.0)
+    KAFKA_EVENT_INTERVAL_SECONDS: float = v.setting(v.event_interval_seconds, 5.0)
     LOCAL_STATE_DIR: str = v.setting(v.text, ".local")
     STREAMING_SOURCE: str = v.setting(v.streaming_source, "python")
     STREAMING_CHECKPOINT_DIR: str = v.setting(v.text, ".local/checkpoints/users-stream")
@@ -117,7 +118,7 @@ class Settings:
             if getattr(self, key) > self.SPARK_WORKER_CORES:
                 raise SettingsError(f"{key}={getattr(self, key)}: the {job} job's single executor must fit on one "
                                     f"worker: at most SPARK_WORKER_CORES ({self.SPARK_WORKER_CORES})")
-        if v.megabytes(self.SPARK_EXECUTOR_MEMORY) > v.megabytes(self.SPARK_WORKER_MEMORY):
+        if vs.megabytes(self.SPARK_EXECUTOR_MEMORY) > vs.megabytes(self.SPARK_WORKER_MEMORY):
             raise SettingsError(f"SPARK_EXECUTOR_MEMORY={self.SPARK_EXECUTOR_MEMORY}: an executor must fit on one "
                                 f"worker: at most SPARK_WORKER_MEMORY ({self.SPARK_WORKER_MEMORY})")
 

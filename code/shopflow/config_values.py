@@ -170,19 +170,6 @@ def pg_schema(key: str, raw: str) -> str:
     return raw
 
 
-def memory(key: str, raw: str) -> str:
-    if not re.fullmatch(r"\d+[kmgKMG]", raw):
-        raise SettingsError(f"{key}={raw!r}: expected a size like 512m or 1g")
-    return raw
-
-
-def spark_memory(key: str, raw: str) -> str:
-    """A Spark driver's or executor's heap: Spark refuses one under 450 MiB at start (every job would fail)."""
-    if megabytes(memory(key, raw)) < 512:
-        raise SettingsError(f"{key}={raw!r}: at least 512m (Spark refuses a heap under 450 MiB)")
-    return raw
-
-
 def lock_timeout_seconds(key: str, raw: str) -> float:
     """A Postgres `lock_timeout` in seconds: 1 ms to 2^31-1 ms (Postgres' range; 0, its "no timeout", would let a run
     wait for good behind a queued TRUNCATE or ALTER, which is what the setting prevents)."""
@@ -192,9 +179,16 @@ def lock_timeout_seconds(key: str, raw: str) -> float:
     return value
 
 
-def megabytes(size: str) -> int:
-    """A size `memory` accepted, in MB (k rounds down)."""
-    return int(size[:-1]) * {"k": 1, "m": 1024, "g": 1024 * 1024}[size[-1].lower()] // 1024
+EVENT_INTERVAL_MAX_S = 86_400  # a sleep past time_t's range (≈ 9.2e9 s) crashed the event generator
+
+
+def event_interval_seconds(key: str, raw: str) -> float:
+    """Seconds between two generated events: more than 0, at most a day."""
+    value = positive_float(key, raw)
+    if value > EVENT_INTERVAL_MAX_S:
+        raise SettingsError(f"{key}={raw!r}: one event a day ({EVENT_INTERVAL_MAX_S} s between events) is the "
+                            "slowest pace")
+    return value
 
 
 def bootstrap_servers(key: str, raw: str) -> str:
@@ -208,12 +202,6 @@ def bootstrap_servers(key: str, raw: str) -> str:
     return ",".join(addresses)
 
 
-def spark_master(key: str, raw: str) -> str:
-    if not re.match(r"^(spark://|local(\[|$)|yarn$|k8s://)", raw):
-        raise SettingsError(f"{key}={raw!r}: expected spark://host:port, local[N], yarn or k8s://...")
-    return raw
-
-
 def streaming_source(key: str, raw: str) -> str:
     if raw not in ("python", "kafka"):
         raise SettingsError(f"{key}={raw!r}: expected python (the job's own reader, librdkafka) "
@@ -225,26 +213,6 @@ def write_path(key: str, raw: str) -> str:
     if raw not in ("copy", "jdbc"):
         raise SettingsError(f"{key}={raw!r}: expected copy (COPY -> LOAD DATA in Spark tasks) or jdbc (Spark JDBC)")
     return raw
-
-
-def job_names(key: str, raw: str) -> str:
-    """Comma-separated job names (code/shopflow/jobs/<name>.py), returned as `a,b`; empty = none."""
-    names = tuple(name.strip() for name in raw.split(",") if name.strip())
-    bad = [name for name in names if not re.fullmatch(r"[a-z_][a-z0-9_]*", name)]
-    if bad:
-        raise SettingsError(f"{key}={raw!r}: expected job names like build_marts separated by commas, got {bad[0]!r}")
-    return ",".join(names)
-
-
-def java_options(key: str, raw: str) -> str:
-    """JVM flags for Spark's driver and executors: empty (the JVM's defaults) or options that start with '-'."""
-    bad = [word for word in raw.split() if not word.startswith("-")]
-    if bad:
-        raise SettingsError(f"{key}={raw!r}: expected JVM options starting with '-', got {bad[0]!r}")
-    if heap := [word for word in raw.split() if word.startswith("-Xmx")]:  # Spark refuses it at every job's start
-        raise SettingsError(f"{key}={raw!r}: {heap[0]} is not allowed here (Spark refuses it): the heap is "
-                            "SPARK_DRIVER_MEMORY and SPARK_EXECUTOR_MEMORY")
-    return " ".join(raw.split())
 
 
 def setting(parse, default=None):

@@ -208,10 +208,11 @@ def _bench_topics(settings) -> list[str]:
         admin.close()
 
 
-def test_a_terminated_bench_stops_the_stream_job_it_started(postgres, mysql, kafka, spark_cluster, tmp_path):
-    """`kill` (SIGTERM) while the continuous stream job runs: the bench ends through its cleanup, and that job,
-    started in a process group of its own, does not stay behind holding the cluster's cores; its topics are deleted
-    (the broker keeps them in memory)."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_terminated_bench_stops_the_stream_job_it_started(postgres, mysql, kafka, spark_cluster, tmp_path, signum):
+    """`kill` (SIGTERM) or Ctrl-C while the continuous stream job runs: the bench ends through its cleanup, and that
+    job, started in a process group of its own, does not stay behind holding the cluster's cores; its topics are
+    deleted (the broker keeps them in memory). Ctrl-C says so in one line, not a traceback."""
     with open(tmp_path / "bench.log", "w") as log:
         bench = subprocess.Popen([sys.executable, "-m", "bench.run", "--no-generate", "--allow-busy",
                                   "--skip", "bound,ours,naive,peer,marts", "--stream-events", "300",
@@ -226,10 +227,12 @@ def test_a_terminated_bench_stops_the_stream_job_it_started(postgres, mysql, kaf
             assert bench.poll() is None, (tmp_path / "bench.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the continuous job never started"
             time.sleep(0.5)
-        bench.send_signal(signal.SIGTERM)
+        bench.send_signal(signum)
         code = bench.wait(timeout=120)
         assert not [pid for pid in jobs if supervisor.process_alive(pid)], "the stream job outlived the bench"
-        assert code == 128 + signal.SIGTERM, (tmp_path / "bench.log").read_text()[-3000:]  # through its cleanup
+        output = (tmp_path / "bench.log").read_text()
+        assert code == 128 + signum, output[-3000:]  # through its cleanup
+        assert "Traceback" not in output and ("bench: interrupted: no result written" in output) == (signum == 2)
         assert not (tmp_path / "results").exists()  # an interrupted run writes no results
         assert not _bench_topics(kafka), "the bench's topics stayed in the broker's memory"
     finally:

@@ -59,6 +59,8 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("MYSQL_HOST", "mysql/replica", "MYSQL_HOST='mysql/replica': expected a host name or an IP address"),
     ("SPARK_MASTER_URL", "http://x", "SPARK_MASTER_URL='http://x'"),
     ("STREAMING_TRIGGER_SECONDS", "nan", "STREAMING_TRIGGER_SECONDS='nan': expected a finite number"),  # it passed
+    ("KAFKA_EVENT_INTERVAL_SECONDS", "1e10", "KAFKA_EVENT_INTERVAL_SECONDS='1e10': one event a day (86400 s between "
+                                             "events) is the slowest pace"),  # the event generator's sleep crashed
     ("KAFKA_EVENT_INTERVAL_SECONDS", "inf", "KAFKA_EVENT_INTERVAL_SECONDS='inf': expected a finite number"),
     ("KAFKA_BOOTSTRAP_SERVERS", "localhost", "KAFKA_BOOTSTRAP_SERVERS='localhost': expected host:port"),  # a traceback
     ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092,kafka2", "got 'kafka2'"),

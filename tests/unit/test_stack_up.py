@@ -7,6 +7,8 @@ import dataclasses
 
 import pytest
 
+from unit_support import closed_port
+
 from shopflow.config import get_settings
 from shopflow.stack import airflow_api, up
 
@@ -178,3 +180,32 @@ def test_an_asset_scheduled_dag_whose_producer_ran_before_is_triggered_by_hand(m
                        ends={"kafka_to_postgres_streaming": "success", "build_marts": "success"})
     _run_dags_on(api, monkeypatch)
     assert api.triggered == ["kafka_to_postgres_streaming", "build_marts"]
+
+
+def test_an_airflow_api_without_an_answer_is_retried_then_named_and_the_stack_still_comes_up(monkeypatch, tmp_path,
+                                                                                           capsys):
+    """A refused connection or a timeout was a traceback that ended `make up` before the dashboard and the URLs."""
+    settings = dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path), AIRFLOW_PORT=closed_port())
+    clock = iter(range(0, 10**6, 10))
+    monkeypatch.setattr(airflow_api.time, "monotonic", lambda: next(clock))
+    tries = []
+    monkeypatch.setattr(airflow_api.urllib.request, "urlopen", lambda *a, **k: tries.append(1) or
+                        airflow_api.urllib.request.build_opener().open(*a, **k))
+    with pytest.raises(RuntimeError, match=r"POST /auth/token: no answer from http://127.0.0.1:\d+ \(.*refused"):
+        airflow_api.AirflowClient(settings)
+    assert len(tries) == airflow_api.NO_ANSWER_RETRY_S // 10  # the clock moves 10 s per reading
+    client = object.__new__(airflow_api.AirflowClient)
+    client.base, client.log, client.token = f"http://127.0.0.1:{settings.AIRFLOW_PORT}", tmp_path / "log", "t"
+    tries.clear()
+    with pytest.raises(RuntimeError, match="POST /api/v2/dags/d/dagRuns: no answer"):
+        client.trigger("d")  # may have created its run before the answer was lost: not sent twice
+    assert len(tries) == 1
+
+    started = []
+    monkeypatch.setattr(up.manager, "check_ports", lambda _settings: None)
+    monkeypatch.setattr(up.manager, "ensure", lambda _settings, groups: started.extend(groups))
+    monkeypatch.setattr(up, "_generate_data", lambda _settings: None)
+    monkeypatch.setattr(up.airflow_api, "reserialize", lambda _settings: None)
+    with pytest.raises(up.manager.StackError, match="the DAGs stopped: Airflow API POST /auth/token: no answer"):
+        up.up(settings)
+    assert started[-1] == "dashboard" and "Dashboard         http://127.0.0.1:" in capsys.readouterr().out

@@ -12,27 +12,42 @@ from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack.services import VENV_BIN, airflow_env
 
 DAGS_DIR = PROJECT_ROOT / "code" / "airflow" / "dags"
+NO_ANSWER_RETRY_S = 120  # a call without an answer is tried again for this long (`make up` waits up to 30 min)
+NO_ANSWER_PAUSE_S = 5
 
 
 class AirflowClient:
     def __init__(self, settings: Settings):
         self.base = f"http://127.0.0.1:{settings.AIRFLOW_PORT}"
+        self.log = settings.state_dir / "logs" / "airflow-api-server.log"
         self.token = self._login(settings.AIRFLOW_ADMIN_USER, settings.AIRFLOW_ADMIN_PASSWORD)
 
     def _login(self, user: str, password: str) -> str:
         return self.call("POST", "/auth/token", {"username": user, "password": password}, auth=False)["access_token"]
 
     def call(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
+        """One API call. No answer (the API server restarting, a refused connection, a 30 s timeout) is retried for
+        NO_ANSWER_RETRY_S, except a trigger (a POST that may have created its run before the answer was lost): then,
+        or once the time is up, RuntimeError naming the call."""
         headers = {"Content-Type": "application/json"}
         if auth:
             headers["Authorization"] = f"Bearer {self.token}"
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as error:
-            raise RuntimeError(f"Airflow API {method} {path}: {error.code} {error.read()[:300]!r}") from None
+        deadline = time.monotonic() + (NO_ANSWER_RETRY_S if method != "POST" or not auth else 0)
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read() or b"{}")
+            except urllib.error.HTTPError as error:
+                raise RuntimeError(f"Airflow API {method} {path}: {error.code} {error.read()[:300]!r}") from None
+            except (urllib.error.URLError, OSError) as error:  # URLError wraps a refusal; a timeout comes bare
+                if time.monotonic() >= deadline:
+                    reason = getattr(error, "reason", error)
+                    raise RuntimeError(f"Airflow API {method} {path}: no answer from {self.base} ({reason}); "
+                                       f"`make status` shows whether airflow-api-server runs, {self.log} what it "
+                                       "said") from None
+                time.sleep(NO_ANSWER_PAUSE_S)
 
     def dags(self) -> dict[str, dict]:
         return {d["dag_id"]: d for d in self.call("GET", "/api/v2/dags?limit=100")["dags"]}

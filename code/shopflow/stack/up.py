@@ -149,10 +149,16 @@ def up(settings: Settings) -> int:
     manager.ensure(settings, ["airflow"])
     with step("start the Kafka event generator"):
         manager.ensure(settings, ["eventgen"])
-    failed = _run_dags(settings)
+    try:
+        failed, api_error = _run_dags(settings), None
+    except RuntimeError as error:  # Airflow's API gave an error or no answer: the rest of the stack still starts
+        failed, api_error = [], error
     with step("start the dashboard"):  # also after a failed run: its Pipeline health page shows why
         manager.ensure(settings, ["dashboard"])
     print(summary(settings), flush=True)
+    if api_error:
+        raise manager.StackError(f"running the DAGs stopped: {api_error}. The rest of the stack is up: `make up` "
+                                 "again runs the DAGs that have not succeeded yet")
     if failed:
         raise manager.StackError(f"DAG run(s) did not succeed: {', '.join(failed)}. The stack is up: the Airflow UI "
                                  "has the task logs, the dashboard's Pipeline health page the failed checks")

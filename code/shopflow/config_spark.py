@@ -1,0 +1,53 @@
+"""Parsers of the Spark settings' values (master URL, memory sizes, JVM options, job names) for
+`shopflow.config.Settings`, like `config_values`' others: each takes the key and the raw text and returns the value or
+raises `SettingsError` with one line naming the key.
+"""
+from __future__ import annotations
+
+import re
+
+from shopflow.config_values import SettingsError
+
+
+def memory(key: str, raw: str) -> str:
+    if not re.fullmatch(r"\d+[kmgKMG]", raw):
+        raise SettingsError(f"{key}={raw!r}: expected a size like 512m or 1g")
+    return raw
+
+
+def spark_memory(key: str, raw: str) -> str:
+    """A Spark driver's or executor's heap: Spark refuses one under 450 MiB at start (every job would fail)."""
+    if megabytes(memory(key, raw)) < 512:
+        raise SettingsError(f"{key}={raw!r}: at least 512m (Spark refuses a heap under 450 MiB)")
+    return raw
+
+
+def megabytes(size: str) -> int:
+    """A size `memory` accepted, in MB (k rounds down)."""
+    return int(size[:-1]) * {"k": 1, "m": 1024, "g": 1024 * 1024}[size[-1].lower()] // 1024
+
+
+def spark_master(key: str, raw: str) -> str:
+    if not re.match(r"^(spark://|local(\[|$)|yarn$|k8s://)", raw):
+        raise SettingsError(f"{key}={raw!r}: expected spark://host:port, local[N], yarn or k8s://...")
+    return raw
+
+
+def job_names(key: str, raw: str) -> str:
+    """Comma-separated job names (code/shopflow/jobs/<name>.py), returned as `a,b`; empty = none."""
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    bad = [name for name in names if not re.fullmatch(r"[a-z_][a-z0-9_]*", name)]
+    if bad:
+        raise SettingsError(f"{key}={raw!r}: expected job names like build_marts separated by commas, got {bad[0]!r}")
+    return ",".join(names)
+
+
+def java_options(key: str, raw: str) -> str:
+    """JVM flags for Spark's driver and executors: empty (the JVM's defaults) or options that start with '-'."""
+    bad = [word for word in raw.split() if not word.startswith("-")]
+    if bad:
+        raise SettingsError(f"{key}={raw!r}: expected JVM options starting with '-', got {bad[0]!r}")
+    if heap := [word for word in raw.split() if word.startswith("-Xmx")]:  # Spark refuses it at every job's start
+        raise SettingsError(f"{key}={raw!r}: {heap[0]} is not allowed here (Spark refuses it): the heap is "
+                            "SPARK_DRIVER_MEMORY and SPARK_EXECUTOR_MEMORY")
+    return " ".join(raw.split())

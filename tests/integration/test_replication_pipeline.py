@@ -115,3 +115,27 @@ def test_replica_tables_keep_statistics_fresh_without_innodb_background_recalcul
         for name in (table.name, f"stage_{table.name}"):
             assert "stats_auto_recalc=0" in options[name].lower(), name
         assert stats[table.name] == len(source_rows(scratch, table)), table.name
+
+
+def test_a_source_cluster_made_again_reloads_every_table_in_full(spark, scratch):
+    """initdb gives a new cluster's tables the OIDs the old one's had, and its transaction ids may have passed the
+    stored watermark by the next run: the cluster's system identifier, stored with each table's state, tells it
+    apart. A replica whose state predates the column gets it, and stays incremental (nothing to compare with)."""
+    seed(scratch)
+    replicate(spark, scratch)
+    with db.pg_connection(scratch) as conn, conn.cursor() as cur:
+        cur.execute("SELECT system_identifier FROM pg_control_system()")
+        system_id = cur.fetchone()[0]
+    stored = replica_query(scratch, "SELECT DISTINCT source_system_id FROM replication_state")
+    assert stored == [{"source_system_id": system_id}]
+    with db.mysql_connection(scratch, autocommit=True) as conn:
+        conn.cursor().execute("UPDATE replication_state SET source_system_id = source_system_id + 1")
+    rebuilt = replicate(spark, scratch)
+    assert {r.plan.mode for r in rebuilt.values()} == {"full"}
+    assert all(f"another Postgres cluster (system identifier {system_id + 1} -> {system_id})" in r.plan.reason
+               for r in rebuilt.values())
+    assert_replica_equals_source(scratch)
+    with db.mysql_connection(scratch, autocommit=True) as conn:
+        conn.cursor().execute("ALTER TABLE replication_state DROP COLUMN source_system_id")
+    assert {r.plan.mode for r in replicate(spark, scratch).values()} == {"incremental"}
+    assert replica_query(scratch, "SELECT DISTINCT source_system_id FROM replication_state") == stored

@@ -25,6 +25,18 @@ def test_plan_table(state, oid, truncated, force, mode, reason):
     assert plan.since == (500 if mode == INCREMENTAL else None)
 
 
+@pytest.mark.parametrize("stored, now, mode", [(7, 7, INCREMENTAL), (7, 8, FULL), (None, 8, INCREMENTAL),
+                                                (7, None, INCREMENTAL)])
+def test_another_source_cluster_reloads_in_full(stored, now, mode):
+    """A cluster made again (initdb) gives the tables the same OIDs, and its transaction ids may have passed the
+    stored watermark: only its system identifier tells it apart. Unknown on either side (a state an older version
+    stored, a role that may not read it): the other checks decide."""
+    plan = plan_table(USERS, TableState("users", 10, 500, source_system_id=stored), 10, 1_000, False,
+                      source_system_id=now)
+    assert plan.mode == mode
+    assert ("another Postgres cluster (system identifier 7 -> 8)" in plan.reason) == (mode == FULL)
+
+
 @pytest.mark.parametrize("pruned_below, mode", [(0, INCREMENTAL), (500, INCREMENTAL), (501, FULL), (900, FULL)])
 def test_a_watermark_below_the_pruned_tombstones_reloads_in_full(pruned_below, mode):
     """Tombstones below `pruned_below` may be gone: a watermark at it still finds every one it needs, one below may

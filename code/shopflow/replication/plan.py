@@ -25,6 +25,7 @@ class TableState:
     watermark: int | None  # snapshot xmin of the last committed load; None forces a full reload
     checksum: Checksum | None = None  # of the whole replica table, taken at verified_at
     verified_at: datetime | None = None  # when both whole tables were last hashed and found equal
+    source_system_id: int | None = None  # the source cluster's system identifier (None: stored by an older version)
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,13 @@ class TablePlan:
 
 
 def plan_table(table: Table, state: TableState | None, source_oid: int, snapshot_xmax: int,
-               truncated_since: bool, force_full: bool = False, pruned_below: int = 0) -> TablePlan:
+               truncated_since: bool, force_full: bool = False, pruned_below: int = 0,
+               source_system_id: int | None = None) -> TablePlan:
     """Incremental from the stored watermark unless something makes the stored state untrustworthy.
-    `pruned_below`: the source's tombstones below it may be gone (`tombstones.py`)."""
+    `pruned_below`: the source's tombstones below it may be gone (`tombstones.py`). `source_system_id`: the source
+    cluster's (`pg_control_system()`); a cluster made again by initdb gives its tables the same OIDs, and its
+    transaction ids may pass the stored watermark before the next run, so the OID and the watermark alone can miss
+    it."""
     def full(reason: str) -> TablePlan:
         return TablePlan(table, FULL, None, reason)
 
@@ -46,6 +51,9 @@ def plan_table(table: Table, state: TableState | None, source_oid: int, snapshot
         return full("full reload requested")
     if state is None or state.watermark is None:
         return full("no watermark (first run, replica table made again, or marked for reload)")
+    if None not in (state.source_system_id, source_system_id) and state.source_system_id != source_system_id:
+        return full(f"the source is another Postgres cluster (system identifier {state.source_system_id} -> "
+                    f"{source_system_id}): made again or restored")
     if state.source_oid != source_oid:
         return full(f"source table was recreated (oid {state.source_oid} -> {source_oid})")
     if state.watermark > snapshot_xmax:

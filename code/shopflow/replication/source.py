@@ -36,9 +36,9 @@ class SourceSnapshot:
     """The run's snapshot connection; its queries may come from two threads (the read-ahead of phase B, see
     `reconcile.ReadAhead`), one at a time."""
 
-    def __init__(self, settings: Settings, cursor, snapshot_id: str, xmin: int, xmax: int):
+    def __init__(self, settings: Settings, cursor, snapshot_id: str, xmin: int, xmax: int, system_id: int | None):
         self.settings, self.schema, self._cur = settings, settings.POSTGRES_SCHEMA, cursor
-        self.snapshot_id, self.xmin, self.xmax = snapshot_id, xmin, xmax
+        self.snapshot_id, self.xmin, self.xmax, self.system_id = snapshot_id, xmin, xmax, system_id
         self._lock = threading.Lock()
 
     def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -195,4 +195,14 @@ def open_snapshot(settings: Settings) -> Iterator[SourceSnapshot]:
             _lock_tables(cur, settings)
             cur.execute("SELECT pg_export_snapshot(), pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
                         "pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-            yield SourceSnapshot(settings, cur, *cur.fetchone())
+            snapshot = cur.fetchone()
+            yield SourceSnapshot(settings, cur, *snapshot, _system_id(cur))
+
+
+def _system_id(cur) -> int | None:
+    """The source cluster's identity (`plan.plan_table`); None where the role may not call pg_control_system()."""
+    cur.execute("SELECT has_function_privilege('pg_control_system()', 'EXECUTE')")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute("SELECT system_identifier FROM pg_control_system()")
+    return int(cur.fetchone()[0])

@@ -41,3 +41,36 @@ def test_the_dags_no_retry_exit_is_the_jobs():
     from shopflow.jobs.session import NO_RETRY_EXIT
 
     assert _spark.NO_RETRY_EXIT == NO_RETRY_EXIT
+
+
+def test_a_killed_task_stops_the_driver_below_spark_submit_too(tmp_path, monkeypatch):
+    """The provider's on_kill (Airflow's timeout calls it) killed the spark-submit process only: the driver below
+    it, our Python job, went on holding the replica's lock beside the retry."""
+    import os
+    import threading
+    import time
+
+    import _spark
+
+    driver_pid = tmp_path / "driver.pid"
+    binary = tmp_path / "spark-submit"
+    binary.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {driver_pid}\nwait\n")  # a JVM with its Python driver
+    binary.chmod(binary.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", "spark://127.0.0.1:7077")
+    task = _spark.spark_job("killed", "build_marts")
+    ended = []
+    runner = threading.Thread(target=lambda: ended.append(pytest.raises(Exception, task.execute, context={})))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not (driver_pid.exists() and driver_pid.read_text().strip()):
+        assert time.monotonic() < deadline, "the stand-in spark-submit never started its driver"
+        time.sleep(0.05)
+    pid = int(driver_pid.read_text())
+    task.on_kill()
+    runner.join(timeout=30)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the driver outlived the killed spark-submit"
+        time.sleep(0.05)
+    assert ended, "execute did not return after the kill"

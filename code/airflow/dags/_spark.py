@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -49,6 +50,36 @@ class JobSubmit(SparkSubmitOperator):
                 raise AirflowFailException(f"the job exited {NO_RETRY_EXIT}: a retry would fail the same way (the log "
                                            "above says why), so the task fails without retrying") from error
             raise
+
+    def on_kill(self) -> None:
+        """Airflow's timeout (and a task stopped from outside) calls this: the provider kills the spark-submit JVM
+        only, and our Python driver, its child, went on with its Python-side work (checksums, a marts publish) while
+        holding the replica's lock, beside the retry. The driver and its children get SIGTERM once the JVM is gone."""
+        submitted = getattr(getattr(self, "_hook", None), "_submit_sp", None)
+        driver = _descendants(submitted.pid) if submitted is not None and submitted.poll() is None else []
+        super().on_kill()
+        for pid in driver:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children first), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, queue = [], list(children.get(pid, []))
+    while queue:
+        found.append(queue.pop(0))
+        queue.extend(children.get(found[-1], []))
+    return found
 
 
 def spark_job(task_id: str, job: str, application_args: list[str] | None = None, cores: int | None = None,

@@ -60,10 +60,12 @@ def test_a_killed_task_stops_the_driver_below_spark_submit_too(tmp_path, monkeyp
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", "spark://127.0.0.1:7077")
     task = _spark.spark_job("killed", "build_marts")
     ended = []
-    runner = threading.Thread(target=lambda: ended.append(pytest.raises(Exception, task.execute, context={})))
+    runner = threading.Thread(target=lambda: ended.append(pytest.raises(Exception, task.execute, context={})),
+                              daemon=True)  # a failed kill leaves it reading the stand-in's output: not waited for
     runner.start()
     deadline = time.monotonic() + 30
-    while not (driver_pid.exists() and driver_pid.read_text().strip()):
+    while not (driver_pid.exists() and driver_pid.read_text().strip()
+               and getattr(getattr(task, "_hook", None), "_submit_sp", None) is not None):  # kill once it is known
         assert time.monotonic() < deadline, "the stand-in spark-submit never started its driver"
         time.sleep(0.05)
     pid = int(driver_pid.read_text())

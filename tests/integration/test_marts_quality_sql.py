@@ -58,3 +58,17 @@ def test_weekly_rules_catch_a_missing_week_and_a_week_not_starting_on_monday(scr
         "MIN(`week_start`) <= users: CAST(date_trunc('WEEK', MIN(registration_date)) AS DATE)": (
             date(2024, 1, 1), True),
         "MIN(`week_start`) <= orders: CAST(date_trunc('WEEK', MIN(order_date)) AS DATE)": (date(2024, 1, 1), True)}
+
+
+@pytest.mark.parametrize("rows, quiet_ends", [
+    ("('2024-01-01', 1, 0, 0, 0), ('2024-01-08', 0, 0, 0, 0), ('2024-01-15', 0, 1, 2.00, 1)", 0),
+    ("('2024-01-01', 1, 0, 0, 0), ('2024-01-08', 0, 0, 0, 0)", 1),  # a quiet week after the last activity
+    ("('2023-12-25', 0, 0, 0, 0), ('2024-01-01', 1, 1, 2.00, 1), ('2024-01-08', 0, 0, 0, 0)", 2),
+    ("('2024-01-01', 0, 0, 0, 0)", 1),
+])
+def test_the_weekly_calendar_starts_and_ends_at_activity(scratch, rows, quiet_ends):
+    """The MIN/MAX bounds only say the calendar covers the activity: a calendar one week too long passed all 16
+    rules (every sum still reconciles, no week is missing)."""
+    execute(scratch, WEEKLY.ddl("w"), f"INSERT INTO w VALUES {rows}")
+    checks = [c for c in WEEKLY.checks if c.name == "calendar_ends_at_activity"]
+    assert observed(scratch, "w", checks) == {"calendar_ends_at_activity": (quiet_ends, quiet_ends == 0)}

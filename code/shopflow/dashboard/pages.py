@@ -177,8 +177,8 @@ def _freshness_metrics() -> None:
     stale_s = replication_stale_s(get_settings().REPLICATION_SCHEDULE)
     if replication_age is None or (stale_s is not None and replication_age > stale_s):
         since = "yet" if replication_age is None else f"for over {age(stale_s).removesuffix(' ago')}"
-        st.warning(f"Replication has not succeeded {since} (twice its schedule's interval): the replica and the marts "
-                   "may be stale.")
+        st.warning(f"Replication has not succeeded {since} (two of its schedule's intervals, at least "
+                   f"{age(REPLICATION_STALE_S).removesuffix(' ago')}): the replica and the marts may be stale.")
 
 
 def pipeline_health() -> None:

@@ -58,6 +58,10 @@ MART = Mart(
         rows_where("week_start_is_a_monday", "WEEKDAY(`week_start`) <> 0"),
         Check("no_week_missing", f"SELECT COUNT(*) - COALESCE(DATEDIFF(MAX(`week_start`), MIN(`week_start`)) "
                                  f"DIV 7 + 1, 0) FROM {TABLE}", 0),
+        # the bounds below only say the calendar covers every activity; this says it ends at activity both ways
+        Check("calendar_ends_at_activity", f"SELECT COUNT(*) FROM {TABLE} WHERE `new_users` = 0 AND `orders` = 0 "
+                                           f"AND `week_start` IN ((SELECT MIN(`week_start`) FROM {TABLE}), "
+                                           f"(SELECT MAX(`week_start`) FROM {TABLE}))", 0),
         reconciles("MIN(`week_start`)", _week_of("users", "MIN(registration_date)"), "<="),
         # users without any order yet (a new shop, users streamed in): the weeks are the registrations' alone
         reconciles("MIN(`week_start`)", _week_of("orders", "MIN(order_date)"), "<=", bound_may_be_empty=True),

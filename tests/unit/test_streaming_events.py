@@ -84,6 +84,9 @@ def test_validate_normalizes_a_valid_event(spark):
     ({"email": ...}, "email missing or empty"),
     ({"email": "not-an-email"}, "email malformed"),
     ({"email": "a@b"}, "email malformed"),
+    ({"email": "a@example.c0m"}, "email malformed"),
+    ({"email": "a@example.xn--"}, "email malformed"),
+    ({"email": "ann@example.xn--p1ai"}, None),  # an internationalized top-level domain (.рф) in its ASCII form
     ({"first_name": " ", "last_name": ""}, "first_name missing or empty; last_name missing or empty"),
     ({"loyalty_status": "gold"}, "loyalty_status must be one of Gold, Silver, Bronze"),
     ({"registration_date": "yesterday"}, "registration_date missing or not an ISO-8601 timestamp"),

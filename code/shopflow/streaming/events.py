@@ -38,7 +38,8 @@ WHITESPACE = ("\t\n\u000b\f\r \u0085\u00a0\u1680" + "".join(map(chr, range(0x200
 # What the MySQL replica's DATETIME stores (Postgres stores wider ranges, but a user it cannot replicate would stop
 # the replication of `users`; a year Postgres refuses, e.g. -5000, would fail its batch on every retry)
 REGISTRATION_YEARS = (1000, 9999)
-EMAIL_PATTERN = r"^[^@\s]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,}$"
+# the top-level label: letters, or an internationalized one in its ASCII form (`xn--p1ai`, .рф; was refused)
+EMAIL_PATTERN = r"^[^@\s]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,}|xn--[a-z0-9-]{1,59})$"
 
 
 def is_unapplied(positions: dict[str, dict[str, int]]) -> Column:

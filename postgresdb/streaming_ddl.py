@@ -3,7 +3,8 @@
 All three are written in the same transaction as the users upsert, which is what makes the stream exactly-once:
 `stream_offsets` is the committed position per Kafka partition (rows below it are already applied and are skipped
 on replay), `stream_batches` is one row per applied micro-batch (batch id, offset range, counts).
-These tables are not replicated (they are not in `models.TABLES`) and carry no change tracking.
+`stream_topics` holds the broker's id of the topic those positions belong to (written when a query starts, not per
+batch). These tables are not replicated (they are not in `models.TABLES`) and carry no change tracking.
 Every statement is idempotent.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 REJECTED_USER_EVENTS = "rejected_user_events"
 STREAM_OFFSETS = "stream_offsets"
 STREAM_BATCHES = "stream_batches"
+STREAM_TOPICS = "stream_topics"
 
 
 def streaming_ddl(schema: str = "source") -> list[str]:
@@ -55,4 +57,13 @@ def streaming_ddl(schema: str = "source") -> list[str]:
     committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 )""",
         f"CREATE INDEX IF NOT EXISTS ix_{STREAM_BATCHES}_stream_batch ON {schema}.{STREAM_BATCHES} (stream, batch_id)",
+        # The broker's id of the topic the positions were committed in (KIP-516): a topic deleted and created again
+        # gets a new one, and its offsets restart at 0 (streaming/topic_identity.py).
+        f"""CREATE TABLE IF NOT EXISTS {schema}.{STREAM_TOPICS} (
+    stream text NOT NULL,
+    kafka_topic text NOT NULL,
+    topic_id text NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (stream, kafka_topic)
+)""",
     ]

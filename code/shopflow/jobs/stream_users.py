@@ -12,8 +12,9 @@ spark-submit), the job uses SPARK_MASTER_URL, or --master (e.g. local[2]). One q
 drain to end and refuses to start beside another continuous one, and --reset and --skip-deleted refuse. A broker
 that does not answer ends the run with one error line and exit code 2, before Spark starts; so does a broker or
 Postgres that goes away under a running query, or a Postgres that does not answer at the start. A topic whose offsets
-went back below the committed positions (recreated, or a broker that lost its data) ends it with one line and exit
-code 3: a retry would fail the same way until the stream is reset; so do events deleted unread (until
+went back below the committed positions (recreated, or a broker that lost its data), or whose broker id is no longer
+the one the positions were committed for (deleted and created again, however many events it holds now), ends it with
+one line and exit code 3: a retry would fail the same way until the stream is reset; so do events deleted unread (until
 --skip-deleted), and STREAMING_SOURCE=kafka in a Spark without the Kafka connector.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pyarrow.csv as pa_csv
 from psycopg2 import Binary
 from psycopg2.extras import execute_values
 
-from postgresdb.streaming_ddl import REJECTED_USER_EVENTS, STREAM_BATCHES, STREAM_OFFSETS
+from postgresdb.streaming_ddl import REJECTED_USER_EVENTS, STREAM_BATCHES, STREAM_OFFSETS, STREAM_TOPICS
 
 from shopflow.streaming.kafka_offsets import Offsets
 
@@ -121,4 +121,21 @@ def move_positions(cur, schema: str, stream: str, topic: str, positions: dict[in
 def reset_positions(cur, schema: str, stream: str) -> int:
     """Forget where the stream is (after the topic was recreated); applied rows and the ledger history stay."""
     cur.execute(f"DELETE FROM {schema}.{STREAM_OFFSETS} WHERE stream = %s", (stream,))
-    return cur.rowcount
+    removed = cur.rowcount
+    cur.execute(f"DELETE FROM {schema}.{STREAM_TOPICS} WHERE stream = %s", (stream,))
+    return removed
+
+
+def topic_id(cur, schema: str, stream: str, topic: str) -> str | None:
+    """The id of the topic the stream's positions in `topic` belong to, as recorded (None: none yet)."""
+    cur.execute(f"SELECT topic_id FROM {schema}.{STREAM_TOPICS} WHERE stream = %s AND kafka_topic = %s",
+                (stream, topic))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def record_topic_id(cur, schema: str, stream: str, topic: str, topic_id: str) -> None:
+    cur.execute(f"""
+        INSERT INTO {schema}.{STREAM_TOPICS} (stream, kafka_topic, topic_id) VALUES (%s, %s, %s)
+        ON CONFLICT (stream, kafka_topic) DO UPDATE SET topic_id = EXCLUDED.topic_id, recorded_at = clock_timestamp()""",
+                (stream, topic, topic_id))

@@ -22,7 +22,7 @@ from shopflow.config import Settings
 from shopflow.db import pg_connection
 from shopflow.streaming import events as ev
 from shopflow.streaming import kafka_offsets as ko
-from shopflow.streaming import ledger, offset_log
+from shopflow.streaming import ledger, offset_log, topic_identity
 from shopflow.streaming.checkpoint_lock import AVAILABLE_NOW, CONTINUOUS
 from shopflow.streaming.kafka_source import KafkaPythonSource
 from shopflow.streaming.sink import STREAM, UsersSink
@@ -152,6 +152,7 @@ def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[i
     """Starts the query; `mode` availableNow drains what the topic holds and stops, continuous runs until stopped
     (`stopping`: true once `query.stop()` is called, see UsersSink)."""
     ensure_tables(settings)
+    topic_id = topic_identity.check_at_start(settings, STREAM)  # before the positions are read
     checkpoint, starting = settings.streaming_checkpoint_dir, committed_start(settings, partitions)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     drop_checkpoint_ahead(settings, starting)
@@ -162,7 +163,7 @@ def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[i
     writer = (validated.writeStream
               .queryName(f"{STREAM}-stream")
               .option("checkpointLocation", str(checkpoint))
-              .foreachBatch(UsersSink(settings, mode, stopping, _resolved(settings, starting))))
+              .foreachBatch(UsersSink(settings, mode, stopping, _resolved(settings, starting), topic_id)))
     if mode == AVAILABLE_NOW:
         writer = writer.trigger(availableNow=True)
     else:

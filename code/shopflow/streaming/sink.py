@@ -25,7 +25,7 @@ from shopflow.db import pg_connection
 from shopflow.runlog import RunRecord, clip, record_run_or_warn
 from shopflow.streaming import events as ev
 from shopflow.streaming import kafka_offsets as ko
-from shopflow.streaming import dead_letters, ledger, offset_log
+from shopflow.streaming import dead_letters, ledger, offset_log, topic_identity
 
 log = logging.getLogger(__name__)
 STREAM = "users"
@@ -120,13 +120,15 @@ class UsersSink:
     `stopped`, not `failed`: nothing of the batch was committed, and the next run applies it."""
 
     def __init__(self, settings: Settings, mode: str, stopping: Callable[[], bool] = lambda: False,
-                 starting: ko.Offsets | None = None):
+                 starting: ko.Offsets | None = None, topic_id: str | None = None):
         self.settings, self.mode, self.stopping, self.starting = settings, mode, stopping, starting or {}
+        self.topic_id = topic_id  # the broker's id of the topic when the query started (topic_identity)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         record, started = RunRecord(job=JOB, table_name="users", mode=self.mode), time.monotonic()
         planned = offset_log.planned_range(self.settings.streaming_checkpoint_dir, batch_id, self.starting)
         try:
+            topic_identity.check_unchanged(self.settings, self.topic_id)  # the batch's offsets are that topic's
             with pg_connection(self.settings) as conn, conn.cursor() as cur:
                 result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id, planned)
         except BaseException as error:

@@ -137,5 +137,6 @@ def topic_id(cur, schema: str, stream: str, topic: str) -> str | None:
 def record_topic_id(cur, schema: str, stream: str, topic: str, topic_id: str) -> None:
     cur.execute(f"""
         INSERT INTO {schema}.{STREAM_TOPICS} (stream, kafka_topic, topic_id) VALUES (%s, %s, %s)
-        ON CONFLICT (stream, kafka_topic) DO UPDATE SET topic_id = EXCLUDED.topic_id, recorded_at = clock_timestamp()""",
+        ON CONFLICT (stream, kafka_topic)
+        DO UPDATE SET topic_id = EXCLUDED.topic_id, recorded_at = clock_timestamp()""",
                 (stream, topic, topic_id))

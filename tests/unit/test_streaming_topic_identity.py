@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from shopflow.config import get_settings
 from shopflow.streaming import kafka_offsets as ko
@@ -30,16 +31,35 @@ def test_a_batch_of_a_topic_created_again_under_the_running_query_fails(monkeypa
     assert asked == ([] if started_with is None else ["users-data"])
 
 
-def test_a_broker_without_topic_ids_gives_none(monkeypatch):
-    class Described:
-        topic_id = topic_identity.NO_ID
-
+def _broker(monkeypatch, answer):
+    """An admin client whose describe_topics future gives `answer` (an exception is raised by `result`)."""
     class Future:
         def result(self, timeout):
-            return Described()
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
 
     class Admin:
         def describe_topics(self, topics, request_timeout):
             return {"t": Future()}
     monkeypatch.setattr(topic_identity, "AdminClient", lambda config: Admin())
+
+
+def test_a_broker_without_topic_ids_gives_none(monkeypatch):
+    class Described:
+        topic_id = topic_identity.NO_ID
+    _broker(monkeypatch, Described())
     assert topic_identity.current("b:1", "t") is None
+
+
+@pytest.mark.parametrize("answer, error, message", [
+    (TimeoutError(), ko.BrokerUnreachable, r"cannot reach Kafka at b:1: describing topic t took over 15 s"),
+    (KafkaException(KafkaError(KafkaError._TRANSPORT)), ko.BrokerUnreachable, "cannot reach Kafka at b:1: describing"),
+    (KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)), ko.OffsetsWentBack, "t: the topic was deleted"),
+])
+def test_no_answer_is_an_error_not_an_unchecked_query(monkeypatch, answer, error, message):
+    """Before: any failure gave None, and the per-batch check was off for the whole query; a timeout of the future
+    (the builtin TimeoutError, no KafkaException) was a traceback."""
+    _broker(monkeypatch, answer)
+    with pytest.raises(error, match=message):
+        topic_identity.current("b:1", "t")

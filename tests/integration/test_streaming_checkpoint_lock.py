@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import psycopg2
 import pytest
 
 from shopflow.streaming import checkpoint_lock as cl
@@ -110,3 +111,44 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
         broker.kill()
         with db.pg_connection(settings) as conn, conn.cursor() as cur:
             cur.execute(f"DROP SCHEMA IF EXISTS {settings.POSTGRES_SCHEMA} CASCADE")
+
+
+def _session(settings, application: str):
+    conn = psycopg2.connect(settings.postgres_dsn)
+    conn.autocommit = True
+    conn.cursor().execute("SET application_name = %s", (application,))
+    return conn
+
+
+def _end_sessions_of(settings, application: str) -> int:
+    """What a Postgres restart does to the lock holder's session (its locks go with it)."""
+    conn = _session(settings, "test: ends sessions")
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = %s",
+                    (application,))
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_a_lock_postgres_ended_is_taken_again_before_the_next_batch_or_the_query_stops(case):
+    """Seen by the streaming review: after a Postgres restart the running query no longer held its checkpoint, and
+    a DAG run could start a second query on it (one dies with CONCURRENT_STREAM_LOG_UPDATE and a Java trace)."""
+    mine = f"shopflow stream_users continuous (pid {os.getpid()})"
+    other = _session(case, "shopflow stream_users availableNow (another job)")
+    try:
+        with cl.holding(case, cl.CONTINUOUS) as held:
+            assert held
+            cl.verify(case)  # alive: nothing to do
+            assert _end_sessions_of(case, mine) == 1
+            cl.verify(case)  # taken again on a new session
+            assert not cl._try(other.cursor(), case, "query"), "the lock was not taken again"
+            assert _end_sessions_of(case, mine) == 1
+            assert cl._try(other.cursor(), case, "query")  # a DAG run gets in meanwhile
+            with pytest.raises(cl.CheckpointBusy, match=r"this query lost its lock on checkpoint .* when Postgres "
+                                                        r"ended its session \(a restart\?\), and shopflow stream_users "
+                                                        r"availableNow \(another job\)"):
+                cl.verify(case)
+    finally:
+        other.close()

@@ -122,3 +122,8 @@ def test_a_relayed_query_failure_keeps_its_offset_error_class():
     deleted = relayed.replace("OffsetsWentBack: t-0: the broker's end offset 0 is below",
                               "OffsetsDeleted: t-0: the broker's earliest offset 9 is above")
     assert type(stream_users._gone(deleted, None)) is ko.OffsetsDeleted
+    busy = relayed.replace("shopflow.streaming.kafka_offsets.OffsetsWentBack: t-0: the broker's end offset 0 is "
+                           "below the committed position 5",
+                           "shopflow.streaming.checkpoint_lock.CheckpointBusy: this query lost its lock on c")
+    from shopflow.streaming.checkpoint_lock import CheckpointBusy
+    assert type(stream_users._gone(busy, None)) is CheckpointBusy  # one line and exit 1, not a traceback

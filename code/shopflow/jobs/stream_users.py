@@ -149,6 +149,8 @@ def _gone(failed: str, settings) -> Exception | None:
     # e.g. the topic went back, or events were deleted unread
     if lost := re.search(r"(OffsetsWentBack|OffsetsDeleted|OffsetsOutOfRange|KafkaOffsetError): ([^\n]*)", failed):
         return getattr(ko, lost.group(1))(lost.group(2))
+    if busy := re.search(r"CheckpointBusy: ([^\n]*)", failed):  # its lock lost to another query (checkpoint_lock)
+        return checkpoint_lock.CheckpointBusy(busy.group(1))
     if line := postgres_gone(failed):
         return PostgresGone(f"lost Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT} under the running "
                             f"query ({line}); the batch in flight was not committed, the next run applies it")

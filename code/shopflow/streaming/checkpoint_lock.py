@@ -10,14 +10,20 @@ second one. Finding the checkpoint in use:
   to start beside another continuous one;
 - `--reset` (which deletes the checkpoint) refuses while any query runs (`make up`'s reset after an empty broker
   first waits a while for it to end).
+A session lock ends with its session: after a Postgres restart the running query no longer held it, and a DAG run
+could start a second query on the checkpoint. So the sink calls `verify` before each micro-batch: the locks are taken
+again on a new session, or, when another query took them meanwhile, this one stops.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
+from dataclasses import dataclass
 from contextlib import contextmanager
 from typing import Callable
+
+import psycopg2
 
 from shopflow.config import Settings
 from shopflow.db import pg_connection
@@ -25,6 +31,7 @@ from shopflow.db import pg_connection
 log = logging.getLogger(__name__)
 AVAILABLE_NOW, CONTINUOUS, RESET = "availableNow", "continuous", "reset"
 WAIT_POLL_S = 1.0
+EXIT_WAIT_S = 5.0  # `verify`: how long a session Postgres ended may take to exit and free its locks
 _NAMESPACE = "shopflow.stream.checkpoint"
 _HOLDER_SQL = """
 SELECT a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -37,6 +44,17 @@ class CheckpointBusy(RuntimeError):
     """Another query holds the checkpoint; the message names it."""
 
 
+@dataclass
+class _Held:
+    conn: object
+    roles: tuple[str, ...]
+    application: str
+    backend: int  # the holding session's Postgres pid: a session just ended still holds its locks while it exits
+
+
+_HELD: dict[str, _Held] = {}  # checkpoint key -> the session holding its locks in this process
+
+
 def _key(settings: Settings, role: str) -> str:
     return f"{settings.streaming_checkpoint_dir.resolve()}:{role}"
 
@@ -44,6 +62,12 @@ def _key(settings: Settings, role: str) -> str:
 def _try(cur, settings: Settings, role: str) -> bool:
     cur.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", (_NAMESPACE, _key(settings, role)))
     return cur.fetchone()[0]
+
+
+def _holder_pid(cur, settings: Settings, role: str) -> int | None:
+    cur.execute(_HOLDER_SQL, (_NAMESPACE, _key(settings, role)))
+    row = cur.fetchone()
+    return row[1] if row else None
 
 
 def _holder(cur, settings: Settings, role: str) -> str:
@@ -58,10 +82,10 @@ def holding(settings: Settings, mode: str, stop_requested: Callable[[], bool] = 
     """Yields True while this process holds the checkpoint; False when `mode` availableNow found it in use (or a
     stop was requested while waiting). Raises CheckpointBusy where the module's docstring says it refuses; a reset
     first waits up to `reset_wait_s` for the running query to end (`make up` after starting an empty broker)."""
-    checkpoint = settings.streaming_checkpoint_dir
+    checkpoint, application = settings.streaming_checkpoint_dir, f"shopflow stream_users {mode} (pid {os.getpid()})"
     with pg_connection(settings, autocommit=True) as conn:
         cur = conn.cursor()
-        cur.execute("SET application_name = %s", (f"shopflow stream_users {mode} (pid {os.getpid()})",))
+        cur.execute("SET application_name = %s", (application,))
         if mode == CONTINUOUS and not _try(cur, settings, CONTINUOUS):
             raise CheckpointBusy(f"another continuous users stream runs on checkpoint {checkpoint}: "
                                  f"{_holder(cur, settings, CONTINUOUS)}. Stop it first (Ctrl-C where it runs).")
@@ -83,4 +107,47 @@ def holding(settings: Settings, mode: str, stop_requested: Callable[[], bool] = 
                          checkpoint)
                 waited = True
             time.sleep(WAIT_POLL_S)
-        yield True
+        held = _HELD[_key(settings, "")] = _Held(conn, ("continuous", "query") if mode == CONTINUOUS else ("query",),
+                                                application, conn.get_backend_pid())
+        try:
+            yield True
+        finally:
+            _HELD.pop(_key(settings, ""), None)
+            if held.conn is not conn:
+                held.conn.close()
+
+
+def verify(settings: Settings) -> None:
+    """Before a micro-batch: this process still holds the checkpoint (nothing to check outside `holding`). A session
+    Postgres ended (a restart) takes the locks again on a new one; CheckpointBusy when another query has them."""
+    held = _HELD.get(_key(settings, ""))
+    if held is None:
+        return
+    try:
+        held.conn.cursor().execute("SELECT 1")
+        return
+    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+        pass
+    conn = psycopg2.connect(settings.postgres_dsn)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("SET application_name = %s", (held.application,))
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while (lost := [role for role in held.roles if not _try(cur, settings, role)]) and time.monotonic() < deadline \
+            and _holder_pid(cur, settings, lost[0]) in (held.backend, None):
+        time.sleep(0.1)  # the ended session has not exited yet
+    if lost:
+        holder = _holder(cur, settings, lost[0])
+        conn.close()
+        raise CheckpointBusy(f"this query lost its lock on checkpoint {settings.streaming_checkpoint_dir} when "
+                             f"Postgres ended its session (a restart?), and {holder} took it meanwhile: this query "
+                             "stops, the other goes on")
+    log.warning("Postgres ended the session holding checkpoint %s (a restart?): its lock is taken again",
+                settings.streaming_checkpoint_dir)
+    held.backend = conn.get_backend_pid()
+    if held.conn is not None:
+        try:
+            held.conn.close()
+        except psycopg2.Error:
+            pass
+    held.conn = conn

@@ -25,7 +25,7 @@ from shopflow.db import pg_connection
 from shopflow.runlog import RunRecord, clip, record_run_or_warn
 from shopflow.streaming import events as ev
 from shopflow.streaming import kafka_offsets as ko
-from shopflow.streaming import dead_letters, ledger, offset_log, topic_identity
+from shopflow.streaming import checkpoint_lock, dead_letters, ledger, offset_log, topic_identity
 
 log = logging.getLogger(__name__)
 STREAM = "users"
@@ -128,6 +128,7 @@ class UsersSink:
         record, started = RunRecord(job=JOB, table_name="users", mode=self.mode), time.monotonic()
         planned = offset_log.planned_range(self.settings.streaming_checkpoint_dir, batch_id, self.starting)
         try:
+            checkpoint_lock.verify(self.settings)  # still this checkpoint's only query (a Postgres restart ends locks)
             topic_identity.check_unchanged(self.settings, self.topic_id)  # the batch's offsets are that topic's
             with pg_connection(self.settings) as conn, conn.cursor() as cur:
                 result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id, planned)

@@ -40,9 +40,6 @@ PROG = "datagen.events"
 CONNECT_TIMEOUT_MS = 10_000
 
 
-MAX_INTERVAL_S = EVENT_INTERVAL_MAX_S  # the setting KAFKA_EVENT_INTERVAL_SECONDS has the same limit
-
-
 def parse_args(argv: list[str] | None):
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=non_negative_int, help="send this many events, then exit (default: forever)")
@@ -55,8 +52,9 @@ def parse_args(argv: list[str] | None):
                         help="share of good events that update an earlier email (0..1, default 0.1)")
     parser.add_argument("--seed", type=non_negative_int, help="random seed (default: a fresh one, printed)")
     args = parser.parse_args(argv)
-    if (args.rate and 1 / args.rate > MAX_INTERVAL_S) or (args.interval or 0) > MAX_INTERVAL_S:
-        parser.error(f"one event a day ({MAX_INTERVAL_S} s between events) is the slowest pace")
+    if (args.rate and 1 / args.rate > EVENT_INTERVAL_MAX_S) or (args.interval or 0) > EVENT_INTERVAL_MAX_S:
+        # the setting KAFKA_EVENT_INTERVAL_SECONDS has the same limit
+        parser.error(f"one event a day ({EVENT_INTERVAL_MAX_S} s between events) is the slowest pace")
     return args
 
 

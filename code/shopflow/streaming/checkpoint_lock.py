@@ -20,13 +20,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Callable
 
 import psycopg2
 
 from shopflow.config import Settings
-from shopflow.db import pg_connection
 
 log = logging.getLogger(__name__)
 AVAILABLE_NOW, CONTINUOUS, RESET = "availableNow", "continuous", "reset"
@@ -64,16 +63,23 @@ def _try(cur, settings: Settings, role: str) -> bool:
     return cur.fetchone()[0]
 
 
-def _holder_pid(cur, settings: Settings, role: str) -> int | None:
+def _holder_row(cur, settings: Settings, role: str) -> tuple[str | None, int] | None:
+    """(application name, Postgres pid) of the session holding `role`'s lock; None when none does."""
     cur.execute(_HOLDER_SQL, (_NAMESPACE, _key(settings, role)))
-    row = cur.fetchone()
-    return row[1] if row else None
+    return cur.fetchone()
 
 
 def _holder(cur, settings: Settings, role: str) -> str:
-    cur.execute(_HOLDER_SQL, (_NAMESPACE, _key(settings, role)))
-    row = cur.fetchone()
+    row = _holder_row(cur, settings, role)
     return f"{row[0] or 'a session'} (Postgres backend {row[1]})" if row else "a query that just ended"
+
+
+def _session(settings: Settings, application: str):
+    """An autocommit connection named `application` (pg_stat_activity), to hold session locks on."""
+    conn = psycopg2.connect(settings.postgres_dsn)
+    conn.autocommit = True
+    conn.cursor().execute("SET application_name = %s", (application,))
+    return conn
 
 
 @contextmanager
@@ -83,9 +89,8 @@ def holding(settings: Settings, mode: str, stop_requested: Callable[[], bool] = 
     stop was requested while waiting). Raises CheckpointBusy where the module's docstring says it refuses; a reset
     first waits up to `reset_wait_s` for the running query to end (`make up` after starting an empty broker)."""
     checkpoint, application = settings.streaming_checkpoint_dir, f"shopflow stream_users {mode} (pid {os.getpid()})"
-    with pg_connection(settings, autocommit=True) as conn:
+    with closing(_session(settings, application)) as conn:
         cur = conn.cursor()
-        cur.execute("SET application_name = %s", (application,))
         if mode == CONTINUOUS and not _try(cur, settings, CONTINUOUS):
             raise CheckpointBusy(f"another continuous users stream runs on checkpoint {checkpoint}: "
                                  f"{_holder(cur, settings, CONTINUOUS)}. Stop it first (Ctrl-C where it runs).")
@@ -107,7 +112,7 @@ def holding(settings: Settings, mode: str, stop_requested: Callable[[], bool] = 
                          checkpoint)
                 waited = True
             time.sleep(WAIT_POLL_S)
-        held = _HELD[_key(settings, "")] = _Held(conn, ("continuous", "query") if mode == CONTINUOUS else ("query",),
+        held = _HELD[_key(settings, "")] = _Held(conn, (CONTINUOUS, "query") if mode == CONTINUOUS else ("query",),
                                                 application, conn.get_backend_pid())
         try:
             yield True
@@ -128,13 +133,11 @@ def verify(settings: Settings) -> None:
         return
     except (psycopg2.OperationalError, psycopg2.InterfaceError):
         pass
-    conn = psycopg2.connect(settings.postgres_dsn)
-    conn.autocommit = True
+    conn = _session(settings, held.application)
     cur = conn.cursor()
-    cur.execute("SET application_name = %s", (held.application,))
     deadline = time.monotonic() + EXIT_WAIT_S
     while (lost := [role for role in held.roles if not _try(cur, settings, role)]) and time.monotonic() < deadline \
-            and _holder_pid(cur, settings, lost[0]) in (held.backend, None):
+            and (_holder_row(cur, settings, lost[0]) or ("", None))[1] in (held.backend, None):  # pid
         time.sleep(0.1)  # the ended session has not exited yet
     if lost:
         holder = _holder(cur, settings, lost[0])
@@ -145,9 +148,8 @@ def verify(settings: Settings) -> None:
     log.warning("Postgres ended the session holding checkpoint %s (a restart?): its lock is taken again",
                 settings.streaming_checkpoint_dir)
     held.backend = conn.get_backend_pid()
-    if held.conn is not None:
-        try:
-            held.conn.close()
-        except psycopg2.Error:
-            pass
+    try:
+        held.conn.close()
+    except psycopg2.Error:
+        pass
     held.conn = conn

@@ -8,7 +8,6 @@ import os
 import threading
 import time
 
-import psycopg2
 import pytest
 
 from shopflow.streaming import checkpoint_lock as cl
@@ -113,16 +112,9 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
             cur.execute(f"DROP SCHEMA IF EXISTS {settings.POSTGRES_SCHEMA} CASCADE")
 
 
-def _session(settings, application: str):
-    conn = psycopg2.connect(settings.postgres_dsn)
-    conn.autocommit = True
-    conn.cursor().execute("SET application_name = %s", (application,))
-    return conn
-
-
 def _end_sessions_of(settings, application: str) -> int:
     """What a Postgres restart does to the lock holder's session (its locks go with it)."""
-    conn = _session(settings, "test: ends sessions")
+    conn = cl._session(settings, "test: ends sessions")
     try:
         cur = conn.cursor()
         cur.execute("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = %s",
@@ -136,7 +128,7 @@ def test_a_lock_postgres_ended_is_taken_again_before_the_next_batch_or_the_query
     """Seen by the streaming review: after a Postgres restart the running query no longer held its checkpoint, and
     a DAG run could start a second query on it (one dies with CONCURRENT_STREAM_LOG_UPDATE and a Java trace)."""
     mine = f"shopflow stream_users continuous (pid {os.getpid()})"
-    other = _session(case, "shopflow stream_users availableNow (another job)")
+    other = cl._session(case, "shopflow stream_users availableNow (another job)")
     try:
         with cl.holding(case, cl.CONTINUOUS) as held:
             assert held

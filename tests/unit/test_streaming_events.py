@@ -11,6 +11,7 @@ from shopflow.streaming import events as ev
 
 RAW = "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOT_A_TIMESTAMP = f"registration_date missing or not a timestamp like {ev.TIMESTAMP_EXAMPLE}"
 
 
 def ts(seconds: int) -> datetime:
@@ -89,8 +90,14 @@ def test_validate_normalizes_a_valid_event(spark):
     ({"email": "ann@example.xn--p1ai"}, None),  # an internationalized top-level domain (.рф) in its ASCII form
     ({"first_name": " ", "last_name": ""}, "first_name missing or empty; last_name missing or empty"),
     ({"loyalty_status": "gold"}, "loyalty_status must be one of Gold, Silver, Bronze"),
-    ({"registration_date": "yesterday"}, "registration_date missing or not an ISO-8601 timestamp"),
-    ({"registration_date": ...}, "registration_date missing or not an ISO-8601 timestamp"),
+    ({"registration_date": "yesterday"}, NOT_A_TIMESTAMP),
+    ({"registration_date": ...}, NOT_A_TIMESTAMP),
+    ({"registration_date": "T10:00"}, NOT_A_TIMESTAMP),  # Spark's cast read it as today at 10:00
+    ({"registration_date": "2024"}, NOT_A_TIMESTAMP),  # the cast read January 1
+    ({"registration_date": "2024-1-1"}, NOT_A_TIMESTAMP),
+    ({"registration_date": "2024-01-01T10"}, NOT_A_TIMESTAMP),
+    ({"registration_date": "2024-01-01T10:00:00 UTC"}, NOT_A_TIMESTAMP),
+    ({"registration_date": "2024-02-30T10:00:00Z"}, NOT_A_TIMESTAMP),  # the shape passes, the cast refuses
     ({"registration_date": "-5000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999 (UTC)"),
     ({"registration_date": "0999-12-31T23:59:59Z"}, "registration_date outside the years 1000-9999 (UTC)"),
     ({"registration_date": "+10000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999 (UTC)"),
@@ -104,11 +111,16 @@ def test_validate_rejects_each_broken_rule(spark, fields, reason):
     assert [r.reason for r in got.select("reason").collect()] == [reason]  # (Python has no year 10000)
 
 
-@pytest.mark.parametrize("registered", ["1000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"])
-def test_registration_dates_at_the_ends_of_the_replicas_range_are_valid(spark, registered):
+@pytest.mark.parametrize("registered, stored", [
+    ("1000-01-01T00:00:00Z", datetime(1000, 1, 1)), ("9999-12-31T23:59:59.999999Z", datetime(9999, 12, 31, 23, 59, 59,
+                                                                                             999999)),
+    ("2024-01-31", datetime(2024, 1, 31)), ("2024-01-31 12:30", datetime(2024, 1, 31, 12, 30)),
+    ("2024-01-31T12:30:15+02:00", datetime(2024, 1, 31, 10, 30, 15)), ("2024-01-31T12:30:15-0130", datetime(
+        2024, 1, 31, 14, 0, 15)), ("2024-01-31T12:30:15.5Z", datetime(2024, 1, 31, 12, 30, 15, 500000))])
+def test_registration_dates_of_the_accepted_shapes_are_valid(spark, registered, stored):
     got = raw_frame(spark, [event(registration_date=registered)]).transform(ev.parse_events).transform(
         ev.validate_events)
-    assert [r.reason for r in got.collect()] == [None]
+    assert [(r.reason, r.registration_date) for r in got.collect()] == [(None, stored)]
 
 
 def test_parse_error_is_the_reason_and_rejected_rows_keep_raw_bytes(spark):

@@ -31,6 +31,7 @@ import psycopg2.errors
 
 from postgresdb.models import TABLES, Table
 from shopflow.config import Settings
+from shopflow.config_values import address
 from shopflow.db import apply_postgres_schema, lock_holders, pg_connection
 
 from .cli import EXIT_UNREACHABLE, OneLineParser, fail, non_negative_int, positive_float, settings_or_exit
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             fail(PROG, f"Postgres refused the load, nothing was changed: {_server_message(exc)}", EXIT_UNREACHABLE)
         if not isinstance(exc, psycopg2.OperationalError):
             raise
-        fail(PROG, f"cannot reach Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT}"
+        fail(PROG, f"cannot reach Postgres at {address(settings.POSTGRES_HOST, settings.POSTGRES_PORT)}"
                    f"/{settings.POSTGRES_DB} as {settings.POSTGRES_USER}: {str(exc).strip()}", EXIT_UNREACHABLE)
     if counts is not None:
         _say(f"{PROG}: loaded {sum(counts.values()):,} rows in {time.monotonic() - started:.1f} s")

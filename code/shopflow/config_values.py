@@ -101,6 +101,11 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def address(host: str, port: int) -> str:
+    """`host:port` for messages, an IPv6 host in brackets (`[::1]:5432`)."""
+    return f"{url_host(host)}:{port}"
+
+
 AIRFLOW_ONLY_PRESETS = ("@once", "@continuous", "@quarterly")  # Airflow's own presets, which croniter does not know
 
 

@@ -75,6 +75,8 @@ def test_a_query_failed_by_postgres_going_away_becomes_one_line():
                                 '(connection to server at "127.0.0.1", port ')
     assert str(gone).endswith("Connection refused); the batch in flight was not committed, the next run applies it")
     assert stream_users._gone("[FOREACH_BATCH_USER_FUNCTION_ERROR] ... ValueError: a bug", settings) is None
+    on_ipv6 = stream_users._gone(relayed, load_settings(env={"POSTGRES_HOST": "::1"}, env_file=None))
+    assert str(on_ipv6).startswith(f"lost Postgres at [::1]:{settings.POSTGRES_PORT} under")  # was ::1:5432
 
 
 @pytest.mark.parametrize("argv", [["--continuous"], ["--reset"]], ids=["continuous", "reset"])

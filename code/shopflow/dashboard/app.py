@@ -6,6 +6,7 @@ import mysql.connector
 import streamlit as st
 
 from shopflow.config import get_settings
+from shopflow.config_values import address
 from shopflow.dashboard.data import CACHE_TTL_S
 from shopflow.dashboard.pages import PAGES
 
@@ -14,7 +15,7 @@ page = st.navigation([st.Page(run, title=title, url_path=path, default=path == P
                       for path, title, run in PAGES])
 settings = get_settings()
 with st.sidebar:
-    st.caption(f"`{settings.MYSQL_DATABASE}` on {settings.MYSQL_HOST}:{settings.MYSQL_PORT} as "
+    st.caption(f"`{settings.MYSQL_DATABASE}` on {address(settings.MYSQL_HOST, settings.MYSQL_PORT)} as "
                f"`{settings.MARTS_READER_USER}`; each query is re-run at most every {CACHE_TTL_S} s (the marts' "
                "build time is on each page).")
     if st.button("Refresh now", icon=":material/refresh:"):
@@ -22,5 +23,5 @@ with st.sidebar:
 try:
     page.run()
 except mysql.connector.Error as error:  # the server is down or refuses the account: say so, no traceback
-    st.error(f"MySQL at {settings.MYSQL_HOST}:{settings.MYSQL_PORT} did not answer the dashboard's query as "
+    st.error(f"MySQL at {address(settings.MYSQL_HOST, settings.MYSQL_PORT)} did not answer the dashboard's query as "
              f"`{settings.MARTS_READER_USER}`: {error}")

@@ -124,8 +124,8 @@ def _main(argv: list[str] | None) -> int:
     except psycopg2.OperationalError as error:  # before Spark starts: the checkpoint lock's connection
         if (line := postgres_gone(str(error))) is None:
             raise
-        log.error("cannot reach Postgres at %s:%s (%s); is it running? %s", settings.POSTGRES_HOST,
-                  settings.POSTGRES_PORT, line, RESTART_HINT)
+        log.error("cannot reach Postgres at %s (%s); is it running? %s",
+                  v.address(settings.POSTGRES_HOST, settings.POSTGRES_PORT), line, RESTART_HINT)
         return 2
     except (ko.OffsetsOutOfRange, query.SourceUnavailable) as error:  # says what to do; a retry would fail the same way
         log.error("%s", error)
@@ -152,8 +152,9 @@ def _gone(failed: str, settings) -> Exception | None:
     if busy := re.search(r"CheckpointBusy: ([^\n]*)", failed):  # its lock lost to another query (checkpoint_lock)
         return checkpoint_lock.CheckpointBusy(busy.group(1))
     if line := postgres_gone(failed):
-        return PostgresGone(f"lost Postgres at {settings.POSTGRES_HOST}:{settings.POSTGRES_PORT} under the running "
-                            f"query ({line}); the batch in flight was not committed, the next run applies it")
+        at = v.address(settings.POSTGRES_HOST, settings.POSTGRES_PORT)
+        return PostgresGone(f"lost Postgres at {at} under the running query ({line}); the batch in flight was not "
+                            "committed, the next run applies it")
     return None
 
 

@@ -8,6 +8,7 @@ from typing import Iterator
 
 from postgresdb.models import Table
 from shopflow.config import Settings
+from shopflow.config_values import address
 from shopflow.db import mysql_connection
 
 from . import mysql_sql as sql
@@ -82,7 +83,8 @@ class Replica:
         """The copy path loads with LOAD DATA LOCAL INFILE, which the server refuses while local_infile is off (MySQL
         8's default): say so before any work, not as a traceback from the first Spark task."""
         if not self._one("SELECT @@GLOBAL.local_infile")[0]:
-            raise ReplicationRefused(f"the replica server at {self.settings.MYSQL_HOST}:{self.settings.MYSQL_PORT} "
+            at = address(self.settings.MYSQL_HOST, self.settings.MYSQL_PORT)
+            raise ReplicationRefused(f"the replica server at {at} "
                                      "has local_infile off, which REPLICATION_WRITE_PATH=copy needs for LOAD DATA "
                                      "LOCAL INFILE: turn it on (SET GLOBAL local_infile = 1, or local_infile = ON in "
                                      "its config), or set REPLICATION_WRITE_PATH=jdbc (slower)")

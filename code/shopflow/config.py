@@ -15,6 +15,7 @@ from typing import Mapping
 
 from shopflow import config_spark as vs
 from shopflow import config_values as v
+from shopflow.config_checks import check_together
 from shopflow.config_values import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +26,7 @@ class Settings:
     POSTGRES_HOST: str = v.setting(v.host, "127.0.0.1")
     POSTGRES_PORT: int = v.setting(v.port, 5432)
     POSTGRES_DB: str = v.setting(v.identifier, "postgres_db")
-    POSTGRES_USER: str = v.setting(v.identifier, "db_user")
+    POSTGRES_USER: str = v.setting(v.pg_role, "db_user")
     POSTGRES_PASSWORD: str = v.setting(v.text, "qwerty")
     POSTGRES_SCHEMA: str = v.setting(v.pg_schema, "source")
     MYSQL_HOST: str = v.setting(v.host, "127.0.0.1")
@@ -45,7 +46,7 @@ class Settings:
     AIRFLOW_ADMIN_USER: str = v.setting(v.text, "admin")
     AIRFLOW_ADMIN_PASSWORD: str = v.setting(v.text, "admin")
     AIRFLOW_DB: str = v.setting(v.identifier, "airflow_db")
-    AIRFLOW_DB_USER: str = v.setting(v.identifier, "airflow")
+    AIRFLOW_DB_USER: str = v.setting(v.pg_role, "airflow")
     AIRFLOW_DB_PASSWORD: str = v.setting(v.text, "airflow")
     AIRFLOW_PARALLELISM: int = v.setting(v.at_least_one, 4)
     AIRFLOW_LOG_RETENTION_DAYS: int = v.setting(v.at_least_one, 15)  # the log groomer's (stack/log_groomer.py)
@@ -107,20 +108,7 @@ class Settings:
     STREAMING_MAX_EVENTS_PER_BATCH: int = v.setting(v.positive_int, 250000)
 
     def __post_init__(self) -> None:
-        if self.DATAGEN_DETAILS_MIN < 1 or self.DATAGEN_DETAILS_MIN > self.DATAGEN_DETAILS_MAX:
-            raise SettingsError(
-                f"DATAGEN_DETAILS_MIN={self.DATAGEN_DETAILS_MIN}: must be >= 1 and <= DATAGEN_DETAILS_MAX"
-                f" ({self.DATAGEN_DETAILS_MAX})"
-            )
-        if self.DATAGEN_CATEGORIES < 1 or self.DATAGEN_USERS < 1 or self.DATAGEN_PRODUCTS < 1:
-            raise SettingsError("DATAGEN_CATEGORIES, DATAGEN_USERS and DATAGEN_PRODUCTS must be >= 1")
-        for key, job in (("SPARK_MARTS_CORES", "marts"), ("SPARK_STREAMING_CORES", "streaming")):
-            if getattr(self, key) > self.SPARK_WORKER_CORES:
-                raise SettingsError(f"{key}={getattr(self, key)}: the {job} job's single executor must fit on one "
-                                    f"worker: at most SPARK_WORKER_CORES ({self.SPARK_WORKER_CORES})")
-        if vs.megabytes(self.SPARK_EXECUTOR_MEMORY) > vs.megabytes(self.SPARK_WORKER_MEMORY):
-            raise SettingsError(f"SPARK_EXECUTOR_MEMORY={self.SPARK_EXECUTOR_MEMORY}: an executor must fit on one "
-                                f"worker: at most SPARK_WORKER_MEMORY ({self.SPARK_WORKER_MEMORY})")
+        check_together(self)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> "Settings":

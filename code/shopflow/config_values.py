@@ -151,6 +151,19 @@ def identifier(key: str, raw: str) -> str:
     return raw
 
 
+# Role names Postgres refuses to create ("role name ... is reserved"); after the refusal its log held the statement
+# with the password, and `make up` ended in a traceback
+PG_RESERVED_ROLES = frozenset({"public", "none", "current_user", "session_user", "current_role"})
+
+
+def pg_role(key: str, raw: str) -> str:
+    name = identifier(key, raw)
+    if name.lower().startswith("pg_") or name.lower() in PG_RESERVED_ROLES:
+        reserved = ", ".join(sorted(PG_RESERVED_ROLES))
+        raise SettingsError(f"{key}={raw!r}: Postgres reserves this role name (pg_*, {reserved}): pick another")
+    return name
+
+
 # Postgres 15's reserved keywords and those that cannot name a type or function (pg_get_keywords(), catcode R and T):
 # neither can name a schema unquoted, and our SQL does not quote it.
 PG_RESERVED = frozenset("""all analyse analyze and any array as asc asymmetric authorization binary both case cast check

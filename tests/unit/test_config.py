@@ -87,6 +87,14 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS", "99999999", "must be between 0.001 and 2147483"),  # Postgres refused
     ("SPARK_JAVA_OPTIONS", "-XX:+UseSerialGC Xmx2g", "SPARK_JAVA_OPTIONS='-XX:+UseSerialGC Xmx2g': expected JVM "
                                                      "options starting with '-', got 'Xmx2g'"),
+    # Postgres refused these role names, and its log kept the refused CREATE ROLE with the password; then a traceback
+    ("POSTGRES_USER", "pg_shop", "POSTGRES_USER='pg_shop': Postgres reserves this role name"),
+    ("AIRFLOW_DB_USER", "public", "AIRFLOW_DB_USER='public': Postgres reserves this role name"),
+    # one account for two roles: the second's password (and rights) won, the first's 'Access denied'
+    ("MARTS_READER_USER", "db_user", "MARTS_READER_USER='db_user': the dashboard's read-only account must be another "
+                                     "account than MYSQL_USER's"),
+    ("AIRFLOW_DB_USER", "db_user", "AIRFLOW_DB_USER='db_user': Airflow's metadata database owner must be another "
+                                   "account than POSTGRES_USER's"),
 ])
 def test_bad_value_fails_with_one_line_naming_the_key(key, value, fragment):
     with pytest.raises(SettingsError) as error:

@@ -88,6 +88,9 @@ def test_the_record_holds_no_setting_value(started):
     text = drift._path(settings).read_text()
     assert settings.POSTGRES_PASSWORD not in text and settings.AIRFLOW_FERNET_KEY not in text
     assert '"POSTGRES_PASSWORD"' in text  # the key is there, with a hash of its value
+    # owner-only, the record replaced a second time too: a short unsalted hash of a password is a guess away from it
+    drift.record(settings, all_services(settings))
+    assert drift._path(settings).stat().st_mode & 0o777 == 0o600  # was 0644
 
 
 def test_status_lists_a_running_service_the_settings_no_longer_define(started, monkeypatch):

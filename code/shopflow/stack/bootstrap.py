@@ -15,6 +15,7 @@ import psycopg2
 from psycopg2 import sql
 
 from shopflow.config import Settings
+from shopflow.stack import supervisor
 from shopflow.stack.services import PG_LIB, VENV_BIN, StackError, airflow_env, data_major, pg_bin_dir
 
 
@@ -140,7 +141,8 @@ def init_airflow(settings: Settings) -> bool:
     """Passwords file and `airflow db migrate` (skipped when this Airflow version already migrated)."""
     home = settings.state_dir / "airflow"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "passwords.json").write_text(json.dumps({settings.AIRFLOW_ADMIN_USER: settings.AIRFLOW_ADMIN_PASSWORD}))
+    supervisor.write_private(home / "passwords.json",  # Airflow's admin password in clear, for its login
+                             json.dumps({settings.AIRFLOW_ADMIN_USER: settings.AIRFLOW_ADMIN_PASSWORD}))
     import airflow
 
     stamp = home / "migrated.stamp"

@@ -53,11 +53,8 @@ def load(settings: Settings) -> dict[str, dict]:
 def record(settings: Settings, services: list[Service]) -> None:
     """Called just before `services` start."""
     records = load(settings) | {s.name: describe(settings, s) for s in services}
-    path = _path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(records, indent=1, sort_keys=True))
-    temporary.replace(path)
+    # owner-only: a short unsalted digest of a password is a guess away from a human-chosen one
+    supervisor.write_private(_path(settings), json.dumps(records, indent=1, sort_keys=True))
 
 
 @dataclass

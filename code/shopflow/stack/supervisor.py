@@ -137,12 +137,17 @@ def write_launch(settings: Settings, service: Service) -> None:
     settings. supervisord passes its own environment on, the one of the `make up` that started it, where a setting
     given then (DASHBOARD_PORT=8601 make up) would win over the settings of a later `make up`. Owner-only: it holds
     the settings' passwords, as .env does."""
-    path = launch_file(settings, service.name)
+    write_private(launch_file(settings, service.name), json.dumps({"command": service.command, "env": service.env}))
+
+
+def write_private(path: Path, text: str) -> None:
+    """`text` into `path`, owner-only (0600) from its creation, replaced whole (a reader never sees half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"command": service.command, "env": service.env}, f)
-    path.with_suffix(".tmp").replace(path)
+    temporary = path.with_suffix(".tmp")
+    temporary.unlink(missing_ok=True)  # an older one keeps its mode through O_CREAT
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(text)
+    temporary.replace(path)
 
 
 def start(settings: Settings, name: str) -> None:

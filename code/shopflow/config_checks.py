@@ -1,0 +1,34 @@
+"""The checks of `Settings` that involve more than one setting (each setting's own parser is in config_values)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shopflow import config_spark as vs
+from shopflow.config_values import SettingsError
+
+if TYPE_CHECKING:
+    from shopflow.config import Settings
+
+# Accounts `make up` (and compose's init scripts) create with different rights and passwords: one name for two of
+# them gave the second's password to both (the first then failed with "Access denied" though its password was
+# right), or the read-only dashboard account every right of the owner's.
+DISTINCT_ACCOUNTS = (("MARTS_READER_USER", "MYSQL_USER", "the dashboard's read-only account"),
+                     ("AIRFLOW_DB_USER", "POSTGRES_USER", "Airflow's metadata database owner"))
+
+
+def check_together(s: "Settings") -> None:
+    if s.DATAGEN_DETAILS_MIN < 1 or s.DATAGEN_DETAILS_MIN > s.DATAGEN_DETAILS_MAX:
+        raise SettingsError(f"DATAGEN_DETAILS_MIN={s.DATAGEN_DETAILS_MIN}: must be >= 1 and <= DATAGEN_DETAILS_MAX"
+                            f" ({s.DATAGEN_DETAILS_MAX})")
+    if s.DATAGEN_CATEGORIES < 1 or s.DATAGEN_USERS < 1 or s.DATAGEN_PRODUCTS < 1:
+        raise SettingsError("DATAGEN_CATEGORIES, DATAGEN_USERS and DATAGEN_PRODUCTS must be >= 1")
+    for key, job in (("SPARK_MARTS_CORES", "marts"), ("SPARK_STREAMING_CORES", "streaming")):
+        if getattr(s, key) > s.SPARK_WORKER_CORES:
+            raise SettingsError(f"{key}={getattr(s, key)}: the {job} job's single executor must fit on one "
+                                f"worker: at most SPARK_WORKER_CORES ({s.SPARK_WORKER_CORES})")
+    if vs.megabytes(s.SPARK_EXECUTOR_MEMORY) > vs.megabytes(s.SPARK_WORKER_MEMORY):
+        raise SettingsError(f"SPARK_EXECUTOR_MEMORY={s.SPARK_EXECUTOR_MEMORY}: an executor must fit on one "
+                            f"worker: at most SPARK_WORKER_MEMORY ({s.SPARK_WORKER_MEMORY})")
+    for key, other, what in DISTINCT_ACCOUNTS:
+        if getattr(s, key) == getattr(s, other):
+            raise SettingsError(f"{key}={getattr(s, key)!r}: {what} must be another account than {other}'s")

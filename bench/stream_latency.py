@@ -57,14 +57,22 @@ def _event_times(settings: Settings) -> list[tuple[int, int, str]]:
     from shopflow.streaming import kafka_offsets as ko
     consumer = ko.open_consumer(settings.KAFKA_BOOTSTRAP_SERVERS)
     partitions = ko.topic_partitions(consumer, settings.KAFKA_TOPIC)
-    consumer.assign([TopicPartition(settings.KAFKA_TOPIC, p) for p in partitions])
+    assigned = [TopicPartition(settings.KAFKA_TOPIC, p) for p in partitions]
+    consumer.assign(assigned)
     consumer.seek_to_beginning()
-    out = [(r.partition, r.offset, json.loads(r.value)["event_time"]) for r in consumer]
+    ends, out, deadline = consumer.end_offsets(assigned), [], time.monotonic() + 120
+    # to the end offsets, not until the consumer's 1 s without a record: a broker pause ended that read early, and
+    # the latencies came from the events read so far
+    while any(consumer.position(tp) < ends[tp] for tp in assigned):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"reading the topic back did not reach its end offsets {ends} in 120 s")
+        for records in consumer.poll(timeout_ms=1000).values():
+            out += [(r.partition, r.offset, json.loads(r.value)["event_time"]) for r in records]
     consumer.close()
     return out
 
 
-def _latencies(settings: Settings, since_event_time: str) -> tuple[int, float, float, float]:
+def _latencies(settings: Settings, since_event_time: str, sent: int) -> tuple[int, float, float, float]:
     """Each event joined to the batch that applied it by its Kafka position (not by its user's email: a later event
     for the same email moves the row's `updated_at`, and an earlier one would be timed to that later batch)."""
     schema = settings.POSTGRES_SCHEMA
@@ -83,6 +91,8 @@ def _latencies(settings: Settings, since_event_time: str) -> tuple[int, float, f
                    percentile_cont(0.95) WITHIN GROUP (ORDER BY s), MAX(s) FROM lat""",
                     (settings.KAFKA_TOPIC, since_event_time))
         count, applied, p50, p95, worst = cur.fetchone()
+    if count != sent:
+        raise RuntimeError(f"{count} events on the topic after the warm-up, where {sent} were sent")
     if applied != count:
         raise RuntimeError(f"{count - applied} of the {count} measured events are in no committed batch's range")
     return int(count), float(p50), float(p95), float(worst)
@@ -119,7 +129,7 @@ def measure_continuous(base: Settings, logs: Path, schema: str, rate: float = 10
                 job.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(job.pid, signal.SIGKILL)
-        count, p50, p95, worst = _latencies(settings, since)
+        count, p50, p95, worst = _latencies(settings, since, int(rate * seconds))
     return {"stream_continuous": Measure(f"stream: continuous {rate:g} ev/s for {seconds:g} s", count, produced_s,
                                          {"p50_latency_s": round(p50, 3), "p95_latency_s": round(p95, 3),
                                           "max_latency_s": round(worst, 3), "trigger_s": trigger_s,

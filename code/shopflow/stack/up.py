@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.parse
 from datetime import datetime, timezone
 from shlex import quote
 
@@ -121,7 +122,10 @@ def _run_dags(settings: Settings) -> list[str]:
 
 def summary(settings: Settings) -> str:
     s = settings
-    psql = f"{s.postgres_url()}?options=-csearch_path%3D{s.POSTGRES_SCHEMA}"
+    # the password in the environment, not in psql's command line (which `ps` shows for the session's length; the
+    # mysql client blanks its -p at start)
+    url = s.postgres_url().replace(":" + urllib.parse.quote(s.POSTGRES_PASSWORD, safe="") + "@", "@", 1)
+    psql = f"PGPASSWORD={quote(s.POSTGRES_PASSWORD)} psql \"{url}?options=-csearch_path%3D{s.POSTGRES_SCHEMA}\""
     mysql = (f"mysql -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {quote(s.MYSQL_USER)} {quote('-p' + s.MYSQL_PASSWORD)} "
              f"{quote(s.MYSQL_DATABASE)}")
     return f"""
@@ -130,7 +134,7 @@ shopflow is up.
   Dashboard         http://127.0.0.1:{s.DASHBOARD_PORT}
   Spark master UI   http://127.0.0.1:{s.SPARK_MASTER_UI_PORT}
   Kafka             {s.KAFKA_BOOTSTRAP_SERVERS}   topic {s.KAFKA_TOPIC} (an event every {s.KAFKA_EVENT_INTERVAL_SECONDS:g} s)
-  Postgres          psql "{psql}"
+  Postgres          {psql}
                     JDBC {s.postgres_jdbc_url}
   MySQL (MariaDB)   {mysql}
                     JDBC {s.mysql_jdbc_url}   read-only: {s.MARTS_READER_USER} / {s.MARTS_READER_PASSWORD}

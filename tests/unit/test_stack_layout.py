@@ -34,8 +34,15 @@ def test_the_default_settings_pass():
     ({"KAFKA_BOOTSTRAP_SERVERS": "0.0.0.0:9092"}, r"KAFKA_BOOTSTRAP_SERVERS: the local stack listens on 127\.0\.0\.1 "
                                                   r"only, not on 0\.0\.0\.0"),
     ({"SPARK_MASTER_URL": "spark://0.0.0.0:7077"}, r"SPARK_MASTER_URL: the local stack listens on 127\.0\.0\.1"),
+    # the readiness checks connect over IPv4: every start ended in "kafka failed to start: not ready after 30s"
+    ({"KAFKA_BOOTSTRAP_SERVERS": "[::1]:9092"}, r"KAFKA_BOOTSTRAP_SERVERS: the local stack listens on 127\.0\.0\.1 "
+                                                r"only, not on \[::1\]"),
+    # the stack started its own servers, then wrote the schema, the data and Airflow's tables into the other one
+    ({"POSTGRES_HOST": "10.1.2.3"}, r"POSTGRES_HOST=10\.1\.2\.3: the local stack's server listens on 127\.0\.0\.1 "
+                                    r"only, and everything else would use the server at 10\.1\.2\.3"),
+    ({"MYSQL_HOST": "::1"}, r"MYSQL_HOST=::1: the local stack's server listens on 127\.0\.0\.1 only"),
 ], ids=["airflow on the master UI", "dashboard on postgres", "worker UIs on the master UI", "past 65535", "kafka off "
-        "loopback", "spark off loopback"])
+        "loopback", "spark off loopback", "kafka on ipv6", "postgres elsewhere", "mysql on ipv6"])
 def test_settings_the_stack_cannot_run_with_name_their_keys(changes, message):
     with pytest.raises(StackError, match=message):
         _layout(**changes)

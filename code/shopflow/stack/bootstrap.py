@@ -12,8 +12,11 @@ import subprocess
 from pathlib import Path
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 
+from postgresdb.models import TABLES
+from shopflow import db
 from shopflow.config import Settings
 from shopflow.stack import supervisor
 from shopflow.stack.services import PG_LIB, VENV_BIN, StackError, airflow_env, data_major, pg_bin_dir
@@ -33,6 +36,15 @@ def _run(command: list[str], log: Path, what: str, env: dict | None = None) -> N
         raise RuntimeError(f"{what} failed (exit {result.returncode}); last lines of {log}:\n{tail}")
 
 
+def _initdb_interrupted(data: Path) -> bool:
+    """initdb writes PG_VERSION first and the `postgres` database last (base/ then holds template1, template0 and
+    postgres); a server writes postmaster.opts at each start. A hard kill (OOM, the VM stopped) of the first init left
+    a directory every later `make up` took as initialised: "postgres failed to start" each time, no way out named."""
+    base = data / "base"
+    return (not (data / "postmaster.opts").exists()
+            and (not base.is_dir() or sum(1 for p in base.iterdir() if p.is_dir()) < 3))
+
+
 def init_postgres(settings: Settings) -> bool:
     data = settings.state_dir / "postgres"
     if major := data_major(data):
@@ -40,7 +52,10 @@ def init_postgres(settings: Settings) -> bool:
             raise StackError(f"{data} was created by Postgres {major}, whose server is not installed (the newest here "
                              f"is {pg_bin_dir().parent.name}): `apt-get install postgresql-{major}`, or move the "
                              "directory away to start with an empty database")
-        return False
+        if not _initdb_interrupted(data):
+            return False
+        print(f"  {data}: the first initdb did not finish; initialising again", flush=True)
+        shutil.rmtree(data)
     _chown_dir(data, "postgres")
     initdb = [str(pg_bin_dir() / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
               "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256"]
@@ -159,3 +174,19 @@ def init_airflow(settings: Settings) -> bool:
          "airflow db migrate", env=airflow_env(settings))
     stamp.write_text(marker)
     return True
+
+
+SCHEMA_LOCK_WAIT_S = 15  # per lock; a client's open transaction on a source table, not a server still starting
+
+
+def apply_source_schema(settings: Settings) -> None:
+    """The source schema, checked at every ensure that includes Postgres: its triggers and indexes lock each table
+    against writers. With no limit, a client's open transaction on a table (psql without autocommit after an
+    UPDATE) held `make up` and `make test` without a word, and every writer of that table queued behind them."""
+    try:
+        db.apply_postgres_schema(settings, lock_timeout_s=SCHEMA_LOCK_WAIT_S)
+    except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected):
+        holders = db.lock_holders(settings, [t.name for t in TABLES])
+        raise StackError(f"the {settings.POSTGRES_SCHEMA} tables stayed in use for {SCHEMA_LOCK_WAIT_S} s, so their "
+                         f"triggers and indexes could not be checked: {holders}. End those sessions (or let them "
+                         "finish) and run it again.") from None

@@ -12,9 +12,15 @@ from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack.services import Service, StackError, kafka_host_port, spark_master_host_port
 
 
+# where the stack's Postgres and MariaDB listen (services.py binds them to 127.0.0.1)
+LOCAL_DB_HOSTS = ("127.0.0.1", "localhost")
+
+
 def _loopback(host: str) -> bool:
+    """An IPv4 loopback address (Kafka and the Spark master listen on the host of their setting; the readiness
+    checks connect over IPv4: `[::1]` passed here, then every start ended in "not ready after 30s")."""
     try:
-        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+        return host == "localhost" or ipaddress.IPv4Address(host).is_loopback
     except ValueError:  # a name other than localhost
         return False
 
@@ -31,6 +37,11 @@ def check_layout(settings: Settings, services: list[Service]) -> None:
             if owners.setdefault(port, where) != where:
                 raise StackError(f"port {port} is given to both {owners[port]} and {where}; set one of them to "
                                  "another port in .env.")
+    for key, host in (("POSTGRES_HOST", settings.POSTGRES_HOST), ("MYSQL_HOST", settings.MYSQL_HOST)):
+        if host not in LOCAL_DB_HOSTS:  # it started its own servers, then wrote the schema and data into that one
+            raise StackError(f"{key}={host}: the local stack's server listens on 127.0.0.1 only, and everything "
+                             f"else would use the server at {host}; set {key}=127.0.0.1 in .env (a server of "
+                             "yours elsewhere is for the jobs run without the local stack)")
     for key, (host, _port) in (("KAFKA_BOOTSTRAP_SERVERS", kafka_host_port(settings)),
                                ("SPARK_MASTER_URL", spark_master_host_port(settings))):
         if not _loopback(host):

@@ -154,7 +154,7 @@ def _after_start(settings: Settings, group: str, fresh: bool) -> None:
         _after_fresh_broker(settings, _running(settings))
     elif group == "postgres":
         bootstrap.bootstrap_postgres(settings)
-        db.apply_postgres_schema(settings)
+        bootstrap.apply_source_schema(settings)
     elif group == "mariadb":
         bootstrap.bootstrap_mariadb(settings)
         db.apply_mysql_schema(settings)

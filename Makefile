@@ -21,12 +21,14 @@ help:
 install:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages: $$missing"; \
+	  echo "installing Debian packages (a few minutes on a fresh machine): $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@command -v uv >/dev/null || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q --user uv 2>/dev/null \
 	  || python3 -m pip install -q --user --break-system-packages uv
-	@$(UV) sync --frozen --quiet
+	@if [ -x $(PY) ]; then $(UV) sync --frozen --quiet; else \
+	  echo "creating the Python environment in .venv (about 1.7 GB; a few minutes on a fresh machine)"; \
+	  $(UV) sync --frozen; fi
 
 ## up: start the whole local stack, load data, run the DAGs once, print URLs
 up: install

@@ -209,3 +209,14 @@ def test_an_airflow_api_without_an_answer_is_retried_then_named_and_the_stack_st
     with pytest.raises(up.manager.StackError, match="the DAGs stopped: Airflow API POST /auth/token: no answer"):
         up.up(settings)
     assert started[-1] == "dashboard" and "Dashboard         http://127.0.0.1:" in capsys.readouterr().out
+
+
+def test_a_failed_reserialize_is_airflows_message_not_a_traceback(monkeypatch, tmp_path):
+    """`airflow dags reserialize` ran with check=True and its output captured: a CalledProcessError traceback, which
+    `make up`'s handling of Airflow's errors let through, and Airflow's own message never shown."""
+    fake = tmp_path / "airflow"
+    fake.write_text("#!/bin/sh\necho 'noise' >&2\necho 'DAG import error: broken.py' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(airflow_api, "VENV_BIN", tmp_path)
+    with pytest.raises(RuntimeError, match=r"`airflow dags reserialize` exited 3:\nnoise\nDAG import error: broken.py$"):
+        airflow_api.reserialize(get_settings())

@@ -72,8 +72,11 @@ def project_dag_ids() -> list[str]:
 
 def reserialize(settings: Settings) -> None:
     # On a fresh metadata DB unpause/list silently do nothing until DAGs are serialized (PLATFORM.md).
-    subprocess.run([str(VENV_BIN / "airflow"), "dags", "reserialize"], env=airflow_env(settings),
-                   capture_output=True, check=True)
+    done = subprocess.run([str(VENV_BIN / "airflow"), "dags", "reserialize"], env=airflow_env(settings),
+                          capture_output=True, text=True)
+    if done.returncode:  # was a CalledProcessError traceback, with Airflow's own message captured and never shown
+        last = "\n".join((done.stderr or done.stdout).strip().splitlines()[-10:])
+        raise RuntimeError(f"`airflow dags reserialize` exited {done.returncode}:\n{last}")
 
 
 def wait_for_dags(client: AirflowClient, dag_ids: list[str], timeout: float = 120) -> None:

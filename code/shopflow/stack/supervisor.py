@@ -100,8 +100,10 @@ def start_daemon(settings: Settings, services: list[Service]) -> None:
         for name in _added_programs(settings):
             rpc(settings).supervisor.addProcessGroup(name)
         return
-    subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(conf)], check=True,
-                   env=os.environ | {STACK_MARKER: str(PROJECT_ROOT)})  # its programs inherit it
+    if code := subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(conf)],
+                              env=os.environ | {STACK_MARKER: str(PROJECT_ROOT)}).returncode:  # programs inherit it
+        raise RuntimeError(f"supervisord exited {code} at start (its message is above); see "
+                           f"{paths(settings)['logs'] / 'supervisord.log'}")
     deadline = time.monotonic() + 15
     while not is_running(settings):
         if time.monotonic() > deadline:

@@ -26,7 +26,7 @@ def test_average_rating_rounded_half_up_null_without_reviews(spark):
     ], MART.schema)
     actual = product_rating(products, reviews)
     assertSchemaEqual(actual.schema, MART.schema)
-    assertDataFrameEqual(actual, expected)
+    assertDataFrameEqual(actual, expected, rtol=0, atol=0)  # exact: the default rtol let 1e-5 of a value pass
 
 
 def test_no_reviews_at_all(spark):

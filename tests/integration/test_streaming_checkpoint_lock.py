@@ -75,7 +75,11 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
 
     from shopflow import db
     from shopflow.stack import manager
-    from shopflow.streaming import query
+    from shopflow.streaming import ledger, query
+
+    def positions():
+        with db.pg_connection(settings) as conn, conn.cursor() as cur:
+            return ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, "users")
 
     port, tag = free_port(), os.urandom(4).hex()
     settings = dataclasses.replace(case, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}", KAFKA_TOPIC="users-fresh",
@@ -86,9 +90,11 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
         db.apply_postgres_schema(settings)
         query.ensure_tables(settings)
         checkpoint.mkdir(parents=True)
+        with db.pg_connection(settings) as conn, conn.cursor() as cur:  # positions the old broker's topic had
+            ledger.advance(cur, settings.POSTGRES_SCHEMA, "users", 4, {"users-fresh": {"0": 7, "1": 3}})
         with cl.holding(settings, cl.CONTINUOUS):  # a `make stream` still running
             manager._after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=2)
-            assert checkpoint.exists()
+            assert checkpoint.exists() and positions() == {"users-fresh": {"0": 7, "1": 3}}
             assert "the stream's committed positions were kept: a users stream query runs on checkpoint" in \
                 capsys.readouterr().out
         held, released = threading.Event(), []
@@ -104,7 +110,9 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
         assert held.wait(10)
         manager._after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=30)
         assert released, "the reset did not wait for the running query to release the checkpoint"
-        assert not checkpoint.exists()
+        assert not checkpoint.exists() and positions() == {}
+        assert "the broker started empty (memory storage): forgot 2 committed stream position(s)" in \
+            capsys.readouterr().out
         query_thread.join()
     finally:
         broker.kill()

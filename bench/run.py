@@ -28,7 +28,7 @@ from .args import parse_args
 from .common import CLUSTER_NOTES, SOURCE_MEASURES, check_source, drop_database, recreate_database, target_settings
 from .cpu import CpuSampler
 from .servers import ensure_servers, refuse_if_busy, stop_servers
-from .settle import prewarm_innodb, settle
+from .settle import prewarm_innodb, settle, vacuum_source
 
 def generate(scale: float, schema: str) -> float:
     env = os.environ | {"POSTGRES_SCHEMA": schema}
@@ -163,6 +163,7 @@ def _measure_and_report(args, busy: list[str]) -> int:
     print(f"bench: {prewarm['pages']} free buffer pool pages written in {prewarm['seconds']} s", flush=True)
     load_start = [round(x, 2) for x in os.getloadavg()]
     generate_s = None if args.no_generate else generate(args.scale, args.source_schema)
+    vacuum_s = None if args.no_generate else vacuum_source(get_settings(), args.source_schema)
     with CpuSampler() as cpu:
         bench = Bench(args, cpu)
         try:
@@ -175,6 +176,7 @@ def _measure_and_report(args, busy: list[str]) -> int:
     notes = bench.notes + CLUSTER_NOTES + busy_notes + [
         f"{k}: null because a measure it needs is missing (see above)" for k, v in ratio_values.items() if v is None]
     result = {"scale": args.scale, "source_schema": args.source_schema, "generate_s": generate_s,
+              "source_vacuum_s": vacuum_s,
               "innodb_prewarm": prewarm,
               "machine": report.machine() | {"load_average_at_start": load_start, "other_services_running": busy},
               "versions": report.versions(bench.base), "measures": list(measures.values()),

@@ -15,12 +15,12 @@ def _listen_code(host: str, port: int) -> str:
     return f"import socket, time\ns = socket.socket()\ns.bind(('{host}', {port}))\ns.listen()\ntime.sleep(60)"
 
 
-def _listener(host: str, port: int, marked: bool = False) -> subprocess.Popen:
-    """A process listening on host:port; `marked`: like a server the stack started (left under init when its
-    supervisord was killed)."""
+def _listener(host: str, port: int, marked: bool = False, checkout=PROJECT_ROOT) -> subprocess.Popen:
+    """A process listening on host:port; `marked`: like a server the stack in `checkout` started (left under init
+    when its supervisord was killed)."""
     from shopflow.stack.services import STACK_MARKER
 
-    env = unmarked_env() | ({STACK_MARKER: str(PROJECT_ROOT)} if marked else {})
+    env = unmarked_env() | ({STACK_MARKER: str(checkout)} if marked else {})
     return subprocess.Popen(["python3", "-c", _listen_code(host, port)], env=env, start_new_session=True)
 
 
@@ -53,6 +53,21 @@ def test_a_port_held_by_this_checkouts_server_left_without_supervisord_says_make
     finally:
         server.kill()
         server.wait(timeout=10)
+
+
+def test_a_port_held_by_another_checkouts_server_left_without_supervisord_names_that_checkout():
+    """Seen as a CI runner's job: its stack's Postgres, left under init, ran in the runner's systemd unit, and the
+    hint was `systemctl disable --now gitlab-runner.service` (the unit is no database's: no systemctl hint now)."""
+    port = closed_port()
+    server = _listener("127.0.0.1", port, marked=True, checkout="/srv/ci-build/shopflow")
+    try:
+        _wait_listening("127.0.0.1", port)
+        assert health.port_owner(port) == (f"python3 (pid {server.pid}, left running by the shopflow stack in "
+                                           "/srv/ci-build/shopflow: `make down` there stops it)")
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    assert health.service_hint("postgres", "gitlab-runner.service") is None
 
 
 def test_a_port_another_process_took_while_ours_started_fails_the_start(tmp_path):

@@ -73,6 +73,8 @@ def port_owner(port: int) -> str:
     name, pid = holder
     if checkout := _stack_checkout(pid):
         return f"{name} (pid {pid}, of the shopflow stack in {checkout})"
+    if checkout := stack_mark(pid):  # its supervisord is gone
+        return f"{name} (pid {pid}, left running by the shopflow stack in {checkout}: `make down` there stops it)"
     hint = service_hint(name, system_unit(pid))
     return f"{name} (pid {pid}{f', {hint}' if hint else ''})"
 
@@ -84,13 +86,14 @@ def service_hint(name: str, unit: str | None) -> str | None:
     the container's port, and disabling Docker is not the answer). None for other processes (sshd, ...)."""
     if name == "docker-proxy":
         return "a Docker container's published port: `docker compose down` if it is this project's compose stack"
-    if name not in DATABASE_SERVERS or unit is None:
-        return None
+    if name not in DATABASE_SERVERS or unit is None or not unit.startswith(DATABASE_UNITS):
+        return None  # a server in another unit (a CI runner's job): disabling that unit is not the answer
     service = "postgresql" if unit.startswith("postgresql") else unit
     return f"the system service {unit}: `systemctl disable --now {service}` stops it for good"
 
 
 DATABASE_SERVERS = ("postgres", "mariadbd", "mysqld")  # a port held by docker-proxy, sshd, ... names no service
+DATABASE_UNITS = ("postgresql", "mariadb", "mysql")  # Debian's units of those servers
 
 
 def system_unit(pid: int, proc: Path = Path("/proc")) -> str | None:

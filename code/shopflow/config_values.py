@@ -151,14 +151,14 @@ def identifier(key: str, raw: str) -> str:
     return raw
 
 
-# Role names Postgres refuses to create ("role name ... is reserved"); after the refusal its log held the statement
-# with the password, and `make up` ended in a traceback
-PG_RESERVED_ROLES = frozenset({"public", "none", "current_user", "session_user", "current_role"})
+# Role names Postgres refuses to create, quoted as we create them ("role name ... is reserved"): after the refusal
+# its log held the statement with the password, and `make up` ended in a traceback
+PG_RESERVED_ROLES = frozenset({"public", "none"})
 
 
 def pg_role(key: str, raw: str) -> str:
     name = identifier(key, raw)
-    if name.lower().startswith("pg_") or name.lower() in PG_RESERVED_ROLES:
+    if name.startswith("pg_") or name in PG_RESERVED_ROLES:
         reserved = ", ".join(sorted(PG_RESERVED_ROLES))
         raise SettingsError(f"{key}={raw!r}: Postgres reserves this role name (pg_*, {reserved}): pick another")
     return name

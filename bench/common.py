@@ -13,7 +13,7 @@ from pathlib import Path
 from postgresdb.ddl import mysql_table_ddl
 from postgresdb.models import TABLES, Table
 from shopflow.config import PROJECT_ROOT, Settings
-from shopflow.db import apply_postgres_schema, mysql_connection, pg_connection
+from shopflow.db import mysql_connection, pg_connection
 
 UPDATED_AT = "updated_at"
 SOURCE_SCHEMA = "bench_source"  # never the shared `source` schema
@@ -37,7 +37,12 @@ def check_source(settings: Settings, schema: str) -> None:
         how = "(make bench)" if schema == SOURCE_SCHEMA else f"and with --source-schema {schema}"
         raise SystemExit(f"bench: --no-generate reuses the source data, but the Postgres schema {schema} {what}. "
                          f"Run the bench once without --no-generate {how}: it generates the data.")
-    apply_postgres_schema(dataclasses.replace(settings, POSTGRES_SCHEMA=schema))
+    from shopflow.stack.bootstrap import apply_source_schema
+    from shopflow.stack.services import StackError
+    try:  # a lock wait bounded, the holders named: a forgotten psql transaction on a table held the bench silently
+        apply_source_schema(dataclasses.replace(settings, POSTGRES_SCHEMA=schema))
+    except StackError as error:
+        raise SystemExit(f"bench: {error}") from None
 
 
 @dataclass

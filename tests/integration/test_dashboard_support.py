@@ -81,11 +81,15 @@ def create_marts(settings, seeded: bool = True) -> None:
 @contextmanager
 def scratch_db(mysql, prefix: str, marts: str = "seeded", runs: bool = True):
     """A fresh database `test_dash_<prefix>_<random>` with the marts ("seeded", "empty" or "none") and the run
-    tables (seeded, or absent); read by db_user standing in for the reader account. Dropped afterwards."""
+    tables (seeded, or absent); read by the stack's reader account, granted SELECT on it as on the replica (db_user
+    stood in for it until the settings refused one account for both). Dropped afterwards, the grant with it."""
+    from shopflow.stack.bootstrap import mariadb_root
+
     name = f"test_dash_{prefix}_{uuid.uuid4().hex[:8]}"
-    settings = dataclasses.replace(mysql, MYSQL_DATABASE=name, MARTS_READER_USER=mysql.MYSQL_USER,
-                                   MARTS_READER_PASSWORD=mysql.MYSQL_PASSWORD)
+    settings = dataclasses.replace(mysql, MYSQL_DATABASE=name)
     execute(mysql, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    grant = f"ON `{name}`.* {{}} '{settings.MARTS_READER_USER}'@'%';"
+    mariadb_root(mysql, "GRANT SELECT " + grant.format("TO"))
     try:
         if marts != "none":
             create_marts(settings, seeded=marts == "seeded")
@@ -95,6 +99,7 @@ def scratch_db(mysql, prefix: str, marts: str = "seeded", runs: bool = True):
             insert(settings, "quality_results", QUALITY_COLUMNS, QUALITY)
         yield settings
     finally:
+        mariadb_root(mysql, "REVOKE SELECT " + grant.format("FROM"))
         execute(mysql, f"DROP DATABASE IF EXISTS `{name}`")
 
 

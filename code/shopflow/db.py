@@ -1,6 +1,7 @@
 """Connections to the two databases and schema application (the only DB plumbing shared by all modules)."""
 from __future__ import annotations
 
+import logging
 import re
 import socket
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ import psycopg2
 
 import postgresdb
 from shopflow.config import Settings
+from shopflow.config_values import address
 
 
 @contextmanager
@@ -31,6 +33,25 @@ def _transaction(conn, autocommit: bool):
         conn.close()
 
 
+log = logging.getLogger("shopflow")
+
+
+class LockBusy(RuntimeError):
+    """A MySQL named lock another session held for longer than the wait allowed."""
+
+
+def named_lock(cursor, name: str, timeout_s: int, holders: str, error: type[LockBusy] = LockBusy) -> None:
+    """Takes MySQL's named lock `name` on `cursor`'s session, waiting at most `timeout_s`: says so first when another
+    session holds it (a job run by hand beside the DAG's waited up to 15 minutes without a word), and raises `error`
+    naming `holders` when the wait ran out."""
+    cursor.execute("SELECT IS_USED_LOCK(%s)", (name,))
+    if cursor.fetchone()[0] is not None:
+        log.warning("waiting for the lock %r, held by %s (at most %d s)", name, holders, timeout_s)
+    cursor.execute("SELECT GET_LOCK(%s, %s)", (name, timeout_s))
+    if cursor.fetchone()[0] != 1:
+        raise error(f"the lock {name!r} was held for over {timeout_s} s (by {holders})")
+
+
 # psycopg2's words for a Postgres that is down, restarting or gone away
 _POSTGRES_GONE = re.compile(r"server closed the connection|connection to server .*failed|could not connect to server|"
                             r"terminating connection|the database system is (?:shutting down|starting up|in recovery)|"
@@ -45,6 +66,20 @@ def postgres_gone(text: str) -> str | None:
         return None
     start, end = text.rfind("\n", 0, found.start()) + 1, text.find("\n", found.end())
     return re.sub(r"^\s*psycopg2\.[\w.]+: ", "", text[start:end if end >= 0 else len(text)]).strip()
+
+
+# mysql.connector's errors for a server that is down or went away: can't connect (socket, TCP), unknown host, gone
+# away, lost the connection (twice)
+MYSQL_GONE = frozenset({2002, 2003, 2005, 2006, 2013, 2055})
+
+
+def server_gone(error: BaseException, settings: Settings) -> str | None:
+    """One line naming the database server a job's driver could not reach, from its error; None for other errors."""
+    if isinstance(error, psycopg2.OperationalError) and (line := postgres_gone(str(error))):
+        return f"cannot reach Postgres at {address(settings.POSTGRES_HOST, settings.POSTGRES_PORT)} ({line})"
+    if isinstance(error, mysql.connector.Error) and error.errno in MYSQL_GONE:
+        return f"cannot reach MySQL at {address(settings.MYSQL_HOST, settings.MYSQL_PORT)} ({error.msg})"
+    return None
 
 
 def pg_connection(settings: Settings, autocommit: bool = False):

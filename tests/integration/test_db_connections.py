@@ -51,3 +51,24 @@ def test_a_password_with_spaces_quotes_and_backslashes_logs_in(postgres):
     url = make_url(airflow_env(dataclasses.replace(postgres, AIRFLOW_DB_PASSWORD=ODD_PASSWORD))[
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     assert (url.password, url.host, url.database) == (ODD_PASSWORD, postgres.POSTGRES_HOST, postgres.AIRFLOW_DB)
+
+
+def test_a_named_lock_held_elsewhere_is_waited_for_out_loud_then_named(mysql, caplog):
+    """A replication or marts job run by hand beside the DAG's waited up to 15 minutes for the replica's lock without
+    a word, then ended in a traceback; now it says it waits, and the error names who holds such a lock."""
+    import logging
+
+    from shopflow.replication.results import ReplicaBusy, ReplicationError
+
+    with db.mysql_connection(mysql, autocommit=True) as holder, db.mysql_connection(mysql, autocommit=True) as other:
+        db.named_lock(holder.cursor(), "test_named_lock", 1, "the holder")
+        with caplog.at_level(logging.WARNING, logger="shopflow"), pytest.raises(ReplicationError) as busy:
+            db.named_lock(other.cursor(), "test_named_lock", 1, "a replication run", ReplicaBusy)
+        assert str(busy.value) == "the lock 'test_named_lock' was held for over 1 s (by a replication run)"
+        assert isinstance(busy.value, db.LockBusy)  # the marts job's one-line case too
+        assert [r.getMessage() for r in caplog.records] == [
+            "waiting for the lock 'test_named_lock', held by a replication run (at most 1 s)"]
+        holder.cursor().execute("SELECT RELEASE_LOCK('test_named_lock')")
+        caplog.clear()
+        db.named_lock(other.cursor(), "test_named_lock", 1, "a replication run")  # free: taken without a word
+        assert caplog.records == []

@@ -84,7 +84,7 @@ def test_spark_submit_without_the_jdbc_drivers_exits_3_naming_them_before_spark_
 
 def test_the_drivers_are_found_by_class_whatever_the_jar_is_called(tmp_path):
     """`--packages` and renamed jars hold the same classes under other file names: the check passes them, and the
-    job goes on to the replica (here a closed port: exit 1, the MySQL error, not the drivers' line)."""
+    job goes on to the replica (here a closed port: the MySQL error, not the drivers' line)."""
     import shutil
 
     from shopflow.config import get_settings
@@ -92,7 +92,21 @@ def test_the_drivers_are_found_by_class_whatever_the_jar_is_called(tmp_path):
     renamed = tmp_path / "mariadb-connector-renamed.jar"
     shutil.copy(get_settings().MYSQL_JDBC_JAR, renamed)
     code, output = _submit("build_marts", "--jars", str(renamed))
-    assert code == 1 and "was not given the JDBC driver" not in output, output[-3000:]
+    assert code == 2 and "was not given the JDBC driver" not in output, output[-3000:]
+
+
+@pytest.mark.parametrize("job", ["build_marts", "replicate_postgres_to_mysql"])
+def test_a_job_whose_database_is_down_ends_with_one_line_naming_it(job):
+    """Run by hand with MariaDB stopped (`make status`: EXITED), the job started its Spark session, then its first
+    connection's error was a traceback; now one line and exit 2, which the DAGs' retries take."""
+    from shopflow.config import get_settings
+
+    settings = get_settings()
+    code, output = _submit(job, "--jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}")
+    lines = [line for line in output.splitlines() if " ERROR shopflow." in line]
+    assert code == 2 and len(lines) == 1, output[-3000:]
+    assert "cannot reach MySQL at 127.0.0.1:" in lines[0] and "is it running? `make status` shows it" in lines[0]
+    assert "Traceback" not in output
 
 
 def test_the_jobs_logs_drop_kafka_pythons_cancelled_refresh_at_close_and_keep_other_failures(caplog):

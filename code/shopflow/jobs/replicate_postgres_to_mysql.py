@@ -4,7 +4,8 @@
     spark-submit --jars <both JDBC jars> … code/shopflow/jobs/replicate_postgres_to_mysql.py [--full [true|false]]
 
 Settings come from .env / the environment. Exit code 0 when every table reconciled, 1 otherwise (the reason
-is the last log line and in `pipeline_runs`), 2 when the Spark master does not answer (one line, before Spark starts),
+is the last log line and in `pipeline_runs`), 2 when the Spark master does not answer (one line, before Spark starts)
+or Postgres or MySQL cannot be reached (one line),
 3 when a retry would fail the same way: tables that differ from the models, rows the replica would reject,
 local_infile off, spark-submit without the JDBC jars (Airflow then fails the task without retrying).
 """
@@ -14,7 +15,12 @@ import argparse
 import logging
 import sys
 
-from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
+import mysql.connector
+import psycopg2
+
+from shopflow.db import server_gone
+from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, SessionRefused, build_session, configure_logging,
+                                   job_settings)
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 from shopflow.replication.source import POSTGRES_DRIVER
 from shopflow.replication.target import mysql_driver_class
@@ -60,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     except ReplicationError as error:
         log.error("replication failed: %s", error)
         return NO_RETRY_EXIT if isinstance(error, ReplicationRefused) else 1
+    except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down: one line, exit 2 (retried)
+        if (line := server_gone(error, settings)) is None:
+            raise
+        log.error("%s; is it running? %s", line, RESTART_HINT)
+        return 2
     finally:
         spark.stop()
     log.info("replica equal to the source (rows:checksum, of the whole table or of the rows this run changed): %s",

@@ -12,11 +12,11 @@ from pyspark.sql import DataFrame
 
 from postgresdb.models import TABLES_BY_NAME
 from shopflow.config import Settings
-from shopflow.db import mysql_connection
+from shopflow.db import LockBusy, mysql_connection, named_lock
 from shopflow.quality.gate import expected_values
 from shopflow.quality.rules import Source
 
-from shopflow.replication.target import replication_lock_name
+from shopflow.replication.target import REPLICA_USERS, replication_lock_name
 
 from .store import jdbc_options
 
@@ -37,17 +37,14 @@ def read_partitions(rows: int, parallelism: int) -> int:
     return max(1, min(wanted, math.ceil(rows / MIN_ROWS_PER_PARTITION), MAX_PARTITIONS))
 
 
-class ReplicationBusy(RuntimeError):
+class ReplicationBusy(LockBusy):
     pass
 
 
 @contextmanager
 def replication_paused(cursor, settings: Settings) -> Iterator[None]:
     name = replication_lock_name(settings)
-    cursor.execute("SELECT GET_LOCK(%s, %s)", (name, REPLICATION_LOCK_TIMEOUT_S))
-    if cursor.fetchone()[0] != 1:
-        raise ReplicationBusy(f"the replication lock {name!r} was held for over {REPLICATION_LOCK_TIMEOUT_S} s (by a "
-                              "replication run, a marts build reading the replica, or a marts verify)")
+    named_lock(cursor, name, REPLICATION_LOCK_TIMEOUT_S, REPLICA_USERS, ReplicationBusy)
     try:
         yield
     finally:

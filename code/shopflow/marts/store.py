@@ -13,6 +13,7 @@ import mysql.connector
 from mysql.connector import errorcode
 
 from shopflow.config import Settings
+from shopflow.db import named_lock
 from shopflow.replication.target import WRITE_URL_OPTIONS, mysql_driver_class
 
 from .spec import Mart
@@ -68,10 +69,8 @@ class MartStore:
 
     def lock(self) -> None:
         """One build per database at a time: two would overwrite each other's staging tables."""
-        name = BUILD_LOCK.format(database=self.settings.MYSQL_DATABASE)
-        self.cur.execute("SELECT GET_LOCK(%s, %s)", (name, BUILD_LOCK_TIMEOUT_S))
-        if self.cur.fetchone()[0] != 1:
-            raise RuntimeError(f"another marts build holds the lock {name!r}")
+        named_lock(self.cur, BUILD_LOCK.format(database=self.settings.MYSQL_DATABASE), BUILD_LOCK_TIMEOUT_S,
+                   "another marts build")
 
     def create_staging(self, mart: Mart) -> None:
         """A fresh, empty staging table (one a failed run left behind is dropped) and no __old leftover. A session

@@ -22,11 +22,10 @@ from shopflow.config_values import SettingsError
 from shopflow.db import mysql_connection
 from shopflow.quality.rules import normalized
 from shopflow.replication.results import JOB as REPLICATION_JOB
-from shopflow.replication.target import replication_lock_name
 
 from .build import JOB as MARTS_JOB
 from .registry import all_marts
-from .replica import REPLICATION_LOCK_TIMEOUT_S, ReplicationBusy, replication_paused
+from .replica import ReplicationBusy, replication_paused
 from .spec import Mart
 
 SAMPLE = 5
@@ -87,10 +86,6 @@ def verify(settings: Settings) -> dict[str, list[str]]:
     report = {}
     with mysql_connection(settings) as conn:
         cursor = conn.cursor()
-        cursor.execute("SELECT IS_USED_LOCK(%s)", (replication_lock_name(settings),))
-        if cursor.fetchone()[0] is not None:
-            print(f"the replica is in use by a replication run applying its changes (or a marts build reading it): "
-                  f"waiting for it to end (at most {REPLICATION_LOCK_TIMEOUT_S} s)", flush=True)
         with replication_paused(cursor, settings):
             _compare_all(conn, cursor, report)
     return report

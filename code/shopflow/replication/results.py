@@ -5,6 +5,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from shopflow.db import LockBusy
 from shopflow.runlog import RunRecord
 
 from . import copy_load
@@ -17,6 +18,10 @@ JOB = "replicate_postgres_to_mysql"
 
 class ReplicationError(RuntimeError):
     """The run must fail: a row the replica would reject, lost rows, or a reconcile mismatch."""
+
+
+class ReplicaBusy(ReplicationError, LockBusy):
+    """Another run held the replica's lock for longer than the wait (retried: it ends)."""
 
 
 class ReplicationRefused(ReplicationError):

@@ -9,13 +9,13 @@ from typing import Iterator
 from postgresdb.models import Table
 from shopflow.config import Settings
 from shopflow.config_values import address
-from shopflow.db import mysql_connection
+from shopflow.db import mysql_connection, named_lock
 
 from . import mysql_sql as sql
 from .checksum import EMPTY, Checksum, block_cuts, checksum_from_row, mysql_checksum_sql
 from .plan import TableState, chunks, key_ranges
 from .replica_tables import ensure_tables
-from .results import ReplicationRefused
+from .results import ReplicaBusy, ReplicationRefused
 
 # Write path, by measurement (README.md, "Write path"): JDBC batches into the staging table, then one
 # INSERT ... SELECT ... ON DUPLICATE KEY UPDATE. MariaDB Connector/J: the bulk protocol (1.5x the rewritten
@@ -28,6 +28,7 @@ WRITE_BATCH_SIZE = 5_000
 MAX_WRITERS = 4
 DELETE_CHUNK = 5_000
 LOCK_TIMEOUT_S = 900  # the marts job holds the same lock while it reads the replica
+REPLICA_USERS = "a replication run, a marts build reading the replica, or a marts verify"  # who holds that lock
 # A checksum block's text is one GROUP_CONCAT (checksum.py); beyond this, max_allowed_packet is the limit. The
 # checksum sorts its rows into blocks: MariaDB sizes that sort's buffer by the table's row estimate, up to
 # sort_buffer_size (default 2 MB, which spilled order_details' 990,870 rows to temporary files in 167 merge passes per
@@ -75,9 +76,7 @@ class Replica:
 
     def lock(self) -> None:
         """One replication run per replica at a time (a manual run next to the DAG's would race)."""
-        if self._one("SELECT GET_LOCK(%s, %s)", (self.lock_name, LOCK_TIMEOUT_S))[0] != 1:
-            raise RuntimeError(f"the lock {self.lock_name!r} was held for over {LOCK_TIMEOUT_S} s (by another "
-                               "replication run, a marts build reading the replica, or a marts verify)")
+        named_lock(self.cur, self.lock_name, LOCK_TIMEOUT_S, REPLICA_USERS, ReplicaBusy)
 
     def check_local_infile(self) -> None:
         """The copy path loads with LOAD DATA LOCAL INFILE, which the server refuses while local_infile is off (MySQL

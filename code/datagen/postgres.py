@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         counts = load(settings, seed, args.scale, args.reset, say=_say)
+    except KeyboardInterrupt:  # one transaction: rolled back when the connection closed
+        fail(PROG, "interrupted: nothing was loaded (the load is one transaction)", 130)
     except psycopg2.errors.LockNotAvailable:
         holders = lock_holders(settings, [t.name for t in TABLES])
         fail(PROG, f"the {settings.POSTGRES_SCHEMA} tables stayed in use for {LOCK_WAIT_S} s, so nothing was "

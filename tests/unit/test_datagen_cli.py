@@ -60,3 +60,15 @@ def test_help_documents_skip_and_reset(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert exited.value.code == 0
     assert "--reset" in text and "Skips (exit 0) when the source tables already hold data" in text
+
+
+def test_ctrl_c_is_one_line_saying_nothing_was_loaded(capsys, monkeypatch):
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(postgres, "load", interrupted)
+    with pytest.raises(SystemExit) as ended:
+        postgres.main([])
+    assert ended.value.code == 130  # was a traceback
+    assert capsys.readouterr().err == ("datagen.postgres: error: interrupted: nothing was loaded (the load is one "
+                                       "transaction)\n")

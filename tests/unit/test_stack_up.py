@@ -220,3 +220,16 @@ def test_a_failed_reserialize_is_airflows_message_not_a_traceback(monkeypatch, t
     monkeypatch.setattr(airflow_api, "VENV_BIN", tmp_path)
     with pytest.raises(RuntimeError, match=r"`airflow dags reserialize` exited 3:\nnoise\nDAG import error: broken.py$"):
         airflow_api.reserialize(get_settings())
+
+
+def test_ctrl_c_in_make_up_is_one_line_saying_what_runs_on(monkeypatch, capsys):
+    """`make up` waits on DAG runs for minutes, and its lock message invites Ctrl-C: it was a traceback."""
+    from shopflow.stack import __main__ as cli
+
+    def interrupted(_settings):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "up", interrupted)
+    assert cli.main(["up"]) == 130
+    assert capsys.readouterr().err == ("shopflow: interrupted. What had started keeps running (`make status`); "
+                                       "`make up` again carries on, `make down` stops it\n")

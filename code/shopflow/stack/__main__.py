@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"shopflow: bad setting: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C (make up waits on DAG runs for minutes): one line, not a traceback
+        print("shopflow: interrupted. What had started keeps running (`make status`); `make up` again carries on, "
+              "`make down` stops it", file=sys.stderr)
+        return 130
     except (manager.StackError, RuntimeError) as error:
         print(f"shopflow: {error}", file=sys.stderr)
         return 1

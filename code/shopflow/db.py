@@ -71,14 +71,30 @@ def postgres_gone(text: str) -> str | None:
 # mysql.connector's errors for a server that is down or went away: can't connect (socket, TCP), unknown host, gone
 # away, lost the connection (twice)
 MYSQL_GONE = frozenset({2002, 2003, 2005, 2006, 2013, 2055})
+# a server that answered and refused the login: libpq 14+ starts these with "connection to server ... failed" too
+_POSTGRES_REFUSED = re.compile(r'FATAL:\s+(password authentication failed|(database|role) ".*" does not exist|'
+                               r"no pg_hba\.conf entry)")
 
 
 def server_gone(error: BaseException, settings: Settings) -> str | None:
-    """One line naming the database server a job's driver could not reach, from its error; None for other errors."""
-    if isinstance(error, psycopg2.OperationalError) and (line := postgres_gone(str(error))):
+    """One line naming the database server a job's driver could not reach, from its error; None for other errors
+    (a refused login among them: `login_refused`)."""
+    if isinstance(error, psycopg2.OperationalError) and not _POSTGRES_REFUSED.search(str(error)) and (
+            line := postgres_gone(str(error))):
         return f"cannot reach Postgres at {address(settings.POSTGRES_HOST, settings.POSTGRES_PORT)} ({line})"
     if isinstance(error, mysql.connector.Error) and error.errno in MYSQL_GONE:
         return f"cannot reach MySQL at {address(settings.MYSQL_HOST, settings.MYSQL_PORT)} ({error.msg})"
+    return None
+
+
+def login_refused(error: BaseException, settings: Settings) -> str | None:
+    """One line when a server refused a job's login (user, password or database): a retry fails the same way."""
+    if isinstance(error, psycopg2.OperationalError) and (found := _POSTGRES_REFUSED.search(str(error))):
+        return (f"Postgres at {address(settings.POSTGRES_HOST, settings.POSTGRES_PORT)} refused the login: "
+                f"{found.group(0)}; check POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB")
+    if isinstance(error, mysql.connector.Error) and error.errno in (1044, 1045, 1049):  # access denied, unknown db
+        return (f"MySQL at {address(settings.MYSQL_HOST, settings.MYSQL_PORT)} refused the login: {error.msg}; "
+                "check MYSQL_USER, MYSQL_PASSWORD and MYSQL_DATABASE")
     return None
 
 

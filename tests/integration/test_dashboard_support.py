@@ -89,8 +89,8 @@ def scratch_db(mysql, prefix: str, marts: str = "seeded", runs: bool = True):
     settings = dataclasses.replace(mysql, MYSQL_DATABASE=name)
     execute(mysql, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     grant = f"ON `{name}`.* {{}} '{settings.MARTS_READER_USER}'@'%';"
-    mariadb_root(mysql, "GRANT SELECT " + grant.format("TO"))
     try:
+        mariadb_root(mysql, "GRANT SELECT " + grant.format("TO"))
         if marts != "none":
             create_marts(settings, seeded=marts == "seeded")
         if runs:
@@ -99,8 +99,10 @@ def scratch_db(mysql, prefix: str, marts: str = "seeded", runs: bool = True):
             insert(settings, "quality_results", QUALITY_COLUMNS, QUALITY)
         yield settings
     finally:
-        mariadb_root(mysql, "REVOKE SELECT " + grant.format("FROM"))
-        execute(mysql, f"DROP DATABASE IF EXISTS `{name}`")
+        try:
+            execute(mysql, f"DROP DATABASE IF EXISTS `{name}`")
+        finally:  # a grant on a database that is gone stays in mysql.db until revoked
+            mariadb_root(mysql, "REVOKE SELECT " + grant.format("FROM"))
 
 
 def free_port() -> int:

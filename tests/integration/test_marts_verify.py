@@ -59,12 +59,13 @@ def test_a_mart_verify_has_compared_can_be_published_while_it_compares_the_other
     assert len(compared) == len(report) > 1
 
 
-def test_verify_waits_for_a_replication_run_still_applying_its_tables(mysql, capsys):
+def test_verify_waits_for_a_replication_run_still_applying_its_tables(mysql, caplog):
     """A replication run commits table by table: verify compared marts with plain SQL over a half-applied replica and
     reported DIFFERENT without a word. It now waits for the run's lock, as the build does."""
     from concurrent.futures import ThreadPoolExecutor
 
     from shopflow.marts.registry import all_marts
+    from shopflow.marts.replica import REPLICATION_LOCK_TIMEOUT_S
     from shopflow.marts.verify import verify
     from shopflow.replication.target import replication_lock_name
     from shopflow.runlog import PIPELINE_RUNS_DDL
@@ -82,5 +83,6 @@ def test_verify_waits_for_a_replication_run_still_applying_its_tables(mysql, cap
             lock.fetchall()
             report = comparing.result(timeout=120)
     assert set(report) == {mart.name for mart in all_marts()}
-    assert "the replica is in use by a replication run applying its changes (or a marts build reading it): waiting " \
-        "for it to end" in capsys.readouterr().out
+    assert [r.getMessage() for r in caplog.records if r.name == "shopflow"] == [  # db.named_lock's line
+        f"waiting for the lock {replication_lock_name(settings)!r}, held by a replication run, a marts build reading "
+        f"the replica, or a marts verify (at most {REPLICATION_LOCK_TIMEOUT_S} s)"]

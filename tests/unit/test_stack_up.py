@@ -218,7 +218,7 @@ def test_a_failed_reserialize_is_airflows_message_not_a_traceback(monkeypatch, t
     fake.write_text("#!/bin/sh\necho 'noise' >&2\necho 'DAG import error: broken.py' >&2\nexit 3\n")
     fake.chmod(0o755)
     monkeypatch.setattr(airflow_api, "VENV_BIN", tmp_path)
-    with pytest.raises(RuntimeError, match=r"`airflow dags reserialize` exited 3:\nnoise\nDAG import error: broken.py$"):
+    with pytest.raises(RuntimeError, match=r"`airflow dags reserialize` exited 3:\nnoise\nDAG import error: broken"):
         airflow_api.reserialize(get_settings())
 
 
@@ -233,3 +233,6 @@ def test_ctrl_c_in_make_up_is_one_line_saying_what_runs_on(monkeypatch, capsys):
     assert cli.main(["up"]) == 130
     assert capsys.readouterr().err == ("shopflow: interrupted. What had started keeps running (`make status`); "
                                        "`make up` again carries on, `make down` stops it\n")
+    monkeypatch.setattr(cli.subprocess, "call", lambda *_args, **_kwargs: interrupted(None))
+    assert cli.main(["airflow", "dags", "test", "x"]) == 130  # `make airflow`: not make up's advice
+    assert capsys.readouterr().err == "shopflow: interrupted\n"

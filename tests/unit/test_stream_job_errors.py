@@ -129,3 +129,30 @@ def test_a_relayed_query_failure_keeps_its_offset_error_class():
                            "shopflow.streaming.checkpoint_lock.CheckpointBusy: this query lost its lock on c")
     from shopflow.streaming.checkpoint_lock import CheckpointBusy
     assert type(stream_users._gone(busy, None)) is CheckpointBusy  # one line and exit 1, not a traceback
+
+
+def test_a_refused_login_is_not_a_server_down():
+    """libpq 14+ starts a refused login with "connection to server ... failed" too: a wrong password read as a down
+    server, "is it running?", exit 2 and retried; it is a refused login now, which a retry does not cure."""
+    import mysql.connector
+    import psycopg2
+
+    from shopflow.config import load_settings
+    from shopflow.db import login_refused, server_gone
+
+    settings = load_settings(env={}, env_file=None)
+    wrong = psycopg2.OperationalError('connection to server at "127.0.0.1", port 5432 failed: FATAL:  password '
+                                      'authentication failed for user "db_user"\n')
+    down = psycopg2.OperationalError(_refused_port_error())
+    assert server_gone(wrong, settings) is None
+    assert login_refused(wrong, settings) == (
+        f"Postgres at 127.0.0.1:{settings.POSTGRES_PORT} refused the login: FATAL:  password authentication failed; "
+        "check POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB")
+    assert login_refused(down, settings) is None
+    assert server_gone(down, settings).startswith(f"cannot reach Postgres at 127.0.0.1:{settings.POSTGRES_PORT} (")
+    denied = mysql.connector.errors.ProgrammingError(msg="Access denied for user 'db_user'", errno=1045)
+    refused = mysql.connector.errors.InterfaceError(msg="Can't connect to MySQL server", errno=2003)
+    assert (server_gone(denied, settings), login_refused(refused, settings)) == (None, None)
+    assert login_refused(denied, settings).startswith(f"MySQL at 127.0.0.1:{settings.MYSQL_PORT} refused the login")
+    assert server_gone(refused, settings) == (f"cannot reach MySQL at 127.0.0.1:{settings.MYSQL_PORT} (Can't connect "
+                                              "to MySQL server)")

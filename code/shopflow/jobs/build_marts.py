@@ -7,7 +7,8 @@ Settings come from .env / the environment (e.g. MYSQL_DATABASE=test_marts_x). Ex
 published, 3 when a quality gate failed (nothing published; the failed checks are the last log lines and in
 `quality_results`; Airflow fails the task without retrying: the same replica fails the same checks) or spark-submit
 was not given the MySQL JDBC jar (one line, before Spark starts), 2 when the Spark
-master does not answer (one line, before Spark starts) or MySQL cannot be reached (one line), 1 on any other error
+master does not answer (one line, before Spark starts) or MySQL cannot be reached (one line; 3 when it refuses the
+login), 1 on any other error
 (one line when another build or a replication run held its lock past the wait).
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import mysql.connector
 import psycopg2
 
-from shopflow.db import LockBusy, server_gone
+from shopflow.db import LockBusy, login_refused, server_gone
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, SessionRefused, build_session, configure_logging,
                                    job_settings)
 from shopflow.marts.build import JOB, build_marts
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no mart published: %s", busy)
         return 1
     except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down: one line, exit 2 (retried)
+        if refused := login_refused(error, settings):
+            log.error("no mart published: %s", refused)
+            return NO_RETRY_EXIT
         if (line := server_gone(error, settings)) is None:
             raise
         log.error("no mart published: %s; is it running? %s", line, RESTART_HINT)

@@ -7,7 +7,8 @@ Settings come from .env / the environment. Exit code 0 when every table reconcil
 is the last log line and in `pipeline_runs`), 2 when the Spark master does not answer (one line, before Spark starts)
 or Postgres or MySQL cannot be reached (one line),
 3 when a retry would fail the same way: tables that differ from the models, rows the replica would reject,
-local_infile off, spark-submit without the JDBC jars (Airflow then fails the task without retrying).
+local_infile off, spark-submit without the JDBC jars, a server refusing the login (Airflow then fails the task without
+retrying).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 import mysql.connector
 import psycopg2
 
-from shopflow.db import server_gone
+from shopflow.db import login_refused, server_gone
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, SessionRefused, build_session, configure_logging,
                                    job_settings)
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("replication failed: %s", error)
         return NO_RETRY_EXIT if isinstance(error, ReplicationRefused) else 1
     except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down: one line, exit 2 (retried)
+        if refused := login_refused(error, settings):
+            log.error("%s", refused)
+            return NO_RETRY_EXIT
         if (line := server_gone(error, settings)) is None:
             raise
         log.error("%s; is it running? %s", line, RESTART_HINT)

@@ -15,7 +15,7 @@ Postgres that goes away under a running query, or a Postgres that does not answe
 went back below the committed positions (recreated, or a broker that lost its data), or whose broker id is no longer
 the one the positions were committed for (deleted and created again, however many events it holds now), ends it with
 one line and exit code 3: a retry would fail the same way until the stream is reset; so do events deleted unread (until
---skip-deleted), and STREAMING_SOURCE=kafka in a Spark without the Kafka connector.
+--skip-deleted), STREAMING_SOURCE=kafka in a Spark without the Kafka connector, and a Postgres refusing the login.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import psycopg2
 from pyspark.errors import StreamingQueryException
 
 from shopflow import config_values as v
-from shopflow.db import postgres_gone
+from shopflow.db import login_refused, postgres_gone
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
                                    job_settings)
 from shopflow.streaming import checkpoint_lock, query
@@ -122,6 +122,9 @@ def _main(argv: list[str] | None) -> int:
         log.error("%s; is it running? %s", gone, RESTART_HINT)
         return 2
     except psycopg2.OperationalError as error:  # before Spark starts: the checkpoint lock's connection
+        if refused := login_refused(error, settings):  # a wrong password: "is it running?" pointed the wrong way
+            log.error("%s", refused)
+            return NO_RETRY_EXIT
         if (line := postgres_gone(str(error))) is None:
             raise
         log.error("cannot reach Postgres at %s (%s); is it running? %s",

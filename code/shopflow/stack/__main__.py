@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shopflow: bad setting: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C (make up waits on DAG runs for minutes): one line, not a traceback
-        print("shopflow: interrupted. What had started keeps running (`make status`); `make up` again carries on, "
-              "`make down` stops it", file=sys.stderr)
+        starting = args.command in ("up", "ensure")  # `make airflow`'s command got the Ctrl-C itself
+        print("shopflow: interrupted" + (". What had started keeps running (`make status`); `make up` again carries "
+                                         "on, `make down` stops it" if starting else ""), file=sys.stderr)
         return 130
     except (manager.StackError, RuntimeError) as error:
         print(f"shopflow: {error}", file=sys.stderr)

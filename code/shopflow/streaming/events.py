@@ -125,7 +125,8 @@ def _rules(first: Column, last: Column, email: Column, phone: Column, status: Co
               .when(~email.rlike(EMAIL_PATTERN), F.lit("email malformed")),
              F.when(~F.coalesce(status, F.lit("")).isin(*LOYALTY_STATUSES),
                     F.lit(f"loyalty_status must be one of {statuses}")),
-             F.when(registered.isNull(), F.lit(f"registration_date missing or not a timestamp like {TIMESTAMP_EXAMPLE}"))
+             F.when(registered.isNull(),
+                    F.lit(f"registration_date missing or not a timestamp like {TIMESTAMP_EXAMPLE}"))
               .when(~F.year(registered).between(*REGISTRATION_YEARS),  # the session's time zone is UTC
                     F.lit(f"registration_date outside the years {REGISTRATION_YEARS[0]}-{REGISTRATION_YEARS[1]} "
                           "(UTC)"))]

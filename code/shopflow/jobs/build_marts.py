@@ -20,9 +20,9 @@ import sys
 import mysql.connector
 import psycopg2
 
-from shopflow.db import LockBusy, login_refused, server_gone
-from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, SessionRefused, build_session, configure_logging,
-                                   job_settings)
+from shopflow.db import LockBusy
+from shopflow.jobs.db_exit import database_exit
+from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.marts.build import JOB, build_marts
 from shopflow.replication.target import mysql_driver_class
 from shopflow.quality import QualityGateError
@@ -53,14 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except LockBusy as busy:  # another build, or a replication run, held on (retried: it ends)
         log.error("no mart published: %s", busy)
         return 1
-    except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down: one line, exit 2 (retried)
-        if refused := login_refused(error, settings):
-            log.error("no mart published: %s", refused)
-            return NO_RETRY_EXIT
-        if (line := server_gone(error, settings)) is None:
+    except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down or a refused login: one line
+        if (code := database_exit(error, settings, log, "no mart published: ")) is None:
             raise
-        log.error("no mart published: %s; is it running? %s", line, RESTART_HINT)
-        return 2
+        return code
     finally:
         spark.stop()
     return 0

@@ -19,9 +19,8 @@ import sys
 import mysql.connector
 import psycopg2
 
-from shopflow.db import login_refused, server_gone
-from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, SessionRefused, build_session, configure_logging,
-                                   job_settings)
+from shopflow.jobs.db_exit import database_exit
+from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 from shopflow.replication.source import POSTGRES_DRIVER
 from shopflow.replication.target import mysql_driver_class
@@ -67,14 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     except ReplicationError as error:
         log.error("replication failed: %s", error)
         return NO_RETRY_EXIT if isinstance(error, ReplicationRefused) else 1
-    except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down: one line, exit 2 (retried)
-        if refused := login_refused(error, settings):
-            log.error("%s", refused)
-            return NO_RETRY_EXIT
-        if (line := server_gone(error, settings)) is None:
+    except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down or a refused login: one line
+        if (code := database_exit(error, settings, log)) is None:
             raise
-        log.error("%s; is it running? %s", line, RESTART_HINT)
-        return 2
+        return code
     finally:
         spark.stop()
     log.info("replica equal to the source (rows:checksum, of the whole table or of the rows this run changed): %s",

@@ -32,7 +32,8 @@ import psycopg2
 from pyspark.errors import StreamingQueryException
 
 from shopflow import config_values as v
-from shopflow.db import login_refused, postgres_gone
+from shopflow.db import postgres_gone
+from shopflow.jobs.db_exit import database_exit
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
                                    job_settings)
 from shopflow.streaming import checkpoint_lock, query
@@ -122,14 +123,9 @@ def _main(argv: list[str] | None) -> int:
         log.error("%s; is it running? %s", gone, RESTART_HINT)
         return 2
     except psycopg2.OperationalError as error:  # before Spark starts: the checkpoint lock's connection
-        if refused := login_refused(error, settings):  # a wrong password: "is it running?" pointed the wrong way
-            log.error("%s", refused)
-            return NO_RETRY_EXIT
-        if (line := postgres_gone(str(error))) is None:
+        if (code := database_exit(error, settings, log)) is None:
             raise
-        log.error("cannot reach Postgres at %s (%s); is it running? %s",
-                  v.address(settings.POSTGRES_HOST, settings.POSTGRES_PORT), line, RESTART_HINT)
-        return 2
+        return code
     except (ko.OffsetsOutOfRange, query.SourceUnavailable) as error:  # says what to do; a retry would fail the same way
         log.error("%s", error)
         return NO_RETRY_EXIT

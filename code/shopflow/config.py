@@ -183,11 +183,14 @@ def libpq_quoted(value) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def database_url(scheme: str, user: str, password: str, host: str, port: int, database: str) -> str:
-    """`scheme://user:password@host:port/database`, the user, password and database percent-encoded (`@`, `:`, `/`,
-    `%` and the rest)."""
-    user, password, database = (urllib.parse.quote(str(value), safe="") for value in (user, password, database))
-    return f"{scheme}://{user}:{password}@{v.url_host(host)}:{port}/{database}"
+def database_url(scheme: str, user: str, password: str | None, host: str, port: int, database: str) -> str:
+    """`scheme://user:password@host:port/database` (without `:password` when it is None), the user, password and
+    database percent-encoded (`@`, `:`, `/`, `%` and the rest)."""
+    def quoted(value) -> str:
+        return urllib.parse.quote(str(value), safe="")
+
+    auth = quoted(user) if password is None else f"{quoted(user)}:{quoted(password)}"
+    return f"{scheme}://{auth}@{v.url_host(host)}:{port}/{quoted(database)}"
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.parse
 from datetime import datetime, timezone
 from shlex import quote
 
-from shopflow.config import Settings
+from shopflow.config import Settings, database_url
 from shopflow.stack import airflow_api, manager
 from shopflow.stack.lock import one_at_a_time
 from shopflow.stack.manager import step
@@ -124,7 +123,7 @@ def summary(settings: Settings) -> str:
     s = settings
     # the password in the environment, not in psql's command line (which `ps` shows for the session's length; the
     # mysql client blanks its -p at start)
-    url = s.postgres_url().replace(":" + urllib.parse.quote(s.POSTGRES_PASSWORD, safe="") + "@", "@", 1)
+    url = database_url("postgresql", s.POSTGRES_USER, None, s.POSTGRES_HOST, s.POSTGRES_PORT, s.POSTGRES_DB)
     psql = f"PGPASSWORD={quote(s.POSTGRES_PASSWORD)} psql \"{url}?options=-csearch_path%3D{s.POSTGRES_SCHEMA}\""
     mysql = (f"mysql -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {quote(s.MYSQL_USER)} {quote('-p' + s.MYSQL_PASSWORD)} "
              f"{quote(s.MYSQL_DATABASE)}")

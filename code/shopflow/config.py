@@ -129,6 +129,11 @@ class Settings:
         return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property
+    def spark_scratch_dir(self) -> Path:
+        """Spark's local dirs for the stack's drivers and executors (SPARK_LOCAL_DIRS), emptied by `make down`."""
+        return self.state_dir / "spark" / "tmp"
+
+    @property
     def spark_java_options(self) -> str:
         return self.java_options_for(streaming=False)
 

@@ -1,5 +1,7 @@
 """Airflow reads its configuration at import: point it at a scratch home (sqlite) before any test imports it."""
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -11,6 +13,7 @@ from shopflow.stack.services import STACK_MARKER, airflow_env
 sys.path.insert(0, str(DAGS_DIR))
 
 _home = tempfile.mkdtemp(prefix="shopflow-airflow-test-")
+atexit.register(shutil.rmtree, _home, True)  # one was left in /tmp per test run
 for key, value in airflow_env(get_settings()).items():
     if key != STACK_MARKER:  # the test session is not the stack: `make down` must not take its processes for its own
         os.environ.setdefault(key, value)

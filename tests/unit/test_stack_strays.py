@@ -194,3 +194,40 @@ def test_a_port_holder_run_by_systemd_is_named_by_its_service(tmp_path, cgroup, 
 def test_a_database_server_run_by_systemd_gets_the_systemctl_hint_docker_proxy_the_container(name, unit, hint):
     assert health.service_hint(name, unit) == hint
 
+
+
+HOLD_A_SESSION = """
+import time
+from pyspark.sql import SparkSession
+SparkSession.builder.getOrCreate().range(1).count()
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_killed_drivers_spark_dirs_stay_in_the_state_dir_and_down_removes_them(tmp_path, monkeypatch):
+    """A driver that `make down` had to kill (a stream's spark-submit under Airflow) never ran its shutdown hooks:
+    its spark-*/pyspark-*, userFiles-* dirs stayed in /tmp, ~1.6 MB each, about ten per `make up`/`make down`."""
+    import dataclasses
+    import signal
+
+    from shopflow.config import get_settings
+    from shopflow.stack import manager
+    from shopflow.stack.services import VENV_BIN, base_env
+
+    settings = dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path / "state"))
+    (script := tmp_path / "hold.py").write_text(HOLD_A_SESSION)
+    driver = subprocess.Popen([str(VENV_BIN / "spark-submit"), "--master", "local[1]", "--conf",
+                               "spark.ui.enabled=false", str(script)], env=base_env(settings), stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        assert driver.stdout.readline().strip() == "ready"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    left = {p.name.split("-")[0] for p in settings.spark_scratch_dir.glob("spark-*/*")}
+    assert {"pyspark", "userFiles"} <= left, sorted(settings.spark_scratch_dir.rglob("*"))
+    monkeypatch.setattr(processes, "strays", lambda: [])  # the real checkout's processes are not this test's
+    monkeypatch.setattr(processes, "jobs_run_by_hand", lambda daemon: [])
+    manager.down(settings)
+    assert not settings.spark_scratch_dir.exists()

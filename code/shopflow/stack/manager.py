@@ -1,6 +1,7 @@
 """Start (reusing what runs), stop and inspect the local services."""
 from __future__ import annotations
 
+import shutil
 import time
 from contextlib import contextmanager
 
@@ -212,6 +213,7 @@ def down(settings: Settings) -> None:
             killed = processes.stop(strays)
             print(f"  stopped {len(strays)} leftover process(es) of this checkout"
                   + (f" ({len(killed)} ignored SIGTERM and were killed)" if killed else ""), flush=True)
+        shutil.rmtree(settings.spark_scratch_dir, ignore_errors=True)  # what killed drivers and executors left
 
 
 MOVED = "RUNNING (the settings now give"  # the state of a service running on the ports it started with

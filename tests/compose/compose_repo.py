@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
 # Services that run once and exit; every other service is long-running.
-ONE_SHOT = {"airflow-init", "kafka-init", "pg-datagen"}
+ONE_SHOT = {"airflow-init", "kafka-init", "pg_datagen"}
 AIRFLOW_COMPONENTS = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 STACK = ONE_SHOT | AIRFLOW_COMPONENTS | {
-    "postgres", "mysql", "kafka", "spark-master", "spark-worker", "kafka-datagen", "dashboard", "airflow-log-groomer"}
+    "postgres", "mysql", "kafka", "spark-master", "spark-worker", "kafka_datagen", "dashboard", "airflow-log-groomer"}
 
 # ${VAR}, ${VAR:-default}, ${VAR?err}...; `$${...}` is an escaped dollar, left to the container's shell.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}")

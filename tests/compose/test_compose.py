@@ -38,7 +38,7 @@ def test_kafka_runs_in_kraft_mode_and_there_is_no_zookeeper():
     assert services()["kafka"]["image"].startswith("apache/kafka:4")
     assert set(kafka["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     advertised = dict(entry.split("://") for entry in kafka["KAFKA_ADVERTISED_LISTENERS"].split(","))
-    assert advertised["PLAINTEXT"] == _environment("kafka-datagen")["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert advertised["PLAINTEXT"] == _environment("kafka_datagen")["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
 
 
 def test_kafka_init_creates_the_topic_with_the_configured_partitions():
@@ -129,7 +129,7 @@ def test_credentials_are_only_interpolated_from_env():
 
 
 def test_container_settings_are_valid_settings():
-    for name in ("pg-datagen", "kafka-datagen", "spark-master", "airflow-scheduler"):
+    for name in ("pg_datagen", "kafka_datagen", "spark-master", "airflow-scheduler"):
         settings = Settings.from_mapping({**env(), **{k: interpolate(v) for k, v in _environment(name).items()}})
         assert (settings.POSTGRES_HOST, settings.MYSQL_HOST) == ("postgres", "mysql"), name
         assert settings.POSTGRES_JDBC_JAR == "/opt/jars/postgresql.jar", name

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs once, when the postgres container initialises an empty data volume (docker-entrypoint-initdb.d).
 # Creates Airflow's metadata database and its owner; the shopflow source schema is not made here:
-# pg-datagen applies it (idempotently) before generating data.
+# pg_datagen applies it (idempotently) before generating data.
 # AIRFLOW_DB, AIRFLOW_DB_USER and AIRFLOW_DB_PASSWORD come from .env through docker-compose.yml.
 set -eo pipefail
 

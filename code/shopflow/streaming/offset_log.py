@@ -31,9 +31,18 @@ def logged(checkpoint: Path, batch_id: int) -> ko.Offsets | None:
 
 
 def resumes_at(checkpoint: Path) -> ko.Offsets:
-    """Where Spark resumes a query from `checkpoint`: the end offsets of its last committed batch ({} if none)."""
+    """Where Spark resumes a query from `checkpoint`: the end offsets of its last committed batch. Before any, Spark's
+    Kafka source starts from the offsets it wrote at the query's first start (sources/0/0), at every restart, not from
+    the job's startingOffsets; the python source recomputes its start ({})."""
     done = [int(path.name) for path in (checkpoint / "commits").glob("*") if path.name.isdigit()]
-    return _entry(checkpoint, max(done)) if done else {}
+    if done:
+        return _entry(checkpoint, max(done))
+    initial = checkpoint / "sources" / "0" / "0"
+    if not initial.exists():
+        return {}
+    text = initial.read_bytes().removeprefix(b"\0").decode()  # a zero byte, "v1", the offsets (Spark 2.1.0: no v1)
+    version, _, offsets = text.partition("\n")
+    return json.loads(offsets if version.startswith("v") else text)
 
 
 def planned_range(checkpoint: Path, batch_id: int, starting: ko.Offsets) -> tuple[ko.Offsets, ko.Offsets] | None:

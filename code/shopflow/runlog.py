@@ -83,6 +83,14 @@ def record_run_or_warn(settings: Settings, record: RunRecord, what: str | None =
                     type(error).__name__, error)
 
 
+def record_exit(settings: Settings, job: str, detail: str, **fields) -> None:
+    """One failed row for a run that ended before its work began (the Spark master down, spark-submit without the
+    JDBC jars, the broker gone): the dashboard's latest run is then that failure, not an older success."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    record_run_or_warn(settings, RunRecord(job=job, started_at=now, finished_at=now, seconds=0.0, status="failed",
+                                           detail=detail, **fields))
+
+
 @contextmanager
 def tracked_run(settings: Settings, job: str, **fields):
     """Yields a RunRecord to fill in; writes it with status ok/failed, duration and the error on the way out."""

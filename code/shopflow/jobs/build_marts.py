@@ -26,6 +26,7 @@ from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, 
 from shopflow.marts.build import JOB, build_marts
 from shopflow.replication.target import mysql_driver_class
 from shopflow.quality import QualityGateError
+from shopflow.runlog import record_exit
 
 log = logging.getLogger("shopflow.marts")
 
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                               jdbc_drivers={mysql_driver_class(settings): settings.MYSQL_JDBC_JAR})  # the replica
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
         log.error("%s", refused)
+        record_exit(settings, JOB, str(refused))
         return refused.exit_code
     try:
         build_marts(spark, settings, run_id=args.run_id)

@@ -24,6 +24,7 @@ from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, 
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 from shopflow.replication.source import POSTGRES_DRIVER
 from shopflow.replication.target import mysql_driver_class
+from shopflow.runlog import record_exit
 
 log = logging.getLogger("shopflow.replication")
 # A failed task fails the run: Spark's 4 attempts would make a read that gave way to a queued TRUNCATE or ALTER wait
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         spark = session(settings)
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
         log.error("%s", refused)
+        record_exit(settings, JOB, str(refused))
         return refused.exit_code
     try:
         results = replicate(spark, settings, force_full=args.full)

@@ -36,7 +36,9 @@ from shopflow.db import postgres_gone
 from shopflow.jobs.db_exit import database_exit
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
                                    job_settings)
+from shopflow.runlog import record_exit
 from shopflow.streaming import checkpoint_lock, query
+from shopflow.streaming.sink import JOB
 from shopflow.streaming import kafka_offsets as ko
 
 log = logging.getLogger("shopflow.streaming")
@@ -120,24 +122,30 @@ def _main(argv: list[str] | None) -> int:
             elif holding:
                 _run(args, settings, mode, stop)
     except (ko.BrokerUnreachable, PostgresGone) as gone:  # a server is down: one line, exit 2
-        log.error("%s; is it running? %s", gone, RESTART_HINT)
-        return 2
+        return _ended(settings, mode, 2, f"{gone}; is it running? {RESTART_HINT}")
     except psycopg2.OperationalError as error:  # before Spark starts: the checkpoint lock's connection
         if (code := database_exit(error, settings, log)) is None:
             raise
+        record_exit(settings, JOB, f"Postgres: {str(error).strip()}", table_name="users", mode=mode)
         return code
     except (ko.OffsetsOutOfRange, query.SourceUnavailable) as error:  # says what to do; a retry would fail the same way
-        log.error("%s", error)
-        return NO_RETRY_EXIT
+        return _ended(settings, mode, NO_RETRY_EXIT, str(error))
     except (ko.KafkaOffsetError, MasterUnreachable) as error:  # a slow or restarting broker, the master down
-        log.error("%s", error)
-        return 2
+        return _ended(settings, mode, 2, str(error))
     except checkpoint_lock.CheckpointBusy as busy:
         log.error("%s", busy)
         return 1
     if stop.is_set():
         log.info("stopped")
     return 0
+
+
+def _ended(settings, mode: str, code: int, message: str) -> int:
+    """One error line, and a failed pipeline_runs row: the run ended before its first batch (or between batches,
+    whose own rows say how far it got)."""
+    log.error("%s", message)
+    record_exit(settings, JOB, message, table_name="users", mode=mode)
+    return code
 
 
 def _gone(failed: str, settings) -> Exception | None:

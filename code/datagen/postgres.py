@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--scale", type=positive_float, default=1.0,
                         help="multiply every DATAGEN_* size by this (e.g. 0.1, 2, 600); default 1")
     parser.add_argument("--reset", action="store_true",
-                        help="TRUNCATE the seven source tables (RESTART IDENTITY) and regenerate")
+                        help="TRUNCATE the seven source tables (RESTART IDENTITY; the users the stream applied "
+                             "too, which it does not apply again) and regenerate")
     return parser.parse_args(argv)
 
 

@@ -5,7 +5,7 @@ import shutil
 import time
 from contextlib import contextmanager
 
-from shopflow import db
+from shopflow import db, runlog
 from shopflow.config import Settings
 from shopflow.stack import bootstrap, cds, drift, health, processes, supervisor
 from shopflow.stack.lock import one_at_a_time
@@ -159,6 +159,7 @@ def _after_start(settings: Settings, group: str, fresh: bool) -> None:
     elif group == "mariadb":
         bootstrap.bootstrap_mariadb(settings)
         db.apply_mysql_schema(settings)
+        runlog.ensure_pipeline_runs(settings)
     elif group == "spark" and settings.SPARK_CDS_JOBS and not settings.spark_cds_archive.is_file():
         with step("record the Spark JVMs' class-data sharing archive (once, ~35 s)"):
             cds.ensure_archive(settings)

@@ -75,7 +75,8 @@ def overview() -> None:
     _metrics({"Users": count(row["users"]), "Customers with orders": count(row["customers"]),
               "Orders": count(row["orders"]), "Revenue": money_short(row["revenue"]),
               "Average check": money(row["average_check"])},
-             hints={"Revenue": f"{money(row['revenue'])}: the sum of every order's total amount",
+             hints={"Revenue": f"{money(row['revenue'])}: the sum of every order's total amount, every status "
+                               "included (cancelled, pending and processing orders too)",
                     "Average check": "Revenue / orders, over every order"})
     _charted(load("orders_by_status"), "orders by status", "Orders by status", charts.orders_by_status)
 
@@ -92,7 +93,8 @@ def weekly_activity() -> None:
               "Orders in the busiest week": count(frame["orders"].max())})
     st.subheader("New users, orders and users who ordered per week")
     _chart(charts.weekly_counts(frame))
-    st.subheader("Revenue per week")
+    st.subheader("Revenue per week", help="The ordered amount, every status included (cancelled, pending and "
+                 "processing orders too), as on the Overview")
     _chart(charts.weekly_revenue(frame))
     with st.expander("The numbers"):
         st.dataframe(frame, hide_index=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections import deque
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 
 from postgresdb.models import LOYALTY_STATUSES
@@ -137,14 +137,21 @@ class EventMix:
                  duplicate_fraction: float = 0.1, remember: int = 1000):
         self.rng, self.pools = rng, pools
         self.bad_fraction, self.duplicate_fraction = bad_fraction, duplicate_fraction
-        self.recent: deque[dict] = deque(maxlen=remember)
+        # the latest fields of the `remember` emails sent most recently: an update changes what the email has now (a
+        # list of every version let it draw an older one, and 2-27 % of updates kept the current loyalty status)
+        self.recent: OrderedDict[str, dict] = OrderedDict()
+        self.remember = remember
 
     def next_event(self, now: datetime) -> tuple[bytes, str]:
         if self.rng.random() < self.bad_fraction:
             return make_bad_event(self.rng, self.pools, now)
         earlier = None
         if self.recent and self.rng.random() < self.duplicate_fraction:
-            earlier = self.rng.choice(self.recent)
+            earlier = self.rng.choice(list(self.recent.values()))
         payload, kind = make_good_event(self.rng, self.pools, now, earlier)
-        self.recent.append({k: v for k, v in json.loads(payload).items() if k != "event_time"})
+        fields = {k: v for k, v in json.loads(payload).items() if k != "event_time"}
+        self.recent.pop(fields["email"], None)
+        self.recent[fields["email"]] = fields
+        if len(self.recent) > self.remember:
+            self.recent.popitem(last=False)
         return payload, kind

@@ -104,6 +104,20 @@ def test_the_mix_has_the_asked_fractions_and_updates_reuse_earlier_emails(pools)
             assert json.loads(payload)["email"] in seen
 
 
+def test_every_update_in_a_mix_changes_the_status_the_email_has_now(pools):
+    """The mix drew the updated user from every version it had sent, so an update could restore an older status
+    and keep the current one (27 % of updates at --duplicate-fraction 0.9)."""
+    mix, status, updates = EventMix(random.Random(4), pools, duplicate_fraction=0.9, remember=50), {}, 0
+    for _ in range(3000):
+        payload, kind = mix.next_event(NOW)
+        event = json.loads(payload)
+        if kind == "update":
+            updates += 1
+            assert event["loyalty_status"] != status[event["email"]], event
+        status[event["email"]] = event["loyalty_status"]
+    assert updates > 2500
+
+
 def test_the_mix_is_deterministic_for_a_seed(pools):
     def draw(seed):
         mix = EventMix(random.Random(seed), pools, bad_fraction=0.3)

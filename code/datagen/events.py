@@ -155,14 +155,19 @@ class _LoggedSender:
 
 def produce(settings: Settings, mix: EventMix, count: int | None, interval: float, log_each: bool = False,
             say: Callable[[str], None] = print) -> tuple[Counter, int, float]:
-    """Send `count` events (None: until interrupted), one every `interval` s; returns (kinds, failed, seconds)."""
+    """Send `count` events (None: until interrupted), one every `interval` s; returns (kinds, failed, seconds).
+    Behind by more than an interval (a broker down, the process stopped), it goes on from now: the events it missed
+    are not sent at once when it catches up."""
     sender = _LoggedSender(settings, say) if log_each else _BurstSender(settings)
     kinds, started = Counter(), time.monotonic()
+    schedule = started
     try:
         for index in itertools.count() if count is None else range(count):
-            wait = started + index * interval - time.monotonic()
+            wait = schedule + index * interval - time.monotonic()
             if wait > 0:  # sleep(0) would still be a system call per event
                 time.sleep(wait)
+            elif wait < -interval:
+                schedule -= wait
             payload, kind = mix.next_event(datetime.now(timezone.utc))
             sender.send(payload, kind)
             kinds[kind] += 1

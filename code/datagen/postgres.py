@@ -5,7 +5,8 @@
 - Applies the Postgres schema first (idempotent), then loads users, product_categories, products, orders,
   order_details, reviews and loyalty_points with explicit ids and moves each id sequence past the largest id.
 - Sizes come from the settings (DATAGEN_USERS, DATAGEN_PRODUCTS, ...), each multiplied by --scale
-  (a float such as 0.1, or 600 for about 10 million order_details). The seed defaults to DATAGEN_SEED.
+  (a float such as 0.1, or 600 for about 10 million order_details; sizes over 100 million rows in a table are
+  refused, before anything is changed). The seed defaults to DATAGEN_SEED.
   The same seed and scale give the same table contents on every run (updated_at/change_txid aside).
 - Idempotent: when any source table already holds rows (users written by the streaming job count too, so
   run this first), nothing is generated; a line says so (and when users alone hold rows, that the source was never
@@ -36,7 +37,7 @@ from shopflow.db import apply_postgres_schema, lock_holders, pg_connection
 
 from .cli import EXIT_UNREACHABLE, OneLineParser, fail, non_negative_int, positive_float, settings_or_exit
 from .copyfmt import ChunkReader, copy_chunks, copy_sql
-from .tables import generate
+from .tables import Sizes, generate
 
 PROG = "datagen.postgres"
 COPY_READ_SIZE = 1 << 20
@@ -148,10 +149,24 @@ def _server_message(exc: psycopg2.Error) -> str:
     return " ".join(" ".join(part.split()) for part in parts if part)
 
 
+# per table: order_details at about --scale 6,000 of the default sizes, hours of loading and tens of GB; the generator
+# holds every user's and product's dates in memory
+MAX_ROWS = 100_000_000
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_or_exit(PROG)
     seed = settings.DATAGEN_SEED if args.seed is None else args.seed
+    try:
+        table, rows = Sizes.from_settings(settings, args.scale).largest()
+        gives = f"gives {rows:,} rows of {table}"
+    except OverflowError:  # --scale 1e306
+        rows, gives = None, "overflows the row counts"
+    # before any TRUNCATE: a --reset held the seven tables while the generator ran out of memory
+    if rows is None or rows > MAX_ROWS:
+        fail(PROG, f"--scale {args.scale:g} with the DATAGEN_* sizes {gives}; this generator makes at most "
+                   f"{MAX_ROWS:,} rows per table", 2)
     started = time.monotonic()
     try:
         counts = load(settings, seed, args.scale, args.reset, say=_say)

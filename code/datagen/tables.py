@@ -52,6 +52,13 @@ class Sizes:
                    reviews=scaled(settings.DATAGEN_REVIEWS), loyalty_points=scaled(settings.DATAGEN_LOYALTY_POINTS),
                    details_min=settings.DATAGEN_DETAILS_MIN, details_max=settings.DATAGEN_DETAILS_MAX)
 
+    def largest(self) -> tuple[str, int]:
+        """The table with the most rows and how many (order_details: its expected count)."""
+        counts = {"users": self.users, "products": self.products, "orders": self.orders, "reviews": self.reviews,
+                  "loyalty_points": self.loyalty_points,
+                  "order_details": self.orders * (self.details_min + self.details_max) // 2}
+        return max(counts.items(), key=lambda item: item[1])
+
 
 class World:
     """What several tables must agree on: registration times, product prices and creation times."""

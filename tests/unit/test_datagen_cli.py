@@ -72,3 +72,48 @@ def test_ctrl_c_is_one_line_saying_nothing_was_loaded(capsys, monkeypatch):
     assert ended.value.code == 130  # was a traceback
     assert capsys.readouterr().err == ("datagen.postgres: error: interrupted: nothing was loaded (the load is one "
                                        "transaction)\n")
+
+
+def test_after_a_stall_the_events_go_on_one_per_interval_not_all_at_once(monkeypatch):
+    """The schedule counted from the start: after sends that took longer than the interval (a broker down, each send
+    waiting out its timeout), the events it had missed went out back to back."""
+    import random
+    import time
+
+    from datagen.event_model import EventMix
+    from datagen.pools import build_pools
+    from shopflow.config import get_settings
+
+    sent: list[float] = []
+
+    class StallingSender:
+        failed = 0
+
+        def __init__(self, *_args):
+            pass
+
+        def send(self, _payload, _kind):
+            sent.append(time.monotonic())
+            if len(sent) <= 2:
+                time.sleep(0.6)  # the first two sends stall
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(events, "_LoggedSender", StallingSender)
+    mix = EventMix(random.Random(1), build_pools(1))
+    events.produce(get_settings(), mix, count=6, interval=0.2, log_each=True, say=lambda _line: None)
+    gaps = [b - a for a, b in zip(sent[2:], sent[3:])]
+    assert min(gaps) > 0.15, gaps
+
+
+@pytest.mark.parametrize("scale, named", [("1e306", "overflows the row counts"),  # was an OverflowError traceback
+                                          ("7000", "115,500,000 rows of order_details")])  # was: out of memory
+def test_a_scale_beyond_what_the_generator_makes_is_refused_before_postgres_is_touched(capsys, monkeypatch, scale,
+                                                                                      named):
+    def load(*_args, **_kwargs):
+        raise AssertionError("reached Postgres (with --reset: after its TRUNCATE)")
+
+    monkeypatch.setattr(postgres, "load", load)
+    code, lines = _exit_code_and_stderr(postgres.main, ["--scale", scale, "--reset"], capsys)
+    assert code == 2 and len(lines) == 1 and named in lines[0] and "at most 100,000,000 rows per table" in lines[0]

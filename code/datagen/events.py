@@ -153,11 +153,14 @@ class _LoggedSender:
             self.producer.close(timeout=CONNECT_TIMEOUT_MS / 1000)
 
 
+CATCH_UP_S = 1.0  # a lag made up by sending faster; a longer one is skipped
+
+
 def produce(settings: Settings, mix: EventMix, count: int | None, interval: float, log_each: bool = False,
             say: Callable[[str], None] = print) -> tuple[Counter, int, float]:
     """Send `count` events (None: until interrupted), one every `interval` s; returns (kinds, failed, seconds).
-    Behind by more than an interval (a broker down, the process stopped), it goes on from now: the events it missed
-    are not sent at once when it catches up."""
+    Behind by more than a second (and an interval: a broker down, the process stopped), it goes on from now: the
+    events it missed are not sent at once when it catches up. Shorter lags are made up, so a burst keeps its rate."""
     sender = _LoggedSender(settings, say) if log_each else _BurstSender(settings)
     kinds, started = Counter(), time.monotonic()
     schedule = started
@@ -166,7 +169,7 @@ def produce(settings: Settings, mix: EventMix, count: int | None, interval: floa
             wait = schedule + index * interval - time.monotonic()
             if wait > 0:  # sleep(0) would still be a system call per event
                 time.sleep(wait)
-            elif wait < -interval:
+            elif wait < -max(interval, CATCH_UP_S):
                 schedule -= wait
             payload, kind = mix.next_event(datetime.now(timezone.utc))
             sender.send(payload, kind)

@@ -54,8 +54,8 @@ class Sizes:
 
     def largest(self) -> tuple[str, int]:
         """The table with the most rows and how many (order_details: its expected count)."""
-        counts = {"users": self.users, "products": self.products, "orders": self.orders, "reviews": self.reviews,
-                  "loyalty_points": self.loyalty_points,
+        counts = {"users": self.users, "products": self.products, "product_categories": self.categories,
+                  "orders": self.orders, "reviews": self.reviews, "loyalty_points": self.loyalty_points,
                   "order_details": self.orders * (self.details_min + self.details_max) // 2}
         return max(counts.items(), key=lambda item: item[1])
 

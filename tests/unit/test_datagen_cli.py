@@ -74,9 +74,11 @@ def test_ctrl_c_is_one_line_saying_nothing_was_loaded(capsys, monkeypatch):
                                        "transaction)\n")
 
 
-def test_after_a_stall_the_events_go_on_one_per_interval_not_all_at_once(monkeypatch):
-    """The schedule counted from the start: after sends that took longer than the interval (a broker down, each send
-    waiting out its timeout), the events it had missed went out back to back."""
+@pytest.mark.parametrize("stall", [1.3, 0.5])
+def test_after_a_long_stall_the_events_go_on_one_per_interval_a_short_one_is_made_up(monkeypatch, stall):
+    """The schedule counted from the start: after sends slower than the interval (a broker down, each send waiting
+    out its timeout), every missed event went out back to back. A lag of a second or more is now skipped; a shorter
+    one (a busy machine in a burst) is still made up, so a burst keeps its rate."""
     import random
     import time
 
@@ -94,26 +96,17 @@ def test_after_a_stall_the_events_go_on_one_per_interval_not_all_at_once(monkeyp
 
         def send(self, _payload, _kind):
             sent.append(time.monotonic())
-            if len(sent) <= 2:
-                time.sleep(0.6)  # the first two sends stall
+            if len(sent) == 1:
+                time.sleep(stall)
 
         def close(self):
             pass
 
     monkeypatch.setattr(events, "_LoggedSender", StallingSender)
     mix = EventMix(random.Random(1), build_pools(1))
-    events.produce(get_settings(), mix, count=6, interval=0.2, log_each=True, say=lambda _line: None)
-    gaps = [b - a for a, b in zip(sent[2:], sent[3:])]
-    assert min(gaps) > 0.15, gaps
-
-
-@pytest.mark.parametrize("scale, named", [("1e306", "overflows the row counts"),  # was an OverflowError traceback
-                                          ("7000", "115,500,000 rows of order_details")])  # was: out of memory
-def test_a_scale_beyond_what_the_generator_makes_is_refused_before_postgres_is_touched(capsys, monkeypatch, scale,
-                                                                                      named):
-    def load(*_args, **_kwargs):
-        raise AssertionError("reached Postgres (with --reset: after its TRUNCATE)")
-
-    monkeypatch.setattr(postgres, "load", load)
-    code, lines = _exit_code_and_stderr(postgres.main, ["--scale", scale, "--reset"], capsys)
-    assert code == 2 and len(lines) == 1 and named in lines[0] and "at most 100,000,000 rows per table" in lines[0]
+    events.produce(get_settings(), mix, count=10, interval=0.2, log_each=True, say=lambda _line: None)
+    if stall > events.CATCH_UP_S:
+        gaps = [b - a for a, b in zip(sent[1:], sent[2:])]
+        assert min(gaps) > 0.15, gaps
+    else:
+        assert abs(sent[-1] - sent[0] - 9 * 0.2) < 0.1, sent

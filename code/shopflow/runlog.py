@@ -66,9 +66,9 @@ class RunRecord:
 
 
 def ensure_pipeline_runs(settings: Settings) -> None:
-    """pipeline_runs with the keys added since an older version made it (`make up`). Without (job, table_name) the
-    dashboard's last runs read every stream batch row to learn the stream has no whole-run rows: 2.6M row reads and
-    1.8 s at a month of `make stream` (17,000 batches a day), 39 reads with it."""
+    """pipeline_runs with the keys added since an older version made it (`make up`, each replication run). Without
+    (job, table_name) the dashboard's last runs read every stream batch row to learn the stream has no whole-run
+    rows: 2.6M row reads and 1.8 s at a month of `make stream` (17,000 batches a day), 39 reads with it."""
     with mysql_connection(settings, autocommit=True) as conn:
         cur = conn.cursor()
         cur.execute(PIPELINE_RUNS_DDL)
@@ -102,12 +102,15 @@ def record_run_or_warn(settings: Settings, record: RunRecord, what: str | None =
                     type(error).__name__, error)
 
 
+NOT_STARTED = "not started"  # the mode of a batch job's row from record_exit: it changed nothing
+
+
 def record_exit(settings: Settings, job: str, detail: str, **fields) -> None:
     """One failed row for a run that ended before its work began (the Spark master down, spark-submit without the
     JDBC jars, the broker gone): the dashboard's latest run is then that failure, not an older success."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     record_run_or_warn(settings, RunRecord(job=job, started_at=now, finished_at=now, seconds=0.0, status="failed",
-                                           detail=detail, **fields))
+                                           detail=detail, **({"mode": NOT_STARTED} | fields)))
 
 
 @contextmanager

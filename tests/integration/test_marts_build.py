@@ -15,6 +15,7 @@ from shopflow.marts.build import JOB, build_marts
 from shopflow.marts.store import PUBLISH_ATTEMPT_S, MartStore, PublishBlocked, staging_name
 from shopflow.marts.verify import differences, replica_changed_since_build
 from shopflow.quality import QualityGateError
+from shopflow.runlog import NOT_STARTED
 
 pytestmark = pytest.mark.integration
 MART_NAMES = sorted(m.name for m in all_marts())
@@ -74,15 +75,17 @@ def test_verify_says_when_the_replica_changed_after_the_marts_were_built(replica
         with db.mysql_connection(replica) as conn:
             return replica_changed_since_build(conn.cursor())
 
-    def replication_run(status: str, written: int | None, deleted: int | None = 0):
+    def replication_run(status: str, written: int | None, deleted: int | None = 0, mode: str | None = None):
         execute(replica, "INSERT INTO pipeline_runs (job, started_at, finished_at, rows_written, rows_deleted, "
-                         "status) VALUES ('replicate_postgres_to_mysql', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), %s, %s, "
-                         "%s)", params=(written, deleted, status))
+                         "status, mode) VALUES ('replicate_postgres_to_mysql', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), "
+                         "%s, %s, %s, %s)", params=(written, deleted, status, mode))
 
     assert note() is None  # built, no replication since
     try:
         replication_run("ok", 0)
         assert note() is None  # a run that changed nothing
+        replication_run("failed", None, None, mode=NOT_STARTED)
+        assert note() is None  # refused before it started (the Spark master down): it changed nothing
         replication_run("ok", 0, deleted=1)
         assert "a replication run changed the replica at" in note()  # a run that only deleted
         execute(replica, "DELETE FROM pipeline_runs WHERE job = 'replicate_postgres_to_mysql'")

@@ -78,3 +78,24 @@ def test_the_seed_loads_into_the_replica_schema(mysql):
     with scratch_replica(mysql, "marts_seed") as settings:
         counts = {t: execute(settings, f"SELECT COUNT(*) FROM `{t}`")[0][0] for t in SEED}
     assert counts == {table: len(rows) for table, rows in SEED.items()}
+
+
+def test_no_build_after_a_failed_replication_run_which_may_have_committed_part_of_it(spark, mysql):
+    """The replication lock keeps out a run still going, not what a failed one committed: a build that had waited
+    for it read some tables of its snapshot and others of the one before, and passed its gate."""
+    from shopflow.marts.build import build_marts
+    from shopflow.marts.replica import ReplicaIncomplete, check_last_replication
+    from shopflow.replication.results import JOB
+    from shopflow.runlog import NOT_STARTED, PIPELINE_RUNS_DDL
+
+    run = "INSERT INTO pipeline_runs (job, started_at, status, mode, detail) VALUES (%s, UTC_TIMESTAMP(6), %s, %s, %s)"
+    with scratch_replica(mysql, "after_failed") as replica:
+        execute(replica, PIPELINE_RUNS_DDL)
+        execute(replica, run, params=(JOB, "failed", None, "phase A: reviews"))
+        with pytest.raises(ReplicaIncomplete, match=r"the last replication run \(started .* UTC\) failed.*reviews"):
+            build_marts(spark, replica, run_id="it-after-failed-replication")
+        assert execute(replica, "SHOW TABLES LIKE 'mart%'") == []
+        execute(replica, run, params=(JOB, "ok", None, None))
+        execute(replica, run, params=(JOB, "failed", NOT_STARTED, "the Spark master is down"))
+        with db.mysql_connection(replica) as conn:
+            check_last_replication(conn.cursor())  # the last run that started succeeded: no error

@@ -9,7 +9,8 @@ published, 3 when a quality gate failed (nothing published; the failed checks ar
 was not given the MySQL JDBC jar (one line, before Spark starts), 2 when the Spark
 master does not answer (one line, before Spark starts) or MySQL cannot be reached (one line; 3 when it refuses the
 login), 1 on any other error
-(one line when another build or a replication run held its lock past the wait).
+(one line when another build or a replication run held its lock past the wait, or when the last replication run
+failed: the replica may hold part of it).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from shopflow.db import LockBusy
 from shopflow.jobs.db_exit import database_exit
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.marts.build import JOB, build_marts
+from shopflow.marts.replica import ReplicaIncomplete
 from shopflow.replication.target import mysql_driver_class
 from shopflow.quality import QualityGateError
 from shopflow.runlog import record_exit
@@ -52,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             log.error("quality gate failed: %s", failure)
         log.error("no mart published: %d check(s) failed", len(error.failures))
         return NO_RETRY_EXIT
-    except LockBusy as busy:  # another build, or a replication run, held on (retried: it ends)
-        log.error("no mart published: %s", busy)
+    except (LockBusy, ReplicaIncomplete) as busy:  # another build or a replication run held on, the last one failed
+        log.error("no mart published: %s", busy)  # (retried: it ends, a later one succeeds)
         return 1
     except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down or a refused login: one line
         if (code := database_exit(error, settings, log, "no mart published: ")) is None:

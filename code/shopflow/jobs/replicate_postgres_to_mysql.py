@@ -24,7 +24,7 @@ from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, 
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 from shopflow.replication.source import POSTGRES_DRIVER
 from shopflow.replication.target import mysql_driver_class
-from shopflow.runlog import record_exit
+from shopflow.runlog import ensure_pipeline_runs, record_exit
 
 log = logging.getLogger("shopflow.replication")
 # A failed task fails the run: Spark's 4 attempts would make a read that gave way to a queued TRUNCATE or ALTER wait
@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         record_exit(settings, JOB, str(refused))
         return refused.exit_code
     try:
+        ensure_pipeline_runs(settings)  # keys added since an older version made it (compose: no `make up`)
         results = replicate(spark, settings, force_full=args.full)
     except ReplicationError as error:
         log.error("replication failed: %s", error)

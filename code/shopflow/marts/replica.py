@@ -15,8 +15,9 @@ from shopflow.config import Settings
 from shopflow.db import LockBusy, mysql_connection, named_lock
 from shopflow.quality.gate import expected_values
 from shopflow.quality.rules import Source
-
+from shopflow.replication.results import JOB as REPLICATION_JOB
 from shopflow.replication.target import REPLICA_USERS, replication_lock_name
+from shopflow.runlog import NOT_STARTED, clip
 
 from .store import jdbc_options
 
@@ -39,6 +40,28 @@ def read_partitions(rows: int, parallelism: int) -> int:
 
 class ReplicationBusy(LockBusy):
     pass
+
+
+class ReplicaIncomplete(RuntimeError):
+    """The last replication run failed: the upserts it committed may have left the replica half-applied."""
+
+
+def check_last_replication(cursor) -> None:
+    """Raises ReplicaIncomplete when the latest replication run (not one refused before it started) failed. The lock
+    keeps out a run still going, not what a failed one committed: a build that had waited for it read some tables
+    of the new snapshot and others of the old, and its gate, computed from the same read, passed."""
+    cursor.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
+                   "AND table_name = 'pipeline_runs'")
+    if not cursor.fetchone()[0]:
+        return
+    cursor.execute("SELECT status, started_at, detail FROM pipeline_runs WHERE job = %s AND table_name IS NULL "
+                   "AND COALESCE(mode, '') <> %s ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                   (REPLICATION_JOB, NOT_STARTED))
+    last = cursor.fetchone()
+    if last is not None and last[0] == "failed":
+        raise ReplicaIncomplete(f"the last replication run (started {last[1]:%Y-%m-%d %H:%M:%S} UTC) failed, so the "
+                                f"replica may hold part of it ({clip(last[2] or '', 300)}); the next successful run "
+                                "makes it whole and triggers a build")
 
 
 @contextmanager
@@ -75,6 +98,7 @@ def read_replica(spark, settings: Settings, cursor, columns: Mapping[str, tuple[
     frames: dict[str, DataFrame] = {}
     try:
         with replication_paused(cursor, settings):
+            check_last_replication(cursor)
             with ThreadPoolExecutor(max_workers=max(1, len(columns))) as pool:
                 read = dict(zip(columns, pool.map(lambda item: _read_table(spark, settings, *item), columns.items())))
             counts = {table: rows for table, (_, rows) in read.items()}

@@ -22,6 +22,7 @@ from shopflow.config_values import SettingsError
 from shopflow.db import mysql_connection
 from shopflow.quality.rules import normalized
 from shopflow.replication.results import JOB as REPLICATION_JOB
+from shopflow.runlog import NOT_STARTED
 
 from .build import JOB as MARTS_JOB
 from .registry import all_marts
@@ -66,13 +67,14 @@ def differences(cursor, mart: Mart) -> tuple[int, list[str]]:
 
 
 def replica_changed_since_build(cursor) -> str | None:
-    """A note when a replication run that wrote or deleted rows (or failed: its upserts may be committed) ended after
-    the last successful marts build started; None when the marts are at least as new as the replica's last change."""
+    """A note when a replication run that wrote or deleted rows (or failed: its upserts may be committed; not one
+    refused before it started) ended after the last successful marts build started; None when the marts are at least
+    as new as the replica's last change."""
     cursor.execute("SELECT (SELECT MAX(COALESCE(finished_at, started_at)) FROM pipeline_runs WHERE job = %s "
                    "AND table_name IS NULL AND NOT (status = 'ok' AND COALESCE(rows_written, 0) = 0 "
-                   "AND COALESCE(rows_deleted, 0) = 0)), "
+                   "AND COALESCE(rows_deleted, 0) = 0) AND COALESCE(mode, '') <> %s), "
                    "(SELECT MAX(started_at) FROM pipeline_runs WHERE job = %s AND table_name IS NULL AND status = 'ok')",
-                   (REPLICATION_JOB, MARTS_JOB))
+                   (REPLICATION_JOB, NOT_STARTED, MARTS_JOB))
     changed, built = cursor.fetchone()
     if changed is None or (built is not None and changed <= built):
         return None

@@ -24,6 +24,7 @@ def test_the_replication_job_exits_3_only_when_a_retry_would_fail_the_same_way(m
 
     monkeypatch.setattr(job, "build_session", lambda *_args, **_kwargs: _Session())
     monkeypatch.setattr(job, "replicate", replicate)
+    monkeypatch.setattr(job, "ensure_pipeline_runs", lambda _settings: None)  # no MySQL here
     handlers = logging.root.handlers[:]
     try:
         assert job.main([]) == code

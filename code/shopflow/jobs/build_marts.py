@@ -22,13 +22,12 @@ import mysql.connector
 import psycopg2
 
 from shopflow.db import LockBusy
-from shopflow.jobs.db_exit import database_exit
+from shopflow.jobs.db_exit import database_exit, ended
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.marts.build import JOB, build_marts
 from shopflow.marts.replica import ReplicaIncomplete
 from shopflow.replication.target import mysql_driver_class
 from shopflow.quality import QualityGateError
-from shopflow.runlog import record_exit
 
 log = logging.getLogger("shopflow.marts")
 
@@ -44,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                               cores=settings.SPARK_MARTS_CORES, executor_cores=settings.SPARK_MARTS_CORES,
                               jdbc_drivers={mysql_driver_class(settings): settings.MYSQL_JDBC_JAR})  # the replica
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
-        log.error("%s", refused)
-        record_exit(settings, JOB, str(refused))
-        return refused.exit_code
+        return ended(log, settings, JOB, refused.exit_code, str(refused))
     try:
         build_marts(spark, settings, run_id=args.run_id)
     except QualityGateError as error:

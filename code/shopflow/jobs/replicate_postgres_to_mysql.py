@@ -19,12 +19,12 @@ import sys
 import mysql.connector
 import psycopg2
 
-from shopflow.jobs.db_exit import database_exit
+from shopflow.jobs.db_exit import database_exit, ended
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 from shopflow.replication.source import POSTGRES_DRIVER
 from shopflow.replication.target import mysql_driver_class
-from shopflow.runlog import ensure_pipeline_runs, record_exit
+from shopflow.runlog import ensure_pipeline_runs
 
 log = logging.getLogger("shopflow.replication")
 # A failed task fails the run: Spark's 4 attempts would make a read that gave way to a queued TRUNCATE or ALTER wait
@@ -60,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spark = session(settings)
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
-        log.error("%s", refused)
-        record_exit(settings, JOB, str(refused))
-        return refused.exit_code
+        return ended(log, settings, JOB, refused.exit_code, str(refused))
     try:
         ensure_pipeline_runs(settings)  # keys added since an older version made it (compose: no `make up`)
         results = replicate(spark, settings, force_full=args.full)

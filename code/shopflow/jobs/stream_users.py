@@ -33,7 +33,7 @@ from pyspark.errors import StreamingQueryException
 
 from shopflow import config_values as v
 from shopflow.db import postgres_gone
-from shopflow.jobs.db_exit import database_exit
+from shopflow.jobs.db_exit import database_exit, ended
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
                                    job_settings)
 from shopflow.runlog import record_exit
@@ -141,11 +141,9 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _ended(settings, mode: str, code: int, message: str) -> int:
-    """One error line, and a failed pipeline_runs row: the run ended before its first batch (or between batches,
-    whose own rows say how far it got)."""
-    log.error("%s", message)
-    record_exit(settings, JOB, message, table_name="users", mode=mode)
-    return code
+    """`ended`, with the stream's table and mode: the run ended before its first batch (or between batches, whose
+    own rows say how far it got)."""
+    return ended(log, settings, JOB, code, message, table_name="users", mode=mode)
 
 
 def _gone(failed: str, settings) -> Exception | None:

@@ -113,20 +113,46 @@ def record_exit(settings: Settings, job: str, detail: str, **fields) -> None:
                                            detail=detail, **({"mode": NOT_STARTED} | fields)))
 
 
+# this process's runs under way (tracked_run) and how many ended: what a SIGTERM stops (`record_stopped`)
+_UNDER_WAY: list[RunRecord] = []
+_ENDED = [0]
+
+
 @contextmanager
 def tracked_run(settings: Settings, job: str, **fields):
     """Yields a RunRecord to fill in; writes it with status ok/failed, duration and the error on the way out."""
     record, start = RunRecord(job=job, **fields), time.monotonic()
+    _UNDER_WAY.append(record)
     try:
         yield record
         record.status = "ok" if record.status == "running" else record.status
     except BaseException as error:
+        _ended(record)
         record.status, record.detail = "failed", f"{type(error).__name__}: {error}"
         _finish(record, start)
         record_run_or_warn(settings, record)
         raise
+    _ended(record)
     _finish(record, start)
     record_run(settings, record)
+
+
+def _ended(record: RunRecord) -> None:
+    _UNDER_WAY[:] = [run for run in _UNDER_WAY if run is not record]  # record_stopped may have taken it
+    _ENDED[0] += 1
+
+
+def record_stopped(settings: Settings, job: str, detail: str) -> None:
+    """For a job stopped by a signal, which ends at once after this: this process's runs under way written as failed
+    with `detail`, or one `record_exit` row when none had begun yet; nothing when its run had already ended."""
+    if not _UNDER_WAY and not _ENDED[0]:
+        record_exit(settings, job, detail)
+    for record in _UNDER_WAY[:]:
+        _UNDER_WAY.remove(record)
+        record.status, record.detail = "failed", detail
+        record.finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        record.seconds = round((record.finished_at - record.started_at).total_seconds(), 3)
+        record_run_or_warn(settings, record)
 
 
 def _finish(record: RunRecord, start: float) -> None:

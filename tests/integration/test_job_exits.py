@@ -4,14 +4,22 @@ and Pipeline health read those rows only)."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from test_marts_replica import execute, scratch_replica
 from test_streaming_support import free_port
 
 from shopflow.config import PROJECT_ROOT
+from shopflow.db import mysql_connection
+from shopflow.marts.store import BUILD_LOCK
+from shopflow.replication.target import replication_lock_name
 from shopflow.stack.services import VENV_BIN, base_env
 
 pytestmark = pytest.mark.integration
@@ -42,3 +50,101 @@ def test_a_stream_run_that_cannot_reach_the_broker_leaves_a_failed_row(mysql):
         assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
         [(status, table, mode, detail)] = _rows(settings, "stream_users")
     assert (status, table, mode) == ("failed", "users", "continuous") and f"cannot reach Kafka at {broker}" in detail
+
+
+def _parent(pid: str) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _python_driver(submit: subprocess.Popen, timeout_s: float = 120) -> int:
+    """The pid of the Python driver spark-submit's JVM started (its child)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            if _parent(pid) == submit.pid and "python" in Path(f"/proc/{pid}/comm").read_text():
+                return int(pid)
+        assert submit.poll() is None, "spark-submit ended before its Python driver started"
+        time.sleep(0.2)
+    raise AssertionError(f"no Python driver under spark-submit after {timeout_s} s")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _waits_for_lock(settings, name: str) -> bool:
+    return bool(execute(settings, "SELECT COUNT(*) FROM information_schema.processlist WHERE id <> CONNECTION_ID() "
+                                  "AND info LIKE %s", params=(f"SELECT GET_LOCK(%{name}%",))[0][0])
+
+
+@contextmanager
+def _in_its_lock_wait(settings, job: str, command: list[str], log: Path):
+    """Starts `command` (a run of `job`) while the test holds the job's lock; yields it once it waits for the lock,
+    inside its run; the lock stays held until the block ends."""
+    lock = {"build_marts": BUILD_LOCK.format(database=settings.MYSQL_DATABASE),
+            "replicate_postgres_to_mysql": replication_lock_name(settings)}[job]
+    with mysql_connection(settings, autocommit=True) as holder:
+        holder.cursor().execute("SELECT GET_LOCK(%s, 0)", (lock,))
+        with open(log, "w") as out:
+            started = subprocess.Popen(command, env=base_env(settings), cwd=PROJECT_ROOT, stdout=out,
+                                       stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 180
+            while not _waits_for_lock(settings, lock):
+                assert started.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+            yield started
+        finally:
+            started.kill()
+            started.wait()
+
+
+def _the_failed_row(settings, job: str, stopped_by: str) -> None:
+    rows = _rows(settings, job)
+    assert [(status, table) for status, table, _mode, _detail in rows] == [("failed", None)], rows
+    assert rows[0][3].startswith(f"stopped by {stopped_by}"), rows
+
+
+@pytest.mark.parametrize("job", ["build_marts", "replicate_postgres_to_mysql"])
+def test_a_batch_run_stopped_like_airflow_stops_it_leaves_a_failed_row(mysql, job, tmp_path):
+    """Airflow's execution_timeout (or a task stopped from its UI) kills the spark-submit JVM and sends the Python
+    driver SIGTERM (`JobSubmit.on_kill`): the driver ended at once and wrote no row, so the dashboard showed the job
+    as ok and the marts build took a half-done replication for a finished one."""
+    with scratch_replica(mysql, "exits", seed=False) as settings:
+        command = [str(VENV_BIN / "spark-submit"), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
+                   "--jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}",
+                   str(PROJECT_ROOT / "code" / "shopflow" / "jobs" / f"{job}.py")]
+        with _in_its_lock_wait(settings, job, command, tmp_path / "job.log") as submit:
+            driver = _python_driver(submit)
+            submit.kill()  # as the Spark provider's on_kill does, then ours: SIGTERM to the driver
+            submit.wait()
+            os.kill(driver, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while not _gone(driver):
+                assert time.monotonic() < deadline, "the driver went on after SIGTERM"
+                time.sleep(0.2)
+        _the_failed_row(settings, job, "SIGTERM")
+
+
+def test_ctrl_c_ends_a_replication_run_waiting_for_its_lock_at_once(mysql, tmp_path):
+    """Ctrl-C raised KeyboardInterrupt into the lock wait's MySQL call, and closing that connection then waited for
+    the call's answer: the run went on for up to the lock's 900 s."""
+    with scratch_replica(mysql, "exits", seed=False) as settings:
+        local = dataclasses.replace(settings, SPARK_MASTER_URL="local[1]")
+        command = [sys.executable, "-m", "shopflow.jobs.replicate_postgres_to_mysql"]
+        with _in_its_lock_wait(local, "replicate_postgres_to_mysql", command, tmp_path / "job.log") as run:
+            run.send_signal(signal.SIGINT)
+            try:
+                code = run.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail("the run went on for 30 s after Ctrl-C")
+        _the_failed_row(settings, "replicate_postgres_to_mysql", "SIGINT")
+    assert code == 130
+    assert (tmp_path / "job.log").read_text().rstrip().endswith("ERROR shopflow.replication: stopped by SIGINT "
+                                                                 "(Ctrl-C)")

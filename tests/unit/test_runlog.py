@@ -6,6 +6,7 @@ import pytest
 from unit_support import closed_port
 
 from shopflow.config import load_settings
+from shopflow import runlog
 from shopflow.runlog import tracked_run
 
 
@@ -26,3 +27,35 @@ def test_a_run_that_succeeded_fails_when_its_row_cannot_be_written(no_mysql):
     with pytest.raises(mysql.connector.Error):
         with tracked_run(no_mysql, "some_job") as run:
             run.rows_written = 1
+
+
+@pytest.fixture
+def rows(monkeypatch):
+    """The rows written (runlog.record_run captured), with no run of this process under way or ended yet."""
+    written = []
+    monkeypatch.setattr(runlog, "record_run", lambda _settings, record: written.append(record))
+    monkeypatch.setattr(runlog, "_UNDER_WAY", [])
+    monkeypatch.setattr(runlog, "_ENDED", [0])
+    return written
+
+
+def test_a_stopped_job_writes_its_runs_under_way_as_failed(no_mysql, rows):
+    with tracked_run(no_mysql, "some_job", mode="rebuild"), tracked_run(no_mysql, "some_job", table_name="t"):
+        runlog.record_stopped(no_mysql, "some_job", "stopped by SIGTERM")
+        stopped = rows[:]
+    assert [(r.table_name, r.mode, r.status, r.detail) for r in stopped] == [
+        (None, "rebuild", "failed", "stopped by SIGTERM"), ("t", None, "failed", "stopped by SIGTERM")]
+    assert all(r.finished_at >= r.started_at and r.seconds >= 0 for r in stopped)
+
+
+def test_a_job_stopped_before_its_run_began_writes_one_not_started_row(no_mysql, rows):
+    runlog.record_stopped(no_mysql, "some_job", "stopped by SIGTERM")
+    assert [(r.job, r.mode, r.status, r.detail) for r in rows] == [
+        ("some_job", runlog.NOT_STARTED, "failed", "stopped by SIGTERM")]
+
+
+def test_a_job_stopped_after_its_run_ended_writes_nothing_more(no_mysql, rows):
+    with tracked_run(no_mysql, "some_job"):
+        pass
+    runlog.record_stopped(no_mysql, "some_job", "stopped by SIGTERM")
+    assert [r.status for r in rows] == ["ok"]

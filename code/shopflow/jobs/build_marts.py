@@ -6,23 +6,24 @@
 Settings come from .env / the environment (e.g. MYSQL_DATABASE=test_marts_x). Exit code 0 when every mart was
 published, 3 when a quality gate failed (nothing published; the failed checks are the last log lines and in
 `quality_results`; Airflow fails the task without retrying: the same replica fails the same checks) or spark-submit
-was not given the MySQL JDBC jar (one line, before Spark starts), 2 when the Spark
-master does not answer (one line, before Spark starts) or MySQL cannot be reached (one line; 3 when it refuses the
-login), 1 on any other error
-(one line when another build or a replication run held its lock past the wait, or when the last replication run
-failed: the replica may hold part of it).
+was not given the MySQL JDBC jar (one line, before Spark starts), 2 when the Spark master does not answer (one line,
+before Spark starts) or MySQL cannot be reached (one line; 3 when it refuses the login), 143 / 130 when SIGTERM /
+Ctrl-C stopped it (one line; its `pipeline_runs` row says so), 1 on any other error (one line when another build or a
+replication run held its lock past the wait, or when the last replication run failed: the replica may hold part of
+it).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from typing import Callable
 
 import mysql.connector
 import psycopg2
 
 from shopflow.db import LockBusy
-from shopflow.jobs.db_exit import database_exit, ended
+from shopflow.jobs.db_exit import database_exit, ended, ends_on_signals
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.marts.build import JOB, build_marts
 from shopflow.marts.replica import ReplicaIncomplete
@@ -38,12 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     settings = job_settings()
+    with ends_on_signals(log, settings, JOB) as rearm:  # Airflow's timeout, Ctrl-C: one line, a failed row
+        return _run(args, settings, rearm)
+
+
+def _run(args: argparse.Namespace, settings, rearm: Callable[[], None]) -> int:
     try:
         spark = build_session(f"shopflow-{JOB}", settings, warm_modules=(),
                               cores=settings.SPARK_MARTS_CORES, executor_cores=settings.SPARK_MARTS_CORES,
                               jdbc_drivers={mysql_driver_class(settings): settings.MYSQL_JDBC_JAR})  # the replica
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
         return ended(log, settings, JOB, refused.exit_code, str(refused))
+    rearm()  # Ctrl-C: PySpark's SIGINT handler replaced ours
     try:
         build_marts(spark, settings, run_id=args.run_id)
     except QualityGateError as error:

@@ -1,13 +1,17 @@
-"""The jobs' one-line ends: for a database their driver could not use (a refused login, a server down), and for a
-run that ended before its work began (`ended`)."""
+"""The jobs' one-line ends: for a database their driver could not use (a refused login, a server down), for a
+run that ended before its work began (`ended`), and for a batch run stopped by SIGTERM or Ctrl-C (`ends_on_signals`)."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import sys
+from contextlib import contextmanager
 
 from shopflow.config import Settings
 from shopflow.db import login_refused, server_gone
 from shopflow.jobs.session import NO_RETRY_EXIT, RESTART_HINT
-from shopflow.runlog import record_exit
+from shopflow.runlog import record_exit, record_stopped
 
 
 def ended(log: logging.Logger, settings: Settings, job: str, code: int, message: str, **fields) -> int:
@@ -29,3 +33,43 @@ def database_exit(error: BaseException, settings: Settings, log: logging.Logger,
         return None
     log.error("%s%s; is it running? %s", prefix, line, RESTART_HINT)
     return 2
+
+
+# what each signal a batch job ends on says, in its one line and its pipeline_runs row
+STOPPED = {signal.SIGTERM: "stopped by SIGTERM (Airflow's execution_timeout, a task stopped from its UI, or kill)",
+           signal.SIGINT: "stopped by SIGINT (Ctrl-C)"}
+
+
+@contextmanager
+def ends_on_signals(log: logging.Logger, settings: Settings, job: str):
+    """While inside, SIGTERM and SIGINT end the batch job after one line and its failed pipeline_runs row
+    (`record_stopped`), exit 128 + the signal's number. Airflow's execution_timeout and a task stopped from its UI
+    send SIGTERM to the driver once the spark-submit JVM is gone (the DAGs' `JobSubmit.on_kill`). Before, SIGTERM
+    ended the driver with no row (the dashboard showed the job as ok, the marts build took a stopped replication
+    for a finished one), and Ctrl-C raised KeyboardInterrupt into the MySQL call under way, whose connection then
+    waited on the way out for that call's answer: a run stopped in its lock wait went on waiting, up to 900 s. So the
+    handler ends the process itself; the servers roll back what the run had not committed when its connections
+    close. Yields `rearm`, to call once the SparkContext exists (creating it puts PySpark's own SIGINT handler in).
+    A second signal while the row is written ends the process at once, as by default."""
+    def stop(signum, _frame):
+        for each in STOPPED:
+            signal.signal(each, signal.SIG_DFL)
+        try:  # under spark-submit, whose JVM relayed our output and is gone, the line goes nowhere: the row stays
+            log.error("%s", STOPPED[signum])
+            record_stopped(settings, job, STOPPED[signum])
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(128 + signum)
+
+    def rearm() -> None:
+        for signum in STOPPED:
+            signal.signal(signum, stop)
+
+    previous = {signum: signal.getsignal(signum) for signum in STOPPED}
+    rearm()
+    try:
+        yield rearm
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

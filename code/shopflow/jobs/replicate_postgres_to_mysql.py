@@ -8,18 +8,19 @@ is the last log line and in `pipeline_runs`), 2 when the Spark master does not a
 or Postgres or MySQL cannot be reached (one line),
 3 when a retry would fail the same way: tables that differ from the models, rows the replica would reject,
 local_infile off, spark-submit without the JDBC jars, a server refusing the login (Airflow then fails the task without
-retrying).
+retrying), 143 / 130 when SIGTERM / Ctrl-C stopped it (one line; its `pipeline_runs` row says so).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from typing import Callable
 
 import mysql.connector
 import psycopg2
 
-from shopflow.jobs.db_exit import database_exit, ended
+from shopflow.jobs.db_exit import database_exit, ended, ends_on_signals
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 from shopflow.replication.source import POSTGRES_DRIVER
@@ -57,10 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(force=True)
     settings = job_settings()
+    with ends_on_signals(log, settings, JOB) as rearm:  # Airflow's timeout, Ctrl-C: one line, a failed row
+        return _run(args, settings, rearm)
+
+
+def _run(args: argparse.Namespace, settings, rearm: Callable[[], None]) -> int:
     try:
         spark = session(settings)
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
         return ended(log, settings, JOB, refused.exit_code, str(refused))
+    rearm()  # Ctrl-C: PySpark's SIGINT handler replaced ours
     try:
         ensure_pipeline_runs(settings)  # keys added since an older version made it (compose: no `make up`)
         results = replicate(spark, settings, force_full=args.full)

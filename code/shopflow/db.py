@@ -17,13 +17,18 @@ from shopflow.config_values import address
 
 @contextmanager
 def _transaction(conn, autocommit: bool):
-    """Commit on success, roll back on any error, always close."""
+    """Commit on success, roll back on any error, always close. A MySQL connection left by Ctrl-C (KeyboardInterrupt,
+    raised into the pure-Python connector's wait for an answer) is only shut: a ROLLBACK or QUIT sent on it then
+    read the interrupted statement's answer first, and a run stopped in a 900 s lock wait went on waiting. The server
+    rolls back and frees the session's locks as the connection drops."""
     try:
         yield conn
         if not autocommit:
             conn.commit()
-    except BaseException:
-        if not autocommit:
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt) and isinstance(conn, mysql.connector.MySQLConnection):
+            conn.shutdown()
+        elif not autocommit:
             try:
                 conn.rollback()
             except Exception:  # the connection is gone (the error being raised says why): so is its transaction

@@ -83,12 +83,15 @@ def _waits_for_lock(settings, name: str) -> bool:
                                   "AND info LIKE %s", params=(f"SELECT GET_LOCK(%{name}%",))[0][0])
 
 
-@contextmanager
-def _in_its_lock_wait(settings, job: str, command: list[str], log: Path):
-    """Starts `command` (a run of `job`) while the test holds the job's lock; yields it once it waits for the lock,
-    inside its run; the lock stays held until the block ends."""
-    lock = {"build_marts": BUILD_LOCK.format(database=settings.MYSQL_DATABASE),
+def job_lock(settings, job: str) -> str:
+    return {"build_marts": BUILD_LOCK.format(database=settings.MYSQL_DATABASE),
             "replicate_postgres_to_mysql": replication_lock_name(settings)}[job]
+
+
+@contextmanager
+def in_its_lock_wait(settings, lock: str, command: list[str], log: Path):
+    """Starts `command` while the test holds MySQL's lock `lock`; yields it once it waits for the lock (inside its
+    run, for a job); the lock stays held until the block ends."""
     with mysql_connection(settings, autocommit=True) as holder:
         holder.cursor().execute("SELECT GET_LOCK(%s, 0)", (lock,))
         with open(log, "w") as out:
@@ -120,7 +123,7 @@ def test_a_batch_run_stopped_like_airflow_stops_it_leaves_a_failed_row(mysql, jo
         command = [str(VENV_BIN / "spark-submit"), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
                    "--jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}",
                    str(PROJECT_ROOT / "code" / "shopflow" / "jobs" / f"{job}.py")]
-        with _in_its_lock_wait(settings, job, command, tmp_path / "job.log") as submit:
+        with in_its_lock_wait(settings, job_lock(settings, job), command, tmp_path / "job.log") as submit:
             driver = _python_driver(submit)
             submit.kill()  # as the Spark provider's on_kill does, then ours: SIGTERM to the driver
             submit.wait()
@@ -138,7 +141,8 @@ def test_ctrl_c_ends_a_replication_run_waiting_for_its_lock_at_once(mysql, tmp_p
     with scratch_replica(mysql, "exits", seed=False) as settings:
         local = dataclasses.replace(settings, SPARK_MASTER_URL="local[1]")
         command = [sys.executable, "-m", "shopflow.jobs.replicate_postgres_to_mysql"]
-        with _in_its_lock_wait(local, "replicate_postgres_to_mysql", command, tmp_path / "job.log") as run:
+        lock = job_lock(local, "replicate_postgres_to_mysql")
+        with in_its_lock_wait(local, lock, command, tmp_path / "job.log") as run:
             run.send_signal(signal.SIGINT)
             try:
                 code = run.wait(timeout=30)

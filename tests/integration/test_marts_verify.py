@@ -1,6 +1,9 @@
 """`verify`'s plain-SQL answers where the server's session defaults would bend them (code/shopflow/marts/verify.py)."""
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from datetime import date
 from decimal import Decimal
@@ -86,3 +89,22 @@ def test_verify_waits_for_a_replication_run_still_applying_its_tables(mysql, cap
     assert [r.getMessage() for r in caplog.records if r.name == "shopflow"] == [  # db.named_lock's line
         f"waiting for the lock {replication_lock_name(settings)!r}, held by a replication run, a marts build reading "
         f"the replica, or a marts verify (at most {REPLICATION_LOCK_TIMEOUT_S} s)"]
+
+
+def test_ctrl_c_ends_a_verify_waiting_for_the_replication_lock_at_once(mysql, tmp_path):
+    """Ctrl-C raised KeyboardInterrupt into the lock wait's MySQL call; closing the connection then sent a statement
+    whose answer came only after the interrupted one's: verify went on for up to the lock's 900 s, then printed a
+    traceback."""
+    from test_job_exits import in_its_lock_wait
+
+    from shopflow.replication.target import replication_lock_name
+
+    with scratch_replica(mysql, "marts_verify", seed=False) as settings:
+        command = [sys.executable, "-m", "shopflow.marts.verify"]
+        with in_its_lock_wait(settings, replication_lock_name(settings), command, tmp_path / "verify.log") as run:
+            run.send_signal(signal.SIGINT)
+            try:
+                code = run.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail("verify went on for 30 s after Ctrl-C")
+    assert (code, (tmp_path / "verify.log").read_text().splitlines()[-1]) == (130, "verify: interrupted")

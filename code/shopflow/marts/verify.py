@@ -109,7 +109,7 @@ def _compare_all(conn, cursor, report: dict[str, list[str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(prog="python -m shopflow.marts.verify", description=(
         "Compare every mart with its plain-SQL answer over the replica (settings from .env / the environment). "
-        "Exit 0 when all are equal, 1 when one differs, 2 when it could not compare.")).parse_args(argv)
+        "Exit 0 when all are equal, 1 when one differs, 2 when it could not compare, 130 on Ctrl-C.")).parse_args(argv)
     try:
         return 1 if any(verify(get_settings()).values()) else 0
     except SettingsError as error:
@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify: {error}{hint}", file=sys.stderr)
     except ReplicationBusy as error:
         print(f"verify: {error}", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C, in its lock wait say: one line, not a traceback
+        print("verify: interrupted", file=sys.stderr)
+        return 130
     return 2
 
 

@@ -128,6 +128,19 @@ def test_credentials_are_only_interpolated_from_env():
                 assert "${" in value, f"{name}: {key} must come from .env"
 
 
+# a secret variable expanded into a command's arguments: -p"$X", --password=$X, --set=password="$X", ...
+SECRET_ARGUMENT = re.compile(r"""(-p|--password[= ]|--set[= ]?\w*=)["']?\$\$?\{?\w*(PASSWORD|SECRET)""")
+
+
+def test_no_password_is_put_on_a_command_line():
+    """A process's arguments are readable by every user (ps, /proc/<pid>/cmdline): health checks, commands and the
+    servers' init scripts pass secrets through the environment."""
+    commands = [text for name in services() for key in ("command", "healthcheck", "entrypoint")
+                for text in _strings(services()[name].get(key))]
+    scripts = [path.read_text() for path in (ROOT / "setup" / "db").rglob("*.sh")]
+    assert scripts and not [text for text in commands + scripts if SECRET_ARGUMENT.search(text)]
+
+
 def test_container_settings_are_valid_settings():
     for name in ("pg_datagen", "kafka_datagen", "spark-master", "airflow-scheduler"):
         settings = Settings.from_mapping({**env(), **{k: interpolate(v) for k, v in _environment(name).items()}})

@@ -148,3 +148,13 @@ def test_airflow_is_migrated_again_on_a_new_postgres_cluster(tmp_path, monkeypat
     version.write_text("15\n")  # initdb again
     os.utime(version, ns=(1, 1))  # a time of its own, whatever the clock's resolution
     assert bootstrap.init_airflow(settings) and len(runs) == 2
+
+
+def test_the_servers_logs_are_readable_by_their_owner_alone(tmp_path):
+    """Postgres logs a failed statement with its values: the logs directory was 0755 and postgres.log 0644."""
+    from shopflow.stack import supervisor
+
+    scratch = dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path / "state"))
+    (tmp_path / "state" / "logs").mkdir(parents=True, mode=0o755)  # as an older version left it
+    supervisor.write_config(scratch, all_services(scratch))
+    assert (tmp_path / "state" / "logs").stat().st_mode & 0o777 == 0o700

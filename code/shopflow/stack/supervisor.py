@@ -59,6 +59,7 @@ def write_config(settings: Settings, services: list[Service]) -> Path:
     p = paths(settings)
     p["socket"].parent.mkdir(parents=True, exist_ok=True)
     p["logs"].mkdir(parents=True, exist_ok=True)
+    p["logs"].chmod(0o700)  # the servers' logs hold failed statements with their values (Postgres): for us alone
     head = f"""[unix_http_server]
 file={p['socket']}
 chmod=0700

@@ -3,7 +3,8 @@
 # PROCESS for the app account (a marts build blocked by other sessions' open transactions names them).
 set -euo pipefail
 escape() { printf "%s" "$1" | sed "s/\\\\/\\\\\\\\/g; s/'/''/g"; }
-mysql --protocol=socket -uroot -p"${MYSQL_ROOT_PASSWORD}" <<SQL
+# the password through the environment, not -p: a command line is readable by every user (ps, /proc/<pid>/cmdline)
+MYSQL_PWD="${MYSQL_ROOT_PASSWORD}" mysql --protocol=socket -uroot <<SQL
 CREATE USER IF NOT EXISTS '${MARTS_READER_USER}'@'%' IDENTIFIED BY '$(escape "${MARTS_READER_PASSWORD}")';
 GRANT SELECT ON \`${MYSQL_DATABASE}\`.* TO '${MARTS_READER_USER}'@'%';
 GRANT PROCESS ON *.* TO '${MYSQL_USER}'@'%';

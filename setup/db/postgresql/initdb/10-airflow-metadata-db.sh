@@ -5,8 +5,12 @@
 # AIRFLOW_DB, AIRFLOW_DB_USER and AIRFLOW_DB_PASSWORD come from .env through docker-compose.yml.
 set -eo pipefail
 
-psql --set=ON_ERROR_STOP=1 --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" \
-     --set=db="$AIRFLOW_DB" --set=owner="$AIRFLOW_DB_USER" --set=password="$AIRFLOW_DB_PASSWORD" <<'SQL'
+# The names and the password reach psql through its environment (\getenv, psql 15+), not --set: a command line is
+# readable by every user (ps, /proc/<pid>/cmdline).
+psql --set=ON_ERROR_STOP=1 --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" <<'SQL'
+\getenv db AIRFLOW_DB
+\getenv owner AIRFLOW_DB_USER
+\getenv password AIRFLOW_DB_PASSWORD
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'owner', :'password')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner')\gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')

@@ -12,7 +12,7 @@ mart's quality rules there (results in `quality_results`, the run in `pipeline_r
 one atomic `RENAME TABLE`. A failed rule fails the task and publishes nothing: readers keep the previous marts.
 
 **Why one task, not one per mart:** a spark-submit spends seconds starting its session and warming up its executors
-(about 5 s for this job in the latest `make bench`) on this 2-core machine, about as long as a mart takes to build;
+(5–6 s for this job in `make bench` runs) on this 2-core machine, about as long as a mart takes to build;
 all five read the same replica tables (read once, shared in cache); and one rename publishes a consistent set of
 marts built from the same replica state. Per-mart timings and check results are in `pipeline_runs` (one row per
 mart) and `quality_results`.

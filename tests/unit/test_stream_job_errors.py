@@ -12,10 +12,14 @@ from shopflow.streaming import kafka_offsets as ko
 
 
 def _stream_job_errors(argv, monkeypatch, caplog, **env) -> list[str]:
-    """Runs the stream job's main with `env` set and Spark forbidden; asserts exit code 2; its ERROR lines."""
+    """Runs the stream job's main with `env` set and Spark forbidden; asserts exit code 2 and one failed
+    pipeline_runs row saying what the line says (captured, not written); its ERROR lines."""
+    from shopflow import runlog
     from shopflow.config import get_settings
     from shopflow.jobs import stream_users
 
+    rows: list = []
+    monkeypatch.setattr(runlog, "record_run", lambda _settings, record: rows.append(record))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(stream_users, "build_session", lambda *a, **k: pytest.fail("Spark started"))
@@ -29,7 +33,9 @@ def _stream_job_errors(argv, monkeypatch, caplog, **env) -> list[str]:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
     assert restored == handlers  # main run in-process (a test, a DAG's task) gives Ctrl-C and SIGTERM back
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [(r.job, r.status, r.detail) for r in rows] == [("stream_users", "failed", errors[-1])]
+    return errors
 
 
 @pytest.mark.parametrize("argv", [[], ["--continuous"]], ids=["drain", "continuous"])
@@ -97,7 +103,7 @@ def test_the_stream_job_stops_before_spark_when_postgres_is_down(argv, monkeypat
     (ko.OffsetsOutOfRange("users-data-2: Broker: Offset out of range (reading offsets 412..900)"), 3),
     (ko.KafkaOffsetError("no fetch response for 'users-data' within 30 s"), 2)],
     ids=["went back", "deleted unread", "out of range while reading", "slow broker"])
-def test_only_offsets_gone_back_end_the_job_with_the_no_retry_exit(monkeypatch, caplog, error, code):
+def test_only_offsets_gone_back_end_the_job_with_the_no_retry_exit(monkeypatch, caplog, error, code, recorded_runs):
     """A retry cannot help a topic that went back below the committed positions: exit 3, so Airflow fails the task at
     once (code/airflow/dags/_spark.py) instead of retrying it twice; a slow broker may answer the retry: exit 2."""
     from shopflow.jobs import stream_users
@@ -110,6 +116,7 @@ def test_only_offsets_gone_back_end_the_job_with_the_no_retry_exit(monkeypatch, 
     assert stream_users.main([]) == code
     assert NO_RETRY_EXIT == 3
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [str(error)]
+    assert [(r.job, r.status, r.detail) for r in recorded_runs] == [("stream_users", "failed", str(error))]
 
 
 def test_a_relayed_query_failure_keeps_its_offset_error_class():

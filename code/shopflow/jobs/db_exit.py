@@ -22,17 +22,23 @@ def ended(log: logging.Logger, settings: Settings, job: str, code: int, message:
     return code
 
 
-def database_exit(error: BaseException, settings: Settings, log: logging.Logger, prefix: str = "") -> int | None:
-    """Logs one line for `error` (a psycopg2 or mysql.connector error) and returns the job's exit code: NO_RETRY_EXIT
-    for a refused login (a retry fails the same way), 2 for a server down or gone (retried). None for any other error,
-    which the caller re-raises."""
+def database_end(error: BaseException, settings: Settings, prefix: str = "") -> tuple[int, str] | None:
+    """The job's exit code and one line for `error` (a psycopg2 or mysql.connector error): NO_RETRY_EXIT for a refused
+    login (a retry fails the same way), 2 for a server down or gone (retried). None for any other error, which the
+    caller re-raises."""
     if refused := login_refused(error, settings):
-        log.error("%s%s", prefix, refused)
-        return NO_RETRY_EXIT
+        return NO_RETRY_EXIT, f"{prefix}{refused}"
     if (line := server_gone(error, settings)) is None:
         return None
-    log.error("%s%s; is it running? %s", prefix, line, RESTART_HINT)
-    return 2
+    return 2, f"{prefix}{line}; is it running? {RESTART_HINT}"
+
+
+def database_exit(error: BaseException, settings: Settings, log: logging.Logger, prefix: str = "") -> int | None:
+    """`database_end`'s line logged; its exit code returned (None: the caller re-raises)."""
+    if (end := database_end(error, settings, prefix)) is None:
+        return None
+    log.error("%s", end[1])
+    return end[0]
 
 
 # what each signal a batch job ends on says, in its one line and its pipeline_runs row

@@ -33,10 +33,9 @@ from pyspark.errors import StreamingQueryException
 
 from shopflow import config_values as v
 from shopflow.db import postgres_gone
-from shopflow.jobs.db_exit import database_exit, ended
+from shopflow.jobs.db_exit import database_end, ended
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
                                    job_settings)
-from shopflow.runlog import record_exit
 from shopflow.streaming import checkpoint_lock, query
 from shopflow.streaming.sink import JOB
 from shopflow.streaming import kafka_offsets as ko
@@ -124,10 +123,9 @@ def _main(argv: list[str] | None) -> int:
     except (ko.BrokerUnreachable, PostgresGone) as gone:  # a server is down: one line, exit 2
         return _ended(settings, mode, 2, f"{gone}; is it running? {RESTART_HINT}")
     except psycopg2.OperationalError as error:  # before Spark starts: the checkpoint lock's connection
-        if (code := database_exit(error, settings, log)) is None:
+        if (end := database_end(error, settings)) is None:
             raise
-        record_exit(settings, JOB, f"Postgres: {str(error).strip()}", table_name="users", mode=mode)
-        return code
+        return _ended(settings, mode, *end)
     except (ko.OffsetsOutOfRange, query.SourceUnavailable) as error:  # says what to do; a retry would fail the same way
         return _ended(settings, mode, NO_RETRY_EXIT, str(error))
     except (ko.KafkaOffsetError, MasterUnreachable) as error:  # a slow or restarting broker, the master down

@@ -18,15 +18,15 @@ from shopflow.config_values import address
 @contextmanager
 def _transaction(conn, autocommit: bool):
     """Commit on success, roll back on any error, always close. A MySQL connection left by Ctrl-C (KeyboardInterrupt,
-    raised into the pure-Python connector's wait for an answer) is only shut: a ROLLBACK or QUIT sent on it then
-    read the interrupted statement's answer first, and a run stopped in a 900 s lock wait went on waiting. The server
-    rolls back and frees the session's locks as the connection drops."""
+    or a SystemExit a signal handler raised, into the pure-Python connector's wait for an answer) is only shut: a
+    ROLLBACK or QUIT sent on it then read the interrupted statement's answer first, and a run stopped in a 900 s lock
+    wait went on waiting. The server rolls back and frees the session's locks as the connection drops."""
     try:
         yield conn
         if not autocommit:
             conn.commit()
     except BaseException as error:
-        if isinstance(error, KeyboardInterrupt) and isinstance(conn, mysql.connector.MySQLConnection):
+        if not isinstance(error, Exception) and isinstance(conn, mysql.connector.MySQLConnection):
             conn.shutdown()
         elif not autocommit:
             try:

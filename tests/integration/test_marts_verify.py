@@ -14,6 +14,7 @@ from test_marts_replica import execute, insert, scratch_replica
 from shopflow import db
 from shopflow.marts import product_rating, weekly_activity
 from shopflow.marts.verify import reference_rows
+from shopflow.stack.services import base_env
 
 pytestmark = pytest.mark.integration
 
@@ -107,4 +108,33 @@ def test_ctrl_c_ends_a_verify_waiting_for_the_replication_lock_at_once(mysql, tm
                 code = run.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pytest.fail("verify went on for 30 s after Ctrl-C")
+    assert (code, (tmp_path / "verify.log").read_text().splitlines()[-1]) == (130, "verify: interrupted")
+
+
+def test_ctrl_c_ends_a_verify_whose_query_waits_at_once(mysql, tmp_path):
+    """Its lock's RELEASE_LOCK, sent in a `finally` on the connection Ctrl-C had left mid-query, read that query's
+    answer first: verify went on until the query ended (here: until another session's table lock goes)."""
+    from shopflow.runlog import ensure_pipeline_runs
+
+    with scratch_replica(mysql, "marts_verify", seed=False) as settings:
+        ensure_pipeline_runs(settings)  # verify's first query reads it
+        with db.mysql_connection(settings, autocommit=True) as holder:
+            holder.cursor().execute("LOCK TABLES pipeline_runs WRITE")
+            with open(tmp_path / "verify.log", "w") as out:
+                run = subprocess.Popen([sys.executable, "-m", "shopflow.marts.verify"], env=base_env(settings),
+                                       stdout=out, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 60
+                while not execute(settings, "SELECT COUNT(*) FROM information_schema.processlist WHERE state LIKE "
+                                            "'Waiting for table metadata lock' AND info LIKE '%pipeline_runs%'")[0][0]:
+                    assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "verify.log").read_text()
+                    time.sleep(0.1)
+                run.send_signal(signal.SIGINT)
+                try:
+                    code = run.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    pytest.fail("verify went on for 30 s after Ctrl-C")
+            finally:
+                run.kill()
+                run.wait()
     assert (code, (tmp_path / "verify.log").read_text().splitlines()[-1]) == (130, "verify: interrupted")

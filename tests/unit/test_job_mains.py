@@ -227,3 +227,23 @@ def test_verify_with_a_bad_setting_or_no_server_ends_with_one_line(tmp_path):
         port = probe.getsockname()[1]
     down = verify(MYSQL_PORT=str(port))
     assert down.returncode == 2 and down.stderr.count("\n") == 1 and "is MySQL running" in down.stderr, down.stderr
+
+
+@pytest.mark.parametrize("job_name", ["replicate_postgres_to_mysql", "build_marts"])
+def test_ctrl_c_while_the_session_starts_is_one_line_and_a_failed_row(monkeypatch, recorded_runs, job_name):
+    """PySpark's own SIGINT handler is in place until the session is up (the jobs' own comes back after): its
+    KeyboardInterrupt gave a traceback and no row."""
+    import importlib
+
+    job = importlib.import_module(f"shopflow.jobs.{job_name}")
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "build_session", interrupted)
+    handlers = logging.root.handlers[:]
+    try:
+        assert job.main([]) == 130
+    finally:
+        logging.root.handlers[:] = handlers
+    assert [(r.job, r.status, r.detail) for r in recorded_runs] == [(job_name, "failed", "stopped by SIGINT (Ctrl-C)")]

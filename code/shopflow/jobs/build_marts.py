@@ -23,7 +23,7 @@ import mysql.connector
 import psycopg2
 
 from shopflow.db import LockBusy
-from shopflow.jobs.db_exit import database_exit, ended, ends_on_signals
+from shopflow.jobs.db_exit import database_exit, ended, ends_on_signals, interrupted
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.marts.build import JOB, build_marts
 from shopflow.marts.replica import ReplicaIncomplete
@@ -50,6 +50,8 @@ def _run(args: argparse.Namespace, settings, rearm: Callable[[], None]) -> int:
                               jdbc_drivers={mysql_driver_class(settings): settings.MYSQL_JDBC_JAR})  # the replica
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
         return ended(log, settings, JOB, refused.exit_code, str(refused))
+    except KeyboardInterrupt:
+        return interrupted(log, settings, JOB)
     rearm()  # Ctrl-C: PySpark's SIGINT handler replaced ours
     try:
         build_marts(spark, settings, run_id=args.run_id)

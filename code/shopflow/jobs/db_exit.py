@@ -79,3 +79,9 @@ def ends_on_signals(log: logging.Logger, settings: Settings, job: str):
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def interrupted(log: logging.Logger, settings: Settings, job: str) -> int:
+    """`ended` for Ctrl-C while the Spark session starts, before `ends_on_signals`' rearm: PySpark's own SIGINT
+    handler raised KeyboardInterrupt (a traceback and no row, before)."""
+    return ended(log, settings, job, 128 + signal.SIGINT, STOPPED[signal.SIGINT])

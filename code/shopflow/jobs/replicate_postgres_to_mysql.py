@@ -20,7 +20,7 @@ from typing import Callable
 import mysql.connector
 import psycopg2
 
-from shopflow.jobs.db_exit import database_exit, ended, ends_on_signals
+from shopflow.jobs.db_exit import database_exit, ended, ends_on_signals, interrupted
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.replication import JOB, ReplicationError, ReplicationRefused, replicate
 from shopflow.replication.source import POSTGRES_DRIVER
@@ -67,6 +67,8 @@ def _run(args: argparse.Namespace, settings, rearm: Callable[[], None]) -> int:
         spark = session(settings)
     except SessionRefused as refused:  # the master down (2), spark-submit without the JDBC jars (3)
         return ended(log, settings, JOB, refused.exit_code, str(refused))
+    except KeyboardInterrupt:
+        return interrupted(log, settings, JOB)
     rearm()  # Ctrl-C: PySpark's SIGINT handler replaced ours
     try:
         ensure_pipeline_runs(settings)  # keys added since an older version made it (compose: no `make up`)

@@ -70,9 +70,18 @@ def replication_paused(cursor, settings: Settings) -> Iterator[None]:
     named_lock(cursor, name, REPLICATION_LOCK_TIMEOUT_S, REPLICA_USERS, ReplicationBusy)
     try:
         yield
-    finally:
-        cursor.execute("SELECT RELEASE_LOCK(%s)", (name,))
-        cursor.fetchall()
+    except BaseException as error:
+        # not after Ctrl-C: RELEASE_LOCK would first read the answer of the query it interrupted; the connection is
+        # shut instead (db._transaction), which frees the lock
+        if isinstance(error, Exception):
+            _release(cursor, name)
+        raise
+    _release(cursor, name)
+
+
+def _release(cursor, name: str) -> None:
+    cursor.execute("SELECT RELEASE_LOCK(%s)", (name,))
+    cursor.fetchall()
 
 
 def _read_table(spark, settings: Settings, table: str, columns: tuple[str, ...]) -> tuple[DataFrame, int]:

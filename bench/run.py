@@ -27,7 +27,7 @@ from . import bound, marts, naive, ours, peer, report, stream_latency, streaming
 from .args import parse_args
 from .common import CLUSTER_NOTES, SOURCE_MEASURES, check_source, drop_database, recreate_database, target_settings
 from .cpu import CpuSampler
-from .servers import ensure_servers, refuse_if_busy, stop_servers
+from .servers import daemon_running, ensure_servers, refuse_if_busy, stop_servers
 from .settle import prewarm_innodb, settle, vacuum_source
 
 def generate(scale: float, schema: str) -> float:
@@ -147,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, __doc__.split("\n\n")[0])
     exit_on_sigterm()
     bind_to_loopback(get_settings().SPARK_MASTER_URL)  # the drivers it submits listen on 127.0.0.1, as the stack's
-    busy = refuse_if_busy(args)
-    started, daemon_was_running = ensure_servers(args)
+    started, daemon_was_running = [], daemon_running()
     try:
+        busy = refuse_if_busy(args)
+        ensure_servers(args, started)
         return _measure_and_report(args, busy)
     except KeyboardInterrupt:  # Ctrl-C (SIGINT to make and the bench): one line, not a traceback
         print("bench: interrupted: no result written; the measures' jobs and scratch databases are cleaned up",

@@ -37,24 +37,27 @@ def refuse_if_busy(args) -> list[str]:
     return busy
 
 
-def ensure_servers(args) -> tuple[list[str], bool]:
+def ensure_servers(args, started: list[str]) -> None:
     """Start (or reuse) the local servers the chosen measures need; a port held by something else fails here.
-    Returns the services it started and whether supervisord already ran (`stop_servers` stops what the bench started
-    at its end; what it found running stays)."""
-    from shopflow.stack import manager, supervisor
+    Appends the services it starts to `started` as they start, so that `stop_servers` stops them at the bench's end,
+    after a Ctrl-C while they started too (what it found running stays)."""
+    from shopflow.stack import manager
 
-    settings = get_settings()
     groups = ["postgres", "mariadb"]
     if {"ours", "naive", "marts", "streaming"} - args.skip:
         groups.append("spark")
     if "streaming" not in args.skip:
         groups.append("kafka")
-    daemon_was_running = supervisor.is_running(settings)
     try:
-        started = manager.ensure(settings, groups)
+        manager.ensure(get_settings(), groups, started)
     except manager.StackError as error:
         raise SystemExit(f"bench: cannot start the servers it needs: {error}") from None
-    return started, daemon_was_running
+
+
+def daemon_running() -> bool:
+    from shopflow.stack import supervisor
+
+    return supervisor.is_running(get_settings())
 
 
 def stop_servers(started: list[str], daemon_was_running: bool, keep: bool) -> None:
@@ -62,12 +65,13 @@ def stop_servers(started: list[str], daemon_was_running: bool, keep: bool) -> No
     or `make up` of another checkout then found the ports taken."""
     from shopflow.stack import manager, supervisor
 
-    if not started:
+    if not started and (daemon_was_running or not daemon_running()):  # started nothing, not even supervisord
         return
     if keep:
         print("bench: --keep: the servers it started still run (`make down` stops them)", flush=True)
         return
-    print(f"bench: stopping the servers it started: {', '.join(started)}", flush=True)
+    if started:
+        print(f"bench: stopping the servers it started: {', '.join(started)}", flush=True)
     if daemon_was_running:
         manager.stop(get_settings(), started)
     else:

@@ -29,7 +29,7 @@ _DAEMON_WAS_RUNNING: list[bool] = []
 def _ensure(settings, *groups):
     if not _DAEMON_WAS_RUNNING:
         _DAEMON_WAS_RUNNING.append(supervisor.is_running(settings))
-    _STARTED.extend(manager.ensure(settings, groups))
+    manager.ensure(settings, groups, _STARTED)  # filled as they start: a Ctrl-C meanwhile stops those too
     return settings
 
 

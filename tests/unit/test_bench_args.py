@@ -94,3 +94,24 @@ def test_ratios_point_the_way_the_issue_states_its_goals():
                       "stream_drain_vs_bound": 0.2, "stream_p95_latency_s": 1.7, "marts_spark_vs_duckdb": 4.0}
     assert set(ratios) == set(report.RATIO_KEYS)
     assert report.ratios({"ours_full": measure(1000, 4.0)})["replication_full_vs_bound"] is None
+
+
+def test_ctrl_c_while_the_servers_start_stops_those_the_bench_started(monkeypatch, capsys):
+    """The servers were started before the bench's `try`: Ctrl-C there gave a traceback and left them running, and
+    the next bench or `make test` took them for servers someone else runs and never stopped them."""
+    from bench import run
+    from shopflow.stack import manager
+
+    def ensure(_settings, _groups, started):
+        started.append("postgres")
+        raise KeyboardInterrupt
+
+    stopped = []
+    monkeypatch.setattr(run, "exit_on_sigterm", lambda: None)  # pytest's own SIGTERM handler stays
+    monkeypatch.setattr(run, "refuse_if_busy", lambda _args: [])
+    monkeypatch.setattr(run, "daemon_running", lambda: False)
+    monkeypatch.setattr(manager, "ensure", ensure)
+    monkeypatch.setattr(run, "stop_servers", lambda *args: stopped.append(args))
+    assert run.main([]) == 130
+    assert stopped == [(["postgres"], False, False)]
+    assert capsys.readouterr().err.startswith("bench: interrupted")

@@ -163,3 +163,26 @@ def test_a_refused_login_is_not_a_server_down():
     assert login_refused(denied, settings).startswith(f"MySQL at 127.0.0.1:{settings.MYSQL_PORT} refused the login")
     assert server_gone(refused, settings) == (f"cannot reach MySQL at 127.0.0.1:{settings.MYSQL_PORT} (Can't connect "
                                               "to MySQL server)")
+
+
+def test_a_second_stop_signal_ends_the_stream_job_at_once():
+    """The first Ctrl-C asks for a clean stop, which waits for the batch in flight; one whose upsert waited for
+    another session's lock on `users` held it for as long, and a second Ctrl-C did nothing."""
+    import subprocess
+    import sys
+
+    script = ("import os, signal, threading, time\n"
+              "from shopflow.jobs.session import configure_logging\n"
+              "from shopflow.jobs.stream_users import _stop_on_signals\n"
+              "configure_logging()\n"
+              "stop = threading.Event()\n"
+              "_stop_on_signals(stop)\n"
+              "os.kill(os.getpid(), signal.SIGINT)\n"
+              "assert stop.is_set()\n"
+              "print('first: stop asked', flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGINT)\n"
+              "time.sleep(30)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (130, "first: stop asked\n"), result.stderr
+    assert result.stderr.rstrip().endswith("a second SIGINT: ending at once; a batch in flight that had not committed "
+                                           "is applied by the next run")

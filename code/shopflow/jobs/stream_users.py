@@ -80,9 +80,20 @@ def _has_work(settings) -> bool:
 def _stop_on_signals(stop: threading.Event) -> None:
     """SIGTERM (`kill`) and SIGINT (Ctrl-C) only set `stop`. PySpark's own SIGINT handler (installed by SparkContext)
     cancels every job and raises KeyboardInterrupt inside whatever py4j call is running: a page of tracebacks and a
-    failed exit instead of the query's clean stop."""
+    failed exit instead of the query's clean stop. A second one ends the process at once: a batch whose upsert waits
+    for another session's lock on `users` (a psql session left in a transaction) held the clean stop for as long,
+    and nothing else ended it but `kill -9`. Its batch is not committed; the next run applies it."""
+    def stop_or_end(signum, _frame):
+        if not stop.is_set():
+            stop.set()
+            return
+        log.error("a second %s: ending at once; a batch in flight that had not committed is applied by the next run",
+                  signal.Signals(signum).name)
+        logging.shutdown()
+        os._exit(128 + signum)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: stop.set())
+        signal.signal(signum, stop_or_end)
 
 
 def main(argv: list[str] | None = None) -> int:

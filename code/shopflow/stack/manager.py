@@ -166,8 +166,9 @@ def _after_start(settings: Settings, group: str, fresh: bool) -> None:
 
 
 @one_at_a_time
-def ensure(settings: Settings, groups=GROUPS) -> list[str]:
-    """Start the groups (and what they depend on) that are not running; returns the services it started."""
+def ensure(settings: Settings, groups=GROUPS, started: list[str] | None = None) -> list[str]:
+    """Start the groups (and what they depend on) that are not running; returns the services it started, which it
+    also appends to `started` as they start (a caller interrupted meanwhile knows what to stop)."""
     groups = _expand(groups)
     services = all_services(settings)
     check_layout(settings, services)
@@ -178,7 +179,7 @@ def ensure(settings: Settings, groups=GROUPS) -> list[str]:
         check_reachable(settings, *SYSTEM_USERS[group])
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     supervisor.start_daemon(settings, services)
-    started = []
+    started = [] if started is None else started
     for group in groups:
         members = [s for s in todo if s.group == group]
         if members:

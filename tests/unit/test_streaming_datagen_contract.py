@@ -4,12 +4,8 @@ from __future__ import annotations
 import random
 from datetime import datetime, timezone
 
-import pytest
-
+from datagen import event_model, pools
 from shopflow.streaming import events as ev
-
-event_model = pytest.importorskip("datagen.event_model")
-pools = pytest.importorskip("datagen.pools")
 
 
 def test_valid_exactly_when_the_generator_says_so(spark):

@@ -77,13 +77,21 @@ def copy_chunks(table: Table, rows: Iterable[tuple], counter: list[int] | None =
 
 
 class ChunkReader:
-    """A read-only file-like over byte chunks, for `cursor.copy_expert` (which sends whatever read() returns)."""
+    """A read-only file-like over byte chunks, for `cursor.copy_expert` (which sends whatever read() returns).
+    psycopg2 turns an exception raised by read() into a failed COPY (QueryCanceled, "error in .read() call"): the
+    exception is kept in `error`, for the caller to raise instead (Ctrl-C, which generating the rows inside the COPY
+    nearly always lands in, was reported as "Postgres refused the load", exit 1)."""
 
     def __init__(self, chunks: Iterable[bytes]):
         self._chunks = iter(chunks)
+        self.error: BaseException | None = None
 
     def read(self, size: int = -1) -> bytes:
-        return next(self._chunks, b"")
+        try:
+            return next(self._chunks, b"")
+        except BaseException as error:
+            self.error = error
+            raise
 
 
 def copy_sql(schema: str, table: Table) -> str:

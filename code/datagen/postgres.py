@@ -98,9 +98,14 @@ def _foreign_keys_deferred(cur, schema: str, table: Table) -> Iterator[None]:
 
 def _copy_table(cur, schema: str, table: Table, rows, say: Callable[[str], None]) -> int:
     started, counter = time.monotonic(), [0]
+    reader = ChunkReader(copy_chunks(table, rows, counter))
     with _foreign_keys_deferred(cur, schema, table):
-        cur.copy_expert(copy_sql(schema, table), ChunkReader(copy_chunks(table, rows, counter)),
-                        size=COPY_READ_SIZE)
+        try:
+            cur.copy_expert(copy_sql(schema, table), reader, size=COPY_READ_SIZE)
+        except psycopg2.Error:
+            if reader.error is not None:  # the rows' generation failed (Ctrl-C): that, not the COPY psycopg2 ended
+                raise reader.error from None
+            raise
     # Explicit ids bypass the identity sequence: move it past them so later inserts do not collide.
     key = table.primary_key
     cur.execute(f"SELECT setval(pg_get_serial_sequence('{schema}.{table.name}', '{key}'), "

@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         kinds, failed, seconds = produce(settings, mix, args.count, interval, log_each=not args.rate, say=_say)
     except KafkaError as exc:
         fail(PROG, f"cannot reach Kafka at {settings.KAFKA_BOOTSTRAP_SERVERS}: {exc}", EXIT_UNREACHABLE)
+    except KeyboardInterrupt:  # while it connected (up to 10 s, the broker slow or down), or a second one while it
+        fail(PROG, "interrupted", 130)  # flushed: one line, not a traceback
     _say(summary(settings.KAFKA_TOPIC, kinds, failed, seconds))
     return EXIT_UNREACHABLE if failed else 0
 

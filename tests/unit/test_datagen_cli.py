@@ -113,3 +113,16 @@ def test_after_a_long_stall_the_events_go_on_one_per_interval_a_short_one_is_mad
     mix = EventMix(random.Random(1), build_pools(1))
     events.produce(get_settings(), mix, count=10, interval=0.2, log_each=True, say=lambda _line: None)
     assert events.CATCH_UP_S == 1.0 and sent == expected
+
+
+def test_ctrl_c_while_the_event_generator_connects_is_one_line(monkeypatch, capsys):
+    """Connecting (the topic, the producer) takes up to 10 s with the broker slow or down: a Ctrl-C then gave a
+    traceback."""
+    def connecting(_settings):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(events, "ensure_topic", connecting)
+    monkeypatch.setattr(events, "_stop_on_sigterm", lambda: None)  # pytest's own SIGTERM handler stays
+    with pytest.raises(SystemExit) as ended:
+        events.main(["--count", "1"])
+    assert ended.value.code == 130 and capsys.readouterr().err == "datagen.events: error: interrupted\n"

@@ -186,3 +186,17 @@ def test_a_second_stop_signal_ends_the_stream_job_at_once():
     assert (result.returncode, result.stdout) == (130, "first: stop asked\n"), result.stderr
     assert result.stderr.rstrip().endswith("a second SIGINT: ending at once; a batch in flight that had not committed "
                                            "is applied by the next run")
+
+
+def test_ctrl_c_before_the_stream_starts_is_one_line(monkeypatch, caplog):
+    """Asking the broker whether there is anything to stream (up to its timeout) comes before the job's own signal
+    handlers: a Ctrl-C then gave a traceback."""
+    from shopflow.jobs import stream_users
+
+    def asking(_settings):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stream_users, "_has_work", asking)
+    with caplog.at_level(logging.INFO, logger="shopflow.streaming"):
+        assert stream_users.main([]) == 130
+    assert caplog.records[-1].getMessage() == "interrupted before the stream started: nothing read"

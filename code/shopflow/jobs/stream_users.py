@@ -144,6 +144,9 @@ def _main(argv: list[str] | None) -> int:
     except checkpoint_lock.CheckpointBusy as busy:
         log.error("%s", busy)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while it asked the broker, before its own handlers: one line, not a traceback
+        log.info("interrupted before the stream started: nothing read")
+        return 130
     if stop.is_set():
         log.info("stopped")
     return 0

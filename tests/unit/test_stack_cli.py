@@ -6,7 +6,7 @@ from shopflow.stack import __main__ as cli
 
 def test_airflow_passthrough_runs_the_cli_with_the_stack_env_and_no_graphviz_warning(monkeypatch):
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda argv, env: calls.append((argv, env)) or 0)
+    monkeypatch.setattr(cli, "_run_airflow", lambda argv, env: calls.append((argv, env)) or 0)
     monkeypatch.setenv("PYTHONWARNINGS", "default")
     assert cli.main(["airflow", "dags", "list"]) == 0
     (argv, env), = calls
@@ -57,3 +57,33 @@ def test_a_permission_error_run_as_another_user_says_the_stack_runs_as_root(monk
     monkeypatch.setattr(cli.os, "geteuid", lambda: 0)  # root already (an NFS root_squash): no such advice
     assert cli.main(["up"]) == 1
     assert capsys.readouterr().err == "shopflow: [Errno 1] Operation not permitted: '.local/postgres'\n"
+
+
+def test_make_airflow_lets_its_command_end_on_ctrl_c_as_it_sees_fit(tmp_path):
+    """The terminal's Ctrl-C reaches both this process and the Airflow command: subprocess.call killed the command
+    0.25 s after it (`dags test` in the middle of its run); now the command ends itself, with its own exit code."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from shopflow.stack.__main__ import _run_airflow
+
+    pid_file = tmp_path / "pid"
+    command = ("import os, sys, time\n"
+               f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+               "try:\n"
+               "    time.sleep(60)\n"
+               "except KeyboardInterrupt:\n"
+               "    time.sleep(1)  # its own clean-up, longer than subprocess.call's 0.25 s\n"
+               "    sys.exit(7)\n")
+
+    def ctrl_c():
+        while not pid_file.exists() or not pid_file.read_text():
+            time.sleep(0.05)
+        os.kill(int(pid_file.read_text()), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    assert _run_airflow([sys.executable, "-c", command], dict(os.environ)) == 7

@@ -233,6 +233,6 @@ def test_ctrl_c_in_make_up_is_one_line_saying_what_runs_on(monkeypatch, capsys):
     assert cli.main(["up"]) == 130
     assert capsys.readouterr().err == ("shopflow: interrupted. What had started keeps running (`make status`); "
                                        "`make up` again carries on, `make down` stops it\n")
-    monkeypatch.setattr(cli.subprocess, "call", lambda *_args, **_kwargs: interrupted(None))
+    monkeypatch.setattr(cli, "_run_airflow", lambda *_args, **_kwargs: interrupted(None))
     assert cli.main(["airflow", "dags", "test", "x"]) == 130  # `make airflow`: not make up's advice
     assert capsys.readouterr().err == "shopflow: interrupted\n"

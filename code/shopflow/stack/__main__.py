@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 
@@ -37,6 +38,19 @@ def status(settings) -> int:
     return 0
 
 
+def _run_airflow(argv: list[str], env: dict[str, str]) -> int:
+    """`make airflow`'s command, which gets a Ctrl-C itself (the terminal's whole process group does) and ends as it
+    sees fit: this process ignores it meanwhile (subprocess.call killed the command 0.25 s after it, `dags test` in
+    the middle of its run). Returns the command's exit code, 128 + the signal that ended it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # the command gets Ctrl-C's default back: an ignored signal stays ignored across exec
+        child = subprocess.Popen(argv, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 128 - code if code < 0 else code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shopflow.stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         # The CLI's `dags` commands warn on every call that graphviz (only for rendering DAG images) is missing.
         quiet = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), "ignore:Could not import graphviz")))
         env = os.environ | airflow_env(settings) | {"PYTHONWARNINGS": quiet}
-        return subprocess.call([str(VENV_BIN / "airflow"), *args.args], env=env)
+        return _run_airflow([str(VENV_BIN / "airflow"), *args.args], env)
     except SettingsError as error:
         print(f"shopflow: bad setting: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C (make up waits on DAG runs for minutes): one line, not a traceback
-        starting = args.command in ("up", "ensure")  # `make airflow`'s command got the Ctrl-C itself
+        starting = args.command in ("up", "ensure")
         print("shopflow: interrupted" + (". What had started keeps running (`make status`); `make up` again carries "
                                          "on, `make down` stops it" if starting else ""), file=sys.stderr)
         return 130

@@ -152,3 +152,26 @@ def test_ctrl_c_ends_a_replication_run_waiting_for_its_lock_at_once(mysql, tmp_p
     assert code == 130
     assert (tmp_path / "job.log").read_text().rstrip().endswith("ERROR shopflow.replication: stopped by SIGINT "
                                                                  "(Ctrl-C)")
+
+
+def test_a_stopped_run_ends_even_when_its_failed_row_cannot_be_written(mysql, tmp_path):
+    """The stop writes its row before it ends the process: with MySQL not answering (here a table lock on
+    pipeline_runs) the driver, and the locks its connections hold, stayed alive, and Airflow sends one SIGTERM."""
+    from shopflow.jobs.db_exit import STOP_ROW_WAIT_S
+
+    with scratch_replica(mysql, "exits", seed=False) as settings:
+        local = dataclasses.replace(settings, SPARK_MASTER_URL="local[1]")
+        command = [sys.executable, "-m", "shopflow.jobs.replicate_postgres_to_mysql"]
+        lock = job_lock(local, "replicate_postgres_to_mysql")
+        with in_its_lock_wait(local, lock, command, tmp_path / "job.log") as run, \
+                mysql_connection(settings, autocommit=True) as blocker:
+            blocker.cursor().execute("LOCK TABLES pipeline_runs WRITE")
+            started = time.monotonic()
+            run.send_signal(signal.SIGTERM)
+            try:
+                code = run.wait(timeout=STOP_ROW_WAIT_S + 20)
+            except subprocess.TimeoutExpired:
+                pytest.fail("the stopped run went on while its row could not be written")
+            waited = time.monotonic() - started
+            blocker.cursor().execute("UNLOCK TABLES")
+    assert code == 143 and waited >= STOP_ROW_WAIT_S - 1, (code, waited)  # not before: its row's INSERT waited

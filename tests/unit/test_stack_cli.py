@@ -82,8 +82,8 @@ def test_make_airflow_lets_its_command_end_on_ctrl_c_as_it_sees_fit(tmp_path):
     def ctrl_c():
         while not pid_file.exists() or not pid_file.read_text():
             time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # first: the handler is put back once the command has ended
         os.kill(int(pid_file.read_text()), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=ctrl_c, daemon=True).start()
     assert _run_airflow([sys.executable, "-c", command], dict(os.environ)) == 7

@@ -179,7 +179,9 @@ def test_a_second_stop_signal_ends_the_stream_job_at_once():
               "_stop_on_signals(stop)\n"
               "os.kill(os.getpid(), signal.SIGINT)\n"
               "assert stop.is_set()\n"
+              "os.kill(os.getpid(), signal.SIGTERM)  # the same stop sent to the group: still one\n"
               "print('first: stop asked', flush=True)\n"
+              "time.sleep(1.1)\n"
               "os.kill(os.getpid(), signal.SIGINT)\n"
               "time.sleep(30)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

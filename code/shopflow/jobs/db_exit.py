@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 
 from shopflow.config import Settings
@@ -41,6 +42,7 @@ def database_exit(error: BaseException, settings: Settings, log: logging.Logger,
     return end[0]
 
 
+STOP_ROW_WAIT_S = 10.0  # for the failed row of a stopped run; the process ends then, row or not
 # what each signal a batch job ends on says, in its one line and its pipeline_runs row
 STOPPED = {signal.SIGTERM: "stopped by SIGTERM (Airflow's execution_timeout, a task stopped from its UI, or kill)",
            signal.SIGINT: "stopped by SIGINT (Ctrl-C)"}
@@ -55,11 +57,16 @@ def ends_on_signals(log: logging.Logger, settings: Settings, job: str):
     for a finished one), and Ctrl-C raised KeyboardInterrupt into the MySQL call under way, whose connection then
     waited on the way out for that call's answer: a run stopped in its lock wait went on waiting, up to 900 s. So the
     handler ends the process itself; the servers roll back what the run had not committed when its connections
-    close. Yields `rearm`, to call once the SparkContext exists (creating it puts PySpark's own SIGINT handler in).
-    A second signal while the row is written ends the process at once, as by default."""
+    close. A Postgres statement under way (the source's lock wait, up to REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS; a
+    checksum) ends first: libpq waits out the signal, and the handler runs when it returns. Yields `rearm`, to call
+    once the SparkContext exists (creating it puts PySpark's own SIGINT handler in). A second signal while the row is
+    written ends the process at once, as by default, and so does STOP_ROW_WAIT_S without an answer from MySQL."""
     def stop(signum, _frame):
         for each in STOPPED:
             signal.signal(each, signal.SIG_DFL)
+        # a MySQL that does not answer (a table lock on pipeline_runs, a full disk) must not keep the driver, and the
+        # locks its connections hold, alive: Airflow sends one SIGTERM and no more
+        threading.Timer(STOP_ROW_WAIT_S, os._exit, (128 + signum,)).start()
         try:  # under spark-submit, whose JVM relayed our output and is gone, the line goes nowhere: the row stays
             log.error("%s", STOPPED[signum])
             record_stopped(settings, job, STOPPED[signum])

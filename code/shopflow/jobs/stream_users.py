@@ -27,6 +27,7 @@ import re
 import signal
 import sys
 import threading
+import time
 
 import psycopg2
 from pyspark.errors import StreamingQueryException
@@ -77,14 +78,22 @@ def _has_work(settings) -> bool:
     return bool(pending)
 
 
+SECOND_SIGNAL_AFTER_S = 1.0  # a signal this long after the first ends the job at once
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
     """SIGTERM (`kill`) and SIGINT (Ctrl-C) only set `stop`. PySpark's own SIGINT handler (installed by SparkContext)
     cancels every job and raises KeyboardInterrupt inside whatever py4j call is running: a page of tracebacks and a
     failed exit instead of the query's clean stop. A second one ends the process at once: a batch whose upsert waits
     for another session's lock on `users` (a psql session left in a transaction) held the clean stop for as long,
-    and nothing else ended it but `kill -9`. Its batch is not committed; the next run applies it."""
+    and nothing else ended it but `kill -9`. Its batch is not committed; the next run applies it. Only one at least
+    SECOND_SIGNAL_AFTER_S after the first counts: make, `timeout` and systemd send one stop to several processes of
+    the job's group at once, and that is one stop."""
+    first = [time.monotonic()] if stop.is_set() else []  # set again after the session starts: a stop asked before
+
     def stop_or_end(signum, _frame):
-        if not stop.is_set():
+        if not first or time.monotonic() - first[0] < SECOND_SIGNAL_AFTER_S:
+            first[:] = first or [time.monotonic()]
             stop.set()
             return
         log.error("a second %s: ending at once; a batch in flight that had not committed is applied by the next run",

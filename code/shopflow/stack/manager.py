@@ -189,8 +189,8 @@ def ensure(settings: Settings, groups=GROUPS, started: list[str] | None = None) 
                 for service in members:
                     if service.env:  # started through shopflow.stack.launch
                         supervisor.write_launch(settings, service)
+                    started.append(service.name)  # first: a Ctrl-C in the start's wait leaves it starting
                     supervisor.start(settings, service.name)
-                    started.append(service.name)
                 _wait(settings, group, [s for s in services if s.group == group])
         _after_start(settings, group, fresh=bool(members))
     return started

@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 DISTINCT_ACCOUNTS = (("MARTS_READER_USER", "MYSQL_USER", "the dashboard's read-only account"),
                      ("AIRFLOW_DB_USER", "POSTGRES_USER", "Airflow's metadata database owner"))
 
+# The servers' own databases: `make up` grants the app accounts every right on their database (the read-only
+# account's SELECT on `mysql` would read the password hashes), and Postgres' own are not ours to create schemas in.
+SYSTEM_DATABASES = {"POSTGRES_DB": {"postgres", "template0", "template1"},
+                    "AIRFLOW_DB": {"postgres", "template0", "template1"},
+                    "MYSQL_DATABASE": {"mysql", "sys", "information_schema", "performance_schema"}}
+
 
 def check_together(s: "Settings") -> None:
     if s.DATAGEN_DETAILS_MIN < 1 or s.DATAGEN_DETAILS_MIN > s.DATAGEN_DETAILS_MAX:
@@ -32,3 +38,9 @@ def check_together(s: "Settings") -> None:
     for key, other, what in DISTINCT_ACCOUNTS:
         if getattr(s, key) == getattr(s, other):
             raise SettingsError(f"{key}={getattr(s, key)!r}: {what} must be another account than {other}'s")
+    for key, system in SYSTEM_DATABASES.items():
+        if getattr(s, key).lower() in system:
+            raise SettingsError(f"{key}={getattr(s, key)!r}: the server's own database; name shopflow's own")
+    if s.AIRFLOW_DB == s.POSTGRES_DB:  # owned by POSTGRES_USER: Airflow's migration had no right to create its tables
+        raise SettingsError(f"AIRFLOW_DB={s.AIRFLOW_DB!r}: Airflow's metadata needs a database of its own, not "
+                            "POSTGRES_DB's")

@@ -28,8 +28,17 @@ def megabytes(size: str) -> int:
 
 
 def spark_master(key: str, raw: str) -> str:
+    """A master URL; a standalone one is `spark://host:port[,host:port...]` with each port in 1-65535 and nothing
+    after it (Spark refuses a missing port or a path at the workers' start, and a bad port broke `make status` and
+    `make down` with a traceback)."""
     if not re.match(r"^(spark://|local(\[|$)|yarn$|k8s://)", raw):
         raise SettingsError(f"{key}={raw!r}: expected spark://host:port, local[N], yarn or k8s://...")
+    for address in raw.removeprefix("spark://").split(",") if raw.startswith("spark://") else ():
+        host, colon, port = address.rpartition(":")
+        if not (colon and host and re.fullmatch(r"[\w.-]+|\[[0-9a-fA-F:]+\]", host) and port.isdigit()
+                and 1 <= int(port) <= 65535):
+            raise SettingsError(f"{key}={raw!r}: expected spark://host:port (a port in 1-65535, no path), or "
+                                "several host:port separated by commas")
     return raw
 
 

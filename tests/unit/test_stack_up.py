@@ -236,3 +236,14 @@ def test_ctrl_c_in_make_up_is_one_line_saying_what_runs_on(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_run_airflow", lambda *_args, **_kwargs: interrupted(None))
     assert cli.main(["airflow", "dags", "test", "x"]) == 130  # `make airflow`: not make up's advice
     assert capsys.readouterr().err == "shopflow: interrupted\n"
+
+
+def test_the_printed_mysql_command_reaches_the_stacks_server_for_localhost_too():
+    """For the host `localhost` the mysql client takes the system's socket and ignores -P: the command `make up`
+    printed reached Debian's own MariaDB, or nothing."""
+    from shopflow.config import load_settings
+    from shopflow.stack.up import summary
+
+    text = summary(load_settings(env={"MYSQL_HOST": "localhost", "MYSQL_PORT": "3307"}, env_file=None))
+    [line] = [line for line in text.splitlines() if " mysql " in f" {line.strip()} " or "mysql --" in line]
+    assert "mysql --protocol=TCP -h localhost -P 3307 -u db_user" in line, text

@@ -39,7 +39,8 @@ class Service:
 
 
 def spark_master_host_port(settings: Settings) -> tuple[str, int]:
-    url = urlparse(settings.SPARK_MASTER_URL)
+    """The (first) master's address; another kind of master (local[N], ...): the stack's default."""
+    url = urlparse(settings.SPARK_MASTER_URL.split(",")[0])
     return url.hostname or "127.0.0.1", url.port or 7077
 
 

@@ -125,8 +125,10 @@ def summary(settings: Settings) -> str:
     # mysql client blanks its -p at start)
     url = database_url("postgresql", s.POSTGRES_USER, None, s.POSTGRES_HOST, s.POSTGRES_PORT, s.POSTGRES_DB)
     psql = f"PGPASSWORD={quote(s.POSTGRES_PASSWORD)} psql \"{url}?options=-csearch_path%3D{s.POSTGRES_SCHEMA}\""
-    mysql = (f"mysql -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {quote(s.MYSQL_USER)} {quote('-p' + s.MYSQL_PASSWORD)} "
-             f"{quote(s.MYSQL_DATABASE)}")
+    # --protocol=TCP: for the host `localhost` the client takes the system's socket and ignores -P (Debian's own
+    # MariaDB, or none), not the stack's server
+    mysql = (f"mysql --protocol=TCP -h {s.MYSQL_HOST} -P {s.MYSQL_PORT} -u {quote(s.MYSQL_USER)} "
+             f"{quote('-p' + s.MYSQL_PASSWORD)} {quote(s.MYSQL_DATABASE)}")
     return f"""
 shopflow is up.
   Airflow UI        http://127.0.0.1:{s.AIRFLOW_PORT}   login {s.AIRFLOW_ADMIN_USER} / {s.AIRFLOW_ADMIN_PASSWORD}

@@ -54,7 +54,10 @@ class JobSubmit(SparkSubmitOperator):
     def on_kill(self) -> None:
         """Airflow's timeout (and a task stopped from outside) calls this: the provider kills the spark-submit JVM
         only, and our Python driver, its child, went on with its Python-side work (checksums, a marts publish) while
-        holding the replica's lock, beside the retry. The driver and its children get SIGTERM once the JVM is gone."""
+        holding the replica's lock, beside the retry. The driver and its children get SIGTERM once the JVM is gone.
+        A task marked failed or cleared in the UI gets SIGTERM from Airflow's supervisor first (the task's whole
+        process group, the driver with it), then this one: the driver takes the two as one stop and writes its
+        failed pipeline_runs row (shopflow/jobs/db_exit.py)."""
         submitted = getattr(getattr(self, "_hook", None), "_submit_sp", None)
         driver = _descendants(submitted.pid) if submitted is not None and submitted.poll() is None else []
         super().on_kill()

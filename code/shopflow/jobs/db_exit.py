@@ -59,11 +59,14 @@ def ends_on_signals(log: logging.Logger, settings: Settings, job: str):
     handler ends the process itself; the servers roll back what the run had not committed when its connections
     close. A Postgres statement under way (the source's lock wait, up to REPLICATION_SOURCE_LOCK_TIMEOUT_SECONDS; a
     checksum) ends first: libpq waits out the signal, and the handler runs when it returns. Yields `rearm`, to call
-    once the SparkContext exists (creating it puts PySpark's own SIGINT handler in). A second signal while the row is
+    once the SparkContext exists (creating it puts PySpark's own SIGINT handler in). A second Ctrl-C while the row is
     written ends the process at once, as by default, and so does STOP_ROW_WAIT_S without an answer from MySQL."""
     def stop(signum, _frame):
-        for each in STOPPED:
-            signal.signal(each, signal.SIG_DFL)
+        # a repeated SIGTERM is the same stop: Airflow's supervisor signals the task's whole process group, then the
+        # operator's on_kill signals the driver again ~2 ms later, which killed it in the middle of its row; a
+        # second Ctrl-C ends it at once
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         # a MySQL that does not answer (a table lock on pipeline_runs, a full disk) must not keep the driver, and the
         # locks its connections hold, alive: Airflow sends one SIGTERM and no more
         threading.Timer(STOP_ROW_WAIT_S, os._exit, (128 + signum,)).start()

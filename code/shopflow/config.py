@@ -43,7 +43,7 @@ class Settings:
     KAFKA_TOPIC_PARTITIONS: int = v.setting(v.at_least_one, 3)
     KAFKA_PORT: int = v.setting(v.port, 9092)  # the port compose publishes; locally it is in KAFKA_BOOTSTRAP_SERVERS
     AIRFLOW_PORT: int = v.setting(v.port, 8080)
-    AIRFLOW_ADMIN_USER: str = v.setting(v.text, "admin")
+    AIRFLOW_ADMIN_USER: str = v.setting(v.identifier, "admin")  # `user:role` in Airflow's simple auth manager
     AIRFLOW_ADMIN_PASSWORD: str = v.setting(v.text, "admin")
     AIRFLOW_DB: str = v.setting(v.identifier, "airflow_db")
     AIRFLOW_DB_USER: str = v.setting(v.pg_role, "airflow")

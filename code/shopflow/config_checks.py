@@ -44,3 +44,6 @@ def check_together(s: "Settings") -> None:
     if s.AIRFLOW_DB == s.POSTGRES_DB:  # owned by POSTGRES_USER: Airflow's migration had no right to create its tables
         raise SettingsError(f"AIRFLOW_DB={s.AIRFLOW_DB!r}: Airflow's metadata needs a database of its own, not "
                             "POSTGRES_DB's")
+    for key in ("LOCAL_STATE_DIR", "STREAMING_CHECKPOINT_DIR"):  # s3a://b/c became <project>/s3a:/b/c, silently
+        if "://" in getattr(s, key):
+            raise SettingsError(f"{key}={getattr(s, key)!r}: expected a local directory (no URI)")

@@ -61,6 +61,10 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("MYSQL_DATABASE", "mysql", "MYSQL_DATABASE='mysql': the server's own database"),  # reader: the password hashes
     ("POSTGRES_DB", "postgres", "POSTGRES_DB='postgres': the server's own database"),  # CREATE SCHEMA: a traceback
     ("AIRFLOW_DB", "postgres_db", "AIRFLOW_DB='postgres_db': Airflow's metadata needs a database of its own"),
+    # Airflow's simple auth manager reads `user:role,...`: a ':' or ',' stopped its API server, a '$' was expanded
+    ("AIRFLOW_ADMIN_USER", "ops:team", "AIRFLOW_ADMIN_USER='ops:team': expected a plain SQL identifier"),
+    ("STREAMING_CHECKPOINT_DIR", "s3a://bucket/ckpt", "STREAMING_CHECKPOINT_DIR='s3a://bucket/ckpt': expected a "
+                                                      "local directory (no URI)"),  # was <project>/s3a:/bucket/ckpt
     # a bad port broke make status and make down with a traceback; no port or a path broke the workers' start
     ("SPARK_MASTER_URL", "spark://127.0.0.1:99999", "SPARK_MASTER_URL='spark://127.0.0.1:99999': expected "
                                                     "spark://host:port (a port in 1-65535, no path)"),

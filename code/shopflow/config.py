@@ -229,8 +229,12 @@ def _check_keys(path: Path, values: Mapping[str, str]) -> None:
 
 
 def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
-    """`.env` (or SHOPFLOW_ENV_FILE) first, then the process environment on top."""
+    """`.env` (or SHOPFLOW_ENV_FILE) first, then the process environment on top. One holding every setting (the stack
+    gives all to its services and Airflow's tasks) is taken alone: a typo saved in `.env` while the stack ran failed
+    every later DAG run (exit 3), though none of the file's values would have been used."""
     env = os.environ if env is None else env
+    if all(key in env for key in Settings.__dataclass_fields__):
+        return Settings.from_mapping({k: v for k, v in env.items() if k in Settings.__dataclass_fields__})
     named = env.get("SHOPFLOW_ENV_FILE")
     if env_file is None and named and not Path(named).is_file():  # a mistyped path ran everything on the defaults
         raise SettingsError(f"SHOPFLOW_ENV_FILE={named!r}: no such file")

@@ -270,3 +270,14 @@ def test_a_standalone_master_url_may_name_several_masters():
 
     settings = load_settings(env={"SPARK_MASTER_URL": "spark://127.0.0.1:7077,127.0.0.2:7078"}, env_file=None)
     assert spark_master_host_port(settings) == ("127.0.0.1", 7077)
+
+
+def test_an_environment_with_every_setting_does_not_read_the_file(tmp_path):
+    """The stack gives its services and Airflow's tasks every setting in their environment: a typo saved in `.env`
+    while it ran failed every later DAG run (exit 3, no retry), though none of the file's values were used."""
+    broken = tmp_path / "broken.env"
+    broken.write_text("MYSQL_PASWORD=typo\nthis line has no equals sign\n")
+    full = {name: str(getattr(Settings(), name)) for name in Settings.__dataclass_fields__} | {"MYSQL_PORT": "3307"}
+    assert load_settings(env=full, env_file=broken).MYSQL_PORT == 3307
+    with pytest.raises(SettingsError, match="broken.env line 2: expected KEY=VALUE"):  # one missing: the file is read
+        load_settings(env={k: v for k, v in full.items() if k != "MYSQL_PORT"}, env_file=broken)

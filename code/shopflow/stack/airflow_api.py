@@ -10,6 +10,7 @@ from pathlib import Path
 
 from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack.services import VENV_BIN, airflow_env
+from shopflow.stack.supervisor import launch_file
 
 DAGS_DIR = PROJECT_ROOT / "code" / "airflow" / "dags"
 NO_ANSWER_RETRY_S = 120  # a call without an answer is tried again for this long (`make up` waits up to 30 min)
@@ -71,9 +72,16 @@ def project_dag_ids() -> list[str]:
 
 
 def reserialize(settings: Settings) -> None:
-    # On a fresh metadata DB unpause/list silently do nothing until DAGs are serialized (PLATFORM.md).
-    done = subprocess.run([str(VENV_BIN / "airflow"), "dags", "reserialize"], env=airflow_env(settings),
-                          capture_output=True, text=True)
+    """On a fresh metadata DB unpause/list silently do nothing until DAGs are serialized (PLATFORM.md). With the
+    environment the dag-processor was started with (its launch file): with the current settings, a `make up` after a
+    schedule changed in .env while Airflow ran serialized the new schedule, which the dag-processor, still on the
+    old one, put back within ~30 s (two DAG versions, and the new timetable in between)."""
+    env = airflow_env(settings)
+    try:
+        env |= json.loads(launch_file(settings, "airflow-dag-processor").read_text())["env"]
+    except (OSError, ValueError, KeyError):  # not started by the stack yet: it starts with the current settings
+        pass
+    done = subprocess.run([str(VENV_BIN / "airflow"), "dags", "reserialize"], env=env, capture_output=True, text=True)
     if done.returncode:  # was a CalledProcessError traceback, with Airflow's own message captured and never shown
         last = "\n".join((done.stderr or done.stdout).strip().splitlines()[-10:])
         raise RuntimeError(f"`airflow dags reserialize` exited {done.returncode}:\n{last}")

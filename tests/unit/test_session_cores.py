@@ -54,7 +54,8 @@ def test_a_batch_job_ends_with_one_line_when_the_master_is_down(job, monkeypatch
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] + \
         [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and f"cannot reach the Spark master at spark://127.0.0.1:{port} " in errors[0]
-    assert [(r.job, r.status) for r in recorded_runs] == [(job, "failed")] and errors[0].endswith(recorded_runs[0].detail)
+    assert [(r.job, r.status) for r in recorded_runs] == [(job, "failed")]
+    assert errors[0].endswith(recorded_runs[0].detail)
 
 
 def test_a_driver_run_directly_for_a_master_on_this_host_listens_on_loopback_only():

@@ -201,11 +201,9 @@ def _finish_early(spark, settings: Settings, source: SourceSnapshot, replica: Re
 
 def _upsert_all(spark, settings: Settings, source: SourceSnapshot, replica: Replica, results: list[TableResult],
                 ahead: reconcile.ReadAhead, step_done: Callable[[str, str], None]) -> None:
-    """Phase A in FK order. A failure empties the tables the copy path loaded directly and that are not reconciled
-    yet (they were empty before and their rows went in without row-by-row FK checks), so a failed first run leaves
-    no orphan rows behind. A run stopped by SIGTERM or Ctrl-C ends at once instead (jobs/db_exit.ends_on_signals):
-    its rows stay until the next run, which merges and reconciles those tables, and the marts build refuses to read
-    the replica after its failed row meanwhile."""
+    """Phase A in FK order. A failure empties the tables the copy path loaded directly and not reconciled yet (empty
+    before, filled without row-by-row FK checks): a failed first run leaves no orphan rows. One stopped by a signal
+    ends at once (jobs/db_exit): its rows stay until the next run reconciles them (marts refuse the replica then)."""
     copy = settings.REPLICATION_WRITE_PATH == "copy"
     try:
         if copy:

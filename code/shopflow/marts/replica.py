@@ -70,11 +70,10 @@ def replication_paused(cursor, settings: Settings) -> Iterator[None]:
     named_lock(cursor, name, REPLICATION_LOCK_TIMEOUT_S, REPLICA_USERS, ReplicationBusy)
     try:
         yield
-    except BaseException as error:
-        # not after Ctrl-C: RELEASE_LOCK would first read the answer of the query it interrupted; the connection is
-        # shut instead (db._transaction), which frees the lock
-        if isinstance(error, Exception):
-            _release(cursor, name)
+    except Exception:
+        # not after Ctrl-C (no Exception): RELEASE_LOCK would first read the answer of the query it interrupted;
+        # db._transaction shuts that connection instead, which frees the lock
+        _release(cursor, name)
         raise
     _release(cursor, name)
 

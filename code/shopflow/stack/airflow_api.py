@@ -10,7 +10,7 @@ from pathlib import Path
 
 from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack.services import VENV_BIN, airflow_env
-from shopflow.stack.supervisor import launch_file
+from shopflow.stack.supervisor import read_launch
 
 DAGS_DIR = PROJECT_ROOT / "code" / "airflow" / "dags"
 NO_ANSWER_RETRY_S = 120  # a call without an answer is tried again for this long (`make up` waits up to 30 min)
@@ -78,7 +78,7 @@ def reserialize(settings: Settings) -> None:
     old one, put back within ~30 s (two DAG versions, and the new timetable in between)."""
     env = airflow_env(settings)
     try:
-        env |= json.loads(launch_file(settings, "airflow-dag-processor").read_text())["env"]
+        env |= read_launch(settings, "airflow-dag-processor")["env"]
     except (OSError, ValueError, KeyError):  # not started by the stack yet: it starts with the current settings
         pass
     done = subprocess.run([str(VENV_BIN / "airflow"), "dags", "reserialize"], env=env, capture_output=True, text=True)

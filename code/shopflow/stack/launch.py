@@ -6,18 +6,17 @@ just before it starts the service: computed here instead, from supervisord's env
 `make up` that started supervisord would win over the current ones. Without that file (a start through supervisorctl
 by hand) they are computed here, as before.
 """
-import json
 import os
 import sys
 
 from shopflow.config import get_settings
 from shopflow.stack.services import all_services
-from shopflow.stack.supervisor import launch_file
+from shopflow.stack.supervisor import read_launch
 
 if __name__ == "__main__":
     name, settings = sys.argv[1], get_settings()
     try:
-        spec = json.loads(launch_file(settings, name).read_text())
+        spec = read_launch(settings, name)
         command, env = spec["command"], spec["env"]
     except FileNotFoundError:
         service = {s.name: s for s in all_services(settings)}[name]

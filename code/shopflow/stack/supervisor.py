@@ -143,6 +143,11 @@ def write_launch(settings: Settings, service: Service) -> None:
     write_private(launch_file(settings, service.name), json.dumps({"command": service.command, "env": service.env}))
 
 
+def read_launch(settings: Settings, name: str) -> dict:
+    """What `write_launch` wrote for `name`: {"command": [...], "env": {...}}; FileNotFoundError when it has none."""
+    return json.loads(launch_file(settings, name).read_text())
+
+
 def write_private(path: Path, text: str) -> None:
     """`text` into `path`, owner-only (0600) from its creation, replaced whole (a reader never sees half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from pathlib import Path
 
 from shopflow.config import get_settings
+from shopflow.config_values import SettingsError
 
 from . import report
 from .common import SOURCE_SCHEMA
@@ -73,8 +75,41 @@ def parse_args(argv, description: str | None = None, live_schema: str | None = N
         parser.error(f"unknown measure(s) in --skip: {', '.join(sorted(unknown))}")
     if args.skip >= set(MEASURES):
         parser.error("--skip names every measure: nothing to measure")
-    if args.source_schema in {"source", live_schema or get_settings().POSTGRES_SCHEMA}:
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        print(f"bench: bad setting: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if args.source_schema in {"source", live_schema or settings.POSTGRES_SCHEMA}:
         parser.error(f"--source-schema {args.source_schema}: that is the live source (POSTGRES_SCHEMA), and the bench "
                      "changes its source: it regenerates it, and changes 1 % of its rows before each incremental run "
                      f"(with --no-generate too). Use a schema of its own, e.g. the default {SOURCE_SCHEMA}.")
+    if not args.no_generate:
+        _check_scale(parser, settings, args.scale)
+    if "streaming" not in args.skip:
+        _check_stream_pace(parser, args)
     return args
+
+
+def _check_scale(parser, settings, scale: float) -> None:
+    """datagen's own cap, before the servers start: it refused only after them (a traceback at the end)."""
+    from datagen.postgres import MAX_ROWS
+    from datagen.tables import Sizes
+    try:
+        table, rows = Sizes.from_settings(settings, scale).largest()
+    except OverflowError:
+        table, rows = "every table", None
+    if rows is None or rows > MAX_ROWS:
+        parser.error(f"--scale {scale:g}: {table} would get {'too many' if rows is None else f'{rows:,}'} rows; "
+                     f"the generator makes at most {MAX_ROWS:,} rows per table")
+
+
+def _check_stream_pace(parser, args) -> None:
+    """The continuous run sends rate x seconds events through datagen.events, which paces at most a day apart."""
+    from shopflow.config_values import EVENT_INTERVAL_MAX_S
+    if args.stream_rate * EVENT_INTERVAL_MAX_S < 1:
+        parser.error(f"--stream-rate {args.stream_rate:g}: the event generator sends at least one event a day "
+                     f"(--stream-rate >= {1 / EVENT_INTERVAL_MAX_S:.3g})")
+    if int(args.stream_rate * args.stream_seconds) < 1:
+        parser.error(f"--stream-rate {args.stream_rate:g} for --stream-seconds {args.stream_seconds:g} sends no event: "
+                     "the continuous run needs at least one")

@@ -122,7 +122,8 @@ def write(result: dict, results_dir: Path = RESULTS_DIR, latest: bool = True) ->
     if not latest:
         return dated
     (results_dir / "latest.json").write_text(text)
-    title = f"shopflow bench, scale {result['scale']}, {result['machine']['cores']} cores ({stamp})"
+    scale = "of a reused source" if result["scale"] is None else result["scale"]
+    title = f"shopflow bench, scale {scale}, {result['machine']['cores']} cores ({stamp})"
     chart(result["measures"], results_dir / "latest.png", title)
     return dated
 

@@ -31,10 +31,14 @@ from .servers import daemon_running, ensure_servers, refuse_if_busy, stop_server
 from .settle import prewarm_innodb, settle, vacuum_source
 
 def generate(scale: float, schema: str) -> float:
+    """datagen.postgres into `schema`; its failure ends the bench with one line (datagen's own error is above it)."""
     env = os.environ | {"POSTGRES_SCHEMA": schema}
     start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "datagen.postgres", "--scale", str(scale), "--reset"],
-                   env=env, check=True, cwd=PROJECT_ROOT)
+    code = subprocess.call([sys.executable, "-m", "datagen.postgres", "--scale", str(scale), "--reset"],
+                           env=env, cwd=PROJECT_ROOT)
+    if code:
+        raise SystemExit(f"bench: generating the source failed (datagen.postgres exit {code}, see above); "
+                         "nothing was measured")
     return time.monotonic() - start
 
 
@@ -180,7 +184,10 @@ def _measure_and_report(args, busy: list[str]) -> int:
                   if busy else [])
     notes = bench.notes + CLUSTER_NOTES + busy_notes + [
         f"{k}: null because a measure it needs is missing (see above)" for k, v in ratio_values.items() if v is None]
-    result = {"scale": args.scale, "source_schema": args.source_schema, "generate_s": generate_s,
+    if args.no_generate:  # --scale did nothing: the source is an earlier run's, of whatever scale it had
+        notes.append("scale: null: the source of an earlier run was reused (--no-generate); the measures' rows give "
+                     "its size")
+    result = {"scale": None if args.no_generate else args.scale, "source_schema": args.source_schema, "generate_s": generate_s,
               "source_vacuum_s": vacuum_s,
               "innodb_prewarm": prewarm,
               "machine": report.machine() | {"load_average_at_start": load_start, "other_services_running": busy},

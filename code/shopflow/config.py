@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 import urllib.parse
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Mapping
 from shopflow import config_spark as vs
 from shopflow import config_values as v
 from shopflow.config_checks import check_together
+from shopflow.config_file import read_env_file
 from shopflow.config_values import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -196,22 +196,6 @@ def database_url(scheme: str, user: str, password: str | None, host: str, port: 
 
     auth = quoted(user) if password is None else f"{quoted(user)}:{quoted(password)}"
     return f"{scheme}://{auth}@{v.url_host(host)}:{port}/{quoted(database)}"
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse KEY=VALUE lines; `#` starts a comment line, or a comment after a value and whitespace (`env_value`)."""
-    values: dict[str, str] = {}
-    if not path.exists():
-        return values
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key.strip()):
-            raise SettingsError(f"{path.name} line {number}: expected KEY=VALUE, got {line!r}")
-        values[key.strip()] = v.env_value(value)
-    return values
 
 
 # docker compose's own variables, which it also reads from .env

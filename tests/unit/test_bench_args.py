@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -28,6 +31,11 @@ def test_skipping_every_measure_is_an_error_not_an_empty_run(capsys):
     (["--stream-seconds", "inf"], "--stream-seconds: must be a finite number"),
     (["--source-schema", "x; DROP SCHEMA source"], "want lower-case letters"),  # written into DDL as is
     (["--target-prefix", "prod"], "starting with 'test_'"),  # only test_* databases are ever dropped
+    # datagen's and the event generator's own limits: they refused after the servers had started, with a traceback
+    (["--scale", "7000"], "order_details would get 115,500,000 rows; the generator makes at most 100,000,000"),
+    (["--scale", "1e306"], "every table would get too many rows"),
+    (["--stream-rate", "0.00001"], "the event generator sends at least one event a day"),
+    (["--stream-rate", "0.5", "--stream-seconds", "1"], "sends no event"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -43,6 +51,17 @@ def test_the_live_source_schema_is_refused_with_or_without_generating(argv, caps
     with pytest.raises(SystemExit) as exit_info:
         parse_args(argv, live_schema="shop")
     assert exit_info.value.code == 2 and "that is the live source (POSTGRES_SCHEMA)" in capsys.readouterr().err
+
+
+def test_limits_of_a_step_not_run_are_not_checked():
+    assert parse_args(["--scale", "7000", "--no-generate"]).scale == 7000  # the source is reused as it is
+    assert parse_args(["--stream-rate", "0.5", "--stream-seconds", "1", "--skip", "streaming"]).stream_rate == 0.5
+
+
+def test_a_bad_setting_is_one_line_not_a_traceback():
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--repeat", "1"], capture_output=True, text=True,
+                         timeout=120, env=os.environ | {"MYSQL_PORT": "abc"})
+    assert (run.returncode, run.stderr) == (2, "bench: bad setting: MYSQL_PORT='abc': expected a whole number\n")
 
 
 def test_edge_values_that_make_sense_are_accepted():
@@ -115,3 +134,12 @@ def test_ctrl_c_while_the_servers_start_stops_those_the_bench_started(monkeypatc
     assert run.main([]) == 130
     assert stopped == [(["postgres"], False, False)]
     assert capsys.readouterr().err.startswith("bench: interrupted")
+
+
+def test_a_failed_generation_ends_the_bench_with_one_line(monkeypatch):
+    """datagen's exit went through `check=True`: a CalledProcessError traceback below datagen's own line."""
+    from bench import run
+    monkeypatch.setattr(run.subprocess, "call", lambda *args, **kwargs: 1)
+    with pytest.raises(SystemExit) as exit_info:
+        run.generate(0.01, "bench_x")
+    assert str(exit_info.value.code).startswith("bench: generating the source failed (datagen.postgres exit 1")

@@ -43,3 +43,15 @@ def test_an_environment_with_every_setting_does_not_read_the_file(tmp_path):
     assert load_settings(env=full, env_file=broken).MYSQL_PORT == 3307
     with pytest.raises(SettingsError, match="broken.env line 2: expected KEY=VALUE"):  # one missing: the file is read
         load_settings(env={k: v for k, v in full.items() if k != "MYSQL_PORT"}, env_file=broken)
+
+
+def test_an_env_file_not_in_utf8_is_one_line_and_a_byte_order_mark_is_skipped(tmp_path):
+    """A Latin-1 `.env` ended every command in a UnicodeDecodeError traceback; a UTF-8 file that a Windows editor
+    began with a byte-order mark failed its first line ("expected KEY=VALUE, got '\\ufeff# comment'")."""
+    latin = tmp_path / "latin.env"
+    latin.write_bytes("# settings\nPOSTGRES_PASSWORD=m\u00fcller\n".encode("latin-1"))
+    with pytest.raises(SettingsError, match=r"^latin.env line 2: not UTF-8 \(byte 0xfc\); save the file as UTF-8$"):
+        load_settings(env={}, env_file=latin)
+    marked = tmp_path / "marked.env"
+    marked.write_bytes("# settings\nPOSTGRES_PASSWORD=m\u00fcller\n".encode("utf-8-sig"))
+    assert load_settings(env={}, env_file=marked).POSTGRES_PASSWORD == "m\u00fcller"

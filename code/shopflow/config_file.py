@@ -1,0 +1,36 @@
+"""Reading the settings file (`.env`): KEY=VALUE lines, as UTF-8."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from shopflow import config_values as v
+from shopflow.config_values import SettingsError
+
+
+def _env_text(path: Path) -> str:
+    """The file as UTF-8, without the byte-order mark some editors write first; a file in another encoding is one
+    line naming where (every command ended in a UnicodeDecodeError traceback)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise SettingsError(f"{path.name} line {line}: not UTF-8 (byte 0x{data[error.start]:02x}); save the file as "
+                            "UTF-8") from None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines; `#` starts a comment line, or a comment after a value and whitespace (`env_value`)."""
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for number, line in enumerate(_env_text(path).splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key.strip()):
+            raise SettingsError(f"{path.name} line {number}: expected KEY=VALUE, got {line!r}")
+        values[key.strip()] = v.env_value(value)
+    return values

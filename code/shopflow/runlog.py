@@ -63,6 +63,7 @@ class RunRecord:
     checksum: str | None = None
     status: str = "running"
     detail: str | None = None
+    run_id: int | None = None  # its row, once `record_started` wrote it: the end updates that row
 
 
 def ensure_pipeline_runs(settings: Settings) -> None:
@@ -81,14 +82,44 @@ def ensure_pipeline_runs(settings: Settings) -> None:
         cur.close()
 
 
+def _values(record: RunRecord) -> tuple:
+    return tuple(clip(record.detail) if c == "detail" and record.detail else getattr(record, c) for c in _COLUMNS)
+
+
+_INSERT = f"INSERT INTO pipeline_runs ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+
+
 def record_run(settings: Settings, record: RunRecord) -> None:
+    """Its row: a new one, or the one `record_started` wrote, updated."""
     with mysql_connection(settings) as conn:
         cur = conn.cursor()
         cur.execute(PIPELINE_RUNS_DDL)
-        cur.execute(f"INSERT INTO pipeline_runs ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})",
-                    tuple(clip(record.detail) if c == "detail" and record.detail else getattr(record, c)
-                          for c in _COLUMNS))
+        if record.run_id is None:
+            cur.execute(_INSERT, _values(record))
+        else:
+            cur.execute(f"UPDATE pipeline_runs SET {', '.join(f'{c} = %s' for c in _COLUMNS)} WHERE run_id = %s",
+                        _values(record) + (record.run_id,))
         cur.close()
+
+
+UNFINISHED = ("ended without writing its result (its process was killed, or MySQL was unreachable as it ended); "
+              "found by the next run")
+
+
+def record_started(cursor, record: RunRecord) -> None:
+    """Writes `record` as running through `cursor` (the caller commits) and keeps its row's id for its end. The
+    latest such row of `record.job` still running is first written as failed (`UNFINISHED`): call it only while
+    holding the lock that keeps out another run of the job, so that row's run cannot be going on. A run killed
+    (kill -9, the OOM killer) or whose end could not be written leaves its row running until then."""
+    cursor.execute(PIPELINE_RUNS_DDL)
+    cursor.execute("SELECT run_id, status FROM pipeline_runs WHERE job = %s AND table_name IS NULL "
+                   "ORDER BY started_at DESC, run_id DESC LIMIT 1", (record.job,))
+    last = cursor.fetchone()
+    if last is not None and last[1] == "running":
+        cursor.execute("UPDATE pipeline_runs SET status = 'failed', detail = %s WHERE run_id = %s",
+                       (UNFINISHED, last[0]))
+    cursor.execute(_INSERT, _values(record))
+    record.run_id = cursor.lastrowid
 
 
 def record_run_or_warn(settings: Settings, record: RunRecord, what: str | None = None) -> None:

@@ -8,7 +8,7 @@ from replication_support import (LONG_REVIEW, assert_replica_equals_source, pg, 
 
 from postgresdb.models import TABLES_BY_NAME
 from shopflow import db
-from shopflow.replication import ReplicationError, ReplicationRefused, pipeline, replicate
+from shopflow.replication import ReplicationError, ReplicationRefused, copy_load, replicate
 from shopflow.replication.target import Replica
 from shopflow.stack.bootstrap import mariadb_root
 
@@ -59,7 +59,7 @@ def test_tables_reconciled_while_the_big_one_loads_survive_its_failure(spark, sc
     that need none of its rows (categories, then products) are reconciled and committed meanwhile. A failure after
     that empties only the tables not reconciled, so the next run reloads just those."""
     seed(scratch)
-    monkeypatch.setattr(pipeline, "BIG_LOAD_ROWS", 1)
+    monkeypatch.setattr(copy_load, "BIG_LOAD_ROWS", 1)
     with pytest.raises(Interrupt):
         replicate(spark, scratch, on_step=_interrupt_after("reconcile", "products"))
     committed = {t for t, w in _watermarks(scratch).items() if w is not None}
@@ -83,7 +83,7 @@ def test_the_big_table_hashed_ahead_still_fails_on_a_replica_changed_after_its_l
     """The big load's source checksum is taken while it loads; a replica row changed after the load (by hand,
     here) must still fail that table's reconcile."""
     seed(scratch)
-    monkeypatch.setattr(pipeline, "BIG_LOAD_ROWS", 1)
+    monkeypatch.setattr(copy_load, "BIG_LOAD_ROWS", 1)
 
     def tamper(phase, table):
         if (phase, table) == ("upsert", "users"):

@@ -47,9 +47,11 @@ class ReplicaIncomplete(RuntimeError):
 
 
 def check_last_replication(cursor) -> None:
-    """Raises ReplicaIncomplete when the latest replication run (not one refused before it started) failed. The lock
-    keeps out a run still going, not what a failed one committed: a build that had waited for it read some tables
-    of the new snapshot and others of the old, and its gate, computed from the same read, passed."""
+    """Raises ReplicaIncomplete when the latest replication run (not one refused before it started) failed, or never
+    wrote its end (killed, or MySQL unreachable as it ended: its row stays running; called with the replication lock
+    held, so no run is going on). The lock keeps out a run still going, not what a failed one committed: a build
+    that had waited for it read some tables of the new snapshot and others of the old, and its gate, computed from
+    the same read, passed. A run writes its end before it lets the lock go."""
     cursor.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
                    "AND table_name = 'pipeline_runs'")
     if not cursor.fetchone()[0]:
@@ -58,8 +60,9 @@ def check_last_replication(cursor) -> None:
                    "AND COALESCE(mode, '') <> %s ORDER BY started_at DESC, run_id DESC LIMIT 1",
                    (REPLICATION_JOB, NOT_STARTED))
     last = cursor.fetchone()
-    if last is not None and last[0] == "failed":
-        raise ReplicaIncomplete(f"the last replication run (started {last[1]:%Y-%m-%d %H:%M:%S} UTC) failed, so the "
+    if last is not None and last[0] != "ok":
+        ended = "failed" if last[0] == "failed" else f"ended without writing its result ({last[0]}: killed?)"
+        raise ReplicaIncomplete(f"the last replication run (started {last[1]:%Y-%m-%d %H:%M:%S} UTC) {ended}, so the "
                                 f"replica may hold part of it ({clip(last[2] or '', 300)}); the next successful run "
                                 "makes it whole and triggers a build")
 

@@ -19,6 +19,7 @@ import os
 import tempfile
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psycopg2.errors
 
@@ -30,8 +31,13 @@ from .plan import TablePlan, changed_rows_filter, key_ranges
 from .source import lock_timeout_ms
 from .transform import replicated_columns
 
+if TYPE_CHECKING:  # results imports this module
+    from .results import TableResult
+
 COPY_CHUNK = 1 << 20
 WARNING_SAMPLE = 3
+# A direct load of at least this many rows gets a Spark job of its own (see `big_direct_load`).
+BIG_LOAD_ROWS = 100_000
 # Ranges of fewer rows share tasks (about this many rows per task, at most one task per core): a tiny range costs
 # more in task start than in copying.
 SHARED_TASK_ROWS = 20_000
@@ -186,3 +192,12 @@ def load_ranges(spark, settings: Settings, snapshot_id: str, ranges: list[KeyRan
                                          f"{len(tasks)} tasks")
     return (spark.sparkContext.parallelize(tasks, len(tasks))
             .flatMap(lambda task: copy_ranges(settings, snapshot_id, task)).collect())
+
+
+def big_direct_load(results: list[TableResult]) -> TableResult | None:
+    """The largest table loaded straight into its empty target, if big and other tables load too: it gets a Spark
+    job of its own, and the others are reconciled while it still loads (its single bulk-insert range leaves a core
+    idle most of that time)."""
+    loading = [r for r in results if r.stats.rows]
+    direct = [r for r in loading if r.direct and r.stats.rows >= BIG_LOAD_ROWS]
+    return max(direct, key=lambda r: r.stats.rows) if direct and len(loading) > 1 else None

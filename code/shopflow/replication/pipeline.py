@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from postgresdb.models import TABLES, TABLES_BY_NAME
 from shopflow.config import Settings
 from shopflow.db import mysql_connection
-from shopflow.runlog import record_run, record_run_or_warn, tracked_run
+from shopflow.runlog import NOT_STARTED, record_run, record_run_or_warn, tracked_run
 
 from . import copy_load, reconcile, tombstones
 from .mysql_sql import REJECTS_TABLE, stage_name
@@ -25,8 +25,6 @@ from .target import Replica
 from .transform import REJECT_REASON, accepted_rows, rejected_rows, to_mysql_types, with_reject_reason
 
 REJECT_SAMPLE = 1_000
-# A direct load of at least this many rows gets a Spark job of its own (see `_big_direct_load`).
-BIG_LOAD_ROWS = 100_000
 log = logging.getLogger("shopflow.replication")
 
 
@@ -91,19 +89,11 @@ def _merge_stage(replica: Replica, result: TableResult) -> None:
     result.moved = counts.moved
 
 
-def _big_direct_load(results: list[TableResult]) -> TableResult | None:
-    """The largest table loaded straight into its empty target, if big and other tables load too: it gets a Spark
-    job of its own, and the others are reconciled while it still loads (its single bulk-insert range leaves a core
-    idle most of that time)."""
-    loading = [r for r in results if r.stats.rows]
-    direct = [r for r in loading if r.direct and r.stats.rows >= BIG_LOAD_ROWS]
-    return max(direct, key=lambda r: r.stats.rows) if direct and len(loading) > 1 else None
-
-
 def _copy_all(spark, settings: Settings, source: SourceSnapshot, replica: Replica, results: list[TableResult],
               while_big_loads: Callable[[TableResult], None]) -> float:
-    """The copy path's load of every table (one Spark job, or two: see `_big_direct_load`); `while_big_loads` runs
-    once everything but the big table is loaded. Returns the seconds until every table was loaded."""
+    """The copy path's load of every table (one Spark job, or two: see `copy_load.big_direct_load`);
+    `while_big_loads` runs once everything but the big table is loaded. Returns the seconds until every table was
+    loaded."""
     ranges: dict[str, list[copy_load.KeyRange]] = {}
     for result in results:
         table, result.started_at = result.plan.table, utc_now()
@@ -115,7 +105,7 @@ def _copy_all(spark, settings: Settings, source: SourceSnapshot, replica: Replic
             into = table.name if result.direct else stage_name(table)
             ranges[result.name] = copy_load.plan_ranges(result.plan, stats.rows, stats.min_key, stats.max_key, into,
                                                         result.direct)
-    big = _big_direct_load(results)
+    big = copy_load.big_direct_load(results)
     by_table = {r.name: r for r in results}
 
     def load(names: list[str]) -> None:
@@ -228,8 +218,10 @@ def replicate(spark, settings: Settings, force_full: bool = False,
     """Make the replica equal to one snapshot of the source; `on_step(phase, table)` runs after each table's
     commit in phase "upsert" and "reconcile" (tests use it to interrupt a run)."""
     step_done = on_step or (lambda phase, table: None)
-    with tracked_run(settings, JOB) as run, ExitStack() as stack:
-        replica = Replica(settings, stack.enter_context(mysql_connection(settings)))
+    # the lock's connection outlives the run's row: a marts build waiting for the lock reads how this run ended
+    with mysql_connection(settings) as conn, tracked_run(settings, JOB, mode=NOT_STARTED) as run, \
+            ExitStack() as stack:
+        replica = Replica(settings, conn)
         replica.lock()  # before the snapshot: a waiting run must not hold an older snapshot than the one ahead
         if settings.REPLICATION_WRITE_PATH == "copy":
             replica.check_local_infile()
@@ -237,6 +229,7 @@ def replicate(spark, settings: Settings, force_full: bool = False,
         source = stack.enter_context(open_snapshot(settings))
         results = _plan(settings, source, replica, replica_lacking, force_full)
         run.mode = run_mode(results)
+        replica.record_started(run)  # the replica changes from here on: a run that dies leaves this row running
         stack.enter_context(tombstones.pruning(settings, [r.state.watermark if r.state else None for r in results]))
         ahead = stack.enter_context(reconcile.ReadAhead(settings, source, results))
         _upsert_all(spark, settings, source, replica, results, ahead, step_done)

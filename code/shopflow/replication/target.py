@@ -10,6 +10,7 @@ from postgresdb.models import Table
 from shopflow.config import Settings
 from shopflow.config_values import address
 from shopflow.db import mysql_connection, named_lock
+from shopflow.runlog import RunRecord, record_started
 
 from . import mysql_sql as sql
 from .checksum import EMPTY, Checksum, block_cuts, checksum_from_row, mysql_checksum_sql
@@ -226,6 +227,11 @@ class Replica:
 
     def commit(self) -> None:
         self.conn.commit()
+
+    def record_started(self, run: RunRecord) -> None:
+        """`runlog.record_started` on this connection, which holds the replication lock (nothing else uncommitted)."""
+        record_started(self.cur, run)
+        self.commit()
 
     def rollback(self) -> None:
         self.conn.rollback()

@@ -1,0 +1,112 @@
+"""A replication run's `pipeline_runs` row against real Postgres and MariaDB, as the marts build reads it: written
+before the run lets the replication lock go, `running` while the replica may change (so a run that never wrote its
+end is seen), and `not started` for a run that failed before changing anything."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from replication_support import assert_replica_equals_source, pg, replica_query, scratch, seed  # noqa: F401
+
+from shopflow import db, runlog
+from shopflow.marts.replica import ReplicaIncomplete, check_last_replication, replication_paused
+from shopflow.replication import pipeline, replicate
+
+pytestmark = pytest.mark.integration
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _whole_runs(settings) -> list[dict]:
+    return replica_query(settings, "SELECT status, mode, detail FROM pipeline_runs WHERE table_name IS NULL "
+                                   "ORDER BY run_id")
+
+
+def _check(settings) -> None:
+    with db.mysql_connection(settings) as conn:
+        check_last_replication(conn.cursor())
+
+
+def _change_orders(settings) -> None:
+    pg(settings, "UPDATE {s}.orders SET status = 'Cancelled' WHERE order_id = 1",
+       "UPDATE {s}.reviews SET rating = 2 WHERE review_id = 2")
+
+
+def _interrupt_after_orders(phase: str, table: str) -> None:
+    if (phase, table) == ("upsert", "orders"):
+        raise Interrupt("stopped after the upsert of orders")
+
+
+def test_a_build_waiting_for_the_lock_sees_the_run_that_failed_before_it(spark, scratch, monkeypatch):
+    """The failed row was written after the lock's connection closed: a build waiting for the lock went on at once
+    and read the run before's `ok`, then the half-applied replica (orders upserted, reviews not). The row's write is
+    slowed down here so that the old order loses the race every time."""
+    seed(scratch)
+    replicate(spark, scratch)
+    _change_orders(scratch)
+    write = runlog.record_run_or_warn
+    monkeypatch.setattr(runlog, "record_run_or_warn", lambda *args: (time.sleep(1.0), write(*args)))
+    seen: list = []
+
+    def build() -> None:
+        try:
+            with db.mysql_connection(scratch) as conn:
+                cursor = conn.cursor()
+                with replication_paused(cursor, scratch):
+                    check_last_replication(cursor)
+            seen.append("went on")
+        except ReplicaIncomplete as error:
+            seen.append(error)
+
+    waiting = threading.Thread(target=build)
+
+    def step(phase: str, table: str) -> None:
+        if (phase, table) == ("upsert", "users"):
+            waiting.start()
+            time.sleep(0.5)  # the build now waits for the lock
+        _interrupt_after_orders(phase, table)
+
+    with pytest.raises(Interrupt):
+        replicate(spark, scratch, on_step=step)
+    waiting.join(timeout=60)
+    assert len(seen) == 1 and isinstance(seen[0], ReplicaIncomplete), seen
+    assert "failed" in str(seen[0]) and "stopped after the upsert of orders" in str(seen[0])
+
+
+def test_a_run_that_never_wrote_its_end_stops_builds_until_the_next_run_closes_it(spark, scratch, monkeypatch):
+    """Killed (kill -9, the OOM killer) or MySQL unreachable as it ended: no row said so, and builds read the
+    replica it left half-applied. Its row now stays `running`; the next run writes it as failed."""
+    seed(scratch)
+    replicate(spark, scratch)
+    _change_orders(scratch)
+    monkeypatch.setattr(runlog, "record_run_or_warn", lambda *args: None)  # its end cannot be written
+    with pytest.raises(Interrupt):
+        replicate(spark, scratch, on_step=_interrupt_after_orders)
+    assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("running", "incremental")]
+    with pytest.raises(ReplicaIncomplete, match=r"ended without writing its result \(running: killed\?\)"):
+        _check(scratch)
+    monkeypatch.undo()
+    replicate(spark, scratch)
+    runs = _whole_runs(scratch)
+    assert [r["status"] for r in runs] == ["ok", "failed", "ok"] and runs[1]["detail"] == runlog.UNFINISHED
+    _check(scratch)
+    assert_replica_equals_source(scratch)
+
+
+def test_a_run_that_failed_before_changing_the_replica_does_not_stop_builds(spark, scratch, monkeypatch):
+    """Postgres unreachable, the lock wait run out, the replica refusing LOAD DATA: the row said failed with no mode,
+    and every build refused the replica until the next successful run."""
+    seed(scratch)
+    replicate(spark, scratch)
+
+    def unreachable(_settings):
+        raise RuntimeError("cannot reach Postgres")
+
+    monkeypatch.setattr(pipeline, "open_snapshot", unreachable)
+    with pytest.raises(RuntimeError, match="cannot reach Postgres"):
+        replicate(spark, scratch)
+    assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("failed", runlog.NOT_STARTED)]
+    _check(scratch)

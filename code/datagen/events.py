@@ -154,6 +154,7 @@ class _LoggedSender:
 
 
 CATCH_UP_S = 1.0  # a lag made up by sending faster; a longer one is skipped
+PROGRESS_S = 30  # a line this often in a burst (--rate), which logs no event
 
 
 def produce(settings: Settings, mix: EventMix, count: int | None, interval: float, log_each: bool = False,
@@ -163,7 +164,7 @@ def produce(settings: Settings, mix: EventMix, count: int | None, interval: floa
     events it missed are not sent at once when it catches up. Shorter lags are made up, so a burst keeps its rate."""
     sender = _LoggedSender(settings, say) if log_each else _BurstSender(settings)
     kinds, started = Counter(), time.monotonic()
-    schedule = started
+    schedule = told = started
     try:
         for index in itertools.count() if count is None else range(count):
             wait = schedule + index * interval - time.monotonic()
@@ -174,6 +175,9 @@ def produce(settings: Settings, mix: EventMix, count: int | None, interval: floa
             payload, kind = mix.next_event(datetime.now(timezone.utc))
             sender.send(payload, kind)
             kinds[kind] += 1
+            if not log_each and (now := time.monotonic()) - told >= PROGRESS_S:  # a burst logs no event
+                say(f"{PROG}: sent {index + 1:,} events in {now - started:.0f} s")
+                told = now
     except KeyboardInterrupt:
         say(f"{PROG}: interrupted, flushing")
     finally:

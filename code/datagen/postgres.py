@@ -41,6 +41,7 @@ from .tables import Sizes, generate
 
 PROG = "datagen.postgres"
 COPY_READ_SIZE = 1 << 20
+PROGRESS_S = 30  # a line this often while one table loads
 LOCK_WAIT_S = 60  # per lock; psycopg2 does not stop a lock wait on Ctrl-C, so it must end by itself
 
 
@@ -96,9 +97,20 @@ def _foreign_keys_deferred(cur, schema: str, table: Table) -> Iterator[None]:
         cur.execute(f'ALTER TABLE {qualified} ADD CONSTRAINT "{name}" {definition}')
 
 
+def _progress(chunks: Iterator[bytes], table: Table, counter: list[int], say: Callable[[str], None],
+              started: float) -> Iterator[bytes]:
+    """`chunks`, with a line every PROGRESS_S (order_details at a big scale took minutes without one)."""
+    told = started
+    for chunk in chunks:
+        yield chunk
+        if (now := time.monotonic()) - told >= PROGRESS_S:
+            say(f"  {table.name:<20}{counter[0]:>12,} rows so far {now - started:8.1f} s")
+            told = now
+
+
 def _copy_table(cur, schema: str, table: Table, rows, say: Callable[[str], None]) -> int:
     started, counter = time.monotonic(), [0]
-    reader = ChunkReader(copy_chunks(table, rows, counter))
+    reader = ChunkReader(_progress(copy_chunks(table, rows, counter), table, counter, say, started))
     with _foreign_keys_deferred(cur, schema, table):
         try:
             cur.copy_expert(copy_sql(schema, table), reader, size=COPY_READ_SIZE)

@@ -126,3 +126,48 @@ def test_ctrl_c_while_the_event_generator_connects_is_one_line(monkeypatch, caps
     with pytest.raises(SystemExit) as ended:
         events.main(["--count", "1"])
     assert ended.value.code == 130 and capsys.readouterr().err == "datagen.events: error: interrupted\n"
+
+
+def test_a_burst_and_a_long_table_load_say_how_far_they_got_every_30_s(monkeypatch):
+    """A burst (--rate) logs no event, and a big scale's order_details loads for minutes: both printed nothing."""
+    import random
+    from types import SimpleNamespace
+
+    from datagen.event_model import EventMix
+    from datagen.pools import build_pools
+    from postgresdb.models import TABLES_BY_NAME
+    from shopflow.config import get_settings
+
+    now, lines = [0.0], []
+
+    class Sender:
+        failed = 0
+
+        def __init__(self, *_args):
+            pass
+
+        def send(self, _payload, _kind):
+            now[0] += 1.0
+
+        def close(self):
+            pass
+
+    clock = SimpleNamespace(monotonic=lambda: now[0], sleep=lambda seconds: None)
+    monkeypatch.setattr(events, "time", clock)
+    monkeypatch.setattr(events, "_BurstSender", Sender)
+    events.produce(get_settings(), EventMix(random.Random(1), build_pools(1)), count=100, interval=0.001,
+                   say=lines.append)
+    assert lines == ["datagen.events: sent 30 events in 30 s", "datagen.events: sent 60 events in 60 s",
+                     "datagen.events: sent 90 events in 90 s"]
+
+    def chunks():
+        for _ in range(70):
+            now[0] += 1.0
+            counter[0] += 1_000
+            yield b"x"
+
+    now[0], counter, lines = 0.0, [0], []
+    monkeypatch.setattr(postgres, "time", clock)
+    assert len(list(postgres._progress(chunks(), TABLES_BY_NAME["order_details"], counter, lines.append, 0.0))) == 70
+    assert lines == ["  order_details             30,000 rows so far     30.0 s",
+                     "  order_details             60,000 rows so far     60.0 s"]

@@ -50,3 +50,18 @@ def test_the_retention_is_at_least_one_day(tmp_path):
     assert load_settings(env={"LOCAL_STATE_DIR": str(tmp_path)}, env_file=None).AIRFLOW_LOG_RETENTION_DAYS == 15
     with pytest.raises(SettingsError, match="AIRFLOW_LOG_RETENTION_DAYS='0': must be at least 1"):
         load_settings(env={"AIRFLOW_LOG_RETENTION_DAYS": "0"}, env_file=None)
+
+
+def test_run_by_hand_without_airflow_home_it_grooms_the_stacks_logs(monkeypatch, caplog):
+    """Airflow's own default (~/airflow) may be another install's logs."""
+    import logging
+
+    from shopflow.config import get_settings
+    from shopflow.stack import log_groomer
+
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    groomed = []
+    monkeypatch.setattr(log_groomer, "groom", lambda logs, days: groomed.append(logs) or (0, 0))
+    with caplog.at_level(logging.INFO):
+        assert log_groomer.main(["--once"]) == 0
+    assert groomed == [get_settings().state_dir / "airflow" / "logs"]

@@ -15,6 +15,14 @@ def test_airflow_passthrough_runs_the_cli_with_the_stack_env_and_no_graphviz_war
     assert env["AIRFLOW_HOME"].endswith("/airflow") and env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
 
 
+def test_airflow_help_is_airflows_not_the_wrappers(monkeypatch):
+    """argparse took a leading -h/--help for the `airflow` subcommand's own help."""
+    calls = []
+    monkeypatch.setattr(cli, "_run_airflow", lambda argv, env: calls.append(argv[1:]) or 0)
+    assert cli.main(["airflow", "--help"]) == 0 and cli.main(["airflow", "-h"]) == 0
+    assert calls == [["--help"], ["-h"]]
+
+
 def test_status_lists_jobs_run_by_hand(monkeypatch, capsys):
     import os
 

@@ -59,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="each service, its state, port(s) and pid")
     ensure = sub.add_parser("ensure", help="start only these service groups (and their dependencies)")
     ensure.add_argument("groups", nargs="+", choices=GROUPS)
-    passthrough = sub.add_parser("airflow", help="run the airflow CLI with the stack's environment")
-    passthrough.add_argument("args", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    sub.add_parser("airflow", help="run the airflow CLI with the stack's environment (the arguments after it)")
+    raw = sys.argv[1:] if argv is None else list(argv)
+    # all after `airflow` is Airflow's: argparse took a leading --help / -h (`make airflow ARGS="--help"`) as its own
+    args = parser.parse_args(raw[:1] if raw[:1] == ["airflow"] else raw)
+    args.args = raw[1:]
     try:
         settings = get_settings()
         if args.command == "up":

@@ -95,9 +95,24 @@ def wait_for_dags(client: AirflowClient, dag_ids: list[str], timeout: float = 12
         time.sleep(3)
 
 
+PROGRESS_S = 60
+
+
+def still_running(dag_id: str, state: str, start: float, told: float) -> float:
+    """A line every PROGRESS_S while a DAG run is not over (`make up` waited up to 30 minutes a DAG without a word);
+    returns when it last said so."""
+    now = time.monotonic()
+    if now - told < PROGRESS_S or state in ("success", "failed"):
+        return told
+    print(f"  {dag_id}: {state} after {now - start:.0f} s (its task log: the Airflow UI, Grid)", flush=True)
+    return now
+
+
 def wait_for_run(client: AirflowClient, dag_id: str, run_id: str, timeout: float) -> str:
-    deadline, state = time.monotonic() + timeout, "queued"
-    while state not in ("success", "failed") and time.monotonic() < deadline:
+    start, state = time.monotonic(), "queued"
+    told = start
+    while state not in ("success", "failed") and time.monotonic() < start + timeout:
         time.sleep(5)
         state = client.run_state(dag_id, run_id)
+        told = still_running(dag_id, state, start, told)
     return state

@@ -55,15 +55,19 @@ def groom(logs: Path, retention_days: int, now: float | None = None) -> tuple[in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="log_groomer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--once", action="store_true", help="groom once and exit")
-    parser.add_argument("--logs", type=Path, help="the log folder (default: $AIRFLOW_HOME/logs)")
+    parser.add_argument("--logs", type=Path, help="the log folder (default: $AIRFLOW_HOME/logs, or the local "
+                                                  "stack's when AIRFLOW_HOME is not set)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        days = get_settings().AIRFLOW_LOG_RETENTION_DAYS
+        settings = get_settings()
     except SettingsError as error:
         log.error("%s", error)
         return 2
-    logs = args.logs or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "logs"
+    days = settings.AIRFLOW_LOG_RETENTION_DAYS
+    # run by hand from a shell: the stack's Airflow, not ~/airflow (Airflow's own default, maybe another install's)
+    home = os.environ.get("AIRFLOW_HOME") or settings.state_dir / "airflow"
+    logs = args.logs or Path(home).expanduser() / "logs"
     log.info("keeping %s day(s) of logs under %s; every %d s", days, logs, EVERY_S)
     while True:
         files, size = groom(logs, days)

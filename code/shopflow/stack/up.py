@@ -58,13 +58,14 @@ def _unpause_and_run(client, dag_id: str, scheduled: bool, wait_s: float = SCHED
 def _wait_asset_runs(client, dag_id: str, since: str) -> str:
     """An Asset-scheduled DAG starts by itself after its producer: wait for the run that follows ours."""
     with step(f"wait for DAG {dag_id} (scheduled by the Asset its producer updated)"):
-        deadline = time.monotonic() + DAG_TIMEOUT_S
-        while time.monotonic() < deadline:
+        start = told = time.monotonic()
+        while time.monotonic() < start + DAG_TIMEOUT_S:
             runs = [r for r in client.runs(dag_id) if (r.get("run_after") or "") >= since]
             if runs and runs[0]["state"] in ("success", "failed"):
                 print(f"  {dag_id} {runs[0]['dag_run_id']}: {runs[0]['state']}", flush=True)
                 return runs[0]["state"]
             time.sleep(5)
+            told = airflow_api.still_running(dag_id, runs[0]["state"] if runs else "not started yet", start, told)
     return "timed out"
 
 

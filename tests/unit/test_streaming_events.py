@@ -12,6 +12,7 @@ from shopflow.streaming import events as ev
 RAW = "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 NOT_A_TIMESTAMP = f"registration_date missing or not a timestamp like {ev.TIMESTAMP_EXAMPLE}"
+FUTURE = "registration_date more than 1 day after the event was sent (its Kafka timestamp)"
 
 
 def ts(seconds: int) -> datetime:
@@ -29,20 +30,27 @@ def raw_frame(spark, values, partition=0, start=0):
     return spark.createDataFrame(rows, RAW)
 
 
+NOT_JSON = ("value is not valid JSON (or has duplicate keys, a lone surrogate escape such as \\ud83d, over 1,000 "
+            "levels of nesting or a number of over 1,000 digits)")
+
+
 def test_parse_reports_why_a_value_is_not_an_event(spark):
     values = [event(), b"not json", b"\xff\xfe{\"a\": 1}", None, b"[1, 2]",
-              event(first_name=123), b'{"email": "a@b.co"} trailing', b'{"email": "a", "email": "b"}']
+              event(first_name=123), b'{"email": "a@b.co"} trailing', b'{"email": "a", "email": "b"}',
+              event(note="\ud83d"), event(size=int("9" * 1001))]  # half an emoji; past the parser's number limit
     parsed = raw_frame(spark, values).transform(ev.parse_events)
     got = parsed.select("offset", "parse_error", "first_name", "email")
     expected = spark.createDataFrame([
         (0, None, "Ann", "ann@example.com"),
-        (1, "value is not valid JSON (or has duplicate keys)", None, None),
+        (1, NOT_JSON, None, None),
         (2, "value is not valid UTF-8", None, None),
         (3, "value is null", None, None),
         (4, "value is not a single JSON object", None, None),
         (5, "first_name is not a JSON string", None, None),
         (6, "value is not a single JSON object", None, None),
-        (7, "value is not valid JSON (or has duplicate keys)", None, None),
+        (7, NOT_JSON, None, None),
+        (8, NOT_JSON, None, None),
+        (9, NOT_JSON, None, None),
     ], "offset bigint, parse_error string, first_name string, email string")
     assertDataFrameEqual(got, expected)
 
@@ -100,6 +108,10 @@ def test_validate_normalizes_a_valid_event(spark):
     ({"registration_date": "-5000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999 (UTC)"),
     ({"registration_date": "0999-12-31T23:59:59Z"}, "registration_date outside the years 1000-9999 (UTC)"),
     ({"registration_date": "+10000-01-01T00:00:00Z"}, "registration_date outside the years 1000-9999 (UTC)"),
+    # later than the event was sent (T0, 2024-05-01 12:00), beyond a day of clock skew: "9999-01-01" as "unknown"
+    ({"registration_date": "2024-05-02T12:00:00.000001Z"}, FUTURE),
+    ({"registration_date": "9999-12-31T23:59:59.999999Z"}, FUTURE),
+    ({"registration_date": "2024-05-02T12:00:00Z"}, None),
     ({"last_name": "x" * 101}, "last_name longer than 100 characters"),
     ({"phone": "1\u00002"}, "phone contains NUL"),
     ({"email": "a@" + "a." * 5000 + "com"}, "email longer than 255 characters"),  # overflowed the regex's stack
@@ -111,9 +123,8 @@ def test_validate_rejects_each_broken_rule(spark, fields, reason):
 
 
 @pytest.mark.parametrize("registered, stored", [
-    ("1000-01-01T00:00:00Z", datetime(1000, 1, 1)), ("9999-12-31T23:59:59.999999Z", datetime(9999, 12, 31, 23, 59, 59,
-                                                                                             999999)),
-    ("2024-01-31", datetime(2024, 1, 31)), ("2024-01-31 12:30", datetime(2024, 1, 31, 12, 30)),
+    ("1000-01-01T00:00:00Z", datetime(1000, 1, 1)), ("2024-01-31", datetime(2024, 1, 31)),
+    ("2024-01-31 12:30", datetime(2024, 1, 31, 12, 30)),
     ("2024-01-31T12:30:15+02:00", datetime(2024, 1, 31, 10, 30, 15)), ("2024-01-31T12:30:15-0130", datetime(
         2024, 1, 31, 14, 0, 15)), ("2024-01-31T12:30:15.5Z", datetime(2024, 1, 31, 12, 30, 15, 500000)),
     ("2024-1-5", datetime(2024, 1, 5)), ("2024-01-31T10", datetime(2024, 1, 31, 10)),
@@ -122,6 +133,14 @@ def test_registration_dates_of_the_accepted_shapes_are_valid(spark, registered, 
     got = raw_frame(spark, [event(registration_date=registered)]).transform(ev.parse_events).transform(
         ev.validate_events)
     assert [(r.reason, r.registration_date) for r in got.collect()] == [(None, stored)]
+
+
+def test_without_a_kafka_timestamp_a_registration_date_is_judged_by_its_years_alone(spark):
+    rows = [(None, event(registration_date=registered), "t", 0, i, None)
+            for i, registered in enumerate(["9999-12-31T23:59:59.999999Z", "+10000-01-01T00:00:00Z"])]
+    got = spark.createDataFrame(rows, RAW).transform(ev.parse_events).transform(ev.validate_events)
+    assert [r.reason for r in got.orderBy("offset").select("reason").collect()] == [
+        None, "registration_date outside the years 1000-9999 (UTC)"]  # (Python has no year 10000)
 
 
 def test_parse_error_is_the_reason_and_rejected_rows_keep_raw_bytes(spark):

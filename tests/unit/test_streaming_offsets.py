@@ -192,6 +192,35 @@ def test_a_stopped_broker_is_one_clear_error_not_no_topic(caplog):
     assert not issubclass(ko.BrokerUnreachable, ko.KafkaOffsetError)  # query.topic_partitions reads those as "no topic"
 
 
+@pytest.mark.parametrize("call", ["earliest", "high_watermarks"])
+def test_a_broker_that_stops_answering_after_the_connect_is_an_offset_error(monkeypatch, call):
+    """kafka-python's KafkaTimeoutError from `beginning_offsets` / `end_offsets` went past the stream job's one-line
+    exits (KafkaOffsetError) as a traceback."""
+    from kafka.errors import KafkaTimeoutError
+
+    class Stalled:
+        def partitions_for_topic(self, _topic):
+            return {0}
+
+        def assign(self, _tps):
+            pass
+
+        def beginning_offsets(self, _tps):
+            raise KafkaTimeoutError("Failed to get offsets by timestamps in 30000 ms")
+
+        end_offsets = beginning_offsets
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(ko, "open_consumer", lambda *args, **kwargs: Stalled())
+    with pytest.raises(ko.KafkaOffsetError, match="'users-data': the broker did not answer .*in 30000 ms"):
+        if call == "earliest":
+            ko.earliest_offsets("127.0.0.1:1", "users-data", [0])
+        else:
+            ko.high_watermarks("127.0.0.1:1", "users-data")
+
+
 @pytest.mark.parametrize("position, kept", [(300, False), (500, True)])
 def test_a_checkpoint_without_a_committed_batch_resumes_where_sparks_kafka_source_first_started(tmp_path, position,
                                                                                                 kept):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
@@ -105,6 +107,17 @@ def _stable_offsets(consumer: KafkaConsumer) -> dict[int, int]:
     return stable
 
 
+@contextmanager
+def _answered(topic: str) -> Iterator[None]:
+    """kafka-python's own timeouts and lost connections after the bootstrap (a broker overloaded or stopped between
+    the connect and the offsets request) as a KafkaOffsetError: one line and exit 2 from the stream job, and a stop
+    the query's failure handling knows, instead of a traceback."""
+    try:
+        yield
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        raise KafkaOffsetError(f"{topic!r}: the broker did not answer ({type(exc).__name__}: {exc})") from None
+
+
 def high_watermarks(bootstrap_servers: str, topic: str, hints: dict[int, int] | None = None,
                     timeout_s: float = 30.0) -> dict[int, int]:
     """{partition: end} of every partition of `topic`, taken from fetch responses: the high watermark, or the last
@@ -115,14 +128,15 @@ def high_watermarks(bootstrap_servers: str, topic: str, hints: dict[int, int] | 
                              isolation_level="read_committed")
     stable = _stable_offsets(consumer)
     try:
-        tps = [TopicPartition(topic, p) for p in topic_partitions(consumer, topic, timeout_s)]
-        consumer.assign(tps)
-        _probe_positions(consumer, tps, hints or {})
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.highwater(tp) is None for tp in tps):
-            if time.monotonic() > deadline:
-                raise KafkaOffsetError(f"no fetch response for {topic!r} within {timeout_s:.0f} s")
-            consumer.poll(timeout_ms=100, max_records=1)
+        with _answered(topic):
+            tps = [TopicPartition(topic, p) for p in topic_partitions(consumer, topic, timeout_s)]
+            consumer.assign(tps)
+            _probe_positions(consumer, tps, hints or {})
+            deadline = time.monotonic() + timeout_s
+            while any(consumer.highwater(tp) is None for tp in tps):
+                if time.monotonic() > deadline:
+                    raise KafkaOffsetError(f"no fetch response for {topic!r} within {timeout_s:.0f} s")
+                consumer.poll(timeout_ms=100, max_records=1)
         return {tp.partition: min(consumer.highwater(tp), stable.get(tp.partition, consumer.highwater(tp)))
                 for tp in tps}
     finally:
@@ -132,7 +146,8 @@ def high_watermarks(bootstrap_servers: str, topic: str, hints: dict[int, int] | 
 def earliest_offsets(bootstrap_servers: str, topic: str, partitions: list[int]) -> dict[int, int]:
     consumer = open_consumer(bootstrap_servers)
     try:
-        found = consumer.beginning_offsets([TopicPartition(topic, p) for p in partitions])
+        with _answered(topic):
+            found = consumer.beginning_offsets([TopicPartition(topic, p) for p in partitions])
         return {tp.partition: offset for tp, offset in found.items()}
     finally:
         consumer.close()

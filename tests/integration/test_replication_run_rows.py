@@ -110,3 +110,17 @@ def test_a_run_that_failed_before_changing_the_replica_does_not_stop_builds(spar
         replicate(spark, scratch)
     assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("failed", runlog.NOT_STARTED)]
     _check(scratch)
+
+
+def test_a_missing_source_table_refuses_the_run_without_a_retry_and_changes_nothing(spark, scratch):
+    """A RuntimeError (a traceback, exit 1, retried twice by Airflow to the same end); now ReplicationRefused: the
+    job's exit 3, no retry."""
+    from shopflow.replication import ReplicationRefused
+
+    seed(scratch)
+    replicate(spark, scratch)
+    pg(scratch, "DROP TABLE {s}.loyalty_points")
+    with pytest.raises(ReplicationRefused, match=rf"source table {scratch.POSTGRES_SCHEMA}.loyalty_points does not "
+                                                 "exist"):
+        replicate(spark, scratch)
+    assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("failed", runlog.NOT_STARTED)]

@@ -50,9 +50,12 @@ class SourceSnapshot:
         return self._all(sql, params)[0]
 
     def table_oid(self, table: Table) -> int:
+        from .results import ReplicationRefused  # results imports this module
+
         oid = self._one("SELECT to_regclass(%s)::oid", (f"{self.schema}.{table.name}",))[0]
-        if oid is None:
-            raise RuntimeError(f"source table {self.schema}.{table.name} does not exist")
+        if oid is None:  # a retry finds it missing too: exit 3, not a traceback retried by Airflow
+            raise ReplicationRefused(f"source table {self.schema}.{table.name} does not exist (POSTGRES_SCHEMA="
+                                     f"{self.schema}; `make up` makes the source tables)")
         return int(oid)
 
     def missing_columns(self, tables: list[Table], oids: dict[str, int]) -> dict[str, list[str]]:
@@ -186,8 +189,10 @@ def open_snapshot(settings: Settings) -> Iterator[SourceSnapshot]:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
             cur.execute("SHOW server_encoding")
-            if cur.fetchone()[0] != "UTF8":
-                raise RuntimeError("the source database must be UTF8 (checksums hash UTF-8 bytes)")
+            if (encoding := cur.fetchone()[0]) != "UTF8":
+                from .results import ReplicationRefused  # results imports this module
+                raise ReplicationRefused(f"the source database's encoding is {encoding}; it must be UTF8 (the "
+                                         "checksums hash UTF-8 bytes)")
             # the run's counts and checksums: parallel workers cost more CPU than they saved on 2 cores shared
             # with the load (README "Settings")
             cur.execute("SET max_parallel_workers_per_gather = %s", (settings.REPLICATION_SOURCE_PARALLEL_WORKERS,))

@@ -243,6 +243,6 @@ def fetch_checksum(table: Table, cur, statement: str, params: tuple = ()) -> Che
     checksum = checksum_from_row(cur.fetchone())
     if cur.warning_count:
         cur.execute("SHOW WARNINGS")
-        raise RuntimeError(f"{table.name}: the replica's checksum query warned ({cur.fetchall()[:3]}): a block of "
-                           f"keys is longer than the server's max_allowed_packet; raise it (checksum.py)")
+        raise ReplicationRefused(f"{table.name}: the replica's checksum query warned ({cur.fetchall()[:3]}): a "
+                                 "block of keys is longer than the server's max_allowed_packet; raise it (checksum.py)")
     return checksum

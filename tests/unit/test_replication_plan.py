@@ -37,6 +37,16 @@ def test_another_source_cluster_reloads_in_full(stored, now, mode):
     assert ("another Postgres cluster (system identifier 7 -> 8)" in plan.reason) == (mode == FULL)
 
 
+@pytest.mark.parametrize("stored, now, mode", [(1, 1, INCREMENTAL), (1, 2, FULL), (None, 2, INCREMENTAL),
+                                                (1, None, INCREMENTAL)])
+def test_another_source_timeline_reloads_in_full(stored, now, mode):
+    """A restore to a point in time or a promoted standby: same system identifier and OIDs, a new timeline."""
+    plan = plan_table(USERS, TableState("users", 10, 500, source_system_id=7, source_timeline=stored), 10, 1_000,
+                      False, source_system_id=7, source_timeline=now)
+    assert plan.mode == mode
+    assert ("the source's timeline changed (1 -> 2)" in plan.reason) == (mode == FULL)
+
+
 @pytest.mark.parametrize("pruned_below, mode", [(0, INCREMENTAL), (500, INCREMENTAL), (501, FULL), (900, FULL)])
 def test_a_watermark_below_the_pruned_tombstones_reloads_in_full(pruned_below, mode):
     """Tombstones below `pruned_below` may be gone: a watermark at it still finds every one it needs, one below may

@@ -12,6 +12,7 @@ STATE_DDL = f"""CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
     table_name VARCHAR(64) NOT NULL PRIMARY KEY,
     source_oid BIGINT NULL,
     source_system_id BIGINT NULL,
+    source_timeline BIGINT NULL,
     watermark BIGINT NULL,
     rows_total BIGINT NULL,
     checksum VARCHAR(64) NULL,
@@ -106,13 +107,14 @@ def delete_keys_sql(table: Table, count: int) -> str:
 
 # Added after the first release: replicas created before it get the column on their next run.
 STATE_MIGRATIONS = {"verified_at": f"ALTER TABLE {STATE_TABLE} ADD COLUMN verified_at DATETIME(6) NULL",
-                    "source_system_id": f"ALTER TABLE {STATE_TABLE} ADD COLUMN source_system_id BIGINT NULL"}
+                    "source_system_id": f"ALTER TABLE {STATE_TABLE} ADD COLUMN source_system_id BIGINT NULL",
+                    "source_timeline": f"ALTER TABLE {STATE_TABLE} ADD COLUMN source_timeline BIGINT NULL"}
 
 
 def save_state_sql() -> str:
     # REPLACE: one statement for insert-or-overwrite that needs neither VALUES() nor a row alias.
-    return (f"REPLACE INTO {STATE_TABLE} (table_name, source_oid, source_system_id, watermark, rows_total, checksum, "
-            "loaded_at, verified_at) VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), %s)")
+    return (f"REPLACE INTO {STATE_TABLE} (table_name, source_oid, source_system_id, source_timeline, watermark, "
+            "rows_total, checksum, loaded_at, verified_at) VALUES (%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), %s)")
 
 
 def in_stage_filter(table: Table) -> str:

@@ -31,7 +31,7 @@ log = logging.getLogger("shopflow.replication")
 def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_lacking: dict[str, list[str]],
           force_full: bool) -> list[TableResult]:
     states, results, now = replica.states(), [], utc_now()
-    replica.source_system_id = source.system_id  # stored with each table's state from here on
+    replica.source_system_id, replica.source_timeline = source.system_id, source.timeline  # stored with each state
     oids, pruned_below = {table.name: source.table_oid(table) for table in TABLES}, source.pruned_below()
     if drift := schema_drift(source.schema, source.missing_columns(TABLES, oids), settings.MYSQL_DATABASE,
                              replica_lacking):
@@ -43,7 +43,7 @@ def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_
         state, oid = states.get(table.name), oids[table.name]
         truncated = source.truncated_since(table, state.watermark if state else None)
         plan = plan_table(table, state, oid, source.xmax, truncated, force_full, pruned_below.get(table.name, 0),
-                          source.system_id)
+                          source.system_id, source.timeline)
         verify_all = needs_full_verification(plan, state, now, settings.REPLICATION_VERIFY_ALL_HOURS)
         results.append(TableResult(plan, oid, state=state, verify_all=verify_all))
     return results

@@ -26,6 +26,7 @@ class TableState:
     checksum: Checksum | None = None  # of the whole replica table, taken at verified_at
     verified_at: datetime | None = None  # when both whole tables were last hashed and found equal
     source_system_id: int | None = None  # the source cluster's system identifier (None: stored by an older version)
+    source_timeline: int | None = None  # the source cluster's WAL timeline (None: unknown, or an older version)
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,14 @@ class TablePlan:
 
 def plan_table(table: Table, state: TableState | None, source_oid: int, snapshot_xmax: int,
                truncated_since: bool, force_full: bool = False, pruned_below: int = 0,
-               source_system_id: int | None = None) -> TablePlan:
+               source_system_id: int | None = None, source_timeline: int | None = None) -> TablePlan:
     """Incremental from the stored watermark unless something makes the stored state untrustworthy.
     `pruned_below`: the source's tombstones below it may be gone (`tombstones.py`). `source_system_id`: the source
     cluster's (`pg_control_system()`); a cluster made again by initdb gives its tables the same OIDs, and its
     transaction ids may pass the stored watermark before the next run, so the OID and the watermark alone can miss
-    it."""
+    it. `source_timeline`: its WAL timeline, which a restore to a point in time and a promoted standby change while
+    keeping the system identifier and the OIDs: their transaction ids after the restore point are used again, so
+    rows changed since then may carry ids below the stored watermark."""
     def full(reason: str) -> TablePlan:
         return TablePlan(table, FULL, None, reason)
 
@@ -54,6 +57,9 @@ def plan_table(table: Table, state: TableState | None, source_oid: int, snapshot
     if None not in (state.source_system_id, source_system_id) and state.source_system_id != source_system_id:
         return full(f"the source is another Postgres cluster (system identifier {state.source_system_id} -> "
                     f"{source_system_id}): made again or restored")
+    if None not in (state.source_timeline, source_timeline) and state.source_timeline != source_timeline:
+        return full(f"the source's timeline changed ({state.source_timeline} -> {source_timeline}): restored to a "
+                    "point in time, or a standby promoted; transaction ids since its restore point are used again")
     if state.source_oid != source_oid:
         return full(f"source table was recreated (oid {state.source_oid} -> {source_oid})")
     if state.watermark > snapshot_xmax:

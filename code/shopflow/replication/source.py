@@ -36,9 +36,11 @@ class SourceSnapshot:
     """The run's snapshot connection; its queries may come from two threads (the read-ahead of phase B, see
     `reconcile.ReadAhead`), one at a time."""
 
-    def __init__(self, settings: Settings, cursor, snapshot_id: str, xmin: int, xmax: int, system_id: int | None):
+    def __init__(self, settings: Settings, cursor, snapshot_id: str, xmin: int, xmax: int, system_id: int | None,
+                 timeline: int | None = None):
         self.settings, self.schema, self._cur = settings, settings.POSTGRES_SCHEMA, cursor
         self.snapshot_id, self.xmin, self.xmax, self.system_id = snapshot_id, xmin, xmax, system_id
+        self.timeline = timeline
         self._lock = threading.Lock()
 
     def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -201,7 +203,7 @@ def open_snapshot(settings: Settings) -> Iterator[SourceSnapshot]:
             cur.execute("SELECT pg_export_snapshot(), pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
                         "pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
             snapshot = cur.fetchone()
-            yield SourceSnapshot(settings, cur, *snapshot, _system_id(cur))
+            yield SourceSnapshot(settings, cur, *snapshot, _system_id(cur), _timeline(cur))
 
 
 def _system_id(cur) -> int | None:
@@ -211,3 +213,11 @@ def _system_id(cur) -> int | None:
         return None
     cur.execute("SELECT system_identifier FROM pg_control_system()")
     return int(cur.fetchone()[0])
+
+
+def _timeline(cur) -> int | None:
+    """The source cluster's current WAL timeline (the first 8 hex digits of its WAL file name; `plan.plan_table`);
+    None on a standby, which has no current WAL position of its own."""
+    cur.execute("SELECT CASE WHEN NOT pg_is_in_recovery() THEN ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), "
+                "1, 8))::bit(32)::bigint END")
+    return cur.fetchone()[0]

@@ -69,7 +69,9 @@ class Replica:
         self.cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         self.cur.execute(CHECKSUM_SESSION)
         self.lock_name = replication_lock_name(settings)
-        self.source_system_id: int | None = None  # the source cluster's, stored with every state (`plan_table`)
+        # the source cluster's identity, stored with every state (`plan_table`)
+        self.source_system_id: int | None = None
+        self.source_timeline: int | None = None
 
     def _one(self, statement: str, params: tuple = ()) -> tuple:
         self.cur.execute(statement, params)
@@ -101,10 +103,10 @@ class Replica:
         self.cur.fetchall()
 
     def states(self) -> dict[str, TableState]:
-        self.cur.execute(f"SELECT table_name, source_oid, watermark, checksum, verified_at, source_system_id "
-                         f"FROM {sql.STATE_TABLE}")
-        return {name: TableState(name, oid, watermark, Checksum.parse(checksum), verified, system_id)
-                for name, oid, watermark, checksum, verified, system_id in self.cur.fetchall()}
+        self.cur.execute(f"SELECT table_name, source_oid, watermark, checksum, verified_at, source_system_id, "
+                         f"source_timeline FROM {sql.STATE_TABLE}")
+        return {name: TableState(name, oid, watermark, Checksum.parse(checksum), verified, system_id, timeline)
+                for name, oid, watermark, checksum, verified, system_id, timeline in self.cur.fetchall()}
 
     def truncate_stage(self, table: Table) -> None:
         self.cur.execute(f"TRUNCATE TABLE `{sql.stage_name(table)}`")
@@ -217,8 +219,8 @@ class Replica:
     def save_state(self, table: Table, source_oid: int, watermark: int | None, rows: int | None = None,
                    checksum: Checksum | None = None, verified_at=None) -> None:
         """`checksum`: the whole table's, taken at `verified_at`; `rows`: the table's rows now."""
-        self.cur.execute(sql.save_state_sql(), (table.name, source_oid, self.source_system_id, watermark, rows,
-                                                str(checksum or "") or None, verified_at))
+        self.cur.execute(sql.save_state_sql(), (table.name, source_oid, self.source_system_id, self.source_timeline,
+                                                watermark, rows, str(checksum or "") or None, verified_at))
 
     def record_rejects(self, table: Table, rejects: list[tuple[str, str]]) -> None:
         self.cur.executemany(f"INSERT INTO {sql.REJECTS_TABLE} (rejected_at, table_name, row_key, reason) "

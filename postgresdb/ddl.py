@@ -50,6 +50,11 @@ def _pg_column(column: Column, schema: str) -> str:
     return sql
 
 
+def tracking_triggers(table: Table) -> list[str]:
+    """The triggers that track `table`'s changes for the replicas (`_pg_table`), enabled ALWAYS."""
+    return [f"{kind}_{table.name}" for kind in ("touch", "stamp", "tombstone", "rekey", "tombstone_truncate")]
+
+
 def _pg_table(table: Table, schema: str) -> list[str]:
     body = [_pg_column(c, schema) for c in table.columns]
     body += [f"{UPDATED_AT} timestamptz NOT NULL DEFAULT clock_timestamp()",
@@ -78,6 +83,7 @@ def _pg_table(table: Table, schema: str) -> list[str]:
         f"tombstone_truncate_{table.name}": f"AFTER TRUNCATE ON {name} FOR EACH STATEMENT "
                                             f"EXECUTE FUNCTION {schema}.record_truncate()",
     }
+    assert list(triggers) == tracking_triggers(table)
     for trigger, definition in triggers.items():
         # ALWAYS: they fire under session_replication_role = replica too (logical replication into the source),
         # where a plain trigger would let changes pass untracked (README: not a pg_restore --disable-triggers)

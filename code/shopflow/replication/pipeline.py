@@ -19,7 +19,8 @@ from shopflow.runlog import NOT_STARTED, record_run, record_run_or_warn, tracked
 from . import copy_load, reconcile, tombstones
 from .mysql_sql import REJECTS_TABLE, stage_name
 from .plan import FULL, needs_full_verification, plan_table
-from .results import JOB, ReplicationError, ReplicationRefused, TableResult, run_mode, schema_drift, utc_now
+from .results import (JOB, ReplicationError, ReplicationRefused, TableResult, run_mode, schema_drift, tracking_off,
+                      utc_now)
 from .source import SourceSnapshot, open_snapshot
 from .target import Replica
 from .transform import REJECT_REASON, accepted_rows, rejected_rows, to_mysql_types, with_reject_reason
@@ -33,12 +34,14 @@ def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_
     states, results, now = replica.states(), [], utc_now()
     replica.source_system_id, replica.source_timeline = source.system_id, source.timeline  # stored with each state
     oids, pruned_below = {table.name: source.table_oid(table) for table in TABLES}, source.pruned_below()
-    if drift := schema_drift(source.schema, source.missing_columns(TABLES, oids), settings.MYSQL_DATABASE,
-                             replica_lacking):
-        for name in replica_lacking:  # a full reload once the column is back: its values are gone from the replica
+    untracked = source.untracked(TABLES, oids)
+    if refused := schema_drift(source.schema, source.missing_columns(TABLES, oids), settings.MYSQL_DATABASE,
+                               replica_lacking) or tracking_off(source.schema, untracked):
+        # a full reload once the column or the tracking is back: the replica lacks values, or changes went untracked
+        for name in {**replica_lacking, **untracked}:
             replica.save_state(TABLES_BY_NAME[name], oids[name], None)
         replica.commit()
-        raise ReplicationRefused(drift)
+        raise ReplicationRefused(refused)
     for table in TABLES:
         state, oid = states.get(table.name), oids[table.name]
         truncated = source.truncated_since(table, state.watermark if state else None)

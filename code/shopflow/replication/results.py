@@ -43,6 +43,16 @@ def schema_drift(source_schema: str, source_lacking: dict[str, list[str]], repli
             "(the run makes it again).")
 
 
+def tracking_off(source_schema: str, untracked: dict[str, list[str]]) -> str:
+    """What a run that found change-tracking triggers missing or off says; empty when none is."""
+    if not untracked:
+        return ""
+    found = "; ".join(f"{source_schema}.{table}: {', '.join(names)}" for table, names in untracked.items())
+    return (f"change tracking is off in the source, nothing replicated: triggers missing or not enabled ALWAYS "
+            f"({found}). The changes made meanwhile were not tracked. `make up` (or `python -m shopflow.stack ensure "
+            "postgres`) creates them and enables them again; the next run then loads these tables in full.")
+
+
 def run_mode(results: list[TableResult]) -> str:
     modes = {r.plan.mode for r in results}
     return modes.pop() if len(modes) == 1 else "mixed"

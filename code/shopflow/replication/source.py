@@ -13,6 +13,7 @@ from typing import Iterator
 
 import psycopg2.errors
 
+from postgresdb.ddl import tracking_triggers
 from postgresdb.models import CHANGE_TXID, TABLES, TOMBSTONE_HORIZON, TOMBSTONES, Table
 from shopflow.config import Settings
 from shopflow.db import lock_holders, pg_connection
@@ -73,6 +74,15 @@ class SourceSnapshot:
             if missing:
                 lacking[table.name] = list(missing)
         return lacking
+
+    def untracked(self, tables: list[Table], oids: dict[str, int]) -> dict[str, list[str]]:
+        """Per table, its change-tracking triggers that are missing or not enabled ALWAYS (`ALTER TABLE … DISABLE
+        TRIGGER`, left on after a bulk fix): the changes made meanwhile carry no new change_txid, and incremental runs
+        missed them until the whole-table check. Tables with all of them are left out."""
+        enabled = set(self._all("SELECT tgrelid::bigint, tgname::text FROM pg_trigger WHERE tgrelid = ANY(%s::oid[]) "
+                                "AND tgenabled = 'A'", (list(oids.values()),)))
+        return {table.name: off for table in tables
+                if (off := [name for name in tracking_triggers(table) if (oids[table.name], name) not in enabled])}
 
     def truncated_since(self, table: Table, since: int | None) -> bool:
         """A TRUNCATE tombstone (row_id NULL) newer than the watermark: the table must be reloaded in full."""

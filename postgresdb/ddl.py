@@ -13,6 +13,13 @@ _MYSQL_TYPES = {"id": "BIGINT", "id_ref": "BIGINT", "int": "INT", "smallint": "S
                 "longtext": "LONGTEXT", "money": "DECIMAL(12,2)", "timestamp": "DATETIME(6)"}
 
 
+def pg_type_name(column: Column) -> str:
+    """The column's Postgres type as `format_type` spells it (what the source's catalog says for the DDL's type)."""
+    names = {"bigint": "bigint", "integer": "integer", "smallint": "smallint", "text": "text",
+             "numeric(12,2)": "numeric(12,2)", "timestamptz": "timestamp with time zone"}
+    return f"character varying({column.length})" if column.kind == "text" else names[_PG_TYPES[column.kind]]
+
+
 def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 

@@ -1,5 +1,6 @@
-"""The source's change tracking switched off (a trigger disabled or dropped) against real Postgres and MariaDB: the
-run refuses, naming it, instead of missing the changes made meanwhile until the whole-table check."""
+"""The source's change tracking switched off (a trigger disabled or dropped) or a column's type changed, against real
+Postgres and MariaDB: the run refuses, naming it, instead of missing the changes made meanwhile until the whole-table
+check, or failing every whole-table check blaming the data."""
 from __future__ import annotations
 
 import pytest
@@ -28,3 +29,18 @@ def test_a_disabled_tracking_trigger_refuses_the_run_and_the_table_reloads_once_
     results = replicate(spark, scratch)
     assert {name for name, r in results.items() if r.plan.mode == "full"} == {"orders", "reviews"}
     assert_replica_equals_source(scratch)  # the untracked update too
+
+
+def test_a_source_column_of_another_type_refuses_the_run_naming_it(spark, scratch):
+    """A timestamp without time zone, or another scale: the checksum's text of the column changed with its type, so
+    every whole-table check failed and reloaded the table, blaming the data ("checksum source=… replica=…")."""
+    seed(scratch)
+    replicate(spark, scratch)
+    pg(scratch, "ALTER TABLE {s}.orders ALTER COLUMN delivery_date TYPE timestamp",
+       "ALTER TABLE {s}.users ALTER COLUMN phone TYPE text")  # a character type of another length: fine
+    with pytest.raises(ReplicationRefused, match=rf"{scratch.POSTGRES_SCHEMA}\.orders\.delivery_date is timestamp "
+                                                 r"without time zone, the model's timestamp with time zone"):
+        replicate(spark, scratch, force_full=True)
+    pg(scratch, "ALTER TABLE {s}.orders ALTER COLUMN delivery_date TYPE timestamptz")
+    replicate(spark, scratch, force_full=True)
+    assert_replica_equals_source(scratch)

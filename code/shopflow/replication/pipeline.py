@@ -16,7 +16,7 @@ from shopflow.config import Settings
 from shopflow.db import mysql_connection
 from shopflow.runlog import NOT_STARTED, record_run, record_run_or_warn, tracked_run
 
-from . import copy_load, reconcile, tombstones
+from . import copy_load, reconcile, source_checks, tombstones
 from .mysql_sql import REJECTS_TABLE, stage_name
 from .plan import FULL, needs_full_verification, plan_table
 from .results import (JOB, ReplicationError, ReplicationRefused, TableResult, run_mode, schema_drift, tracking_off,
@@ -34,9 +34,10 @@ def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_
     states, results, now = replica.states(), [], utc_now()
     replica.source_system_id, replica.source_timeline = source.system_id, source.timeline  # stored with each state
     oids, pruned_below = {table.name: source.table_oid(table) for table in TABLES}, source.pruned_below()
-    untracked = source.untracked(TABLES, oids)
-    if refused := schema_drift(source.schema, source.missing_columns(TABLES, oids), settings.MYSQL_DATABASE,
-                               replica_lacking) or tracking_off(source.schema, untracked):
+    untracked = source_checks.untracked(source, TABLES, oids)
+    if refused := schema_drift(source.schema, source_checks.missing_columns(source, TABLES, oids),
+                               settings.MYSQL_DATABASE, replica_lacking, source_checks.retyped(source, TABLES, oids)
+                               ) or tracking_off(source.schema, untracked):
         # a full reload once the column or the tracking is back: the replica lacks values, or changes went untracked
         for name in {**replica_lacking, **untracked}:
             replica.save_state(TABLES_BY_NAME[name], oids[name], None)

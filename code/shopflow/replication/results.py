@@ -30,15 +30,18 @@ class ReplicationRefused(ReplicationError):
 
 
 def schema_drift(source_schema: str, source_lacking: dict[str, list[str]], replica_database: str,
-                 replica_lacking: dict[str, list[str]]) -> str:
-    """What a run that found tables lacking the models' columns says; empty when none does."""
+                 replica_lacking: dict[str, list[str]], source_retyped: dict[str, list[str]] | None = None) -> str:
+    """What a run that found tables lacking the models' columns, or source columns of another type, says; empty
+    when none does."""
     found = [f"{where}.{table} has no column {', '.join(columns)}"
              for where, lacking in ((source_schema, source_lacking), (replica_database, replica_lacking))
              for table, columns in lacking.items()]
+    found += [f"{source_schema}.{table}.{what}" for table, retyped in (source_retyped or {}).items()
+              for what in retyped]
     if not found:
         return ""
     return (f"the tables differ from postgresdb/models.py, nothing replicated: {'; '.join(found)}. "
-            "Add the column(s) back as the model defines them, or change the model and both tables together. A "
+            "Make the column(s) what the model defines, or change the model and both tables together. A "
             "replica table is loaded in full by the first run after its columns are back, or after it was dropped "
             "(the run makes it again).")
 

@@ -13,14 +13,12 @@ from typing import Iterator
 
 import psycopg2.errors
 
-from postgresdb.ddl import tracking_triggers
 from postgresdb.models import CHANGE_TXID, TABLES, TOMBSTONE_HORIZON, TOMBSTONES, Table
 from shopflow.config import Settings
 from shopflow.db import lock_holders, pg_connection
 
 from .checksum import Checksum, checksum_from_row, postgres_checksum_sql
 from .plan import FETCH_SIZE, TablePlan, changed_rows_filter, partition_count, read_query
-from .transform import replicated_columns
 
 POSTGRES_DRIVER = "org.postgresql.Driver"
 KEY_ORDER_CORRELATION = 0.85  # see `SourceSnapshot.in_key_order`
@@ -61,28 +59,9 @@ class SourceSnapshot:
                                      f"{self.schema}; `make up` makes the source tables)")
         return int(oid)
 
-    def missing_columns(self, tables: list[Table], oids: dict[str, int]) -> dict[str, list[str]]:
-        """Per table, the columns that replication reads by name (postgresdb/models.py, plus the change-tracking
-        columns) and the source table lacks; tables lacking none are left out."""
-        lacking = {}
-        for table in tables:
-            wanted = [c.name for c in replicated_columns(table)] + [CHANGE_TXID]
-            missing = self._one("SELECT COALESCE(array_agg(name ORDER BY n), '{}') FROM unnest(%s::text[]) "
-                                "WITH ORDINALITY AS wanted(name, n) WHERE NOT EXISTS (SELECT 1 FROM pg_attribute "
-                                "WHERE attrelid = %s AND attname = name AND attnum > 0 AND NOT attisdropped)",
-                                (wanted, oids[table.name]))[0]
-            if missing:
-                lacking[table.name] = list(missing)
-        return lacking
-
-    def untracked(self, tables: list[Table], oids: dict[str, int]) -> dict[str, list[str]]:
-        """Per table, its change-tracking triggers that are missing or not enabled ALWAYS (`ALTER TABLE … DISABLE
-        TRIGGER`, left on after a bulk fix): the changes made meanwhile carry no new change_txid, and incremental runs
-        missed them until the whole-table check. Tables with all of them are left out."""
-        enabled = set(self._all("SELECT tgrelid::bigint, tgname::text FROM pg_trigger WHERE tgrelid = ANY(%s::oid[]) "
-                                "AND tgenabled = 'A'", (list(oids.values()),)))
-        return {table.name: off for table in tables
-                if (off := [name for name in tracking_triggers(table) if (oids[table.name], name) not in enabled])}
+    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """A query's rows, on the snapshot's connection (`source_checks`)."""
+        return self._all(sql, params)
 
     def truncated_since(self, table: Table, since: int | None) -> bool:
         """A TRUNCATE tombstone (row_id NULL) newer than the watermark: the table must be reloaded in full."""

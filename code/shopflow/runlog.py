@@ -102,22 +102,23 @@ def record_run(settings: Settings, record: RunRecord) -> None:
         cur.close()
 
 
+UNFINISHED_LOOKBACK = 20  # latest whole-run rows of the job `record_started` looks through
 UNFINISHED = ("ended without writing its result (its process was killed, or MySQL was unreachable as it ended); "
               "found by the next run")
 
 
 def record_started(cursor, record: RunRecord) -> None:
-    """Writes `record` as running through `cursor` (the caller commits) and keeps its row's id for its end. The
-    latest such row of `record.job` still running is first written as failed (`UNFINISHED`): call it only while
+    """Writes `record` as running through `cursor` (the caller commits) and keeps its row's id for its end. Rows of
+    `record.job` still running among its latest ones are first written as failed (`UNFINISHED`): call it only while
     holding the lock that keeps out another run of the job, so that row's run cannot be going on. A run killed
     (kill -9, the OOM killer) or whose end could not be written leaves its row running until then."""
     cursor.execute(PIPELINE_RUNS_DDL)
     cursor.execute("SELECT run_id, status FROM pipeline_runs WHERE job = %s AND table_name IS NULL "
-                   "ORDER BY started_at DESC, run_id DESC LIMIT 1", (record.job,))
-    last = cursor.fetchone()
-    if last is not None and last[1] == "running":
-        cursor.execute("UPDATE pipeline_runs SET status = 'failed', detail = %s WHERE run_id = %s",
-                       (UNFINISHED, last[0]))
+                   "ORDER BY started_at DESC, run_id DESC LIMIT %s", (record.job, UNFINISHED_LOOKBACK))
+    for run_id, status in cursor.fetchall():  # also behind runs that failed before they wrote their row as running
+        if status == "running":
+            cursor.execute("UPDATE pipeline_runs SET status = 'failed', detail = %s WHERE run_id = %s",
+                           (UNFINISHED, run_id))
     cursor.execute(_INSERT, _values(record))
     record.run_id = cursor.lastrowid
 

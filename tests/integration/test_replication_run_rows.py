@@ -35,6 +35,10 @@ def _change_orders(settings) -> None:
        "UPDATE {s}.reviews SET rating = 2 WHERE review_id = 2")
 
 
+def _unreachable(_settings):
+    raise RuntimeError("cannot reach Postgres")
+
+
 def _interrupt_after_orders(phase: str, table: str) -> None:
     if (phase, table) == ("upsert", "orders"):
         raise Interrupt("stopped after the upsert of orders")
@@ -89,9 +93,13 @@ def test_a_run_that_never_wrote_its_end_stops_builds_until_the_next_run_closes_i
     with pytest.raises(ReplicaIncomplete, match=r"ended without writing its result \(running: killed\?\)"):
         _check(scratch)
     monkeypatch.undo()
+    monkeypatch.setattr(pipeline, "open_snapshot", _unreachable)  # a run between that changes nothing
+    with pytest.raises(RuntimeError, match="cannot reach Postgres"):
+        replicate(spark, scratch)
+    monkeypatch.undo()
     replicate(spark, scratch)
     runs = _whole_runs(scratch)
-    assert [r["status"] for r in runs] == ["ok", "failed", "ok"] and runs[1]["detail"] == runlog.UNFINISHED
+    assert [r["status"] for r in runs] == ["ok", "failed", "failed", "ok"] and runs[1]["detail"] == runlog.UNFINISHED
     _check(scratch)
     assert_replica_equals_source(scratch)
 
@@ -102,10 +110,7 @@ def test_a_run_that_failed_before_changing_the_replica_does_not_stop_builds(spar
     seed(scratch)
     replicate(spark, scratch)
 
-    def unreachable(_settings):
-        raise RuntimeError("cannot reach Postgres")
-
-    monkeypatch.setattr(pipeline, "open_snapshot", unreachable)
+    monkeypatch.setattr(pipeline, "open_snapshot", _unreachable)
     with pytest.raises(RuntimeError, match="cannot reach Postgres"):
         replicate(spark, scratch)
     assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("failed", runlog.NOT_STARTED)]

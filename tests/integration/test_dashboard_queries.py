@@ -129,16 +129,23 @@ def test_last_runs_reads_a_few_rows_however_long_the_run_history(mysql, monkeypa
         ensure_pipeline_runs(settings)  # once added, left as it is
         reads = _rows_read(monkeypatch, q.last_runs, settings)
         frame = q.last_runs(settings).frame
+        history_reads = _rows_read(monkeypatch, lambda s: q.run_history(s, limit=50), settings)
+        history = q.run_history(settings, limit=50).frame
     assert list(frame["job"]) == [q.REPLICATION_JOB, q.STREAMING_JOB]
     assert list(frame["started_at"]) == [ago(1), ago(1)]
     assert without_key > 7_000 and reads < 1_000, (without_key, reads)
+    # the same guard for the chart of each job's latest runs: 50 of each, reading a few thousand rows at most
+    assert history.groupby("job").size().to_dict() == {q.REPLICATION_JOB: 50, q.STREAMING_JOB: 50}
+    assert history_reads < 3_000, history_reads
 
 
 def test_run_history_holds_whole_runs_and_stream_batches_only(seeded):
     frame = q.run_history(seeded).frame
     assert len(frame) == 2 + 2 + 4  # not the per-table replication row nor the per-mart build row
     assert frame["started_at"].is_monotonic_increasing
-    assert list(q.run_history(seeded, limit=2).frame["job"]) == ["stream_users", "replicate_postgres_to_mysql"]
+    # per job: the stream's batches (one row each) pushed the batch jobs out of one limit shared by all
+    assert list(q.run_history(seeded, limit=1).frame["job"]) == ["build_marts", "stream_users",
+                                                                  "replicate_postgres_to_mysql"]
 
 
 def test_quality_gates(seeded):

@@ -71,8 +71,15 @@ def weekly_revenue(frame: pd.DataFrame) -> alt.Chart:
     ).properties(height=260))
 
 
+def _labels(names: pd.Series, ids: pd.Series, width: int = 40) -> pd.Series:
+    """Names cut to `width`, made unique by the product id where they are alike: a bar per label, and two products
+    whose first 40 characters matched shared one, the second bar drawn over the first."""
+    cut = names.where(names.str.len() <= width, names.str.slice(0, width - 1) + "…")
+    return cut.where(~cut.duplicated(keep=False), cut + " #" + ids.astype(str))
+
+
 def ranked_products(frame: pd.DataFrame, best: bool) -> alt.Chart:
-    data = numeric(frame, "rating").assign(label=lambda f: f["name"].str.slice(0, 40))
+    data = numeric(frame, "rating").assign(label=lambda f: _labels(f["name"], f["product_id"]))
     return _svg(alt.Chart(data).mark_bar(color="#2e7d32" if best else "#c62828").encode(
         x=alt.X("rating:Q", title="Average rating", scale=alt.Scale(domain=[0, 5])),
         y=alt.Y("label:N", title=None, sort=None),

@@ -15,6 +15,7 @@ from . import charts, queries
 from .data import age, count, load, money, money_short, shown, utc
 
 REPLICATION_STALE_S = 3_600  # at least: replication runs every 15 minutes by default
+RUN_TIMEOUT_S = 3_600  # the DAGs' execution_timeout (code/airflow/dags/_spark.py)
 _PRESET_INTERVAL_S = {"@once": None, "@continuous": 0, "@quarterly": 92 * 86_400}
 assert set(_PRESET_INTERVAL_S) == set(AIRFLOW_ONLY_PRESETS)
 
@@ -190,8 +191,12 @@ def pipeline_health() -> None:
     runs = load("last_runs")
     if shown(runs, "pipeline runs"):
         st.dataframe(runs.frame, hide_index=True)
+        for run in runs.frame[runs.frame["running_s"].fillna(0) > RUN_TIMEOUT_S].itertuples():
+            st.warning(f"{run.job} has shown `running` for {age(run.running_s).removesuffix(' ago')}, longer than "
+                       "Airflow lets its task run (1 hour): its process most likely ended without writing its end "
+                       "(killed, or MySQL unreachable then). Its next run writes it as failed.")
         st.subheader("Run durations")
-        _chart(charts.run_history(load("run_history", 500).frame))
+        _chart(charts.run_history(load("run_history", 200).frame))
     st.subheader("Quality gates")
     gates = load("quality_runs", 10)
     if shown(gates, "quality gate results"):

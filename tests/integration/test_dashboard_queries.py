@@ -153,6 +153,7 @@ def test_quality_gates(seeded):
     assert [(r[0], r[2], r[3]) for r in records(q.quality_runs(seeded, limit=1))] == [("run-b", 3, 0)]  # the latest
     assert [(r[1], r[2], r[3], r[4], r[5]) for r in records(q.failed_checks(seeded))] == [
         ("run-a", "mart_weekly_activity", "no_week_missing", "1", "0")]
+    assert q.failed_checks(seeded, gates=1).empty  # run-b, the latest gate, passed: run-a's failure is not listed
 
 
 def test_a_gate_run_again_under_its_run_id_shows_its_latest_attempt(mysql):

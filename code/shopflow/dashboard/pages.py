@@ -201,11 +201,11 @@ def pipeline_health() -> None:
     gates = load("quality_runs", 10)
     if shown(gates, "quality gate results"):
         st.dataframe(gates.frame, hide_index=True)
-        failed = load("failed_checks", 50)
+        failed = load("failed_checks", 10, 50)
         if failed.empty:
-            st.success("No failed quality checks recorded.")
+            st.success("No failed quality check in these gates.")
         else:
-            st.markdown("**Failed checks** (latest 50)")
+            st.markdown("**Failed checks** of these gates (at most 50)")
             st.dataframe(failed.frame, hide_index=True)
 
 

@@ -102,7 +102,7 @@ def record_run(settings: Settings, record: RunRecord) -> None:
         cur.close()
 
 
-UNFINISHED_LOOKBACK = 20  # latest whole-run rows of the job `record_started` looks through
+UNFINISHED_LOOKBACK = 20  # latest whole-run rows of the job that began (not `not started`) `record_started` reads
 UNFINISHED = ("ended without writing its result (its process was killed, or MySQL was unreachable as it ended); "
               "found by the next run")
 
@@ -114,8 +114,9 @@ def record_started(cursor, record: RunRecord) -> None:
     (kill -9, the OOM killer) or whose end could not be written leaves its row running until then."""
     cursor.execute(PIPELINE_RUNS_DDL)
     cursor.execute("SELECT run_id, status FROM pipeline_runs WHERE job = %s AND table_name IS NULL "
-                   "ORDER BY started_at DESC, run_id DESC LIMIT %s", (record.job, UNFINISHED_LOOKBACK))
-    for run_id, status in cursor.fetchall():  # also behind runs that failed before they wrote their row as running
+                   "AND COALESCE(mode, '') <> %s ORDER BY started_at DESC, run_id DESC LIMIT %s",
+                   (record.job, NOT_STARTED, UNFINISHED_LOOKBACK))
+    for run_id, status in cursor.fetchall():  # behind any number of runs that failed before they began
         if status == "running":
             cursor.execute("UPDATE pipeline_runs SET status = 'failed', detail = %s WHERE run_id = %s",
                            (UNFINISHED, run_id))

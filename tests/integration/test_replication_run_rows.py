@@ -12,6 +12,7 @@ from replication_support import assert_replica_equals_source, pg, replica_query,
 from shopflow import db, runlog
 from shopflow.marts.replica import ReplicaIncomplete, check_last_replication, replication_paused
 from shopflow.replication import pipeline, replicate
+from shopflow.replication.results import JOB
 
 pytestmark = pytest.mark.integration
 
@@ -93,13 +94,17 @@ def test_a_run_that_never_wrote_its_end_stops_builds_until_the_next_run_closes_i
     with pytest.raises(ReplicaIncomplete, match=r"ended without writing its result \(running: killed\?\)"):
         _check(scratch)
     monkeypatch.undo()
-    monkeypatch.setattr(pipeline, "open_snapshot", _unreachable)  # a run between that changes nothing
-    with pytest.raises(RuntimeError, match="cannot reach Postgres"):
+    monkeypatch.setattr(pipeline, "open_snapshot", _unreachable)  # runs between that change nothing: one, and 25
+    with pytest.raises(RuntimeError, match="cannot reach Postgres"):  # more as retries against a Postgres down
         replicate(spark, scratch)
     monkeypatch.undo()
+    with db.mysql_connection(scratch) as conn:
+        conn.cursor().executemany("INSERT INTO pipeline_runs (job, started_at, status, mode) "
+                                  "VALUES (%s, UTC_TIMESTAMP(6), 'failed', %s)", [(JOB, runlog.NOT_STARTED)] * 25)
     replicate(spark, scratch)
     runs = _whole_runs(scratch)
-    assert [r["status"] for r in runs] == ["ok", "failed", "failed", "ok"] and runs[1]["detail"] == runlog.UNFINISHED
+    assert [r["status"] for r in runs] == ["ok", "failed"] + ["failed"] * 26 + ["ok"]
+    assert runs[1]["detail"] == runlog.UNFINISHED
     _check(scratch)
     assert_replica_equals_source(scratch)
 
@@ -129,3 +134,19 @@ def test_a_missing_source_table_refuses_the_run_without_a_retry_and_changes_noth
                                                  "exist"):
         replicate(spark, scratch)
     assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("failed", runlog.NOT_STARTED)]
+
+
+def test_a_run_that_made_a_replica_table_again_then_failed_stops_builds(spark, scratch, monkeypatch):
+    """A replica table dropped by hand is made again, empty, before the run reads the source: that run changed the
+    replica, so its failure right after (Postgres unreachable) must stop the builds, which would read the empty
+    table."""
+    seed(scratch)
+    replicate(spark, scratch)
+    with db.mysql_connection(scratch, autocommit=True) as conn:
+        conn.cursor().execute("DROP TABLE loyalty_points")
+    monkeypatch.setattr(pipeline, "open_snapshot", _unreachable)
+    with pytest.raises(RuntimeError, match="cannot reach Postgres"):
+        replicate(spark, scratch)
+    assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("failed", None)]
+    with pytest.raises(ReplicaIncomplete, match=r"failed.*cannot reach Postgres"):
+        _check(scratch)

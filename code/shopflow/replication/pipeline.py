@@ -19,8 +19,8 @@ from shopflow.runlog import NOT_STARTED, record_run, record_run_or_warn, tracked
 from . import copy_load, reconcile, source_checks, tombstones
 from .mysql_sql import REJECTS_TABLE, stage_name
 from .plan import FULL, needs_full_verification, plan_table
-from .results import (JOB, ReplicationError, ReplicationRefused, TableResult, run_mode, schema_drift, tracking_off,
-                      utc_now)
+from .results import (JOB, ReplicationError, ReplicationRefused, TableResult, run_mode, schema_drift, summarize,
+                      tracking_off, utc_now)
 from .source import SourceSnapshot, open_snapshot
 from .target import Replica
 from .transform import REJECT_REASON, accepted_rows, rejected_rows, to_mysql_types, with_reject_reason
@@ -34,12 +34,13 @@ def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_
     states, results, now = replica.states(), [], utc_now()
     replica.source_system_id, replica.source_timeline = source.system_id, source.timeline  # stored with each state
     oids, pruned_below = {table.name: source.table_oid(table) for table in TABLES}, source.pruned_below()
-    untracked = source_checks.untracked(source, TABLES, oids)
-    if refused := schema_drift(source.schema, source_checks.missing_columns(source, TABLES, oids),
-                               settings.MYSQL_DATABASE, replica_lacking, source_checks.retyped(source, TABLES, oids)
-                               ) or tracking_off(source.schema, untracked):
-        # a full reload once the column or the tracking is back: the replica lacks values, or changes went untracked
-        for name in {**replica_lacking, **untracked}:
+    untracked, retyped = source_checks.untracked(source, TABLES, oids), source_checks.retyped(source, TABLES, oids)
+    drift = schema_drift(source.schema, source_checks.missing_columns(source, TABLES, oids), settings.MYSQL_DATABASE,
+                         replica_lacking, retyped)
+    if refused := drift or tracking_off(source.schema, untracked):
+        # a full reload once the column, its type or the tracking is back: the replica lacks values, or changes went
+        # untracked (an ALTER … TYPE rewrites the rows without their triggers: a rounded value keeps its change_txid)
+        for name in {**replica_lacking, **untracked, **retyped}:
             replica.save_state(TABLES_BY_NAME[name], oids[name], None)
         replica.commit()
         raise ReplicationRefused(refused)
@@ -229,19 +230,19 @@ def replicate(spark, settings: Settings, force_full: bool = False,
         replica.lock()  # before the snapshot: a waiting run must not hold an older snapshot than the one ahead
         if settings.REPLICATION_WRITE_PATH == "copy":
             replica.check_local_infile()
-        replica_lacking = replica.ensure_tables()
+        replica_lacking, made = replica.ensure_tables()
+        if made:  # replica tables made again, empty: the replica changed already, so its row is running from here
+            run.mode = None
+            replica.record_started(run)
         source = stack.enter_context(open_snapshot(settings))
         results = _plan(settings, source, replica, replica_lacking, force_full)
         run.mode = run_mode(results)
-        replica.record_started(run)  # the replica changes from here on: a run that dies leaves this row running
+        if run.run_id is None:  # the replica changes from here on: a run that dies leaves this row running
+            replica.record_started(run)
         stack.enter_context(tombstones.pruning(settings, [r.state.watermark if r.state else None for r in results]))
         ahead = stack.enter_context(reconcile.ReadAhead(settings, source, results))
         _upsert_all(spark, settings, source, replica, results, ahead, step_done)
         for result in reversed([r for r in results if not r.reconciled]):
             _reconcile(settings, source, replica, result, step_done)
-        run.rows_read = sum(r.rows_read for r in results)
-        run.rows_written = sum(r.rows_written for r in results)
-        run.rows_deleted = sum(r.deleted for r in results)
-        run.detail = f"snapshot xmin {source.xmin}; " + "; ".join(
-            f"{r.name} {r.plan.mode} read {r.rows_read} written {r.rows_written} deleted {r.deleted}" for r in results)
+        summarize(run, results, source.xmin)
     return {r.name: r for r in results}

@@ -44,11 +44,11 @@ def _exact_keys(cur, collation: str | None, found: dict[tuple[str, str], str | N
                                 f"{postgresdb.ddl.mysql_column_type(column, collation)}")
 
 
-def ensure_tables(cur) -> dict[str, list[str]]:
+def ensure_tables(cur) -> tuple[dict[str, list[str]], list[str]]:
     """Target tables from postgresdb (FK order), their staging copies (no FKs; remade when the model changed, as
     they hold nothing between runs), state and rejects. A target table made here loses its stored state, so it is
     loaded in full. Returns, per target table lacking columns of the model, those columns (someone changed the
-    replica, or the model changed without it)."""
+    replica, or the model changed without it), and the target tables it made."""
     (existing, collations), lacking = _columns(cur), {}
     collation = postgresdb.ddl.key_collation(cur)
     for table in TABLES:
@@ -69,4 +69,4 @@ def ensure_tables(cur) -> dict[str, list[str]]:
     made = [t.name for t in TABLES if t.name not in existing]
     if made and sql.STATE_TABLE in existing:
         cur.execute(f"DELETE FROM {sql.STATE_TABLE} WHERE table_name IN ({', '.join(['%s'] * len(made))})", made)
-    return lacking
+    return lacking, made

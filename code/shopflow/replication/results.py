@@ -56,6 +56,15 @@ def tracking_off(source_schema: str, untracked: dict[str, list[str]]) -> str:
             "postgres`) creates them and enables them again; the next run then loads these tables in full.")
 
 
+def summarize(run: RunRecord, results: list[TableResult], xmin: int) -> None:
+    """The whole run's row: what its tables read, wrote and deleted."""
+    run.rows_read = sum(r.rows_read for r in results)
+    run.rows_written = sum(r.rows_written for r in results)
+    run.rows_deleted = sum(r.deleted for r in results)
+    run.detail = f"snapshot xmin {xmin}; " + "; ".join(
+        f"{r.name} {r.plan.mode} read {r.rows_read} written {r.rows_written} deleted {r.deleted}" for r in results)
+
+
 def run_mode(results: list[TableResult]) -> str:
     modes = {r.plan.mode for r in results}
     return modes.pop() if len(modes) == 1 else "mixed"

@@ -91,11 +91,11 @@ class Replica:
                                      "LOCAL INFILE: turn it on (SET GLOBAL local_infile = 1, or local_infile = ON in "
                                      "its config), or set REPLICATION_WRITE_PATH=jdbc (slower)")
 
-    def ensure_tables(self) -> dict[str, list[str]]:
+    def ensure_tables(self) -> tuple[dict[str, list[str]], list[str]]:
         """See `replica_tables.ensure_tables`; committed at once."""
-        lacking = ensure_tables(self.cur)
+        found = ensure_tables(self.cur)
         self.conn.commit()
-        return lacking
+        return found
 
     def analyze(self, table: Table) -> None:
         """Fresh optimizer statistics after a run changed the table (InnoDB does not recompute them itself)."""

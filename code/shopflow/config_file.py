@@ -1,6 +1,7 @@
 """Reading the settings file (`.env`): KEY=VALUE lines, as UTF-8."""
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 
@@ -11,9 +12,9 @@ from shopflow.config_values import SettingsError
 def _env_text(path: Path) -> str:
     """The file as UTF-8, without the byte-order mark some editors write first; a file in another encoding is one
     line naming where (every command ended in a UnicodeDecodeError traceback)."""
-    data = path.read_bytes()
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
         raise SettingsError(f"{path.name} line {line}: not UTF-8 (byte 0x{data[error.start]:02x}); save the file as "

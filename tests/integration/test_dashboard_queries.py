@@ -166,6 +166,7 @@ def test_a_gate_run_again_under_its_run_id_shows_its_latest_attempt(mysql):
         assert [(r[0], r[1], r[2], r[3]) for r in records(q.quality_runs(settings))] == [
             ("run-a", ago(5), 2, 0), ("run-b", ago(19), 3, 0)]
         assert [(r[0], r[2], r[3]) for r in records(q.quality_runs(settings, limit=1))] == [("run-a", 2, 0)]
+        assert q.failed_checks(settings).empty  # run-a's first attempt failed; its latest, the one shown, passed
 
 
 def test_rejected_events_count_committed_batches_only(seeded):

@@ -1,5 +1,7 @@
 """Settings accepted before that broke something later (a traceback in `make status`, a workers' start, Airflow's
 API server, every DAG run): refused at start with one line naming the key, or taken as the stack gives them."""
+import codecs
+
 import pytest
 from test_config import test_bad_value_fails_with_one_line_naming_the_key as refused_naming_the_key
 
@@ -55,3 +57,6 @@ def test_an_env_file_not_in_utf8_is_one_line_and_a_byte_order_mark_is_skipped(tm
     marked = tmp_path / "marked.env"
     marked.write_bytes("# settings\nPOSTGRES_PASSWORD=m\u00fcller\n".encode("utf-8-sig"))
     assert load_settings(env={}, env_file=marked).POSTGRES_PASSWORD == "m\u00fcller"
+    marked.write_bytes(codecs.BOM_UTF8 + "# settings\nPOSTGRES_PASSWORD=m\u00fcller\n".encode("latin-1"))
+    with pytest.raises(SettingsError, match=r"^marked.env line 2: not UTF-8 \(byte 0xfc\)"):  # counted past the mark
+        load_settings(env={}, env_file=marked)

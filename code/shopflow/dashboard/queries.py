@@ -196,13 +196,15 @@ def quality_runs(settings: Settings, limit: int = 10) -> Result:
 
 
 def failed_checks(settings: Settings, gates: int = 10, limit: int = 50) -> Result:
-    """The failed checks of the latest `gates` quality-gate runs (those `quality_runs` lists), latest first. All
-    failed checks ever read the whole table (no index on `passed`) and listed failures fixed long ago."""
+    """The failed checks of the latest `gates` quality-gate runs (those `quality_runs` lists, each its latest attempt),
+    latest first. All failed checks ever read the whole table (no index on `passed`) and listed failures fixed long
+    ago."""
     return fetch(settings, """
         SELECT q.checked_at, q.run_id, q.mart, q.check_name, q.observed, q.expected
         FROM (SELECT run_id, MAX(result_id) AS last_id FROM quality_results
               GROUP BY run_id ORDER BY last_id DESC LIMIT %s) latest
         JOIN quality_results q ON q.run_id = latest.run_id
+             AND q.checked_at = (SELECT l.checked_at FROM quality_results l WHERE l.result_id = latest.last_id)
         WHERE NOT q.passed ORDER BY q.checked_at DESC, q.result_id DESC LIMIT %s""", (int(gates), int(limit)))
 
 

@@ -138,8 +138,9 @@ def _rules(first: Column, last: Column, email: Column, phone: Column, status: Co
                     F.lit(f"registration_date outside the years {REGISTRATION_YEARS[0]}-{REGISTRATION_YEARS[1]} "
                           "(UTC)"))
               # a registration later than the event itself (9999-01-01 as "unknown"): the weekly mart's calendar ran
-              # to it, ~416,000 empty weeks; Kafka's timestamp, so that a replayed event is judged the same
-              .when(registered > sent + F.expr(f"INTERVAL {FUTURE_TOLERANCE_DAYS} DAY"),
+              # to it, ~416,000 empty weeks; Kafka's timestamp, so that a replayed event is judged the same. A record
+              # without one (-1: old message format) comes as 1969-12-31 23:59:59.999: judged by the years alone
+              .when((F.unix_micros(sent) >= 0) & (registered > sent + F.expr(f"INTERVAL {FUTURE_TOLERANCE_DAYS} DAY")),
                     F.lit(f"registration_date more than {FUTURE_TOLERANCE_DAYS} day after the event was sent (its "
                           "Kafka timestamp)"))]
     for name, value in (("first_name", first), ("last_name", last), ("email", email), ("phone", phone)):

@@ -187,7 +187,8 @@ def _measure_and_report(args, busy: list[str]) -> int:
     if args.no_generate:  # --scale did nothing: the source is an earlier run's, of whatever scale it had
         notes.append("scale: null: the source of an earlier run was reused (--no-generate); the measures' rows give "
                      "its size")
-    result = {"scale": None if args.no_generate else args.scale, "source_schema": args.source_schema, "generate_s": generate_s,
+    result = {"scale": None if args.no_generate else args.scale, "source_schema": args.source_schema,
+              "generate_s": generate_s,
               "source_vacuum_s": vacuum_s,
               "innodb_prewarm": prewarm,
               "machine": report.machine() | {"load_average_at_start": load_start, "other_services_running": busy},

@@ -117,50 +117,35 @@ def test_replica_tables_keep_statistics_fresh_without_innodb_background_recalcul
         assert stats[table.name] == len(source_rows(scratch, table)), table.name
 
 
-def test_a_source_cluster_made_again_reloads_every_table_in_full(spark, scratch):
-    """initdb gives a new cluster's tables the OIDs the old one's had, and its transaction ids may have passed the
-    stored watermark by the next run: the cluster's system identifier, stored with each table's state, tells it
-    apart. A replica whose state predates the column gets it, and stays incremental (nothing to compare with)."""
+@pytest.mark.parametrize("column, server_value, reason", [
+    # initdb gives a new cluster's tables the OIDs the old one's had, and its transaction ids may have passed the
+    # stored watermark by the next run: the cluster's system identifier tells it apart
+    ("source_system_id", "SELECT system_identifier FROM pg_control_system()",
+     "another Postgres cluster (system identifier {stored} -> {now})"),
+    # a restore to a point in time, or a promoted standby, keeps the system identifier and the OIDs but starts a new
+    # WAL timeline, and uses the transaction ids after its restore point again: rows changed since could carry ids
+    # below the stored watermark, which incremental runs missed until the whole-table check
+    ("source_timeline", "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint",
+     "the source's timeline changed ({stored} -> {now})"),
+])
+def test_another_source_cluster_or_timeline_reloads_every_table_in_full(spark, scratch, column, server_value, reason):
+    """The source's identity is stored with each table's state; here the stored one is changed, as a new cluster or
+    a restore changes the server's. A replica whose state predates the column gets it, and stays incremental
+    (nothing to compare with)."""
     seed(scratch)
     replicate(spark, scratch)
     with db.pg_connection(scratch) as conn, conn.cursor() as cur:
-        cur.execute("SELECT system_identifier FROM pg_control_system()")
-        system_id = cur.fetchone()[0]
-    stored = replica_query(scratch, "SELECT DISTINCT source_system_id FROM replication_state")
-    assert stored == [{"source_system_id": system_id}]
+        cur.execute(server_value)
+        now = cur.fetchone()[0]
+    stored = replica_query(scratch, f"SELECT DISTINCT {column} FROM replication_state")
+    assert stored == [{column: now}]
     with db.mysql_connection(scratch, autocommit=True) as conn:
-        conn.cursor().execute("UPDATE replication_state SET source_system_id = source_system_id + 1")
+        conn.cursor().execute(f"UPDATE replication_state SET {column} = {column} + 1")
     rebuilt = replicate(spark, scratch)
     assert {r.plan.mode for r in rebuilt.values()} == {"full"}
-    assert all(f"another Postgres cluster (system identifier {system_id + 1} -> {system_id})" in r.plan.reason
-               for r in rebuilt.values())
-    assert_replica_equals_source(scratch)
-    with db.mysql_connection(scratch, autocommit=True) as conn:
-        conn.cursor().execute("ALTER TABLE replication_state DROP COLUMN source_system_id")
-    assert {r.plan.mode for r in replicate(spark, scratch).values()} == {"incremental"}
-    assert replica_query(scratch, "SELECT DISTINCT source_system_id FROM replication_state") == stored
-
-
-def test_a_source_restored_to_a_point_in_time_reloads_every_table_in_full(spark, scratch):
-    """A restore to a point in time, or a promoted standby, keeps the system identifier and the OIDs but starts a new
-    WAL timeline, and uses the transaction ids after its restore point again: rows changed since could carry ids
-    below the stored watermark, and incremental runs missed them until the whole-table check. The timeline is stored
-    with each table's state; here the stored one is changed, as a restore changes the server's."""
-    seed(scratch)
-    replicate(spark, scratch)
-    with db.pg_connection(scratch) as conn, conn.cursor() as cur:
-        cur.execute("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint")
-        timeline = cur.fetchone()[0]
-    stored = replica_query(scratch, "SELECT DISTINCT source_timeline FROM replication_state")
-    assert stored == [{"source_timeline": timeline}]
-    with db.mysql_connection(scratch, autocommit=True) as conn:
-        conn.cursor().execute("UPDATE replication_state SET source_timeline = source_timeline + 1")
-    rebuilt = replicate(spark, scratch)
-    assert {r.plan.mode for r in rebuilt.values()} == {"full"}
-    assert all(f"the source's timeline changed ({timeline + 1} -> {timeline})" in r.plan.reason
-               for r in rebuilt.values())
+    assert all(reason.format(stored=now + 1, now=now) in r.plan.reason for r in rebuilt.values())
     assert_replica_equals_source(scratch)
     with db.mysql_connection(scratch, autocommit=True) as conn:  # a replica of an older version: the column is added
-        conn.cursor().execute("ALTER TABLE replication_state DROP COLUMN source_timeline")
+        conn.cursor().execute(f"ALTER TABLE replication_state DROP COLUMN {column}")
     assert {r.plan.mode for r in replicate(spark, scratch).values()} == {"incremental"}
-    assert replica_query(scratch, "SELECT DISTINCT source_timeline FROM replication_state") == stored
+    assert replica_query(scratch, f"SELECT DISTINCT {column} FROM replication_state") == stored

@@ -25,6 +25,6 @@ def test_products_alike_in_their_first_40_characters_keep_a_bar_each():
     names = pd.Series(["Samsung Galaxy S24 Ultra 512GB Titanium Black",
                        "Samsung Galaxy S24 Ultra 512GB Titanium Gray", "Kettle", "Kettle"])
     labels = charts._labels(names, pd.Series([7, 8, 9, 10]))
-    assert list(labels) == ["Samsung Galaxy S24 Ultra 512GB Titanium… #7", "Samsung Galaxy S24 Ultra 512GB Titanium… #8",
-                            "Kettle #9", "Kettle #10"]
+    assert list(labels) == ["Samsung Galaxy S24 Ultra 512GB Titanium… #7",
+                            "Samsung Galaxy S24 Ultra 512GB Titanium… #8", "Kettle #9", "Kettle #10"]
     assert list(charts._labels(pd.Series(["Lamp"]), pd.Series([1]))) == ["Lamp"]

@@ -139,6 +139,14 @@ def test_last_runs_reads_a_few_rows_however_long_the_run_history(mysql, monkeypa
     assert history_reads < 3_000, history_reads
 
 
+def test_run_history_of_an_empty_run_table_has_its_columns(mysql):
+    """The chart reads `seconds` and `started_at`: a fresh stack's empty table gave the first query's columns."""
+    with scratch_db(mysql, "history_empty", marts="none", runs=False) as settings:
+        execute(settings, PIPELINE_RUNS_DDL)
+        history = q.run_history(settings)
+    assert history.empty and tuple(history.frame.columns) == q.RUN_HISTORY_COLUMNS
+
+
 def test_run_history_holds_whole_runs_and_stream_batches_only(seeded):
     frame = q.run_history(seeded).frame
     assert len(frame) == 2 + 2 + 4  # not the per-table replication row nor the per-mart build row

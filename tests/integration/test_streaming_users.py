@@ -91,9 +91,9 @@ def test_new_events_after_a_run_update_only_what_changed(spark, stream_case):
 
 
 def test_registration_dates_keep_every_microsecond_in_the_accepted_years(spark, stream_case):
+    # (a date more than a day after the event was sent is a dead letter: tests/unit/test_streaming_events.py)
     dates = {"a@x.io": "1000-01-01T00:00:00.000001Z", "b@x.io": "1684-06-15T12:34:56.789013Z",
-             "c@x.io": "2024-02-29T23:59:59.999999Z", "d@x.io": "2999-12-31T23:59:59.999999Z",
-             "e@x.io": "9999-12-31T23:59:59.999999Z"}
+             "c@x.io": "2024-02-29T23:59:59.999999Z", "d@x.io": "2025-12-31T23:59:59.999999Z"}
     produce(stream_case, [(email.encode(), json.dumps({
         "first_name": "T", "last_name": "Ime", "email": email, "phone": None, "registration_date": when,
         "loyalty_status": "Gold"}).encode()) for email, when in dates.items()])

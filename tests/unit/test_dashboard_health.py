@@ -3,17 +3,19 @@ timeout is pointed out, and product labels stay one bar per product."""
 from __future__ import annotations
 
 import pandas as pd
-from test_dashboard_pages import page_over
+from test_dashboard_pages import fake_mysql, page_over  # noqa: F401 (fake_mysql: a fixture)
 
 from shopflow.dashboard import charts
+from shopflow.dashboard.queries import RUN_HISTORY_COLUMNS
 
 
-def test_a_run_left_running_past_the_task_timeout_is_pointed_out(monkeypatch):
+def test_a_run_left_running_past_the_task_timeout_is_pointed_out(monkeypatch, fake_mysql):
     """A run killed outright (kill -9, the OOM killer) leaves its row `running`: the table showed it as under way,
     with no age, for as long as no later run wrote it as failed."""
     runs = pd.DataFrame({"job": ["build_marts", "replicate_postgres_to_mysql"], "status": ["running", "running"],
                          "running_s": [120, 2 * 3600 + 60]})
-    app = page_over(monkeypatch, "pipeline", last_runs=runs)
+    fake_mysql()  # every other query: no rows, no server
+    app = page_over(monkeypatch, "pipeline", last_runs=runs, run_history=pd.DataFrame(columns=RUN_HISTORY_COLUMNS))
     assert not app.exception
     warnings = [w.value for w in app.warning if "shown `running`" in w.value]
     assert warnings == ["replicate_postgres_to_mysql has shown `running` for 2 h, longer than Airflow lets its "

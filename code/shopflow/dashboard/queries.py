@@ -156,6 +156,9 @@ def last_runs(settings: Settings) -> Result:
         ORDER BY r.job""")
 
 
+RUN_HISTORY_COLUMNS = ("job", "status", "started_at", "seconds", "rows_written")
+
+
 def run_history(settings: Settings, limit: int = 200) -> Result:
     """The latest `limit` runs of each job, oldest first. One limit for all jobs let the stream's batch rows (≈ 700
     an hour under `make stream`) push the batch jobs' runs out of the chart. First where each job's latest runs
@@ -168,15 +171,15 @@ def run_history(settings: Settings, limit: int = 200) -> Result:
         FROM (SELECT d.job, EXISTS (SELECT 1 FROM pipeline_runs w WHERE w.job = d.job AND w.table_name IS NULL)
                      AS whole
               FROM (SELECT DISTINCT job FROM pipeline_runs) d) j""", (int(limit) - 1,))
-    if starts.empty:
-        return starts
+    if starts.empty:  # no runs yet (or no table): the history's columns, no rows
+        return Result(pd.DataFrame(columns=RUN_HISTORY_COLUMNS), starts.missing_table)
     one_job = ("SELECT run_id, job, status, started_at, seconds, rows_written FROM pipeline_runs "
                "WHERE job = %s AND started_at >= %s AND (table_name IS NULL OR %s)")
     ranges = " UNION ALL ".join([one_job] * len(starts.frame))
     params = tuple(value for job, whole, start in starts.frame.itertuples(index=False)
                    for value in (job, start, not whole))
-    return fetch(settings, f"SELECT job, status, started_at, seconds, rows_written FROM ({ranges}) runs "
-                           "ORDER BY started_at, run_id", params)
+    return fetch(settings, f"SELECT {', '.join(RUN_HISTORY_COLUMNS)} FROM ({ranges}) runs ORDER BY started_at, run_id",
+                 params)
 
 
 def quality_runs(settings: Settings, limit: int = 10) -> Result:

@@ -59,16 +59,25 @@ def _parent(pid: str) -> int | None:
         return None
 
 
-def _python_driver(submit: subprocess.Popen, timeout_s: float = 120) -> int:
-    """The pid of the Python driver spark-submit's JVM started (its child)."""
+def _python_driver(submit: subprocess.Popen, script: str, timeout_s: float = 120) -> int:
+    """The pid of the Python driver spark-submit's JVM started (its child running `script`). Not any Python child:
+    in local mode the JVM also starts the Python worker daemon (the session's warm-up), and once pids wrapped around
+    (pid_max 32768 here) the daemon could come first in /proc and get the test's SIGTERM (seen once in CI)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for pid in filter(str.isdigit, os.listdir("/proc")):
-            if _parent(pid) == submit.pid and "python" in Path(f"/proc/{pid}/comm").read_text():
+            if _parent(pid) == submit.pid and script in _cmdline(pid):
                 return int(pid)
         assert submit.poll() is None, "spark-submit ended before its Python driver started"
         time.sleep(0.2)
     raise AssertionError(f"no Python driver under spark-submit after {timeout_s} s")
+
+
+def _cmdline(pid: str) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
 
 
 def _gone(pid: int) -> bool:
@@ -127,7 +136,7 @@ def test_a_batch_run_stopped_like_airflow_stops_it_leaves_a_failed_row(mysql, jo
                    "--jars", f"{settings.POSTGRES_JDBC_JAR},{settings.MYSQL_JDBC_JAR}",
                    str(PROJECT_ROOT / "code" / "shopflow" / "jobs" / f"{job}.py")]
         with in_its_lock_wait(settings, job_lock(settings, job), command, tmp_path / "job.log") as submit:
-            driver = _python_driver(submit)
+            driver = _python_driver(submit, command[-1])
             submit.kill()  # as the Spark provider's on_kill does, then ours: SIGTERM to the driver
             submit.wait()
             for _ in range(times):

@@ -93,13 +93,9 @@ def parse_args(argv, description: str | None = None, live_schema: str | None = N
 
 def _check_scale(parser, settings, scale: float) -> None:
     """datagen's own cap, before the servers start: it refused only after them (a traceback at the end)."""
-    from datagen.postgres import MAX_ROWS
-    from datagen.tables import Sizes
-    try:
-        table, rows = Sizes.from_settings(settings, scale).largest()
-    except OverflowError:
-        table, rows = "every table", None
-    if rows is None or rows > MAX_ROWS:
+    from datagen.postgres import MAX_ROWS, over_the_cap
+    if over := over_the_cap(settings, scale):
+        table, rows = over
         parser.error(f"--scale {scale:g}: {table} would get {'too many' if rows is None else f'{rows:,}'} rows; "
                      f"the generator makes at most {MAX_ROWS:,} rows per table")
 

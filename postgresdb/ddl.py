@@ -15,9 +15,9 @@ _MYSQL_TYPES = {"id": "BIGINT", "id_ref": "BIGINT", "int": "INT", "smallint": "S
 
 def pg_type_name(column: Column) -> str:
     """The column's Postgres type as `format_type` spells it (what the source's catalog says for the DDL's type)."""
-    names = {"bigint": "bigint", "integer": "integer", "smallint": "smallint", "text": "text",
-             "numeric(12,2)": "numeric(12,2)", "timestamptz": "timestamp with time zone"}
-    return f"character varying({column.length})" if column.kind == "text" else names[_PG_TYPES[column.kind]]
+    if column.kind == "text":
+        return f"character varying({column.length})"
+    return {"timestamptz": "timestamp with time zone"}.get(_PG_TYPES[column.kind], _PG_TYPES[column.kind])
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -73,24 +73,20 @@ def _pg_table(table: Table, schema: str) -> list[str]:
         statements.append(f"CREATE INDEX IF NOT EXISTS ix_{table.name}_{'_'.join(cols)} "
                           f"ON {schema}.{table.name} ({', '.join(cols)})")
     name, key = f"{schema}.{table.name}", table.primary_key
+    touch, stamp, tombstone, rekey, tombstone_truncate = tracking_triggers(table)
     triggers = {
-        f"touch_{table.name}": f"BEFORE UPDATE ON {name} FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) "
-                               f"EXECUTE FUNCTION {schema}.touch_row()",
+        touch: f"BEFORE UPDATE ON {name} FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) "
+               f"EXECUTE FUNCTION {schema}.touch_row()",
         # An insert that brings its own change_txid (a row restored from a copy, INSERT … SELECT *) would land
         # below the replicas' watermarks and never be read: it is stamped like an update.
-        f"stamp_{table.name}": f"BEFORE INSERT ON {name} FOR EACH ROW "
-                               f"WHEN (NEW.{CHANGE_TXID} IS DISTINCT FROM txid_current()) "
-                               f"EXECUTE FUNCTION {schema}.touch_row()",
-        f"tombstone_{table.name}": f"AFTER DELETE ON {name} FOR EACH ROW "
-                                   f"EXECUTE FUNCTION {schema}.record_delete('{key}')",
+        stamp: f"BEFORE INSERT ON {name} FOR EACH ROW WHEN (NEW.{CHANGE_TXID} IS DISTINCT FROM txid_current()) "
+               f"EXECUTE FUNCTION {schema}.touch_row()",
+        tombstone: f"AFTER DELETE ON {name} FOR EACH ROW EXECUTE FUNCTION {schema}.record_delete('{key}')",
         # A row whose key changes leaves its old key behind: tombstoned like a delete.
-        f"rekey_{table.name}": f"AFTER UPDATE OF {key} ON {name} FOR EACH ROW "
-                               f"WHEN (OLD.{key} IS DISTINCT FROM NEW.{key}) "
-                               f"EXECUTE FUNCTION {schema}.record_delete('{key}')",
-        f"tombstone_truncate_{table.name}": f"AFTER TRUNCATE ON {name} FOR EACH STATEMENT "
-                                            f"EXECUTE FUNCTION {schema}.record_truncate()",
+        rekey: f"AFTER UPDATE OF {key} ON {name} FOR EACH ROW WHEN (OLD.{key} IS DISTINCT FROM NEW.{key}) "
+               f"EXECUTE FUNCTION {schema}.record_delete('{key}')",
+        tombstone_truncate: f"AFTER TRUNCATE ON {name} FOR EACH STATEMENT EXECUTE FUNCTION {schema}.record_truncate()",
     }
-    assert list(triggers) == tracking_triggers(table)
     for trigger, definition in triggers.items():
         # ALWAYS: they fire under session_replication_role = replica too (logical replication into the source),
         # where a plain trigger would let changes pass untracked (README: not a pg_restore --disable-triggers)

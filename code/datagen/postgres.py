@@ -171,17 +171,24 @@ def _server_message(exc: psycopg2.Error) -> str:
 MAX_ROWS = 100_000_000
 
 
+def over_the_cap(settings: Settings, scale: float) -> tuple[str, int | None] | None:
+    """(the largest table, its rows) when `scale` gives a table more than MAX_ROWS rows (rows None: the counts
+    overflow, e.g. --scale 1e306); None when it is within the cap. `make bench` checks it before its servers start."""
+    try:
+        table, rows = Sizes.from_settings(settings, scale).largest()
+    except OverflowError:
+        return "every table", None
+    return (table, rows) if rows > MAX_ROWS else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_or_exit(PROG)
     seed = settings.DATAGEN_SEED if args.seed is None else args.seed
-    try:
-        table, rows = Sizes.from_settings(settings, args.scale).largest()
-        gives = f"gives {rows:,} rows of {table}"
-    except OverflowError:  # --scale 1e306
-        rows, gives = None, "overflows the row counts"
     # before any TRUNCATE: a --reset held the seven tables while the generator ran out of memory
-    if rows is None or rows > MAX_ROWS:
+    if over := over_the_cap(settings, args.scale):
+        table, rows = over
+        gives = "overflows the row counts" if rows is None else f"gives {rows:,} rows of {table}"
         fail(PROG, f"--scale {args.scale:g} with the DATAGEN_* sizes {gives}; this generator makes at most "
                    f"{MAX_ROWS:,} rows per table", 2)
     started = time.monotonic()

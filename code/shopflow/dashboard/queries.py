@@ -135,11 +135,15 @@ def average_check(settings: Settings) -> Result:
 # --- pipeline health ---------------------------------------------------------------------------------------------
 # A job writes one whole-run row (table_name NULL) plus detail rows per table; the streaming job writes only
 # per-batch rows. A job's "runs" are its whole-run rows, or all its rows when it has none (`whole` below).
+_JOBS = """(SELECT d.job, EXISTS (SELECT 1 FROM pipeline_runs w WHERE w.job = d.job AND w.table_name IS NULL) AS whole
+                FROM (SELECT DISTINCT job FROM pipeline_runs) d) j"""
+
+
 def last_runs(settings: Settings) -> Result:
     """Per job its latest run and when its latest successful run finished. Each is one backward walk of the
     (job, started_at) index, so the page stays fast as the table grows (a window MAX over each job's rows took
     MariaDB 24 s at 20,000 rows: it recomputes the whole frame per row)."""
-    return fetch(settings, """
+    return fetch(settings, f"""
         SELECT r.job, r.status, r.started_at, r.finished_at, r.seconds,
                (SELECT o.finished_at FROM pipeline_runs o
                 WHERE o.job = j.job AND o.status = 'ok' AND (o.table_name IS NULL OR NOT j.whole)
@@ -147,9 +151,7 @@ def last_runs(settings: Settings) -> Result:
                r.rows_read, r.rows_written, r.rows_rejected, r.detail,
                CASE WHEN r.status = 'running' THEN TIMESTAMPDIFF(SECOND, r.started_at, UTC_TIMESTAMP(6)) END
                    AS running_s
-        FROM (SELECT d.job, EXISTS (SELECT 1 FROM pipeline_runs w WHERE w.job = d.job AND w.table_name IS NULL)
-                     AS whole
-              FROM (SELECT DISTINCT job FROM pipeline_runs) d) j
+        FROM {_JOBS}
         JOIN pipeline_runs r ON r.run_id = (
                 SELECT l.run_id FROM pipeline_runs l WHERE l.job = j.job AND (l.table_name IS NULL OR NOT j.whole)
                 ORDER BY l.started_at DESC, l.run_id DESC LIMIT 1)
@@ -164,16 +166,14 @@ def run_history(settings: Settings, limit: int = 200) -> Result:
     an hour under `make stream`) push the batch jobs' runs out of the chart. First where each job's latest runs
     start (a walk of `limit` entries of its (job, started_at) index), then one range of that index per job: the
     same in one statement read every row of every job (MariaDB joined on the job alone)."""
-    starts = fetch(settings, """
+    starts = fetch(settings, f"""
         SELECT j.job, j.whole, COALESCE((SELECT l.started_at FROM pipeline_runs l
                                          WHERE l.job = j.job AND (l.table_name IS NULL OR NOT j.whole)
                                          ORDER BY l.started_at DESC, l.run_id DESC LIMIT 1 OFFSET %s), '1000-01-01')
-        FROM (SELECT d.job, EXISTS (SELECT 1 FROM pipeline_runs w WHERE w.job = d.job AND w.table_name IS NULL)
-                     AS whole
-              FROM (SELECT DISTINCT job FROM pipeline_runs) d) j""", (int(limit) - 1,))
+        FROM {_JOBS}""", (int(limit) - 1,))
     if starts.empty:  # no runs yet (or no table): the history's columns, no rows
         return Result(pd.DataFrame(columns=RUN_HISTORY_COLUMNS), starts.missing_table)
-    one_job = ("SELECT run_id, job, status, started_at, seconds, rows_written FROM pipeline_runs "
+    one_job = (f"SELECT run_id, {', '.join(RUN_HISTORY_COLUMNS)} FROM pipeline_runs "
                "WHERE job = %s AND started_at >= %s AND (table_name IS NULL OR %s)")
     ranges = " UNION ALL ".join([one_job] * len(starts.frame))
     params = tuple(value for job, whole, start in starts.frame.itertuples(index=False)

@@ -34,8 +34,9 @@ def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_
     states, results, now = replica.states(), [], utc_now()
     replica.source_system_id, replica.source_timeline = source.system_id, source.timeline  # stored with each state
     oids, pruned_below = {table.name: source.table_oid(table) for table in TABLES}, source.pruned_below()
-    untracked, retyped = source_checks.untracked(source, TABLES, oids), source_checks.retyped(source, TABLES, oids)
-    drift = schema_drift(source.schema, source_checks.missing_columns(source, TABLES, oids), settings.MYSQL_DATABASE,
+    found, untracked = source_checks.columns(source, oids), source_checks.untracked(source, TABLES, oids)
+    retyped = source_checks.retyped(found, TABLES, oids)
+    drift = schema_drift(source.schema, source_checks.missing_columns(found, TABLES, oids), settings.MYSQL_DATABASE,
                          replica_lacking, retyped)
     if refused := drift or tracking_off(source.schema, untracked):
         # a full reload once the column, its type or the tracking is back: the replica lacks values, or changes went

@@ -10,29 +10,31 @@ from .source import SourceSnapshot
 from .transform import replicated_columns
 
 
-def missing_columns(source: SourceSnapshot, tables: list[Table], oids: dict[str, int]) -> dict[str, list[str]]:
+def columns(source: SourceSnapshot, oids: dict[str, int]) -> dict[tuple[int, str], str]:
+    """Every column of the tables `oids` names: {(table oid, column): its type as `format_type` spells it}, in one
+    catalog read for `missing_columns` and `retyped`."""
+    return {(oid, name): kind for oid, name, kind in source.rows(
+        "SELECT attrelid::bigint, attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = ANY(%s::oid[]) AND attnum > 0 AND NOT attisdropped", (list(oids.values()),))}
+
+
+def missing_columns(found: dict[tuple[int, str], str], tables: list[Table], oids: dict[str, int]
+                    ) -> dict[str, list[str]]:
     """Per table, the columns that replication reads by name (postgresdb/models.py, plus the change-tracking
-    columns) and the source table lacks; tables lacking none are left out."""
+    columns) and the source table lacks (`found`: `columns`); tables lacking none are left out."""
     lacking = {}
     for table in tables:
         wanted = [c.name for c in replicated_columns(table)] + [CHANGE_TXID]
-        missing = source.rows("SELECT COALESCE(array_agg(name ORDER BY n), '{}') FROM unnest(%s::text[]) "
-                              "WITH ORDINALITY AS wanted(name, n) WHERE NOT EXISTS (SELECT 1 FROM pg_attribute "
-                              "WHERE attrelid = %s AND attname = name AND attnum > 0 AND NOT attisdropped)",
-                              (wanted, oids[table.name]))[0][0]
-        if missing:
-            lacking[table.name] = list(missing)
+        if missing := [name for name in wanted if (oids[table.name], name) not in found]:
+            lacking[table.name] = missing
     return lacking
 
 
-def retyped(source: SourceSnapshot, tables: list[Table], oids: dict[str, int]) -> dict[str, list[str]]:
+def retyped(found: dict[tuple[int, str], str], tables: list[Table], oids: dict[str, int]) -> dict[str, list[str]]:
     """Per table, its replicated columns whose type is not the model's (a character type of another length
     passes): the checksum's text of the column changes with its type (a timestamp without time zone, another
     scale), so every whole-table check failed and reloaded the table, blaming the data. Tables without any are
     left out; missing columns are `missing_columns`'."""
-    found = {(oid, name): kind for oid, name, kind in source.rows(
-        "SELECT attrelid::bigint, attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
-        "WHERE attrelid = ANY(%s::oid[]) AND attnum > 0 AND NOT attisdropped", (list(oids.values()),))}
     differ = {}
     for table in tables:
         for column in replicated_columns(table):

@@ -31,6 +31,8 @@ def test_dag_conventions(dagbag, dag_id):
     assert dag.doc_md and dag.description, f"{dag_id}: the UI shows no description or docs"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
+    if getattr(dag.timetable, "expression", None):  # cron: a backfill would replicate "now" once per interval
+        assert dag.allowed_run_types and "backfill" not in dag.allowed_run_types, f"{dag_id} can be backfilled"
     assert dag.tasks, f"{dag_id} has no tasks"
     for task in dag.tasks:
         assert task.retries >= 2, f"{dag_id}.{task.task_id} retries={task.retries}"
@@ -156,10 +158,13 @@ def test_the_dags_take_settings_that_differ_from_the_defaults(monkeypatch, tmp_p
               "SPARK_JAVA_OPTIONS": "-XX:+UseSerialGC -Xss4m", "SPARK_STREAMING_JAVA_OPTIONS": "-Xss8m",
               "SPARK_EXECUTOR_MEMORY": "768m", "SPARK_DRIVER_MEMORY": "700m", "SPARK_CDS_JOBS": "build_marts",
               "SPARK_CDS_ARCHIVE": str(archive), "MYSQL_JDBC_JAR": "/opt/jdbc/mysql.jar",
-              "POSTGRES_JDBC_JAR": "/opt/jdbc/pg.jar"}
+              "POSTGRES_JDBC_JAR": "/opt/jdbc/pg.jar", "REPLICATION_SCHEDULE": "7,37 * * * *",
+              "STREAMING_SCHEDULE": "*/11 * * * *"}
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     dags = DagBag(dag_folder=str(DAGS_DIR)).dags
+    assert dags["replicate_postgres_to_mysql"].timetable.expression == "7,37 * * * *"
+    assert dags["kafka_to_postgres_streaming"].timetable.expression == "*/11 * * * *"
     marts = dags["build_marts"].get_task("build_marts")
     stream = next(iter(dags["kafka_to_postgres_streaming"].tasks))
     replicate = dags["replicate_postgres_to_mysql"].get_task("replicate")

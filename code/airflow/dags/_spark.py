@@ -30,6 +30,10 @@ EXECUTOR_MEMORY = "1g"  # Settings.SPARK_EXECUTOR_MEMORY's default
 NO_RETRY_EXIT = 3  # shopflow.jobs.session.NO_RETRY_EXIT: the job says a retry would fail the same way
 # execution_timeout: a spark-submit that never gets executors (every worker ended) would hold its DAG's only active
 # run for good, and no later run would start; the jobs take seconds to minutes at the bench's scale
+# The jobs never read the logical date: a backfill's runs would each replicate (or drain) "now" again, one replica
+# Asset event (a marts build) apiece, and backfill runs are not counted against max_active_runs=1 (Airflow runs them
+# beside the scheduled run). The cron DAGs allow their schedule and Trigger only; the UI/API refuse a backfill.
+CRON_RUN_TYPES = ("scheduled", "manual")
 DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30),
                 "execution_timeout": timedelta(hours=1)}
 

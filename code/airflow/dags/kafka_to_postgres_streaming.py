@@ -9,7 +9,7 @@ While it runs, this DAG's runs find the checkpoint in use, log it and succeed wi
 """
 from __future__ import annotations
 
-from _spark import DEFAULT_ARGS, START_DATE, STREAMING_CORES, setting, spark_job
+from _spark import CRON_RUN_TYPES, DEFAULT_ARGS, START_DATE, STREAMING_CORES, setting, spark_job
 from airflow.sdk import DAG
 
 with DAG(
@@ -20,6 +20,7 @@ with DAG(
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
+    allowed_run_types=CRON_RUN_TYPES,
     default_args=DEFAULT_ARGS,
     tags=["shopflow", "streaming", "spark", "kafka", "postgres"],
 ):

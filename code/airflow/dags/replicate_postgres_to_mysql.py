@@ -7,7 +7,7 @@ than REPLICATION_TOMBSTONE_RETENTION_HOURS (default 168).
 """
 from __future__ import annotations
 
-from _spark import DEFAULT_ARGS, REPLICA_ASSET, START_DATE, setting, spark_job
+from _spark import CRON_RUN_TYPES, DEFAULT_ARGS, REPLICA_ASSET, START_DATE, setting, spark_job
 from airflow.sdk import DAG, Param
 
 with DAG(
@@ -18,6 +18,7 @@ with DAG(
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
+    allowed_run_types=CRON_RUN_TYPES,
     default_args=DEFAULT_ARGS,
     tags=["shopflow", "replication", "spark", "mysql"],
     params={"full_reload": Param(False, type="boolean", title="Full reload",

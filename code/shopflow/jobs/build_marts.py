@@ -5,12 +5,12 @@
 
 Settings come from .env / the environment (e.g. MYSQL_DATABASE=test_marts_x). Exit code 0 when every mart was
 published, 3 when a quality gate failed (nothing published; the failed checks are the last log lines and in
-`quality_results`; Airflow fails the task without retrying: the same replica fails the same checks) or spark-submit
-was not given the MySQL JDBC jar (one line, before Spark starts), 2 when the Spark master does not answer (one line,
+`quality_results`; Airflow fails the task without retrying: the same replica fails the same checks), when the last
+replication run failed (one line: the replica may hold part of it, and only a successful run, which starts a build of
+its own, changes that) or spark-submit was not given the MySQL JDBC jar (one line, before Spark starts), 2 when the Spark master does not answer (one line,
 before Spark starts) or MySQL cannot be reached (one line; 3 when it refuses the login), 143 / 130 when SIGTERM /
 Ctrl-C stopped it (one line; its `pipeline_runs` row says so), 1 on any other error (one line when another build or a
-replication run held its lock past the wait, or when the last replication run failed: the replica may hold part of
-it).
+replication run held its lock past the wait).
 """
 from __future__ import annotations
 
@@ -60,9 +60,12 @@ def _run(args: argparse.Namespace, settings, rearm: Callable[[], None]) -> int:
             log.error("quality gate failed: %s", failure)
         log.error("no mart published: %d check(s) failed", len(error.failures))
         return NO_RETRY_EXIT
-    except (LockBusy, ReplicaIncomplete) as busy:  # another build or a replication run held on, the last one failed
-        log.error("no mart published: %s", busy)  # (retried: it ends, a later one succeeds)
+    except LockBusy as busy:  # another build or a replication run held on (retried: it ends)
+        log.error("no mart published: %s", busy)
         return 1
+    except ReplicaIncomplete as incomplete:  # not retried: only a successful replication run changes it, and that
+        log.error("no mart published: %s", incomplete)  # run's Asset event starts a build of its own
+        return NO_RETRY_EXIT
     except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down or a refused login: one line
         if (code := database_exit(error, settings, log, "no mart published: ")) is None:
             raise

@@ -59,4 +59,7 @@ def java_options(key: str, raw: str) -> str:
     if heap := [word for word in raw.split() if word.startswith("-Xmx")]:  # Spark refuses it at every job's start
         raise SettingsError(f"{key}={raw!r}: {heap[0]} is not allowed here (Spark refuses it): the heap is "
                             "SPARK_DRIVER_MEMORY and SPARK_EXECUTOR_MEMORY")
+    if spark := [word for word in raw.split() if word.startswith("-Dspark.")]:  # the executors' copy: Spark refuses
+        raise SettingsError(f"{key}={raw!r}: {spark[0]} is not allowed here (Spark refuses Spark properties in the "
+                            "executors' JVM options at every job's start): set Spark properties in code or settings")
     return " ".join(raw.split())

@@ -22,6 +22,10 @@ from shopflow.config import Settings, SettingsError, load_settings
     ("SPARK_MASTER_URL", "spark://127.0.0.1", "expected spark://host:port"),
     ("SPARK_MASTER_URL", "spark://127.0.0.1:7077/", "expected spark://host:port"),
     ("SPARK_MASTER_URL", "spark://127.0.0.1:7077,x", "expected spark://host:port"),
+    # the executors get the same JVM options, and Spark refuses a Spark property among them: every job failed at start
+    ("SPARK_JAVA_OPTIONS", "-XX:+UseSerialGC -Dspark.network.timeout=600s", "SPARK_JAVA_OPTIONS='-XX:+UseSerialGC "
+     "-Dspark.network.timeout=600s': -Dspark.network.timeout=600s is not allowed here (Spark refuses Spark properties"),
+    ("SPARK_STREAMING_JAVA_OPTIONS", "-Dspark.x=1", "-Dspark.x=1 is not allowed here"),
 ])
 def test_a_setting_that_broke_something_later_is_refused_at_start(key, value, fragment):
     refused_naming_the_key(key, value, fragment)

@@ -28,8 +28,15 @@ JOB_FILE = PROJECT_ROOT / "code" / "shopflow" / "jobs" / "build_marts.py"
 _WEEK_START = re.compile(r"DATE\((\w+)\) - INTERVAL WEEKDAY\(\1\) DAY")
 
 
+# ROUND(AVG(x), 2): DuckDB's AVG is a DOUBLE (also of decimals, and so is a decimal division), whose ROUND took exact
+# half-cent means down (1.00 and 1.01 gave 1.0) where MySQL and the marts (marts.spec.rounded_mean) round half up;
+# here in integers, as the marts do (the amounts and ratings are >= 0)
+_ROUNDED_MEAN = re.compile(r"ROUND\(AVG\(([\w.]+)\), 2\)")
+_EXACT_MEAN = r"(CAST((CAST(SUM(\1) * 100 AS HUGEINT) * 2 + COUNT(\1)) // (2 * COUNT(\1)) AS DECIMAL(38, 0)) * 0.01)"
+
+
 def duckdb_sql(mysql_sql: str) -> str:
-    return _WEEK_START.sub(r"CAST(date_trunc('week', \1) AS DATE)", mysql_sql)
+    return _ROUNDED_MEAN.sub(_EXACT_MEAN, _WEEK_START.sub(r"CAST(date_trunc('week', \1) AS DATE)", mysql_sql))
 
 
 def _spark(settings: Settings, log: Path) -> tuple[int, float, float, tuple[float, float] | None]:

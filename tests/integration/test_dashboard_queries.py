@@ -62,7 +62,7 @@ def test_loyalty_tiers_and_points(seeded):
 
 
 def test_average_check(seeded):
-    assert records(q.average_check(seeded)) == sorted((s, t, Decimal(v)) for s, t, v in SEED["mart_average_check"])
+    assert records(q.average_check(seeded)) == sorted((s, t, Decimal(v)) for s, t, v, _ in SEED["mart_average_check"])
 
 
 def test_last_run_is_the_latest_whole_run_and_can_ask_for_a_status(seeded):

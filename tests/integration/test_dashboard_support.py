@@ -38,8 +38,8 @@ SEED = {
                                  (3, "Cy", "Fox", "Bronze", 0), (4, "Di", "Kim", "Gold", -5)],
     "mart_product_rating": [(10, "Lamp ✨", "4.50", 2), (11, "Desk", "4.50", 5), (12, "Chair", "1.25", 4),
                             (13, "Rug", None, 0), (14, "Vase", "3.00", 1)],
-    "mart_average_check": [("Completed", "Gold", "50.25"), ("Completed", "Silver", "20.00"),
-                           ("Pending", "Gold", "20.00"), ("Cancelled", "Bronze", "9.99")],
+    "mart_average_check": [("Completed", "Gold", "50.25", 2), ("Completed", "Silver", "20.00", 3),
+                           ("Pending", "Gold", "20.00", 1), ("Cancelled", "Bronze", "9.99", 1)],
     "mart_weekly_activity": [("2026-01-05", 2, 3, "120.50", 1), ("2026-01-12", 0, 0, "0.00", 0),
                              ("2026-01-19", 2, 4, "69.99", 3)],
 }

@@ -52,7 +52,7 @@ def test_every_mart_equals_the_same_question_in_plain_sql(replica, published):
     rows = mart_rows(replica)
     assert rows["mart_product_rating"] == [(1, "Bouilloire", Decimal("4.50"), 2), (2, "Lampe ✨", Decimal("4.13"), 8),
                                            (3, "Tasse", None, 0)]
-    assert ("Completed", "Gold", Decimal("10.01")) in rows["mart_average_check"]
+    assert ("Completed", "Gold", Decimal("10.01"), 2) in rows["mart_average_check"]
     assert rows["mart_user_loyalty_points"][2] == (3, "Ana", "Lið", "Bronze", 0)
     assert [r[0].isoformat() for r in rows["mart_weekly_activity"] if r[1:] == (0, 0, 0, 0)] == ["2024-01-29"]
 
@@ -160,9 +160,14 @@ def _order_of_an_unknown_user(settings):
 @pytest.mark.parametrize("corrupt, failing", [
     (_unknown_status, {("mart_user_activity", "accepted_values(status)"),
                        ("mart_average_check", "accepted_values(status)")}),
-    (_order_of_an_unknown_user, {  # the join drops it: the sums no longer match the replica's
+    (_order_of_an_unknown_user, {  # the joins drop it: the counts and sums no longer match the replica's
         ("mart_user_activity", "COALESCE(SUM(`order_count`), 0) = orders: COALESCE(COUNT(*), 0)"),
-        ("mart_user_activity", "COALESCE(SUM(`total_spent`), 0) = orders: COALESCE(SUM(total_amount), 0)")}),
+        ("mart_user_activity", "COALESCE(SUM(`total_spent`), 0) = orders: COALESCE(SUM(total_amount), 0)"),
+        ("mart_user_activity", "COUNT(*) = orders: COUNT(DISTINCT user_id, status)"),
+        ("mart_user_activity", "COUNT(DISTINCT `user_id`) = orders: COUNT(DISTINCT user_id)"),
+        ("mart_average_check", "COALESCE(SUM(`order_count`), 0) = orders: COALESCE(COUNT(*), 0)"),
+        ("mart_average_check", "COALESCE(SUM(`average_check` * `order_count`), 0) >= orders: "
+                               "COALESCE(SUM(total_amount), 0) - 0.005 * COUNT(*)")}),
 ], ids=["status outside the accepted list", "order of an unknown user"])
 def test_a_failing_gate_fails_the_run_and_keeps_the_published_marts(spark, replica, published, corrupt, failing):
     before = mart_rows(replica)

@@ -16,9 +16,9 @@ def test_average_per_order_status_and_loyalty_status_present_in_the_data(spark):
         (2, "Shipped", Decimal("9999999999.99")), (2, "Shipped", Decimal("9999999999.98")),
     ], MART.input_schema("orders"))  # user 3 (Bronze) has no order: no Bronze row
     expected = spark.createDataFrame([
-        ("Completed", "Gold", Decimal("10.01")), ("Pending", "Gold", Decimal("1.67")),
-        ("Completed", "Silver", Decimal("3.00")), ("Pending", "Silver", Decimal("0.00")),
-        ("Shipped", "Silver", Decimal("9999999999.99")),  # .985 rounds up
+        ("Completed", "Gold", Decimal("10.01"), 2), ("Pending", "Gold", Decimal("1.67"), 3),
+        ("Completed", "Silver", Decimal("3.00"), 1), ("Pending", "Silver", Decimal("0.00"), 1),
+        ("Shipped", "Silver", Decimal("9999999999.99"), 2),  # .985 rounds up
     ], MART.schema)
     actual = average_check(orders, users)
     assertSchemaEqual(actual.schema, MART.schema)

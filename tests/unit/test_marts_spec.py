@@ -15,7 +15,7 @@ BRIEF_COLUMNS = {
     "mart_user_activity": ["user_id", "first_name", "last_name", "status", "order_count", "total_spent"],
     "mart_product_rating": ["product_id", "name", "rating", "review_count"],
     "mart_user_loyalty_points": ["user_id", "first_name", "last_name", "loyalty_status", "total_loyalty_points"],
-    "mart_average_check": ["status", "loyalty_status", "average_check"],
+    "mart_average_check": ["status", "loyalty_status", "average_check", "order_count"],
     "mart_weekly_activity": ["week_start", "new_users", "orders", "revenue", "active_users"],
 }
 

@@ -1,12 +1,14 @@
 """mart_average_check: the average order value (2 decimals, HALF_UP) per order status and user loyalty status,
-for the pairs present in the data."""
+for the pairs present in the data, and how many orders it averages (beyond the brief's columns, as the ratings'
+review_count: the gate adds the averages back up to the orders' total with it)."""
 from __future__ import annotations
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from postgresdb.models import LOYALTY_STATUSES, ORDER_STATUSES
-from shopflow.quality.rules import Source, accepted_values, in_range, not_empty_when, reconciles
+from shopflow.quality.rules import (Source, accepted_values, in_range, not_empty_when, reconciles,
+                                    rounded_means_add_up, total_equals)
 
 from .spec import Mart, MartColumn, conform, rounded_mean, varchar_of
 
@@ -14,6 +16,7 @@ COLUMNS = (
     MartColumn("status", varchar_of("orders", "status")),
     MartColumn("loyalty_status", varchar_of("users", "loyalty_status")),
     MartColumn("average_check", "DECIMAL(12,2)"),
+    MartColumn("order_count", "BIGINT"),
 )
 
 
@@ -34,13 +37,17 @@ MART = Mart(
         accepted_values("status", ORDER_STATUSES),
         accepted_values("loyalty_status", LOYALTY_STATUSES),
         in_range("average_check", low=0),
+        in_range("order_count", low=1),
+        # every order averaged once (the join to users drops none), over the right count
+        total_equals("order_count", Source("orders", "COUNT(*)")),
+        *rounded_means_add_up("average_check", "order_count", Source("orders", "COUNT(*)"), "total_amount"),
         # An average lies between the smallest and the largest value averaged (both on the cent grid).
         reconciles("MIN(`average_check`)", Source("orders", "MIN(total_amount)"), ">="),
         reconciles("MAX(`average_check`)", Source("orders", "MAX(total_amount)"), "<="),
         not_empty_when("orders"),
     ),
     reference_sql="""
-        SELECT o.status, u.loyalty_status, ROUND(AVG(o.total_amount), 2) AS average_check
+        SELECT o.status, u.loyalty_status, ROUND(AVG(o.total_amount), 2) AS average_check, COUNT(*) AS order_count
         FROM orders o JOIN users u ON u.user_id = o.user_id
         GROUP BY o.status, u.loyalty_status""",
 )

@@ -6,7 +6,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from postgresdb.models import ORDER_STATUSES
-from shopflow.quality.rules import Source, accepted_values, in_range, not_empty_when, total_equals
+from shopflow.quality.rules import Source, accepted_values, in_range, not_empty_when, reconciles, total_equals
 
 from .spec import Mart, MartColumn, conform, varchar_of
 
@@ -38,6 +38,10 @@ MART = Mart(
         in_range("total_spent", low=0),
         total_equals("order_count", Source("orders", "COUNT(*)")),
         total_equals("total_spent", Source("orders", "SUM(total_amount)")),
+        # a row for every (user, status) of the orders and every user who ordered: the totals alone passed a mart
+        # that put one user's orders under another
+        reconciles("COUNT(*)", Source("orders", "COUNT(DISTINCT user_id, status)")),
+        reconciles("COUNT(DISTINCT `user_id`)", Source("orders", "COUNT(DISTINCT user_id)")),
         not_empty_when("orders"),
     ),
     reference_sql="""

@@ -70,6 +70,8 @@ MART = Mart(
         total_equals("new_users", Source("users", "COUNT(*)")),
         total_equals("orders", Source("orders", "COUNT(*)")),
         total_equals("revenue", Source("orders", "SUM(total_amount)")),
+        # distinct users per week, added up (0 <= active_users <= orders alone passed a count of orders)
+        total_equals("active_users", Source("orders", "COUNT(DISTINCT user_id, date_trunc('WEEK', order_date))")),
         not_empty_when("users"),
     ),
     reference_sql="""

@@ -19,8 +19,8 @@ def status(settings) -> int:
     print(f"{'service':22} {'state':{width}} {'port(s)':12} pid")
     for name, state, ports, pid in rows:
         print(f"{name:22} {state:{width}} {ports:12} {pid}")
-    ended = [name for name, state, _ports, _pid in rows if state in ("EXITED", "FATAL", "BACKOFF")]
-    if ended:  # supervisord restarts nothing by itself (a crash loop would hide the cause)
+    ended = [name for name, state, _ports, _pid in rows if state in supervisor.ENDED_STATES]
+    if ended:
         print(f"ended by themselves: {', '.join(ended)}. Their logs: {settings.state_dir / 'logs'}/<service>.log; "
               "`make up` starts them again.")
     if any(state.startswith(manager.MOVED) for _name, state, _ports, _pid in rows):

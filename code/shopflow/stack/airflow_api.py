@@ -7,6 +7,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack.services import VENV_BIN, airflow_env
@@ -108,11 +109,16 @@ def still_running(dag_id: str, state: str, start: float, told: float) -> float:
     return now
 
 
-def wait_for_run(client: AirflowClient, dag_id: str, run_id: str, timeout: float) -> str:
+def wait_for_run(client: AirflowClient, dag_id: str, run_id: str, timeout: float,
+                 alive: Callable[[], None] = lambda: None) -> str:
+    """The run's end state, or its state when `timeout` ran out; `alive` raises when the run cannot end (a service
+    it needs ended: `make up` waited its whole timeout on a run a dead scheduler would never finish)."""
     start, state = time.monotonic(), "queued"
     told = start
     while state not in ("success", "failed") and time.monotonic() < start + timeout:
         time.sleep(5)
         state = client.run_state(dag_id, run_id)
+        if state not in ("success", "failed"):
+            alive()
         told = still_running(dag_id, state, start, told)
     return state

@@ -96,8 +96,7 @@ def check_ports(settings: Settings, groups=GROUPS) -> None:
 def _wait(settings: Settings, group: str, services: list[Service]) -> None:
     deadline = time.monotonic() + TIMEOUTS[group]
     while not health.probe(group, settings):
-        info = supervisor.process_info(settings)
-        dead = [s.name for s in services if info.get(s.name, {}).get("statename") in ("EXITED", "FATAL", "BACKOFF")]
+        dead = supervisor.ended(settings, [s.name for s in services])
         if dead or time.monotonic() > deadline:
             reason = f"exited ({', '.join(dead)})" if dead else f"not ready after {TIMEOUTS[group]}s"
             shown = [s for s in services if s.name in dead] or services

@@ -131,6 +131,15 @@ def process_info(settings: Settings) -> dict[str, dict]:
     return {info["name"]: info for info in rpc(settings).supervisor.getAllProcessInfo()}
 
 
+ENDED_STATES = ("EXITED", "FATAL", "BACKOFF")  # supervisord restarts nothing by itself (a crash loop hides the cause)
+
+
+def ended(settings: Settings, names: list[str]) -> list[str]:
+    """Those of the services `names` that supervisord started and that ended by themselves."""
+    info = process_info(settings)
+    return [name for name in names if info.get(name, {}).get("statename") in ENDED_STATES]
+
+
 def launch_file(settings: Settings, name: str) -> Path:
     return settings.state_dir / "run" / "launch" / f"{name}.json"
 

@@ -5,13 +5,15 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from functools import partial
 from shlex import quote
+from typing import Callable
 
 from shopflow.config import Settings, database_url
-from shopflow.stack import airflow_api, manager
+from shopflow.stack import airflow_api, manager, supervisor
 from shopflow.stack.lock import one_at_a_time
 from shopflow.stack.manager import step
-from shopflow.stack.services import base_env
+from shopflow.stack.services import all_services, base_env
 
 DAG_TIMEOUT_S = 1800
 
@@ -42,7 +44,17 @@ def _new_run(client, dag_id: str, known: set[str], timeout_s: float) -> str | No
         time.sleep(1)
 
 
-def _unpause_and_run(client, dag_id: str, scheduled: bool, wait_s: float = SCHEDULED_RUN_WAIT_S) -> str:
+def _services_alive(settings: Settings) -> None:
+    """Raises when a service a DAG run needs ended by itself (supervisord restarts nothing): a run a dead scheduler
+    or Spark cluster cannot finish held `make up` for its whole DAG_TIMEOUT_S, which then said the stack was up."""
+    needed = [s.name for s in all_services(settings) if s.group not in ("eventgen", "dashboard")]
+    if ended := supervisor.ended(settings, needed):
+        raise RuntimeError(f"{', '.join(ended)} ended by {'itself' if len(ended) == 1 else 'themselves'} while a "
+                           f"DAG run was under way (log: {settings.state_dir / 'logs'}/<service>.log)")
+
+
+def _unpause_and_run(client, dag_id: str, scheduled: bool, wait_s: float = SCHEDULED_RUN_WAIT_S,
+                     alive: Callable[[], None] = lambda: None) -> str:
     """One run of `dag_id`. Unpausing a DAG whose schedule has a due interval makes the scheduler start that run at
     once (catchup is off): wait for it rather than trigger a second run beside it. Trigger one when the DAG has no
     time schedule, or when no run starts within `wait_s`."""
@@ -50,12 +62,12 @@ def _unpause_and_run(client, dag_id: str, scheduled: bool, wait_s: float = SCHED
         known = {r["dag_run_id"] for r in client.runs(dag_id)}
         client.unpause(dag_id)
         run_id = (_new_run(client, dag_id, known, wait_s) if scheduled else None) or client.trigger(dag_id)
-        state = airflow_api.wait_for_run(client, dag_id, run_id, DAG_TIMEOUT_S)
+        state = airflow_api.wait_for_run(client, dag_id, run_id, DAG_TIMEOUT_S, alive)
         print(f"  {dag_id} {run_id}: {state}", flush=True)
     return state
 
 
-def _wait_asset_runs(client, dag_id: str, since: str) -> str:
+def _wait_asset_runs(client, dag_id: str, since: str, alive: Callable[[], None] = lambda: None) -> str:
     """An Asset-scheduled DAG starts by itself after its producer: wait for the run that follows ours."""
     with step(f"wait for DAG {dag_id} (scheduled by the Asset its producer updated)"):
         start = told = time.monotonic()
@@ -65,6 +77,7 @@ def _wait_asset_runs(client, dag_id: str, since: str) -> str:
                 print(f"  {dag_id} {runs[0]['dag_run_id']}: {runs[0]['state']}", flush=True)
                 return runs[0]["state"]
             time.sleep(5)
+            alive()
             told = airflow_api.still_running(dag_id, runs[0]["state"] if runs else "not started yet", start, told)
     return "timed out"
 
@@ -106,7 +119,8 @@ def _run_dags(settings: Settings) -> list[str]:
                       f"Airflow UI", flush=True)
     todo = [d for d in dag_ids if d not in done]
     triggered = [d for d in todo if d not in asset_driven]
-    states = {d: _unpause_and_run(client, d, scheduled=_time_scheduled(dags[d])) for d in triggered}
+    alive = partial(_services_alive, settings)
+    states = {d: _unpause_and_run(client, d, scheduled=_time_scheduled(dags[d]), alive=alive) for d in triggered}
     for dag_id in (d for d in todo if d in asset_driven):
         # Its producer succeeded just now: wait for the Asset-triggered run. A producer that failed just now updated
         # no Asset, so nothing would start it. Otherwise (the producer ran before) start it by hand.
@@ -115,8 +129,8 @@ def _run_dags(settings: Settings) -> list[str]:
             print(f"  {dag_id}: not run, {producer} did not succeed", flush=True)
             states[dag_id] = "not run"
         else:
-            states[dag_id] = (_wait_asset_runs(client, dag_id, since) if producer in states
-                               else _unpause_and_run(client, dag_id, scheduled=False))
+            states[dag_id] = (_wait_asset_runs(client, dag_id, since, alive) if producer in states
+                               else _unpause_and_run(client, dag_id, scheduled=False, alive=alive))
     return [d for d, state in states.items() if state != "success"]
 
 

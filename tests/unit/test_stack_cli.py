@@ -95,3 +95,27 @@ def test_make_airflow_lets_its_command_end_on_ctrl_c_as_it_sees_fit(tmp_path):
 
     threading.Thread(target=ctrl_c, daemon=True).start()
     assert _run_airflow([sys.executable, "-c", command], dict(os.environ)) == 7
+
+
+def test_make_down_stops_the_stack_whatever_bad_setting_env_now_holds(monkeypatch, tmp_path, capsys):
+    """A bad value saved in .env while the stack ran: `make down` exited 2 and left everything running. It takes the
+    state directory from .env (or the environment) alone; other commands still refuse."""
+    from shopflow.config import SettingsError
+
+    env_file = tmp_path / "stack.env"
+    env_file.write_text(f"LOCAL_STATE_DIR={tmp_path}/state\nSPARK_WORKERS=many\n")
+
+    def bad():
+        raise SettingsError("SPARK_WORKERS='many': expected a whole number")
+
+    stopped = []
+    monkeypatch.setattr(cli, "get_settings", bad)
+    monkeypatch.setattr(cli.manager, "down", lambda settings: stopped.append(settings.state_dir))
+    monkeypatch.delenv("LOCAL_STATE_DIR", raising=False)
+    monkeypatch.setenv("SHOPFLOW_ENV_FILE", str(env_file))
+    assert cli.main(["down"]) == 0 and stopped == [tmp_path / "state"]
+    assert capsys.readouterr().err == (f"shopflow: bad setting: SPARK_WORKERS='many': expected a whole number "
+                                       f"(stopping the stack in {tmp_path}/state anyway)\n")
+    monkeypatch.setenv("LOCAL_STATE_DIR", str(tmp_path / "other"))  # the environment wins, as for the settings
+    assert cli.main(["down"]) == 0 and stopped[-1] == tmp_path / "other"
+    assert cli.main(["status"]) == 2 and len(stopped) == 2

@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
-from shopflow.config import SettingsError, get_settings
+from shopflow.config import PROJECT_ROOT, Settings, SettingsError, get_settings
+from shopflow.config_file import read_env_file
 from shopflow.stack import drift, health, manager, processes, supervisor
 from shopflow.stack.services import GROUPS, VENV_BIN, airflow_env
 from shopflow.stack.up import up
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(raw[:1] if raw[:1] == ["airflow"] else raw)
     args.args = raw[1:]
     try:
-        settings = get_settings()
+        settings = _settings_to_stop() if args.command == "down" else get_settings()
         if args.command == "up":
             return up(settings)
         if args.command == "down":
@@ -96,6 +98,27 @@ def main(argv: list[str] | None = None) -> int:
                 "install` needs root too)") if os.geteuid() != 0 else ""
         print(f"shopflow: {error}{hint}", file=sys.stderr)
         return 1
+
+
+def _settings_to_stop() -> Settings:
+    """`make down` stops what runs whatever the settings now say: a bad value saved in .env while the stack ran made
+    it exit 2 and leave everything running. Only the state directory matters to it."""
+    try:
+        return get_settings()
+    except SettingsError as error:
+        state = os.environ.get("LOCAL_STATE_DIR")
+        if state is None:
+            try:
+                state = read_env_file(Path(os.environ.get("SHOPFLOW_ENV_FILE") or PROJECT_ROOT / ".env")).get(
+                    "LOCAL_STATE_DIR")
+            except (SettingsError, OSError):
+                pass
+        try:
+            settings = Settings.from_mapping({} if state is None else {"LOCAL_STATE_DIR": state})
+        except SettingsError:
+            settings = Settings()
+        print(f"shopflow: bad setting: {error} (stopping the stack in {settings.state_dir} anyway)", file=sys.stderr)
+        return settings
 
 
 if __name__ == "__main__":

@@ -119,3 +119,41 @@ def test_make_down_stops_the_stack_whatever_bad_setting_env_now_holds(monkeypatc
     monkeypatch.setenv("LOCAL_STATE_DIR", str(tmp_path / "other"))  # the environment wins, as for the settings
     assert cli.main(["down"]) == 0 and stopped[-1] == tmp_path / "other"
     assert cli.main(["status"]) == 2 and len(stopped) == 2
+
+
+def test_make_status_run_as_another_user_says_the_stack_runs_as_root(monkeypatch, tmp_path, capsys):
+    """supervisord's socket is root's (0700): refused, it read as "no stack", and every service showed "not
+    started" while the stack ran."""
+    from shopflow.config import Settings
+    from shopflow.stack import supervisor
+
+    settings = Settings(LOCAL_STATE_DIR=str(tmp_path))
+    socket = supervisor.paths(settings)["socket"]
+    socket.parent.mkdir(parents=True, exist_ok=True)
+    socket.touch()
+
+    def refused(_settings):
+        raise PermissionError(13, "Permission denied", str(socket))
+
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    monkeypatch.setattr(supervisor, "rpc", refused)
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
+    assert cli.main(["status"]) == 1
+    assert capsys.readouterr().err.startswith(f"shopflow: [Errno 13] Permission denied: '{socket}'. The local stack "
+                                              "runs as root")
+
+
+def test_a_database_refusing_the_stacks_setup_is_one_line(monkeypatch, capsys):
+    """A reused Postgres still recovering (its backend killed by the OOM killer) gave a psycopg2 traceback."""
+    import psycopg2
+
+    def recovering(_settings):
+        raise psycopg2.OperationalError("connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  the "
+                                        "database system is in recovery mode\n")
+
+    monkeypatch.setattr(cli, "up", recovering)
+    assert cli.main(["up"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("shopflow: Postgres refused the stack's setup: connection to server at \"127.0.0.1\", port "
+                          "5432 failed: FATAL: the database system is in recovery mode. `make status` shows the servers")
+    assert err.count("\n") == 1

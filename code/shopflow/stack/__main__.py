@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mysql.connector
+import psycopg2
+
 from shopflow.config import PROJECT_ROOT, Settings, SettingsError, get_settings
 from shopflow.config_file import read_env_file
 from shopflow.stack import drift, health, manager, processes, supervisor
@@ -92,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (manager.StackError, RuntimeError) as error:
         print(f"shopflow: {error}", file=sys.stderr)
+        return 1
+    except (psycopg2.Error, mysql.connector.Error) as error:  # a reused server not ready (recovering, full): one line
+        server = "Postgres" if isinstance(error, psycopg2.Error) else "MariaDB"
+        reason = " ".join(str(error).split()) or type(error).__name__
+        print(f"shopflow: {server} refused the stack's setup: {reason}. `make status` shows the servers; their logs "
+              f"are in {get_settings().state_dir / 'logs'}", file=sys.stderr)
         return 1
     except PermissionError as error:  # e.g. handing .local/postgres to the postgres system user
         hint = (". The local stack runs as root: it starts Postgres and MariaDB as their own system users (`make "

@@ -90,6 +90,8 @@ def is_running(settings: Settings) -> bool:
         return False
     try:
         return rpc(settings).supervisor.getState()["statename"] == "RUNNING"
+    except PermissionError:  # root's socket (0700), run as another user: not "every service not started"
+        raise
     except (OSError, xmlrpc.client.Fault):
         return False
 

@@ -50,14 +50,32 @@ def test_a_changed_primary_key_leaves_no_old_key_behind(spark, scratch):
 
 
 def test_the_tracking_triggers_fire_under_session_replication_role_replica(scratch):
-    """Logical replication into the source runs as `replica`, where only triggers enabled ALWAYS fire (the role
-    itself needs a superuser, so the trigger state is what is checked)."""
+    """Logical replication into the source (and a data-only pg_restore) runs as `replica`, where only triggers
+    enabled ALWAYS fire: written there, as a superuser, an update is stamped and a delete tombstoned."""
+    from shopflow.stack.bootstrap import pg_superuser
+
+    seed(scratch)
     with db.pg_connection(scratch) as conn, conn.cursor() as cur:
         cur.execute("SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                     "WHERE c.relnamespace = %s::regnamespace AND NOT t.tgisinternal", (scratch.POSTGRES_SCHEMA,))
         triggers = cur.fetchall()
+        cur.execute(f"SELECT change_txid FROM {scratch.POSTGRES_SCHEMA}.orders WHERE order_id = 1")
+        before = cur.fetchone()[0]
     assert {name for name, _, _ in triggers} == {t.name for t in TABLES}
     assert len(triggers) == 5 * len(TABLES) and {state for _, _, state in triggers} == {"A"}
+    schema, conn = scratch.POSTGRES_SCHEMA, pg_superuser(scratch, scratch.POSTGRES_DB)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET session_replication_role = replica")
+            cur.execute(f"UPDATE {schema}.orders SET total_amount = 0.42 WHERE order_id = 1 "
+                        "RETURNING change_txid, txid_current()")
+            stamped, txid = cur.fetchone()
+            cur.execute(f"DELETE FROM {schema}.reviews WHERE review_id = 2")
+            cur.execute(f"SELECT row_id FROM {schema}.deleted_rows WHERE table_name = 'reviews'")
+            tombstones = cur.fetchall()
+    finally:
+        conn.close()
+    assert stamped == txid > before and tombstones == [(2,)]
 
 
 def test_nan_money_is_refused_by_the_source(scratch):

@@ -13,6 +13,7 @@ from replication_support import (assert_replica_equals_source, pg, replica_query
 from postgresdb.models import TABLES, TABLES_BY_NAME
 from shopflow import db
 from shopflow.replication import ReplicationError, replicate
+from shopflow.replication.checksum import checksum_from_row, mysql_checksum_sql
 from shopflow.replication.copy_load import KeyRange, copy_ranges
 from shopflow.replication.plan import plan_table
 from shopflow.replication.source import open_snapshot
@@ -78,7 +79,12 @@ def test_incremental_runs_hash_only_changed_rows_and_keep_the_last_whole_checksu
     # read ahead of phase B: the replica counted before the run changed it; phase B adds the inserts, minus deletes
     assert [(second[n].replica_rows.result(), second[n].inserted, second[n].deleted)
             for n in ("users", "reviews", "loyalty_points")] == [(3, 1, 0), (3, 0, 1), (2, 0, 2)]
-    assert second["orders"].source_side.result() == (second["orders"].checksum, 2)
+    # the source's changed-rows checksum (the run's snapshot) is the replica's order 2 hashed here on its own
+    with db.mysql_connection(scratch) as conn:
+        cur = conn.cursor()
+        cur.execute(mysql_checksum_sql(TABLES_BY_NAME["orders"], where=" WHERE order_id = 2"))
+        replica_order_2 = checksum_from_row(cur.fetchone())
+    assert replica_order_2.rows == 1 and second["orders"].source_side.result() == (replica_order_2, 2)
     assert_replica_equals_source(scratch)
     rows_now = {t.name: len(source_rows(scratch, t)) for t in TABLES}
     assert _stored_states(scratch) == {name: (checksum, verified_at, rows_now[name])

@@ -70,6 +70,8 @@ def test_verify_waits_for_a_replication_run_still_applying_its_tables(mysql, cap
 
     from shopflow.marts.registry import all_marts
     from shopflow.marts.replica import REPLICATION_LOCK_TIMEOUT_S
+    from test_job_exits import _waits_for_lock
+
     from shopflow.marts.verify import verify
     from shopflow.replication.target import replication_lock_name
     from shopflow.runlog import PIPELINE_RUNS_DDL
@@ -81,7 +83,10 @@ def test_verify_waits_for_a_replication_run_still_applying_its_tables(mysql, cap
             lock.execute("SELECT GET_LOCK(%s, 0)", (replication_lock_name(settings),))
             assert lock.fetchone() == (1,)
             comparing = pool.submit(verify, settings)
-            time.sleep(2)
+            deadline = time.monotonic() + 60  # until it waits in GET_LOCK (a sleep raced a slow connect)
+            while not _waits_for_lock(settings, replication_lock_name(settings)):
+                assert not comparing.done() and time.monotonic() < deadline, "verify ended or never waited for it"
+                time.sleep(0.1)
             assert not comparing.done()  # still waiting for the run
             lock.execute("SELECT RELEASE_LOCK(%s)", (replication_lock_name(settings),))
             lock.fetchall()

@@ -3,15 +3,18 @@ before the run lets the replication lock go, `running` while the replica may cha
 end is seen), and `not started` for a run that failed before changing anything."""
 from __future__ import annotations
 
+import dataclasses
+import socket
 import threading
 import time
 
+import psycopg2
 import pytest
 from replication_support import assert_replica_equals_source, pg, replica_query, scratch, seed  # noqa: F401
 
 from shopflow import db, runlog
 from shopflow.marts.replica import ReplicaIncomplete, check_last_replication, replication_paused
-from shopflow.replication import pipeline, replicate
+from shopflow.replication import replicate
 from shopflow.replication.results import JOB
 
 pytestmark = pytest.mark.integration
@@ -36,8 +39,14 @@ def _change_orders(settings) -> None:
        "UPDATE {s}.reviews SET rating = 2 WHERE review_id = 2")
 
 
-def _unreachable(_settings):
-    raise RuntimeError("cannot reach Postgres")
+def _postgres_down(settings):
+    """The settings with Postgres on a port nothing listens on (bound, then released at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return dataclasses.replace(settings, POSTGRES_PORT=probe.getsockname()[1])
+
+
+REFUSED = "Connection refused"  # psycopg2's OperationalError, as the run gets it
 
 
 def _interrupt_after_orders(phase: str, table: str) -> None:
@@ -94,10 +103,8 @@ def test_a_run_that_never_wrote_its_end_stops_builds_until_the_next_run_closes_i
     with pytest.raises(ReplicaIncomplete, match=r"ended without writing its result \(running: killed\?\)"):
         _check(scratch)
     monkeypatch.undo()
-    monkeypatch.setattr(pipeline, "open_snapshot", _unreachable)  # runs between that change nothing: one, and 25
-    with pytest.raises(RuntimeError, match="cannot reach Postgres"):  # more as retries against a Postgres down
-        replicate(spark, scratch)
-    monkeypatch.undo()
+    with pytest.raises(psycopg2.OperationalError, match=REFUSED):  # runs between that change nothing: one, and 25
+        replicate(spark, _postgres_down(scratch))  # more as retries against a Postgres down
     with db.mysql_connection(scratch) as conn:
         conn.cursor().executemany("INSERT INTO pipeline_runs (job, started_at, status, mode) "
                                   "VALUES (%s, UTC_TIMESTAMP(6), 'failed', %s)", [(JOB, runlog.NOT_STARTED)] * 25)
@@ -109,15 +116,14 @@ def test_a_run_that_never_wrote_its_end_stops_builds_until_the_next_run_closes_i
     assert_replica_equals_source(scratch)
 
 
-def test_a_run_that_failed_before_changing_the_replica_does_not_stop_builds(spark, scratch, monkeypatch):
+def test_a_run_that_failed_before_changing_the_replica_does_not_stop_builds(spark, scratch):
     """Postgres unreachable, the lock wait run out, the replica refusing LOAD DATA: the row said failed with no mode,
     and every build refused the replica until the next successful run."""
     seed(scratch)
     replicate(spark, scratch)
 
-    monkeypatch.setattr(pipeline, "open_snapshot", _unreachable)
-    with pytest.raises(RuntimeError, match="cannot reach Postgres"):
-        replicate(spark, scratch)
+    with pytest.raises(psycopg2.OperationalError, match=REFUSED):
+        replicate(spark, _postgres_down(scratch))
     assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("failed", runlog.NOT_STARTED)]
     _check(scratch)
 
@@ -136,7 +142,7 @@ def test_a_missing_source_table_refuses_the_run_without_a_retry_and_changes_noth
     assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("failed", runlog.NOT_STARTED)]
 
 
-def test_a_run_that_made_a_replica_table_again_then_failed_stops_builds(spark, scratch, monkeypatch):
+def test_a_run_that_made_a_replica_table_again_then_failed_stops_builds(spark, scratch):
     """A replica table dropped by hand is made again, empty, before the run reads the source: that run changed the
     replica, so its failure right after (Postgres unreachable) must stop the builds, which would read the empty
     table."""
@@ -144,9 +150,8 @@ def test_a_run_that_made_a_replica_table_again_then_failed_stops_builds(spark, s
     replicate(spark, scratch)
     with db.mysql_connection(scratch, autocommit=True) as conn:
         conn.cursor().execute("DROP TABLE loyalty_points")
-    monkeypatch.setattr(pipeline, "open_snapshot", _unreachable)
-    with pytest.raises(RuntimeError, match="cannot reach Postgres"):
-        replicate(spark, scratch)
+    with pytest.raises(psycopg2.OperationalError, match=REFUSED):
+        replicate(spark, _postgres_down(scratch))
     assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("failed", None)]
-    with pytest.raises(ReplicaIncomplete, match=r"failed.*cannot reach Postgres"):
+    with pytest.raises(ReplicaIncomplete, match=rf"failed.*{REFUSED}"):
         _check(scratch)

@@ -209,7 +209,7 @@ def test_the_kafka_source_without_its_connector_is_one_clear_error(spark, settin
     """STREAMING_SOURCE=kafka (the compose deployment's) in a Spark without the connector jar: say what to set."""
     import dataclasses
 
-    from shopflow.streaming import query
+    from shopflow.streaming import source
 
-    with pytest.raises(query.SourceUnavailable, match="Use STREAMING_SOURCE=python"):
-        query.source_frame(spark, dataclasses.replace(settings, STREAMING_SOURCE="kafka"), {"t": {"0": -2}})
+    with pytest.raises(source.SourceUnavailable, match="Use STREAMING_SOURCE=python"):
+        source.source_frame(spark, dataclasses.replace(settings, STREAMING_SOURCE="kafka"), {"t": {"0": -2}})

@@ -10,6 +10,8 @@ one code path for both sources.
 - `latestOffset` takes the partition ends from fetch-response high watermarks (not `end_offsets()`, see
   kafka_offsets) and honours the read limit (`maxEventsPerBatch` -> ReadMaxRows), shared fairly between partitions.
 - Trigger.AvailableNow: `prepareForTriggerAvailableNow` freezes the target ends; the query drains up to them and ends.
+- Option `stopFile`: while that file exists `latestOffset` admits nothing new, so the trigger goes idle after the
+  micro-batch in flight and the query's stop interrupts no batch (`streaming.source.stop_file`).
 - Read tasks: one per partition with data, or with `readTasks` = n the batch cut into n equal tasks (`split`; the
   job passes its task slots: 3 partitions on 2 slots would read in two waves). A task may hold the end of one
   partition and the start of the next.
@@ -22,6 +24,7 @@ one code path for both sources.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Iterator
 
@@ -114,6 +117,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.starting = options.get("startingOffsets", "earliest")
         self.max_events = int(options.get("maxEventsPerBatch", "0")) or None
         self.read_tasks = int(options.get("readTasks", "0"))
+        self.stop_file = options.get("stopFile", "")  # while it exists, no new data: the query is stopping
         self.target: dict[int, int] | None = None  # frozen ends under Trigger.AvailableNow
         self.latest: dict[int, int] | None = None
 
@@ -133,6 +137,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.target = self._high_watermarks({})
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        if self.stop_file and os.path.exists(self.stop_file):  # the trigger goes idle: a stop interrupts no batch
+            return start
         begin = ko.of_topic(start, self.topic)
         high = self.target if self.target is not None else self._high_watermarks(begin)
         ko.check_not_behind(self.topic, high, begin)

@@ -6,15 +6,13 @@ Postgres restored under it) is deleted before the query starts (`drop_checkpoint
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import threading
 import time
 from typing import Callable
 
-from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from postgresdb.streaming_ddl import streaming_ddl
 
@@ -24,8 +22,8 @@ from shopflow.streaming import events as ev
 from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming import ledger, offset_log, topic_identity
 from shopflow.streaming.checkpoint_lock import AVAILABLE_NOW, CONTINUOUS
-from shopflow.streaming.kafka_source import KafkaPythonSource
 from shopflow.streaming.sink import STREAM, UsersSink
+from shopflow.streaming.source import source_frame, stop_file
 
 log = logging.getLogger(__name__)
 STOP_POLL_S = 1.0
@@ -71,10 +69,6 @@ def pending_events(settings: Settings) -> int | None:
     return sum(pending.values())
 
 
-class SourceUnavailable(RuntimeError):
-    """The source STREAMING_SOURCE names cannot run in this Spark."""
-
-
 def _committed(cur, settings: Settings) -> dict[int, int]:
     """{partition: position} of the stream in the topic, as committed in Postgres."""
     return ko.of_topic(ledger.committed_positions(cur, settings.POSTGRES_SCHEMA, STREAM), settings.KAFKA_TOPIC)
@@ -117,36 +111,6 @@ def _resolved(settings: Settings, starting: ko.Offsets) -> ko.Offsets:
     return ko.as_offsets(topic, offsets)
 
 
-def source_frame(spark: SparkSession, settings: Settings, starting: ko.Offsets) -> DataFrame:
-    """The topic as Spark's Kafka source shapes it; either source, the same columns."""
-    max_events = settings.STREAMING_MAX_EVENTS_PER_BATCH
-    if settings.STREAMING_SOURCE == "kafka":
-        reader = (spark.readStream.format("kafka")
-                  .option("kafka.bootstrap.servers", settings.KAFKA_BOOTSTRAP_SERVERS)
-                  .option("subscribe", settings.KAFKA_TOPIC)
-                  .option("failOnDataLoss", "true")
-                  .option("kafka.isolation.level", "read_committed"))  # as librdkafka: no aborted events
-        if max_events:
-            reader = reader.option("maxOffsetsPerTrigger", str(max_events))
-    else:
-        spark.dataSource.register(KafkaPythonSource)
-        reader = (spark.readStream.format(KafkaPythonSource.name())
-                  .option("bootstrapServers", settings.KAFKA_BOOTSTRAP_SERVERS)
-                  .option("topic", settings.KAFKA_TOPIC)
-                  .option("maxEventsPerBatch", str(max_events))
-                  # one read task per task slot, not per Kafka partition: 3 partitions on 2 slots read in two waves
-                  .option("readTasks", str(spark.sparkContext.defaultParallelism)))
-    try:
-        return reader.option("startingOffsets", json.dumps(starting)).load().select(*ev.SOURCE_COLUMNS)
-    except AnalysisException as missing:
-        if settings.STREAMING_SOURCE != "kafka" or "Failed to find data source: kafka" not in str(missing):
-            raise
-        raise SourceUnavailable(
-            "STREAMING_SOURCE=kafka needs Spark's Kafka connector (spark-sql-kafka-0-10 and its dependencies) on the "
-            "classpath, as the compose deployment's Spark image has it; this Spark has none. Use STREAMING_SOURCE=python "
-            "(the default: the same columns, read with librdkafka in Python)") from None
-
-
 def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[int],
           stopping: Callable[[], bool] = lambda: False):
     """Starts the query; `mode` availableNow drains what the topic holds and stops, continuous runs until stopped
@@ -170,6 +134,7 @@ def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[i
         writer = writer.trigger(processingTime=f"{settings.STREAMING_TRIGGER_SECONDS:g} seconds")
     log.info("users stream (%s, source %s) from %s, checkpoint %s", mode, settings.STREAMING_SOURCE,
              settings.KAFKA_TOPIC, checkpoint)
+    stop_file(settings).unlink(missing_ok=True)  # one left by a query killed while stopping would read nothing
     return writer.start()
 
 
@@ -195,11 +160,14 @@ def run(spark: SparkSession, settings: Settings, mode: str = AVAILABLE_NOW,
     try:
         while not query.awaitTermination(STOP_POLL_S) and not stop_requested():
             pass
+        if query.isActive:
+            stop_file(settings).touch()  # our source admits no new batch: the one in flight is the last
         _wait_for_batch_end(query)
     finally:
         if query.isActive:
             stopping.set()
             query.stop()
+        stop_file(settings).unlink(missing_ok=True)
     return True
 
 

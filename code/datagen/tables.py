@@ -11,6 +11,7 @@ their details (foreign key): the lines stream is therefore replayed, once to sum
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -71,6 +72,9 @@ class World:
         span = WINDOW_END - WINDOW_START - 30 * DAY
         self.registered = [WINDOW_START + int(r() * span) for _ in range(sizes.users)]
         self.product_created = [WINDOW_START + int(r() * span) for _ in range(sizes.products)]
+        # the products in the order they were created, and when: an order picks among those that exist by its date
+        self.by_created = sorted(range(1, sizes.products + 1), key=lambda p: self.product_created[p - 1])
+        self.created_sorted = [self.product_created[p - 1] for p in self.by_created]
         # Prices in cents, log-normal around 30.00, kept within 0.99 .. 999.99.
         self.prices = [min(99_999, max(99, int(rng.lognormvariate(8, 1.1)))) for _ in range(sizes.products)]
 
@@ -116,28 +120,34 @@ def products(world: World) -> Iterator[tuple]:
                world.product_created[index])
 
 
-def order_lines(world: World) -> Iterator[list[tuple[int, int]]]:
-    """Per order, its lines as (product_id, quantity): distinct products, DETAILS_MIN..DETAILS_MAX of them."""
-    r, sizes = world.rng("order_lines").random, world.sizes
+def order_lines(world: World) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+    """Per order, its user, its date and its lines as (product_id, quantity): DETAILS_MIN..DETAILS_MAX distinct
+    products that exist by that date. The date comes first, after the user registered (and once enough products
+    exist): dated after the newest of its products instead, 92 % of the orders fell in the window's last year."""
+    r, sizes, created, by_created = world.rng("order_lines").random, world.sizes, world.created_sorted, world.by_created
     spread = sizes.details_max - sizes.details_min + 1
     for _ in range(sizes.orders):
         count = min(sizes.products, sizes.details_min + int(r() * spread))
+        user_id = 1 + int(r() * sizes.users)
+        ordered = _after(r, max(world.registered[user_id - 1], created[count - 1]))
+        existing = bisect_right(created, ordered)
         picked: list[int] = []
         while len(picked) < count:
-            product_id = 1 + int(r() * sizes.products)
+            product_id = by_created[int(r() * existing)]
             if product_id not in picked:
                 picked.append(product_id)
-        yield [(product_id, _pick(r, QUANTITY_BAG)) for product_id in picked]
+        yield user_id, ordered, [(product_id, _pick(r, QUANTITY_BAG)) for product_id in picked]
+
+
+OPEN_DAYS = 30  # Pending and Processing orders are this recent at most; older ones drawn so are Completed
 
 
 def orders(world: World) -> Iterator[tuple]:
-    r, prices, registered = world.rng("orders").random, world.prices, world.registered
-    created = world.product_created
-    for order_id, lines in enumerate(order_lines(world), start=1):
-        user_id = 1 + int(r() * world.sizes.users)
-        # after the user registered and after every product of the order was created
-        ordered = _after(r, max(registered[user_id - 1], *(created[product_id - 1] for product_id, _ in lines)))
+    r, prices = world.rng("orders").random, world.prices
+    for order_id, (user_id, ordered, lines) in enumerate(order_lines(world), start=1):
         status = _pick(r, STATUS_BAG)
+        if status in ("Pending", "Processing") and ordered < WINDOW_END - OPEN_DAYS * DAY:
+            status = "Completed"
         delivered = None if status in UNDELIVERED else min(WINDOW_END, ordered + DAY + int(r() * 14 * DAY))
         total = sum(quantity * prices[product_id - 1] for product_id, quantity in lines)
         yield order_id, user_id, ordered, total, status, delivered
@@ -145,7 +155,7 @@ def orders(world: World) -> Iterator[tuple]:
 
 def order_details(world: World) -> Iterator[tuple]:
     detail_id, prices = 0, world.prices
-    for order_id, lines in enumerate(order_lines(world), start=1):
+    for order_id, (_user, _date, lines) in enumerate(order_lines(world), start=1):
         for product_id, quantity in lines:
             detail_id += 1
             price = prices[product_id - 1]

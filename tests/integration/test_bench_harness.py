@@ -113,7 +113,7 @@ def test_each_measure_moved_the_rows_it_claims_and_the_ratios_are_its_own(bench_
         "ours: replication incremental (1 %)", "bound: COPY -> LOAD DATA", "marts: Spark build_marts",
         "marts: DuckDB same SQL"))
     assert full["rows"] == naive["rows"] == peer["rows"] == source_rows
-    # keys divisible by 100 in each table: 1 % at the bench's scale, less in the tiny tables here (11 of 1,293 rows)
+    # keys divisible by 100 in each table: 1 % at the bench's scale, less in the tiny tables here (11 of 1,295 rows)
     assert incremental["rows"] == incremental["rows_changed_in_source"]
     assert source_rows // 200 <= incremental["rows"] <= source_rows // 100, (incremental["rows"], source_rows)
     assert spark["rows"] == duckdb["rows"] > 0 and min(duckdb["mart_rows"].values()) > 0, duckdb

@@ -171,10 +171,18 @@ def reviews(world: World) -> Iterator[tuple]:
         yield review_id, user_id, product_id, _pick(r, RATING_BAG), text, _after(r, earliest)
 
 
+# How often a user of each tier earns points, relative to Gold: drawn without regard to the tier, Gold users had
+# fewer points on average than Bronze ones
+TIER_EARNING = {"Gold": 1.0, "Silver": 0.5, "Bronze": 0.25}
+
+
 def loyalty_points(world: World) -> Iterator[tuple]:
     r, sizes = world.rng("loyalty_points").random, world.sizes
+    tiers = [user[-1] for user in users(world)]
     for loyalty_id in range(1, sizes.loyalty_points + 1):
         user_id = 1 + int(r() * sizes.users)
+        while r() >= TIER_EARNING[tiers[user_id - 1]]:
+            user_id = 1 + int(r() * sizes.users)
         reason = _pick(r, REASON_BAG)
         low, high = REASON_POINTS[reason]
         yield loyalty_id, user_id, low + int(r() * (high - low + 1)), reason, _after(r, world.registered[user_id - 1])

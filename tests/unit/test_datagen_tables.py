@@ -128,6 +128,17 @@ def test_orders_grow_with_the_users_across_the_window_and_open_ones_are_recent()
     assert opened and min(opened) >= datetime(2025, 12, 2, tzinfo=timezone.utc)
 
 
+def test_higher_loyalty_tiers_hold_more_points():
+    """Points were drawn without regard to the tier: Gold users had fewer on average than Bronze ones."""
+    data = _decoded(seed=7, scale=1)
+    tier = {u["user_id"]: u["loyalty_status"] for u in data["users"]}
+    points, users = Counter(), Counter(tier.values())
+    for entry in data["loyalty_points"]:
+        points[tier[entry["user_id"]]] += entry["points"]
+    gold, silver, bronze = (points[t] / users[t] for t in ("Gold", "Silver", "Bronze"))
+    assert gold > 1.5 * silver > 2.25 * bronze
+
+
 def test_emails_are_unique_ascii_addresses(data):
     emails = [u["email"] for u in data["users"]]
     assert len(set(emails)) == len(emails)

@@ -21,17 +21,22 @@ def _env_text(path: Path) -> str:
                             "UTF-8") from None
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse KEY=VALUE lines; `#` starts a comment line, or a comment after a value and whitespace (`env_value`)."""
+def read_env_file(path: Path, lenient: bool = False) -> dict[str, str]:
+    """Parse KEY=VALUE lines; `#` starts a comment line, or a comment after a value and whitespace (`env_value`).
+    `lenient`: lines that are not KEY=VALUE are skipped, and bytes not in UTF-8 replaced (`make down` reads the
+    state directory of a file the settings refuse)."""
     values: dict[str, str] = {}
     if not path.exists():
         return values
-    for number, line in enumerate(_env_text(path).splitlines(), start=1):
+    text = path.read_bytes().decode("utf-8", "replace") if lenient else _env_text(path)
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
         if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key.strip()):
+            if lenient:
+                continue
             raise SettingsError(f"{path.name} line {number}: expected KEY=VALUE, got {line!r}")
         values[key.strip()] = v.env_value(value)
     return values

@@ -33,3 +33,18 @@ def test_the_marts_job_exits_3_only_when_a_retry_would_fail_the_same_way(monkeyp
     finally:
         logging.root.handlers[:] = handlers
     assert f"no mart published: {error}" in caplog.text
+
+
+def test_verify_against_a_mart_of_an_older_version_says_to_build_again(monkeypatch, capsys):
+    """A mart published before a column was added (mart_average_check's order_count): a bare 1054 error."""
+    import mysql.connector
+    from mysql.connector import errorcode
+
+    from shopflow.marts import verify as job
+
+    def older(_settings):
+        raise mysql.connector.Error(msg="Unknown column 'order_count' in 'SELECT'", errno=errorcode.ER_BAD_FIELD_ERROR)
+
+    monkeypatch.setattr(job, "verify", older)
+    assert job.main([]) == 2
+    assert capsys.readouterr().err.endswith("(a mart built by an older version: build the marts again)\n")

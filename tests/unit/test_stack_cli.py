@@ -103,7 +103,7 @@ def test_make_down_stops_the_stack_whatever_bad_setting_env_now_holds(monkeypatc
     from shopflow.config import SettingsError
 
     env_file = tmp_path / "stack.env"
-    env_file.write_text(f"LOCAL_STATE_DIR={tmp_path}/state\nSPARK_WORKERS=many\n")
+    env_file.write_text(f"export SPARK_WORKERS=3\nLOCAL_STATE_DIR={tmp_path}/state\nSPARK_WORKERS=many\n")
 
     def bad():
         raise SettingsError("SPARK_WORKERS='many': expected a whole number")
@@ -119,6 +119,9 @@ def test_make_down_stops_the_stack_whatever_bad_setting_env_now_holds(monkeypatc
     monkeypatch.setenv("LOCAL_STATE_DIR", str(tmp_path / "other"))  # the environment wins, as for the settings
     assert cli.main(["down"]) == 0 and stopped[-1] == tmp_path / "other"
     assert cli.main(["status"]) == 2 and len(stopped) == 2
+    monkeypatch.setenv("LOCAL_STATE_DIR", "s3a://bucket/state")  # which stack is not known: none is stopped
+    assert cli.main(["down"]) == 2 and len(stopped) == 2
+    assert capsys.readouterr().err.endswith("expected a whole number; nothing was stopped\n")
 
 
 def test_make_status_run_as_another_user_says_the_stack_runs_as_root(monkeypatch, tmp_path, capsys):

@@ -66,3 +66,24 @@ def test_the_services_a_dag_run_needs_are_those_that_stop_the_wait(monkeypatch):
     states.update({"airflow-scheduler": "EXITED", "spark-worker-2": "FATAL"})
     with pytest.raises(RuntimeError, match=r"^spark-worker-2, airflow-scheduler ended by themselves while a DAG run"):
         up._services_alive(get_settings())
+
+
+def test_make_up_whose_scheduler_ended_does_not_say_the_stack_is_up(monkeypatch, tmp_path, capsys):
+    import dataclasses
+
+    import pytest
+
+    from shopflow.config import get_settings
+    from shopflow.stack import up
+
+    def scheduler_ended(_settings):
+        raise up.ServiceEnded("airflow-scheduler ended by itself while a DAG run was under way")
+
+    started = []
+    monkeypatch.setattr(up.manager, "check_ports", lambda _settings: None)
+    monkeypatch.setattr(up.manager, "ensure", lambda _settings, groups: started.extend(groups))
+    monkeypatch.setattr(up, "_generate_data", lambda _settings: None)
+    monkeypatch.setattr(up, "_run_dags", scheduler_ended)
+    with pytest.raises(up.manager.StackError, match=r"^airflow-scheduler ended by itself .*`make up` again starts"):
+        up.up(dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path)))
+    assert started[-1] == "dashboard" and "shopflow is up" not in capsys.readouterr().out

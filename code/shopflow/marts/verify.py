@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify: bad setting: {error}", file=sys.stderr)
     except mysql.connector.Error as error:  # the server down, or a mart not built yet: one line, not a traceback
         hints = {errorcode.CR_CONN_HOST_ERROR: " (is MySQL running?)",
-                 errorcode.ER_NO_SUCH_TABLE: " (were the marts built? the build_marts DAG builds them)"}
+                 errorcode.ER_NO_SUCH_TABLE: " (were the marts built? the build_marts DAG builds them)",
+                 errorcode.ER_BAD_FIELD_ERROR: " (a mart built by an older version: build the marts again)"}
         hint = hints.get(error.errno, "")
         print(f"verify: {error}{hint}", file=sys.stderr)
     except ReplicationBusy as error:

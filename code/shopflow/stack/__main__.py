@@ -116,16 +116,13 @@ def _settings_to_stop() -> Settings:
         return get_settings()
     except SettingsError as error:
         state = os.environ.get("LOCAL_STATE_DIR")
-        if state is None:
-            try:
-                state = read_env_file(Path(os.environ.get("SHOPFLOW_ENV_FILE") or PROJECT_ROOT / ".env")).get(
-                    "LOCAL_STATE_DIR")
-            except (SettingsError, OSError):
-                pass
+        if state is None:  # the file's own line, whatever other lines are wrong (one line it cannot read made it
+            env_file = Path(os.environ.get("SHOPFLOW_ENV_FILE") or PROJECT_ROOT / ".env")  # stop the default's)
+            state = read_env_file(env_file, lenient=True).get("LOCAL_STATE_DIR")
         try:
             settings = Settings.from_mapping({} if state is None else {"LOCAL_STATE_DIR": state})
-        except SettingsError:
-            settings = Settings()
+        except SettingsError:  # which stack to stop is not known: stop none
+            raise SettingsError(f"{error}; nothing was stopped") from None
         print(f"shopflow: bad setting: {error} (stopping the stack in {settings.state_dir} anyway)", file=sys.stderr)
         return settings
 

@@ -157,6 +157,7 @@ def test_a_database_refusing_the_stacks_setup_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "up", recovering)
     assert cli.main(["up"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("shopflow: Postgres refused the stack's setup: connection to server at \"127.0.0.1\", port "
-                          "5432 failed: FATAL: the database system is in recovery mode. `make status` shows the servers")
+    assert err.startswith("shopflow: Postgres refused the stack's setup: connection to server at \"127.0.0.1\", "
+                          "port 5432 failed: FATAL: the database system is in recovery mode. `make status` shows the "
+                          "servers")
     assert err.count("\n") == 1

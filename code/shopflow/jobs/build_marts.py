@@ -6,11 +6,11 @@
 Settings come from .env / the environment (e.g. MYSQL_DATABASE=test_marts_x). Exit code 0 when every mart was
 published, 3 when a quality gate failed (nothing published; the failed checks are the last log lines and in
 `quality_results`; Airflow fails the task without retrying: the same replica fails the same checks), when the last
-replication run failed (one line: the replica may hold part of it, and only a successful run, which starts a build of
-its own, changes that) or spark-submit was not given the MySQL JDBC jar (one line, before Spark starts), 2 when the Spark master does not answer (one line,
-before Spark starts) or MySQL cannot be reached (one line; 3 when it refuses the login), 143 / 130 when SIGTERM /
-Ctrl-C stopped it (one line; its `pipeline_runs` row says so), 1 on any other error (one line when another build or a
-replication run held its lock past the wait).
+replication run failed (one line: the replica may hold part of it, and only a successful run, which starts a build
+of its own, changes that) or spark-submit was not given the MySQL JDBC jar (one line, before Spark starts), 2 when
+the Spark master does not answer (one line, before Spark starts) or MySQL cannot be reached (one line; 3 when it
+refuses the login), 143 / 130 when SIGTERM / Ctrl-C stopped it (one line; its `pipeline_runs` row says so), 1 on any
+other error (one line when another build or a replication run held its lock past the wait).
 """
 from __future__ import annotations
 

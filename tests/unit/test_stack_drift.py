@@ -157,3 +157,19 @@ def settings_with_a_squatter(tmp_path):
         port = squatter.getsockname()[1]
         yield dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(tmp_path / "state"),
                                   SPARK_MASTER_URL="spark://127.0.0.1:1", SPARK_MASTER_UI_PORT=port), port
+
+
+def test_services_of_the_virtualenv_started_before_the_lock_file_changed_are_noted(started, monkeypatch, tmp_path):
+    """`git pull` bringing a new uv.lock, then `make up`: its install swapped the packages under the running Spark,
+    Airflow and broker, which were reused without a word."""
+    lock = tmp_path / "uv.lock"
+    lock.write_text("version = 1\n")
+    monkeypatch.setattr(drift, "LOCK_FILE", lock)
+    settings, running = started
+    drift.record(settings, all_services(settings))
+    assert _compare(settings, running).notes == []
+    lock.write_text("version = 2\n")
+    found = _compare(settings, running)
+    assert len(found.notes) == 1 and found.notes[0].startswith("started before uv.lock changed")
+    assert {"kafka", "spark-master", "airflow-scheduler", "dashboard"} <= found.named
+    assert not {"postgres", "mariadb"} & found.named  # Debian's, not the virtualenv's

@@ -6,7 +6,9 @@ never restarted, so a changed `.env` (or environment) does not reach it. Compari
 settings give:
 - other ports: an error, before anything starts: the stack's clients would look for the service where it is not;
 - another command line or other settings: a note naming the settings, since the service keeps running as it was;
-- running, but no longer one of the settings' services (e.g. fewer `SPARK_WORKERS`): a note.
+- running, but no longer one of the settings' services (e.g. fewer `SPARK_WORKERS`): a note;
+- run from the project's virtualenv, started before `uv.lock` changed (a `git pull`, then `make up`, whose install
+  put the new packages under it): a note.
 `make down`, then `make up`, starts everything with the current settings. A service started before records existed
 has none and is not compared.
 """
@@ -17,9 +19,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from shopflow.config import Settings
+from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack import supervisor
-from shopflow.stack.services import Service, settings_env
+from shopflow.stack.services import VENV_BIN, Service, settings_env
+
+LOCK_FILE = PROJECT_ROOT / "uv.lock"
 
 APPLY = "`make down`, then `make up`, restarts the stack with the current settings"
 _SHOWN_KEYS = 6
@@ -38,8 +42,10 @@ def _digest(value: str) -> str:
 def describe(settings: Settings, service: Service) -> dict:
     """The record of `service` as the current settings define it."""
     values = settings_env(settings) if service.env else {}  # only services with an environment carry the settings
+    from_venv = service.command[0].startswith(f"{VENV_BIN.parent}/") and LOCK_FILE.is_file()
     return {"ports": list(service.ports), "command": list(service.command),
-            "settings": {key: _digest(value) for key, value in sorted(values.items())}}
+            "settings": {key: _digest(value) for key, value in sorted(values.items())},
+            "packages": _digest(LOCK_FILE.read_text()) if from_venv else None}
 
 
 def load(settings: Settings) -> dict[str, dict]:
@@ -87,7 +93,7 @@ def compare(settings: Settings, services: list[Service], running: set[str], defi
     """`services`: the ones to check (those of the groups being started); `running`: supervisord's RUNNING names;
     `defined`: every service name the current settings give; `noted`: services already noted, left out of the
     notes (the errors are always given). `Drift.named` holds the services the notes name."""
-    records, drift, changed = load(settings), Drift(), {}
+    records, drift, changed, repackaged = load(settings), Drift(), {}, []
     for service in services:
         then = records.get(service.name)
         if service.name not in running or not isinstance(then, dict):
@@ -100,14 +106,19 @@ def compare(settings: Settings, services: list[Service], running: set[str], defi
             keys = _changed_keys(then.get("settings") or {}, now["settings"])
             if keys or then.get("command") != now["command"]:
                 changed.setdefault(tuple(keys), []).append(service.name)
+            elif None not in (then.get("packages"), now["packages"]) and then["packages"] != now["packages"]:
+                repackaged.append(service.name)
     for keys, names in changed.items():
         what = f"other values of {_keys_text(keys)}" if keys else "another command line"
         refused = ("; the databases take the new password now, so their new connections are refused until they "
                    "restart") if ROLE_PASSWORDS & set(keys) else ""
         drift.notes.append(f"started with {what} than the current settings give, and still running as started: "
                            f"{', '.join(names)}{refused}")
+    if repackaged:
+        drift.notes.append(f"started before uv.lock changed, and still running on what they loaded then beside the "
+                           f"packages installed since: {', '.join(repackaged)}")
     extra = sorted(running - defined - noted)
-    drift.named = {name for names in changed.values() for name in names} | set(extra)
+    drift.named = {name for names in changed.values() for name in names} | set(extra) | set(repackaged)
     if extra:
         drift.notes.append(f"running, but no longer among the current settings' services: {', '.join(extra)}")
     return drift

@@ -40,7 +40,7 @@ MART = Mart(
         in_range("order_count", low=1),
         # every order averaged once (the join to users drops none), over the right count
         total_equals("order_count", Source("orders", "COUNT(*)")),
-        *rounded_means_add_up("average_check", "order_count", Source("orders", "COUNT(*)"), "total_amount"),
+        *rounded_means_add_up("average_check", "order_count", "orders", "total_amount"),
         # An average lies between the smallest and the largest value averaged (both on the cent grid).
         reconciles("MIN(`average_check`)", Source("orders", "MIN(total_amount)"), ">="),
         reconciles("MAX(`average_check`)", Source("orders", "MAX(total_amount)"), "<="),

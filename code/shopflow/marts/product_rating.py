@@ -39,7 +39,7 @@ MART = Mart(
         rows_where("rating_null_exactly_without_reviews", "(`rating` IS NULL) <> (`review_count` = 0)"),
         row_count_equals("products"),
         total_equals("review_count", Source("reviews", "COUNT(*)")),
-        *rounded_means_add_up("rating", "review_count", Source("reviews", "COUNT(*)"), "rating"),
+        *rounded_means_add_up("rating", "review_count", "reviews", "rating"),
         not_empty_when("products"),
     ),
     reference_sql="""

@@ -101,12 +101,12 @@ def total_equals(column: str, source: Source) -> Check:
     return reconciles(f"COALESCE(SUM(`{column}`), 0)", Source(source.table, f"COALESCE({source.expression}, 0)"))
 
 
-def rounded_means_add_up(mean: str, count: str, source: Source, value: str) -> list[Check]:
-    """Means rounded to 2 decimals (`mean`, over `count` values each) add back up to the replica's total of `value`
-    (`source`: the table, and how its rows are counted): each is off by at most 0.005, so the weighted sum by at
-    most 0.005 per value. Catches a wrong denominator or values lost in a join, which the means' range cannot."""
+def rounded_means_add_up(mean: str, count: str, table: str, value: str) -> list[Check]:
+    """Means rounded to 2 decimals (`mean`, over `count` values each) add back up to the total of `value` over the
+    replica's `table` (one value per row, NOT NULL): each is off by at most 0.005, so the weighted sum by at most
+    0.005 per row. Catches a wrong denominator or values lost in a join, which the means' range cannot."""
     weighted, total = f"COALESCE(SUM(`{mean}` * `{count}`), 0)", f"COALESCE(SUM({value}), 0)"
-    return [reconciles(weighted, Source(source.table, f"{total} {sign} 0.005 * {source.expression}"), op)
+    return [reconciles(weighted, Source(table, f"{total} {sign} 0.005 * COUNT(*)"), op)
             for sign, op in (("-", ">="), ("+", "<="))]
 
 

@@ -212,6 +212,11 @@ def _check_keys(path: Path, values: Mapping[str, str]) -> None:
                                 "; the settings are the keys of the shipped .env (README, Settings)"))
 
 
+def env_file_path(env: Mapping[str, str]) -> Path:
+    """The settings file: SHOPFLOW_ENV_FILE, else the project's `.env`."""
+    return Path(env.get("SHOPFLOW_ENV_FILE") or PROJECT_ROOT / ".env")
+
+
 def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
     """`.env` (or SHOPFLOW_ENV_FILE) first, then the process environment on top. One holding every setting (the stack
     gives all to its services and Airflow's tasks) is taken alone: a typo saved in `.env` while the stack ran failed
@@ -222,7 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
     named = env.get("SHOPFLOW_ENV_FILE")
     if env_file is None and named and not Path(named).is_file():  # a mistyped path ran everything on the defaults
         raise SettingsError(f"SHOPFLOW_ENV_FILE={named!r}: no such file")
-    env_file = env_file or Path(named or PROJECT_ROOT / ".env")
+    env_file = env_file or env_file_path(env)
     values = read_env_file(Path(env_file))
     _check_keys(Path(env_file), values)
     values.update({k: v for k, v in env.items() if k in Settings.__dataclass_fields__})

@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import mysql.connector
 import psycopg2
 
-from shopflow.config import PROJECT_ROOT, Settings, SettingsError, get_settings
+from shopflow.config import Settings, SettingsError, env_file_path, get_settings
 from shopflow.config_file import read_env_file
 from shopflow.stack import drift, health, manager, processes, supervisor
 from shopflow.stack.services import GROUPS, VENV_BIN, airflow_env
@@ -117,8 +116,7 @@ def _settings_to_stop() -> Settings:
     except SettingsError as error:
         state = os.environ.get("LOCAL_STATE_DIR")
         if state is None:  # the file's own line, whatever other lines are wrong (one line it cannot read made it
-            env_file = Path(os.environ.get("SHOPFLOW_ENV_FILE") or PROJECT_ROOT / ".env")  # stop the default's)
-            state = read_env_file(env_file, lenient=True).get("LOCAL_STATE_DIR")
+            state = read_env_file(env_file_path(os.environ), lenient=True).get("LOCAL_STATE_DIR")  # stop .local's)
         try:
             settings = Settings.from_mapping({} if state is None else {"LOCAL_STATE_DIR": state})
         except SettingsError:  # which stack to stop is not known: stop none

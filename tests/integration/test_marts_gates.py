@@ -5,12 +5,12 @@ sums and ranges only): one user's orders under another, a count of orders as act
 rating, an average of averages."""
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import datetime
 from decimal import Decimal as D
 
 import pytest
+from test_marts_quality_sql import scratch  # noqa: F401  (a scratch database, dropped after)
 from test_marts_replica import execute
 
 from shopflow import db
@@ -51,14 +51,6 @@ CASES = {  # mart name: (the mart, replica rows per table, the right mart, a wro
         {"COALESCE(SUM(`average_check` * `order_count`), 0) <= orders: COALESCE(SUM(total_amount), 0) + "
          "0.005 * COUNT(*)"}),
 }
-
-
-@pytest.fixture(scope="module")
-def scratch(mysql):
-    settings = dataclasses.replace(mysql, MYSQL_DATABASE=f"test_marts_gates_{uuid.uuid4().hex[:8]}")
-    execute(mysql, f"CREATE DATABASE `{settings.MYSQL_DATABASE}`")
-    yield settings
-    execute(mysql, f"DROP DATABASE `{settings.MYSQL_DATABASE}`")
 
 
 def failed_checks(spark, settings, mart, replica: dict, rows: list[tuple]) -> set[str]:

@@ -4,13 +4,13 @@ end is seen), and `not started` for a run that failed before changing anything."
 from __future__ import annotations
 
 import dataclasses
-import socket
 import threading
 import time
 
 import psycopg2
 import pytest
 from replication_support import assert_replica_equals_source, pg, replica_query, scratch, seed  # noqa: F401
+from test_streaming_support import free_port
 
 from shopflow import db, runlog
 from shopflow.marts.replica import ReplicaIncomplete, check_last_replication, replication_paused
@@ -40,10 +40,8 @@ def _change_orders(settings) -> None:
 
 
 def _postgres_down(settings):
-    """The settings with Postgres on a port nothing listens on (bound, then released at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return dataclasses.replace(settings, POSTGRES_PORT=probe.getsockname()[1])
+    """The settings with Postgres on a port nothing listens on."""
+    return dataclasses.replace(settings, POSTGRES_PORT=free_port())
 
 
 REFUSED = "Connection refused"  # psycopg2's OperationalError, as the run gets it

@@ -4,15 +4,11 @@ later reads the same failed run, and the next successful replication starts a bu
 import logging
 
 import pytest
+from test_job_mains import _Session
 
 from shopflow.db import LockBusy
 from shopflow.jobs.session import NO_RETRY_EXIT
 from shopflow.marts.replica import ReplicaIncomplete, ReplicationBusy
-
-
-class _Session:
-    def stop(self):
-        pass
 
 
 @pytest.mark.parametrize("error, code", [(ReplicationBusy("replication run held the lock"), 1),

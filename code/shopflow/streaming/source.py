@@ -55,4 +55,3 @@ def source_frame(spark: SparkSession, settings: Settings, starting: ko.Offsets) 
             "STREAMING_SOURCE=kafka needs Spark's Kafka connector (spark-sql-kafka-0-10 and its dependencies) on the "
             "classpath, as the compose deployment's Spark image has it; this Spark has none. Use "
             "STREAMING_SOURCE=python (the default: the same columns, read with librdkafka in Python)") from None
-

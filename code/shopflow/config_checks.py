@@ -1,6 +1,7 @@
 """The checks of `Settings` that involve more than one setting (each setting's own parser is in config_values)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shopflow import config_spark as vs
@@ -47,3 +48,20 @@ def check_together(s: "Settings") -> None:
     for key in ("LOCAL_STATE_DIR", "STREAMING_CHECKPOINT_DIR"):  # s3a://b/c became <project>/s3a:/b/c, silently
         if "://" in getattr(s, key):
             raise SettingsError(f"{key}={getattr(s, key)!r}: expected a local directory (no URI)")
+        if getattr(s, key).startswith("~"):  # taken literally: a directory named ~ in the checkout
+            raise SettingsError(f"{key}={getattr(s, key)!r}: ~ is not expanded here; write the full path")
+    _check_checkpoint_dir(s)
+
+
+def _check_checkpoint_dir(s: "Settings") -> None:
+    """`make up` (a fresh broker), `make stream --reset` and a checkpoint ahead of Postgres delete the checkpoint
+    directory whole: `/tmp`, `.local` or `.` there deleted the machine's temporary files, the databases' files or the
+    checkout."""
+    from shopflow.config import PROJECT_ROOT
+
+    checkpoint = s.streaming_checkpoint_dir.resolve()
+    for what, path in (("the checkout", PROJECT_ROOT), ("LOCAL_STATE_DIR", s.state_dir), ("your home", Path.home())):
+        if checkpoint == path.resolve() or checkpoint in path.resolve().parents:
+            raise SettingsError(f"STREAMING_CHECKPOINT_DIR={s.STREAMING_CHECKPOINT_DIR!r}: holds {what}, and the "
+                                "stream's reset deletes this directory whole; give the checkpoint a directory of its "
+                                "own (default .local/checkpoints/users-stream)")

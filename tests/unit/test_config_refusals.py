@@ -16,6 +16,16 @@ from shopflow.config import Settings, SettingsError, load_settings
     ("AIRFLOW_ADMIN_USER", "ops:team", "AIRFLOW_ADMIN_USER='ops:team': expected a plain SQL identifier"),
     ("STREAMING_CHECKPOINT_DIR", "s3a://bucket/ckpt", "STREAMING_CHECKPOINT_DIR='s3a://bucket/ckpt': expected a "
                                                       "local directory (no URI)"),  # was <project>/s3a:/bucket/ckpt
+    # the stream's reset (every `make up` with a fresh broker) deletes the checkpoint directory whole: these deleted
+    # the checkout, the databases' files under the state directory, or the whole machine
+    ("STREAMING_CHECKPOINT_DIR", ".", "STREAMING_CHECKPOINT_DIR='.': holds the checkout, and the stream's reset "
+                                      "deletes this directory whole"),
+    ("STREAMING_CHECKPOINT_DIR", ".local", "STREAMING_CHECKPOINT_DIR='.local': holds LOCAL_STATE_DIR"),
+    ("STREAMING_CHECKPOINT_DIR", "/", "STREAMING_CHECKPOINT_DIR='/': holds the checkout"),
+    ("STREAMING_CHECKPOINT_DIR", "code/..", "holds the checkout"),
+    # taken literally: a directory named ~ in the checkout
+    ("STREAMING_CHECKPOINT_DIR", "~/ckpt", "STREAMING_CHECKPOINT_DIR='~/ckpt': ~ is not expanded here"),
+    ("LOCAL_STATE_DIR", "~/shopflow", "LOCAL_STATE_DIR='~/shopflow': ~ is not expanded here"),
     # a bad port broke make status and make down with a traceback; no port or a path broke the workers' start
     ("SPARK_MASTER_URL", "spark://127.0.0.1:99999", "SPARK_MASTER_URL='spark://127.0.0.1:99999': expected "
                                                     "spark://host:port (a port in 1-65535, no path)"),
@@ -64,3 +74,8 @@ def test_an_env_file_not_in_utf8_is_one_line_and_a_byte_order_mark_is_skipped(tm
     marked.write_bytes(codecs.BOM_UTF8 + "# settings\nPOSTGRES_PASSWORD=m\u00fcller\n".encode("latin-1"))
     with pytest.raises(SettingsError, match=r"^marked.env line 2: not UTF-8 \(byte 0xfc\)"):  # counted past the mark
         load_settings(env={}, env_file=marked)
+
+
+def test_a_checkpoint_directory_of_its_own_is_accepted(tmp_path):
+    settings = load_settings(env={"STREAMING_CHECKPOINT_DIR": str(tmp_path / "ckpt")}, env_file=None)
+    assert settings.streaming_checkpoint_dir == tmp_path / "ckpt"

@@ -38,6 +38,7 @@ from shopflow.jobs.db_exit import database_end, ended
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
                                    job_settings)
 from shopflow.streaming import checkpoint_lock, query
+from shopflow.streaming.offset_log import NotACheckpoint
 from shopflow.streaming.sink import JOB
 from shopflow.streaming.source import SourceUnavailable
 from shopflow.streaming import kafka_offsets as ko
@@ -147,7 +148,7 @@ def _main(argv: list[str] | None) -> int:
         if (end := database_end(error, settings)) is None:
             raise
         return _ended(settings, mode, *end)
-    except (ko.OffsetsOutOfRange, SourceUnavailable) as error:  # says what to do; a retry would fail the same way
+    except (ko.OffsetsOutOfRange, SourceUnavailable, NotACheckpoint) as error:  # says what to do; a retry fails too
         return _ended(settings, mode, NO_RETRY_EXIT, str(error))
     except (ko.KafkaOffsetError, MasterUnreachable) as error:  # a slow or restarting broker, the master down
         return _ended(settings, mode, 2, str(error))

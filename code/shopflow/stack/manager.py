@@ -136,14 +136,15 @@ def _after_fresh_broker(settings: Settings, running: set[str], wait_s: float = S
     if "postgres" not in running:
         return
     from shopflow.streaming import checkpoint_lock
+    from shopflow.streaming.offset_log import NotACheckpoint
     from shopflow.streaming.query import reset
 
     try:
         with checkpoint_lock.holding(settings, checkpoint_lock.RESET, reset_wait_s=wait_s):
             removed = reset(settings)
-    except checkpoint_lock.CheckpointBusy as busy:
-        print(f"  note: the broker started empty, but the stream's committed positions were kept: {busy} "
-              "Once it has ended: .venv/bin/python -m shopflow.jobs.stream_users --reset", flush=True)
+    except (checkpoint_lock.CheckpointBusy, NotACheckpoint) as kept:
+        print(f"  note: the broker started empty, but the stream's committed positions were kept: {kept} "
+              "Once that is resolved: .venv/bin/python -m shopflow.jobs.stream_users --reset", flush=True)
         return
     if removed:
         print(f"  the broker started empty (memory storage): forgot {removed} committed stream position(s)", flush=True)

@@ -17,6 +17,24 @@ from pathlib import Path
 from shopflow.streaming import kafka_offsets as ko
 
 
+# What Spark writes at a streaming checkpoint's top level (besides the hidden .crc and .tmp files beside them)
+CHECKPOINT_ENTRIES = {"metadata", "offsets", "commits", "sources", "state"}
+
+
+class NotACheckpoint(RuntimeError):
+    """The checkpoint directory holds what no checkpoint does: it is not deleted."""
+
+
+def check_only_checkpoint(checkpoint: Path) -> None:
+    """The stream deletes its checkpoint whole (a reset, a checkpoint ahead of Postgres): a setting pointing at a
+    directory of other files (`/tmp`, a server's data directory) would delete them."""
+    if foreign := sorted(p.name for p in checkpoint.iterdir() if p.name not in CHECKPOINT_ENTRIES
+                         and not (p.name.startswith(".") and p.name.endswith((".crc", ".tmp")))):
+        raise NotACheckpoint(f"STREAMING_CHECKPOINT_DIR {checkpoint} holds {', '.join(foreign[:3])}"
+                             f"{' …' if len(foreign) > 3 else ''}, which no Spark checkpoint holds: not deleted. Give "
+                             "the checkpoint a directory of its own (default .local/checkpoints/users-stream)")
+
+
 def _entry(checkpoint: Path, batch_id: int) -> ko.Offsets:
     """The end offsets the log holds for `batch_id` (OSError, ValueError or IndexError without a readable entry)."""
     return json.loads((checkpoint / "offsets" / str(batch_id)).read_text().splitlines()[2])

@@ -204,8 +204,10 @@ def skip_deleted(settings: Settings) -> dict[int, tuple[int, int]]:
 
 
 def _delete_checkpoint(settings: Settings) -> None:
-    """A checkpoint that is not there is fine; one that cannot be deleted is an error (not a silent resume from it)."""
+    """A checkpoint that is not there is fine; one that cannot be deleted is an error (not a silent resume from it),
+    and so is a directory holding other files (`offset_log.NotACheckpoint`)."""
     if settings.streaming_checkpoint_dir.exists():
+        offset_log.check_only_checkpoint(settings.streaming_checkpoint_dir)
         shutil.rmtree(settings.streaming_checkpoint_dir)
 
 

@@ -22,6 +22,10 @@ SYSTEM_DATABASES = {"POSTGRES_DB": {"postgres", "template0", "template1"},
                     "AIRFLOW_DB": {"postgres", "template0", "template1"},
                     "MYSQL_DATABASE": {"mysql", "sys", "information_schema", "performance_schema"}}
 
+# Past these every replication run failed with a Postgres DataError traceback (and Airflow retried it twice)
+UPPER_BOUNDS = (("REPLICATION_SOURCE_PARALLEL_WORKERS", 1024, "Postgres' limit of max_parallel_workers_per_gather"),
+                ("REPLICATION_TOMBSTONE_RETENTION_HOURS", 876_000, "100 years; Postgres' intervals end not far above"))
+
 
 def check_together(s: "Settings") -> None:
     if s.DATAGEN_DETAILS_MIN < 1 or s.DATAGEN_DETAILS_MIN > s.DATAGEN_DETAILS_MAX:
@@ -51,6 +55,9 @@ def check_together(s: "Settings") -> None:
         if getattr(s, key).startswith("~"):  # taken literally: a directory named ~ in the checkout
             raise SettingsError(f"{key}={getattr(s, key)!r}: ~ is not expanded here; write the full path")
     _check_checkpoint_dir(s)
+    for key, maximum, what in UPPER_BOUNDS:
+        if getattr(s, key) > maximum:
+            raise SettingsError(f"{key}={getattr(s, key)}: at most {maximum} ({what})")
 
 
 def _check_checkpoint_dir(s: "Settings") -> None:

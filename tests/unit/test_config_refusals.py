@@ -23,6 +23,10 @@ from shopflow.config import Settings, SettingsError, load_settings
     ("STREAMING_CHECKPOINT_DIR", ".local", "STREAMING_CHECKPOINT_DIR='.local': holds LOCAL_STATE_DIR"),
     ("STREAMING_CHECKPOINT_DIR", "/", "STREAMING_CHECKPOINT_DIR='/': holds the checkout"),
     ("STREAMING_CHECKPOINT_DIR", "code/..", "holds the checkout"),
+    # past Postgres' limits: every replication run ended in a DataError traceback
+    ("REPLICATION_SOURCE_PARALLEL_WORKERS", "2000", "REPLICATION_SOURCE_PARALLEL_WORKERS=2000: at most 1024 (Postgres"),
+    ("REPLICATION_TOMBSTONE_RETENTION_HOURS", "1e9", "REPLICATION_TOMBSTONE_RETENTION_HOURS=1000000000.0: at most "
+                                                     "876000 (100 years"),
     # taken literally: a directory named ~ in the checkout
     ("STREAMING_CHECKPOINT_DIR", "~/ckpt", "STREAMING_CHECKPOINT_DIR='~/ckpt': ~ is not expanded here"),
     ("LOCAL_STATE_DIR", "~/shopflow", "LOCAL_STATE_DIR='~/shopflow': ~ is not expanded here"),

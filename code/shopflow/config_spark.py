@@ -4,6 +4,7 @@ raises `SettingsError` with one line naming the key.
 """
 from __future__ import annotations
 
+import difflib
 import re
 
 from shopflow.config_values import SettingsError
@@ -42,12 +43,17 @@ def spark_master(key: str, raw: str) -> str:
     return raw
 
 
+SPARK_JOBS = ("build_marts", "stream_users", "replicate_postgres_to_mysql")  # code/shopflow/jobs/<name>.py
+
+
 def job_names(key: str, raw: str) -> str:
-    """Comma-separated job names (code/shopflow/jobs/<name>.py), returned as `a,b`; empty = none."""
+    """Comma-separated names among SPARK_JOBS, returned as `a,b`; empty = none (a misspelt one ran its job without
+    the archive, silently)."""
     names = tuple(name.strip() for name in raw.split(",") if name.strip())
-    bad = [name for name in names if not re.fullmatch(r"[a-z_][a-z0-9_]*", name)]
-    if bad:
-        raise SettingsError(f"{key}={raw!r}: expected job names like build_marts separated by commas, got {bad[0]!r}")
+    if bad := [name for name in names if name not in SPARK_JOBS]:
+        close = difflib.get_close_matches(bad[0], SPARK_JOBS, n=1)
+        raise SettingsError(f"{key}={raw!r}: {bad[0]!r} is no Spark job of shopflow"
+                            f"{f' (did you mean {close[0]}?)' if close else ''}; the jobs: {', '.join(SPARK_JOBS)}")
     return ",".join(names)
 
 

@@ -174,8 +174,13 @@ def test_the_cds_jobs_map_the_class_data_sharing_archive_once_it_exists(tmp_path
     assert one.java_options_for(False, job="replicate_postgres_to_mysql") == "-Duser.timezone=UTC -Xss4m"
     none = load_settings(env={"LOCAL_STATE_DIR": str(tmp_path), "SPARK_CDS_JOBS": ""}, env_file=None)
     assert none.SPARK_CDS_JOBS == "" and "SharedArchiveFile" not in none.java_options_for(False, job="build_marts")
-    with pytest.raises(SettingsError, match="SPARK_CDS_JOBS='build marts': expected job names"):
-        load_settings(env={"SPARK_CDS_JOBS": "build marts"}, env_file=None)
+    with pytest.raises(SettingsError, match="SPARK_CDS_JOBS='all': 'all' is no Spark job of shopflow; the jobs: "
+                                            "build_marts, stream_users, replicate_postgres_to_mysql"):
+        load_settings(env={"SPARK_CDS_JOBS": "all"}, env_file=None)
+    # a misspelt name ran its job without the archive, silently
+    with pytest.raises(SettingsError, match=r"SPARK_CDS_JOBS='build_marts,stream_user': 'stream_user' is no Spark "
+                                            r"job of shopflow \(did you mean stream_users\?\)"):
+        load_settings(env={"SPARK_CDS_JOBS": "build_marts,stream_user"}, env_file=None)
 
 
 def test_the_streaming_job_has_its_own_jvm_options(tmp_path):

@@ -32,7 +32,7 @@ def spark_master(key: str, raw: str) -> str:
     """A master URL; a standalone one is `spark://host:port[,host:port...]` with each port in 1-65535 and nothing
     after it (Spark refuses a missing port or a path at the workers' start, and a bad port broke `make status` and
     `make down` with a traceback)."""
-    if not re.match(r"^(spark://|local(\[|$)|yarn$|k8s://)", raw):
+    if not re.match(r"^(spark://|local(\[(\d+|\*)(,\d+)?\])?$|yarn$|k8s://.)", raw):  # local[x]: Spark's traceback
         raise SettingsError(f"{key}={raw!r}: expected spark://host:port, local[N], yarn or k8s://...")
     for address in raw.removeprefix("spark://").split(",") if raw.startswith("spark://") else ():
         host, colon, port = address.rpartition(":")

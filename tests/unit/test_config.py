@@ -58,6 +58,7 @@ def test_process_environment_overrides_env_file(tmp_path):
     ("POSTGRES_HOST", "db.example:5432", "POSTGRES_HOST='db.example:5432': expected a host name or an IP address"),
     ("MYSQL_HOST", "mysql/replica", "MYSQL_HOST='mysql/replica': expected a host name or an IP address"),
     ("SPARK_MASTER_URL", "http://x", "SPARK_MASTER_URL='http://x'"),
+    ("SPARK_MASTER_URL", "local[x]", "SPARK_MASTER_URL='local[x]': expected spark://host:port, local[N]"),  # py4j's
     ("STREAMING_TRIGGER_SECONDS", "nan", "STREAMING_TRIGGER_SECONDS='nan': expected a finite number"),  # it passed
     ("KAFKA_EVENT_INTERVAL_SECONDS", "1e10", "KAFKA_EVENT_INTERVAL_SECONDS='1e10': one event a day (86400 s between "
                                              "events) is the slowest pace"),  # the event generator's sleep crashed

@@ -167,6 +167,7 @@ def test_the_jobs_logs_drop_kafka_pythons_close_of_a_running_task_and_keep_other
     (["--max-events", "-1"], "argument --max-events: '-1': must not be negative"),  # was a traceback
     (["--trigger-seconds", "0"], "argument --trigger-seconds: '0': must be greater than 0"),
     (["--trigger-seconds", "nan"], "argument --trigger-seconds: 'nan': expected a finite number"),
+    (["--master", "local[x]"], "argument --master: 'local[x]': expected spark://host:port, local[N]"),  # py4j's
 ])
 def test_the_stream_jobs_bad_options_are_refused_before_anything_runs(capsys, argv, message):
     from shopflow.jobs.stream_users import _arguments

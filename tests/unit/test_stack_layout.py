@@ -41,8 +41,11 @@ def test_the_default_settings_pass():
     ({"POSTGRES_HOST": "10.1.2.3"}, r"POSTGRES_HOST=10\.1\.2\.3: the local stack's server listens on 127\.0\.0\.1 "
                                     r"only, and everything else would use the server at 10\.1\.2\.3"),
     ({"MYSQL_HOST": "::1"}, r"MYSQL_HOST=::1: the local stack's server listens on 127\.0\.0\.1 only"),
+    # the workers were given it and exited at their start
+    ({"SPARK_MASTER_URL": "local[2]"}, r"SPARK_MASTER_URL=local\[2\]: the local stack runs a standalone cluster; set "
+                                       r"spark://127\.0\.0\.1:7077"),
 ], ids=["airflow on the master UI", "dashboard on postgres", "worker UIs on the master UI", "past 65535", "kafka off "
-        "loopback", "spark off loopback", "kafka on ipv6", "postgres elsewhere", "mysql on ipv6"])
+        "loopback", "spark off loopback", "kafka on ipv6", "postgres elsewhere", "mysql on ipv6", "a local master"])
 def test_settings_the_stack_cannot_run_with_name_their_keys(changes, message):
     with pytest.raises(StackError, match=message):
         _layout(**changes)

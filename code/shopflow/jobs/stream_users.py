@@ -32,6 +32,7 @@ import time
 import psycopg2
 from pyspark.errors import StreamingQueryException
 
+from shopflow import config_spark as vs
 from shopflow import config_values as v
 from shopflow.db import postgres_gone
 from shopflow.jobs.db_exit import database_end, ended
@@ -64,7 +65,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="override STREAMING_TRIGGER_SECONDS")
     parser.add_argument("--max-events", type=v.option(v.positive_int),
                         help="override STREAMING_MAX_EVENTS_PER_BATCH (0 = no limit)")
-    parser.add_argument("--master", help="Spark master when run without spark-submit (default SPARK_MASTER_URL)")
+    parser.add_argument("--master", type=v.option(vs.spark_master),
+                        help="Spark master when run without spark-submit (default SPARK_MASTER_URL)")
     return parser.parse_args(argv)
 
 

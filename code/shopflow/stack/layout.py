@@ -42,6 +42,9 @@ def check_layout(settings: Settings, services: list[Service]) -> None:
             raise StackError(f"{key}={host}: the local stack's server listens on 127.0.0.1 only, and everything "
                              f"else would use the server at {host}; set {key}=127.0.0.1 in .env (a server of "
                              "yours elsewhere is for the jobs run without the local stack)")
+    if not settings.SPARK_MASTER_URL.startswith("spark://"):  # the workers were given it and exited at their start
+        raise StackError(f"SPARK_MASTER_URL={settings.SPARK_MASTER_URL}: the local stack runs a standalone cluster; "
+                         "set spark://127.0.0.1:7077 in .env (a job run by hand takes --master local[N])")
     for key, (host, _port) in (("KAFKA_BOOTSTRAP_SERVERS", kafka_host_port(settings)),
                                ("SPARK_MASTER_URL", spark_master_host_port(settings))):
         if not _loopback(host):

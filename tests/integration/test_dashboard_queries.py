@@ -222,3 +222,12 @@ def test_other_errors_are_not_swallowed(seeded):
     with pytest.raises(MySQLError) as refused:
         q.overview(dataclasses.replace(seeded, MARTS_READER_PASSWORD="wrong-password"))
     assert refused.value.errno == 1045  # access denied
+
+
+def test_a_query_that_does_not_answer_ends_in_the_connectors_error(mysql, monkeypatch):
+    """A lock held by an admin's ALTER or LOCK TABLES kept the page "Running…" for as long (MariaDB's lock wait is a
+    day): the app shows a connector error in one line instead."""
+    monkeypatch.setattr(q, "QUERY_TIMEOUT_S", 1)
+    with scratch_db(mysql, "slow", marts="none", runs=False) as settings:
+        with pytest.raises(MySQLError, match="timed out|timeout"):
+            q.fetch(settings, "SELECT SLEEP(20)")

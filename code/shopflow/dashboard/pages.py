@@ -60,10 +60,17 @@ def _build_time() -> None:
     else:
         run = built.frame.iloc[0]
         st.caption(f"Marts built {utc(run['finished_at'])} ({age(run['age_seconds'])}).")
-    if not latest.empty and latest.frame.iloc[0]["status"] != "ok":
+    if not latest.empty and latest.frame.iloc[0]["status"] != "ok" and not _ended_before(latest, built):
         run = latest.frame.iloc[0]
         st.warning(f"The latest marts build ({utc(run['started_at'])}) {run['status']}: {run['detail']}. "
                    "The marts shown are those of the last successful build.")
+
+
+def _ended_before(latest, built) -> bool:
+    """The latest build to start ended before the last successful one did: one that waited for the build lock
+    while it published, then gave up (the marts shown are newer than its failure)."""
+    ended, ok = (None if r.empty else r.frame.iloc[0]["finished_at"] for r in (latest, built))
+    return not (ended is None or ok is None or pd.isna(ended) or pd.isna(ok)) and ended <= ok
 
 
 def overview() -> None:

@@ -22,6 +22,8 @@ BUILD_MARTS_JOB = "build_marts"
 REPLICATION_JOB = "replicate_postgres_to_mysql"
 STREAMING_JOB = "stream_users"
 CONNECT_TIMEOUT_S = 5
+# a query held by a lock (an ALTER, LOCK TABLES) or a server gone mid-query: the page says so instead of running on
+QUERY_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ def fetch(settings: Settings, sql: str, params: tuple = ()) -> Result:
     lock would delay the marts build's atomic RENAME)."""
     try:
         with mysql_connection(settings, autocommit=True, user=settings.MARTS_READER_USER,
-                              password=settings.MARTS_READER_PASSWORD, connection_timeout=CONNECT_TIMEOUT_S) as conn:
+                              password=settings.MARTS_READER_PASSWORD, connection_timeout=CONNECT_TIMEOUT_S,
+                              read_timeout=QUERY_TIMEOUT_S) as conn:
             cur = conn.cursor()
             cur.execute(sql, params)
             frame = pd.DataFrame(cur.fetchall(), columns=cur.column_names)

@@ -172,3 +172,26 @@ def test_a_postgres_restored_under_a_kept_checkpoint_gets_every_event_again(spar
     assert query.pending_events(stream_case) == 100
     query.run(spark, stream_case, query.AVAILABLE_NOW)
     assert_exact(stream_case, events, expected_users, malformed)
+
+
+def test_a_postgres_restored_while_the_query_runs_stops_it_before_a_gap_then_the_restart_mends_it(
+        spark, stream_case, monkeypatch):
+    """The start's check (above) runs once; Postgres restored while the query ran: the next batch started above the
+    positions, applied its own events and moved the positions past the events between, without a word."""
+    first, second = make_events(100, seed=6), make_events(100, seed=7)
+    produce(stream_case, first[0])
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    for table in ("users", "rejected_user_events", "stream_offsets", "stream_batches"):  # Postgres as before them
+        pg_rows(stream_case, f"DELETE FROM {{s}}.{table} RETURNING 1")
+    produce(stream_case, second[0])
+    with monkeypatch.context() as during:  # as if restored after the query's start
+        during.setattr(query, "drop_checkpoint_ahead", lambda settings, starting: None)
+        with pytest.raises(Exception, match=r"PositionsBehind: batch \d+ starts above the stream's positions in "
+                                            r"Postgres \(users-test-\w+-\d: no position, earliest offset 0 < \d+"):
+            query.run(spark, stream_case, query.AVAILABLE_NOW)
+    assert pg_rows(stream_case, "SELECT count(*) FROM {s}.users")[0][0] == 0  # nothing of the batch written
+
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+    events = first[0] + second[0]
+    expected = {**first[1], **second[1]}
+    assert_exact(stream_case, events, expected, first[2] + second[2])

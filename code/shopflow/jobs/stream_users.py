@@ -11,7 +11,8 @@ spark-submit), the job uses SPARK_MASTER_URL, or --master (e.g. local[2]). One q
 (`streaming/checkpoint_lock.py`): beside a running one, a drain does nothing and exits 0, a continuous run waits for a
 drain to end and refuses to start beside another continuous one, and --reset and --skip-deleted refuse. A broker
 that does not answer ends the run with one error line and exit code 2, before Spark starts; so does a broker or
-Postgres that goes away under a running query, or a Postgres that does not answer at the start. A topic whose offsets
+Postgres that goes away under a running query, or a Postgres that does not answer at the start, or restored under a
+running query (a batch starting above its positions; the restart resumes from them). A topic whose offsets
 went back below the committed positions (recreated, or a broker that lost its data), or whose broker id is no longer
 the one the positions were committed for (deleted and created again, however many events it holds now), ends it with
 one line and exit code 3: a retry would fail the same way until the stream is reset; so do events deleted unread (until
@@ -39,7 +40,7 @@ from shopflow.jobs.db_exit import database_end, ended
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
                                    job_settings)
 from shopflow.streaming import checkpoint_lock, query
-from shopflow.streaming.offset_log import NotACheckpoint
+from shopflow.streaming.offset_log import NotACheckpoint, PositionsBehind
 from shopflow.streaming.sink import JOB
 from shopflow.streaming.source import SourceUnavailable
 from shopflow.streaming import kafka_offsets as ko
@@ -179,6 +180,8 @@ def _gone(failed: str, settings) -> Exception | None:
     # e.g. the topic went back, or events were deleted unread
     if lost := re.search(r"(OffsetsWentBack|OffsetsDeleted|OffsetsOutOfRange|KafkaOffsetError): ([^\n]*)", failed):
         return getattr(ko, lost.group(1))(lost.group(2))
+    if behind := re.search(r"PositionsBehind: ([^\n]*)", failed):  # Postgres restored under the query: a restart
+        return PositionsBehind(behind.group(1))
     if busy := re.search(r"CheckpointBusy: ([^\n]*)", failed):  # its lock lost to another query (checkpoint_lock)
         return checkpoint_lock.CheckpointBusy(busy.group(1))
     if line := postgres_gone(failed):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 from shopflow.streaming import kafka_offsets as ko
 
@@ -89,3 +90,28 @@ def past_invisible(ends: ko.Offsets, committed: ko.Offsets, planned: tuple[ko.Of
             if reached is None or planned_end > reached:
                 moved.setdefault(topic, {})[partition] = int(planned_end)
     return moved
+
+
+class PositionsBehind(ko.KafkaOffsetError):
+    """A batch starts above the positions committed in Postgres (Postgres restored, or its schema recreated, while
+    the query ran; a checkpoint half deleted): applying it would skip the events between, silently. A restart
+    resumes from the positions (`query.drop_checkpoint_ahead`), so a retry mends it."""
+
+
+def gaps(start: ko.Offsets, committed: ko.Offsets, earliest: Callable[[str, list[int]], dict[int, int]]
+         ) -> list[str]:
+    """`topic-partition: position < start` for each partition of a batch's planned `start` above its committed
+    position; without a position, above the partition's `earliest(topic, partitions)` offset (asked only then)."""
+    found, unknown = [], {}
+    for topic, parts in start.items():
+        for partition, begin in parts.items():
+            if (before := committed.get(topic, {}).get(partition)) is None:
+                if begin > 0:
+                    unknown.setdefault(topic, []).append(int(partition))
+            elif begin > before:
+                found.append(f"{topic}-{partition}: position {before} < {begin}")
+    for topic, partitions in unknown.items():
+        for partition, first in sorted(earliest(topic, partitions).items()):
+            if (begin := start[topic][str(partition)]) > first:
+                found.append(f"{topic}-{partition}: no position, earliest offset {first} < {begin}")
+    return found

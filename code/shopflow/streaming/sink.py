@@ -74,13 +74,22 @@ class _Clock:
 
 
 def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int,
-                planned: tuple[ko.Offsets, ko.Offsets] | None = None) -> BatchResult:
+                planned: tuple[ko.Offsets, ko.Offsets] | None = None,
+                earliest: Callable[[str, list[int]], dict[int, int]] | None = None) -> BatchResult:
     """Writes the new rows of `batch` (rows of `events.validate_events`, parsed and validated on the streaming frame)
     on `cur` (the caller commits). The batch is cached; one job summarizes it (the Kafka read), one collects the
     users, one the dead letters if any (more when they are large: `dead_letters`). `planned`: the batch's (start,
-    end) offsets from Spark's offset log: the positions move to its end past offsets that hold no visible record."""
+    end) offsets from Spark's offset log: the positions move to its end past offsets that hold no visible record,
+    and a start above the positions is refused (`offset_log.PositionsBehind`; `earliest`: the broker's first offsets
+    of partitions without a position)."""
     ledger.lock_stream(cur, schema, STREAM)
     positions = ledger.committed_positions(cur, schema, STREAM)
+    if planned and earliest and (behind := offset_log.gaps(planned[0], positions, earliest)):
+        raise offset_log.PositionsBehind(
+            f"batch {batch_id} starts above the stream's positions in Postgres ({'; '.join(behind[:3])}): Postgres "
+            "was restored or its schema recreated while the stream ran (or the checkpoint was half deleted), and the "
+            "events between were never applied here. Nothing of the batch was written; the stream's next start "
+            "resumes from the positions in Postgres")
     result = BatchResult(batch_id)
     clock = _Clock(result.seconds)
     validated = batch.persist(StorageLevel.MEMORY_AND_DISK)
@@ -131,7 +140,7 @@ class UsersSink:
             checkpoint_lock.verify(self.settings)  # still this checkpoint's only query (a Postgres restart ends locks)
             topic_identity.check_unchanged(self.settings, self.topic_id)  # the batch's offsets are that topic's
             with pg_connection(self.settings) as conn, conn.cursor() as cur:
-                result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id, planned)
+                result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id, planned, self._earliest)
         except BaseException as error:
             stopped = self.stopping()
             record.status = "stopped" if stopped else "failed"
@@ -144,6 +153,9 @@ class UsersSink:
             record.seconds = round(time.monotonic() - started, 3)
             record.finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
             record_run_or_warn(self.settings, record, what=f"batch {batch_id}")
+
+    def _earliest(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        return ko.earliest_offsets(self.settings.KAFKA_BOOTSTRAP_SERVERS, topic, partitions)
 
     def _detail(self, batch_id: int, **fields) -> str:
         return json.dumps({"topic": self.settings.KAFKA_TOPIC, "batch_id": batch_id, **fields})

@@ -16,7 +16,7 @@ from shopflow.config import Settings
 from shopflow.db import mysql_connection
 from shopflow.runlog import NOT_STARTED, record_run, record_run_or_warn, tracked_run
 
-from . import copy_load, reconcile, source_checks, tombstones
+from . import copy_load, parents, reconcile, source_checks, tombstones
 from .mysql_sql import REJECTS_TABLE, stage_name
 from .plan import FULL, needs_full_verification, plan_table
 from .results import (JOB, ReplicationError, ReplicationRefused, TableResult, run_mode, schema_drift, summarize,
@@ -90,7 +90,7 @@ def _merge_stage(replica: Replica, result: TableResult) -> None:
     if staged != result.rows_read:
         raise ReplicationError(f"{table.name}: staged {staged} rows of {result.rows_read} read")
     reconcile.counted_before_changes(result)
-    counts = replica.upsert(table, staged)
+    counts = parents.upserted(replica, table, staged)
     result.inserted, result.updated, result.unchanged = counts.inserted, counts.updated, counts.unchanged
     result.moved = counts.moved
 

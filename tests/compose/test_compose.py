@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import pytest
 
@@ -172,3 +173,21 @@ def test_docker_compose_config_accepts_the_file():
     resolved = json.loads(run_compose(command, "config", "--format", "json").stdout)["services"]
     assert resolved["spark-worker"]["deploy"]["replicas"] == 3
     assert {port["host_ip"] for s in resolved.values() for port in s.get("ports", [])} == {"127.0.0.1"}
+
+
+def test_mysql_takes_its_settings_as_flags_not_a_mounted_file():
+    """Docker Desktop (Windows) shows a bind-mounted file as world-writable, and mysqld ignores such a config file:
+    local_infile stayed off (every replication run refused) and the collation was MySQL 8's default."""
+    mysql = services()["mysql"]
+    assert {"--local-infile=ON", "--collation-server=utf8mb4_unicode_ci"} <= set(mysql["command"])
+    assert not [volume for volume in mysql["volumes"] if "/etc/mysql" in str(volume)]
+
+
+def test_files_run_inside_the_containers_keep_unix_line_ends_in_any_checkout():
+    """A Windows checkout (core.autocrlf) gave the init scripts `#!/bin/bash\\r`: the databases' init failed."""
+    mounted = [str(path.relative_to(ROOT)) for path in (ROOT / "setup").rglob("*") if path.is_file()
+               and (path.suffix in (".sh", ".conf") or path.name == "Dockerfile")]
+    assert len(mounted) >= 6
+    answer = subprocess.run(["git", "check-attr", "eol", "--", *mounted], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    assert answer == [f"{path}: eol: lf" for path in mounted]

@@ -91,6 +91,9 @@ def test_verify_says_when_the_replica_changed_after_the_marts_were_built(replica
         execute(replica, "DELETE FROM pipeline_runs WHERE job = 'replicate_postgres_to_mysql'")
         replication_run("failed", None)
         assert "a replication run changed the replica at" in note()
+        # not "build the marts again": a build refuses (exit 3) after a failed replication run
+        assert "A marts build would refuse now: the last replication run (started " in note()
+        assert "failed, so the replica may hold part of it" in note() and "dags trigger" not in note()
         replication_run("ok", 5)
         assert "the last marts build started" in note() and "dags trigger build_marts" in note()
     finally:

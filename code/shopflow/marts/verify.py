@@ -26,7 +26,7 @@ from shopflow.runlog import NOT_STARTED
 
 from .build import JOB as MARTS_JOB
 from .registry import all_marts
-from .replica import ReplicationBusy, replication_paused
+from .replica import ReplicaIncomplete, ReplicationBusy, check_last_replication, replication_paused
 from .spec import Mart
 
 SAMPLE = 5
@@ -79,9 +79,14 @@ def replica_changed_since_build(cursor) -> str | None:
     if changed is None or (built is not None and changed <= built):
         return None
     since = f"the last marts build started {built:%Y-%m-%d %H:%M:%S} UTC" if built else "no marts build succeeded yet"
+    advice = ("Build the marts again (the build_marts DAG, or `make airflow ARGS=\"dags trigger build_marts\"`) and "
+              "verify after it.")
+    try:
+        check_last_replication(cursor)
+    except ReplicaIncomplete as incomplete:  # a build now refuses (exit 3): told to build, the user met that refusal
+        advice = f"A marts build would refuse now: {incomplete}; verify after that build."
     return (f"note: a replication run changed the replica at {changed:%Y-%m-%d %H:%M:%S} UTC and {since}: "
-            f"differences may be that change, not a wrong mart. Build the marts again (the build_marts DAG, or "
-            f"`make airflow ARGS=\"dags trigger build_marts\"`) and verify after it.")
+            f"differences may be that change, not a wrong mart. {advice}")
 
 
 def verify(settings: Settings) -> dict[str, list[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from replication_support import assert_replica_equals_source, pg, replica_query, scratch, seed  # noqa: F401
 
-from shopflow.replication import ReplicationError, replicate
+from shopflow.replication import ReplicationError, ReplicationRefused, replicate
 
 pytestmark = pytest.mark.integration
 
@@ -24,4 +24,28 @@ def test_a_parent_row_deleted_in_the_replica_is_reloaded_by_the_retry(spark, scr
     assert watermarks["users"] is None and watermarks["orders"] is not None
     results = replicate(spark, scratch)
     assert results["users"].plan.mode == "full" and results["orders"].plan.mode == "incremental"
+    assert_replica_equals_source(scratch)
+
+
+def test_replica_columns_altered_by_hand_stop_the_run_naming_them_and_are_reloaded_once_back(spark, scratch):
+    """The staging tables keep the model's types, so loads went on; the checksum's text changed with the type
+    (`99.9900`), and every whole-table check and every full reload after it failed for good, blaming the data."""
+    seed(scratch)
+    replicate(spark, scratch)
+    altered = ("ALTER TABLE orders MODIFY total_amount DECIMAL(14,4) NOT NULL",
+               "ALTER TABLE users MODIFY phone VARCHAR(50) CHARACTER SET latin1 NULL",
+               "ALTER TABLE loyalty_points MODIFY reason VARCHAR(50) NULL")
+    for statement in altered:
+        replica_query(scratch, statement)
+    database = scratch.MYSQL_DATABASE
+    with pytest.raises(ReplicationRefused, match=rf"nothing replicated: {database}\.users\.phone is in latin1, the "
+                       rf"model's utf8mb4; {database}\.orders\.total_amount is decimal\(14,4\), the model's "
+                       rf"decimal\(12,2\); {database}\.loyalty_points\.reason is NULL, the model's NOT NULL\. "):
+        replicate(spark, scratch)
+    for statement in ("ALTER TABLE orders MODIFY total_amount DECIMAL(12,2) NOT NULL",
+                      "ALTER TABLE users MODIFY phone VARCHAR(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
+                      "ALTER TABLE loyalty_points MODIFY reason VARCHAR(50) COLLATE utf8mb4_bin NOT NULL"):
+        replica_query(scratch, statement)
+    results = replicate(spark, scratch)
+    assert {name for name, r in results.items() if r.plan.mode == "full"} == {"users", "orders", "loyalty_points"}
     assert_replica_equals_source(scratch)

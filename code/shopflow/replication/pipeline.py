@@ -29,19 +29,19 @@ REJECT_SAMPLE = 1_000
 log = logging.getLogger("shopflow.replication")
 
 
-def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_lacking: dict[str, list[str]],
+def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_drift: tuple[dict, dict],
           force_full: bool) -> list[TableResult]:
-    states, results, now = replica.states(), [], utc_now()
+    (replica_lacking, replica_retyped), states, results, now = replica_drift, replica.states(), [], utc_now()
     replica.source_system_id, replica.source_timeline = source.system_id, source.timeline  # stored with each state
     oids, pruned_below = {table.name: source.table_oid(table) for table in TABLES}, source.pruned_below()
     found, untracked = source_checks.columns(source, oids), source_checks.untracked(source, TABLES, oids)
     retyped = source_checks.retyped(found, TABLES, oids)
     drift = schema_drift(source.schema, source_checks.missing_columns(found, TABLES, oids), settings.MYSQL_DATABASE,
-                         replica_lacking, retyped)
+                         replica_lacking, retyped, replica_retyped)
     if refused := drift or tracking_off(source.schema, untracked):
         # a full reload once the column, its type or the tracking is back: the replica lacks values, or changes went
         # untracked (an ALTER … TYPE rewrites the rows without their triggers: a rounded value keeps its change_txid)
-        for name in {**replica_lacking, **untracked, **retyped}:
+        for name in {**replica_lacking, **untracked, **retyped, **replica_retyped}:
             replica.save_state(TABLES_BY_NAME[name], oids[name], None)
         replica.commit()
         raise ReplicationRefused(refused)
@@ -231,12 +231,12 @@ def replicate(spark, settings: Settings, force_full: bool = False,
         replica.lock()  # before the snapshot: a waiting run must not hold an older snapshot than the one ahead
         if settings.REPLICATION_WRITE_PATH == "copy":
             replica.check_local_infile()
-        replica_lacking, made = replica.ensure_tables()
+        replica_lacking, made, replica_retyped = replica.ensure_tables()
         if made:  # replica tables made again, empty: the replica changed already, so its row is running from here
             run.mode = None
             replica.record_started(run)
         source = stack.enter_context(open_snapshot(settings))
-        results = _plan(settings, source, replica, replica_lacking, force_full)
+        results = _plan(settings, source, replica, (replica_lacking, replica_retyped), force_full)
         run.mode = run_mode(results)
         if run.run_id is None:  # the replica changes from here on: a run that dies leaves this row running
             replica.record_started(run)

@@ -30,14 +30,16 @@ class ReplicationRefused(ReplicationError):
 
 
 def schema_drift(source_schema: str, source_lacking: dict[str, list[str]], replica_database: str,
-                 replica_lacking: dict[str, list[str]], source_retyped: dict[str, list[str]] | None = None) -> str:
-    """What a run that found tables lacking the models' columns, or source columns of another type, says; empty
-    when none does."""
+                 replica_lacking: dict[str, list[str]], source_retyped: dict[str, list[str]] | None = None,
+                 replica_retyped: dict[str, list[str]] | None = None) -> str:
+    """What a run that found tables lacking the models' columns, or columns of another type, says; empty when none
+    does."""
     found = [f"{where}.{table} has no column {', '.join(columns)}"
              for where, lacking in ((source_schema, source_lacking), (replica_database, replica_lacking))
              for table, columns in lacking.items()]
-    found += [f"{source_schema}.{table}.{what}" for table, retyped in (source_retyped or {}).items()
-              for what in retyped]
+    found += [f"{where}.{table}.{what}"
+              for where, retyped in ((source_schema, source_retyped or {}), (replica_database, replica_retyped or {}))
+              for table, whats in retyped.items() for what in whats]
     if not found:
         return ""
     return (f"the tables differ from postgresdb/models.py, nothing replicated: {'; '.join(found)}. "

@@ -91,7 +91,7 @@ class Replica:
                                      "LOCAL INFILE: turn it on (SET GLOBAL local_infile = 1, or local_infile = ON in "
                                      "its config), or set REPLICATION_WRITE_PATH=jdbc (slower)")
 
-    def ensure_tables(self) -> tuple[dict[str, list[str]], list[str]]:
+    def ensure_tables(self) -> tuple[dict[str, list[str]], list[str], dict[str, list[str]]]:
         """See `replica_tables.ensure_tables`; committed at once."""
         found = ensure_tables(self.cur)
         self.conn.commit()

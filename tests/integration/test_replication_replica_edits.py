@@ -49,3 +49,18 @@ def test_replica_columns_altered_by_hand_stop_the_run_naming_them_and_are_reload
     results = replicate(spark, scratch)
     assert {name for name, r in results.items() if r.plan.mode == "full"} == {"users", "orders", "loyalty_points"}
     assert_replica_equals_source(scratch)
+
+
+def test_a_source_column_dropped_then_added_again_is_reloaded_in_full(spark, scratch):
+    """DDL fires no row triggers: the column came back empty with every row's change_txid as before, and the
+    replica kept the old values (a phone number dropped on purpose among them) until the whole-table check."""
+    seed(scratch)
+    replicate(spark, scratch)
+    pg(scratch, "ALTER TABLE {s}.users DROP COLUMN phone")
+    with pytest.raises(ReplicationRefused, match=r"\.users has no column phone"):
+        replicate(spark, scratch)
+    pg(scratch, "ALTER TABLE {s}.users ADD COLUMN phone varchar(50)")
+    results = replicate(spark, scratch)
+    assert results["users"].plan.mode == "full"
+    assert replica_query(scratch, "SELECT COUNT(phone) AS phones FROM users") == [{"phones": 0}]
+    assert_replica_equals_source(scratch)

@@ -35,13 +35,14 @@ def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_
     replica.source_system_id, replica.source_timeline = source.system_id, source.timeline  # stored with each state
     oids, pruned_below = {table.name: source.table_oid(table) for table in TABLES}, source.pruned_below()
     found, untracked = source_checks.columns(source, oids), source_checks.untracked(source, TABLES, oids)
-    retyped = source_checks.retyped(found, TABLES, oids)
-    drift = schema_drift(source.schema, source_checks.missing_columns(found, TABLES, oids), settings.MYSQL_DATABASE,
-                         replica_lacking, retyped, replica_retyped)
+    source_lacking, retyped = source_checks.differences(found, TABLES, oids)
+    drift = schema_drift(source.schema, source_lacking, settings.MYSQL_DATABASE, replica_lacking, retyped,
+                         replica_retyped)
     if refused := drift or tracking_off(source.schema, untracked):
         # a full reload once the column, its type or the tracking is back: the replica lacks values, or changes went
-        # untracked (an ALTER … TYPE rewrites the rows without their triggers: a rounded value keeps its change_txid)
-        for name in {**replica_lacking, **untracked, **retyped, **replica_retyped}:
+        # untracked (an ALTER … TYPE rewrites the rows without their triggers: a rounded value keeps its change_txid;
+        # a column dropped and added again comes back with other values, its rows' change_txid unchanged)
+        for name in {**replica_lacking, **untracked, **retyped, **replica_retyped, **source_lacking}:
             replica.save_state(TABLES_BY_NAME[name], oids[name], None)
         replica.commit()
         raise ReplicationRefused(refused)

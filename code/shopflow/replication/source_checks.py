@@ -30,6 +30,12 @@ def missing_columns(found: dict[tuple[int, str], str], tables: list[Table], oids
     return lacking
 
 
+def differences(found: dict[tuple[int, str], str], tables: list[Table], oids: dict[str, int]
+                ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(`missing_columns`, `retyped`)."""
+    return missing_columns(found, tables, oids), retyped(found, tables, oids)
+
+
 def retyped(found: dict[tuple[int, str], str], tables: list[Table], oids: dict[str, int]) -> dict[str, list[str]]:
     """Per table, its replicated columns whose type is not the model's (a character type of another length
     passes): the checksum's text of the column changes with its type (a timestamp without time zone, another

@@ -17,6 +17,7 @@ from shopflow import db
 from shopflow.marts.average_check import MART as AVERAGE_CHECK
 from shopflow.marts.product_rating import MART as PRODUCT_RATING
 from shopflow.marts.user_activity import MART as USER_ACTIVITY
+from shopflow.marts.user_loyalty_points import MART as LOYALTY
 from shopflow.marts.weekly_activity import MART as WEEKLY
 from shopflow.quality import expected_values, run_checks, sources
 
@@ -43,6 +44,14 @@ CASES = {  # mart name: (the mart, replica rows per table, the right mart, a wro
         [(1, "Lamp", D("4.50"), 2), (2, "Desk", D("3.00"), 1)],
         [(1, "Lamp", D("5.00"), 2), (2, "Desk", D("3.00"), 1)],
         {"COALESCE(SUM(`rating` * `review_count`), 0) <= reviews: COALESCE(SUM(rating), 0) + 0.005 * COUNT(*)"}),
+    LOYALTY.name: (LOYALTY,
+        {"users": [(1, "Ann", "Lee", "Gold"), (2, "Bo", "Kim", "Bronze")],
+         "loyalty_points": [(1, 100), (1, 50), (2, 10)]},
+        [(1, "Ann", "Lee", "Gold", 150), (2, "Bo", "Kim", "Bronze", 10)],
+        [(1, "Ann", "Lee", "Bronze", 10), (2, "Bo", "Kim", "Gold", 150)],  # points and tiers under the other user
+        {"COALESCE(SUM(`user_id` * `total_loyalty_points`), 0) = loyalty_points: COALESCE(SUM(user_id * points), 0)",
+         "COALESCE(SUM(CRC32(CONCAT_WS('|', `user_id`, `first_name`, `last_name`, `loyalty_status`))), 0) = users: "
+         "COALESCE(SUM(crc32(CONCAT_WS('|', user_id, first_name, last_name, loyalty_status))), 0)"}),
     AVERAGE_CHECK.name: (AVERAGE_CHECK,
         {"users": [(1, "Gold"), (2, "Gold")],
          "orders": [(1, "Completed", D("10.00")), (1, "Completed", D("20.00")), (2, "Completed", D("30.00"))]},
@@ -77,3 +86,15 @@ def test_an_average_check_over_the_users_fails_its_order_count(spark, scratch):
     replica = CASES[AVERAGE_CHECK.name][1]
     assert failed_checks(spark, scratch, AVERAGE_CHECK, replica, [("Completed", "Gold", D("30.00"), 2)]) == {
         "COALESCE(SUM(`order_count`), 0) = orders: COALESCE(COUNT(*), 0)"}
+
+
+@pytest.mark.parametrize("wrong, fails", [
+    ([(1, "Lamp", D("3.00"), 1), (2, "Desk", D("4.50"), 2)],  # the products' reviews swapped: every total still adds up
+     "COALESCE(SUM(`product_id` * `review_count`), 0) = reviews: COALESCE(SUM(product_id * 1), 0)"),
+    ([(1, "Desk", D("4.50"), 2), (2, "Lamp", D("3.00"), 1)],  # the names swapped
+     "COALESCE(SUM(CRC32(CONCAT_WS('|', `product_id`, `name`))), 0) = products: "
+     "COALESCE(SUM(crc32(CONCAT_WS('|', product_id, name))), 0)"),
+])
+def test_ratings_under_another_product_fail_the_keyed_checks(spark, scratch, wrong, fails):
+    replica = CASES[PRODUCT_RATING.name][1]
+    assert failed_checks(spark, scratch, PRODUCT_RATING, replica, wrong) == {fails}

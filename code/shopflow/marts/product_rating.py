@@ -5,8 +5,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from shopflow.quality.rules import (Source, in_range, not_empty_when, rounded_means_add_up, row_count_equals,
-                                    rows_where, total_equals)
+from shopflow.quality.rules import (Source, in_range, keyed_total_equals, not_empty_when, rounded_means_add_up,
+                                    row_count_equals, rows_where, same_values, total_equals)
 
 from .spec import Mart, MartColumn, conform, rounded_mean, varchar_of
 
@@ -39,6 +39,9 @@ MART = Mart(
         rows_where("rating_null_exactly_without_reviews", "(`rating` IS NULL) <> (`review_count` = 0)"),
         row_count_equals("products"),
         total_equals("review_count", Source("reviews", "COUNT(*)")),
+        # under the right product: the totals pass one product's reviews or name under another
+        keyed_total_equals("product_id", "review_count", Source("reviews", "1")),
+        same_values("products", ("product_id", "name")),
         *rounded_means_add_up("rating", "review_count", "reviews", "rating"),
         not_empty_when("products"),
     ),

@@ -5,7 +5,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from postgresdb.models import LOYALTY_STATUSES
-from shopflow.quality.rules import Source, accepted_values, not_empty_when, row_count_equals, total_equals
+from shopflow.quality.rules import (Source, accepted_values, keyed_total_equals, not_empty_when, row_count_equals,
+                                    same_values, total_equals)
 
 from .spec import Mart, MartColumn, conform, varchar_of
 
@@ -36,6 +37,9 @@ MART = Mart(
         accepted_values("loyalty_status", LOYALTY_STATUSES),
         row_count_equals("users"),
         total_equals("total_loyalty_points", Source("loyalty_points", "SUM(points)")),
+        # under the right user: the totals above pass one user's points, name or tier under another
+        keyed_total_equals("user_id", "total_loyalty_points", Source("loyalty_points", "points")),
+        same_values("users", ("user_id", "first_name", "last_name", "loyalty_status")),
         not_empty_when("users"),
     ),
     reference_sql="""

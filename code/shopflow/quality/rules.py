@@ -110,6 +110,21 @@ def rounded_means_add_up(mean: str, count: str, table: str, value: str) -> list[
             for sign, op in (("-", ">="), ("+", "<="))]
 
 
+def keyed_total_equals(key: str, column: str, source: Source) -> Check:
+    """SUM(key * column) over the mart equals the replica's SUM(key * value) (`source.expression` is the value): a
+    total under the right key, which a total alone cannot tell from one under another key."""
+    return reconciles(f"COALESCE(SUM(`{key}` * `{column}`), 0)",
+                      Source(source.table, f"COALESCE(SUM({key} * {source.expression}), 0)"))
+
+
+def same_values(table: str, columns: Iterable[str]) -> Check:
+    """The mart holds the replica `table`'s values of `columns` row for row: a sum of the CRC32 of each row's values
+    (as text, `|` between them, NULLs skipped) on both sides, so a name or status moved to another key shows."""
+    text = "CONCAT_WS('|', {})"
+    return reconciles(f"COALESCE(SUM(CRC32({text.format(_quoted(columns))})), 0)",
+                      Source(table, f"COALESCE(SUM(crc32({text.format(', '.join(columns))})), 0)"))
+
+
 def row_count_equals(table: str) -> Check:
     return reconciles("COUNT(*)", Source(table, "COUNT(*)"))
 

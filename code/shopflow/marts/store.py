@@ -6,6 +6,7 @@ half-written table, and a run that fails before the rename leaves the published 
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Iterable
 
@@ -17,6 +18,8 @@ from shopflow.db import named_lock
 from shopflow.replication.target import WRITE_URL_OPTIONS, mysql_driver_class
 
 from .spec import Mart
+
+log = logging.getLogger(__name__)
 
 # The replication's measured write options per driver: MariaDB's bulk protocol, MySQL's rewritten batches.
 WRITE_BATCH_SIZE = 5_000
@@ -117,7 +120,11 @@ class MartStore:
                                          "client with autocommit off keeps every table it read open until then); "
                                          "the published marts stay as they were.") from None
                 time.sleep(PUBLISH_PAUSE_S)
-        self.cur.execute(f"DROP TABLE IF EXISTS {', '.join(f'`{old_name(m)}`' for m in marts)}")
+        try:  # published by now: a failed drop must not report the build failed, the next one drops them
+            self.cur.execute(f"DROP TABLE IF EXISTS {', '.join(f'`{old_name(m)}`' for m in marts)}")
+        except mysql.connector.Error as error:
+            log.warning("the marts are published; the previous ones (__old) were not dropped (%s): the next build "
+                        "drops them", error)
 
     def _open_transactions(self) -> str:
         """The other sessions in a transaction, as far as this account may see them (PROCESS privilege)."""

@@ -9,10 +9,13 @@ from test_job_mains import _Session
 from shopflow.db import LockBusy
 from shopflow.jobs.session import NO_RETRY_EXIT
 from shopflow.marts.replica import ReplicaIncomplete, ReplicationBusy
+from shopflow.marts.store import PublishBlocked
 
 
 @pytest.mark.parametrize("error, code", [(ReplicationBusy("replication run held the lock"), 1),
                                          (LockBusy("another build held the lock"), 1),
+                                         # a session holding a mart open in a transaction: a traceback before
+                                         (PublishBlocked("publishing the marts waited 120 s for session 12"), 1),
                                          (ReplicaIncomplete("the last replication run failed"), NO_RETRY_EXIT)])
 def test_the_marts_job_exits_3_only_when_a_retry_would_fail_the_same_way(monkeypatch, caplog, recorded_runs, error,
                                                                           code):

@@ -10,7 +10,8 @@ replication run failed (one line: the replica may hold part of it, and only a su
 of its own, changes that) or spark-submit was not given the MySQL JDBC jar (one line, before Spark starts), 2 when
 the Spark master does not answer (one line, before Spark starts) or MySQL cannot be reached (one line; 3 when it
 refuses the login), 143 / 130 when SIGTERM / Ctrl-C stopped it (one line; its `pipeline_runs` row says so), 1 on any
-other error (one line when another build or a replication run held its lock past the wait).
+other error (one line when another build or a replication run held its lock past the wait, or a session holding
+a mart or a staging table open in a transaction blocked the publish).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from shopflow.jobs.db_exit import database_exit, ended, ends_on_signals, interru
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.marts.build import JOB, build_marts
 from shopflow.marts.replica import ReplicaIncomplete
+from shopflow.marts.store import PublishBlocked
 from shopflow.replication.target import mysql_driver_class
 from shopflow.quality import QualityGateError
 
@@ -60,8 +62,8 @@ def _run(args: argparse.Namespace, settings, rearm: Callable[[], None]) -> int:
             log.error("quality gate failed: %s", failure)
         log.error("no mart published: %d check(s) failed", len(error.failures))
         return NO_RETRY_EXIT
-    except LockBusy as busy:  # another build or a replication run held on (retried: it ends)
-        log.error("no mart published: %s", busy)
+    except (LockBusy, PublishBlocked) as busy:  # another build, a replication run or a reader's open transaction held
+        log.error("no mart published: %s", busy)  # on (retried: they end); a traceback before for a held mart
         return 1
     except ReplicaIncomplete as incomplete:  # not retried: only a successful replication run changes it, and that
         log.error("no mart published: %s", incomplete)  # run's Asset event starts a build of its own

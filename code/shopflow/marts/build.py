@@ -125,8 +125,8 @@ def build_marts(spark, settings: Settings, run_id: str | None = None,
         except BaseException as error:  # each mart's row says it was not published, and why
             reason = f"the quality gate failed for {len({c.mart for c in failures})} mart(s)" if failures else \
                 f"{type(error).__name__}"
-            for result in results:
-                record_run(settings, result.run_record(run_id, reason))
+            for result in results:  # the error raised stays the run's (a gate's exit 3), not a failed row write
+                record_run_or_warn(settings, result.run_record(run_id, reason), what=result.mart.name)
             raise
         for result in results:  # published: a per-mart row that cannot be written must not fail the build
             record_run_or_warn(settings, result.run_record(run_id), what=result.mart.name)

@@ -109,3 +109,18 @@ def _check_stream_pace(parser, args) -> None:
     if int(args.stream_rate * args.stream_seconds) < 1:
         parser.error(f"--stream-rate {args.stream_rate:g} for --stream-seconds {args.stream_seconds:g} sends no event: "
                      "the continuous run needs at least one")
+
+
+def unlike_the_issue(args, busy: list[str]) -> list[str]:
+    """How a run into the default results directory differs from the issue's (its options not the defaults, other
+    services beside it): such a run does not replace latest.json and the README's chart. Empty for another
+    directory (the harness test's)."""
+    if args.results_dir != report.RESULTS_DIR:
+        return []
+    defaults = parse_args([], "")
+    changed = [f"--{name.replace('_', '-')} {getattr(args, name):g}" for name in
+               ("scale", "repeat", "stream_events", "stream_rate", "stream_seconds", "stream_warmup")
+               if getattr(args, name) != getattr(defaults, name)]
+    if args.stream_trigger is not None:
+        changed.append(f"--stream-trigger {args.stream_trigger:g}")
+    return changed + ([f"measured beside {', '.join(busy)}"] if busy else [])

@@ -25,8 +25,8 @@ DATABASE = "bound"  # suffix of the scratch database test_bench_<suffix>
 
 
 def _copy_into_fifo(settings: Settings, table: Table, fifo: str, result: dict) -> None:
-    try:
-        with pg_connection(settings) as conn, conn.cursor() as cur, open(fifo, "w", encoding="utf-8") as out:
+    try:  # the FIFO first: a failed connection then closes it (LOAD DATA reads an end, not a wait for ever)
+        with open(fifo, "w", encoding="utf-8") as out, pg_connection(settings) as conn, conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             sql = f"COPY (SELECT {pg_select_list(table)} FROM {settings.POSTGRES_SCHEMA}.{table.name}) TO STDOUT"
             cur.copy_expert(sql, out, size=1 << 20)

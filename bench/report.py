@@ -58,15 +58,22 @@ def versions(settings) -> dict:
             result[package] = md.version(package)
         except md.PackageNotFoundError:
             pass
-    with pg_connection(settings) as conn, conn.cursor() as cur:
-        cur.execute("SHOW server_version")
-        result["postgres"] = cur.fetchone()[0]
-    with mysql_connection(settings) as conn:
-        cur = conn.cursor()
-        cur.execute("SELECT VERSION()")
-        result["mysql"] = cur.fetchone()[0]
+    for server, ask in (("postgres", lambda: _server_version(pg_connection(settings), "SHOW server_version")),
+                        ("mysql", lambda: _server_version(mysql_connection(settings), "SELECT VERSION()"))):
+        try:
+            result[server] = ask()
+        except Exception as error:  # a server gone by the end: the measures are written all the same
+            result[server] = None
+            print(f"bench: the {server} version is unknown ({type(error).__name__}: {error})", flush=True)
     result["java"] = _version(["java", "-version"])
     return result
+
+
+def _server_version(connection, query: str) -> str:
+    with connection as conn:
+        cur = conn.cursor()
+        cur.execute(query)
+        return cur.fetchone()[0]
 
 
 def _cores(measure: dict) -> str:
@@ -128,15 +135,17 @@ def write(result: dict, results_dir: Path = RESULTS_DIR, latest: bool = True) ->
     return dated
 
 
-def write_and_show(result: dict, results_dir: Path, not_measured: list[str]) -> None:
-    """Writes the results (latest.* only if nothing is in `not_measured`) and prints the table, notes and paths."""
-    path = write(result, results_dir, latest=not not_measured)
+def write_and_show(result: dict, results_dir: Path, not_measured: list[str], unlike: list[str] = ()) -> None:
+    """Writes the results (latest.* only if nothing is in `not_measured` and the run is like the issue's: `unlike`
+    names how it is not) and prints the table, notes and paths."""
+    path = write(result, results_dir, latest=not not_measured and not unlike)
     print(table(result["measures"], result["ratios"]))
     for note in result["notes"]:
         print(f"note: {note}")
-    if not_measured:
-        print(f"written: {path}; latest.json and latest.png (the README's chart) are left as they were: not every "
-              f"measure was measured ({', '.join(not_measured)})")
+    if not_measured or unlike:
+        why = (f"not every measure was measured ({', '.join(not_measured)})" if not_measured else
+               f"the run is not the issue's ({', '.join(unlike)})")
+        print(f"written: {path}; latest.json and latest.png (the README's chart) are left as they were: {why}")
     else:
         print(f"written: {path}, {results_dir / 'latest.json'}, {results_dir / 'latest.png'}")
 

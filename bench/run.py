@@ -24,7 +24,7 @@ from shopflow.config import PROJECT_ROOT, get_settings
 from shopflow.jobs.session import bind_to_loopback
 
 from . import bound, marts, naive, ours, peer, report, stream_latency, streaming
-from .args import parse_args
+from .args import parse_args, unlike_the_issue
 from .common import CLUSTER_NOTES, SOURCE_MEASURES, check_source, drop_database, recreate_database, target_settings
 from .cpu import CpuSampler
 from .servers import daemon_running, ensure_servers, refuse_if_busy, stop_servers
@@ -76,9 +76,12 @@ class Bench:
                 measure, quiet = min(tried, key=lambda pair: pair[0].seconds)
                 if attempts > 1:
                     measure.detail["attempts_s"] = [round(m.seconds, 3) for m, _ in tried]
-                self.measures[measure_key] = measure.as_json() | quiet
-        except Exception as error:  # one broken measure must not lose the others
-            traceback.print_exc()
+                self.measures[measure_key] = quiet | measure.as_json()  # a measure that settled itself keeps its own
+        except Exception as error:  # one broken measure must not lose the others; its traceback goes to a file
+            trace = self.logs / f"{key}.traceback"
+            trace.write_text(traceback.format_exc())
+            print(f"bench: {label}: not measured: {type(error).__name__}: {error} (traceback: {trace})",
+                  file=sys.stderr, flush=True)
             self.notes.append(f"{label}: not measured: {type(error).__name__}: {str(error)[:300]}")
             self.failed.append(label)
 
@@ -132,12 +135,22 @@ class Bench:
         return self.measures
 
     def cleanup(self) -> None:
-        if not self.args.keep:
-            for database in (bound.DATABASE, naive.DATABASE, peer.DATABASE, ours.DATABASE):
-                drop_database(self.base, self.db(database))
-            streaming.drop_scratch(self.base, f"{self.schema}_stream")
-            if "streaming" not in self.args.skip:  # else the bench did not start the broker
-                streaming.delete_topics(self.base)
+        """Each step on its own: one that fails (the broker gone, MySQL down) is a note, and neither the other steps
+        nor the finished measures are lost (a traceback ended the bench before anything was written)."""
+        if self.args.keep:
+            return
+        steps = [(f"drop {self.db(d)}", lambda d=d: drop_database(self.base, self.db(d)))
+                 for d in (bound.DATABASE, naive.DATABASE, peer.DATABASE, ours.DATABASE)]
+        steps.append(("drop the stream's scratch schema", lambda: streaming.drop_scratch(self.base,
+                                                                                          f"{self.schema}_stream")))
+        if "streaming" not in self.args.skip:  # else the bench did not start the broker
+            steps.append(("delete the stream's topics", lambda: streaming.delete_topics(self.base)))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as error:
+                self.notes.append(f"cleanup: {what} failed: {type(error).__name__}: {str(error)[:200]}")
+                print(f"bench: cleanup: {what} failed: {error}", file=sys.stderr, flush=True)
 
 
 def exit_on_sigterm() -> None:
@@ -194,7 +207,8 @@ def _measure_and_report(args, busy: list[str]) -> int:
               "machine": report.machine() | {"load_average_at_start": load_start, "other_services_running": busy},
               "versions": report.versions(bench.base), "measures": list(measures.values()),
               "ratios": ratio_values, "notes": notes}
-    report.write_and_show(result, args.results_dir, not_measured=bench.skipped + bench.failed)
+    report.write_and_show(result, args.results_dir, not_measured=bench.skipped + bench.failed,
+                          unlike=unlike_the_issue(args, busy))
     if bench.failed:
         print(f"bench: failed: {', '.join(bench.failed)} (see the notes above and {bench.logs})", file=sys.stderr)
     return 1 if bench.failed else 0

@@ -70,9 +70,16 @@ def stop_servers(started: list[str], daemon_was_running: bool, keep: bool) -> No
     if keep:
         print("bench: --keep: the servers it started still run (`make down` stops them)", flush=True)
         return
+    settings = get_settings()
+    if not daemon_was_running and (others := sorted({s.name for s in manager.running_services(settings)}
+                                                    - set(started))):
+        # a `make up` (or `make test`) elsewhere meanwhile joined the bench's supervisord: stopping it would stop theirs
+        print(f"bench: leaving the stack running: {', '.join(others)} started meanwhile by someone else, and they may "
+              "use what the bench started (`make down` stops it all)", flush=True)
+        return
     if started:
         print(f"bench: stopping the servers it started: {', '.join(started)}", flush=True)
     if daemon_was_running:
-        manager.stop(get_settings(), started)
+        manager.stop(settings, started)
     else:
-        supervisor.shutdown(get_settings())
+        supervisor.shutdown(settings)

@@ -143,3 +143,23 @@ def test_a_failed_generation_ends_the_bench_with_one_line(monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         run.generate(0.01, "bench_x")
     assert str(exit_info.value.code).startswith("bench: generating the source failed (datagen.postgres exit 1")
+
+
+def test_a_run_unlike_the_issues_does_not_replace_the_readmes_latest_numbers(tmp_path):
+    """--allow-busy or a shorter stream run into bench/results replaced latest.json and the README's chart, their
+    ratios named as the issue's (1M-event drain, 60 s at 1,000 events/s)."""
+    from bench.args import parse_args, unlike_the_issue
+
+    assert unlike_the_issue(parse_args([]), []) == []
+    assert unlike_the_issue(parse_args(["--stream-events", "2000", "--repeat", "1"]), ["airflow-scheduler"]) == [
+        "--repeat 1", "--stream-events 2000", "measured beside airflow-scheduler"]
+    assert unlike_the_issue(parse_args(["--scale", "1", "--results-dir", str(tmp_path)]), []) == []  # the harness'
+
+
+def test_such_a_run_is_written_dated_only(tmp_path, capsys):
+    from bench import report
+
+    result = {"scale": 60.0, "measures": [], "ratios": {}, "notes": [], "machine": {"cores": 2}}
+    report.write_and_show(result, tmp_path, not_measured=[], unlike=["--repeat 1"])
+    assert [p.name for p in tmp_path.iterdir()] != [] and not (tmp_path / "latest.json").exists()
+    assert "left as they were: the run is not the issue's (--repeat 1)" in capsys.readouterr().out

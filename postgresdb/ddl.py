@@ -92,17 +92,26 @@ def _pg_table(table: Table, schema: str) -> list[str]:
         # where a plain trigger would let changes pass untracked (README: not a pg_restore --disable-triggers)
         statements += [f"CREATE OR REPLACE TRIGGER {trigger} {definition}",
                        f"ALTER TABLE {name} ENABLE ALWAYS TRIGGER {trigger}"]
-    return statements + [_not_nan(table, column, schema) for column in table.columns if column.kind == "money"]
+    checks = [(f"{c.name}_number", f"{c.name} <> 'NaN'") for c in table.columns if c.kind == "money"]
+    checks += [(f"{name}_datetime", f"{name} >= {DATETIME_RANGE[0]} AND {name} < {DATETIME_RANGE[1]}")
+               for name in [c.name for c in table.columns if c.kind == "timestamp"] + [UPDATED_AT]]
+    return statements + [_not_valid_check(table, schema, *check) for check in checks]
 
 
-def _not_nan(table: Table, column: Column, schema: str) -> str:
-    """numeric accepts 'NaN' (and orders it above every number, so `>= 0` lets it pass); no replica can hold it.
-    Added NOT VALID, so a source created before the check gets it too, for the rows written from now on."""
-    check = f"ck_{table.name}_{column.name}_number"
+# What the replica's DATETIME(6) holds, as the replication checks it (replication/transform.py): timestamptz also takes
+# years up to 294276 and 'infinity', and one such row (a year typed 20250) stopped the replication of its table
+DATETIME_RANGE = ("timestamptz '1000-01-01 00:00:00+00'", "timestamptz '9999-12-31 23:59:59.999+00'")
+
+
+def _not_valid_check(table: Table, schema: str, suffix: str, condition: str) -> str:
+    """A value no replica can hold: numeric's 'NaN' (ordered above every number, so `>= 0` lets it pass), a timestamp
+    outside DATETIME. Added NOT VALID, so a source created before the check gets it too, for the rows written from
+    now on."""
+    check = f"ck_{table.name}_{suffix}"
     return f"""DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '{schema}.{table.name}'::regclass
                    AND conname = '{check}') THEN
-        ALTER TABLE {schema}.{table.name} ADD CONSTRAINT {check} CHECK ({column.name} <> 'NaN') NOT VALID;
+        ALTER TABLE {schema}.{table.name} ADD CONSTRAINT {check} CHECK ({condition}) NOT VALID;
     END IF;
 END $$"""
 

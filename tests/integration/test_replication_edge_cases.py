@@ -145,6 +145,8 @@ def test_rows_the_replica_would_reject_fail_the_run_with_key_and_reason(spark, s
     seed(scratch)
     replicate(spark, scratch)
     pg(scratch, "ALTER TABLE {s}.users ALTER COLUMN first_name TYPE varchar(200)",
+       # 'infinity' written before the source refused it (postgresdb/README.md; the check is NOT VALID)
+       "ALTER TABLE {s}.users DROP CONSTRAINT ck_users_registration_date_datetime",
        f"INSERT INTO {{s}}.users VALUES (8, '{'ü' * 150}', 'Long', 'l@example.com', NULL, now(), 'Gold'),"
        "(9, 'Inf', 'Inity', 'i@example.com', NULL, 'infinity', 'Gold')")
     with pytest.raises(ReplicationRefused, match="users: 2 row.s. the replica would reject") as failure:

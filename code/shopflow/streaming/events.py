@@ -38,6 +38,7 @@ WHITESPACE = ("\t\n\u000b\f\r \u0085\u00a0\u1680" + "".join(map(chr, range(0x200
 # What the MySQL replica's DATETIME stores (Postgres stores wider ranges, but a user it cannot replicate would stop
 # the replication of `users`; a year Postgres refuses, e.g. -5000, would fail its batch on every retry)
 REGISTRATION_YEARS = (1000, 9999)
+LAST_REPLICATED_MS = "9999-12-31 23:59:59.999"  # and later: refused by the source (postgresdb/ddl.py DATETIME_RANGE)
 FUTURE_TOLERANCE_DAYS = 1  # a producer's clock ahead of the broker's
 # registration_date starts with a whole date (year, month, day); Spark's timestamp cast reads the rest (a time after
 # 'T' or a space, a zone; none: UTC) and judges the values (month 13, hour 25). The cast alone also read "2024" and
@@ -142,7 +143,12 @@ def _rules(first: Column, last: Column, email: Column, phone: Column, status: Co
               # without one (-1: old message format) comes as 1969-12-31 23:59:59.999: judged by the years alone
               .when((F.unix_micros(sent) >= 0) & (registered > sent + F.expr(f"INTERVAL {FUTURE_TOLERANCE_DAYS} DAY")),
                     F.lit(f"registration_date more than {FUTURE_TOLERANCE_DAYS} day after the event was sent (its "
-                          "Kafka timestamp)"))]
+                          "Kafka timestamp)"))
+              # without a Kafka timestamp: the last millisecond of 9999 is Postgres' 'infinity' to the replica, which
+              # the source refuses (its batch failed on every retry)
+              .when(registered >= F.lit(LAST_REPLICATED_MS).cast("timestamp"),
+                    F.lit(f"registration_date outside the years {REGISTRATION_YEARS[0]}-{REGISTRATION_YEARS[1]} "
+                          "(UTC)"))]
     for name, value in (("first_name", first), ("last_name", last), ("email", email), ("phone", phone)):
         rules += [_length_rule(name, value), F.when(F.contains(value, F.lit("\u0000")), F.lit(f"{name} contains NUL"))]
     return rules

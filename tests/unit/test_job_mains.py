@@ -49,9 +49,9 @@ def test_a_full_value_other_than_true_or_false_is_refused(capsys):
     assert "expected true or false, got 'yes please'" in capsys.readouterr().err
 
 
-def _submit(job: str, *options: str) -> tuple[int, str]:
-    """spark-submit of a job, local master, both servers' ports closed: a job that went past its session would touch
-    nothing (and fail), so no server is needed."""
+def _submit(job: str, *options: str, **changes) -> tuple[int, str]:
+    """spark-submit of a job, local master, both servers' ports closed (and the settings `changes`): a job that went
+    past its session would touch nothing (and fail), so no server is needed."""
     import dataclasses
     import subprocess
 
@@ -59,7 +59,7 @@ def _submit(job: str, *options: str) -> tuple[int, str]:
     from shopflow.stack.services import VENV_BIN, base_env
     from unit_support import closed_port
 
-    settings = dataclasses.replace(get_settings(), POSTGRES_PORT=closed_port(), MYSQL_PORT=closed_port())
+    settings = dataclasses.replace(get_settings(), POSTGRES_PORT=closed_port(), MYSQL_PORT=closed_port(), **changes)
     command = [str(VENV_BIN / "spark-submit"), "--master", "local[1]", "--conf", "spark.ui.enabled=false", *options,
                str(PROJECT_ROOT / "code" / "shopflow" / "jobs" / f"{job}.py")]
     result = subprocess.run(command, env=base_env(settings), capture_output=True, text=True, timeout=300)

@@ -83,6 +83,10 @@ def check_drivers(job: str, drivers: dict[str, str]) -> None:
             jvm.java.lang.Class.forName(name, False, loader)
         except Exception:  # py4j's error for the JVM's ClassNotFoundException
             missing[name] = jar
+    if absent := [jar for jar in missing.values() if not os.path.isfile(jar)]:  # the DAG passes them: the path is off
+        raise MissingJars(f"the JDBC driver jar(s) {', '.join(absent)} of the settings (POSTGRES_JDBC_JAR / "
+                          "MYSQL_JDBC_JAR) do not exist: point them at the jars (`make install` puts Debian's in "
+                          "/usr/share/java)")
     if missing:
         raise MissingJars(
             f"spark-submit was not given the JDBC driver(s) {', '.join(missing)}, which this job needs: add "

@@ -91,7 +91,8 @@ spark.stop()
 
 @pytest.mark.parametrize("master, bound", [("local[2]", True), ("spark://127.0.0.1:7077", True),
                                            ("spark://localhost:7077", True), ("spark://spark-master:7077", False),
-                                           ("yarn", False)])
+                                           ("yarn", False), ("spark://127.0.0.2:7077", True),  # the stack allows it
+                                           ("spark://10.0.0.5:7077", False)])
 def test_only_a_master_on_this_host_binds_the_driver_to_loopback(monkeypatch, master, bound):
     from shopflow.jobs.session import bind_to_loopback
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import logging
 import os
 import socket
@@ -129,8 +130,16 @@ def bind_to_loopback(master: str) -> None:
     its RPC and block manager ports, and every interface for its UI (port 4040). The stack's services and the DAGs'
     spark-submit get SPARK_LOCAL_IP from `stack.services.base_env`; a value set by the user is kept."""
     hosts = [host for _address, host, _port in _master_addresses(master)]
-    if master.startswith("local") or hosts[:1] in (["127.0.0.1"], ["localhost"], ["[::1]"]):
+    if master.startswith("local") or (hosts and _loopback(hosts[0])):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+def _loopback(host: str) -> bool:
+    """localhost, [::1] or any 127.x.y.z (the stack's master may listen on 127.0.0.2: `stack.layout` allows it)."""
+    try:
+        return host in ("localhost", "[::1]") or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost
+        return False
 
 
 def build_session(app_name: str, settings: Settings, master: str | None = None,

@@ -26,20 +26,22 @@ def test_taken_port_fails_with_the_service_and_port_named(settings, tmp_path):
             manager.check_ports(other, ["kafka"])  # what `make up` runs first, for every group
     message = str(error.value)
     assert f"kafka: port {port} is already in use" in message
-    assert f"in use by python (pid {os.getpid()}), which is not this checkout's stack" in message  # this process
+    assert f"in use by python (pid {os.getpid()}), which is not this stack" in message  # this process
     assert message.endswith("or set another port in .env (KAFKA_BOOTSTRAP_SERVERS).")  # the key that moves it
 
 
-def test_a_port_taken_by_another_checkouts_stack_names_that_checkout(postgres, tmp_path):
-    """What a second checkout's `make up` says while this one's stack runs (e.g. CI in another directory)."""
-    from shopflow.config import PROJECT_ROOT
-
+def test_a_port_taken_by_a_stack_of_another_state_directory_names_it_and_how_to_stop_it(postgres, tmp_path):
+    """This checkout's stack under another LOCAL_STATE_DIR: the message said "of the shopflow stack in <this
+    checkout>, which is not this checkout's stack" (another checkout's stack is named by its checkout: the same
+    message without the state directory)."""
     other = dataclasses.replace(postgres, LOCAL_STATE_DIR=str(tmp_path / "state"))
     with pytest.raises(manager.StackError) as error:
         manager.check_ports(other, ["postgres"])
     pid = health.port_owner(postgres.POSTGRES_PORT).split("pid ")[1].split(",")[0]
-    assert (f"postgres: port {postgres.POSTGRES_PORT} is already in use by postgres (pid {pid}, of the shopflow stack "
-            f"in {PROJECT_ROOT}), which is not this checkout's stack") in str(error.value)
+    state = postgres.state_dir
+    assert (f"postgres: port {postgres.POSTGRES_PORT} is already in use by postgres (pid {pid}, of this checkout's "
+            f"stack with the state directory {state}: `LOCAL_STATE_DIR={state} make down` stops it), which is not "
+            "this stack") in str(error.value)
 
 
 def test_running_services_are_reused(postgres, mysql):

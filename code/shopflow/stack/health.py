@@ -8,7 +8,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from shopflow.config import Settings
+from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack.bootstrap import mariadb_root, pg_superuser
 from shopflow.stack.processes import ancestors, command_line, of_this_checkout, stack_mark, strays
 from shopflow.stack import supervisor
@@ -72,6 +72,10 @@ def port_owner(port: int) -> str:
         return "an unknown process"
     name, pid = holder
     if checkout := _stack_checkout(pid):
+        if checkout == str(PROJECT_ROOT) and (daemon := _supervisord(pid)):  # this checkout, another state dir
+            state = daemon[1]
+            return (f"{name} (pid {pid}, of this checkout's stack with the state directory {state}: "
+                    f"`LOCAL_STATE_DIR={state} make down` stops it)")
         return f"{name} (pid {pid}, of the shopflow stack in {checkout})"
     if checkout := stack_mark(pid):  # its supervisord is gone
         return f"{name} (pid {pid}, left running by the shopflow stack in {checkout}: `make down` there stops it)"
@@ -106,14 +110,20 @@ def system_unit(pid: int, proc: Path = Path("/proc")) -> str | None:
     return found.group(1) if found else None
 
 
-def _stack_checkout(pid: int) -> str | None:
-    """The checkout whose supervisord (`supervisord -c <state dir>/supervisord.conf`, started with the stack's mark)
-    is `pid` or its ancestor; the state dir may be anywhere (LOCAL_STATE_DIR)."""
+def _supervisord(pid: int) -> tuple[int, str] | None:
+    """(pid, state directory) of the supervisord (`supervisord -c <state dir>/supervisord.conf`) that is `pid` or
+    its ancestor; the state dir may be anywhere (LOCAL_STATE_DIR)."""
     for link in ancestors(pid):
-        found = re.search(r"supervisord -c (\S+)/supervisord\.conf", command_line(link))
-        if found:
-            return stack_mark(link) or str(Path(found.group(1)).parent)
+        if found := re.search(r"supervisord -c (\S+)/supervisord\.conf", command_line(link)):
+            return link, found.group(1)
     return None
+
+
+def _stack_checkout(pid: int) -> str | None:
+    """The checkout whose supervisord (started with the stack's mark) is `pid` or its ancestor."""
+    if (daemon := _supervisord(pid)) is None:
+        return None
+    return stack_mark(daemon[0]) or str(Path(daemon[1]).parent)
 
 
 def _get_json(url: str, timeout: float = 3.0):

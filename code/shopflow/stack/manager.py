@@ -61,7 +61,7 @@ def _check_ports(services: list[Service]) -> None:
                 key = service.port_settings[i] if i < len(service.port_settings) else None
                 raise StackError(
                     f"{service.name}: port {port} is already in use by {health.port_owner(port)}, which is not this "
-                    f"checkout's stack. Stop that process (or `make down` in its checkout), or set another port in .env"
+                    f"stack. Stop that process (or `make down` in its checkout), or set another port in .env"
                     + (f" ({key})." if key else "."))
 
 

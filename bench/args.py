@@ -69,6 +69,7 @@ def parse_args(argv, description: str | None = None, live_schema: str | None = N
                         help="measure even while services the bench does not use (Airflow, eventgen, dashboard) run; "
                              "the results name them")
     args = parser.parse_args(argv)
+    args.defaults = vars(parser.parse_args([]))  # unchecked (`unlike_the_issue`: the checks could refuse them)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = args.skip - set(MEASURES)
     if unknown:
@@ -117,10 +118,11 @@ def unlike_the_issue(args, busy: list[str]) -> list[str]:
     directory (the harness test's)."""
     if args.results_dir != report.RESULTS_DIR:
         return []
-    defaults = parse_args([], "")
     changed = [f"--{name.replace('_', '-')} {getattr(args, name):g}" for name in
                ("scale", "repeat", "stream_events", "stream_rate", "stream_seconds", "stream_warmup")
-               if getattr(args, name) != getattr(defaults, name)]
+               if getattr(args, name) != args.defaults[name]]
     if args.stream_trigger is not None:
         changed.append(f"--stream-trigger {args.stream_trigger:g}")
+    if args.no_generate:  # an earlier run's source, of whatever scale it had
+        changed.append("--no-generate")
     return changed + ([f"measured beside {', '.join(busy)}"] if busy else [])

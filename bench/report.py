@@ -15,7 +15,7 @@ RATIO_KEYS = ("replication_full_vs_bound", "replication_full_vs_naive", "replica
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-def _ratio(a: dict | None, b: dict | None, key: str = "rows_per_s") -> float | None:
+def ratio(a: dict | None, b: dict | None, key: str = "rows_per_s") -> float | None:
     if not a or not b or not b.get(key):
         return None
     return round(a[key] / b[key], 3)
@@ -24,15 +24,15 @@ def _ratio(a: dict | None, b: dict | None, key: str = "rows_per_s") -> float | N
 def ratios(m: dict[str, dict]) -> dict:
     full, incremental = m.get("ours_full"), m.get("ours_incremental")
     return {
-        "replication_full_vs_bound": _ratio(full, m.get("bound")),
-        "replication_full_vs_naive": _ratio(full, m.get("naive")),
-        "replication_full_vs_peer": _ratio(full, m.get("peer")),
+        "replication_full_vs_bound": ratio(full, m.get("bound")),
+        "replication_full_vs_naive": ratio(full, m.get("naive")),
+        "replication_full_vs_peer": ratio(full, m.get("peer")),
         # time of an incremental run relative to a full one (goal <= 0.1)
-        "replication_incremental_vs_full": _ratio(incremental, full, key="seconds"),
-        "stream_drain_vs_bound": _ratio(m.get("stream_drain"), m.get("stream_bound")),
+        "replication_incremental_vs_full": ratio(incremental, full, key="seconds"),
+        "stream_drain_vs_bound": ratio(m.get("stream_drain"), m.get("stream_bound")),
         "stream_p95_latency_s": (m.get("stream_continuous") or {}).get("p95_latency_s"),
         # Spark time relative to DuckDB time (goal <= 3)
-        "marts_spark_vs_duckdb": _ratio(m.get("marts_spark"), m.get("marts_duckdb"), key="seconds"),
+        "marts_spark_vs_duckdb": ratio(m.get("marts_spark"), m.get("marts_duckdb"), key="seconds"),
     }
 
 

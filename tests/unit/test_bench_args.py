@@ -154,6 +154,23 @@ def test_a_run_unlike_the_issues_does_not_replace_the_readmes_latest_numbers(tmp
     assert unlike_the_issue(parse_args(["--stream-events", "2000", "--repeat", "1"]), ["airflow-scheduler"]) == [
         "--repeat 1", "--stream-events 2000", "measured beside airflow-scheduler"]
     assert unlike_the_issue(parse_args(["--scale", "1", "--results-dir", str(tmp_path)]), []) == []  # the harness'
+    assert unlike_the_issue(parse_args(["--no-generate"]), []) == ["--no-generate"]  # an earlier run's source
+
+
+def test_the_issues_defaults_are_not_checked_again_where_the_checks_would_refuse_them(monkeypatch):
+    """A live source sized up in .env makes the default --scale 60 too big: parsing the defaults again (with their
+    checks) ended a finished bench in a usage error, nothing written."""
+    from bench.args import parse_args, unlike_the_issue
+
+    from shopflow.config import get_settings
+
+    monkeypatch.setenv("DATAGEN_ORDERS", "2000000")
+    get_settings.cache_clear()
+    try:
+        assert unlike_the_issue(parse_args(["--scale", "1"]), []) == ["--scale 1"]
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
 def test_such_a_run_is_written_dated_only(tmp_path, capsys):

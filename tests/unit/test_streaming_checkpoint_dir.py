@@ -46,3 +46,10 @@ def test_reset_refuses_before_it_forgets_the_positions(tmp_path, monkeypatch):
     with pytest.raises(NotACheckpoint, match="holds other.txt"):
         query.reset(_settings(tmp_path))
     assert (tmp_path / "other.txt").read_text() == "kept"
+
+
+def test_skip_deleted_refuses_before_it_moves_any_position(tmp_path, monkeypatch):
+    (tmp_path / "other.txt").write_text("kept")
+    monkeypatch.setattr(query, "topic_partitions", lambda settings: pytest.fail("the broker asked"))
+    with pytest.raises(NotACheckpoint, match="holds other.txt"):
+        query.skip_deleted(_settings(tmp_path))

@@ -2,7 +2,7 @@
 one line (exit 2: the restart mends it)."""
 import pytest
 
-from shopflow.streaming.offset_log import PositionsBehind, gaps
+from shopflow.streaming.offset_log import PositionsBehind, gaps, merged
 
 T = "users-data"
 
@@ -34,6 +34,21 @@ def test_without_a_position_the_broker_says_where_the_partition_begins():
     found = gaps({T: {"0": 0, "1": 40, "2": 17}}, {}, earliest)
     assert found == [f"{T}-2: no position, earliest offset 0 < 17"]  # 1 begins at 40 (retention): no gap
     assert asked == [(T, [1, 2])]
+
+
+def test_within_a_query_only_a_position_changed_since_its_last_batch_is_judged():
+    """A partition added meanwhile whose first range held only transaction markers keeps no position (or one short
+    of the range's end): this query read it all the same, and it was refused as a gap (a failed run, a message
+    blaming a restore). A position that differs from what the query wrote was changed by someone else: judged."""
+    assert gaps({T: {"0": 950, "3": 17}}, {T: {"0": 950}}, _no_broker, written={T: {"0": 950}}) == []
+    assert gaps({T: {"0": 950, "3": 17}}, {T: {"0": 950, "3": 12}}, _no_broker, written={T: {"0": 950, "3": 12}}) == []
+    assert gaps({T: {"0": 950}}, {T: {"0": 412}}, _no_broker, written={T: {"0": 950}}) == [f"{T}-0: position 412 < 950"]
+    assert gaps({T: {"0": 950}}, {}, lambda topic, parts: {0: 0}, written={T: {"0": 950}}) == [
+        f"{T}-0: no position, earliest offset 0 < 950"]  # the schema recreated under the query
+
+
+def test_the_positions_after_a_batch_keep_the_greater_of_each():
+    assert merged({T: {"0": 5, "1": 9}}, {T: {"1": 7, "2": 3}}) == {T: {"0": 5, "1": 9, "2": 3}}
 
 
 def test_the_jobs_failure_names_it_in_one_line():

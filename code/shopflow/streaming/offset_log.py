@@ -92,20 +92,35 @@ def past_invisible(ends: ko.Offsets, committed: ko.Offsets, planned: tuple[ko.Of
     return moved
 
 
+def merged(positions: ko.Offsets, ends: ko.Offsets) -> ko.Offsets:
+    """The positions after `ledger.advance` of `ends`: per partition the greater."""
+    result = {topic: dict(parts) for topic, parts in positions.items()}
+    for topic, parts in ends.items():
+        for partition, end in parts.items():
+            result.setdefault(topic, {})[partition] = max(end, result.get(topic, {}).get(partition, end))
+    return result
+
+
 class PositionsBehind(ko.KafkaOffsetError):
     """A batch starts above the positions committed in Postgres (Postgres restored, or its schema recreated, while
     the query ran; a checkpoint half deleted): applying it would skip the events between, silently. A restart
     resumes from the positions (`query.drop_checkpoint_ahead`), so a retry mends it."""
 
 
-def gaps(start: ko.Offsets, committed: ko.Offsets, earliest: Callable[[str, list[int]], dict[int, int]]
-         ) -> list[str]:
+def gaps(start: ko.Offsets, committed: ko.Offsets, earliest: Callable[[str, list[int]], dict[int, int]],
+         written: ko.Offsets | None = None) -> list[str]:
     """`topic-partition: position < start` for each partition of a batch's planned `start` above its committed
-    position; without a position, above the partition's `earliest(topic, partitions)` offset (asked only then)."""
+    position; without a position, above the partition's `earliest(topic, partitions)` offset (asked only then).
+    `written`: the positions this query's previous batch left; a partition whose position is still that (or still
+    none) was read by this query up to `start` (a position short of it: transaction markers of a partition added
+    meanwhile, which `past_invisible` cannot move past), so only a changed one is judged."""
     found, unknown = [], {}
     for topic, parts in start.items():
         for partition, begin in parts.items():
-            if (before := committed.get(topic, {}).get(partition)) is None:
+            before = committed.get(topic, {}).get(partition)
+            if written is not None and before == written.get(topic, {}).get(partition):
+                continue
+            if before is None:
                 if begin > 0:
                     unknown.setdefault(topic, []).append(int(partition))
             elif begin > before:

@@ -189,6 +189,8 @@ def skip_deleted(settings: Settings) -> dict[int, tuple[int, int]]:
     deletes the checkpoint, always: the next run starts from the positions (the checkpoint itself may point at the
     deleted events, behind positions committed just before a kill). The other partitions keep their positions, so
     nothing already applied is applied again. Returns {partition: (old position, new position)} of those moved."""
+    if settings.streaming_checkpoint_dir.exists():  # before the positions move: refused, nothing changed
+        offset_log.check_only_checkpoint(settings.streaming_checkpoint_dir)
     partitions = topic_partitions(settings)
     ensure_tables(settings)
     with pg_connection(settings) as conn, conn.cursor() as cur:

@@ -44,6 +44,7 @@ class BatchResult:
     events_rejected: int = 0
     start_offsets: ko.Offsets = field(default_factory=dict)
     end_offsets: ko.Offsets = field(default_factory=dict)
+    positions: ko.Offsets = field(default_factory=dict)  # after the batch (ledger.advance keeps the greater)
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: read, transform, write
 
     @property
@@ -75,16 +76,17 @@ class _Clock:
 
 def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int,
                 planned: tuple[ko.Offsets, ko.Offsets] | None = None,
-                earliest: Callable[[str, list[int]], dict[int, int]] | None = None) -> BatchResult:
+                earliest: Callable[[str, list[int]], dict[int, int]] | None = None,
+                written: ko.Offsets | None = None) -> BatchResult:
     """Writes the new rows of `batch` (rows of `events.validate_events`, parsed and validated on the streaming frame)
     on `cur` (the caller commits). The batch is cached; one job summarizes it (the Kafka read), one collects the
     users, one the dead letters if any (more when they are large: `dead_letters`). `planned`: the batch's (start,
     end) offsets from Spark's offset log: the positions move to its end past offsets that hold no visible record,
     and a start above the positions is refused (`offset_log.PositionsBehind`; `earliest`: the broker's first offsets
-    of partitions without a position)."""
+    of partitions without a position; `written`: the positions after this query's previous batch, `gaps`)."""
     ledger.lock_stream(cur, schema, STREAM)
     positions = ledger.committed_positions(cur, schema, STREAM)
-    if planned and earliest and (behind := offset_log.gaps(planned[0], positions, earliest)):
+    if planned and earliest and (behind := offset_log.gaps(planned[0], positions, earliest, written)):
         raise offset_log.PositionsBehind(
             f"batch {batch_id} starts above the stream's positions in Postgres ({'; '.join(behind[:3])}): Postgres "
             "was restored or its schema recreated while the stream ran (or the checkpoint was half deleted), and the "
@@ -100,6 +102,7 @@ def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int,
         result.events_new = sum(s.events for s in spans)
         result.start_offsets = _offsets(spans, "first_offset")
         result.end_offsets = offset_log.past_invisible(_offsets(spans, "next_offset"), positions, planned)
+        result.positions = offset_log.merged(positions, result.end_offsets)
         clock.lap("read")
         if not spans:  # nothing to apply; a range of invisible records only still moves its position
             if result.end_offsets:
@@ -132,6 +135,7 @@ class UsersSink:
                  starting: ko.Offsets | None = None, topic_id: str | None = None):
         self.settings, self.mode, self.stopping, self.starting = settings, mode, stopping, starting or {}
         self.topic_id = topic_id  # the broker's id of the topic when the query started (topic_identity)
+        self.written: ko.Offsets | None = None  # the positions after this query's last committed batch
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         record, started = RunRecord(job=JOB, table_name="users", mode=self.mode), time.monotonic()
@@ -140,7 +144,9 @@ class UsersSink:
             checkpoint_lock.verify(self.settings)  # still this checkpoint's only query (a Postgres restart ends locks)
             topic_identity.check_unchanged(self.settings, self.topic_id)  # the batch's offsets are that topic's
             with pg_connection(self.settings) as conn, conn.cursor() as cur:
-                result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id, planned, self._earliest)
+                result = apply_batch(cur, self.settings.POSTGRES_SCHEMA, batch, batch_id, planned, self._earliest,
+                                     self.written)
+            self.written = result.positions  # committed
         except BaseException as error:
             stopped = self.stopping()
             record.status = "stopped" if stopped else "failed"

@@ -47,3 +47,13 @@ def test_verify_against_a_mart_of_an_older_version_says_to_build_again(monkeypat
     monkeypatch.setattr(job, "verify", older)
     assert job.main([]) == 2
     assert capsys.readouterr().err.endswith("(a mart built by an older version: build the marts again)\n")
+
+
+@pytest.mark.parametrize("run_id", ["x" * 251, " "])
+def test_a_run_id_the_results_table_cannot_hold_is_refused_before_anything_runs(capsys, run_id):
+    """quality_results.run_id is VARCHAR(250): a longer id failed the build at its end (1406), every mart built."""
+    from shopflow.jobs import build_marts as job
+
+    with pytest.raises(SystemExit) as refused:
+        job.main(["--run-id", run_id])
+    assert refused.value.code == 2 and "argument --run-id: expected 1 to 250 characters" in capsys.readouterr().err

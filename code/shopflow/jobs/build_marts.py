@@ -37,12 +37,19 @@ log = logging.getLogger("shopflow.marts")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=JOB, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-id", help="recorded with the quality results (the DAG passes its run id)")
+    parser.add_argument("--run-id", type=_run_id, help="recorded with the quality results (the DAG passes its run id)")
     args = parser.parse_args(argv)
     configure_logging()
     settings = job_settings()
     with ends_on_signals(log, settings, JOB) as rearm:  # Airflow's timeout, Ctrl-C: one line, a failed row
         return _run(args, settings, rearm)
+
+
+def _run_id(raw: str) -> str:
+    """At most quality_results.run_id's 250 characters: a longer one failed the build at its end, every mart built."""
+    if not raw.strip() or len(raw) > 250:
+        raise argparse.ArgumentTypeError(f"expected 1 to 250 characters, got {len(raw)}")
+    return raw
 
 
 def _run(args: argparse.Namespace, settings, rearm: Callable[[], None]) -> int:

@@ -161,3 +161,16 @@ def test_the_servers_logs_are_readable_by_their_owner_alone(tmp_path):
     (tmp_path / "state" / "logs").mkdir(parents=True, mode=0o755)  # as an older version left it
     supervisor.write_config(scratch, all_services(scratch))
     assert (tmp_path / "state" / "logs").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("key", ["SPARK_JAVA_OPTIONS", "SPARK_STREAMING_JAVA_OPTIONS"])
+def test_jvm_flags_the_jvm_refuses_are_named_when_the_stack_starts_spark(key):
+    """A typo failed every job at its JVM's start with PySpark's JAVA_GATEWAY_EXITED traceback, the setting
+    unnamed."""
+    from shopflow.stack.layout import check_java_options
+
+    settings = dataclasses.replace(get_settings(), **{key: "-XX:+UseSerialGc"})
+    with pytest.raises(StackError, match=rf"{key}=-XX:\+UseSerialGc: the JVM refuses them \(Unrecognized VM option "
+                                         r"'UseSerialGc'"):
+        check_java_options(settings)
+    check_java_options(get_settings())  # the defaults pass

@@ -6,9 +6,11 @@ import ipaddress
 import os
 import pwd
 import stat
+import subprocess
 from pathlib import Path
 
 from shopflow.config import PROJECT_ROOT, Settings
+from shopflow.stack.binaries import java_home
 from shopflow.stack.services import Service, StackError, kafka_host_port, spark_master_host_port
 
 
@@ -91,3 +93,17 @@ def check_reachable(settings: Settings, user: str, server: str) -> None:
                              f"({stat.filemode(blocked.stat().st_mode)}) on the way to {path}. Let other users pass "
                              f"through it (`chmod o+x {blocked}`: entering only, not listing), or put the checkout "
                              "where every user can reach it (e.g. under /srv or /opt).")
+
+
+def check_java_options(settings: Settings) -> None:
+    """The jobs' JVM flags tried once on this machine's JVM, when the stack starts Spark: a typo (`-XX:+UseSerialGc`)
+    failed every job at its JVM's start, with PySpark's JAVA_GATEWAY_EXITED traceback and the setting unnamed."""
+    java = Path(java_home() or "/nonexistent") / "bin" / "java"
+    if not java.is_file():  # `make install` puts it there first; the Spark start says so itself
+        return
+    for key in ("SPARK_JAVA_OPTIONS", "SPARK_STREAMING_JAVA_OPTIONS"):
+        tried = subprocess.run([str(java), *getattr(settings, key).split(), "-version"], capture_output=True,
+                               text=True, timeout=60)
+        if tried.returncode != 0:
+            why = " ".join(line.strip() for line in tried.stderr.splitlines()[:2])
+            raise StackError(f"{key}={getattr(settings, key)}: the JVM refuses them ({why}); correct them in .env")

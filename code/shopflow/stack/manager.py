@@ -9,7 +9,7 @@ from shopflow import db, runlog
 from shopflow.config import Settings
 from shopflow.stack import bootstrap, cds, drift, health, processes, supervisor
 from shopflow.stack.lock import one_at_a_time
-from shopflow.stack.layout import check_layout, check_reachable
+from shopflow.stack.layout import check_java_options, check_layout, check_reachable
 from shopflow.stack.services import GROUPS, Service, StackError, all_services
 
 DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",), "dashboard": ("mariadb",)}
@@ -175,6 +175,8 @@ def ensure(settings: Settings, groups=GROUPS, started: list[str] | None = None) 
     _check_drift(settings, groups, services)
     todo = _to_start(settings, groups, services)
     _check_ports(todo)
+    if any(s.group == "spark" for s in todo):
+        check_java_options(settings)
     for group in {s.group for s in todo} & SYSTEM_USERS.keys():
         check_reachable(settings, *SYSTEM_USERS[group])
     settings.state_dir.mkdir(parents=True, exist_ok=True)

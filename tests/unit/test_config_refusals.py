@@ -36,6 +36,12 @@ from shopflow.config import Settings, SettingsError, load_settings
     ("SPARK_MASTER_URL", "spark://127.0.0.1", "expected spark://host:port"),
     ("SPARK_MASTER_URL", "spark://127.0.0.1:7077/", "expected spark://host:port"),
     ("SPARK_MASTER_URL", "spark://127.0.0.1:7077,x", "expected spark://host:port"),
+    ("SPARK_MASTER_URL", "local[x]", "SPARK_MASTER_URL='local[x]': expected spark://host:port, local[N]"),  # py4j's
+    ("SPARK_CDS_JOBS", "all", "SPARK_CDS_JOBS='all': 'all' is no Spark job of shopflow; the jobs: build_marts, "
+                              "stream_users, replicate_postgres_to_mysql"),
+    # a misspelt name ran its job without the archive, silently
+    ("SPARK_CDS_JOBS", "build_marts,stream_user", "SPARK_CDS_JOBS='build_marts,stream_user': 'stream_user' is no "
+                                                  "Spark job of shopflow (did you mean stream_users?)"),
     # the executors get the same JVM options, and Spark refuses a Spark property among them: every job failed at start
     ("SPARK_JAVA_OPTIONS", "-XX:+UseSerialGC -Dspark.network.timeout=600s", "SPARK_JAVA_OPTIONS='-XX:+UseSerialGC "
      "-Dspark.network.timeout=600s': -Dspark.network.timeout=600s is not allowed here (Spark refuses Spark properties"),

@@ -10,4 +10,5 @@ def test_a_jar_setting_pointing_nowhere_is_named_not_a_missing_jars_option(tmp_p
     code, output = _submit("build_marts", "--jars", gone, MYSQL_JDBC_JAR=gone)
     lines = [line for line in output.splitlines() if " ERROR shopflow." in line]
     assert code == NO_RETRY_EXIT and len(lines) == 1, output[-3000:]
-    assert f"the JDBC driver jar(s) {gone} of the settings (POSTGRES_JDBC_JAR / MYSQL_JDBC_JAR) do not exist" in lines[0]
+    assert (f"the JDBC driver jar(s) {gone} of the settings (POSTGRES_JDBC_JAR / MYSQL_JDBC_JAR) do not exist"
+            in lines[0])

@@ -4,7 +4,8 @@ Every statement is idempotent, so applying the DDL twice changes nothing.
 """
 from __future__ import annotations
 
-from .models import CHANGE_TXID, TABLES, TOMBSTONE_HORIZON, TOMBSTONES, UPDATED_AT, Column, Table
+from .models import (CHANGE_TXID, DATETIME_END, DATETIME_MIN, TABLES, TOMBSTONE_HORIZON, TOMBSTONES, UPDATED_AT, Column,
+                     Table)
 from .streaming_ddl import streaming_ddl
 
 _PG_TYPES = {"id": "bigint", "id_ref": "bigint", "int": "integer", "smallint": "smallint",
@@ -98,9 +99,9 @@ def _pg_table(table: Table, schema: str) -> list[str]:
     return statements + [_not_valid_check(table, schema, *check) for check in checks]
 
 
-# What the replica's DATETIME(6) holds, as the replication checks it (replication/transform.py): timestamptz also takes
-# years up to 294276 and 'infinity', and one such row (a year typed 20250) stopped the replication of its table
-DATETIME_RANGE = ("timestamptz '1000-01-01 00:00:00+00'", "timestamptz '9999-12-31 23:59:59.999+00'")
+# models.DATETIME_MIN/END: timestamptz also takes years up to 294276 and 'infinity', and one such row (a year typed
+# 20250) stopped the replication of its table
+DATETIME_RANGE = tuple(f"timestamptz '{moment:%Y-%m-%d %H:%M:%S.%f}+00'" for moment in (DATETIME_MIN, DATETIME_END))
 
 
 def _not_valid_check(table: Table, schema: str, suffix: str, condition: str) -> str:
@@ -192,9 +193,14 @@ def unique_text_columns(table: Table) -> list[Column]:
     return [c for c in table.columns if _unique_text(c)]
 
 
+def mysql_type(column: Column) -> str:
+    """The column's type in the replica, as `mysql_column_type` declares it (e.g. DECIMAL(12,2), VARCHAR(100))."""
+    return _type(column, _MYSQL_TYPES, "VARCHAR")
+
+
 def mysql_column_type(column: Column, key_collation: str | None = None) -> str:
     """The column's type and nullability in the replica (the collation of a unique text column included)."""
-    sql = _type(column, _MYSQL_TYPES, "VARCHAR")
+    sql = mysql_type(column)
     if key_collation and _unique_text(column):
         sql += f" COLLATE {key_collation}"
     return sql + (" NULL" if column.nullable else " NOT NULL")

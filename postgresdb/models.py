@@ -6,6 +6,7 @@ Everything else is derived from these declarations: the Postgres DDL (schema `so
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 LOYALTY_STATUSES = ("Gold", "Silver", "Bronze")
 ORDER_STATUSES = ("Pending", "Processing", "Shipped", "Completed", "Cancelled")
@@ -133,3 +134,14 @@ CHANGE_TXID = "change_txid"
 TOMBSTONES = "deleted_rows"
 # Per table: its tombstones with change_txid below `pruned_below` may be gone (code/shopflow/replication/tombstones.py)
 TOMBSTONE_HORIZON = "deleted_rows_horizon"
+
+# What the replica's DATETIME(6) holds, in UTC: from DATETIME_MIN up to, not including, DATETIME_END (Postgres'
+# 'infinity' as the JDBC path reads it). The source refuses the rest (ddl.py); the replication and the stream check it.
+DATETIME_MIN = datetime(1000, 1, 1, tzinfo=timezone.utc)
+DATETIME_END = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Microseconds since 1970 (for Spark's timestamp_micros: a datetime literal would pass through Java's hybrid
+    Julian calendar)."""
+    return (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)

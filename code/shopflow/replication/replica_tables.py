@@ -38,7 +38,7 @@ def retyped(types: dict[tuple[str, str], tuple]) -> dict[str, list[str]]:
         for column in replicated_columns(table):
             if (found := types.get((table.name, column.name))) is None:  # lacking: reported apart
                 continue
-            model = postgresdb.ddl.mysql_column_type(column).removesuffix(" NOT NULL").removesuffix(" NULL").lower()
+            model = postgresdb.ddl.mysql_type(column).lower()
             charset = "utf8mb4" if model.startswith(("varchar", "longtext", "text")) else None
             for differs, what in ((found[0] != model, f"{found[0]}, the model's {model}"),
                                   (found[1] != column.nullable, f"{'NULL' if found[1] else 'NOT NULL'}, the model's "

@@ -6,7 +6,6 @@ truncate/round) is caught here, with its key and reason, before anything is writ
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from pyspark.sql import Column as SparkColumn
@@ -14,15 +13,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from postgresdb.models import UPDATED_AT, Column, Table
+from postgresdb.models import DATETIME_END, DATETIME_MIN, UPDATED_AT, Column, Table, epoch_micros
 
 REJECT_REASON = "reject_reason"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-# MySQL DATETIME(6) holds 1000-01-01 .. 9999-12-31; Postgres 'infinity' arrives as 9999-12-31 23:59:59.999.
-# As epoch microseconds: a Python datetime literal would pass through Java's hybrid Julian calendar.
-DATETIME_MIN_US = (datetime(1000, 1, 1, tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1)
-DATETIME_INFINITY_US = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) - _EPOCH) // timedelta(
-    microseconds=1)
+# MySQL DATETIME(6) holds 1000-01-01 .. 9999-12-31; Postgres 'infinity' arrives as 9999-12-31 23:59:59.999
+DATETIME_MIN_US, DATETIME_INFINITY_US = epoch_micros(DATETIME_MIN), epoch_micros(DATETIME_END)
 # Fixed-point text form of DATETIME(6), rendered in the session time zone (UTC): no JVM/driver zone conversion.
 DATETIME_FORMAT = "yyyy-MM-dd HH:mm:ss.SSSSSS"
 MONEY_LIMIT = Decimal("10000000000")  # DECIMAL(12,2): |value| < 10^10

@@ -71,11 +71,10 @@ def port_owner(port: int) -> str:
     if (holder := port_holder(port)) is None:
         return "an unknown process"
     name, pid = holder
-    if checkout := _stack_checkout(pid):
-        if checkout == str(PROJECT_ROOT) and (daemon := _supervisord(pid)):  # this checkout, another state dir
-            state = daemon[1]
-            return (f"{name} (pid {pid}, of this checkout's stack with the state directory {state}: "
-                    f"`LOCAL_STATE_DIR={state} make down` stops it)")
+    if daemon := _supervisord(pid):
+        if (checkout := _checkout_of(*daemon)) == str(PROJECT_ROOT):  # this checkout, another state dir
+            return (f"{name} (pid {pid}, of this checkout's stack with the state directory {daemon[1]}: "
+                    f"`LOCAL_STATE_DIR={daemon[1]} make down` stops it)")
         return f"{name} (pid {pid}, of the shopflow stack in {checkout})"
     if checkout := stack_mark(pid):  # its supervisord is gone
         return f"{name} (pid {pid}, left running by the shopflow stack in {checkout}: `make down` there stops it)"
@@ -121,9 +120,11 @@ def _supervisord(pid: int) -> tuple[int, str] | None:
 
 def _stack_checkout(pid: int) -> str | None:
     """The checkout whose supervisord (started with the stack's mark) is `pid` or its ancestor."""
-    if (daemon := _supervisord(pid)) is None:
-        return None
-    return stack_mark(daemon[0]) or str(Path(daemon[1]).parent)
+    return None if (daemon := _supervisord(pid)) is None else _checkout_of(*daemon)
+
+
+def _checkout_of(daemon: int, state_dir: str) -> str:
+    return stack_mark(daemon) or str(Path(state_dir).parent)
 
 
 def _get_json(url: str, timeout: float = 3.0):

@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from postgresdb.models import LOYALTY_STATUSES, USERS
+from postgresdb.models import DATETIME_END, LOYALTY_STATUSES, USERS, epoch_micros
 
 SOURCE_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
 
@@ -38,7 +38,6 @@ WHITESPACE = ("\t\n\u000b\f\r \u0085\u00a0\u1680" + "".join(map(chr, range(0x200
 # What the MySQL replica's DATETIME stores (Postgres stores wider ranges, but a user it cannot replicate would stop
 # the replication of `users`; a year Postgres refuses, e.g. -5000, would fail its batch on every retry)
 REGISTRATION_YEARS = (1000, 9999)
-LAST_REPLICATED_MS = "9999-12-31 23:59:59.999"  # and later: refused by the source (postgresdb/ddl.py DATETIME_RANGE)
 FUTURE_TOLERANCE_DAYS = 1  # a producer's clock ahead of the broker's
 # registration_date starts with a whole date (year, month, day); Spark's timestamp cast reads the rest (a time after
 # 'T' or a space, a zone; none: UTC) and judges the values (month 13, hour 25). The cast alone also read "2024" and
@@ -146,7 +145,7 @@ def _rules(first: Column, last: Column, email: Column, phone: Column, status: Co
                           "Kafka timestamp)"))
               # without a Kafka timestamp: the last millisecond of 9999 is Postgres' 'infinity' to the replica, which
               # the source refuses (its batch failed on every retry)
-              .when(registered >= F.lit(LAST_REPLICATED_MS).cast("timestamp"),
+              .when(registered >= F.timestamp_micros(F.lit(epoch_micros(DATETIME_END))),
                     F.lit(f"registration_date outside the years {REGISTRATION_YEARS[0]}-{REGISTRATION_YEARS[1]} "
                           "(UTC)"))]
     for name, value in (("first_name", first), ("last_name", last), ("email", email), ("phone", phone)):

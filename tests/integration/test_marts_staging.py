@@ -1,17 +1,21 @@
-"""A staging table a failed gate left for inspection, held open by a session: the next build's DROP of it gives up
-after STAGING_LOCK_WAIT_S and names the session (MariaDB's own lock wait is a day)."""
+"""Staging: a table a failed gate left for inspection, held open by a session (the next build's DROP of it gives up
+after STAGING_LOCK_WAIT_S and names the session: MariaDB's own lock wait is a day); a mart that fails to stage."""
 from __future__ import annotations
 
+import mysql.connector
 import pytest
 from attempt_support import Attempt
-from test_marts_replica import scratch_replica
+from test_marts_build import MART_NAMES, mart_rows, published, replica  # noqa: F401  (module fixtures)
+from test_marts_replica import execute, scratch_replica
 
 from shopflow import db
 from shopflow.marts import all_marts
 from shopflow.marts import store as mart_store
+from shopflow.marts.build import JOB, build_marts
 from shopflow.marts.store import MartStore, PublishBlocked, staging_name
 
 pytestmark = pytest.mark.integration
+__all__ = ["published", "replica"]
 
 
 def test_a_session_holding_a_leftover_staging_table_fails_the_next_build_by_name(mysql, monkeypatch):
@@ -37,3 +41,28 @@ def test_a_session_holding_a_leftover_staging_table_fails_the_next_build_by_name
     assert isinstance(build.error, PublishBlocked), build.error
     assert f"{mart.name}: dropping the staging table a failed build left" in str(build.error)
     assert f"session {holder_id} ({replica.MYSQL_USER}@127.0.0.1:" in str(build.error)
+
+
+def test_a_mart_that_fails_to_stage_fails_the_run_and_the_others_gates_are_recorded(spark, replica, published,
+                                                                                     monkeypatch):
+    """One mart's staging failed (a lost connection) while the others staged and passed their gates: the first
+    error ended the run before any result was written (no quality_results, no per-mart rows)."""
+    original, broken = MartStore.write_staging, "mart_product_rating"
+
+    def write_staging(self, frame, mart):
+        if mart.name == broken:
+            raise mysql.connector.errors.OperationalError(msg="Lost connection to MySQL server", errno=2013)
+        return original(self, frame, mart)
+
+    monkeypatch.setattr(MartStore, "write_staging", write_staging)
+    before = mart_rows(replica)
+    with pytest.raises(mysql.connector.errors.OperationalError, match="Lost connection"):
+        build_marts(spark, replica, run_id="it-unstaged")
+    assert mart_rows(replica) == before
+    checked = execute(replica, "SELECT DISTINCT mart FROM quality_results WHERE run_id = 'it-unstaged'")
+    assert sorted(m for (m,) in checked) == [n for n in MART_NAMES if n != broken]
+    rows = dict(execute(replica, "SELECT table_name, detail FROM pipeline_runs WHERE job = %s AND status = 'failed' "
+                                 "AND detail LIKE 'run it-unstaged:%'", params=(JOB,)))
+    assert sorted(rows) == MART_NAMES
+    assert rows[broken].startswith("run it-unstaged: not staged: OperationalError")
+    assert all(f"not published ({broken} not staged: OperationalError)" in d for n, d in rows.items() if n != broken)

@@ -43,6 +43,7 @@ class MartResult:
     seconds: float = 0.0
     rows: int = 0
     checks: list[CheckResult] = field(default_factory=list)
+    error: BaseException | None = None  # its staging or checks failed: nothing of it is recorded but this
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -50,9 +51,12 @@ class MartResult:
 
     def run_record(self, run_id: str, not_published: str | None = None) -> RunRecord:
         """`not_published`: why the run published nothing (this mart's gate, another's, or the publish itself)."""
-        detail = (f"run {run_id}: {len(self.checks) - len(self.failures)}/{len(self.checks)} checks passed"
-                  + "".join(f"; {c}" for c in self.failures)
-                  + (f"; not published ({not_published}), {self.rows} rows staged" if not_published else ""))
+        if self.error is not None:
+            detail = f"run {run_id}: not staged: {type(self.error).__name__}: {self.error}"
+        else:
+            detail = (f"run {run_id}: {len(self.checks) - len(self.failures)}/{len(self.checks)} checks passed"
+                      + "".join(f"; {c}" for c in self.failures)
+                      + (f"; not published ({not_published}), {self.rows} rows staged" if not_published else ""))
         return RunRecord(job=JOB, table_name=self.mart.name, mode="rebuild", started_at=self.started_at,
                          finished_at=_now(), seconds=round(self.seconds, 3),
                          rows_written=0 if not_published else self.rows,
@@ -97,13 +101,26 @@ def _build_all(spark, settings: Settings, store: MartStore, marts: tuple[Mart, .
 
 def _stage_all(settings: Settings, marts: tuple[Mart, ...], frames, expected) -> list[MartResult]:
     """The marts are independent once the replica is cached: each is built, staged and checked in its own thread
-    with its own MySQL connection (the build lock stays with the run's connection); results in registry order."""
+    with its own MySQL connection (the build lock stays with the run's connection); results in registry order. A
+    mart whose staging fails carries its error: the others still finish, and their gate results are recorded."""
     def stage(mart: Mart) -> MartResult:
-        with mysql_connection(settings, autocommit=True) as conn:
-            return _stage_and_check(MartStore(settings, conn.cursor()), mart, frames, expected)
+        try:
+            with mysql_connection(settings, autocommit=True) as conn:
+                return _stage_and_check(MartStore(settings, conn.cursor()), mart, frames, expected)
+        except Exception as error:
+            log.error("%s: not staged: %s: %s", mart.name, type(error).__name__, error)
+            return MartResult(mart, error=error)
 
     with ThreadPoolExecutor(max_workers=MART_THREADS) as pool:
         return list(pool.map(stage, marts))
+
+
+def _not_published(error: BaseException, failures: list[CheckResult], unstaged: list[MartResult]) -> str:
+    if unstaged:
+        return f"{', '.join(r.mart.name for r in unstaged)} not staged: {type(unstaged[0].error).__name__}"
+    if failures:
+        return f"the quality gate failed for {len({c.mart for c in failures})} mart(s)"
+    return type(error).__name__
 
 
 def build_marts(spark, settings: Settings, run_id: str | None = None,
@@ -118,13 +135,15 @@ def build_marts(spark, settings: Settings, run_id: str | None = None,
         run.rows_read, results = _build_all(spark, settings, store, marts)
         record_results(store.cur, run_id, [c for r in results for c in r.checks])
         failures = [c for r in results for c in r.failures]
+        unstaged = [r for r in results if r.error is not None]
         try:
+            if unstaged:  # the first one's error is the run's (its exit code: a server down is retried)
+                raise unstaged[0].error
             if failures:
                 raise QualityGateError(failures)
             store.publish(marts)
         except BaseException as error:  # each mart's row says it was not published, and why
-            reason = f"the quality gate failed for {len({c.mart for c in failures})} mart(s)" if failures else \
-                f"{type(error).__name__}"
+            reason = _not_published(error, failures, unstaged)
             for result in results:  # the error raised stays the run's (a gate's exit 3), not a failed row write
                 record_run_or_warn(settings, result.run_record(run_id, reason), what=result.mart.name)
             raise

@@ -64,3 +64,14 @@ def test_a_source_column_dropped_then_added_again_is_reloaded_in_full(spark, scr
     assert results["users"].plan.mode == "full"
     assert replica_query(scratch, "SELECT COUNT(phone) AS phones FROM users") == [{"phones": 0}]
     assert_replica_equals_source(scratch)
+
+
+def test_a_source_column_outside_the_model_is_named_in_a_warning(spark, scratch, caplog):
+    """A column added to the source by hand was left out of the replica without a word."""
+    seed(scratch)
+    pg(scratch, "ALTER TABLE {s}.users ADD COLUMN nickname varchar(20), ADD COLUMN age int")
+    with caplog.at_level("WARNING", logger="shopflow.replication"):
+        replicate(spark, scratch)
+    assert "source table users has column(s) outside the model, not replicated: age, nickname" in caplog.text
+    assert "source table orders" not in caplog.text
+    assert_replica_equals_source(scratch)

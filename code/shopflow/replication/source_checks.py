@@ -3,11 +3,15 @@ change-tracking triggers, in the run's snapshot. Each returns, per table, what i
 are left out."""
 from __future__ import annotations
 
+import logging
+
 from postgresdb.ddl import pg_type_name, tracking_triggers
 from postgresdb.models import CHANGE_TXID, Table
 
 from .source import SourceSnapshot
 from .transform import replicated_columns
+
+log = logging.getLogger("shopflow.replication")
 
 
 def columns(source: SourceSnapshot, oids: dict[str, int]) -> dict[tuple[int, str], str]:
@@ -32,8 +36,23 @@ def missing_columns(found: dict[tuple[int, str], str], tables: list[Table], oids
 
 def differences(found: dict[tuple[int, str], str], tables: list[Table], oids: dict[str, int]
                 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """(`missing_columns`, `retyped`)."""
+    """(`missing_columns`, `retyped`); the columns outside the model are logged (`unreplicated`)."""
+    for table, names in unreplicated(found, tables, oids).items():
+        log.warning("source table %s has column(s) outside the model, not replicated: %s (postgresdb/models.py "
+                    "lists what is)", table, ", ".join(names))
     return missing_columns(found, tables, oids), retyped(found, tables, oids)
+
+
+def unreplicated(found: dict[tuple[int, str], str], tables: list[Table], oids: dict[str, int]
+                 ) -> dict[str, list[str]]:
+    """Per table, the source's columns that replication does not read (added by hand: they were left out without a
+    word); tables without any are left out."""
+    extra: dict[str, list[str]] = {}
+    for table in tables:
+        known = {c.name for c in replicated_columns(table)} | {CHANGE_TXID}
+        if names := sorted(name for oid, name in found if oid == oids[table.name] and name not in known):
+            extra[table.name] = names
+    return extra
 
 
 def retyped(found: dict[tuple[int, str], str], tables: list[Table], oids: dict[str, int]) -> dict[str, list[str]]:

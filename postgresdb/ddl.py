@@ -4,6 +4,7 @@ Every statement is idempotent, so applying the DDL twice changes nothing.
 """
 from __future__ import annotations
 
+from . import guarded
 from .models import (CHANGE_TXID, DATETIME_END, DATETIME_MIN, TABLES, TOMBSTONE_HORIZON, TOMBSTONES, UPDATED_AT, Column,
                      Table)
 from .streaming_ddl import streaming_ddl
@@ -70,9 +71,7 @@ def _pg_table(table: Table, schema: str) -> list[str]:
     body += [check for c in table.columns for check in _checks(table, c, "")]
     statements = [f"CREATE TABLE IF NOT EXISTS {schema}.{table.name} (\n    " + ",\n    ".join(body) + "\n)"]
     indexed = [(c.name,) for c in table.foreign_keys] + list(table.indexes) + [(CHANGE_TXID,)]
-    for cols in indexed:
-        statements.append(f"CREATE INDEX IF NOT EXISTS ix_{table.name}_{'_'.join(cols)} "
-                          f"ON {schema}.{table.name} ({', '.join(cols)})")
+    statements += [guarded.index(schema, table.name, tuple(cols)) for cols in indexed]
     name, key = f"{schema}.{table.name}", table.primary_key
     touch, stamp, tombstone, rekey, tombstone_truncate = tracking_triggers(table)
     triggers = {
@@ -88,11 +87,9 @@ def _pg_table(table: Table, schema: str) -> list[str]:
                f"EXECUTE FUNCTION {schema}.record_delete('{key}')",
         tombstone_truncate: f"AFTER TRUNCATE ON {name} FOR EACH STATEMENT EXECUTE FUNCTION {schema}.record_truncate()",
     }
-    for trigger, definition in triggers.items():
-        # ALWAYS: they fire under session_replication_role = replica too (logical replication into the source),
-        # where a plain trigger would let changes pass untracked (README: not a pg_restore --disable-triggers)
-        statements += [f"CREATE OR REPLACE TRIGGER {trigger} {definition}",
-                       f"ALTER TABLE {name} ENABLE ALWAYS TRIGGER {trigger}"]
+    # ALWAYS: they fire under session_replication_role = replica too (logical replication into the source), where a
+    # plain trigger would let changes pass untracked (README: not a pg_restore --disable-triggers)
+    statements += [guarded.trigger(name, trigger, definition) for trigger, definition in triggers.items()]
     checks = [(f"{c.name}_number", f"{c.name} <> 'NaN'") for c in table.columns if c.kind == "money"]
     checks += [(f"{name}_datetime", f"{name} >= {DATETIME_RANGE[0]} AND {name} < {DATETIME_RANGE[1]}")
                for name in [c.name for c in table.columns if c.kind == "timestamp"] + [UPDATED_AT]]
@@ -108,13 +105,7 @@ def _not_valid_check(table: Table, schema: str, suffix: str, condition: str) -> 
     """A value no replica can hold: numeric's 'NaN' (ordered above every number, so `>= 0` lets it pass), a timestamp
     outside DATETIME. Added NOT VALID, so a source created before the check gets it too, for the rows written from
     now on."""
-    check = f"ck_{table.name}_{suffix}"
-    return f"""DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '{schema}.{table.name}'::regclass
-                   AND conname = '{check}') THEN
-        ALTER TABLE {schema}.{table.name} ADD CONSTRAINT {check} CHECK ({condition}) NOT VALID;
-    END IF;
-END $$"""
+    return guarded.constraint(f"{schema}.{table.name}", f"ck_{table.name}_{suffix}", f"CHECK ({condition}) NOT VALID")
 
 
 def _pg_tracking(schema: str) -> list[str]:
@@ -127,9 +118,9 @@ def _pg_tracking(schema: str) -> list[str]:
     deleted_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     {CHANGE_TXID} bigint NOT NULL DEFAULT txid_current()
 )""",
-        f"CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_{CHANGE_TXID} ON {schema}.{TOMBSTONES} ({CHANGE_TXID})",
+        guarded.index(schema, TOMBSTONES, (CHANGE_TXID,)),
         # the replication job's pruning finds the tombstones past their retention by it (tombstones.py)
-        f"CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_deleted_at ON {schema}.{TOMBSTONES} (deleted_at)",
+        guarded.index(schema, TOMBSTONES, ("deleted_at",)),
         f"""CREATE TABLE IF NOT EXISTS {schema}.{TOMBSTONE_HORIZON} (
     table_name text PRIMARY KEY,
     pruned_below bigint NOT NULL,

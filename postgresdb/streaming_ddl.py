@@ -9,6 +9,8 @@ Every statement is idempotent.
 """
 from __future__ import annotations
 
+from . import guarded
+
 REJECTED_USER_EVENTS = "rejected_user_events"
 STREAM_OFFSETS = "stream_offsets"
 STREAM_BATCHES = "stream_batches"
@@ -33,8 +35,8 @@ def streaming_ddl(schema: str = "source") -> list[str]:
 )""",
         # Not unique: after a reset (topic recreated, offsets restart at 0) the same offsets come again. Replays
         # are excluded by stream_offsets, written in the same transaction.
-        f"CREATE INDEX IF NOT EXISTS ix_{REJECTED_USER_EVENTS}_source "
-        f"ON {schema}.{REJECTED_USER_EVENTS} (kafka_topic, kafka_partition, kafka_offset)",
+        guarded.index(schema, REJECTED_USER_EVENTS, ("kafka_topic", "kafka_partition", "kafka_offset"),
+                      name=f"ix_{REJECTED_USER_EVENTS}_source"),
         f"""CREATE TABLE IF NOT EXISTS {schema}.{STREAM_OFFSETS} (
     stream text NOT NULL,
     kafka_topic text NOT NULL,
@@ -56,7 +58,7 @@ def streaming_ddl(schema: str = "source") -> list[str]:
     events_rejected bigint NOT NULL,
     committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 )""",
-        f"CREATE INDEX IF NOT EXISTS ix_{STREAM_BATCHES}_stream_batch ON {schema}.{STREAM_BATCHES} (stream, batch_id)",
+        guarded.index(schema, STREAM_BATCHES, ("stream", "batch_id"), name=f"ix_{STREAM_BATCHES}_stream_batch"),
         # The broker's id of the topic the positions were committed in (KIP-516): a topic deleted and created again
         # gets a new one, and its offsets restart at 0 (streaming/topic_identity.py).
         f"""CREATE TABLE IF NOT EXISTS {schema}.{STREAM_TOPICS} (

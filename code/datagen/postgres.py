@@ -129,7 +129,7 @@ def _copy_table(cur, schema: str, table: Table, rows, say: Callable[[str], None]
 def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
          say: Callable[[str], None] = print) -> dict[str, int] | None:
     """Generate and COPY all tables in one transaction; returns rows per table, or None when skipped."""
-    apply_postgres_schema(settings, lock_timeout_s=LOCK_WAIT_S)  # its triggers and indexes lock out writers
+    apply_postgres_schema(settings, lock_timeout_s=LOCK_WAIT_S)  # a missing trigger or index locks out writers
     schema = settings.POSTGRES_SCHEMA
     with pg_connection(settings) as conn, conn.cursor() as cur:
         cur.execute("SET LOCAL synchronous_commit = off")

@@ -131,8 +131,9 @@ def tcp_no_delay(conn) -> None:
 
 
 def apply_postgres_schema(settings: Settings, lock_timeout_s: int | None = None) -> None:
-    """Create schema `source`, the 7 tables and their change tracking (idempotent). Its triggers and indexes lock
-    each table against writers; `lock_timeout_s` bounds each wait (LockNotAvailable), instead of none."""
+    """Create schema `source`, the 7 tables and their change tracking (idempotent). A trigger or index made again
+    (missing, disabled, changed) locks its table against writers; `lock_timeout_s` bounds each wait
+    (LockNotAvailable), instead of none. What is there already takes no table lock (postgresdb/guarded.py)."""
     with pg_connection(settings) as conn, conn.cursor() as cur:
         if lock_timeout_s is not None:
             cur.execute("SET LOCAL lock_timeout = %s", (f"{lock_timeout_s}s",))

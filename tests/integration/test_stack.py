@@ -169,31 +169,6 @@ def test_an_interrupted_first_initdb_is_done_again(settings, request):
     assert bootstrap.init_postgres(state) is False and (data / "base" / "kept").is_dir()
 
 
-def test_a_client_holding_a_source_table_stops_the_schema_check_with_its_session_named(postgres, monkeypatch):
-    """`make up` and `make test` check the source schema at every start; its triggers and indexes wait for a
-    client's open transaction on a table: without a limit they waited for ever, without a word."""
-    import psycopg2
-
-    from shopflow import db
-    from shopflow.stack import bootstrap
-
-    scratch = dataclasses.replace(postgres, POSTGRES_SCHEMA="test_stack_schema_lock")
-    bootstrap.apply_source_schema(scratch)
-    monkeypatch.setattr(bootstrap, "SCHEMA_LOCK_WAIT_S", 1)
-    holder = psycopg2.connect(postgres.postgres_dsn, application_name="a forgotten psql")
-    try:
-        holder.cursor().execute("LOCK TABLE test_stack_schema_lock.orders IN ROW EXCLUSIVE MODE")  # as an UPDATE
-        with pytest.raises(manager.StackError) as refused:
-            bootstrap.apply_source_schema(scratch)
-    finally:
-        holder.close()
-        with db.pg_connection(postgres) as conn, conn.cursor() as cur:
-            cur.execute("DROP SCHEMA test_stack_schema_lock CASCADE")
-    message = str(refused.value)
-    assert message.startswith("the test_stack_schema_lock tables stayed in use for 1 s, so their triggers and indexes")
-    assert "a forgotten psql" in message and "orders" in message
-
-
 def test_a_service_that_exits_at_once_is_reported_with_its_log(settings, tmp_path):
     """A server that exits within supervisord's startsecs (a FATAL at start) was reported as `… failed to start
     (SPAWN_ERROR: …)` alone: the tail of its log was printed only for slower deaths."""

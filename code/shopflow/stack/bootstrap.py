@@ -181,9 +181,10 @@ SCHEMA_LOCK_WAIT_S = 15  # per lock; a client's open transaction on a source tab
 
 
 def apply_source_schema(settings: Settings) -> None:
-    """The source schema, checked at every ensure that includes Postgres: its triggers and indexes lock each table
-    against writers. With no limit, a client's open transaction on a table (psql without autocommit after an
-    UPDATE) held `make up` and `make test` without a word, and every writer of that table queued behind them."""
+    """The source schema, checked at every ensure that includes Postgres: a trigger or index it must make again (one
+    missing, disabled or changed) locks its table against writers (postgresdb/guarded.py; a complete schema none).
+    With no limit, a client's open transaction on such a table (psql without autocommit after an UPDATE) held `make
+    up` and `make test` without a word, and every writer of that table queued behind them."""
     try:
         db.apply_postgres_schema(settings, lock_timeout_s=SCHEMA_LOCK_WAIT_S)
     except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected):

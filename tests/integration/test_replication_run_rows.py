@@ -10,12 +10,14 @@ import time
 import psycopg2
 import pytest
 from replication_support import assert_replica_equals_source, pg, replica_query, scratch, seed  # noqa: F401
+from test_job_exits import _waits_for_lock
 from test_streaming_support import free_port
 
 from shopflow import db, runlog
 from shopflow.marts.replica import ReplicaIncomplete, check_last_replication, replication_paused
 from shopflow.replication import replicate
 from shopflow.replication.results import JOB
+from shopflow.replication.target import replication_lock_name
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +80,10 @@ def test_a_build_waiting_for_the_lock_sees_the_run_that_failed_before_it(spark, 
     def step(phase: str, table: str) -> None:
         if (phase, table) == ("upsert", "users"):
             waiting.start()
-            time.sleep(0.5)  # the build now waits for the lock
+            deadline = time.monotonic() + 30  # a fixed sleep stood for it: a slow start saw the run's end instead
+            while not _waits_for_lock(scratch, replication_lock_name(scratch)):
+                assert time.monotonic() < deadline, "the build never waited for the replication lock"
+                time.sleep(0.05)
         _interrupt_after_orders(phase, table)
 
     with pytest.raises(Interrupt):

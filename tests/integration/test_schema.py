@@ -11,6 +11,8 @@ import pytest
 import postgresdb
 from shopflow import db
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture()
 def pg_scratch(postgres):
@@ -104,8 +106,9 @@ def test_mysql_ddl_applies_twice_and_keeps_utf8mb4_and_case(mysql):
         cur.execute(insert, (row[0] + 1, *row[1:3], "case@example.com", *row[4:]))
         cur.execute("SELECT first_name, last_name FROM users WHERE user_id = %s", (row[0],))
         assert cur.fetchone() == ("Zoë", "Ñúñez 🎉")
-        with pytest.raises(mysql_errors.DatabaseError):
+        with pytest.raises(mysql_errors.IntegrityError) as refused:  # the CHECK, not a lock wait or a deadlock
             cur.execute(insert, (row[0] + 2, *row[1:3], "x@example.com", None, row[5], "Platinum", row[7]))
+        assert refused.value.errno == 4025, refused.value
         conn.rollback()
 
 

@@ -16,7 +16,7 @@ from shopflow.config import Settings
 from shopflow.db import mysql_connection
 from shopflow.quality import Check, CheckResult, QualityGateError, record_results, run_checks, sources
 from shopflow.quality.rules import TABLE
-from shopflow.runlog import RunRecord, record_run, record_run_or_warn, tracked_run
+from shopflow.runlog import RunRecord, record_run_or_warn, tracked_run
 
 from . import replica
 from .registry import all_marts, replica_columns

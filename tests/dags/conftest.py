@@ -5,6 +5,8 @@ import shutil
 import sys
 import tempfile
 
+import pytest
+
 from shopflow.config import get_settings
 from shopflow.stack.airflow_api import DAGS_DIR
 from shopflow.stack.services import STACK_MARKER, airflow_env
@@ -20,3 +22,10 @@ for key, value in airflow_env(get_settings()).items():
 os.environ["AIRFLOW_HOME"] = _home
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_home}/airflow.db"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_DIR))

@@ -76,3 +76,27 @@ def test_a_killed_task_stops_the_driver_below_spark_submit_too(tmp_path, monkeyp
         assert time.monotonic() < deadline, "the driver outlived the killed spark-submit"
         time.sleep(0.05)
     assert ended, "execute did not return after the kill"
+
+
+@pytest.mark.parametrize("conf", [{"full": True}, {"full_reload": True, "fullReload": True}])
+def test_a_trigger_conf_key_the_dag_does_not_declare_fails_the_task_unrun(dagbag, tmp_path, monkeypatch, conf):
+    """Airflow merges undeclared conf keys into the params unchecked: `{"full": true}` ran an incremental load."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    ran = tmp_path / "ran"
+    binary = tmp_path / "spark-submit"
+    binary.write_text(f"#!/bin/sh\ntouch {ran}\nexit 1\n")
+    binary.chmod(binary.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", "spark://127.0.0.1:7077")
+    task = dagbag.dags["replicate_postgres_to_mysql"].get_task("replicate")
+    unknown = ", ".join(sorted(set(conf) - {"full_reload"}))
+    with pytest.raises(AirflowFailException, match=rf"^unknown key\(s\) in the trigger's conf: {unknown} \(this "
+                                                   r"DAG's params: full_reload\); nothing was run$"):
+        task.execute(context={"dag_run": SimpleNamespace(conf=conf)})
+    assert not ran.exists()
+    with pytest.raises(Exception, match=r"Error code is: 1\."):  # a declared key: submitted as before
+        task.execute(context={"dag_run": SimpleNamespace(conf={"full_reload": True})})
+    assert ran.exists()

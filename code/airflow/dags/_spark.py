@@ -32,8 +32,9 @@ NO_RETRY_EXIT = 3  # shopflow.jobs.session.NO_RETRY_EXIT: the job says a retry w
 # run for good, and no later run would start; the jobs take seconds to minutes at the bench's scale
 # The jobs never read the logical date: a backfill's runs would each replicate (or drain) "now" again, one replica
 # Asset event (a marts build) apiece, and backfill runs are not counted against max_active_runs=1 (Airflow runs them
-# beside the scheduled run). The cron DAGs allow their schedule and Trigger only; the UI/API refuse a backfill.
-CRON_RUN_TYPES = ("scheduled", "manual")
+# beside the scheduled run). The cron DAGs allow their schedule, Trigger and the UI's Materialize of their Asset (a
+# run "now" like Trigger, counted against max_active_runs); the UI/API refuse a backfill.
+CRON_RUN_TYPES = ("scheduled", "manual", "asset_materialization")
 DEFAULT_ARGS = {"owner": "shopflow", "retries": 2, "retry_delay": timedelta(seconds=30),
                 "execution_timeout": timedelta(hours=1)}
 
@@ -47,6 +48,7 @@ class JobSubmit(SparkSubmitOperator):
     the models, …) fails the task at once, instead of after two retries that would fail the same way."""
 
     def execute(self, context):
+        _check_conf(context, self.dag.params if self.has_dag() else {})
         try:
             return super().execute(context)
         except Exception as error:  # the hook's message: "Cannot execute: <command>. Error code is: <n>.<log tail>"
@@ -70,6 +72,16 @@ class JobSubmit(SparkSubmitOperator):
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+
+
+def _check_conf(context, params) -> None:
+    """A trigger's conf keys the DAG does not declare fail the task: Airflow merges them into the params unchecked, so
+    `{"full": true}` ran an ordinary incremental load, and the run succeeded."""
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    if unknown := sorted(set(conf) - set(params.keys())):
+        declared = ", ".join(sorted(params.keys())) or "none"
+        raise AirflowFailException(f"unknown key(s) in the trigger's conf: {', '.join(unknown)} (this DAG's "
+                                   f"params: {declared}); nothing was run")
 
 
 def _descendants(pid: int) -> list[int]:

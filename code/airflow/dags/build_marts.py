@@ -36,7 +36,8 @@ with DAG(
     tags=["shopflow", "marts", "spark", "mysql", "quality"],
 ):
     marts_cores = int(setting("SPARK_MARTS_CORES", MARTS_CORES))  # one executor of that many cores
-    # a retry is a run of its own in quality_results and pipeline_runs (its checks would add up to the first try's)
-    run_id = "{{ run_id }}{% if ti.try_number > 1 %} (try {{ ti.try_number }}){% endif %}"
-    spark_job("build_marts", "build_marts", application_args=["--run-id", run_id], outlets=[MARTS],
+    # a retry is a run of its own in quality_results and pipeline_runs (its checks would add up to the first try's);
+    # one argument, so that a Run ID typed with a leading "-" is not taken for an option, cut to fit the job's 250
+    run_id = "{{ run_id[:235] }}{% if ti.try_number > 1 %} (try {{ ti.try_number }}){% endif %}"
+    spark_job("build_marts", "build_marts", application_args=[f"--run-id={run_id}"], outlets=[MARTS],
               cores=marts_cores, executor_cores=marts_cores)

@@ -35,10 +35,14 @@ from shopflow.quality import QualityGateError
 log = logging.getLogger("shopflow.marts")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=JOB, description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-id", type=_run_id, help="recorded with the quality results (the DAG passes its run id)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     configure_logging()
     settings = job_settings()
     with ends_on_signals(log, settings, JOB) as rearm:  # Airflow's timeout, Ctrl-C: one line, a failed row

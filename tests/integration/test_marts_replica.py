@@ -99,3 +99,17 @@ def test_no_build_after_a_failed_replication_run_which_may_have_committed_part_o
         execute(replica, run, params=(JOB, "failed", NOT_STARTED, "the Spark master is down"))
         with db.mysql_connection(replica) as conn:
             check_last_replication(conn.cursor())  # the last run that started succeeded: no error
+
+
+def test_no_build_before_a_replication_run_has_made_the_replica(spark, mysql):
+    """Compose makes the replica tables with the first replication run: a build triggered before it failed on its
+    first read (1146) with a traceback, and was retried twice the same way."""
+    from shopflow.marts.build import build_marts
+    from shopflow.marts.replica import ReplicaIncomplete
+
+    with scratch_replica(mysql, "before_replication", seed=False) as replica:
+        execute(replica, "DROP TABLE reviews", "DROP TABLE loyalty_points")
+        with pytest.raises(ReplicaIncomplete, match=r"^the replica has no table loyalty_points, reviews: no "
+                                                    r"replication run has made it yet; run replicate_postgres_to_mysql"):
+            build_marts(spark, replica, run_id="it-before-replication")
+        assert execute(replica, "SHOW TABLES LIKE 'mart%'") == []

@@ -46,6 +46,17 @@ class ReplicaIncomplete(RuntimeError):
     """The last replication run failed: the upserts it committed may have left the replica half-applied."""
 
 
+def check_replica_tables(cursor, tables: Iterable[str]) -> None:
+    """Raises ReplicaIncomplete when the replica lacks some of `tables`: no replication run has made them yet (compose
+    makes them with its first run). A build triggered before one failed on the first read with a traceback, retried."""
+    tables = sorted(tables)
+    cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                   f"AND table_name IN ({', '.join(['%s'] * len(tables))})", tables)
+    if missing := sorted(set(tables) - {name for (name,) in cursor.fetchall()}):
+        raise ReplicaIncomplete(f"the replica has no table {', '.join(missing)}: no replication run has made it yet; "
+                                "run replicate_postgres_to_mysql first (its success starts a build)")
+
+
 def check_last_replication(cursor) -> None:
     """Raises ReplicaIncomplete when the latest replication run (not one refused before it started) failed, or never
     wrote its end (killed, or MySQL unreachable as it ended: its row stays running; called with the replication lock
@@ -110,6 +121,7 @@ def read_replica(spark, settings: Settings, cursor, columns: Mapping[str, tuple[
     try:
         with replication_paused(cursor, settings):
             check_last_replication(cursor)
+            check_replica_tables(cursor, columns)
             with ThreadPoolExecutor(max_workers=max(1, len(columns))) as pool:
                 read = dict(zip(columns, pool.map(lambda item: _read_table(spark, settings, *item), columns.items())))
             counts = {table: rows for table, (_, rows) in read.items()}

@@ -130,6 +130,33 @@ def test_dag_fallback_jvm_options_equal_the_settings_default():
         assert fallback == str(default), key
 
 
+def test_the_replication_and_streaming_dags_never_start_in_the_same_minute(dagbag):
+    """At a shared minute the streaming job's 2-core executor found no worker with 2 free cores beside the
+    replication's three 1-core executors, and waited for the replication run to end (4 times an hour)."""
+    import dataclasses
+    from datetime import datetime, timedelta
+
+    from croniter import croniter
+
+    from shopflow.config import Settings
+
+    def minutes(expression: str) -> set[datetime]:
+        """Every start in one day."""
+        start, found = datetime(2026, 1, 1), set()
+        times = croniter(expression, start - timedelta(seconds=1))
+        while (moment := times.get_next(datetime)) < start + timedelta(days=1):
+            found.add(moment)
+        return found
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    assert not minutes(defaults["REPLICATION_SCHEDULE"]) & minutes(defaults["STREAMING_SCHEDULE"])
+    dags = {dag_id: dagbag.dags[dag_id].timetable.expression  # .env's, as the stack runs them
+            for dag_id in ("replicate_postgres_to_mysql", "kafka_to_postgres_streaming")}
+    assert not minutes(dags["replicate_postgres_to_mysql"]) & minutes(dags["kafka_to_postgres_streaming"])
+    source = (DAGS_DIR / "replicate_postgres_to_mysql.py").read_text()
+    assert f'setting("REPLICATION_SCHEDULE", "{defaults["REPLICATION_SCHEDULE"]}")' in source  # the DAG's fallback
+
+
 def test_make_up_knows_the_producer_of_each_asset_scheduled_dag(dagbag):
     """`make up` waits for an Asset-scheduled DAG only after its producer succeeded (shopflow.stack.up)."""
     from shopflow.stack.up import ASSET_PRODUCERS

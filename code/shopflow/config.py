@@ -129,6 +129,12 @@ class Settings:
         return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property
+    def fresh_broker_mark(self) -> Path:
+        """Written before `make up` starts the broker, removed once the stream's positions were forgotten
+        (shopflow/stack/broker.py) or reset by hand (`stream_users --reset`)."""
+        return self.state_dir / "run" / "kafka-started-empty"
+
+    @property
     def spark_scratch_dir(self) -> Path:
         """Spark's local dirs for the stack's drivers and executors (SPARK_LOCAL_DIRS), emptied by `make down`."""
         return self.state_dir / "spark" / "tmp"

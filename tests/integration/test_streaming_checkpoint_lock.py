@@ -74,7 +74,7 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
     from test_streaming_support import free_port, start_private_broker
 
     from shopflow import db
-    from shopflow.stack import manager
+    from shopflow.stack import broker as stack_broker
     from shopflow.streaming import ledger, query
 
     def positions():
@@ -93,7 +93,7 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
         with db.pg_connection(settings) as conn, conn.cursor() as cur:  # positions the old broker's topic had
             ledger.advance(cur, settings.POSTGRES_SCHEMA, "users", 4, {"users-fresh": {"0": 7, "1": 3}})
         with cl.holding(settings, cl.CONTINUOUS):  # a `make stream` still running
-            manager._after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=2)
+            stack_broker.after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=2)
             assert checkpoint.exists() and positions() == {"users-fresh": {"0": 7, "1": 3}}
             assert "the stream's committed positions were kept: a users stream query runs on checkpoint" in \
                 capsys.readouterr().out
@@ -108,12 +108,25 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
         query_thread = threading.Thread(target=a_query_ending_soon)
         query_thread.start()
         assert held.wait(10)
-        manager._after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=30)
+        stack_broker.after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=30)
         assert released, "the reset did not wait for the running query to release the checkpoint"
         assert not checkpoint.exists() and positions() == {}
-        assert "the broker started empty (memory storage): forgot 2 committed stream position(s)" in \
-            capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "the broker started empty (memory storage): forgot 2 committed stream position(s)" in out
+        assert "  waiting for " in out and f", the run holding checkpoint {checkpoint}, to end" in out  # was silent
         query_thread.join()
+        # a `make up` stopped after it started the broker, before this: the next one (the broker running) does it
+        marked = dataclasses.replace(settings, LOCAL_STATE_DIR=str(tmp_path / "state"))
+        with db.pg_connection(settings) as conn, conn.cursor() as cur:
+            ledger.advance(cur, settings.POSTGRES_SCHEMA, "users", 5, {"users-fresh": {"0": 9}})
+        stack_broker.after_start(marked, {"postgres", "kafka"}, fresh=False)  # no mark: a broker that ran before
+        assert positions() == {"users-fresh": {"0": 9}}
+        stack_broker.starting(marked)
+        stack_broker.after_start(marked, {"postgres", "kafka"}, fresh=False)
+        assert positions() == {} and not marked.fresh_broker_mark.exists()
+        stack_broker.starting(marked)
+        query.reset(marked)  # `stream_users --reset` by hand does what the next `make up` would have
+        assert not marked.fresh_broker_mark.exists()
     finally:
         broker.kill()
         with db.pg_connection(settings) as conn, conn.cursor() as cur:

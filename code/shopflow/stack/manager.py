@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from shopflow import db, runlog
 from shopflow.config import Settings
-from shopflow.stack import bootstrap, cds, drift, health, processes, supervisor
+from shopflow.stack import bootstrap, broker, cds, drift, health, processes, supervisor
 from shopflow.stack.lock import one_at_a_time
 from shopflow.stack.layout import check_java_options, check_layout, check_reachable
 from shopflow.stack.services import GROUPS, Service, StackError, all_services
@@ -17,7 +17,6 @@ TIMEOUTS = {"postgres": 30, "mariadb": 60, "kafka": 30, "spark": 120, "airflow":
             "dashboard": 60}
 _T0 = time.monotonic()
 JOB_STOP_GRACE_S = 60  # a stream's clean stop: its current batch, then the query and the Spark session
-STREAM_END_WAIT_S = 45  # after `make up` started an empty broker, for a stream query to end (it does within ~15 s)
 _NOTED: set[str] = set()  # services a drift note of this process named already
 
 
@@ -123,36 +122,9 @@ def _before_start(settings: Settings, group: str) -> None:
         bootstrap.init_airflow(settings)
 
 
-def _after_fresh_broker(settings: Settings, running: set[str], wait_s: float = STREAM_END_WAIT_S) -> None:
-    """tansu keeps topics in memory: a broker started just now holds no topics, so stream positions committed against
-    the previous broker's topics are void. Forget them (and the checkpoint) so the stream starts over, and create the
-    topic with KAFKA_TOPIC_PARTITIONS partitions before a producer's first send creates it with the broker's count
-    (a running eventgen carries on by itself: after a failed send it starts over with a new producer). The reset
-    takes the checkpoint's lock like `stream_users --reset`: a stream query still running (it ends by itself once it
-    finds the broker gone or empty) is waited for up to `wait_s`, never reset under."""
-    from datagen.events import ensure_topic
-
-    ensure_topic(settings)
-    if "postgres" not in running:
-        return
-    from shopflow.streaming import checkpoint_lock
-    from shopflow.streaming.offset_log import NotACheckpoint
-    from shopflow.streaming.query import reset
-
-    try:
-        with checkpoint_lock.holding(settings, checkpoint_lock.RESET, reset_wait_s=wait_s):
-            removed = reset(settings)
-    except (checkpoint_lock.CheckpointBusy, NotACheckpoint) as kept:
-        print(f"  note: the broker started empty, but the stream's committed positions were kept: {kept} "
-              "Once that is resolved: .venv/bin/python -m shopflow.jobs.stream_users --reset", flush=True)
-        return
-    if removed:
-        print(f"  the broker started empty (memory storage): forgot {removed} committed stream position(s)", flush=True)
-
-
 def _after_start(settings: Settings, group: str, fresh: bool) -> None:
-    if group == "kafka" and fresh:
-        _after_fresh_broker(settings, _running(settings))
+    if group == "kafka":
+        broker.after_start(settings, _running(settings), fresh)
     elif group == "postgres":
         bootstrap.bootstrap_postgres(settings)
         bootstrap.apply_source_schema(settings)
@@ -187,6 +159,8 @@ def ensure(settings: Settings, groups=GROUPS, started: list[str] | None = None) 
         if members:
             with step(f"start {group} ({', '.join(s.name for s in members)})"):
                 _before_start(settings, group)
+                if group == "kafka":
+                    broker.starting(settings)
                 drift.record(settings, members)
                 for service in members:
                     if service.env:  # started through shopflow.stack.launch

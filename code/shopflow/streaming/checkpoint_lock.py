@@ -84,10 +84,11 @@ def _session(settings: Settings, application: str):
 
 @contextmanager
 def holding(settings: Settings, mode: str, stop_requested: Callable[[], bool] = lambda: False,
-            reset_wait_s: float = 0.0):
+            reset_wait_s: float = 0.0, say: Callable[[str], None] = log.info):
     """Yields True while this process holds the checkpoint; False when `mode` availableNow found it in use (or a
     stop was requested while waiting). Raises CheckpointBusy where the module's docstring says it refuses; a reset
-    first waits up to `reset_wait_s` for the running query to end (`make up` after starting an empty broker)."""
+    first waits up to `reset_wait_s` for the running query to end (`make up` after starting an empty broker); `say`
+    tells of that wait."""
     checkpoint, application = settings.streaming_checkpoint_dir, f"shopflow stream_users {mode} (pid {os.getpid()})"
     with closing(_session(settings, application)) as conn:
         cur = conn.cursor()
@@ -108,8 +109,7 @@ def holding(settings: Settings, mode: str, stop_requested: Callable[[], bool] = 
                 yield False
                 return
             if not waited:
-                log.info("waiting for %s, the run holding checkpoint %s, to end", _holder(cur, settings, "query"),
-                         checkpoint)
+                say(f"waiting for {_holder(cur, settings, 'query')}, the run holding checkpoint {checkpoint}, to end")
                 waited = True
             time.sleep(WAIT_POLL_S)
         held = _HELD[_key(settings, "")] = _Held(conn, (CONTINUOUS, "query") if mode == CONTINUOUS else ("query",),

@@ -219,4 +219,6 @@ def reset(settings: Settings) -> int:
     ensure_tables(settings)
     with pg_connection(settings) as conn, conn.cursor() as cur:
         ledger.lock_stream(cur, settings.POSTGRES_SCHEMA, STREAM)
-        return ledger.reset_positions(cur, settings.POSTGRES_SCHEMA, STREAM)
+        removed = ledger.reset_positions(cur, settings.POSTGRES_SCHEMA, STREAM)
+    settings.fresh_broker_mark.unlink(missing_ok=True)  # what `make up` would have done next (stack/broker.py)
+    return removed

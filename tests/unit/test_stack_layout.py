@@ -51,6 +51,18 @@ def test_settings_the_stack_cannot_run_with_name_their_keys(changes, message):
         _layout(**changes)
 
 
+def test_a_state_directory_too_long_for_unix_sockets_or_with_whitespace_is_refused():
+    """supervisord binds <state>/run/supervisor.sock.<pid>: under a checkout path of about 75 characters it failed at
+    its start with "AF_UNIX path too long"; a space split the Spark JVMs' flag naming the archive in it."""
+    fits = "/tmp/" + "s" * (107 - len("/tmp/") - len("/run/supervisor.sock.9999999"))
+    _layout(LOCAL_STATE_DIR=fits)
+    with pytest.raises(StackError, match=r"too long for the servers' Unix sockets: supervisord's would be 108 bytes, "
+                                         r"at most 107; set LOCAL_STATE_DIR in .env to a shorter absolute path"):
+        _layout(LOCAL_STATE_DIR=fits + "s")
+    with pytest.raises(StackError, match=r"holds whitespace, which the Spark JVMs' flags cannot carry"):
+        _layout(LOCAL_STATE_DIR="/tmp/my shopflow")
+
+
 def test_a_checkout_the_servers_system_users_may_not_enter_is_refused_with_the_way_out():
     """A checkout under root's home (0700): initdb, run as postgres, failed with a bare permission error."""
     with tempfile.TemporaryDirectory(dir="/tmp") as top:

@@ -16,6 +16,7 @@ from shopflow.stack.services import Service, StackError, kafka_host_port, spark_
 
 # where the stack's Postgres and MariaDB listen (services.py binds them to 127.0.0.1)
 LOCAL_DB_HOSTS = ("127.0.0.1", "localhost")
+UNIX_PATH_MAX = 107  # a Unix socket's path: sun_path's 108 bytes with the terminating NUL
 
 
 def _loopback(host: str) -> bool:
@@ -52,6 +53,25 @@ def check_layout(settings: Settings, services: list[Service]) -> None:
         if not _loopback(host):
             raise StackError(f"{key}: the local stack listens on 127.0.0.1 only, not on {host}; set "
                              f"{key} with host 127.0.0.1 in .env.")
+    _check_state_path(settings)
+
+
+def _check_state_path(settings: Settings) -> None:
+    """The servers' Unix sockets are in the state directory: under a long checkout path supervisord failed at its
+    start ("AF_UNIX path too long", nothing naming the path or the way out). Whitespace: the Spark JVMs' flag naming
+    the class-data sharing archive in it is split at spaces."""
+    state = settings.state_dir
+    if any(character.isspace() for character in str(state)):
+        raise StackError(f"the state directory {str(state)!r} holds whitespace, which the Spark JVMs' flags cannot "
+                         "carry; set LOCAL_STATE_DIR in .env to an absolute path without it")
+    sockets = {"supervisord's": state / "run" / f"supervisor.sock.{'9' * 7}",  # it binds <socket>.<its pid> first
+               "Postgres'": state / "postgres" / f".s.PGSQL.{settings.POSTGRES_PORT}",
+               "MariaDB's": state / "mariadb" / "mariadb.sock"}
+    whose, path = max(sockets.items(), key=lambda item: len(os.fsencode(item[1])))
+    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        raise StackError(f"the state directory {state} is too long for the servers' Unix sockets: {whose} would be "
+                         f"{len(os.fsencode(path))} bytes, at most {UNIX_PATH_MAX}; set LOCAL_STATE_DIR in .env to a "
+                         "shorter absolute path (e.g. /var/tmp/shopflow)")
 
 
 def blocked_directory(path: Path, user: str) -> Path | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import urllib.parse
 from functools import lru_cache
 from pathlib import Path
@@ -145,9 +146,14 @@ class Settings:
 
     @property
     def spark_cds_archive(self) -> Path:
-        """The Spark JVMs' class-data sharing archive (recorded by the stack, shopflow/stack/cds.py)."""
+        """The Spark JVMs' class-data sharing archive (recorded by the stack, shopflow/stack/cds.py), named after the
+        pyspark and JDK builds it holds: a JVM of another build maps none of it and says nothing (a JDK security
+        update kept the old archive, silently unused)."""
         from importlib.metadata import version
-        return self.state_dir / "spark" / f"classes-pyspark-{version('pyspark')}.jsa"
+
+        from shopflow.stack.binaries import java_runtime_version
+        java = re.sub(r"[^A-Za-z0-9._-]", "_", java_runtime_version())
+        return self.state_dir / "spark" / f"classes-pyspark-{version('pyspark')}-java-{java}.jsa"
 
     def java_options_for(self, streaming: bool, job: str | None = None) -> str:
         """Driver and executor JVM flags of `job` (the streaming job's or the batch jobs'); JDBC DATETIME reads use the

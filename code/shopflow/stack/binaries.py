@@ -40,6 +40,17 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
+def java_runtime_version(home: str | None = None) -> str:
+    """The JDK's exact build (its `release` file's JAVA_RUNTIME_VERSION, e.g. 17.0.15+6-Debian-1deb12u1), "unknown"
+    without one: a class-data sharing archive maps only into the build that recorded it."""
+    try:
+        lines = (Path(home or java_home()) / "release").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    found = [line.split("=", 1)[1].strip().strip('"') for line in lines if line.startswith("JAVA_RUNTIME_VERSION=")]
+    return found[0] if found else "unknown"
+
+
 def java_home() -> str:
     if os.environ.get("JAVA_HOME"):
         return os.environ["JAVA_HOME"]

@@ -4,8 +4,9 @@ the driver and executors of the jobs in SPARK_CDS_JOBS (`Settings.java_options_f
 A fresh JVM spends much of a short job loading and verifying Spark's classes; mapping them from the archive made
 the marts job's replica read ~20 % faster and each job's start seconds shorter (the replication job's ≈ 3.5 s;
 bench/NOTES.md). The archive is recorded by a small local-mode job (`jobs/cds_training.py`) with
-`-XX:ArchiveClassesAtExit`; a JVM that cannot use it (another JDK, other jars) says so in one warning line and runs
-without it. Recording failures only cost the speed-up.
+`-XX:ArchiveClassesAtExit`; its name carries the pyspark and JDK builds (a JVM of another build maps none of it and
+says nothing), so an update records a new one and the old ones are deleted. Other jars: a warning line, run without
+it. Recording failures only cost the speed-up.
 """
 from __future__ import annotations
 
@@ -44,4 +45,7 @@ def ensure_archive(settings: Settings) -> bool:
               " Spark jobs run without it", flush=True)
         return False
     partial.rename(archive)  # atomic: a JVM never maps a half-written archive
+    for older in archive.parent.glob("classes-pyspark-*.jsa"):  # of a pyspark or JDK build no longer installed
+        if older != archive:
+            older.unlink(missing_ok=True)
     return True

@@ -26,9 +26,11 @@ install:
 	fi
 	@command -v uv >/dev/null || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q --user uv 2>/dev/null \
 	  || python3 -m pip install -q --user --break-system-packages uv
-	@if [ -x $(PY) ]; then $(UV) sync --frozen --quiet; else \
+	@if [ -x $(PY) ] && [ .venv/.synced -nt uv.lock ]; then $(UV) sync --frozen --quiet; \
+	elif [ -x $(PY) ]; then echo "updating .venv to uv.lock (a few minutes when large wheels changed)"; \
+	  $(UV) sync --frozen && touch .venv/.synced; else \
 	  echo "creating the Python environment in .venv (about 1.7 GB; a few minutes on a fresh machine)"; \
-	  $(UV) sync --frozen; fi
+	  $(UV) sync --frozen && touch .venv/.synced; fi
 
 ## up: start the whole local stack, load data, run the DAGs once, print URLs
 up: install
@@ -36,7 +38,8 @@ up: install
 
 ## down: stop everything this checkout started
 down:
-	@if [ -x $(PY) ]; then $(PY) -m shopflow.stack down; else echo "nothing to stop (no .venv)"; fi
+	@if [ -x $(PY) ]; then $(PY) -m shopflow.stack down; else echo "no .venv, so nothing could be stopped: if the \
+	stack still runs (\`pgrep -af $(CURDIR)\`), \`make install\` then \`make down\` stops it"; fi
 
 ## status: each service, its state, port and pid; jobs run by hand (make stream)
 status:

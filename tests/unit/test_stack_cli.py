@@ -67,6 +67,17 @@ def test_a_permission_error_run_as_another_user_says_the_stack_runs_as_root(monk
     assert capsys.readouterr().err == "shopflow: [Errno 1] Operation not permitted: '.local/postgres'\n"
 
 
+def test_a_read_only_state_directory_is_one_line(monkeypatch, capsys):
+    """ext4 remounted read-only after I/O errors: `make down` ended in an OSError traceback from its lock file."""
+    def lock(_settings):
+        raise OSError(30, "Read-only file system", ".local/stack.lock")
+
+    monkeypatch.setattr(cli.manager, "down", lock)
+    assert cli.main(["down"]) == 1
+    assert capsys.readouterr().err.startswith("shopflow: [Errno 30] Read-only file system: '.local/stack.lock' (is "
+                                              "the file system of ")
+
+
 def test_make_airflow_lets_its_command_end_on_ctrl_c_as_it_sees_fit(tmp_path):
     """The terminal's Ctrl-C reaches both this process and the Airflow command: subprocess.call killed the command
     0.25 s after it (`dags test` in the middle of its run); now the command ends itself, with its own exit code."""

@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                 "install` needs root too)") if os.geteuid() != 0 else ""
         print(f"shopflow: {error}{hint}", file=sys.stderr)
         return 1
+    except OSError as error:  # the state directory's file system read-only (remounted after I/O errors) or full
+        print(f"shopflow: {error} (is the file system of {get_settings().state_dir} read-only or full? `df -h` and "
+              "`mount` say)", file=sys.stderr)
+        return 1
 
 
 def _settings_to_stop() -> Settings:

@@ -21,15 +21,19 @@ def index(schema: str, table: str, columns: tuple[str, ...], name: str | None = 
 
 
 def trigger(relation: str, name: str, definition: str) -> str:
-    """The trigger enabled ALWAYS, marked with a digest of its definition in its comment: one missing, disabled
-    (`ALTER TABLE … DISABLE TRIGGER`, left after a bulk fix) or of another definition (an older version) is made
-    again."""
+    """The trigger enabled ALWAYS, its comment a digest of the definition it was made from and of the one Postgres
+    holds (`pg_get_triggerdef`): one missing, disabled (`ALTER TABLE … DISABLE TRIGGER`, left after a bulk fix), made
+    from another definition (an older version) or replaced since (`CREATE OR REPLACE TRIGGER` keeps the comment) is
+    made again."""
     mark = "shopflow " + hashlib.sha256(definition.encode()).hexdigest()[:16]
-    return unless(f"EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '{relation}'::regclass AND tgname = '{name}' "
-                  f"AND tgenabled = 'A' AND obj_description(oid, 'pg_trigger') = '{mark}')",
+    held = "md5(pg_get_triggerdef(oid))"
+    this = f"pg_trigger WHERE tgrelid = '{relation}'::regclass AND tgname = '{name}'"
+    return unless(f"EXISTS (SELECT 1 FROM {this} AND tgenabled = 'A' "
+                  f"AND obj_description(oid, 'pg_trigger') = '{mark} ' || {held})",
                   [f"CREATE OR REPLACE TRIGGER {name} {definition}",
                    f"ALTER TABLE {relation} ENABLE ALWAYS TRIGGER {name}",
-                   f"COMMENT ON TRIGGER {name} ON {relation} IS '{mark}'"])
+                   f"EXECUTE format('COMMENT ON TRIGGER {name} ON {relation} IS %L', "
+                   f"(SELECT '{mark} ' || {held} FROM {this}))"])
 
 
 def constraint(relation: str, name: str, definition: str) -> str:

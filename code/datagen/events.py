@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--bad-fraction", type=fraction, default=0.0, help="share of malformed events (0..1)")
     parser.add_argument("--duplicate-fraction", type=fraction, default=0.1,
                         help="share of good events that update an earlier email (0..1, default 0.1)")
-    parser.add_argument("--seed", type=non_negative_int, help="random seed (default: a fresh one, printed)")
+    parser.add_argument("--seed", type=non_negative_int, help="random seed (default: a fresh one, printed); a seed "
+                        "used before sends its users again, which the stream applies as updates (dates moved)")
     args = parser.parse_args(argv)
     if (args.rate and 1 / args.rate > EVENT_INTERVAL_MAX_S) or (args.interval or 0) > EVENT_INTERVAL_MAX_S:
         # the setting KAFKA_EVENT_INTERVAL_SECONDS has the same limit
@@ -98,12 +99,16 @@ class _BurstSender:
             self.failed += 1
 
     def send(self, payload: bytes, kind: str) -> None:
+        from confluent_kafka import KafkaException
         while True:
             try:
                 self.producer.produce(self.topic, value=payload, key=event_key(payload), on_delivery=self._delivered)
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 self.producer.poll(0.05)
+            except KafkaException:  # refused at once (the producer fenced by a broker restarted empty): a traceback
+                self.failed += 1  # lost the summary; counted failed like a delivery that failed
+                break
         self.producer.poll(0)
 
     def close(self) -> None:
@@ -176,7 +181,8 @@ def produce(settings: Settings, mix: EventMix, count: int | None, interval: floa
             sender.send(payload, kind)
             kinds[kind] += 1
             if not log_each and (now := time.monotonic()) - told >= PROGRESS_S:  # a burst logs no event
-                say(f"{PROG}: sent {index + 1:,} events in {now - started:.0f} s")
+                say(f"{PROG}: sent {index + 1:,} events in {now - started:.0f} s ({(index + 1) / (now - started):,.0f}"
+                    f"/s of the {1 / interval:,.0f}/s asked), {sender.failed:,} failed so far")
                 told = now
     except KeyboardInterrupt:
         say(f"{PROG}: interrupted, flushing")

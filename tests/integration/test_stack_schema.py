@@ -56,6 +56,30 @@ def test_a_client_holding_a_table_to_mend_stops_the_schema_check_with_its_sessio
     assert "a forgotten psql" in message and "orders" in message
 
 
+def test_a_tracking_trigger_replaced_by_hand_is_made_again(postgres):
+    """`CREATE OR REPLACE TRIGGER` keeps a trigger's comment: one replaced and enabled ALWAYS again (by hand, or by
+    an older checkout's `make up`) kept the digest of the definition it replaced, and was never made again."""
+    scratch = dataclasses.replace(postgres, POSTGRES_SCHEMA="test_stack_schema_replaced")
+
+    def definition() -> str:
+        with db.pg_connection(postgres) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'touch_users' "
+                        "AND tgrelid = 'test_stack_schema_replaced.users'::regclass")
+            return cur.fetchone()[0]
+    try:
+        bootstrap.apply_source_schema(scratch)
+        made = definition()
+        with db.pg_connection(postgres) as conn, conn.cursor() as cur:  # fires on every UPDATE, changed or not
+            cur.execute("CREATE OR REPLACE TRIGGER touch_users BEFORE UPDATE ON test_stack_schema_replaced.users "
+                        "FOR EACH ROW EXECUTE FUNCTION test_stack_schema_replaced.touch_row()")
+            cur.execute("ALTER TABLE test_stack_schema_replaced.users ENABLE ALWAYS TRIGGER touch_users")
+        assert definition() != made
+        bootstrap.apply_source_schema(scratch)
+        assert definition() == made
+    finally:
+        _drop_schema(postgres, "test_stack_schema_replaced")
+
+
 def _drop_schema(settings, schema: str) -> None:
     with db.pg_connection(settings) as conn, conn.cursor() as cur:
         cur.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -75,7 +75,7 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
 
     from shopflow import db
     from shopflow.stack import broker as stack_broker
-    from shopflow.streaming import ledger, query
+    from shopflow.streaming import ledger, query, topic_identity
 
     def positions():
         with db.pg_connection(settings) as conn, conn.cursor() as cur:
@@ -93,8 +93,8 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
         with db.pg_connection(settings) as conn, conn.cursor() as cur:  # positions the old broker's topic had
             ledger.advance(cur, settings.POSTGRES_SCHEMA, "users", 4, {"users-fresh": {"0": 7, "1": 3}})
         with cl.holding(settings, cl.CONTINUOUS):  # a `make stream` still running
-            stack_broker.after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=2)
-            assert checkpoint.exists() and positions() == {"users-fresh": {"0": 7, "1": 3}}
+            kept = not stack_broker.after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=2)  # the mark stays
+            assert kept and checkpoint.exists() and positions() == {"users-fresh": {"0": 7, "1": 3}}
             assert "the stream's committed positions were kept: a users stream query runs on checkpoint" in \
                 capsys.readouterr().out
         held, released = threading.Event(), []
@@ -108,7 +108,7 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
         query_thread = threading.Thread(target=a_query_ending_soon)
         query_thread.start()
         assert held.wait(10)
-        stack_broker.after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=30)
+        assert stack_broker.after_fresh_broker(settings, {"postgres", "kafka"}, wait_s=30)
         assert released, "the reset did not wait for the running query to release the checkpoint"
         assert not checkpoint.exists() and positions() == {}
         out = capsys.readouterr().out
@@ -127,6 +127,14 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
         stack_broker.starting(marked)
         query.reset(marked)  # `stream_users --reset` by hand does what the next `make up` would have
         assert not marked.fresh_broker_mark.exists()
+        # the stream committed on the running broker's topic since the mark was left: those positions are valid
+        with db.pg_connection(settings) as conn, conn.cursor() as cur:
+            ledger.advance(cur, settings.POSTGRES_SCHEMA, "users", 6, {"users-fresh": {"0": 2}})
+            ledger.record_topic_id(cur, settings.POSTGRES_SCHEMA, "users", "users-fresh",
+                                   topic_identity.current(settings.KAFKA_BOOTSTRAP_SERVERS, "users-fresh"))
+        stack_broker.starting(marked)
+        stack_broker.after_start(marked, {"postgres", "kafka"}, fresh=False)
+        assert positions() == {"users-fresh": {"0": 2}} and not marked.fresh_broker_mark.exists()
     finally:
         broker.kill()
         with db.pg_connection(settings) as conn, conn.cursor() as cur:

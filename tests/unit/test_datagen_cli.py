@@ -157,8 +157,8 @@ def test_a_burst_and_a_long_table_load_say_how_far_they_got_every_30_s(monkeypat
     monkeypatch.setattr(events, "_BurstSender", Sender)
     events.produce(get_settings(), EventMix(random.Random(1), build_pools(1)), count=100, interval=0.001,
                    say=lines.append)
-    assert lines == ["datagen.events: sent 30 events in 30 s", "datagen.events: sent 60 events in 60 s",
-                     "datagen.events: sent 90 events in 90 s"]
+    assert lines == [f"datagen.events: sent {n} events in {n} s (1/s of the 1,000/s asked), 0 failed so far"
+                     for n in (30, 60, 90)]  # a rate not met, and failures, said as they happen (only at the end)
 
     def chunks():
         for _ in range(70):
@@ -171,3 +171,22 @@ def test_a_burst_and_a_long_table_load_say_how_far_they_got_every_30_s(monkeypat
     assert len(list(postgres._progress(chunks(), TABLES_BY_NAME["order_details"], counter, lines.append, 0.0))) == 70
     assert lines == ["  order_details             30,000 rows so far     30.0 s",
                      "  order_details             60,000 rows so far     60.0 s"]
+
+
+def test_a_burst_event_the_producer_refuses_at_once_is_counted_failed_not_a_traceback():
+    """librdkafka raises KafkaException from produce() in a fatal state (an idempotent producer a broker restarted
+    empty fenced): the run ended in a traceback, its summary lost."""
+    from confluent_kafka import KafkaException
+
+    class Fenced:
+        def produce(self, *_args, **_kwargs):
+            raise KafkaException("Fatal error: producer fenced")
+
+        def poll(self, _timeout):
+            return 0
+
+    sender = object.__new__(events._BurstSender)
+    sender.topic, sender.failed, sender.producer = "users-data", 0, Fenced()
+    sender.send(b'{"email": "a@b.c"}', "new")
+    sender.send(b'{"email": "d@e.f"}', "new")
+    assert sender.failed == 2

@@ -1,6 +1,8 @@
 """`make airflow ARGS=...`: the airflow CLI with the stack's environment, without the graphviz warning on every call."""
 from __future__ import annotations
 
+import pytest
+
 from shopflow.stack import __main__ as cli
 
 
@@ -74,8 +76,15 @@ def test_a_read_only_state_directory_is_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr(cli.manager, "down", lock)
     assert cli.main(["down"]) == 1
-    assert capsys.readouterr().err.startswith("shopflow: [Errno 30] Read-only file system: '.local/stack.lock' (is "
-                                              "the file system of ")
+    assert capsys.readouterr().err == ("shopflow: [Errno 30] Read-only file system: '.local/stack.lock' (is a file "
+                                       "system read-only or full? `df -h` and `mount` say)\n")
+
+    def gone(_settings):  # another OSError (the supervisord socket gone): its traceback, not the file system hint
+        raise FileNotFoundError(2, "No such file or directory", ".local/run/supervisor.sock")
+
+    monkeypatch.setattr(cli.manager, "down", gone)
+    with pytest.raises(FileNotFoundError):
+        cli.main(["down"])
 
 
 def test_make_airflow_lets_its_command_end_on_ctrl_c_as_it_sees_fit(tmp_path):

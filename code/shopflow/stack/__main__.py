@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import subprocess
@@ -107,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shopflow: {error}{hint}", file=sys.stderr)
         return 1
     except OSError as error:  # the state directory's file system read-only (remounted after I/O errors) or full
-        print(f"shopflow: {error} (is the file system of {get_settings().state_dir} read-only or full? `df -h` and "
-              "`mount` say)", file=sys.stderr)
+        if error.errno not in (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise
+        print(f"shopflow: {error} (is a file system read-only or full? `df -h` and `mount` say)", file=sys.stderr)
         return 1
 
 

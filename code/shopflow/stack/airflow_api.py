@@ -18,6 +18,10 @@ NO_ANSWER_RETRY_S = 120  # a call without an answer is tried again for this long
 NO_ANSWER_PAUSE_S = 5
 
 
+class LoginRefused(RuntimeError):
+    """Airflow refused the settings' login: its only remedy is a restart of Airflow, not another `make up`."""
+
+
 class AirflowClient:
     def __init__(self, settings: Settings):
         self.base = f"http://127.0.0.1:{settings.AIRFLOW_PORT}"
@@ -31,7 +35,7 @@ class AirflowClient:
         except RuntimeError as error:  # the running Airflow keeps the passwords it started with
             if ": 401 " not in str(error):
                 raise
-            raise RuntimeError(f"Airflow refused the login of {user} with AIRFLOW_ADMIN_USER/AIRFLOW_ADMIN_PASSWORD "
+            raise LoginRefused(f"Airflow refused the login of {user} with AIRFLOW_ADMIN_USER/AIRFLOW_ADMIN_PASSWORD "
                                "as set now: a running Airflow keeps the ones it started with, so after changing "
                                "them run `make down`, then `make up` (`make up` alone fails the same way)") from None
 

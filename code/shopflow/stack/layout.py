@@ -61,9 +61,10 @@ def _check_state_path(settings: Settings) -> None:
     start ("AF_UNIX path too long", nothing naming the path or the way out). Whitespace: the Spark JVMs' flag naming
     the class-data sharing archive in it is split at spaces."""
     state = settings.state_dir
-    if any(character.isspace() for character in str(state)):
-        raise StackError(f"the state directory {str(state)!r} holds whitespace, which the Spark JVMs' flags cannot "
-                         "carry; set LOCAL_STATE_DIR in .env to an absolute path without it")
+    if settings.SPARK_CDS_JOBS and any(character.isspace() for character in str(state)):
+        raise StackError(f"the state directory {str(state)!r} holds whitespace, which the Spark JVMs' flag naming "
+                         "the class-data sharing archive in it cannot carry; set LOCAL_STATE_DIR in .env to an "
+                         "absolute path without it (or SPARK_CDS_JOBS= empty: no archive)")
     sockets = {"supervisord's": state / "run" / f"supervisor.sock.{'9' * 7}",  # it binds <socket>.<its pid> first
                "Postgres'": state / "postgres" / f".s.PGSQL.{settings.POSTGRES_PORT}",
                "MariaDB's": state / "mariadb" / "mariadb.sock"}

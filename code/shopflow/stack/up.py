@@ -180,6 +180,8 @@ def up(settings: Settings) -> int:
         failed, api_error = [], error
     with step("start the dashboard"):  # also after a failed run: its Pipeline health page shows why
         manager.ensure(settings, ["dashboard"])
+    if isinstance(api_error, airflow_api.LoginRefused):  # its own remedy, not "`make up` again"
+        raise manager.StackError(str(api_error))
     if isinstance(api_error, ServiceEnded):  # not "shopflow is up"
         raise manager.StackError(f"{api_error}. `make up` again starts it and runs the DAGs that have not succeeded "
                                  "yet; `make status` shows every service")

@@ -79,7 +79,8 @@ def _truncate(cur, schema: str) -> None:
 
 
 @contextmanager
-def _foreign_keys_deferred(cur, schema: str, table: Table) -> Iterator[None]:
+def _foreign_keys_deferred(cur, schema: str, table: Table, say: Callable[[str], None] = lambda line: None,
+                           started: float = 0.0) -> Iterator[None]:
     """Drop the table's foreign keys for the COPY and add them back, validated, in the same transaction.
 
     Per-row foreign key checks are about two thirds of a large COPY's time; one validating join at the end
@@ -93,6 +94,8 @@ def _foreign_keys_deferred(cur, schema: str, table: Table) -> Iterator[None]:
     for name, _ in constraints:
         cur.execute(f'ALTER TABLE {qualified} DROP CONSTRAINT "{name}"')
     yield
+    if constraints and time.monotonic() - started >= PROGRESS_S:  # a load that long: its joins take a while too
+        say(f"  {table.name:<20}checking {len(constraints)} foreign key(s) over the loaded rows")
     for name, definition in constraints:
         cur.execute(f'ALTER TABLE {qualified} ADD CONSTRAINT "{name}" {definition}')
 
@@ -111,7 +114,7 @@ def _progress(chunks: Iterator[bytes], table: Table, counter: list[int], say: Ca
 def _copy_table(cur, schema: str, table: Table, rows, say: Callable[[str], None]) -> int:
     started, counter = time.monotonic(), [0]
     reader = ChunkReader(_progress(copy_chunks(table, rows, counter), table, counter, say, started))
-    with _foreign_keys_deferred(cur, schema, table):
+    with _foreign_keys_deferred(cur, schema, table, say, started):
         try:
             cur.copy_expert(copy_sql(schema, table), reader, size=COPY_READ_SIZE)
         except psycopg2.Error:
@@ -149,6 +152,8 @@ def load(settings: Settings, seed: int, scale: float = 1.0, reset: bool = False,
             + (" (after TRUNCATE)" if reset else ""))
         loaded = {table.name: _copy_table(cur, schema, table, rows, say)
                   for table, rows in generate(settings, seed, scale)}
+        if sum(loaded.values()) >= 10_000_000:
+            say(f"{PROG}: analyzing the tables and committing")
         for name in loaded:  # the planner's statistics now, not at autovacuum's next pass (the replication's
             cur.execute(f"ANALYZE {schema}.{name}")  # checksum reads them: `SourceSnapshot.in_key_order`)
         return loaded

@@ -190,3 +190,28 @@ def test_a_burst_event_the_producer_refuses_at_once_is_counted_failed_not_a_trac
     sender.send(b'{"email": "a@b.c"}', "new")
     sender.send(b'{"email": "d@e.f"}', "new")
     assert sender.failed == 2
+
+
+def test_a_long_load_says_when_it_checks_its_foreign_keys():
+    """After a big table's last "rows so far" line, the validating joins of its foreign keys ran without a word."""
+    import time
+
+    from postgresdb.models import TABLES_BY_NAME
+
+    class Cursor:
+        def __init__(self):
+            self.statements = []
+
+        def execute(self, statement, *_params):
+            self.statements.append(statement)
+
+        def fetchall(self):
+            return [("fk_a", "FOREIGN KEY (order_id) REFERENCES s.orders(order_id)")]
+
+    lines, cur, table = [], Cursor(), TABLES_BY_NAME["order_details"]
+    with postgres._foreign_keys_deferred(cur, "s", table, lines.append, time.monotonic() - postgres.PROGRESS_S):
+        pass
+    assert lines == ["  order_details       checking 1 foreign key(s) over the loaded rows"]
+    with postgres._foreign_keys_deferred(cur, "s", table, lines.append, time.monotonic()):  # a short load: quiet
+        pass
+    assert len(lines) == 1 and cur.statements[-1].startswith('ALTER TABLE s.order_details ADD CONSTRAINT "fk_a"')

@@ -75,3 +75,25 @@ def test_a_source_column_outside_the_model_is_named_in_a_warning(spark, scratch,
     assert "source table users has column(s) outside the model, not replicated: age, nickname" in caplog.text
     assert "source table orders" not in caplog.text
     assert_replica_equals_source(scratch)
+
+
+def test_source_rows_from_another_cluster_are_named_with_the_way_to_stamp_them_anew(spark, scratch, caplog):
+    """A source moved with pg_dump/pg_restore keeps the old cluster's change_txid values (the data is restored before
+    its triggers): every incremental run read those rows again, without a word, until this cluster's ids passed."""
+    seed(scratch)
+    replicate(spark, scratch)
+    pg(scratch, "ALTER TABLE {s}.orders DISABLE TRIGGER touch_orders",
+       "UPDATE {s}.orders SET change_txid = 9000000000 WHERE order_id = 1",
+       "ALTER TABLE {s}.orders ENABLE ALWAYS TRIGGER touch_orders")
+    with caplog.at_level("WARNING", logger="shopflow.replication"):
+        replicate(spark, scratch)
+    warned = [r.getMessage() for r in caplog.records if "another cluster" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("source table orders holds rows from another cluster "
+                                                     "(change_txid up to 9000000000, this one's next transaction id")
+    statement = warned[0].split("Stamp them anew: ")[1].split(" (the row trigger")[0]
+    pg(scratch, statement.replace(f"{scratch.POSTGRES_SCHEMA}.", "{s}."))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="shopflow.replication"):
+        replicate(spark, scratch)
+    assert "another cluster" not in caplog.text
+    assert_replica_equals_source(scratch)

@@ -34,7 +34,7 @@ def _plan(settings: Settings, source: SourceSnapshot, replica: Replica, replica_
     (replica_lacking, replica_retyped), states, results, now = replica_drift, replica.states(), [], utc_now()
     replica.source_system_id, replica.source_timeline = source.system_id, source.timeline  # stored with each state
     oids, pruned_below = {table.name: source.table_oid(table) for table in TABLES}, source.pruned_below()
-    found, untracked = source_checks.columns(source, oids), source_checks.untracked(source, TABLES, oids)
+    found, untracked = source_checks.inspect(source, oids)
     source_lacking, retyped = source_checks.differences(found, TABLES, oids)
     drift = schema_drift(source.schema, source_lacking, settings.MYSQL_DATABASE, replica_lacking, retyped,
                          replica_retyped)

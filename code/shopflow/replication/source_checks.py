@@ -6,12 +6,34 @@ from __future__ import annotations
 import logging
 
 from postgresdb.ddl import pg_type_name, tracking_triggers
-from postgresdb.models import CHANGE_TXID, Table
+from postgresdb.models import CHANGE_TXID, TABLES, Table
 
 from .source import SourceSnapshot
 from .transform import replicated_columns
 
 log = logging.getLogger("shopflow.replication")
+
+
+def inspect(source: SourceSnapshot, oids: dict[str, int]) -> tuple[dict[tuple[int, str], str], dict[str, list[str]]]:
+    """(`columns`, `untracked`); rows from another cluster are logged (`warn_foreign_txids`)."""
+    found = columns(source, oids)
+    warn_foreign_txids(source, [t for t in TABLES if (oids[t.name], CHANGE_TXID) in found])  # lacking: refused later
+    return found, untracked(source, TABLES, oids)
+
+
+def warn_foreign_txids(source: SourceSnapshot, tables: list[Table]) -> None:
+    """Rows whose change_txid is at or past the snapshot's xmax cannot have been written in this cluster: a source
+    moved with pg_dump/pg_restore (the data is restored before its triggers) keeps the old cluster's ids, and every
+    incremental run then reads those rows again until this cluster's ids pass them (correct, and silently slow)."""
+    highest = source.rows(" UNION ALL ".join(
+        f"SELECT '{t.name}', (SELECT max({CHANGE_TXID}) FROM {source.schema}.{t.name})" for t in tables)) if tables else []
+    for table, top in highest:
+        if top is not None and top >= source.xmax:
+            log.warning("source table %s holds rows from another cluster (change_txid up to %d, this one's next "
+                        "transaction id is %d): every incremental run reads them again until its ids pass theirs. "
+                        "Stamp them anew: UPDATE %s.%s SET %s = 0 WHERE %s >= %d (the row trigger gives each its "
+                        "own transaction's id)", table, top, source.xmax, source.schema, table, CHANGE_TXID,
+                        CHANGE_TXID, source.xmax)
 
 
 def columns(source: SourceSnapshot, oids: dict[str, int]) -> dict[tuple[int, str], str]:

@@ -147,8 +147,7 @@ class Settings:
     @property
     def spark_cds_archive(self) -> Path:
         """The Spark JVMs' class-data sharing archive (recorded by the stack, shopflow/stack/cds.py), named after the
-        pyspark and JDK builds it holds: a JVM of another build maps none of it and says nothing (a JDK security
-        update kept the old archive, silently unused)."""
+        pyspark and JDK builds it holds: a JVM of another build maps none of it and says nothing."""
         from importlib.metadata import version
 
         from shopflow.stack.binaries import java_runtime_version

@@ -25,9 +25,10 @@ def warn_foreign_txids(source: SourceSnapshot, tables: list[Table]) -> None:
     """Rows whose change_txid is at or past the snapshot's xmax cannot have been written in this cluster: a source
     moved with pg_dump/pg_restore (the data is restored before its triggers) keeps the old cluster's ids, and every
     incremental run then reads those rows again until this cluster's ids pass them (correct, and silently slow)."""
-    highest = source.rows(" UNION ALL ".join(
-        f"SELECT '{t.name}', (SELECT max({CHANGE_TXID}) FROM {source.schema}.{t.name})" for t in tables)) if tables else []
-    for table, top in highest:
+    if not tables:
+        return
+    for table, top in source.rows(" UNION ALL ".join(
+            f"SELECT '{t.name}', (SELECT max({CHANGE_TXID}) FROM {source.schema}.{t.name})" for t in tables)):
         if top is not None and top >= source.xmax:
             log.warning("source table %s holds rows from another cluster (change_txid up to %d, this one's next "
                         "transaction id is %d): every incremental run reads them again until its ids pass theirs. "

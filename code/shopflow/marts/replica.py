@@ -19,7 +19,7 @@ from shopflow.replication.results import JOB as REPLICATION_JOB
 from shopflow.replication.target import REPLICA_USERS, replication_lock_name
 from shopflow.runlog import NOT_STARTED, clip
 
-from .store import jdbc_options
+from .store import existing_tables, jdbc_options
 
 # While we hold the replication job's lock, no replication run is half-way through the tables we read.
 REPLICATION_LOCK_TIMEOUT_S = 900
@@ -49,10 +49,7 @@ class ReplicaIncomplete(RuntimeError):
 def check_replica_tables(cursor, tables: Iterable[str]) -> None:
     """Raises ReplicaIncomplete when the replica lacks some of `tables`: no replication run has made them yet (compose
     makes them with its first run). A build triggered before one failed on the first read with a traceback, retried."""
-    tables = sorted(tables)
-    cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
-                   f"AND table_name IN ({', '.join(['%s'] * len(tables))})", tables)
-    if missing := sorted(set(tables) - {name for (name,) in cursor.fetchall()}):
+    if missing := sorted(set(tables) - existing_tables(cursor, tables)):
         raise ReplicaIncomplete(f"the replica has no table {', '.join(missing)}: no replication run has made it yet; "
                                 "run replicate_postgres_to_mysql first (its success starts a build)")
 

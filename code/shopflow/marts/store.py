@@ -56,6 +56,14 @@ def jdbc_options(io, settings: Settings, url_options: str):
             .option("user", settings.MYSQL_USER).option("password", settings.MYSQL_PASSWORD))
 
 
+def existing_tables(cursor, names: Iterable[str]) -> set[str]:
+    """Which of `names` are tables of the connection's database."""
+    names = list(names)
+    cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                   f"AND table_name IN ({', '.join(['%s'] * len(names))})", tuple(names))
+    return {row[0] for row in cursor.fetchall()}
+
+
 def publish_sql(marts: Iterable[Mart], published: set[str]) -> str:
     """One RENAME for every mart: the current table (if any) aside to __old, the staging table in its place."""
     renames = []
@@ -99,10 +107,7 @@ class MartStore:
          .option("dbtable", f"`{staging_name(mart)}`").option("batchsize", WRITE_BATCH_SIZE).save())
 
     def published(self, marts: Iterable[Mart]) -> set[str]:
-        names = [m.name for m in marts]
-        self.cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
-                         f"AND table_name IN ({', '.join(['%s'] * len(names))})", tuple(names))
-        return {row[0] for row in self.cur.fetchall()}
+        return existing_tables(self.cur, (m.name for m in marts))
 
     def publish(self, marts: tuple[Mart, ...], wait_s: float = PUBLISH_LOCK_WAIT_S) -> None:
         self.cur.execute(f"SET SESSION lock_wait_timeout = {PUBLISH_ATTEMPT_S}")

@@ -15,8 +15,12 @@ log = logging.getLogger("shopflow.replication")
 
 
 def inspect(source: SourceSnapshot, oids: dict[str, int]) -> tuple[dict[tuple[int, str], str], dict[str, list[str]]]:
-    """(`columns`, `untracked`); rows from another cluster are logged (`warn_foreign_txids`)."""
+    """(`columns`, `untracked`); what the run goes on with but names in a warning is logged: columns outside the model
+    (`unreplicated`) and rows from another cluster (`warn_foreign_txids`)."""
     found = columns(source, oids)
+    for table, names in unreplicated(found, TABLES, oids).items():
+        log.warning("source table %s has column(s) outside the model, not replicated: %s (postgresdb/models.py "
+                    "lists what is)", table, ", ".join(names))
     warn_foreign_txids(source, [t for t in TABLES if (oids[t.name], CHANGE_TXID) in found])  # lacking: refused later
     return found, untracked(source, TABLES, oids)
 
@@ -59,10 +63,7 @@ def missing_columns(found: dict[tuple[int, str], str], tables: list[Table], oids
 
 def differences(found: dict[tuple[int, str], str], tables: list[Table], oids: dict[str, int]
                 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """(`missing_columns`, `retyped`); the columns outside the model are logged (`unreplicated`)."""
-    for table, names in unreplicated(found, tables, oids).items():
-        log.warning("source table %s has column(s) outside the model, not replicated: %s (postgresdb/models.py "
-                    "lists what is)", table, ", ".join(names))
+    """(`missing_columns`, `retyped`)."""
     return missing_columns(found, tables, oids), retyped(found, tables, oids)
 
 

@@ -20,7 +20,7 @@ from shopflow import db
 from shopflow.config import Settings
 from shopflow.stack import supervisor
 from shopflow.stack.binaries import PG_LIB, data_major, pg_bin_dir
-from shopflow.stack.services import VENV_BIN, StackError, airflow_env
+from shopflow.stack.services import VENV_BIN, StackError, airflow_env, mariadb_socket
 
 
 def _chown_dir(path: Path, user: str) -> None:
@@ -120,7 +120,7 @@ def _mysql_literal(value: str) -> str:
 
 def mariadb_root(settings: Settings, statements: str) -> str:
     """Run SQL as root over the socket (unix_socket auth: root of this machine only)."""
-    socket = settings.state_dir / "mariadb" / "mariadb.sock"
+    socket = mariadb_socket(settings)
     # The client honours MYSQL_HOST / MYSQL_TCP_PORT from the environment (our settings export MYSQL_HOST): force the
     # socket and drop those, or it would try TCP, where root's unix_socket login cannot work.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL_")}

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from shopflow.config import PROJECT_ROOT, Settings
 from shopflow.stack.binaries import java_home
-from shopflow.stack.services import Service, StackError, kafka_host_port, spark_master_host_port
+from shopflow.stack import supervisor
+from shopflow.stack.services import (Service, StackError, kafka_host_port, mariadb_socket, postgres_socket,
+                                     spark_master_host_port)
 
 
 # where the stack's Postgres and MariaDB listen (services.py binds them to 127.0.0.1)
@@ -65,9 +67,9 @@ def _check_state_path(settings: Settings) -> None:
         raise StackError(f"the state directory {str(state)!r} holds whitespace, which the Spark JVMs' flag naming "
                          "the class-data sharing archive in it cannot carry; set LOCAL_STATE_DIR in .env to an "
                          "absolute path without it (or SPARK_CDS_JOBS= empty: no archive)")
-    sockets = {"supervisord's": state / "run" / f"supervisor.sock.{'9' * 7}",  # it binds <socket>.<its pid> first
-               "Postgres'": state / "postgres" / f".s.PGSQL.{settings.POSTGRES_PORT}",
-               "MariaDB's": state / "mariadb" / "mariadb.sock"}
+    supervisord = supervisor.paths(settings)["socket"]
+    sockets = {"supervisord's": supervisord.with_name(f"{supervisord.name}.{'9' * 7}"),  # it binds <socket>.<pid>
+               "Postgres'": postgres_socket(settings), "MariaDB's": mariadb_socket(settings)}
     whose, path = max(sockets.items(), key=lambda item: len(os.fsencode(item[1])))
     if len(os.fsencode(path)) > UNIX_PATH_MAX:
         raise StackError(f"the state directory {state} is too long for the servers' Unix sockets: {whose} would be "

@@ -112,10 +112,19 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def mariadb_socket(settings: Settings) -> Path:
+    return settings.state_dir / "mariadb" / "mariadb.sock"
+
+
+def postgres_socket(settings: Settings) -> Path:
+    """The socket Postgres makes in its data directory (`-k`)."""
+    return settings.state_dir / "postgres" / f".s.PGSQL.{settings.POSTGRES_PORT}"
+
+
 def _pg(settings: Settings) -> Service:
     data = settings.state_dir / "postgres"
     command = [str(pg_bin_dir(data) / "postgres"), "-D", str(data), "-p", str(settings.POSTGRES_PORT),
-               "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
+               "-k", str(postgres_socket(settings).parent), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
                "-c", "shared_buffers=512MB", "-c", "timezone=UTC"]
     # SIGINT = fast shutdown (SIGTERM waits for every client to leave).
     return Service("postgres", command, (settings.POSTGRES_PORT,), "postgres", ("POSTGRES_PORT",), user="postgres",
@@ -126,7 +135,7 @@ def _mariadb(settings: Settings) -> Service:
     data = settings.state_dir / "mariadb"
     command = [shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults", "--user=mysql",
                f"--datadir={data}", f"--port={settings.MYSQL_PORT}", "--bind-address=127.0.0.1",
-               f"--socket={data / 'mariadb.sock'}", f"--pid-file={data / 'mariadb.pid'}",
+               f"--socket={mariadb_socket(settings)}", f"--pid-file={data / 'mariadb.pid'}",
                "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
                "--default-time-zone=+00:00", "--local-infile=1", "--skip-name-resolve",
                "--innodb-buffer-pool-size=1G", "--innodb-log-file-size=512M", "--max-connections=300"]

@@ -124,8 +124,8 @@ def postgres_socket(settings: Settings) -> Path:
 def _pg(settings: Settings) -> Service:
     data = settings.state_dir / "postgres"
     command = [str(pg_bin_dir(data) / "postgres"), "-D", str(data), "-p", str(settings.POSTGRES_PORT),
-               "-k", str(postgres_socket(settings).parent), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
-               "-c", "shared_buffers=512MB", "-c", "timezone=UTC"]
+               "-k", str(postgres_socket(settings).parent), "-c", "listen_addresses=127.0.0.1",
+               "-c", "max_connections=200", "-c", "shared_buffers=512MB", "-c", "timezone=UTC"]
     # SIGINT = fast shutdown (SIGTERM waits for every client to leave).
     return Service("postgres", command, (settings.POSTGRES_PORT,), "postgres", ("POSTGRES_PORT",), user="postgres",
                    stop_signal="INT")

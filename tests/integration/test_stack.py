@@ -123,6 +123,24 @@ def test_every_listening_socket_of_the_stack_binds_loopback(settings, postgres, 
     assert [f"{fields[3]} {fields[5]}" for fields in ours if not fields[3].startswith(loopback)] == []
 
 
+def test_a_running_airflow_takes_a_new_admin_password_from_make_up(settings, airflow):
+    """Airflow's simple auth manager reads its password file at each login: `make up` writes it again (for the same
+    user) instead of saying to restart the whole stack."""
+    from shopflow.stack import airflow_api, bootstrap
+
+    changed = dataclasses.replace(settings, AIRFLOW_ADMIN_PASSWORD=f"changed-{os.getpid()}")
+    with pytest.raises(airflow_api.LoginRefused):
+        airflow_api.AirflowClient(changed)
+    try:
+        manager._after_start(changed, "airflow", fresh=False)  # what `make up` does for a running Airflow
+        assert airflow_api.AirflowClient(changed).token
+        with pytest.raises(airflow_api.LoginRefused):
+            airflow_api.AirflowClient(settings)
+    finally:
+        bootstrap.write_airflow_password(settings)
+    assert airflow_api.AirflowClient(settings).token
+
+
 def test_an_interrupted_first_mariadb_init_is_done_again(settings, request):
     """mariadb-install-db creates mysql/ first and writes mysql_upgrade_info last: a Ctrl-C in between left a data
     directory every later `make up` took as initialised, and mariadbd never started on its partial tables."""

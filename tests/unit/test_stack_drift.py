@@ -173,3 +173,29 @@ def test_services_of_the_virtualenv_started_before_the_lock_file_changed_are_not
     assert len(found.notes) == 1 and found.notes[0].startswith("started before uv.lock changed")
     assert {"kafka", "spark-master", "airflow-scheduler", "dashboard"} <= found.named
     assert not {"postgres", "mariadb"} & found.named  # Debian's, not the virtualenv's
+
+
+def test_a_changed_airflow_password_is_no_note_and_a_changed_user_is(started):
+    """`make up` writes the new password where the running Airflow reads it at each login (manager._after_start); a
+    note said it ran with another value and to restart the whole stack."""
+    settings, running = started
+    assert _compare(settings, running, AIRFLOW_ADMIN_PASSWORD="changed").notes == []
+    found = _compare(settings, running, AIRFLOW_ADMIN_USER="ops", AIRFLOW_ADMIN_PASSWORD="changed")
+    assert len(found.notes) == 1 and "other values of AIRFLOW_ADMIN_USER than" in found.notes[0]
+
+
+def test_a_running_airflow_gets_a_new_password_but_not_another_users(started):
+    from shopflow.stack import manager
+
+    settings, _running = started
+    passwords = settings.state_dir / "airflow" / "passwords.json"
+    manager._after_start(dataclasses.replace(settings, AIRFLOW_ADMIN_PASSWORD="changed"), "airflow", fresh=False)
+    assert json.loads(passwords.read_text()) == {settings.AIRFLOW_ADMIN_USER: "changed"}
+    assert passwords.stat().st_mode & 0o777 == 0o600
+    manager._after_start(dataclasses.replace(settings, AIRFLOW_ADMIN_USER="ops", AIRFLOW_ADMIN_PASSWORD="other"),
+                         "airflow", fresh=False)  # it runs as the old user: its login is left as it is
+    assert json.loads(passwords.read_text()) == {settings.AIRFLOW_ADMIN_USER: "changed"}
+    passwords.unlink()
+    drift._path(settings).unlink()  # no record of how it started: nothing written
+    manager._after_start(settings, "airflow", fresh=False)
+    assert not passwords.exists()

@@ -32,12 +32,13 @@ class AirflowClient:
         try:
             return self.call("POST", "/auth/token", {"username": user, "password": password},
                              auth=False)["access_token"]
-        except RuntimeError as error:  # the running Airflow keeps the passwords it started with
+        except RuntimeError as error:  # the running Airflow keeps the user it started with
             if ": 401 " not in str(error):
                 raise
             raise LoginRefused(f"Airflow refused the login of {user} with AIRFLOW_ADMIN_USER/AIRFLOW_ADMIN_PASSWORD "
-                               "as set now: a running Airflow keeps the ones it started with, so after changing "
-                               "them run `make down`, then `make up` (`make up` alone fails the same way)") from None
+                               "as set now: a running Airflow keeps the user it started with (`make up` gives it a "
+                               "new password), so after changing AIRFLOW_ADMIN_USER run `make down`, then `make up` "
+                               "(`make up` alone fails the same way)") from None
 
     def call(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
         """One API call. No answer (the API server restarting, a refused connection, a 30 s timeout) is retried for

@@ -153,12 +153,18 @@ FLUSH PRIVILEGES;
 """)
 
 
+def write_airflow_password(settings: Settings) -> None:
+    """Airflow's admin password in clear, for its login (`AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE`). The
+    simple auth manager reads the file at each login, so a running Airflow takes a new password at once; its user
+    (`AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS`) is the one it started with."""
+    supervisor.write_private(settings.state_dir / "airflow" / "passwords.json",
+                             json.dumps({settings.AIRFLOW_ADMIN_USER: settings.AIRFLOW_ADMIN_PASSWORD}))
+
+
 def init_airflow(settings: Settings) -> bool:
     """Passwords file and `airflow db migrate` (skipped when this Airflow version already migrated)."""
     home = settings.state_dir / "airflow"
-    home.mkdir(parents=True, exist_ok=True)
-    supervisor.write_private(home / "passwords.json",  # Airflow's admin password in clear, for its login
-                             json.dumps({settings.AIRFLOW_ADMIN_USER: settings.AIRFLOW_ADMIN_PASSWORD}))
+    write_airflow_password(settings)
     import airflow
 
     stamp = home / "migrated.stamp"

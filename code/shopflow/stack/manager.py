@@ -122,6 +122,9 @@ def _before_start(settings: Settings, group: str) -> None:
         bootstrap.init_airflow(settings)
 
 
+AIRFLOW_LOGIN = "airflow-api-server"  # the service that serves the logins
+
+
 def _after_start(settings: Settings, group: str, fresh: bool) -> None:
     if group == "kafka":
         broker.after_start(settings, _running(settings), fresh)
@@ -132,6 +135,8 @@ def _after_start(settings: Settings, group: str, fresh: bool) -> None:
         bootstrap.bootstrap_mariadb(settings)
         db.apply_mysql_schema(settings)
         runlog.ensure_pipeline_runs(settings)
+    elif group == "airflow" and not fresh and drift.started_with(settings, AIRFLOW_LOGIN, "AIRFLOW_ADMIN_USER"):
+        bootstrap.write_airflow_password(settings)  # a changed AIRFLOW_ADMIN_PASSWORD, without a restart
     elif group == "spark" and settings.SPARK_CDS_JOBS and not settings.spark_cds_archive.is_file():
         with step("record the Spark JVMs' class-data sharing archive (once, ~35 s)"):
             cds.ensure_archive(settings)

@@ -164,6 +164,17 @@ def _run_dags_on(api, monkeypatch) -> list[str]:
     return up._run_dags(object())
 
 
+def test_a_warm_make_up_says_when_it_unpauses_a_dag_paused_since(monkeypatch, capsys):
+    """Every `make up` unpauses the DAGs; one the user paused was unpaused with the same line as the others."""
+    api = DoneAirflow({d: [{"dag_run_id": "scheduled__1", "state": "success"}] for d in (*up.DAG_ORDER, "build_marts")})
+    listed = {d: {**info, "is_paused": d == "build_marts"} for d, info in api.dags().items()}
+    monkeypatch.setattr(api, "dags", lambda: listed)
+    _run_dags_on(api, monkeypatch)
+    assert [line for line in capsys.readouterr().out.splitlines() if "was paused" in line] == [
+        "  build_marts: already ran successfully; it was paused and is unpaused now, so it runs on its schedule "
+        "(pause it again after `make up` if it should stay paused)"] and "build_marts" in api.unpaused
+
+
 def test_a_failed_producer_does_not_leave_make_up_waiting_for_the_asset_scheduled_dag(monkeypatch, capsys):
     """Seen: a failed replication run updates no Asset, and `make up` waited DAG_TIMEOUT_S (30 min) for build_marts."""
     api = FreshAirflow(done=[], ends={"kafka_to_postgres_streaming": "success",

@@ -1,8 +1,11 @@
 """`make airflow ARGS=...`: the airflow CLI with the stack's environment, without the graphviz warning on every call."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from shopflow.config import get_settings
 from shopflow.stack import __main__ as cli
 
 
@@ -181,3 +184,17 @@ def test_a_database_refusing_the_stacks_setup_is_one_line(monkeypatch, capsys):
                           "port 5432 failed: FATAL: the database system is in recovery mode. `make status` shows the "
                           "servers")
     assert err.count("\n") == 1
+
+
+def test_a_state_directory_make_up_refuses_is_not_made(monkeypatch, tmp_path, capsys):
+    """The refusal came after the stack's lock file was made in it: a `stack.lock` left under /root, the very place
+    the message said the servers cannot reach."""
+    monkeypatch.setattr(cli, "up", lambda _settings: pytest.fail("make up went on"))
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    for state, why in ((tmp_path / ("x" * 120), "too long for the servers' Unix sockets"),
+                       (tmp_path / "a b", "holds whitespace"), (private / "state", "may not enter")):
+        settings = dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(state), SPARK_CDS_JOBS="build_marts")
+        monkeypatch.setattr(cli, "get_settings", lambda: settings)
+        assert cli.main(["up"]) == 1
+        assert why in capsys.readouterr().err and not state.exists()

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings_to_stop() if args.command == "down" else get_settings()
         if args.command == "up":
+            manager.check_state_dir(settings)
             return up(settings)
         if args.command == "down":
             manager.down(settings)

@@ -55,10 +55,10 @@ def check_layout(settings: Settings, services: list[Service]) -> None:
         if not _loopback(host):
             raise StackError(f"{key}: the local stack listens on 127.0.0.1 only, not on {host}; set "
                              f"{key} with host 127.0.0.1 in .env.")
-    _check_state_path(settings)
+    check_state_path(settings)
 
 
-def _check_state_path(settings: Settings) -> None:
+def check_state_path(settings: Settings) -> None:
     """The servers' Unix sockets are in the state directory: under a long checkout path supervisord failed at its
     start ("AF_UNIX path too long", nothing naming the path or the way out). Whitespace: the Spark JVMs' flag naming
     the class-data sharing archive in it is split at spaces."""

@@ -9,7 +9,7 @@ from shopflow import db, runlog
 from shopflow.config import Settings
 from shopflow.stack import bootstrap, broker, cds, drift, health, processes, supervisor
 from shopflow.stack.lock import one_at_a_time
-from shopflow.stack.layout import check_java_options, check_layout, check_reachable
+from shopflow.stack.layout import check_java_options, check_layout, check_reachable, check_state_path
 from shopflow.stack.services import GROUPS, Service, StackError, all_services
 
 DEPENDS = {"airflow": ("postgres",), "eventgen": ("kafka",), "dashboard": ("mariadb",)}
@@ -107,6 +107,14 @@ def _wait(settings: Settings, group: str, services: list[Service]) -> None:
 
 # the servers that run as a system user of their own: (user, server) by group
 SYSTEM_USERS = {"postgres": ("postgres", "Postgres"), "mariadb": ("mysql", "MariaDB")}
+
+
+def check_state_dir(settings: Settings) -> None:
+    """`make up`'s checks of the state directory, before anything is made in it (its lock file first): a refused
+    LOCAL_STATE_DIR was left behind holding a `stack.lock` (e.g. under /root, which the refusal said to avoid)."""
+    check_state_path(settings)
+    for user, server in SYSTEM_USERS.values():
+        check_reachable(settings, user, server)
 
 
 def _before_start(settings: Settings, group: str) -> None:

@@ -65,6 +65,17 @@ def test_unknown_mysql_type_and_a_transform_not_matching_its_reads_are_refused()
              key=("b",))
 
 
+def test_a_read_of_a_table_or_column_the_replica_lacks_is_refused_naming_it():
+    """A typo in `reads` gave a bare StopIteration in the unit test and, in the job, Spark's UNRESOLVED_COLUMN naming
+    the right column (exit 1, retried twice)."""
+    columns, key = (MartColumn("a", "INT"),), ("a",)
+    with pytest.raises(ValueError, match=r"^mart_x: reads orders.totalprice, which is no column of orders \(.*"
+                                         r"total_amount"):
+        Mart("mart_x", lambda orders: orders, reads={"orders": ("order_id", "totalprice")}, columns=columns, key=key)
+    with pytest.raises(ValueError, match=r"^mart_x: reads 'order', which is no replica table \(.*orders"):
+        Mart("mart_x", lambda order: order, reads={"order": ("order_id",)}, columns=columns, key=key)
+
+
 def test_rounded_mean_is_exact_half_up(spark):
     """Against Python's Decimal: 28 significant digits decide every case, as a mean of integers is either exactly
     on a .xx5 boundary or at least 1/(200 n) away from it."""

@@ -84,6 +84,13 @@ class Mart:
         unknown = set(self.key) - {c.name for c in self.columns}
         if unknown:
             raise ValueError(f"{self.name}: key column(s) {sorted(unknown)} are not mart columns")
+        for table, columns in self.reads.items():  # a typo surfaced as StopIteration, or the job's UNRESOLVED_COLUMN
+            if table not in TABLES_BY_NAME:
+                raise ValueError(f"{self.name}: reads {table!r}, which is no replica table (postgresdb/models.py: "
+                                 f"{', '.join(TABLES_BY_NAME)})")
+            if missing := [c for c in columns if c not in TABLES_BY_NAME[table].column_names]:
+                raise ValueError(f"{self.name}: reads {table}.{missing[0]}, which is no column of {table} "
+                                 f"({', '.join(TABLES_BY_NAME[table].column_names)})")
 
     @property
     def schema(self) -> T.StructType:

@@ -52,6 +52,7 @@ def test_1000_events_exactly_once_and_a_second_run_changes_nothing(spark, stream
     assert [r[0] for r in runs] == ["ok"] * len(batches)
     assert sum(r[1] for r in runs) == 1000 and sum(r[3] for r in runs) == 50
     assert json.loads(runs[-1][4])["lag"] == 0
+    assert sum(json.loads(r[4])["events_rejected"] for r in runs) == 50  # the task log's line says it too
 
     before = snapshot(stream_case)
     query.run(spark, stream_case, query.AVAILABLE_NOW)

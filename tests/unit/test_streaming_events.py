@@ -37,7 +37,7 @@ NOT_JSON = ("value is not valid JSON (or has duplicate keys, a lone surrogate es
 def test_parse_reports_why_a_value_is_not_an_event(spark):
     values = [event(), b"not json", b"\xff\xfe{\"a\": 1}", None, b"[1, 2]",
               event(first_name=123), b'{"email": "a@b.co"} trailing', b'{"email": "a", "email": "b"}',
-              event(note="\ud83d"), event(size=int("9" * 1001))]  # half an emoji; past the parser's number limit
+              event(note="\ud83d"), event(size=int("9" * 1001)), b""]  # half an emoji; past the number limit
     parsed = raw_frame(spark, values).transform(ev.parse_events)
     got = parsed.select("offset", "parse_error", "first_name", "email")
     expected = spark.createDataFrame([
@@ -51,6 +51,7 @@ def test_parse_reports_why_a_value_is_not_an_event(spark):
         (7, NOT_JSON, None, None),
         (8, NOT_JSON, None, None),
         (9, NOT_JSON, None, None),
+        (10, "value is empty (0 bytes)", None, None),  # was NOT_JSON's list of the parser's limits
     ], "offset bigint, parse_error string, first_name string, email string")
     assertDataFrameEqual(got, expected)
 

@@ -79,7 +79,8 @@ def _has_work(settings) -> bool:
     elif pending == 0:
         log.info("topic %s: no events above the committed positions, nothing to do", settings.KAFKA_TOPIC)
     else:
-        log.info("topic %s: %d events to stream", settings.KAFKA_TOPIC, pending)
+        log.info("topic %s: %d event(s) to stream so far (the run also applies those that arrive before its first "
+                 "batch starts)", settings.KAFKA_TOPIC, pending)
     return bool(pending)
 
 

@@ -95,6 +95,7 @@ def parse_events(events: DataFrame) -> DataFrame:
         for f in EVENT_SCHEMA.fields])
     typed = docs.select("*", type_errors.alias("_type_errors"))
     parse_error = (F.when(F.col("value").isNull(), F.lit("value is null"))
+                   .when(F.length("value") == 0, F.lit("value is empty (0 bytes)"))
                    .when(F.col("_text").isNull(), F.lit("value is not valid UTF-8"))
                    .when(doc.isNull() & F.try_parse_json("_text").isNull(),  # parsed alone only when wrapped failed
                          F.lit(NOT_JSON))

@@ -172,7 +172,8 @@ class UsersSink:
         record.rows_rejected = result.events_rejected
         lag = self._lag(result.batch_id)
         record.detail = self._detail(
-            result.batch_id, events_new=result.events_new, users_upserted=result.users_upserted,
+            result.batch_id, events_new=result.events_new, events_rejected=result.events_rejected,
+            users_upserted=result.users_upserted,
             users_inserted=result.users_inserted, users_updated=result.users_updated,
             lag=sum(lag.values()) if lag is not None else None, lag_by_partition=lag,
             end_offsets=result.end_offsets, phase_seconds=result.seconds)

@@ -68,6 +68,7 @@ def test_every_check_and_run_is_recorded(replica, published):
                             "ORDER BY run_id", params=(JOB,))
     marts = [(r.mart.name, "ok", r.rows) for r in published]  # then the build's own row, with their total
     assert runs[:len(marts) + 1] == marts + [(None, "ok", sum(r.rows for r in published))]
+    assert [r.rows for r in published] == [len(execute(replica, r.mart.reference_sql)) for r in published]
 
 
 def test_verify_says_when_the_replica_changed_after_the_marts_were_built(replica, published):

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -127,6 +130,8 @@ def test_make_down_stops_the_stack_whatever_bad_setting_env_now_holds(monkeypatc
 
     env_file = tmp_path / "stack.env"
     env_file.write_text(f"export SPARK_WORKERS=3\nLOCAL_STATE_DIR={tmp_path}/state\nSPARK_WORKERS=many\n")
+    (tmp_path / "state").mkdir()  # a state directory that does not exist holds nothing to stop
+    (tmp_path / "other").mkdir()
 
     def bad():
         raise SettingsError("SPARK_WORKERS='many': expected a whole number")
@@ -188,13 +193,22 @@ def test_a_database_refusing_the_stacks_setup_is_one_line(monkeypatch, capsys):
 
 def test_a_state_directory_make_up_refuses_is_not_made(monkeypatch, tmp_path, capsys):
     """The refusal came after the stack's lock file was made in it: a `stack.lock` left under /root, the very place
-    the message said the servers cannot reach."""
+    the message said the servers cannot reach; `make down` and `ensure` then made it too (the diff review)."""
     monkeypatch.setattr(cli, "up", lambda _settings: pytest.fail("make up went on"))
-    private = tmp_path / "private"
-    private.mkdir(mode=0o700)
-    for state, why in ((tmp_path / ("x" * 120), "too long for the servers' Unix sockets"),
-                       (tmp_path / "a b", "holds whitespace"), (private / "state", "may not enter")):
-        settings = dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(state), SPARK_CDS_JOBS="build_marts")
-        monkeypatch.setattr(cli, "get_settings", lambda: settings)
-        assert cli.main(["up"]) == 1
-        assert why in capsys.readouterr().err and not state.exists()
+    monkeypatch.setattr(cli.manager, "ensure", lambda *_args: pytest.fail("ensure went on"))
+    monkeypatch.setattr(cli.processes, "strays", lambda: [])
+    monkeypatch.setattr(cli.processes, "jobs_run_by_hand", lambda _daemon: [])
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's tmp_path lies under a 0700 directory of its own
+    try:
+        base.chmod(0o755)
+        (base / "private").mkdir(mode=0o700)
+        for state, why in ((tmp_path / ("x" * 120), "too long for the servers' Unix sockets"),
+                           (tmp_path / "a b", "holds whitespace"),
+                           (base / "private" / "state", f"may not enter {base}/private")):
+            settings = dataclasses.replace(get_settings(), LOCAL_STATE_DIR=str(state), SPARK_CDS_JOBS="build_marts")
+            monkeypatch.setattr(cli, "get_settings", lambda: settings)
+            assert cli.main(["up"]) == 1 and why in capsys.readouterr().err
+            assert cli.main(["ensure", "kafka"]) == 1 and why in capsys.readouterr().err
+            assert cli.main(["down"]) == 0 and "nothing to stop" in capsys.readouterr().out and not state.exists()
+    finally:
+        shutil.rmtree(base)

@@ -184,10 +184,15 @@ def test_a_changed_airflow_password_is_no_note_and_a_changed_user_is(started):
     assert len(found.notes) == 1 and "other values of AIRFLOW_ADMIN_USER than" in found.notes[0]
 
 
-def test_a_running_airflow_gets_a_new_password_but_not_another_users(started):
+def test_a_running_airflow_gets_a_new_password_but_not_another_users(started, monkeypatch):
+    """Also when an Airflow member restarts beside a running login server (`init_airflow` writes the file then)."""
     from shopflow.stack import manager
 
     settings, _running = started
+    other_user = dataclasses.replace(settings, AIRFLOW_ADMIN_USER="ops")
+    assert manager._login_takes_password(other_user)  # no login server running: it starts with the current user
+    monkeypatch.setattr(manager, "_running", lambda _settings: {manager.AIRFLOW_LOGIN})
+    assert manager._login_takes_password(settings) and not manager._login_takes_password(other_user)
     passwords = settings.state_dir / "airflow" / "passwords.json"
     manager._after_start(dataclasses.replace(settings, AIRFLOW_ADMIN_PASSWORD="changed"), "airflow", fresh=False)
     assert json.loads(passwords.read_text()) == {settings.AIRFLOW_ADMIN_USER: "changed"}

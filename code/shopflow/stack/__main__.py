@@ -75,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
             manager.check_state_dir(settings)
             return up(settings)
         if args.command == "down":
+            if not settings.state_dir.exists() and not processes.strays() and not processes.jobs_run_by_hand(None):
+                print(f"nothing to stop: the state directory {settings.state_dir} does not exist")  # nor made now
+                return 0
             manager.down(settings)
             return 0
         if args.command == "status":
             return status(settings)
         if args.command == "ensure":
+            manager.check_state_dir(settings)
             manager.ensure(settings, args.groups)
             return 0
         # The CLI's `dags` commands warn on every call that graphviz (only for rendering DAG images) is missing.

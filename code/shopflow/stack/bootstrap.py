@@ -161,10 +161,13 @@ def write_airflow_password(settings: Settings) -> None:
                              json.dumps({settings.AIRFLOW_ADMIN_USER: settings.AIRFLOW_ADMIN_PASSWORD}))
 
 
-def init_airflow(settings: Settings) -> bool:
-    """Passwords file and `airflow db migrate` (skipped when this Airflow version already migrated)."""
+def init_airflow(settings: Settings, password: bool = True) -> bool:
+    """Passwords file (unless `password` is False) and `airflow db migrate` (skipped when this Airflow version
+    already migrated)."""
     home = settings.state_dir / "airflow"
-    write_airflow_password(settings)
+    if password:
+        write_airflow_password(settings)
+    home.mkdir(parents=True, exist_ok=True)
     import airflow
 
     stamp = home / "migrated.stamp"

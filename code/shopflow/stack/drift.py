@@ -5,7 +5,8 @@ starts it; the settings are stored as hashes, never their values (some are passw
 never restarted, so a changed `.env` (or environment) does not reach it. Comparing its record with what the current
 settings give:
 - other ports: an error, before anything starts: the stack's clients would look for the service where it is not;
-- another command line or other settings: a note naming the settings, since the service keeps running as it was;
+- another command line or other settings: a note naming the settings, since the service keeps running as it was
+  (except APPLIED_LIVE's, which `make up` gives the running service);
 - running, but no longer one of the settings' services (e.g. fewer `SPARK_WORKERS`): a note;
 - run from the project's virtualenv, started before `uv.lock` changed (a `git pull`, then `make up`, whose install
   put the new packages under it): a note.

@@ -127,10 +127,16 @@ def _before_start(settings: Settings, group: str) -> None:
         if orphans:  # a scheduler that died left them, holding row locks that would stall its successor
             processes.stop(orphans)
             print(f"  stopped {len(orphans)} Airflow worker(s) left by a scheduler that ended", flush=True)
-        bootstrap.init_airflow(settings)
+        bootstrap.init_airflow(settings, password=_login_takes_password(settings))
 
 
 AIRFLOW_LOGIN = "airflow-api-server"  # the service that serves the logins
+
+
+def _login_takes_password(settings: Settings) -> bool:
+    """The password file may hold the current user's password: the login server is not running (it starts with the
+    current user) or runs as the current AIRFLOW_ADMIN_USER (a file for another user locked the running one out)."""
+    return AIRFLOW_LOGIN not in _running(settings) or drift.started_with(settings, AIRFLOW_LOGIN, "AIRFLOW_ADMIN_USER")
 
 
 def _after_start(settings: Settings, group: str, fresh: bool) -> None:
@@ -143,7 +149,7 @@ def _after_start(settings: Settings, group: str, fresh: bool) -> None:
         bootstrap.bootstrap_mariadb(settings)
         db.apply_mysql_schema(settings)
         runlog.ensure_pipeline_runs(settings)
-    elif group == "airflow" and not fresh and drift.started_with(settings, AIRFLOW_LOGIN, "AIRFLOW_ADMIN_USER"):
+    elif group == "airflow" and not fresh and _login_takes_password(settings):
         bootstrap.write_airflow_password(settings)  # a changed AIRFLOW_ADMIN_PASSWORD, without a restart
     elif group == "spark" and settings.SPARK_CDS_JOBS and not settings.spark_cds_archive.is_file():
         with step("record the Spark JVMs' class-data sharing archive (once, ~35 s)"):

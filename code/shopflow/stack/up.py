@@ -117,11 +117,11 @@ def _run_dags(settings: Settings) -> list[str]:
         # once, beside the others and before the runs it should follow (streaming before replication).
         if dag_id in done or dag_id in asset_driven:
             client.unpause(dag_id)
-        if dag_id in done and dags[dag_id].get("is_paused"):  # paused since (the UI, the CLI): undone, so said
-            print(f"  {dag_id}: already ran successfully; it was paused and is unpaused now, so it runs on its "
-                  f"schedule (pause it again after `make up` if it should stay paused)", flush=True)
-        elif dag_id in done:
-            print(f"  {dag_id}: already ran successfully; it now runs on its schedule", flush=True)
+        if dag_id in done:
+            paused = dags[dag_id].get("is_paused")  # since its run (the UI, the CLI): undone, so said
+            print(f"  {dag_id}: already ran successfully; " + ("it was paused and is unpaused now, so it runs on its "
+                  "schedule (pause it again after `make up` if it should stay paused)" if paused else
+                  "it now runs on its schedule"), flush=True)
             if latest[dag_id][0]["state"] == "failed":  # newest first
                 print(f"    but its latest run, {latest[dag_id][0]['dag_run_id']}, failed: see its task log in the "
                       f"Airflow UI", flush=True)

@@ -49,7 +49,8 @@ class ReplicaIncomplete(RuntimeError):
 def check_replica_tables(cursor, tables: Iterable[str]) -> None:
     """Raises ReplicaIncomplete when the replica lacks some of `tables`: no replication run has made them yet (compose
     makes them with its first run). A build triggered before one failed on the first read with a traceback, retried."""
-    if missing := sorted(set(tables) - existing_tables(cursor, tables)):
+    tables = set(tables)  # read twice below: an iterator would be spent by the first
+    if missing := sorted(tables - existing_tables(cursor, tables)):
         raise ReplicaIncomplete(f"the replica has no table {', '.join(missing)}: no replication run has made it yet; "
                                 "run replicate_postgres_to_mysql first (its success starts a build)")
 

@@ -88,9 +88,10 @@ class Mart:
             if table not in TABLES_BY_NAME:
                 raise ValueError(f"{self.name}: reads {table!r}, which is no replica table (postgresdb/models.py: "
                                  f"{', '.join(TABLES_BY_NAME)})")
-            if missing := [c for c in columns if c not in TABLES_BY_NAME[table].column_names]:
+            declared = TABLES_BY_NAME[table].column_names  # a list built per call of the property
+            if missing := [c for c in columns if c not in declared]:
                 raise ValueError(f"{self.name}: reads {table}.{missing[0]}, which is no column of {table} "
-                                 f"({', '.join(TABLES_BY_NAME[table].column_names)})")
+                                 f"({', '.join(declared)})")
 
     @property
     def schema(self) -> T.StructType:

@@ -161,12 +161,9 @@ def write_airflow_password(settings: Settings) -> None:
                              json.dumps({settings.AIRFLOW_ADMIN_USER: settings.AIRFLOW_ADMIN_PASSWORD}))
 
 
-def init_airflow(settings: Settings, password: bool = True) -> bool:
-    """Passwords file (unless `password` is False) and `airflow db migrate` (skipped when this Airflow version
-    already migrated)."""
+def init_airflow(settings: Settings) -> bool:
+    """`airflow db migrate` (skipped when this Airflow version already migrated)."""
     home = settings.state_dir / "airflow"
-    if password:
-        write_airflow_password(settings)
     home.mkdir(parents=True, exist_ok=True)
     import airflow
 

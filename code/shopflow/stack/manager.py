@@ -127,7 +127,9 @@ def _before_start(settings: Settings, group: str) -> None:
         if orphans:  # a scheduler that died left them, holding row locks that would stall its successor
             processes.stop(orphans)
             print(f"  stopped {len(orphans)} Airflow worker(s) left by a scheduler that ended", flush=True)
-        bootstrap.init_airflow(settings, password=_login_takes_password(settings))
+        if _login_takes_password(settings):  # before the login server starts: it makes up passwords for users
+            bootstrap.write_airflow_password(settings)  # missing from the file
+        bootstrap.init_airflow(settings)
 
 
 AIRFLOW_LOGIN = "airflow-api-server"  # the service that serves the logins

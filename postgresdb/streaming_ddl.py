@@ -5,7 +5,7 @@ All three are written in the same transaction as the users upsert, which is what
 on replay), `stream_batches` is one row per applied micro-batch (batch id, offset range, counts).
 `stream_topics` holds the broker's id of the topic those positions belong to (written when a query starts, not per
 batch). These tables are not replicated (they are not in `models.TABLES`) and carry no change tracking.
-Every statement is idempotent.
+`users_email_lower_key` is the stream's identity of a user (`email_identity`). Every statement is idempotent.
 """
 from __future__ import annotations
 
@@ -15,6 +15,26 @@ REJECTED_USER_EVENTS = "rejected_user_events"
 STREAM_OFFSETS = "stream_offsets"
 STREAM_BATCHES = "stream_batches"
 STREAM_TOPICS = "stream_topics"
+USERS_EMAIL_KEY = "users_email_lower_key"
+
+
+def email_identity(schema: str = "source") -> str:
+    """A unique index on `lower(email)`, the conflict target of the stream's upsert (`ledger.upsert_users`): the
+    stream lower-cases emails, so a user another client wrote as `Ann@X.com` is the one `ann@x.com`'s events update,
+    and a second user whose email differs only in case is refused. Made when missing; a source already holding such
+    emails goes on without it (a WARNING: the DDL serves the generators and `make up` too) and the stream refuses to
+    start, naming them (`ledger.check_email_identity`)."""
+    users, key = f"{schema}.users", f"{schema}.{USERS_EMAIL_KEY}"
+    warning = f"{users} holds emails that differ only in case: {USERS_EMAIL_KEY} not made, the stream will not start"
+    return f"""DO $$ BEGIN
+    IF to_regclass('{users}') IS NOT NULL AND to_regclass('{key}') IS NULL THEN
+        BEGIN
+            CREATE UNIQUE INDEX {USERS_EMAIL_KEY} ON {users} (lower(email));
+        EXCEPTION WHEN unique_violation THEN
+            RAISE WARNING '{warning}';
+        END;
+    END IF;
+END $$"""
 
 
 def streaming_ddl(schema: str = "source") -> list[str]:
@@ -68,4 +88,5 @@ def streaming_ddl(schema: str = "source") -> list[str]:
     recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (stream, kafka_topic)
 )""",
+        email_identity(schema),
     ]

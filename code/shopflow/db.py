@@ -130,10 +130,11 @@ def tcp_no_delay(conn) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def apply_postgres_schema(settings: Settings, lock_timeout_s: int | None = None) -> None:
+def apply_postgres_schema(settings: Settings, lock_timeout_s: int | None = None) -> list[str]:
     """Create schema `source`, the 7 tables and their change tracking (idempotent). A trigger or index made again
     (missing, disabled, changed) locks its table against writers; `lock_timeout_s` bounds each wait
-    (LockNotAvailable), instead of none. What is there already takes no table lock (postgresdb/guarded.py)."""
+    (LockNotAvailable), instead of none. What is there already takes no table lock (postgresdb/guarded.py). Returns
+    the DDL's warnings (a part it could not make, e.g. `streaming_ddl.email_identity`)."""
     with pg_connection(settings) as conn, conn.cursor() as cur:
         if lock_timeout_s is not None:
             cur.execute("SET LOCAL lock_timeout = %s", (f"{lock_timeout_s}s",))
@@ -141,6 +142,7 @@ def apply_postgres_schema(settings: Settings, lock_timeout_s: int | None = None)
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('shopflow.schema'))")
         for statement in postgresdb.postgres_ddl(settings.POSTGRES_SCHEMA):
             cur.execute(statement)
+        return [n.strip().removeprefix("WARNING:").strip() for n in conn.notices if n.startswith("WARNING:")]
 
 
 def apply_mysql_schema(settings: Settings) -> None:

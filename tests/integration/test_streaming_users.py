@@ -7,6 +7,7 @@ import random
 import pyarrow as pa
 import pytest
 
+from shopflow import db
 from shopflow.streaming import kafka_offsets as ko
 from shopflow.streaming import query
 from shopflow.streaming.kafka_source import ARROW_SCHEMA, KafkaStreamReader
@@ -133,3 +134,39 @@ def test_dead_letters_larger_than_the_driver_may_fetch_at_once_are_all_stored(st
                                  "ORDER BY rejected_id")
     assert order == sorted(order)  # inserted in Kafka's order, batch by batch
     assert len(pg_rows(stream_case, "SELECT 1 FROM {s}.users")) == len(expected_users)
+
+
+def _insert_user(settings, email: str) -> int:
+    return pg_rows(settings, "INSERT INTO {s}.users (first_name, last_name, email, registration_date, loyalty_status) "
+                             f"VALUES ('Ann', 'Lee', '{email}', '2024-01-01', 'Bronze') RETURNING user_id")[0][0]
+
+
+def test_a_user_stored_with_capitals_is_the_one_its_lower_cased_events_update(spark, stream_case):
+    user_id = _insert_user(stream_case, "Ann.Lee@Example.com")  # written by another client, not lower-cased
+    event = {"first_name": "Ann", "last_name": "Lee", "email": "ann.lee@example.com", "phone": None,
+             "registration_date": "2024-01-01T00:00:00Z", "loyalty_status": "Gold"}
+    produce(stream_case, [(b"ann.lee@example.com", json.dumps(event).encode())])
+
+    query.run(spark, stream_case, query.AVAILABLE_NOW)
+
+    stored = pg_rows(stream_case, "SELECT user_id, email, loyalty_status FROM {s}.users")
+    assert stored == [(user_id, "Ann.Lee@Example.com", "Gold")]  # updated in place, the email as stored
+    with pytest.raises(Exception, match="users_email_lower_key"):  # nor can a client add a second one
+        _insert_user(stream_case, "ANN.LEE@example.com")
+
+
+def test_users_whose_emails_differ_only_in_case_stop_the_stream_before_it_reads(stream_case, tmp_path):
+    pg_rows(stream_case, "DROP INDEX {s}.users_email_lower_key; SELECT 1")  # a source from before the key
+    first, second = _insert_user(stream_case, "ann@x.io"), _insert_user(stream_case, "Ann@X.io")
+    warnings = db.apply_postgres_schema(stream_case)  # `make up` and the generators go on without the key
+    assert warnings == [f"{stream_case.POSTGRES_SCHEMA}.users holds emails that differ only in case: "
+                        "users_email_lower_key not made, the stream will not start"]
+    produce(stream_case, [(b"ann@x.io", b'{"email": "ann@x.io"}')])
+
+    job = start_job(stream_case, tmp_path / "job.log")
+
+    assert job.wait(timeout=120) == 3
+    log = (tmp_path / "job.log").read_text()
+    assert f"differ only in case, 1 group (user_id email: {first} ann@x.io, {second} Ann@X.io)" in log
+    assert pg_rows(stream_case, "SELECT count(*) FROM {s}.stream_offsets") == [(0,)]  # nothing read, nothing lost
+    assert pg_rows(stream_case, "SELECT count(*) FROM {s}.rejected_user_events") == [(0,)]

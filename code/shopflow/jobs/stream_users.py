@@ -16,7 +16,8 @@ running query (a batch starting above its positions; the restart resumes from th
 went back below the committed positions (recreated, or a broker that lost its data), or whose broker id is no longer
 the one the positions were committed for (deleted and created again, however many events it holds now), ends it with
 one line and exit code 3: a retry would fail the same way until the stream is reset; so do events deleted unread (until
---skip-deleted), STREAMING_SOURCE=kafka in a Spark without the Kafka connector, and a Postgres refusing the login.
+--skip-deleted), STREAMING_SOURCE=kafka in a Spark without the Kafka connector, a Postgres refusing the login, and
+source users whose emails differ only in case (`streaming/ledger.check_email_identity`).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from shopflow.jobs.db_exit import database_end, ended
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
                                    job_settings)
 from shopflow.streaming import checkpoint_lock, query
+from shopflow.streaming.ledger import EmailsDifferInCase
 from shopflow.streaming.offset_log import NotACheckpoint, PositionsBehind
 from shopflow.streaming.sink import JOB
 from shopflow.streaming.source import SourceUnavailable
@@ -152,7 +154,7 @@ def _main(argv: list[str] | None) -> int:
         if (end := database_end(error, settings)) is None:
             raise
         return _ended(settings, mode, *end)
-    except (ko.OffsetsOutOfRange, SourceUnavailable, NotACheckpoint) as error:  # says what to do; a retry fails too
+    except (ko.OffsetsOutOfRange, SourceUnavailable, NotACheckpoint, EmailsDifferInCase) as error:  # a retry fails too
         return _ended(settings, mode, NO_RETRY_EXIT, str(error))
     except (ko.KafkaOffsetError, MasterUnreachable) as error:  # a slow or restarting broker, the master down
         return _ended(settings, mode, 2, str(error))

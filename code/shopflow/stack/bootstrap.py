@@ -192,7 +192,8 @@ def apply_source_schema(settings: Settings) -> None:
     With no limit, a client's open transaction on such a table (psql without autocommit after an UPDATE) held `make
     up` and `make test` without a word, and every writer of that table queued behind them."""
     try:
-        db.apply_postgres_schema(settings, lock_timeout_s=SCHEMA_LOCK_WAIT_S)
+        for warning in db.apply_postgres_schema(settings, lock_timeout_s=SCHEMA_LOCK_WAIT_S):
+            print(f"  note: {warning} (README, Troubleshooting)", flush=True)
     except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected):
         holders = db.lock_holders(settings, [t.name for t in TABLES])
         raise StackError(f"the {settings.POSTGRES_SCHEMA} tables stayed in use for {SCHEMA_LOCK_WAIT_S} s, so their "

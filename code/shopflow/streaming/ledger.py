@@ -10,7 +10,8 @@ import pyarrow.csv as pa_csv
 from psycopg2 import Binary
 from psycopg2.extras import execute_values
 
-from postgresdb.streaming_ddl import REJECTED_USER_EVENTS, STREAM_BATCHES, STREAM_OFFSETS, STREAM_TOPICS
+from postgresdb.streaming_ddl import (REJECTED_USER_EVENTS, STREAM_BATCHES, STREAM_OFFSETS, STREAM_TOPICS,
+                                      USERS_EMAIL_KEY)
 
 from shopflow.streaming.kafka_offsets import Offsets
 
@@ -32,6 +33,29 @@ def committed_positions(cur, schema: str, stream: str) -> Offsets:
     return positions
 
 
+class EmailsDifferInCase(RuntimeError):
+    """The source holds users whose emails differ only in case: an event's lower-cased email names more than one."""
+
+
+def check_email_identity(cur, schema: str) -> None:
+    """Raises EmailsDifferInCase when `users` lacks its `lower(email)` key because rows differ only in case
+    (`postgresdb.streaming_ddl.email_identity` could not make it), naming them."""
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NULL",
+                (f"{schema}.users", f"{schema}.{USERS_EMAIL_KEY}"))
+    if not cur.fetchone()[0]:
+        return
+    cur.execute(f"SELECT string_agg(user_id || ' ' || email, ', ' ORDER BY user_id), count(*) OVER () "
+                f"FROM {schema}.users GROUP BY lower(email) HAVING count(*) > 1 ORDER BY lower(email) LIMIT 5")
+    if groups := cur.fetchall():
+        count = groups[0][1]
+        raise EmailsDifferInCase(
+            f"{schema}.users holds users whose emails differ only in case, {count} group{'s' * (count > 1)} "
+            f"(user_id email: {'; '.join(users for users, _ in groups)}{'; …' * (count > len(groups))}): the stream "
+            "matches a user by the lower-cased email and cannot tell which one an event is for. Merge or correct "
+            f"them (SELECT lower(email), array_agg(user_id) FROM {schema}.users GROUP BY 1 HAVING count(*) > 1), "
+            "then run it again; no event was read")
+
+
 def _csv(table: pa.Table) -> io.BytesIO:
     """CSV for COPY: every value quoted, NULL left bare, so an empty string and NULL stay distinct (pyarrow writes
     it in C++: no per-row Python)."""
@@ -50,9 +74,10 @@ def _from_micros(column: str) -> str:
 
 
 def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int]:
-    """users: USER_FIELDS + registration_date as epoch microseconds, in this order. Returns (inserted, updated); an
-    event equal to the stored row updates nothing, so change tracking (updated_at / change_txid) only moves on real
-    changes."""
+    """users: USER_FIELDS + registration_date as epoch microseconds, in this order; a stored user is the one whose
+    email is equal but for case (`lower(email)`: the events' are lower-cased), and keeps its email as stored. Returns
+    (inserted, updated); an event equal to the stored row updates nothing, so change tracking (updated_at /
+    change_txid) only moves on real changes."""
     if not users.num_rows:
         return 0, 0
     cur.execute("CREATE TEMP TABLE stream_users_stage (first_name text, last_name text, email text, phone text, "
@@ -65,7 +90,7 @@ def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int]:
         SELECT first_name, last_name, email, phone,
                {_from_micros("registration_micros")}, loyalty_status
         FROM stream_users_stage
-        ON CONFLICT (email) DO UPDATE SET {updates}
+        ON CONFLICT ((lower(email))) DO UPDATE SET {updates}
         WHERE ({stored}) IS DISTINCT FROM ({incoming})
         RETURNING (xmax = 0) AS inserted""")
     flags = [inserted for (inserted,) in cur.fetchall()]

@@ -30,12 +30,15 @@ STOP_POLL_S = 1.0
 BATCH_END_WAIT_S = 30.0  # a stop waits this long at most for the micro-batch in flight (manager.JOB_STOP_GRACE_S: 60)
 
 
-def ensure_tables(settings: Settings) -> None:
-    """The stream's own tables (idempotent); `users` comes with the source schema."""
+def ensure_tables(settings: Settings, applying: bool = True) -> None:
+    """The stream's own tables (idempotent); `users` comes with the source schema. `applying` (a run that will
+    upsert users): raises ledger.EmailsDifferInCase when users' emails cannot be told apart by the stream."""
     with pg_connection(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('shopflow.schema'))")
         for statement in streaming_ddl(settings.POSTGRES_SCHEMA):
             cur.execute(statement)
+        if applying:
+            ledger.check_email_identity(cur, settings.POSTGRES_SCHEMA)
 
 
 def topic_partitions(settings: Settings, timeout_s: float = 10.0) -> list[int]:
@@ -192,7 +195,7 @@ def skip_deleted(settings: Settings) -> dict[int, tuple[int, int]]:
     if settings.streaming_checkpoint_dir.exists():  # before the positions move: refused, nothing changed
         offset_log.check_only_checkpoint(settings.streaming_checkpoint_dir)
     partitions = topic_partitions(settings)
-    ensure_tables(settings)
+    ensure_tables(settings, applying=False)
     with pg_connection(settings) as conn, conn.cursor() as cur:
         ledger.lock_stream(cur, settings.POSTGRES_SCHEMA, STREAM)
         committed = _committed(cur, settings)
@@ -216,7 +219,7 @@ def _delete_checkpoint(settings: Settings) -> None:
 def reset(settings: Settings) -> int:
     """Deletes the checkpoint and the committed positions: the next run starts from the earliest offsets."""
     _delete_checkpoint(settings)
-    ensure_tables(settings)
+    ensure_tables(settings, applying=False)
     with pg_connection(settings) as conn, conn.cursor() as cur:
         ledger.lock_stream(cur, settings.POSTGRES_SCHEMA, STREAM)
         removed = ledger.reset_positions(cur, settings.POSTGRES_SCHEMA, STREAM)

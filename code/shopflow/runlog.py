@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+import mysql.connector
 
 from shopflow.config import Settings
 from shopflow.db import mysql_connection
@@ -25,11 +28,14 @@ PIPELINE_RUNS_DDL = """CREATE TABLE IF NOT EXISTS pipeline_runs (
     checksum VARCHAR(64) NULL,
     status VARCHAR(16) NOT NULL,
     detail TEXT NULL,
+    airflow_run_id VARCHAR(250) NULL,
     KEY ix_pipeline_runs_job_started (job, started_at),
     KEY ix_pipeline_runs_job_table (job, table_name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
-# added since the table was first made; ensure_pipeline_runs adds them to an older one
+# added since the table was first made; ensure_pipeline_runs adds them to an older one (a row's write too: _write)
 ADDED_KEYS = {"ix_pipeline_runs_job_table": "(job, table_name)"}
+ADDED_COLUMNS = {"airflow_run_id": "VARCHAR(250) NULL"}
+UNKNOWN_COLUMN = 1054  # ER_BAD_FIELD_ERROR: a row written into a table older than a column
 
 DETAIL_CHARS = 2_000
 log = logging.getLogger(__name__)
@@ -45,7 +51,17 @@ def clip(text: str, limit: int = DETAIL_CHARS) -> str:
 
 
 _COLUMNS = ("job", "table_name", "mode", "started_at", "finished_at", "seconds", "rows_read", "rows_written",
-            "rows_deleted", "rows_rejected", "checksum", "status", "detail")
+            "rows_deleted", "rows_rejected", "checksum", "status", "detail", "airflow_run_id")
+
+
+def airflow_run_id() -> str | None:
+    """The Airflow DAG run this process works for (Airflow's task process exports it, spark-submit and the driver
+    inherit it), with the try when it is a retry; None outside Airflow."""
+    run_id = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
+    if not run_id:
+        return None
+    attempt = os.environ.get("AIRFLOW_CTX_TRY_NUMBER", "1")
+    return run_id[:235] + (f" (try {attempt})" if attempt not in ("", "1") else "")
 
 
 @dataclass
@@ -64,6 +80,7 @@ class RunRecord:
     status: str = "running"
     detail: str | None = None
     run_id: int | None = None  # its row, once `record_started` wrote it: the end updates that row
+    airflow_run_id: str | None = field(default_factory=airflow_run_id)
 
 
 def ensure_pipeline_runs(settings: Settings) -> None:
@@ -79,7 +96,29 @@ def ensure_pipeline_runs(settings: Settings) -> None:
         for name, columns in ADDED_KEYS.items():
             if name not in have:
                 cur.execute(f"ALTER TABLE pipeline_runs ADD KEY {name} {columns}")
+        _add_columns(cur)
         cur.close()
+
+
+def _add_columns(cur) -> None:
+    cur.execute("SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND table_name = 'pipeline_runs'")
+    have = {name.lower() for (name,) in cur.fetchall()}
+    for name, kind in ADDED_COLUMNS.items():
+        if name not in have:  # at the end: instant in InnoDB (MariaDB 10.3+, MySQL 8.0.29+)
+            cur.execute(f"ALTER TABLE pipeline_runs ADD COLUMN {name} {kind}")
+
+
+def _write(cur, sql: str, values: tuple) -> None:
+    """Runs a row's INSERT or UPDATE; a table made by an older version gets the columns added since, once (a job
+    runs before `make up` or a replication run added them)."""
+    try:
+        cur.execute(sql, values)
+    except mysql.connector.Error as error:
+        if error.errno != UNKNOWN_COLUMN:
+            raise
+        _add_columns(cur)
+        cur.execute(sql, values)
 
 
 def _values(record: RunRecord) -> tuple:
@@ -95,10 +134,10 @@ def record_run(settings: Settings, record: RunRecord) -> None:
         cur = conn.cursor()
         cur.execute(PIPELINE_RUNS_DDL)
         if record.run_id is None:
-            cur.execute(_INSERT, _values(record))
+            _write(cur, _INSERT, _values(record))
         else:
-            cur.execute(f"UPDATE pipeline_runs SET {', '.join(f'{c} = %s' for c in _COLUMNS)} WHERE run_id = %s",
-                        _values(record) + (record.run_id,))
+            _write(cur, f"UPDATE pipeline_runs SET {', '.join(f'{c} = %s' for c in _COLUMNS)} WHERE run_id = %s",
+                   _values(record) + (record.run_id,))
         cur.close()
 
 
@@ -120,6 +159,7 @@ def record_started(cursor, record: RunRecord) -> None:
         if status == "running":
             cursor.execute("UPDATE pipeline_runs SET status = 'failed', detail = %s WHERE run_id = %s",
                            (UNFINISHED, run_id))
+    # not _write: an ALTER would commit the caller's transaction (the replication job, which ran ensure_pipeline_runs)
     cursor.execute(_INSERT, _values(record))
     record.run_id = cursor.lastrowid
 

@@ -104,4 +104,6 @@ def test_one_airflow_dag_run_replicates(spark_cluster, airflow, dag_paused_meanw
         time.sleep(10 * attempt)  # the task never ran in this attempt: the start was refused
     assert result.returncode == 0, f"full output of every attempt: {log}\n" + output[-3000:]
     assert_replica_equals_source(scratch)
-    assert {r["status"] for r in _table_runs(scratch).values()} == {"ok"}
+    runs = _table_runs(scratch).values()
+    assert {r["status"] for r in runs} == {"ok"}
+    assert len({r["airflow_run_id"] for r in runs}) == 1 and None not in {r["airflow_run_id"] for r in runs}

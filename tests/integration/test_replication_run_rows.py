@@ -158,3 +158,18 @@ def test_a_run_that_made_a_replica_table_again_then_failed_stops_builds(spark, s
     assert [(r["status"], r["mode"]) for r in _whole_runs(scratch)] == [("ok", "full"), ("failed", None)]
     with pytest.raises(ReplicaIncomplete, match=rf"failed.*{REFUSED}"):
         _check(scratch)
+
+
+def test_rows_name_their_airflow_run_and_a_table_older_than_that_column_gets_it(scratch, monkeypatch):
+    older = runlog.PIPELINE_RUNS_DDL.replace("    airflow_run_id VARCHAR(250) NULL,\n", "")
+    assert older != runlog.PIPELINE_RUNS_DDL
+    with db.mysql_connection(scratch, autocommit=True) as conn:
+        conn.cursor().execute("DROP TABLE IF EXISTS pipeline_runs")
+        conn.cursor().execute(older)
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "scheduled__2026-12-07T16:00:00+00:00")  # as Airflow's task sets
+    monkeypatch.setenv("AIRFLOW_CTX_TRY_NUMBER", "2")
+    runlog.record_run(scratch, runlog.RunRecord(job="some_job", status="ok"))  # a job that ran before `make up`
+    monkeypatch.delenv("AIRFLOW_CTX_DAG_RUN_ID")  # by hand
+    runlog.record_run(scratch, runlog.RunRecord(job="some_job", status="ok"))
+    assert [r["airflow_run_id"] for r in replica_query(scratch, "SELECT * FROM pipeline_runs ORDER BY run_id")] == [
+        "scheduled__2026-12-07T16:00:00+00:00 (try 2)", None]

@@ -59,3 +59,13 @@ def test_a_job_stopped_after_its_run_ended_writes_nothing_more(no_mysql, rows):
         pass
     runlog.record_stopped(no_mysql, "some_job", "stopped by SIGTERM")
     assert [r.status for r in rows] == ["ok"]
+
+
+def test_a_run_names_the_airflow_dag_run_and_try_it_works_for(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CTX_DAG_RUN_ID", raising=False)
+    assert runlog.RunRecord(job="j").airflow_run_id is None  # not under Airflow
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__" + "x" * 300)
+    monkeypatch.setenv("AIRFLOW_CTX_TRY_NUMBER", "1")
+    assert runlog.RunRecord(job="j").airflow_run_id == "manual__" + "x" * 227  # a first try says no try
+    monkeypatch.setenv("AIRFLOW_CTX_TRY_NUMBER", "3")
+    assert runlog.RunRecord(job="j").airflow_run_id == "manual__" + "x" * 227 + " (try 3)"  # fits VARCHAR(250)

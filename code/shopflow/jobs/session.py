@@ -10,6 +10,7 @@ from shopflow.config import Settings, get_settings
 from shopflow.config_values import SettingsError
 from shopflow.jobs.session_checks import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, MissingJars, SessionRefused,
                                          bind_to_loopback, check_drivers, check_master)
+from shopflow.runlog import airflow_run_id
 
 # what the entry points import from here, kept in session_checks (what a session refuses before Spark starts)
 __all__ = ["NO_RETRY_EXIT", "RESTART_HINT", "MasterUnreachable", "MissingJars", "SessionRefused", "bind_to_loopback",
@@ -77,7 +78,9 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
     jars are always given. `task_attempts`: `spark.task.maxFailures` (Spark's default on a cluster: 4)."""
     from pyspark.sql import SparkSession
 
-    builder, job = SparkSession.builder.appName(app_name), app_name.removeprefix("shopflow-")
+    job, run = app_name.removeprefix("shopflow-"), airflow_run_id()
+    # the master's UI (8081) lists apps by name: each names the DAG run it works for, as its pipeline_runs rows do
+    builder = SparkSession.builder.appName(f"{app_name} {run}" if run else app_name)
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     master = _submitted_master() if submitted else master or settings.SPARK_MASTER_URL
     check_master(master)

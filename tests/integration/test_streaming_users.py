@@ -170,3 +170,18 @@ def test_users_whose_emails_differ_only_in_case_stop_the_stream_before_it_reads(
     assert f"differ only in case, 1 group (user_id email: {first} ann@x.io, {second} Ann@X.io)" in log
     assert pg_rows(stream_case, "SELECT count(*) FROM {s}.stream_offsets") == [(0,)]  # nothing read, nothing lost
     assert pg_rows(stream_case, "SELECT count(*) FROM {s}.rejected_user_events") == [(0,)]
+
+
+def test_emails_spark_lower_cases_apart_stay_apart_under_postgres_lower(spark, postgres):
+    """The upsert's conflict target is Postgres' lower(email) over emails Spark lower-cased: two staged emails sharing
+    one would fail the batch ("cannot affect row a second time") at every replay. So Spark's lower must leave nothing
+    Postgres' lower folds further, for every code point Postgres folds (İ differs: Spark gives i + U+0307)."""
+    from pyspark.sql import functions as F
+    folded = pg_rows(postgres, "SELECT chr(i) FROM generate_series(65, 200000) i "
+                               "WHERE i NOT BETWEEN 55296 AND 57343 AND lower(chr(i)) <> chr(i)")
+    assert len(folded) > 1000
+    sparked = [r[0] for r in spark.createDataFrame(folded, ["c"]).select(F.lower("c")).collect()]
+    with db.pg_connection(postgres) as conn, conn.cursor() as cur:
+        cur.execute("SELECT lower(s) FROM unnest(%s::text[]) WITH ORDINALITY u(s, n) ORDER BY n", (sparked,))
+        again = [p for (p,) in cur.fetchall()]
+    assert len(again) == len(sparked) and [s for s, p in zip(sparked, again) if p != s] == []

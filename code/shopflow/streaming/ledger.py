@@ -77,7 +77,9 @@ def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int]:
     """users: USER_FIELDS + registration_date as epoch microseconds, in this order; a stored user is the one whose
     email is equal but for case (`lower(email)`: the events' are lower-cased), and keeps its email as stored. Returns
     (inserted, updated); an event equal to the stored row updates nothing, so change tracking (updated_at /
-    change_txid) only moves on real changes."""
+    change_txid) only moves on real changes. The staged emails are distinct as Spark lower-cased them, and Postgres'
+    lower() folds none of them further (tests/integration/test_streaming_users.py checks every code point it folds),
+    so no two share a conflict key, which would fail the batch at every replay."""
     if not users.num_rows:
         return 0, 0
     cur.execute("CREATE TEMP TABLE stream_users_stage (first_name text, last_name text, email text, phone text, "

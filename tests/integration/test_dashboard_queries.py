@@ -88,6 +88,7 @@ def test_last_runs_per_job(seeded):
     assert list(frame["job"]) == ["build_marts", "replicate_postgres_to_mysql", "stream_users"]
     assert list(frame["status"]) == ["ok", "failed", "ok"]
     assert frame["rows_written"].fillna(-1).tolist() == [19, -1, 48]  # the failed run wrote nothing (NULL)
+    assert "airflow_run_id" in frame.columns  # which DAG run to open in Airflow (NULL here: not run by Airflow)
     replication = frame.set_index("job").loc["replicate_postgres_to_mysql"]
     assert replication["last_ok"] == RUNS[0][4]  # finished_at of the last ok run, to the microsecond
 

@@ -151,7 +151,7 @@ def last_runs(settings: Settings) -> Result:
                (SELECT o.finished_at FROM pipeline_runs o
                 WHERE o.job = j.job AND o.status = 'ok' AND (o.table_name IS NULL OR NOT j.whole)
                 ORDER BY o.started_at DESC, o.run_id DESC LIMIT 1) AS last_ok,
-               r.rows_read, r.rows_written, r.rows_rejected, r.detail,
+               r.rows_read, r.rows_written, r.rows_rejected, r.airflow_run_id, r.detail,
                CASE WHEN r.status = 'running' THEN TIMESTAMPDIFF(SECOND, r.started_at, UTC_TIMESTAMP(6)) END
                    AS running_s
         FROM {_JOBS}

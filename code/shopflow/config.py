@@ -54,7 +54,7 @@ class Settings:
     AIRFLOW_JWT_SECRET: str = v.setting(v.text, "change-me-jwt-secret")
     AIRFLOW_API_SECRET_KEY: str = v.setting(v.text, "change-me-api-secret")
     AIRFLOW_FERNET_KEY: str = v.setting(v.fernet_key, "KNkyUJC8tT_ltRcMLWoqE893pwj4H6x-T7zXxRXex0U=")
-    REPLICATION_SCHEDULE: str = v.setting(v.schedule, "2-59/15 * * * *")  # off STREAMING_SCHEDULE's minutes
+    REPLICATION_SCHEDULE: str = v.setting(v.schedule, "2,17,32,47 * * * *")  # off STREAMING_SCHEDULE's minutes
     REPLICATION_WRITE_PATH: str = v.setting(v.write_path, "copy")
     REPLICATION_VERIFY_ALL_HOURS: float = v.setting(v.non_negative_float, 24.0)
     # the source's tombstones that every table of the replica has consumed are deleted once this old (tombstones.py)

@@ -33,7 +33,8 @@ def _now() -> datetime:
 
 
 def new_run_id() -> str:
-    return f"manual__{_now():%Y-%m-%dT%H:%M:%S}_{uuid.uuid4().hex[:6]}"
+    # not `manual__`, the prefix of an Airflow run triggered by hand: a build run without Airflow
+    return f"by_hand__{_now():%Y-%m-%dT%H:%M:%S}_{uuid.uuid4().hex[:6]}"
 
 
 @dataclass

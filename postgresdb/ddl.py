@@ -59,9 +59,20 @@ def _pg_column(column: Column, schema: str) -> str:
     return sql
 
 
+# Row triggers of one event fire in name order, and the touch must see the row as the application's own BEFORE UPDATE
+# triggers leave it: before them, an UPDATE that changed nothing until one of them changed a column passed untracked.
+# Named `touch_<table>` until 2026-12-07: the schema's DDL drops that one (`make up`), and the replication run takes
+# either as the tracking until then (`legacy_touch`).
+TOUCH = "zzzz_touch"
+
+
+def legacy_touch(table: Table) -> str:
+    return f"touch_{table.name}"
+
+
 def tracking_triggers(table: Table) -> list[str]:
     """The triggers that track `table`'s changes for the replicas (`_pg_table`), enabled ALWAYS."""
-    return [f"{kind}_{table.name}" for kind in ("touch", "stamp", "tombstone", "rekey", "tombstone_truncate")]
+    return [f"{kind}_{table.name}" for kind in (TOUCH, "stamp", "tombstone", "rekey", "tombstone_truncate")]
 
 
 def _pg_table(table: Table, schema: str) -> list[str]:
@@ -75,8 +86,9 @@ def _pg_table(table: Table, schema: str) -> list[str]:
     name, key = f"{schema}.{table.name}", table.primary_key
     touch, stamp, tombstone, rekey, tombstone_truncate = tracking_triggers(table)
     triggers = {
-        touch: f"BEFORE UPDATE ON {name} FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) "
-               f"EXECUTE FUNCTION {schema}.touch_row()",
+        # `*<>` compares the rows' stored bytes: `IS DISTINCT FROM` compares by each column's collation, and under a
+        # non-deterministic one ('Lee' = 'LEE', NFC = NFD) such an update passed untracked (the replica compares bytes)
+        touch: f"BEFORE UPDATE ON {name} FOR EACH ROW WHEN (OLD *<> NEW) EXECUTE FUNCTION {schema}.touch_row()",
         # An insert that brings its own change_txid (a row restored from a copy, INSERT … SELECT *) would land
         # below the replicas' watermarks and never be read: it is stamped like an update.
         stamp: f"BEFORE INSERT ON {name} FOR EACH ROW WHEN (NEW.{CHANGE_TXID} IS DISTINCT FROM txid_current()) "
@@ -90,6 +102,9 @@ def _pg_table(table: Table, schema: str) -> list[str]:
     # ALWAYS: they fire under session_replication_role = replica too (logical replication into the source), where a
     # plain trigger would let changes pass untracked (README: not a pg_restore --disable-triggers)
     statements += [guarded.trigger(name, trigger, definition) for trigger, definition in triggers.items()]
+    legacy = legacy_touch(table)
+    statements.append(guarded.unless(f"NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '{name}'::regclass "
+                                     f"AND tgname = '{legacy}')", [f"DROP TRIGGER {legacy} ON {name}"]))
     checks = [(f"{c.name}_number", f"{c.name} <> 'NaN'") for c in table.columns if c.kind == "money"]
     checks += [(f"{name}_datetime", f"{name} >= {DATETIME_RANGE[0]} AND {name} < {DATETIME_RANGE[1]}")
                for name in [c.name for c in table.columns if c.kind == "timestamp"] + [UPDATED_AT]]

@@ -82,9 +82,9 @@ def test_source_rows_from_another_cluster_are_named_with_the_way_to_stamp_them_a
     its triggers): every incremental run read those rows again, without a word, until this cluster's ids passed."""
     seed(scratch)
     replicate(spark, scratch)
-    pg(scratch, "ALTER TABLE {s}.orders DISABLE TRIGGER touch_orders",
+    pg(scratch, "ALTER TABLE {s}.orders DISABLE TRIGGER zzzz_touch_orders",
        "UPDATE {s}.orders SET change_txid = 9000000000 WHERE order_id = 1",
-       "ALTER TABLE {s}.orders ENABLE ALWAYS TRIGGER touch_orders")
+       "ALTER TABLE {s}.orders ENABLE ALWAYS TRIGGER zzzz_touch_orders")
     with caplog.at_level("WARNING", logger="shopflow.replication"):
         replicate(spark, scratch)
     warned = [r.getMessage() for r in caplog.records if "another cluster" in r.getMessage()]

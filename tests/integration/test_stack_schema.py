@@ -35,7 +35,7 @@ def test_a_client_holding_a_table_to_mend_stops_the_schema_check_with_its_sessio
     scratch = dataclasses.replace(postgres, POSTGRES_SCHEMA="test_stack_schema_lock")
     bootstrap.apply_source_schema(scratch)
     with db.pg_connection(postgres) as conn, conn.cursor() as cur:
-        cur.execute("ALTER TABLE test_stack_schema_lock.orders DISABLE TRIGGER touch_orders")
+        cur.execute("ALTER TABLE test_stack_schema_lock.orders DISABLE TRIGGER zzzz_touch_orders")
     monkeypatch.setattr(bootstrap, "SCHEMA_LOCK_WAIT_S", 1)
     holder = psycopg2.connect(postgres.postgres_dsn, application_name="a forgotten psql")
     try:
@@ -45,7 +45,7 @@ def test_a_client_holding_a_table_to_mend_stops_the_schema_check_with_its_sessio
         holder.rollback()
         bootstrap.apply_source_schema(scratch)  # the holder gone: the trigger enabled ALWAYS again
         with db.pg_connection(postgres) as conn, conn.cursor() as cur:
-            cur.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'touch_orders' "
+            cur.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'zzzz_touch_orders' "
                         "AND tgrelid = 'test_stack_schema_lock.orders'::regclass")
             assert cur.fetchall() == [("A",)]
     finally:
@@ -63,16 +63,16 @@ def test_a_tracking_trigger_replaced_by_hand_is_made_again(postgres):
 
     def definition() -> str:
         with db.pg_connection(postgres) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'touch_users' "
+            cur.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'zzzz_touch_users' "
                         "AND tgrelid = 'test_stack_schema_replaced.users'::regclass")
             return cur.fetchone()[0]
     try:
         bootstrap.apply_source_schema(scratch)
         made = definition()
         with db.pg_connection(postgres) as conn, conn.cursor() as cur:  # fires on every UPDATE, changed or not
-            cur.execute("CREATE OR REPLACE TRIGGER touch_users BEFORE UPDATE ON test_stack_schema_replaced.users "
+            cur.execute("CREATE OR REPLACE TRIGGER zzzz_touch_users BEFORE UPDATE ON test_stack_schema_replaced.users "
                         "FOR EACH ROW EXECUTE FUNCTION test_stack_schema_replaced.touch_row()")
-            cur.execute("ALTER TABLE test_stack_schema_replaced.users ENABLE ALWAYS TRIGGER touch_users")
+            cur.execute("ALTER TABLE test_stack_schema_replaced.users ENABLE ALWAYS TRIGGER zzzz_touch_users")
         assert definition() != made
         bootstrap.apply_source_schema(scratch)
         assert definition() == made

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from postgresdb.ddl import pg_type_name, tracking_triggers
+from postgresdb.ddl import legacy_touch, pg_type_name, tracking_triggers
 from postgresdb.models import CHANGE_TXID, TABLES, Table
 
 from .source import SourceSnapshot
@@ -99,8 +99,11 @@ def untracked(source: SourceSnapshot, tables: list[Table], oids: dict[str, int])
     missed them until the whole-table check. Tables with all of them are left out."""
     enabled = set(source.rows("SELECT tgrelid::bigint, tgname::text FROM pg_trigger WHERE tgrelid = ANY(%s::oid[]) "
                               "AND tgenabled = 'A'", (list(oids.values()),)))
-    return {table.name: off for table in tables
-            if (off := [name for name in tracking_triggers(table) if (oids[table.name], name) not in enabled])}
+
+    def on(table: Table, name: str) -> bool:  # a source not yet given the touch's new name tracks with the old one
+        alias = legacy_touch(table) if name == tracking_triggers(table)[0] else name
+        return (oids[table.name], name) in enabled or (oids[table.name], alias) in enabled
+    return {table.name: off for table in tables if (off := [n for n in tracking_triggers(table) if not on(table, n)])}
 
 
 def _character(kind: str) -> bool:

@@ -6,6 +6,8 @@ watermark back, so the next run re-reads a few rows): assertions use rows writte
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from replication_support import (LONG_REVIEW, assert_replica_equals_source, pg, replica_query, replica_rows,  # noqa: F401
                                  scratch, seed, source_rows, written)
@@ -149,3 +151,13 @@ def test_another_source_cluster_or_timeline_reloads_every_table_in_full(spark, s
         conn.cursor().execute(f"ALTER TABLE replication_state DROP COLUMN {column}")
     assert {r.plan.mode for r in replicate(spark, scratch).values()} == {"incremental"}
     assert replica_query(scratch, f"SELECT DISTINCT {column} FROM replication_state") == stored
+
+
+def test_the_jdbc_path_reads_keys_up_to_the_largest_bigint(spark, scratch):
+    """Its reads are ranges of the key up to one past the largest: past 2^63 - 1, a NumberFormatException at every
+    run (the copy path reads no such bound)."""
+    settings = dataclasses.replace(scratch, REPLICATION_WRITE_PATH="jdbc")
+    seed(settings)
+    pg(settings, "INSERT INTO {s}.users VALUES (9223372036854775807, 'Max', 'K', 'max@x.io', NULL, now(), 'Gold')")
+    replicate(spark, settings)
+    assert_replica_equals_source(settings)

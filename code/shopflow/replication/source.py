@@ -17,7 +17,7 @@ from postgresdb.models import CHANGE_TXID, TABLES, TOMBSTONE_HORIZON, TOMBSTONES
 from shopflow.config import Settings
 from shopflow.db import lock_holders, pg_connection
 
-from .checksum import Checksum, checksum_from_row, postgres_checksum_sql
+from .checksum import BIGINT_MAX, Checksum, checksum_from_row, postgres_checksum_sql
 from .plan import FETCH_SIZE, TablePlan, changed_rows_filter, partition_count, read_query
 
 POSTGRES_DRIVER = "org.postgresql.Driver"
@@ -128,7 +128,8 @@ class SourceSnapshot:
                                                   f"SET lock_timeout = '{lock_timeout_ms(s)}ms'"))
         if stats.rows:
             reader = (reader.option("partitionColumn", plan.table.primary_key)
-                      .option("lowerBound", stats.min_key).option("upperBound", stats.max_key + 1)
+                      # the last range is open above: the bound only sizes the ranges (and fits a Java long)
+                      .option("lowerBound", stats.min_key).option("upperBound", min(stats.max_key + 1, BIGINT_MAX))
                       .option("numPartitions", partition_count(stats.rows)))
         return reader.load()
 

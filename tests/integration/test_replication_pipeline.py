@@ -161,3 +161,14 @@ def test_the_jdbc_path_reads_keys_up_to_the_largest_bigint(spark, scratch):
     pg(settings, "INSERT INTO {s}.users VALUES (9223372036854775807, 'Max', 'K', 'max@x.io', NULL, now(), 'Gold')")
     replicate(spark, settings)
     assert_replica_equals_source(settings)
+
+
+def test_the_jdbc_path_keeps_dates_java_s_old_calendar_lacks(spark, scratch):
+    """1582-10-05 to 1582-10-14 exist in Postgres' calendar, not in the Julian-Gregorian one of JDBC's timestamps:
+    read as such they became ten days later in the replica, and every run failed its check and reloaded the same."""
+    settings = dataclasses.replace(scratch, REPLICATION_WRITE_PATH="jdbc")
+    seed(settings)
+    pg(settings, "INSERT INTO {s}.users VALUES (10, 'Old', 'K', 'old@x.io', NULL, '1582-10-10 12:00:00.000001+00', "
+                 "'Gold')", "UPDATE {s}.orders SET delivery_date = '1000-01-01 00:00:00+00' WHERE order_id = 1")
+    replicate(spark, settings)
+    assert_replica_equals_source(settings)

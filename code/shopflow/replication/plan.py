@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 from postgresdb.models import CHANGE_TXID, Table
 
 from .checksum import Checksum
-from .transform import replicated_columns
+from .transform import DATETIME_INFINITY_US, DATETIME_MIN_US, replicated_columns
 
 FULL, INCREMENTAL = "full", "incremental"
 ROWS_PER_PARTITION = 50_000
@@ -85,9 +85,19 @@ def changed_rows_filter(plan: TablePlan) -> str:
 
 
 def read_query(plan: TablePlan, schema: str) -> str:
-    """The rows this run replicates (a subquery usable as Spark's JDBC `dbtable`)."""
-    columns = ", ".join(c.name for c in replicated_columns(plan.table))
+    """The rows this run replicates (a subquery usable as Spark's JDBC `dbtable`). Timestamps as epoch microseconds
+    (`source.read` makes them timestamps again): read as such, JDBC takes them through Java's Julian-Gregorian
+    calendar, where 1582-10-05 to 1582-10-14 do not exist and became ten days later in the replica."""
+    columns = ", ".join(_micros(c.name) if c.kind == "timestamp" else c.name for c in replicated_columns(plan.table))
     return f"(SELECT {columns} FROM {schema}.{plan.table.name}{changed_rows_filter(plan)}) AS changed_rows"
+
+
+def _micros(column: str) -> str:
+    """±infinity (from before the source refused it) as values outside DATETIME, which the run rejects by name, as
+    it did when the JDBC driver read 'infinity' as 9999-12-31 23:59:59.999."""
+    return (f"CASE WHEN isfinite({column}) THEN (extract(epoch FROM {column}) * 1000000)::bigint "
+            f"WHEN {column} > 'epoch' THEN {DATETIME_INFINITY_US} WHEN {column} < 'epoch' THEN {DATETIME_MIN_US - 1} "
+            f"END AS {column}")
 
 
 def partition_count(rows: int, rows_per_partition: int = ROWS_PER_PARTITION, maximum: int = MAX_PARTITIONS) -> int:

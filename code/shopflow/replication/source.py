@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import psycopg2.errors
+from pyspark.sql import functions as F
 
 from postgresdb.models import CHANGE_TXID, TABLES, TOMBSTONE_HORIZON, TOMBSTONES, Table
 from shopflow.config import Settings
@@ -19,6 +20,7 @@ from shopflow.db import lock_holders, pg_connection
 
 from .checksum import BIGINT_MAX, Checksum, checksum_from_row, postgres_checksum_sql
 from .plan import FETCH_SIZE, TablePlan, changed_rows_filter, partition_count, read_query
+from .transform import replicated_columns
 
 POSTGRES_DRIVER = "org.postgresql.Driver"
 KEY_ORDER_CORRELATION = 0.85  # see `SourceSnapshot.in_key_order`
@@ -131,7 +133,8 @@ class SourceSnapshot:
                       # the last range is open above: the bound only sizes the ranges (and fits a Java long)
                       .option("lowerBound", stats.min_key).option("upperBound", min(stats.max_key + 1, BIGINT_MAX))
                       .option("numPartitions", partition_count(stats.rows)))
-        return reader.load()
+        micros = {c.name for c in replicated_columns(plan.table) if c.kind == "timestamp"}  # see read_query
+        return reader.load().withColumns({name: F.timestamp_micros(name) for name in micros})
 
 
 def lock_timeout_ms(settings: Settings) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from . import guarded
 from .models import (CHANGE_TXID, DATETIME_END, DATETIME_MIN, TABLES, TOMBSTONE_HORIZON, TOMBSTONES, UPDATED_AT, Column,
                      Table)
-from .streaming_ddl import streaming_ddl
+from .streaming_ddl import email_identity, streaming_ddl
 
 _PG_TYPES = {"id": "bigint", "id_ref": "bigint", "int": "integer", "smallint": "smallint",
              "longtext": "text", "money": "numeric(12,2)", "timestamp": "timestamptz"}
@@ -166,7 +166,7 @@ def postgres_ddl(schema: str = "source") -> list[str]:
     statements = _pg_tracking(schema)
     for table in TABLES:
         statements += _pg_table(table, schema)
-    return statements + streaming_ddl(schema)
+    return statements + streaming_ddl(schema) + [email_identity(schema)]
 
 
 # --- MySQL 8 / MariaDB ----------------------------------------------------------------------------------------

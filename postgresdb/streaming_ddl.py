@@ -5,7 +5,8 @@ All three are written in the same transaction as the users upsert, which is what
 on replay), `stream_batches` is one row per applied micro-batch (batch id, offset range, counts).
 `stream_topics` holds the broker's id of the topic those positions belong to (written when a query starts, not per
 batch). These tables are not replicated (they are not in `models.TABLES`) and carry no change tracking.
-`users_email_lower_key` is the stream's identity of a user (`email_identity`). Every statement is idempotent.
+`users_email_lower_key` is the stream's identity of a user (`email_identity`, applied with the source's DDL). Every
+statement is idempotent.
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ USERS_EMAIL_KEY = "users_email_lower_key"
 def email_identity(schema: str = "source") -> str:
     """A unique index on `lower(email)`, the conflict target of the stream's upsert (`ledger.upsert_users`): the
     stream lower-cases emails, so a user another client wrote as `Ann@X.com` is the one `ann@x.com`'s events update,
-    and a second user whose email differs only in case is refused. Made when missing; a source already holding such
-    emails goes on without it (a WARNING: the DDL serves the generators and `make up` too) and the stream refuses to
-    start, naming them (`ledger.check_email_identity`)."""
+    and a second user whose email differs only in case is refused. Part of the source's DDL (`postgres_ddl`: `make
+    up`, the generators, with their lock timeout), not of the stream's: building it locks out the writers of `users`.
+    Made when missing; a source already holding such emails goes on without it (a WARNING) and the stream refuses
+    to start, naming them (`ledger.check_email_identity`), as it does while the index is missing."""
     users, key = f"{schema}.users", f"{schema}.{USERS_EMAIL_KEY}"
     warning = f"{users} holds emails that differ only in case: {USERS_EMAIL_KEY} not made, the stream will not start"
     return f"""DO $$ BEGIN
@@ -88,5 +90,4 @@ def streaming_ddl(schema: str = "source") -> list[str]:
     recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (stream, kafka_topic)
 )""",
-        email_identity(schema),
     ]

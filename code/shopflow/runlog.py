@@ -35,7 +35,7 @@ PIPELINE_RUNS_DDL = """CREATE TABLE IF NOT EXISTS pipeline_runs (
 # added since the table was first made; ensure_pipeline_runs adds them to an older one (a row's write too: _write)
 ADDED_KEYS = {"ix_pipeline_runs_job_table": "(job, table_name)"}
 ADDED_COLUMNS = {"airflow_run_id": "VARCHAR(250) NULL"}
-UNKNOWN_COLUMN = 1054  # ER_BAD_FIELD_ERROR: a row written into a table older than a column
+UNKNOWN_COLUMN, DUPLICATE_COLUMN = 1054, 1060  # a row written into a table older than a column; a column added twice
 
 DETAIL_CHARS = 2_000
 log = logging.getLogger(__name__)
@@ -106,7 +106,11 @@ def _add_columns(cur) -> None:
     have = {name.lower() for (name,) in cur.fetchall()}
     for name, kind in ADDED_COLUMNS.items():
         if name not in have:  # at the end: instant in InnoDB (MariaDB 10.3+, MySQL 8.0.29+)
-            cur.execute(f"ALTER TABLE pipeline_runs ADD COLUMN {name} {kind}")
+            try:
+                cur.execute(f"ALTER TABLE pipeline_runs ADD COLUMN {name} {kind}")
+            except mysql.connector.Error as error:  # another job's write added it meanwhile (MySQL 8: no IF NOT EXISTS)
+                if error.errno != DUPLICATE_COLUMN:
+                    raise
 
 
 def _write(cur, sql: str, values: tuple) -> None:

@@ -149,16 +149,17 @@ def test_rows_the_replica_would_reject_fail_the_run_with_key_and_reason(spark, s
        "ALTER TABLE {s}.users DROP CONSTRAINT ck_users_registration_date_datetime",
        f"INSERT INTO {{s}}.users VALUES (8, '{'ü' * 150}', 'Long', 'l@example.com', NULL, now(), 'Gold'),"
        "(9, 'Inf', 'Inity', 'i@example.com', NULL, 'infinity', 'Gold'),"
-       "(7, 'Minus', 'Inf', 'm@example.com', NULL, '-infinity', 'Gold')")
-    with pytest.raises(ReplicationRefused, match="users: 3 row.s. the replica would reject") as failure:
+       "(7, 'Minus', 'Inf', 'm@example.com', NULL, '-infinity', 'Gold'),"
+       "(6, 'Far', 'Future', 'f@example.com', NULL, '294276-12-31 00:00:00+00', 'Gold')")  # past 2^63 µs
+    with pytest.raises(ReplicationRefused, match="users: 4 row.s. the replica would reject") as failure:
         replicate(spark, scratch)
     assert "key 8: first_name: 150 characters > VARCHAR(100)" in str(failure.value)
-    assert "key 9: registration_date:" in str(failure.value) and "key 7: registration_date:" in str(failure.value)
+    assert all(f"key {key}: registration_date:" in str(failure.value) for key in (6, 7, 9))
     rejects = replica_query(scratch, "SELECT row_key, reason FROM replication_rejects ORDER BY row_key")
-    assert [r["row_key"] for r in rejects] == ["7", "8", "9"]
+    assert [r["row_key"] for r in rejects] == ["6", "7", "8", "9"]
     assert [r[0] for r in replica_rows(scratch, TABLES_BY_NAME["users"])] == [1, 2, 3]
-    pg(scratch, "UPDATE {s}.users SET first_name = 'Short', registration_date = now() WHERE user_id IN (7, 8, 9)")
-    assert written(replicate(spark, scratch)) == {"users": (3, 0, 0)}
+    pg(scratch, "UPDATE {s}.users SET first_name = 'Short', registration_date = now() WHERE user_id IN (6, 7, 8, 9)")
+    assert written(replicate(spark, scratch)) == {"users": (4, 0, 0)}
     assert_replica_equals_source(scratch)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from shopflow import db
 from shopflow.streaming import kafka_offsets as ko
+from shopflow.streaming import ledger
 from shopflow.streaming import query
 from shopflow.streaming.kafka_source import ARROW_SCHEMA, KafkaStreamReader
 from test_streaming_support import (assert_exact, make_events, pg_rows, pipeline_runs, produce, snapshot, start_job,
@@ -170,6 +171,11 @@ def test_users_whose_emails_differ_only_in_case_stop_the_stream_before_it_reads(
     assert f"differ only in case, 1 group (user_id email: {first} ann@x.io, {second} Ann@X.io)" in log
     assert pg_rows(stream_case, "SELECT count(*) FROM {s}.stream_offsets") == [(0,)]  # nothing read, nothing lost
     assert pg_rows(stream_case, "SELECT count(*) FROM {s}.rejected_user_events") == [(0,)]
+    pg_rows(stream_case, f"DELETE FROM {{s}}.users WHERE user_id = {second}; SELECT 1")  # merged
+    with pytest.raises(ledger.EmailKeyMissing, match="lacks users_email_lower_key.*apply it"):  # the stream builds
+        query.ensure_tables(stream_case)  # no index on `users`: that locks out its writers (`make up` does)
+    db.apply_postgres_schema(stream_case)
+    query.ensure_tables(stream_case)
 
 
 def test_emails_spark_lower_cases_apart_stay_apart_under_postgres_lower(spark, postgres):

@@ -41,7 +41,7 @@ from shopflow.jobs.db_exit import database_end, ended
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
                                    job_settings)
 from shopflow.streaming import checkpoint_lock, query
-from shopflow.streaming.ledger import EmailsDifferInCase
+from shopflow.streaming.ledger import EmailKeyMissing
 from shopflow.streaming.offset_log import NotACheckpoint, PositionsBehind
 from shopflow.streaming.sink import JOB
 from shopflow.streaming.source import SourceUnavailable
@@ -154,7 +154,7 @@ def _main(argv: list[str] | None) -> int:
         if (end := database_end(error, settings)) is None:
             raise
         return _ended(settings, mode, *end)
-    except (ko.OffsetsOutOfRange, SourceUnavailable, NotACheckpoint, EmailsDifferInCase) as error:  # a retry fails too
+    except (ko.OffsetsOutOfRange, SourceUnavailable, NotACheckpoint, EmailKeyMissing) as error:  # a retry fails too
         return _ended(settings, mode, NO_RETRY_EXIT, str(error))
     except (ko.KafkaOffsetError, MasterUnreachable) as error:  # a slow or restarting broker, the master down
         return _ended(settings, mode, 2, str(error))

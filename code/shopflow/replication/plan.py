@@ -93,11 +93,12 @@ def read_query(plan: TablePlan, schema: str) -> str:
 
 
 def _micros(column: str) -> str:
-    """±infinity (from before the source refused it) as values outside DATETIME, which the run rejects by name, as
-    it did when the JDBC driver read 'infinity' as 9999-12-31 23:59:59.999."""
-    return (f"CASE WHEN isfinite({column}) THEN (extract(epoch FROM {column}) * 1000000)::bigint "
-            f"WHEN {column} > 'epoch' THEN {DATETIME_INFINITY_US} WHEN {column} < 'epoch' THEN {DATETIME_MIN_US - 1} "
-            f"END AS {column}")
+    """±infinity and years from 100000 on (from before the source refused them; near the largest, 294276, the
+    microseconds overflow a bigint) as values outside DATETIME, which the run rejects by name, as it did when the
+    JDBC driver read 'infinity' as 9999-12-31 23:59:59.999."""
+    return (f"CASE WHEN {column} >= timestamptz '100000-01-01 00:00:00+00' THEN {DATETIME_INFINITY_US} "
+            f"WHEN {column} = '-infinity' THEN {DATETIME_MIN_US - 1} "
+            f"ELSE (extract(epoch FROM {column}) * 1000000)::bigint END AS {column}")
 
 
 def partition_count(rows: int, rows_per_partition: int = ROWS_PER_PARTITION, maximum: int = MAX_PARTITIONS) -> int:

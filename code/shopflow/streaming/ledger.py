@@ -33,13 +33,14 @@ def committed_positions(cur, schema: str, stream: str) -> Offsets:
     return positions
 
 
-class EmailsDifferInCase(RuntimeError):
-    """The source holds users whose emails differ only in case: an event's lower-cased email names more than one."""
+class EmailKeyMissing(RuntimeError):
+    """`users` lacks the unique index on lower(email) the upsert needs, mostly because users' emails differ only in
+    case: an event's lower-cased email would name more than one."""
 
 
 def check_email_identity(cur, schema: str) -> None:
-    """Raises EmailsDifferInCase when `users` lacks its `lower(email)` key because rows differ only in case
-    (`postgresdb.streaming_ddl.email_identity` could not make it), naming them."""
+    """Raises EmailKeyMissing when `users` lacks its `lower(email)` key: naming the rows that differ only in case
+    (`postgresdb.streaming_ddl.email_identity` could not make it), or, with none, asking for the source's DDL."""
     cur.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NULL",
                 (f"{schema}.users", f"{schema}.{USERS_EMAIL_KEY}"))
     if not cur.fetchone()[0]:
@@ -48,12 +49,15 @@ def check_email_identity(cur, schema: str) -> None:
                 f"FROM {schema}.users GROUP BY lower(email) HAVING count(*) > 1 ORDER BY lower(email) LIMIT 5")
     if groups := cur.fetchall():
         count = groups[0][1]
-        raise EmailsDifferInCase(
+        raise EmailKeyMissing(
             f"{schema}.users holds users whose emails differ only in case, {count} group{'s' * (count > 1)} "
             f"(user_id email: {'; '.join(users for users, _ in groups)}{'; …' * (count > len(groups))}): the stream "
             "matches a user by the lower-cased email and cannot tell which one an event is for. Merge or correct "
             f"them (SELECT lower(email), array_agg(user_id) FROM {schema}.users GROUP BY 1 HAVING count(*) > 1), "
             "then run it again; no event was read")
+    raise EmailKeyMissing(f"{schema}.users lacks {USERS_EMAIL_KEY}, its unique index on lower(email) (the stream's "
+                             "identity of a user, made by the source's DDL): apply it (`make up`; compose: the datagen "
+                             "service), then run it again; no event was read")
 
 
 def _csv(table: pa.Table) -> io.BytesIO:

@@ -32,7 +32,7 @@ BATCH_END_WAIT_S = 30.0  # a stop waits this long at most for the micro-batch in
 
 def ensure_tables(settings: Settings, applying: bool = True) -> None:
     """The stream's own tables (idempotent); `users` comes with the source schema. `applying` (a run that will
-    upsert users): raises ledger.EmailsDifferInCase when users' emails cannot be told apart by the stream."""
+    upsert users): raises ledger.EmailKeyMissing when `users` lacks the index the upsert matches users by."""
     with pg_connection(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('shopflow.schema'))")
         for statement in streaming_ddl(settings.POSTGRES_SCHEMA):

@@ -14,7 +14,7 @@ with DAG(
     dag_id="replicate_postgres_to_mysql",
     description="Spark: Postgres source -> MySQL replica (upserts + deletes, counts + checksums reconciled)",
     doc_md=__doc__,
-    schedule=setting("REPLICATION_SCHEDULE", "2,17,32,47 * * * *"),  # Settings' default: off the streaming DAG's minutes
+    schedule=setting("REPLICATION_SCHEDULE", "2,17,32,47 * * * *"),  # Settings' default: off the stream's minutes
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

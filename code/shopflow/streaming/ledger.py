@@ -56,8 +56,8 @@ def check_email_identity(cur, schema: str) -> None:
             f"them (SELECT lower(email), array_agg(user_id) FROM {schema}.users GROUP BY 1 HAVING count(*) > 1), "
             "then run it again; no event was read")
     raise EmailKeyMissing(f"{schema}.users lacks {USERS_EMAIL_KEY}, its unique index on lower(email) (the stream's "
-                             "identity of a user, made by the source's DDL): apply it (`make up`; compose: the datagen "
-                             "service), then run it again; no event was read")
+                          "identity of a user, made by the source's DDL): apply it (`make up`; compose: the datagen "
+                          "service), then run it again; no event was read")
 
 
 def _csv(table: pa.Table) -> io.BytesIO:

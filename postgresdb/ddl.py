@@ -62,12 +62,13 @@ def _pg_column(column: Column, schema: str) -> str:
 # Row triggers of one event fire in name order, and the touch must see the row as the application's own BEFORE UPDATE
 # triggers leave it: before them, an UPDATE that changed nothing until one of them changed a column passed untracked.
 # Named `touch_<table>` until 2026-12-07: the schema's DDL drops that one (`make up`), and the replication run takes
-# either as the tracking until then (`legacy_touch`).
+# either as the tracking until then (`legacy_names`).
 TOUCH = "zzzz_touch"
 
 
-def legacy_touch(table: Table) -> str:
-    return f"touch_{table.name}"
+def legacy_names(table: Table) -> dict[str, str]:
+    """{tracking trigger: the name an older version gave it}, for those renamed since."""
+    return {f"{TOUCH}_{table.name}": f"touch_{table.name}"}
 
 
 def tracking_triggers(table: Table) -> list[str]:
@@ -102,9 +103,7 @@ def _pg_table(table: Table, schema: str) -> list[str]:
     # ALWAYS: they fire under session_replication_role = replica too (logical replication into the source), where a
     # plain trigger would let changes pass untracked (README: not a pg_restore --disable-triggers)
     statements += [guarded.trigger(name, trigger, definition) for trigger, definition in triggers.items()]
-    legacy = legacy_touch(table)
-    statements.append(guarded.unless(f"NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '{name}'::regclass "
-                                     f"AND tgname = '{legacy}')", [f"DROP TRIGGER {legacy} ON {name}"]))
+    statements += [guarded.dropped_trigger(name, legacy) for legacy in legacy_names(table).values()]
     checks = [(f"{c.name}_number", f"{c.name} <> 'NaN'") for c in table.columns if c.kind == "money"]
     checks += [(f"{name}_datetime", f"{name} >= {DATETIME_RANGE[0]} AND {name} < {DATETIME_RANGE[1]}")
                for name in [c.name for c in table.columns if c.kind == "timestamp"] + [UPDATED_AT]]

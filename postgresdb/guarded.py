@@ -27,13 +27,22 @@ def trigger(relation: str, name: str, definition: str) -> str:
     made again."""
     mark = "shopflow " + hashlib.sha256(definition.encode()).hexdigest()[:16]
     held = "md5(pg_get_triggerdef(oid))"
-    this = f"pg_trigger WHERE tgrelid = '{relation}'::regclass AND tgname = '{name}'"
+    this = _trigger_row(relation, name)
     return unless(f"EXISTS (SELECT 1 FROM {this} AND tgenabled = 'A' "
                   f"AND obj_description(oid, 'pg_trigger') = '{mark} ' || {held})",
                   [f"CREATE OR REPLACE TRIGGER {name} {definition}",
                    f"ALTER TABLE {relation} ENABLE ALWAYS TRIGGER {name}",
                    f"EXECUTE format('COMMENT ON TRIGGER {name} ON {relation} IS %L', "
                    f"(SELECT '{mark} ' || {held} FROM {this}))"])
+
+
+def dropped_trigger(relation: str, name: str) -> str:
+    """The trigger dropped, when there is one of that name (a name an older version used)."""
+    return unless(f"NOT EXISTS (SELECT 1 FROM {_trigger_row(relation, name)})", [f"DROP TRIGGER {name} ON {relation}"])
+
+
+def _trigger_row(relation: str, name: str) -> str:
+    return f"pg_trigger WHERE tgrelid = '{relation}'::regclass AND tgname = '{name}'"
 
 
 def constraint(relation: str, name: str, definition: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from postgresdb.ddl import legacy_touch, pg_type_name, tracking_triggers
+from postgresdb.ddl import legacy_names, pg_type_name, tracking_triggers
 from postgresdb.models import CHANGE_TXID, TABLES, Table
 
 from .source import SourceSnapshot
@@ -99,11 +99,13 @@ def untracked(source: SourceSnapshot, tables: list[Table], oids: dict[str, int])
     missed them until the whole-table check. Tables with all of them are left out."""
     enabled = set(source.rows("SELECT tgrelid::bigint, tgname::text FROM pg_trigger WHERE tgrelid = ANY(%s::oid[]) "
                               "AND tgenabled = 'A'", (list(oids.values()),)))
-
-    def on(table: Table, name: str) -> bool:  # a source not yet given the touch's new name tracks with the old one
-        alias = legacy_touch(table) if name == tracking_triggers(table)[0] else name
-        return (oids[table.name], name) in enabled or (oids[table.name], alias) in enabled
-    return {table.name: off for table in tables if (off := [n for n in tracking_triggers(table) if not on(table, n)])}
+    off = {}
+    for table in tables:  # a source not yet given a trigger's new name tracks with the old one
+        oid, older = oids[table.name], legacy_names(table)
+        if missing := [n for n in tracking_triggers(table)
+                       if (oid, n) not in enabled and (oid, older.get(n)) not in enabled]:
+            off[table.name] = missing
+    return off
 
 
 def _character(kind: str) -> bool:

@@ -214,7 +214,9 @@ def test_a_broker_that_stops_answering_after_the_connect_is_an_offset_error(monk
             pass
 
     monkeypatch.setattr(ko, "open_consumer", lambda *args, **kwargs: Stalled())
-    with pytest.raises(ko.KafkaOffsetError, match="'users-data': the broker did not answer .*in 30000 ms"):
+    stalled = (r"^'users-data': the broker at 127\.0\.0\.1:1 did not answer \(KafkaTimeoutError: Failed to get offsets "
+               r"by timestamps in 30000 ms\)$")  # kafka-python's class name once, not twice
+    with pytest.raises(ko.KafkaOffsetError, match=stalled):
         if call == "earliest":
             ko.earliest_offsets("127.0.0.1:1", "users-data", [0])
         else:

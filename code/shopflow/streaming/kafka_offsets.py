@@ -108,14 +108,15 @@ def _stable_offsets(consumer: KafkaConsumer) -> dict[int, int]:
 
 
 @contextmanager
-def _answered(topic: str) -> Iterator[None]:
+def _answered(bootstrap_servers: str, topic: str) -> Iterator[None]:
     """kafka-python's own timeouts and lost connections after the bootstrap (a broker overloaded or stopped between
     the connect and the offsets request) as a KafkaOffsetError: one line and exit 2 from the stream job, and a stop
     the query's failure handling knows, instead of a traceback."""
     try:
         yield
     except (KafkaTimeoutError, KafkaConnectionError) as exc:
-        raise KafkaOffsetError(f"{topic!r}: the broker did not answer ({type(exc).__name__}: {exc})") from None
+        # kafka-python's errors print their class name first
+        raise KafkaOffsetError(f"{topic!r}: the broker at {bootstrap_servers} did not answer ({exc})") from None
 
 
 def high_watermarks(bootstrap_servers: str, topic: str, hints: dict[int, int] | None = None,
@@ -128,7 +129,7 @@ def high_watermarks(bootstrap_servers: str, topic: str, hints: dict[int, int] | 
                              isolation_level="read_committed")
     stable = _stable_offsets(consumer)
     try:
-        with _answered(topic):
+        with _answered(bootstrap_servers, topic):
             tps = [TopicPartition(topic, p) for p in topic_partitions(consumer, topic, timeout_s)]
             consumer.assign(tps)
             _probe_positions(consumer, tps, hints or {})
@@ -146,7 +147,7 @@ def high_watermarks(bootstrap_servers: str, topic: str, hints: dict[int, int] | 
 def earliest_offsets(bootstrap_servers: str, topic: str, partitions: list[int]) -> dict[int, int]:
     consumer = open_consumer(bootstrap_servers)
     try:
-        with _answered(topic):
+        with _answered(bootstrap_servers, topic):
             found = consumer.beginning_offsets([TopicPartition(topic, p) for p in partitions])
         return {tp.partition: offset for tp, offset in found.items()}
     finally:

@@ -46,7 +46,6 @@ def test_the_dags_no_retry_exit_is_the_jobs():
 def test_a_killed_task_stops_the_driver_below_spark_submit_too(tmp_path, monkeypatch):
     """The provider's on_kill (Airflow's timeout calls it) killed the spark-submit process only: the driver below
     it, our Python job, went on holding the replica's lock beside the retry."""
-    import os
     import threading
     import time
 
@@ -72,7 +71,7 @@ def test_a_killed_task_stops_the_driver_below_spark_submit_too(tmp_path, monkeyp
     task.on_kill()
     runner.join(timeout=30)
     deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z":
+    while _running(pid):
         assert time.monotonic() < deadline, "the driver outlived the killed spark-submit"
         time.sleep(0.05)
     assert ended, "execute did not return after the kill"
@@ -100,3 +99,12 @@ def test_a_trigger_conf_key_the_dag_does_not_declare_fails_the_task_unrun(dagbag
     with pytest.raises(Exception, match=r"Error code is: 1\."):  # a declared key: submitted as before
         task.execute(context={"dag_run": SimpleNamespace(conf={"full_reload": True})})
     assert ran.exists()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (reaped between two looks: gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

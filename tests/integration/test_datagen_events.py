@@ -24,6 +24,7 @@ from datagen.event_model import BAD_KINDS, EventMix, validate_event
 from datagen.events import ensure_topic, produce
 from datagen.pools import build_pools
 from shopflow.config import Settings
+from shopflow.streaming import kafka_offsets as ko
 from test_streaming_support import free_port, start_private_broker
 
 pytestmark = pytest.mark.integration
@@ -50,16 +51,23 @@ def _partitions(consumer: KafkaConsumer, topic: str, timeout: float = 10.0) -> l
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
-def consume_all(settings: Settings, quiet_seconds: float = 2.0) -> list:
+def consume_all(settings: Settings, quiet_seconds: float = 0.5, timeout_s: float = 120.0) -> list:
+    """Every record up to each partition's end (read from a fetch response: tansu's ListOffsets lags), then any
+    arriving within `quiet_seconds` more. A stop after 2 quiet seconds counted from the assign ended early once
+    when the first fetch was slow to answer (as bench/stream_latency.py found)."""
+    ends = ko.high_watermarks(settings.KAFKA_BOOTSTRAP_SERVERS, settings.KAFKA_TOPIC)
     consumer = KafkaConsumer(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS.split(","), group_id=None,
                              enable_auto_commit=False, auto_offset_reset="earliest")
     try:
-        consumer.assign(_partitions(consumer, settings.KAFKA_TOPIC))
-        records, last_new = [], time.monotonic()
-        while time.monotonic() - last_new < quiet_seconds:
-            batch = [r for part in consumer.poll(timeout_ms=300).values() for r in part]
-            if batch:
-                records, last_new = records + batch, time.monotonic()
+        tps = _partitions(consumer, settings.KAFKA_TOPIC)
+        consumer.assign(tps)
+        records, deadline = [], time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends.get(tp.partition, 0) for tp in tps):
+            assert time.monotonic() < deadline, f"not every record up to {ends} within {timeout_s:.0f} s"
+            records += [r for part in consumer.poll(timeout_ms=300).values() for r in part]
+        quiet_until = time.monotonic() + quiet_seconds
+        while time.monotonic() < quiet_until:
+            records += [r for part in consumer.poll(timeout_ms=100).values() for r in part]
         return records
     finally:
         consumer.close()

@@ -67,7 +67,8 @@ def test_other_checkpoints_are_independent(case, tmp_path):
         assert mine and theirs
 
 
-def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_holds_it(case, tmp_path, capsys):
+def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_holds_it(case, tmp_path, capsys,
+                                                                                    monkeypatch):
     """`make up` forgets the stream's positions and checkpoint when it started an empty broker; a query still
     holding the checkpoint is waited for, and when it outlasts the wait the reset is skipped with a note saying what
     to run, never done under it."""
@@ -97,12 +98,15 @@ def test_make_up_resets_the_stream_after_an_empty_broker_only_once_no_query_hold
             assert kept and checkpoint.exists() and positions() == {"users-fresh": {"0": 7, "1": 3}}
             assert "the stream's committed positions were kept: a users stream query runs on checkpoint" in \
                 capsys.readouterr().out
-        held, released = threading.Event(), []
+        held, waited_for, released = threading.Event(), threading.Event(), []
+        say = stack_broker._say
+        monkeypatch.setattr(stack_broker, "_say", lambda line: (say(line), waited_for.set()))
 
-        def a_query_ending_soon():
+        def a_query_ending_soon():  # ends once the reset said it waits (a fixed hold raced the reset's start)
             with cl.holding(settings, cl.CONTINUOUS):
                 held.set()
-                time.sleep(2)
+                waited_for.wait(60)
+                time.sleep(0.5)
                 released.append(time.monotonic())
 
         query_thread = threading.Thread(target=a_query_ending_soon)

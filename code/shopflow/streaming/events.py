@@ -130,7 +130,7 @@ def _rules(first: Column, last: Column, email: Column, phone: Column, status: Co
               # too long: its own rule says so. Java's regex recurses once per repeat of the domain's group, and
               # ~5,000 labels ("a@a.a.a…") overflow a task thread's stack: the batch failed for good
               .when(F.length(email) > USERS.column("email").length, F.lit(None).cast("string"))
-              .when(~email.rlike(EMAIL_PATTERN), F.lit("email malformed")),
+              .when(~F.lower(email).rlike(EMAIL_PATTERN), F.lit("email malformed")),
              F.when(~F.coalesce(status, F.lit("")).isin(*LOYALTY_STATUSES),
                     F.lit(f"loyalty_status must be one of {statuses}")),
              F.when(registered.isNull(),
@@ -140,8 +140,9 @@ def _rules(first: Column, last: Column, email: Column, phone: Column, status: Co
                           "(UTC)"))
               # a registration later than the event itself (9999-01-01 as "unknown"): the weekly mart's calendar ran
               # to it, ~416,000 empty weeks; Kafka's timestamp, so that a replayed event is judged the same. A record
-              # without one (-1: old message format) comes as 1969-12-31 23:59:59.999: judged by the years alone
-              .when((F.unix_micros(sent) >= 0) & (registered > sent + F.expr(f"INTERVAL {FUTURE_TOLERANCE_DAYS} DAY")),
+              # without one (-1: old message format) comes as 1969-12-31 23:59:59.999: judged by the years alone.
+              # The day goes on the registration (its years checked): a CreateTime in Spark's last day overflowed
+              .when((F.unix_micros(sent) >= 0) & (registered - F.expr(f"INTERVAL {FUTURE_TOLERANCE_DAYS} DAY") > sent),
                     F.lit(f"registration_date more than {FUTURE_TOLERANCE_DAYS} day after the event was sent (its "
                           "Kafka timestamp)"))
               # without a Kafka timestamp: the last millisecond of 9999 is Postgres' 'infinity' to the replica, which
@@ -155,11 +156,13 @@ def _rules(first: Column, last: Column, email: Column, phone: Column, status: Co
 
 
 def validate_events(parsed: DataFrame) -> DataFrame:
-    """Normalizes the fields (trimmed; email lower-cased; empty phone -> NULL; registration_date a timestamp) and
-    adds `reason`: NULL for a valid event, else every rule it breaks, `; `-separated."""
+    """Normalizes the fields (trimmed; empty phone -> NULL; registration_date a timestamp) and adds `reason`: NULL
+    for a valid event, else every rule it breaks, `; `-separated. The email keeps its case: Postgres lower-cases it
+    (ledger.upsert_users), as it does the stored emails it is matched with; Java's lower() differs from it (a final
+    Σ is ς to Java, σ to Postgres; İ is i + U+0307 to Java), and a lower-cased event missed its user."""
     normalized = parsed.select(
         *SOURCE_COLUMNS, "parse_error", _trim("first_name").alias("first_name"), _trim("last_name").alias("last_name"),
-        F.lower(_trim("email")).alias("email"), F.nullif(_trim("phone"), F.lit("")).alias("phone"),
+        _trim("email").alias("email"), F.nullif(_trim("phone"), F.lit("")).alias("phone"),
         _timestamp(_trim("registration_date")).alias("registration_date"),
         _trim("loyalty_status").alias("loyalty_status"))
     rules = _rules(*(F.col(c) for c in ("first_name", "last_name", "email", "phone", "loyalty_status",
@@ -178,13 +181,13 @@ def rejected_events(validated: DataFrame) -> DataFrame:
 
 
 def latest_per_email(users: DataFrame) -> DataFrame:
-    """One row per email: within a partition the highest offset wins (Kafka's order; the generator keys by email,
-    so this is the whole rule in practice); across partitions the later Kafka timestamp, then the higher partition."""
+    """One row per email (as sent, trimmed) and partition: the highest offset (Kafka's order). Postgres picks among
+    what is left, by its lower(email) (ledger.upsert_users): across partitions the later Kafka timestamp, then the
+    higher partition. Only the step within a partition is done here: done per email before Postgres groups the
+    emails equal but for case, the step across partitions could pick an event a later one in its partition had
+    replaced."""
     in_partition = Window.partitionBy("email", "partition").orderBy(F.col("offset").desc())
-    across = Window.partitionBy("email").orderBy(F.col("timestamp").desc_nulls_last(), F.col("partition").desc())
-    # partitioned by email once, both windows run without another shuffle (email clusters (email, partition) too)
-    return (users.repartition("email").withColumn("_rank", F.row_number().over(in_partition)).filter("_rank = 1")
-            .withColumn("_rank", F.row_number().over(across)).filter("_rank = 1").drop("_rank"))
+    return users.withColumn("_rank", F.row_number().over(in_partition)).filter("_rank = 1").drop("_rank")
 
 
 # A rejected row's fields besides its key, value, reason and topic, with their serialization (three numbers, pickle's

@@ -78,24 +78,29 @@ def _from_micros(column: str) -> str:
 
 
 def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int]:
-    """users: USER_FIELDS + registration_date as epoch microseconds, in this order; a stored user is the one whose
-    email is equal but for case (`lower(email)`: the events' are lower-cased), and keeps its email as stored. Returns
-    (inserted, updated); an event equal to the stored row updates nothing, so change tracking (updated_at /
-    change_txid) only moves on real changes. The staged emails are distinct as Spark lower-cased them, and Postgres'
-    lower() folds none of them further (tests/integration/test_streaming_users.py checks every code point it folds),
-    so no two share a conflict key, which would fail the batch at every replay."""
+    """users: USER_FIELDS, registration_date as epoch microseconds, then the event's Kafka partition, offset and
+    timestamp (epoch microseconds or NULL), in this order: at most one row per email as sent and partition (the
+    highest offset). A user is an email equal but for case under Postgres' lower(), for the stored users and the
+    events alike: of a user's events the latest wins (in a partition the highest offset, across partitions the later
+    Kafka timestamp, then the higher partition); a stored user keeps its email as stored, a new one gets it
+    lower-cased. Returns (inserted, updated); an event equal to the stored row updates nothing, so change tracking
+    (updated_at / change_txid) only moves on real changes. One row per lower(email) reaches the insert: two would
+    fail the batch ("cannot affect row a second time") at every replay."""
     if not users.num_rows:
         return 0, 0
     cur.execute("CREATE TEMP TABLE stream_users_stage (first_name text, last_name text, email text, phone text, "
-                "loyalty_status text, registration_micros bigint) ON COMMIT DROP")
+                "loyalty_status text, registration_micros bigint, kafka_partition int, kafka_offset bigint, "
+                "sent_micros bigint) ON COMMIT DROP")
     cur.copy_expert("COPY stream_users_stage FROM STDIN WITH (FORMAT csv)", _csv(users))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _CHANGED)
     stored, incoming = (", ".join(f"{alias}.{c}" for c in _CHANGED) for alias in ("u", "EXCLUDED"))
     cur.execute(f"""
         INSERT INTO {schema}.users AS u (first_name, last_name, email, phone, registration_date, loyalty_status)
-        SELECT first_name, last_name, email, phone,
-               {_from_micros("registration_micros")}, loyalty_status
-        FROM stream_users_stage
+        SELECT first_name, last_name, lower(email), phone, {_from_micros("registration_micros")}, loyalty_status
+        FROM (SELECT DISTINCT ON (lower(email)) *
+              FROM (SELECT DISTINCT ON (lower(email), kafka_partition) * FROM stream_users_stage
+                    ORDER BY lower(email), kafka_partition, kafka_offset DESC) AS latest_in_partition
+              ORDER BY lower(email), sent_micros DESC NULLS LAST, kafka_partition DESC) AS latest
         ON CONFLICT ((lower(email))) DO UPDATE SET {updates}
         WHERE ({stored}) IS DISTINCT FROM ({incoming})
         RETURNING (xmax = 0) AS inserted""")

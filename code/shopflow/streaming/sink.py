@@ -60,9 +60,11 @@ def _offsets(rows, column: str) -> ko.Offsets:
 
 
 def _user_table(validated: DataFrame) -> pa.Table:
-    """The batch's latest row per email, collected as Arrow (columnar from the executors: no Row objects)."""
+    """The batch's latest row per email and partition with its place in Kafka (Postgres picks the latest per user),
+    collected as Arrow (columnar from the executors: no Row objects)."""
     latest = validated.transform(ev.valid_users).transform(ev.latest_per_email)
-    return latest.select(*ledger.USER_FIELDS, F.unix_micros("registration_date").alias("registration_micros")).toArrow()
+    return latest.select(*ledger.USER_FIELDS, F.unix_micros("registration_date").alias("registration_micros"),
+                         "partition", "offset", F.unix_micros("timestamp").alias("sent_micros")).toArrow()
 
 
 class _Clock:

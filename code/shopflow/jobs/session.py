@@ -4,7 +4,10 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from shopflow.config import Settings, get_settings
 from shopflow.config_values import SettingsError
@@ -104,11 +107,40 @@ def build_session(app_name: str, settings: Settings, master: str | None = None,
         builder = builder.config("spark.task.maxFailures", str(task_attempts))
     if streaming:  # a micro-batch's cache lives for one batch: compressing its columns costs CPU and saves nothing
         builder = builder.config("spark.sql.inMemoryColumnarStorage.compressed", "false")
-    session = builder.getOrCreate()
+    with _driver_jvm_ignoring_sigterm(not submitted):
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     if warm_modules is not None:
         warm_up(session, settings, warm_modules, arrow_workers)
     return session
+
+
+@contextmanager
+def _driver_jvm_ignoring_sigterm(launched_here: bool) -> Iterator[None]:
+    """Run directly, PySpark starts the driver's JVM as a child in the job's process group, ignoring only SIGINT:
+    `timeout`, systemd and `kill -- -<pgid>` send SIGTERM to the whole group, and it ended the JVM under the job's
+    clean stop (py4j tracebacks, exit 1). Started with SIGTERM ignored, the JVM keeps ignoring it (HotSpot sets no
+    handler for an ignored SIGTERM, as for SIGINT); it still ends with the job, when its stdin (a pipe from this
+    process) closes, and SIGKILL still takes it. Under spark-submit the JVM is the parent: nothing to do."""
+    from pyspark import java_gateway
+
+    popen = getattr(java_gateway, "Popen", None)
+    if not launched_here or popen is None:  # None: a PySpark that starts it otherwise keeps its own way
+        yield
+        return
+
+    def ignoring_sigterm(*args, preexec_fn=None, **kwargs):
+        def in_the_child():  # after the fork, before the exec: this process keeps its handlers
+            if preexec_fn is not None:
+                preexec_fn()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return popen(*args, preexec_fn=in_the_child, **kwargs)
+
+    java_gateway.Popen = ignoring_sigterm
+    try:
+        yield
+    finally:
+        java_gateway.Popen = popen
 
 
 def _import_all(modules: tuple[str, ...]) -> int:
@@ -155,7 +187,8 @@ def warm_up(spark, settings: Settings, modules: tuple[str, ...], arrow_workers: 
             tasks = spark.range(0, 2 * slots, 1, 2 * slots).mapInArrow(_arrow_import_all(modules), "pid long")
             workers = len({row.pid for row in tasks.collect()})
         else:
-            workers = len(set(sc.parallelize(range(2 * slots), 2 * slots).map(lambda _: _import_all(modules)).collect()))
+            imported = sc.parallelize(range(2 * slots), 2 * slots).map(lambda _: _import_all(modules))
+            workers = len(set(imported.collect()))
     else:  # a job without Python on its executors: their first tasks, no Python worker
         sc.setJobDescription("warm up: executors")
         spark.range(0, 2 * slots, 1, 2 * slots).count()

@@ -31,7 +31,7 @@ def raw_frame(spark, values, partition=0, start=0):
 
 
 NOT_JSON = ("value is not valid JSON (or has duplicate keys, a lone surrogate escape such as \\ud83d, over 1,000 "
-            "levels of nesting or a number of over 1,000 digits)")
+            "levels of nesting, a number of over 1,000 digits or over 16 MiB parsed, Spark's limit)")
 
 
 def test_parse_reports_why_a_value_is_not_an_event(spark):

@@ -50,7 +50,7 @@ EMAIL_PATTERN = r"^[^@\s]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,}|xn-
 
 # what else makes Spark's JSON parser fail (its own limits, and \ud83d without its pair: half an emoji)
 NOT_JSON = ("value is not valid JSON (or has duplicate keys, a lone surrogate escape such as \\ud83d, over 1,000 "
-            "levels of nesting or a number of over 1,000 digits)")
+            "levels of nesting, a number of over 1,000 digits or over 16 MiB parsed, Spark's limit)")
 
 
 def is_unapplied(positions: dict[str, dict[str, int]]) -> Column:

@@ -53,3 +53,18 @@ def test_skip_deleted_refuses_before_it_moves_any_position(tmp_path, monkeypatch
     monkeypatch.setattr(query, "topic_partitions", lambda settings: pytest.fail("the broker asked"))
     with pytest.raises(NotACheckpoint, match="holds other.txt"):
         query.skip_deleted(_settings(tmp_path))
+
+
+@pytest.mark.parametrize("topics, kept", [({"users-data": 4, "other": 9}, True), ({"other": 9}, False)])
+def test_a_checkpoint_of_another_topic_is_deleted_before_the_query_starts(tmp_path, topics, kept):
+    """KAFKA_TOPIC changed, or another stream's checkpoint copied in: Spark resumed from the other topic's offsets,
+    the batch failed its gap check and every retry the same (exit 2, "the next start resumes from the positions")."""
+    import json
+
+    checkpoint = _checkpoint(tmp_path / "ckpt")
+    logged = json.dumps({topic: {"0": offset} for topic, offset in topics.items()})
+    (checkpoint / "offsets" / "0").write_text(f'v1\n{{"batchWatermarkMs":0}}\n{logged}\n')
+    settings = load_settings(env={"STREAMING_CHECKPOINT_DIR": str(checkpoint), "KAFKA_TOPIC": "users-data"},
+                             env_file=None)
+    query.drop_checkpoint_ahead(settings, {"users-data": {"0": 4}})  # the positions in Postgres
+    assert checkpoint.exists() == kept

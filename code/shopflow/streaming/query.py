@@ -87,12 +87,19 @@ def drop_checkpoint_ahead(settings: Settings, starting: ko.Offsets) -> None:
     """A query resumes from its checkpoint, not from `starting`: a checkpoint past the positions committed in Postgres
     (Postgres restored from a backup, or its schema recreated, the checkpoint kept) would skip the events between,
     which the sink's filter guards only from below. Such a checkpoint is deleted: the query starts from the positions.
-    A partition without a position compares with the broker's earliest offset."""
+    A partition without a position compares with the broker's earliest offset. A checkpoint of another topic only
+    (KAFKA_TOPIC changed, a checkpoint copied) is deleted too: every retry failed on its offsets."""
     topic = settings.KAFKA_TOPIC
     try:
-        resumes = ko.of_topic(offset_log.resumes_at(settings.streaming_checkpoint_dir), topic)
+        logged = offset_log.resumes_at(settings.streaming_checkpoint_dir)
     except (OSError, ValueError, IndexError):  # none, or one Spark reads (or refuses) itself
         return
+    if logged and topic not in logged:
+        log.warning("the checkpoint %s is of topic %s, not %s: deleted, the stream goes on from its positions in "
+                    "Postgres", settings.streaming_checkpoint_dir, ", ".join(sorted(logged)), topic)
+        _delete_checkpoint(settings)
+        return
+    resumes = ko.of_topic(logged, topic)
     existing = ko.of_topic(starting, topic)  # the topic's partitions now: a position, or EARLIEST (-2)
     floor = {p: o for p, o in existing.items() if o >= 0}
     if missing := sorted(p for p in resumes if p in existing and p not in floor):

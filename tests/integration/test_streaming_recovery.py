@@ -195,3 +195,30 @@ def test_a_postgres_restored_while_the_query_runs_stops_it_before_a_gap_then_the
     events = first[0] + second[0]
     expected = {**first[1], **second[1]}
     assert_exact(stream_case, events, expected, first[2] + second[2])
+
+
+@pytest.mark.parametrize("damage", ["offset file truncated", "offset log deleted"])
+def test_a_checkpoint_changed_outside_spark_ends_in_one_line_until_deleted(stream_case, tmp_path, damage):
+    """Spark refuses a checkpoint changed by hand at every run: the job ended with a Python traceback and exit 1,
+    nothing said what to do. Now exit 3 (a retry fails the same) and the line says how to go on; the positions in
+    Postgres are intact, so the run after the deletion is exact."""
+    events, expected_users, malformed = make_events(300)
+    produce(stream_case, events[:200])
+    first = start_job(stream_case, tmp_path / "first.log")
+    assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    produce(stream_case, events[200:])
+    checkpoint = stream_case.streaming_checkpoint_dir
+    if damage == "offset file truncated":
+        (checkpoint / "offsets" / max((p.name for p in (checkpoint / "offsets").iterdir() if p.name.isdigit()),
+                                      key=int)).write_bytes(b"")
+    else:
+        shutil.rmtree(checkpoint / "offsets")
+    refused = start_job(stream_case, tmp_path / "refused.log")
+    assert refused.wait(timeout=300) == 3, (tmp_path / "refused.log").read_text()[-3000:]
+    log = (tmp_path / "refused.log").read_text()
+    assert f"Spark cannot resume from the checkpoint {checkpoint} (" in log and f"(rm -r {checkpoint})" in log, log
+    assert "Traceback" not in log, log[-3000:]
+    shutil.rmtree(checkpoint)
+    again = start_job(stream_case, tmp_path / "again.log")
+    assert again.wait(timeout=300) == 0, (tmp_path / "again.log").read_text()[-3000:]
+    assert_exact(stream_case, events, expected_users, malformed)

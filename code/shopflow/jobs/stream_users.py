@@ -40,7 +40,7 @@ from shopflow.db import postgres_gone
 from shopflow.jobs.db_exit import database_end, ended
 from shopflow.jobs.session import (NO_RETRY_EXIT, RESTART_HINT, MasterUnreachable, build_session, configure_logging,
                                    job_settings)
-from shopflow.streaming import checkpoint_lock, query
+from shopflow.streaming import checkpoint_lock, offset_log, query
 from shopflow.streaming.ledger import EmailKeyMissing
 from shopflow.streaming.offset_log import NotACheckpoint, PositionsBehind
 from shopflow.streaming.sink import JOB
@@ -154,9 +154,10 @@ def _main(argv: list[str] | None) -> int:
         if (end := database_end(error, settings)) is None:
             raise
         return _ended(settings, mode, *end)
-    except (ko.OffsetsOutOfRange, SourceUnavailable, NotACheckpoint, EmailKeyMissing) as error:  # a retry fails too
+    except (ko.OffsetsOutOfRange, SourceUnavailable, NotACheckpoint, EmailKeyMissing,
+            offset_log.CheckpointUnreadable) as error:  # a retry fails too
         return _ended(settings, mode, NO_RETRY_EXIT, str(error))
-    except (ko.KafkaOffsetError, MasterUnreachable) as error:  # a slow or restarting broker, the master down
+    except (ko.KafkaOffsetError, MasterUnreachable, offset_log.CheckpointDeleted) as error:  # a retry mends these
         return _ended(settings, mode, 2, str(error))
     except checkpoint_lock.CheckpointBusy as busy:
         log.error("%s", busy)
@@ -185,6 +186,8 @@ def _gone(failed: str, settings) -> Exception | None:
         return getattr(ko, lost.group(1))(lost.group(2))
     if behind := re.search(r"PositionsBehind: ([^\n]*)", failed):  # Postgres restored under the query: a restart
         return PositionsBehind(behind.group(1))
+    if damaged := offset_log.refused(failed, settings.streaming_checkpoint_dir):  # changed or deleted under Spark
+        return damaged
     if busy := re.search(r"CheckpointBusy: ([^\n]*)", failed):  # its lock lost to another query (checkpoint_lock)
         return checkpoint_lock.CheckpointBusy(busy.group(1))
     if line := postgres_gone(failed):
@@ -228,6 +231,10 @@ def _run(args: argparse.Namespace, settings, mode: str, stop: threading.Event) -
         if (gone := _gone(str(failed), settings)) is None:
             raise
         raise gone from None
+    except Exception as failed:  # the query's start refused its checkpoint (a Spark error, or Hadoop's through py4j)
+        if (damaged := offset_log.refused(str(failed), settings.streaming_checkpoint_dir)) is None:
+            raise
+        raise damaged from None
     finally:
         spark.stop()
 

@@ -12,6 +12,7 @@ the positions at every restart. `past_invisible` moves the positions to the plan
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +25,51 @@ CHECKPOINT_ENTRIES = {"metadata", "offsets", "commits", "sources", "state"}
 
 class NotACheckpoint(RuntimeError):
     """The checkpoint directory holds what no checkpoint does: it is not deleted."""
+
+
+class CheckpointUnreadable(RuntimeError):
+    """Spark refuses the checkpoint, changed outside it (a file truncated, deleted or copied in): every retry fails
+    the same way until it is deleted. The positions in Postgres are intact."""
+
+
+class CheckpointDeleted(RuntimeError):
+    """The checkpoint was deleted under the running query: the next run starts from the positions in Postgres."""
+
+
+_REFUSAL = re.compile(r"[^\n]*(?:Incomplete log file|STREAMING_CHECKPOINT_\w+|already exists|does not exist)[^\n]*")
+
+
+def refused(failure: str, checkpoint: Path) -> RuntimeError | None:
+    """Spark's refusal of `checkpoint` in a failure's text as one line (CheckpointDeleted when the checkpoint is gone);
+    None for any other failure."""
+    line = next((m.group(0).strip() for m in _REFUSAL.finditer(failure) if str(checkpoint) in m.group(0)), None)
+    if line is None:
+        return None
+    line = line if len(line) <= 300 else line[:300] + " …"
+    if not checkpoint.exists():
+        return CheckpointDeleted(f"the checkpoint {checkpoint} was deleted under the running query ({line}); the next "
+                                 "run starts from the positions in Postgres")
+    return _unreadable(checkpoint, line)
+
+
+def _unreadable(checkpoint: Path, what: str) -> CheckpointUnreadable:
+    return CheckpointUnreadable(f"Spark cannot resume from the checkpoint {checkpoint} ({what}): it was changed "
+                                "outside Spark. The positions in Postgres are intact: delete the checkpoint while no "
+                                f"stream runs (rm -r {checkpoint}) and the next run goes on from them")
+
+
+def check_readable(checkpoint: Path) -> None:
+    """Raises CheckpointUnreadable for a checkpoint Spark would refuse (its own failure names no file: "assertion
+    failed"): a committed batch missing from the offset log, the log's last entry unreadable (Spark writes each
+    whole, by a rename), logs without the metadata file."""
+    batches = {log: [int(p.name) for p in (checkpoint / log).glob("*") if p.name.isdigit()]
+               for log in ("offsets", "commits")}
+    if batches["commits"] and max(batches["commits"]) not in batches["offsets"]:
+        raise _unreadable(checkpoint, f"batch {max(batches['commits'])} committed, not in the offset log")
+    if batches["offsets"] and logged(checkpoint, max(batches["offsets"])) is None:
+        raise _unreadable(checkpoint, f"offsets/{max(batches['offsets'])} unreadable")
+    if (batches["offsets"] or batches["commits"]) and not (checkpoint / "metadata").exists():
+        raise _unreadable(checkpoint, "its metadata file missing")
 
 
 def check_only_checkpoint(checkpoint: Path) -> None:

@@ -130,6 +130,7 @@ def start(spark: SparkSession, settings: Settings, mode: str, partitions: list[i
     checkpoint, starting = settings.streaming_checkpoint_dir, committed_start(settings, partitions)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     drop_checkpoint_ahead(settings, starting)
+    offset_log.check_readable(checkpoint)  # one Spark would refuse: it names no file
     # parsed and validated on the streaming frame: the plan is built once per query, not per micro-batch (building it
     # in foreachBatch took ~0.5 s of py4j calls and re-analysis per batch, a quarter of a continuous batch's time)
     validated = (source_frame(spark, settings, starting)

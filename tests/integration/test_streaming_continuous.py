@@ -176,8 +176,8 @@ def test_a_broker_that_goes_away_ends_the_query_with_one_clear_line(postgres, my
     else:  # killed before the next offsets request connects, or (rarer) between its connect and its request
         at = re.escape(f"127.0.0.1:{port}")
         assert len(last) == 1 and re.fullmatch(
-            rf"ERROR shopflow.streaming: (cannot reach Kafka at {at}: KafkaTimeoutError: Unable to bootstrap from {at}; "
-            r"is it running\? `make status` shows it, `make up` starts it|'users-gone': the broker at "
+            rf"ERROR shopflow.streaming: (cannot reach Kafka at {at}: KafkaTimeoutError: Unable to bootstrap from "
+            rf"{at}; is it running\? `make status` shows it, `make up` starts it|'users-gone': the broker at "
             rf"{at} did not answer \((KafkaTimeoutError|KafkaConnectionError)\b[^\n]*\))", last[0]), log[-3000:]
     assert 'File "<frozen runpy>"' not in log  # no Python traceback of the job itself
 

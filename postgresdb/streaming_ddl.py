@@ -21,7 +21,7 @@ USERS_EMAIL_KEY = "users_email_lower_key"
 
 def email_identity(schema: str = "source") -> str:
     """A unique index on `lower(email)`, the conflict target of the stream's upsert (`ledger.upsert_users`): the
-    stream lower-cases emails, so a user another client wrote as `Ann@X.com` is the one `ann@x.com`'s events update,
+    stream matches users by it, so a user another client wrote as `Ann@X.com` is the one `ann@x.com`'s events update,
     and a second user whose email differs only in case is refused. Part of the source's DDL (`postgres_ddl`: `make
     up`, the generators, with their lock timeout), not of the stream's: building it locks out the writers of `users`.
     Made when missing; a source already holding such emails goes on without it (a WARNING) and the stream refuses

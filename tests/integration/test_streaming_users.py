@@ -208,3 +208,4 @@ def test_a_user_is_one_email_under_postgres_lower_for_stored_users_and_events_al
     assert rows[:2] == [(nikos, "ΝΙΚΟΣ@x.io", "Nikos"), (ipek, "İPEK@x.io", "Ipek")]  # updated, emails as stored
     assert sorted(row[1:] for row in rows[2:]) == [  # one new user each, its email lower-cased by Postgres
         ("bo@x.io", "Latest"), ("cy@x.io", "Latest"), ("ασ@x.io", "Latest")]
+    assert pg_rows(stream_case, "SELECT sum(users_upserted) FROM {s}.stream_batches") == [(5,)]  # 9 rows staged

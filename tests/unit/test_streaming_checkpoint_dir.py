@@ -1,6 +1,8 @@
 """The stream deletes its checkpoint directory whole (`make up` with a fresh broker, `--reset`, `--skip-deleted`, a
 checkpoint ahead of Postgres): only when it holds nothing but a checkpoint. STREAMING_CHECKPOINT_DIR=/tmp deleted
 every file there."""
+import shutil
+
 import pytest
 
 from shopflow.config import load_settings
@@ -85,3 +87,26 @@ def test_a_checkpoint_spark_would_refuse_without_naming_a_file_is_named_before_t
         found = "offsets/0 unreadable"
     with pytest.raises(CheckpointUnreadable, match=rf"checkpoint {checkpoint} \({found}\): .* \(rm -r {checkpoint}\)"):
         check_readable(checkpoint)
+
+
+@pytest.mark.parametrize("failure, kind", [
+    ("IllegalStateException: Failed to read log file file:{c}/offsets/1. Incomplete log file", "CheckpointUnreadable"),
+    ("[STREAMING_CHECKPOINT_MISSING_METADATA_FILE] Checkpoint location file:{c} is in an inconsistent state",
+     "CheckpointUnreadable"),
+    ("Caused by: org.apache.hadoop.fs.FileAlreadyExistsException: Rename destination file:{c}/.metadata.crc already "
+     "exists.", "CheckpointUnreadable"),
+    ("org.apache.hadoop.fs.ChecksumException: Checksum error: file:{c}/offsets/3 at 0", "CheckpointUnreadable"),
+    ("terminated with exception: File file:{c}/offsets does not exist SQLSTATE: XXKST", "CheckpointDeleted"),
+    ("File file:{c}-old/offsets/3 does not exist", None),  # another directory, its name starting as this one's
+    ("File file:/elsewhere/offsets does not exist", None), ("java.lang.AssertionError: assertion failed", None)])
+def test_sparks_refusals_of_the_checkpoint_are_one_line(tmp_path, failure, kind):
+    from shopflow.streaming import offset_log
+
+    checkpoint = _checkpoint(tmp_path / "ckpt")
+    if kind == "CheckpointDeleted":
+        shutil.rmtree(checkpoint)
+    found = offset_log.refused(f"Traceback …\n{failure.format(c=checkpoint)}\n\tat org.apache…", checkpoint)
+    assert type(found).__name__ == kind if kind else found is None, found
+    if kind == "CheckpointUnreadable":
+        line = str(found)
+        assert line.startswith(f"Spark cannot resume from the checkpoint {checkpoint} (") and "(rm -r " in line

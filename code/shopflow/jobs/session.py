@@ -121,7 +121,8 @@ def _driver_jvm_ignoring_sigterm(launched_here: bool) -> Iterator[None]:
     `timeout`, systemd and `kill -- -<pgid>` send SIGTERM to the whole group, and it ended the JVM under the job's
     clean stop (py4j tracebacks, exit 1). Started with SIGTERM ignored, the JVM keeps ignoring it (HotSpot sets no
     handler for an ignored SIGTERM, as for SIGINT); it still ends with the job, when its stdin (a pipe from this
-    process) closes, and SIGKILL still takes it. Under spark-submit the JVM is the parent: nothing to do."""
+    process) closes, and SIGKILL still takes it. For every job run directly (one without handlers of its own ends on
+    SIGTERM, and the JVM with it). Under spark-submit the JVM is the parent: nothing to do."""
     from pyspark import java_gateway
 
     popen = getattr(java_gateway, "Popen", None)

@@ -16,8 +16,9 @@ running query (a batch starting above its positions; the restart resumes from th
 went back below the committed positions (recreated, or a broker that lost its data), or whose broker id is no longer
 the one the positions were committed for (deleted and created again, however many events it holds now), ends it with
 one line and exit code 3: a retry would fail the same way until the stream is reset; so do events deleted unread (until
---skip-deleted), STREAMING_SOURCE=kafka in a Spark without the Kafka connector, a Postgres refusing the login, and
-source users whose emails differ only in case (`streaming/ledger.check_email_identity`).
+--skip-deleted), STREAMING_SOURCE=kafka in a Spark without the Kafka connector, a Postgres refusing the login,
+source users whose emails differ only in case (`streaming/ledger.check_email_identity`), and a checkpoint changed by
+hand that Spark refuses (until it is deleted; one deleted under a running query: exit code 2).
 """
 from __future__ import annotations
 
@@ -186,10 +187,10 @@ def _gone(failed: str, settings) -> Exception | None:
         return getattr(ko, lost.group(1))(lost.group(2))
     if behind := re.search(r"PositionsBehind: ([^\n]*)", failed):  # Postgres restored under the query: a restart
         return PositionsBehind(behind.group(1))
-    if damaged := offset_log.refused(failed, settings.streaming_checkpoint_dir):  # changed or deleted under Spark
-        return damaged
     if busy := re.search(r"CheckpointBusy: ([^\n]*)", failed):  # its lock lost to another query (checkpoint_lock)
         return checkpoint_lock.CheckpointBusy(busy.group(1))
+    if damaged := offset_log.refused(failed, settings.streaming_checkpoint_dir):  # changed or deleted under Spark
+        return damaged
     if line := postgres_gone(failed):
         at = v.address(settings.POSTGRES_HOST, settings.POSTGRES_PORT)
         return PostgresGone(f"lost Postgres at {at} under the running query ({line}); the batch in flight was not "

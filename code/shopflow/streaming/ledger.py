@@ -77,17 +77,17 @@ def _from_micros(column: str) -> str:
             f"+ ({column} % 1000000) * interval '1 microsecond'")
 
 
-def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int]:
+def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int, int]:
     """users: USER_FIELDS, registration_date as epoch microseconds, then the event's Kafka partition, offset and
     timestamp (epoch microseconds or NULL), in this order: at most one row per email as sent and partition (the
     highest offset). A user is an email equal but for case under Postgres' lower(), for the stored users and the
     events alike: of a user's events the latest wins (in a partition the highest offset, across partitions the later
     Kafka timestamp, then the higher partition); a stored user keeps its email as stored, a new one gets it
-    lower-cased. Returns (inserted, updated); an event equal to the stored row updates nothing, so change tracking
-    (updated_at / change_txid) only moves on real changes. One row per lower(email) reaches the insert: two would
-    fail the batch ("cannot affect row a second time") at every replay."""
+    lower-cased. Returns (users, inserted, updated); an event equal to the stored row updates nothing, so change
+    tracking (updated_at / change_txid) only moves on real changes. One row per lower(email) reaches the insert: two
+    would fail the batch ("cannot affect row a second time") at every replay."""
     if not users.num_rows:
-        return 0, 0
+        return 0, 0, 0
     cur.execute("CREATE TEMP TABLE stream_users_stage (first_name text, last_name text, email text, phone text, "
                 "loyalty_status text, registration_micros bigint, kafka_partition int, kafka_offset bigint, "
                 "sent_micros bigint) ON COMMIT DROP")
@@ -105,7 +105,8 @@ def upsert_users(cur, schema: str, users: pa.Table) -> tuple[int, int]:
         WHERE ({stored}) IS DISTINCT FROM ({incoming})
         RETURNING (xmax = 0) AS inserted""")
     flags = [inserted for (inserted,) in cur.fetchall()]
-    return sum(flags), len(flags) - sum(flags)
+    cur.execute("SELECT count(DISTINCT lower(email)) FROM stream_users_stage")  # those equal to their event included
+    return cur.fetchone()[0], sum(flags), len(flags) - sum(flags)
 
 
 def insert_rejects(cur, schema: str, batch_id: int, rows: list[tuple]) -> int:

@@ -36,13 +36,15 @@ class CheckpointDeleted(RuntimeError):
     """The checkpoint was deleted under the running query: the next run starts from the positions in Postgres."""
 
 
-_REFUSAL = re.compile(r"[^\n]*(?:Incomplete log file|STREAMING_CHECKPOINT_\w+|already exists|does not exist)[^\n]*")
+_REFUSAL = re.compile(r"[^\n]*(?:Incomplete log file|STREAMING_CHECKPOINT_\w+|already exists|does not exist|"
+                      r"Checksum error)[^\n]*")
 
 
 def refused(failure: str, checkpoint: Path) -> RuntimeError | None:
     """Spark's refusal of `checkpoint` in a failure's text as one line (CheckpointDeleted when the checkpoint is gone);
     None for any other failure."""
-    line = next((m.group(0).strip() for m in _REFUSAL.finditer(failure) if str(checkpoint) in m.group(0)), None)
+    path = re.compile(re.escape(str(checkpoint)) + r"(?=[/\s'\"),.;:]|$)")  # not users-stream-old, not .stopping
+    line = next((m.group(0).strip() for m in _REFUSAL.finditer(failure) if path.search(m.group(0))), None)
     if line is None:
         return None
     line = line if len(line) <= 300 else line[:300] + " …"

@@ -117,8 +117,7 @@ def apply_batch(cur, schema: str, batch: DataFrame, batch_id: int,
             result.events_rejected = dead_letters.write(cur, schema, batch_id, fresh, sizes)
     finally:
         validated.unpersist()
-    result.users_upserted = users.num_rows
-    result.users_inserted, result.users_updated = ledger.upsert_users(cur, schema, users)
+    result.users_upserted, result.users_inserted, result.users_updated = ledger.upsert_users(cur, schema, users)
     ledger.advance(cur, schema, STREAM, batch_id, result.end_offsets)
     ledger.record_batch(cur, schema, STREAM, batch_id, result.start_offsets, result.end_offsets, asdict(result))
     clock.lap("write")

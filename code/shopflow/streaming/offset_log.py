@@ -64,8 +64,7 @@ def check_readable(checkpoint: Path) -> None:
     """Raises CheckpointUnreadable for a checkpoint Spark would refuse (its own failure names no file: "assertion
     failed"): a committed batch missing from the offset log, the log's last entry unreadable (Spark writes each
     whole, by a rename), logs without the metadata file."""
-    batches = {log: [int(p.name) for p in (checkpoint / log).glob("*") if p.name.isdigit()]
-               for log in ("offsets", "commits")}
+    batches = {log: _batch_ids(checkpoint, log) for log in ("offsets", "commits")}
     if batches["commits"] and max(batches["commits"]) not in batches["offsets"]:
         raise _unreadable(checkpoint, f"batch {max(batches['commits'])} committed, not in the offset log")
     if batches["offsets"] and logged(checkpoint, max(batches["offsets"])) is None:
@@ -82,6 +81,11 @@ def check_only_checkpoint(checkpoint: Path) -> None:
         raise NotACheckpoint(f"STREAMING_CHECKPOINT_DIR {checkpoint} holds {', '.join(foreign[:3])}"
                              f"{' …' if len(foreign) > 3 else ''}, which no Spark checkpoint holds: not deleted. Give "
                              "the checkpoint a directory of its own (default .local/checkpoints/users-stream)")
+
+
+def _batch_ids(checkpoint: Path, log: str) -> list[int]:
+    """The batch ids of a log (`offsets`, `commits`): its files named by a number."""
+    return [int(path.name) for path in (checkpoint / log).glob("*") if path.name.isdigit()]
 
 
 def _entry(checkpoint: Path, batch_id: int) -> ko.Offsets:
@@ -101,7 +105,7 @@ def resumes_at(checkpoint: Path) -> ko.Offsets:
     """Where Spark resumes a query from `checkpoint`: the end offsets of its last committed batch. Before any, Spark's
     Kafka source starts from the offsets it wrote at the query's first start (sources/0/0), at every restart, not from
     the job's startingOffsets; the python source recomputes its start ({})."""
-    done = [int(path.name) for path in (checkpoint / "commits").glob("*") if path.name.isdigit()]
+    done = _batch_ids(checkpoint, "commits")
     if done:
         return _entry(checkpoint, max(done))
     initial = checkpoint / "sources" / "0" / "0"

@@ -197,22 +197,25 @@ def test_a_postgres_restored_while_the_query_runs_stops_it_before_a_gap_then_the
     assert_exact(stream_case, events, expected, first[2] + second[2])
 
 
-@pytest.mark.parametrize("damage", ["offset file truncated", "offset log deleted"])
+@pytest.mark.parametrize("damage", ["offset file truncated", "offset log deleted", "entry before the last deleted"])
 def test_a_checkpoint_changed_outside_spark_ends_in_one_line_until_deleted(stream_case, tmp_path, damage):
     """Spark refuses a checkpoint changed by hand at every run: the job ended with a Python traceback and exit 1,
     nothing said what to do. Now exit 3 (a retry fails the same) and the line says how to go on; the positions in
     Postgres are intact, so the run after the deletion is exact."""
     events, expected_users, malformed = make_events(300)
-    produce(stream_case, events[:200])
-    first = start_job(stream_case, tmp_path / "first.log")
-    assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    for run, part in enumerate((events[:100], events[100:200])):  # two runs: batches 0 and 1
+        produce(stream_case, part)
+        first = start_job(stream_case, tmp_path / f"first{run}.log")
+        assert first.wait(timeout=300) == 0, (tmp_path / f"first{run}.log").read_text()[-3000:]
     produce(stream_case, events[200:])
     checkpoint = stream_case.streaming_checkpoint_dir
+    latest = max(int(p.name) for p in (checkpoint / "offsets").iterdir() if p.name.isdigit())
     if damage == "offset file truncated":
-        (checkpoint / "offsets" / max((p.name for p in (checkpoint / "offsets").iterdir() if p.name.isdigit()),
-                                      key=int)).write_bytes(b"")
-    else:
+        (checkpoint / "offsets" / str(latest)).write_bytes(b"")
+    elif damage == "offset log deleted":
         shutil.rmtree(checkpoint / "offsets")
+    else:  # Spark: "batch 0 doesn't exist", naming no file
+        (checkpoint / "offsets" / str(latest - 1)).unlink()
     refused = start_job(stream_case, tmp_path / "refused.log")
     assert refused.wait(timeout=300) == 3, (tmp_path / "refused.log").read_text()[-3000:]
     log = (tmp_path / "refused.log").read_text()

@@ -73,18 +73,21 @@ def test_a_checkpoint_of_another_topic_is_deleted_before_the_query_starts(tmp_pa
 
 
 @pytest.mark.parametrize("damage, found", [
-    (None, None), ("offsets/0", "batch 0 committed, not in the offset log"), ("metadata", "its metadata file missing")])
+    (None, None), ("offsets/1", "batch 1 committed, not in the offset log"), ("metadata", "its metadata file missing"),
+    ("offsets/0", "offsets/0 missing or unreadable, where batch 1 starts")])  # Spark: "batch 0 doesn't exist"
 def test_a_checkpoint_spark_would_refuse_without_naming_a_file_is_named_before_the_query(tmp_path, damage, found):
     from shopflow.streaming.offset_log import CheckpointUnreadable, check_readable
 
     checkpoint = _checkpoint(tmp_path / "ckpt")
-    (checkpoint / "offsets" / "0").write_text('v1\n{"batchWatermarkMs":0}\n{"users-data":{"0":4}}\n')
+    for batch in (0, 1):
+        (checkpoint / "offsets" / str(batch)).write_text('v1\n{"batchWatermarkMs":0}\n{"users-data":{"0":4}}\n')
+    (checkpoint / "commits" / "1").write_text("v1\n")
     if damage:
         (checkpoint / damage).unlink()
     if found is None:
         check_readable(checkpoint)
-        (checkpoint / "offsets" / "0").write_text("")  # cut by hand: Spark writes each entry whole
-        found = "offsets/0 unreadable"
+        (checkpoint / "offsets" / "1").write_text("")  # cut by hand: Spark writes each entry whole
+        found = "offsets/1 unreadable"
     with pytest.raises(CheckpointUnreadable, match=rf"checkpoint {checkpoint} \({found}\): .* \(rm -r {checkpoint}\)"):
         check_readable(checkpoint)
 

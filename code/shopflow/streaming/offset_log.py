@@ -62,13 +62,16 @@ def _unreadable(checkpoint: Path, what: str) -> CheckpointUnreadable:
 
 def check_readable(checkpoint: Path) -> None:
     """Raises CheckpointUnreadable for a checkpoint Spark would refuse (its own failure names no file: "assertion
-    failed"): a committed batch missing from the offset log, the log's last entry unreadable (Spark writes each
-    whole, by a rename), logs without the metadata file."""
+    failed", "batch N doesn't exist"): a committed batch missing from the offset log, the log's last entry
+    unreadable (Spark writes each whole, by a rename) or the one before it, where the last starts, logs without the
+    metadata file."""
     batches = {log: _batch_ids(checkpoint, log) for log in ("offsets", "commits")}
     if batches["commits"] and max(batches["commits"]) not in batches["offsets"]:
         raise _unreadable(checkpoint, f"batch {max(batches['commits'])} committed, not in the offset log")
-    if batches["offsets"] and logged(checkpoint, max(batches["offsets"])) is None:
-        raise _unreadable(checkpoint, f"offsets/{max(batches['offsets'])} unreadable")
+    if (latest := max(batches["offsets"], default=None)) is not None and logged(checkpoint, latest) is None:
+        raise _unreadable(checkpoint, f"offsets/{latest} unreadable")
+    if latest and logged(checkpoint, latest - 1) is None:
+        raise _unreadable(checkpoint, f"offsets/{latest - 1} missing or unreadable, where batch {latest} starts")
     if (batches["offsets"] or batches["commits"]) and not (checkpoint / "metadata").exists():
         raise _unreadable(checkpoint, "its metadata file missing")
 

@@ -138,7 +138,8 @@ def _mariadb(settings: Settings) -> Service:
                f"--socket={mariadb_socket(settings)}", f"--pid-file={data / 'mariadb.pid'}",
                "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
                "--default-time-zone=+00:00", "--local-infile=1", "--skip-name-resolve",
-               "--innodb-buffer-pool-size=1G", "--innodb-log-file-size=512M", "--max-connections=300"]
+               "--innodb-buffer-pool-size=1G", "--innodb-log-file-size=512M", "--max-connections=300",
+               "--max-allowed-packet=1G"]  # the replication checksum's text of a block of long reviews (checksum.py)
     return Service("mariadb", command, (settings.MYSQL_PORT,), "mariadb", ("MYSQL_PORT",))
 
 

@@ -9,11 +9,12 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from test_marts_replica import execute, insert, scratch_replica
+from test_marts_replica import SEED, execute, insert, scratch_replica
 
 from shopflow import db
-from shopflow.marts import product_rating, weekly_activity
-from shopflow.marts.verify import reference_rows
+from shopflow.marts import all_marts, product_rating, weekly_activity
+from shopflow.marts.build import build_marts
+from shopflow.marts.verify import differences, reference_rows
 from shopflow.stack.services import base_env
 
 pytestmark = pytest.mark.integration
@@ -35,6 +36,21 @@ def test_reference_averages_are_exact_and_the_weekly_calendar_is_not_cut_short(m
                                                                     Decimal(101))]
             weeks = [row[0] for row in reference_rows(cursor, weekly_activity.MART)]
     assert (len(weeks), min(weeks), max(weeks)) == (1_358, date(2000, 1, 3), date(2026, 1, 5))
+
+
+def test_keys_anywhere_in_bigints_range(spark, mysql):
+    """Keys near 2^63: a gate's keyed total (SUM(product_id * count)) overflowed Spark's long, and a key of 2^63 - 1
+    the replica read's upper bound (largest key + 1): every build failed with a traceback (exit 1, retried)."""
+    big, keyed = 4 * 10**18, {"users": (0,), "products": (0,), "orders": (1,), "reviews": (1, 2),
+                              "loyalty_points": (1,)}
+    with scratch_replica(mysql, "marts_big_keys", seed=False) as settings:
+        for table, rows in SEED.items():
+            insert(settings, table, [tuple(big + v if i in keyed.get(table, ()) else v for i, v in enumerate(row))
+                                     for row in rows])
+        insert(settings, "loyalty_points", [(2**63 - 1, big + 4, 7, "Order", "2024-01-25 00:00:00")])
+        assert not [c for r in build_marts(spark, settings, run_id="it-big-keys") for c in r.failures]
+        with db.mysql_connection(settings) as conn:
+            assert {m.name: differences(conn.cursor(), m)[1] for m in all_marts()} == {m.name: [] for m in all_marts()}
 
 
 def test_a_mart_verify_has_compared_can_be_published_while_it_compares_the_others(mysql, monkeypatch):

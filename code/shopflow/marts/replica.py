@@ -14,6 +14,7 @@ from postgresdb.models import TABLES_BY_NAME
 from shopflow.config import Settings
 from shopflow.db import LockBusy, mysql_connection, named_lock
 from shopflow.quality.gate import expected_values
+from shopflow.replication.checksum import BIGINT_MAX
 from shopflow.quality.rules import Source
 from shopflow.replication.results import JOB as REPLICATION_JOB
 from shopflow.replication.target import REPLICA_USERS, replication_lock_name
@@ -106,7 +107,8 @@ def _read_table(spark, settings: Settings, table: str, columns: tuple[str, ...])
     reader = jdbc_options(spark.read.format("jdbc"), settings, READ_URL_OPTIONS).option(
         "dbtable", f"`{table}`").option("fetchsize", FETCH_SIZE)
     if rows:
-        reader = (reader.option("partitionColumn", key).option("lowerBound", low).option("upperBound", high + 1)
+        reader = (reader.option("partitionColumn", key).option("lowerBound", low)
+                  .option("upperBound", min(high + 1, BIGINT_MAX))  # a Java long; the last range is open above
                   .option("numPartitions", read_partitions(rows, spark.sparkContext.defaultParallelism)))
     return reader.load().select(*columns), rows
 

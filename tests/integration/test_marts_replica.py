@@ -113,3 +113,24 @@ def test_no_build_before_a_replication_run_has_made_the_replica(spark, mysql):
                                                     r"replication run has made it yet; run replicate_postgres_to_"):
             build_marts(spark, replica, run_id="it-before-replication")
         assert execute(replica, "SHOW TABLES LIKE 'mart%'") == []
+
+
+def test_no_build_or_verify_of_replica_columns_changed_by_hand(spark, mysql, capsys):
+    """A column dropped, widened or made nullable in the replica since the last replication run: the build failed at
+    its read or its staging with a traceback (exit 1, retried); verify blamed the marts ("built by an older version")."""
+    from shopflow.marts import verify
+    from shopflow.marts.build import build_marts
+    from shopflow.marts.replica import ReplicaIncomplete
+
+    with scratch_replica(mysql, "changed_by_hand") as replica:
+        execute(replica, "ALTER TABLE orders DROP CONSTRAINT ck_orders_status_0", "ALTER TABLE orders DROP status",
+                "ALTER TABLE users MODIFY first_name VARCHAR(150) NOT NULL")
+        with pytest.raises(ReplicaIncomplete, match=r"^the replica's tables differ from postgresdb/models.py \(users"
+                                                    r"\.first_name is varchar\(150\), the model's varchar\(100\); "
+                                                    r"orders\.status is missing\): changed by hand\?"):
+            build_marts(spark, replica, run_id="it-changed-by-hand")
+        assert execute(replica, "SHOW TABLES LIKE 'mart%'") == []
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(verify, "get_settings", lambda: replica)
+            assert verify.main([]) == 2
+        assert capsys.readouterr().err.startswith("verify: the replica's tables differ from postgresdb/models.py (")

@@ -15,6 +15,7 @@ from shopflow.config import Settings
 from shopflow.db import LockBusy, mysql_connection, named_lock
 from shopflow.quality.gate import expected_values
 from shopflow.replication.checksum import BIGINT_MAX
+from shopflow.replication.replica_tables import model_differences
 from shopflow.quality.rules import Source
 from shopflow.replication.results import JOB as REPLICATION_JOB
 from shopflow.replication.target import REPLICA_USERS, replication_lock_name
@@ -49,11 +50,17 @@ class ReplicaIncomplete(RuntimeError):
 
 def check_replica_tables(cursor, tables: Iterable[str]) -> None:
     """Raises ReplicaIncomplete when the replica lacks some of `tables`: no replication run has made them yet (compose
-    makes them with its first run). A build triggered before one failed on the first read with a traceback, retried."""
+    makes them with its first run; a build triggered before one failed on the first read with a traceback, retried);
+    or when their columns differ from the models' (changed by hand: a traceback at the read or the staging)."""
     tables = set(tables)  # read twice below: an iterator would be spent by the first
     if missing := sorted(tables - existing_tables(cursor, tables)):
         raise ReplicaIncomplete(f"the replica has no table {', '.join(missing)}: no replication run has made it yet; "
                                 "run replicate_postgres_to_mysql first (its success starts a build)")
+    if changed := model_differences(cursor, tables):  # a traceback at the read or the staging, retried, before
+        found = "; ".join(f"{table}.{what}" for table, whats in changed.items() for what in whats)
+        raise ReplicaIncomplete(f"the replica's tables differ from postgresdb/models.py ({found}): changed by hand? "
+                                "Make the column(s) what the model defines; the next replication run refuses them "
+                                "until then")
 
 
 def check_last_replication(cursor) -> None:

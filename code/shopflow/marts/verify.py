@@ -26,7 +26,8 @@ from shopflow.runlog import NOT_STARTED
 
 from .build import JOB as MARTS_JOB
 from .registry import all_marts
-from .replica import ReplicaIncomplete, ReplicationBusy, check_last_replication, replication_paused
+from .replica import (ReplicaIncomplete, ReplicationBusy, check_last_replication, check_replica_tables,
+                      replication_paused)
 from .spec import Mart
 
 SAMPLE = 5
@@ -99,6 +100,7 @@ def verify(settings: Settings) -> dict[str, list[str]]:
 
 
 def _compare_all(conn, cursor, report: dict[str, list[str]]) -> None:
+    check_replica_tables(cursor, {table for mart in all_marts() for table in mart.reads})  # else a misleading hint
     note = replica_changed_since_build(cursor)
     if note:
         print(note, flush=True)
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                  errorcode.ER_BAD_FIELD_ERROR: " (a mart built by an older version: build the marts again)"}
         hint = hints.get(error.errno, "")
         print(f"verify: {error}{hint}", file=sys.stderr)
-    except ReplicationBusy as error:
+    except (ReplicationBusy, ReplicaIncomplete) as error:
         print(f"verify: {error}", file=sys.stderr)
     except KeyboardInterrupt:  # Ctrl-C, in its lock wait say: one line, not a traceback
         print("verify: interrupted", file=sys.stderr)

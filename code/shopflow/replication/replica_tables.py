@@ -49,6 +49,18 @@ def retyped(types: dict[tuple[str, str], tuple]) -> dict[str, list[str]]:
     return differ
 
 
+def model_differences(cur, tables: set[str]) -> dict[str, list[str]]:
+    """Per replica table among `tables` (those present), its replicated columns lacking or not of the model's type,
+    nullability or character set (changed by hand since the last replication run, which refuses them too)."""
+    existing, _, types = _columns(cur)
+    changed, differ = retyped(types), {}
+    for table in (t for t in TABLES if t.name in tables and t.name in existing):
+        found = [f"{c.name} is missing" for c in replicated_columns(table) if c.name not in existing[table.name]]
+        if found := found + changed.get(table.name, []):
+            differ[table.name] = found
+    return differ
+
+
 def _stats_recalc_off(cur) -> None:
     """Tables made before their DDL said STATS_AUTO_RECALC=0 get it (an instant ALTER); see postgresdb/ddl.py."""
     names = [t.name for t in TABLES] + [sql.stage_name(t) for t in TABLES]

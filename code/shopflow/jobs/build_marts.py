@@ -28,7 +28,7 @@ from shopflow.jobs.db_exit import database_exit, ended, ends_on_signals, interru
 from shopflow.jobs.session import NO_RETRY_EXIT, SessionRefused, build_session, configure_logging, job_settings
 from shopflow.marts.build import JOB, build_marts
 from shopflow.marts.replica import ReplicaIncomplete
-from shopflow.marts.store import PublishBlocked
+from shopflow.marts.store import PublishBlocked, StagingRefused
 from shopflow.replication.target import mysql_driver_class
 from shopflow.quality import QualityGateError
 
@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace, settings, rearm: Callable[[], None]) -> int:
     except (LockBusy, PublishBlocked) as busy:  # another build, a replication run or a reader's open transaction held
         log.error("no mart published: %s", busy)  # on (retried: they end); a traceback before for a held mart
         return 1
-    except ReplicaIncomplete as incomplete:  # not retried: only a successful replication run changes it, and that
+    except (ReplicaIncomplete, StagingRefused) as incomplete:  # not retried: only a successful replication run changes it, and that
         log.error("no mart published: %s", incomplete)  # run's Asset event starts a build of its own
         return NO_RETRY_EXIT
     except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down or a refused login: one line

@@ -7,6 +7,7 @@ half-written table, and a run that fails before the rename leaves the published 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Iterable
 
@@ -20,6 +21,12 @@ from shopflow.replication.target import WRITE_URL_OPTIONS, mysql_driver_class
 from .spec import Mart
 
 log = logging.getLogger(__name__)
+_DUPLICATE = re.compile(r"Duplicate entry '.{0,200}?' for key '?[\w.]+'?")
+
+
+class StagingRefused(RuntimeError):
+    """MySQL refused a mart's rows as duplicates of its key (a retry fails the same)."""
+
 
 # The replication's measured write options per driver: MariaDB's bulk protocol, MySQL's rewritten batches.
 WRITE_BATCH_SIZE = 5_000
@@ -103,8 +110,16 @@ class MartStore:
         # coalesce never adds partitions: a small mart keeps its few writers (and asking df.rdd for its partition
         # count would run the whole plan once more)
         options = WRITE_URL_OPTIONS[mysql_driver_class(self.settings)]
-        (jdbc_options(df.coalesce(MAX_WRITERS).write.format("jdbc").mode("append"), self.settings, options)
-         .option("dbtable", f"`{staging_name(mart)}`").option("batchsize", WRITE_BATCH_SIZE).save())
+        try:
+            (jdbc_options(df.coalesce(MAX_WRITERS).write.format("jdbc").mode("append"), self.settings, options)
+             .option("dbtable", f"`{staging_name(mart)}`").option("batchsize", WRITE_BATCH_SIZE).save())
+        except Exception as error:
+            if (duplicate := _DUPLICATE.search(str(error))) is None:
+                raise
+            raise StagingRefused(f"{mart.name}: MySQL took two of its rows for one key ({duplicate.group(0)}): "
+                                 "replica values that differ only in trailing spaces (or case, where the column's "
+                                 "collation ignores it), which Spark groups apart; changed by hand? The source's "
+                                 "CHECKs allow neither") from None
 
     def published(self, marts: Iterable[Mart]) -> set[str]:
         return existing_tables(self.cur, (m.name for m in marts))

@@ -53,6 +53,19 @@ def test_keys_anywhere_in_bigints_range(spark, mysql):
             assert {m.name: differences(conn.cursor(), m)[1] for m in all_marts()} == {m.name: [] for m in all_marts()}
 
 
+def test_weeks_across_the_gregorian_switch(spark, mysql):
+    """Users registered around October 1582 (the stream takes years from 1000): Spark's calendar Monday 1582-10-11
+    went through JDBC's java.sql.Date, which has no 1582-10-05..14, and was stored as 1582-10-15, a Friday; the gate
+    failed at every build (exit 3), nothing published again."""
+    with scratch_replica(mysql, "marts_1582", seed=False) as settings:
+        insert(settings, "users", [(1, "Ann", "Lee", "ann@x.io", None, "1582-09-27 10:00:00", "Gold"),
+                                   (2, "Bo", "Kim", "bo@x.io", None, "1582-11-01 00:00:00", "Silver")])
+        assert not [c for r in build_marts(spark, settings, run_id="it-1582") for c in r.failures]
+        with db.mysql_connection(settings) as conn:
+            assert differences(conn.cursor(), weekly_activity.MART) == (6, [])
+        assert date(1582, 10, 11) in [w for (w,) in execute(settings, "SELECT week_start FROM mart_weekly_activity")]
+
+
 def test_a_mart_verify_has_compared_can_be_published_while_it_compares_the_others(mysql, monkeypatch):
     """verify read every mart in one transaction, so each mart it had read stayed locked (InnoDB metadata lock) until
     it ended: a build publishing that mart meanwhile (RENAME TABLE) waited, up to PublishBlocked."""

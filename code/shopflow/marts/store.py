@@ -13,6 +13,7 @@ from typing import Iterable
 
 import mysql.connector
 from mysql.connector import errorcode
+from pyspark.sql.types import DateType
 
 from shopflow.config import Settings
 from shopflow.db import named_lock
@@ -110,6 +111,10 @@ class MartStore:
         # coalesce never adds partitions: a small mart keeps its few writers (and asking df.rdd for its partition
         # count would run the whole plan once more)
         options = WRITE_URL_OPTIONS[mysql_driver_class(self.settings)]
+        # dates as text: a java.sql.Date has no 1582-10-05..14 (Julian-Gregorian), so Spark's Monday 1582-10-11 of a
+        # calendar spanning it was stored as 1582-10-15, a Friday (the stream takes registration years from 1000)
+        df = df.withColumns({f.name: df[f.name].cast("string") for f in df.schema.fields
+                             if isinstance(f.dataType, DateType)})
         try:
             (jdbc_options(df.coalesce(MAX_WRITERS).write.format("jdbc").mode("append"), self.settings, options)
              .option("dbtable", f"`{staging_name(mart)}`").option("batchsize", WRITE_BATCH_SIZE).save())

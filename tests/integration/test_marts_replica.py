@@ -117,7 +117,8 @@ def test_no_build_before_a_replication_run_has_made_the_replica(spark, mysql):
 
 def test_no_build_or_verify_of_replica_columns_changed_by_hand(spark, mysql, capsys):
     """A column dropped, widened or made nullable in the replica since the last replication run: the build failed at
-    its read or its staging with a traceback (exit 1, retried); verify blamed the marts ("built by an older version")."""
+    its read or its staging with a traceback (exit 1, retried); verify blamed the marts ("built by an older
+    version")."""
     from shopflow.marts import verify
     from shopflow.marts.build import build_marts
     from shopflow.marts.replica import ReplicaIncomplete

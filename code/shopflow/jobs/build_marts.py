@@ -9,9 +9,10 @@ published, 3 when a quality gate failed (nothing published; the failed checks ar
 replication run failed (one line: the replica may hold part of it, and only a successful run, which starts a build
 of its own, changes that) or spark-submit was not given the MySQL JDBC jar (one line, before Spark starts), 2 when
 the Spark master does not answer (one line, before Spark starts) or MySQL cannot be reached (one line; 3 when it
-refuses the login), 143 / 130 when SIGTERM / Ctrl-C stopped it (one line; its `pipeline_runs` row says so), 1 on any
-other error (one line when another build or a replication run held its lock past the wait, or a session holding
-a mart or a staging table open in a transaction blocked the publish).
+refuses the login), or when the replica lacks a table or its columns differ from the models (changed by hand: one
+line naming them), 143 / 130 when SIGTERM / Ctrl-C stopped it (one line; its `pipeline_runs` row says so), 1 on any
+other error (one line when another build or a replication run held its lock past the wait, a session holding a mart
+or a staging table open in a transaction blocked the publish, or MySQL took two of a mart's rows for one key).
 """
 from __future__ import annotations
 
@@ -76,9 +77,12 @@ def _run(args: argparse.Namespace, settings, rearm: Callable[[], None]) -> int:
     except (LockBusy, PublishBlocked) as busy:  # another build, a replication run or a reader's open transaction held
         log.error("no mart published: %s", busy)  # on (retried: they end); a traceback before for a held mart
         return 1
-    except (ReplicaIncomplete, StagingRefused) as incomplete:  # not retried: only a successful replication run changes it, and that
-        log.error("no mart published: %s", incomplete)  # run's Asset event starts a build of its own
+    except ReplicaIncomplete as incomplete:  # not retried: a successful replication run (its Asset event starts a
+        log.error("no mart published: %s", incomplete)  # build of its own) or a hand fix changes it, not a retry
         return NO_RETRY_EXIT
+    except StagingRefused as refused:  # one line; retried: a write task Spark ran twice would also do it
+        log.error("no mart published: %s", refused)
+        return 1
     except (psycopg2.OperationalError, mysql.connector.Error) as error:  # a server down or a refused login: one line
         if (code := database_exit(error, settings, log, "no mart published: ")) is None:
             raise

@@ -15,9 +15,9 @@ from postgresdb.models import TABLES_BY_NAME
 from shopflow.config import Settings
 from shopflow.db import LockBusy, mysql_connection, named_lock
 from shopflow.quality.gate import expected_values
+from shopflow.quality.rules import Source
 from shopflow.replication.checksum import BIGINT_MAX
 from shopflow.replication.replica_tables import model_differences
-from shopflow.quality.rules import Source
 from shopflow.replication.results import JOB as REPLICATION_JOB
 from shopflow.replication.target import REPLICA_USERS, replication_lock_name
 from shopflow.runlog import NOT_STARTED, clip
@@ -46,7 +46,8 @@ class ReplicationBusy(LockBusy):
 
 
 class ReplicaIncomplete(RuntimeError):
-    """The last replication run failed: the upserts it committed may have left the replica half-applied."""
+    """The last replication run failed (the upserts it committed may have left the replica half-applied), or the
+    replica lacks a table or its columns differ from the models' (not made yet, or changed by hand)."""
 
 
 def check_replica_tables(cursor, tables: Iterable[str]) -> None:

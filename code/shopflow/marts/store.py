@@ -124,7 +124,8 @@ class MartStore:
             raise StagingRefused(f"{mart.name}: MySQL took two of its rows for one key ({duplicate.group(0)}): "
                                  "replica values that differ only in trailing spaces (or case, where the column's "
                                  "collation ignores it), which Spark groups apart; changed by hand? The source's "
-                                 "CHECKs allow neither") from None
+                                 "CHECKs allow neither. (Or a write task Spark ran twice: a retry stages it again.)"
+                                 ) from None
 
     def published(self, marts: Iterable[Mart]) -> set[str]:
         return existing_tables(self.cur, (m.name for m in marts))

@@ -74,7 +74,8 @@ def replica_changed_since_build(cursor) -> str | None:
     cursor.execute("SELECT (SELECT MAX(COALESCE(finished_at, started_at)) FROM pipeline_runs WHERE job = %s "
                    "AND table_name IS NULL AND NOT (status = 'ok' AND COALESCE(rows_written, 0) = 0 "
                    "AND COALESCE(rows_deleted, 0) = 0) AND COALESCE(mode, '') <> %s), "
-                   "(SELECT MAX(started_at) FROM pipeline_runs WHERE job = %s AND table_name IS NULL AND status = 'ok')",
+                   "(SELECT MAX(started_at) FROM pipeline_runs WHERE job = %s AND table_name IS NULL "
+                   "AND status = 'ok')",
                    (REPLICATION_JOB, NOT_STARTED, MARTS_JOB))
     changed, built = cursor.fetchone()
     if changed is None or (built is not None and changed <= built):

@@ -203,7 +203,8 @@ def test_a_checkpoint_changed_outside_spark_ends_in_one_line_until_deleted(strea
     nothing said what to do. Now exit 3 (a retry fails the same) and the line says how to go on; the positions in
     Postgres are intact, so the run after the deletion is exact."""
     events, expected_users, malformed = make_events(300)
-    for run, part in enumerate((events[:100], events[100:200])):  # two runs: batches 0 and 1
+    two_runs = damage == "entry before the last deleted"  # batches 0 and 1
+    for run, part in enumerate((events[:100], events[100:200]) if two_runs else (events[:200],)):
         produce(stream_case, part)
         first = start_job(stream_case, tmp_path / f"first{run}.log")
         assert first.wait(timeout=300) == 0, (tmp_path / f"first{run}.log").read_text()[-3000:]

@@ -113,25 +113,21 @@ def _read_table(spark, settings: Settings, table: str, columns: tuple[str, ...])
         cursor = conn.cursor()
         cursor.execute(f"SELECT COUNT(*), MIN(`{key}`), MAX(`{key}`) FROM `{table}`")
         rows, low, high = cursor.fetchone()
+    stamps = {c.name for c in TABLES_BY_NAME[table].columns if c.kind == "timestamp"} & set(columns)
     reader = jdbc_options(spark.read.format("jdbc"), settings, READ_URL_OPTIONS).option(
-        "dbtable", _read_query(table, columns)).option("fetchsize", FETCH_SIZE)
+        "dbtable", _read_query(table, columns, stamps)).option("fetchsize", FETCH_SIZE)
     if rows:
         reader = (reader.option("partitionColumn", key).option("lowerBound", low)
                   .option("upperBound", min(high + 1, BIGINT_MAX))  # a Java long; the last range is open above
                   .option("numPartitions", read_partitions(rows, spark.sparkContext.defaultParallelism)))
-    stamps = _timestamps(table) & set(columns)
     return reader.load().select(*columns).withColumns({c: F.timestamp_micros(c) for c in stamps}), rows
 
 
-def _timestamps(table: str) -> set[str]:
-    return {c.name for c in TABLES_BY_NAME[table].columns if c.kind == "timestamp"}
-
-
-def _read_query(table: str, columns: tuple[str, ...]) -> str:
-    """The key and `columns` of `table`, DATETIMEs as epoch microseconds: read as JDBC timestamps they went through
-    Java's Julian-Gregorian calendar, where 1582-10-05..14 do not exist (read ten days later; replication's JDBC
-    path reads the source so too)."""
-    key, stamps = TABLES_BY_NAME[table].primary_key, _timestamps(table)
+def _read_query(table: str, columns: tuple[str, ...], stamps: set[str]) -> str:
+    """The key and `columns` of `table`, those in `stamps` (DATETIMEs) as epoch microseconds: read as JDBC timestamps
+    they went through Java's Julian-Gregorian calendar, where 1582-10-05..14 do not exist (read ten days later;
+    replication's JDBC path reads the source so too)."""
+    key = TABLES_BY_NAME[table].primary_key
     names = [key, *(c for c in columns if c != key)]
     fields = ", ".join(f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01', `{c}`) AS `{c}`" if c in stamps else f"`{c}`"
                        for c in names)

@@ -26,7 +26,8 @@ _DUPLICATE = re.compile(r"Duplicate entry '.{0,200}?' for key '?[\w.]+'?")
 
 
 class StagingRefused(RuntimeError):
-    """MySQL refused a mart's rows as duplicates of its key (a retry fails the same)."""
+    """MySQL refused a mart's rows as duplicates of its key: replica values its collation holds equal (a retry fails
+    the same), or a write task Spark ran twice (a retry mends it)."""
 
 
 # The replication's measured write options per driver: MariaDB's bulk protocol, MySQL's rewritten batches.
